@@ -1,0 +1,1 @@
+//! age and the SOPS file format (work in progress).

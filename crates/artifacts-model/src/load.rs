@@ -1,0 +1,585 @@
+//! Reading declarations from manifests and from the Nix modules' JSON.
+//!
+//! Both inputs go through one reader over a JSON value tree, so the
+//! hand-written manifest and the nix-eval output share every default and every
+//! error message. Accepted shapes:
+//!
+//! ```text
+//! default.backend = "…"                         manifest default
+//! nixos  = [{machine, artifacts, config, default}]   nix-eval shape, or
+//! [nixos.<machine>]   artifacts, config, default     table shape
+//! home   = [{user, …}]       / [home.<user>]
+//! tanka  = [{environment, …}] / [tanka.<env>]
+//! [artifacts.<name>]  targets = ["nixos/m1", "m2"]   shorthand: one declaration, many targets
+//! ```
+//!
+//! Defaults are those of upstream nixos-artifacts: path
+//! `/run/artifacts/<artifact>/<file>` (NixOS), `$XDG_RUNTIME_DIR/artifacts/<artifact>/<file>`
+//! (Home Manager, kept literal), `<artifact>/<file>` (tanka: the key in
+//! `secrets_yaml`), owner and group `root` (NixOS only), mode `0400`, `secret = true`.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+
+use crate::error::{Location, ModelError, Problem};
+use crate::model::{
+    Artifact, FileSpec, Mode, Model, Prompt, PromptKind, Target, TargetId, TargetKind,
+};
+
+/// Loads a hand-written manifest (`.toml`, `.json`, `.yaml`/`.yml`).
+///
+/// Relative generator paths are taken from the manifest's directory, which is
+/// also the project root.
+pub fn load_manifest(path: &Path) -> Result<Model, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = parse_text(path, &text)?;
+    let root = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    from_value(path, &root, &value)
+}
+
+/// Loads the JSON produced by evaluating the Nix modules, read from memory.
+///
+/// `source` names where it came from (the flake) in error messages, `root` is
+/// the project directory.
+pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, ModelError> {
+    let value: Value = serde_json::from_str(json).map_err(|err| ModelError::Parse {
+        path: source.to_owned(),
+        message: err.to_string(),
+    })?;
+    from_value(source, root, &value)
+}
+
+fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
+    let parse_error = |message: String| ModelError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => toml::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
+        Some("json") => serde_json::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
+        Some("yaml" | "yml") => {
+            serde_norway::from_str::<Value>(text).map_err(|e| parse_error(e.to_string()))
+        }
+        _ => Err(ModelError::UnknownFormat {
+            path: path.to_owned(),
+        }),
+    }
+}
+
+/// Builds a model from an already parsed value tree.
+pub fn from_value(source: &Path, root: &Path, value: &Value) -> Result<Model, ModelError> {
+    let mut reader = Reader {
+        base: Location::file(source),
+        root: root.to_owned(),
+        problems: Vec::new(),
+    };
+    let model = reader.model(value);
+    if reader.problems.is_empty() {
+        Ok(Model {
+            source: source.to_owned(),
+            root: root.to_owned(),
+            ..model
+        })
+    } else {
+        Err(ModelError::Invalid(reader.problems))
+    }
+}
+
+struct Reader {
+    base: Location,
+    root: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Reader {
+    fn problem(&mut self, location: Location, message: impl Into<String>) {
+        self.problems.push(Problem {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn object<'v>(&mut self, value: &'v Value, location: &Location) -> Option<&'v Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            other => {
+                self.problem(
+                    location.clone(),
+                    format!("expected a table/object, found {}", kind_of(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports keys outside `allowed` as problems.
+    fn known_keys(&mut self, map: &Map<String, Value>, allowed: &[&str], location: &Location, prefix: &str) {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.problem(
+                    location.field(format!("{prefix}{key}")),
+                    format!("unknown key `{key}` (expected one of: {})", allowed.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn string(&mut self, value: &Value, location: Location) -> Option<String> {
+        match value {
+            Value::String(text) => Some(text.clone()),
+            other => {
+                self.problem(location, format!("expected a string, found {}", kind_of(other)));
+                None
+            }
+        }
+    }
+
+    fn optional_string(&mut self, map: &Map<String, Value>, key: &str, location: &Location, prefix: &str) -> Option<String> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(value) => self.string(value, location.field(format!("{prefix}{key}"))),
+        }
+    }
+
+    fn bool(&mut self, map: &Map<String, Value>, key: &str, default: bool, location: &Location, prefix: &str) -> bool {
+        match map.get(key) {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.problem(
+                    location.field(format!("{prefix}{key}")),
+                    format!("expected true or false, found {}", kind_of(other)),
+                );
+                default
+            }
+        }
+    }
+
+    fn default_backend(&mut self, map: &Map<String, Value>, location: &Location) -> Option<String> {
+        let default = map.get("default")?;
+        let default = self.object(default, &location.field("default"))?;
+        self.known_keys(default, &["backend"], location, "default.");
+        self.optional_string(default, "backend", location, "default.")
+    }
+
+    fn model(&mut self, value: &Value) -> Model {
+        let base = self.base.clone();
+        let mut model = Model {
+            source: PathBuf::new(),
+            root: PathBuf::new(),
+            default_backend: None,
+            targets: Vec::new(),
+        };
+        let Some(top) = self.object(value, &base) else {
+            return model;
+        };
+        self.known_keys(top, &["default", "nixos", "home", "tanka", "artifacts"], &base, "");
+        model.default_backend = self.default_backend(top, &base);
+        for kind in TargetKind::ALL {
+            if let Some(section) = top.get(kind.manifest_key()) {
+                self.targets(kind, section, &mut model.targets);
+            }
+        }
+        if let Some(shorthand) = top.get("artifacts") {
+            self.shorthand(shorthand, &mut model.targets);
+        }
+        model
+    }
+
+    /// Reads `nixos = [{machine, …}]` (nix-eval shape) or `[nixos.<name>]` (table shape).
+    fn targets(&mut self, kind: TargetKind, section: &Value, targets: &mut Vec<Target>) {
+        let key = kind.manifest_key();
+        let name_key = match kind {
+            TargetKind::Nixos => "machine",
+            TargetKind::Home => "user",
+            TargetKind::Tanka => "environment",
+        };
+        match section {
+            Value::Array(entries) => {
+                for (index, entry) in entries.iter().enumerate() {
+                    let location = self.base.field(format!("{key}[{index}]"));
+                    let Some(map) = self.object(entry, &location) else {
+                        continue;
+                    };
+                    let Some(name) = map
+                        .get(name_key)
+                        .and_then(|v| self.string(v, location.field(format!("{key}[{index}].{name_key}"))))
+                    else {
+                        if !map.contains_key(name_key) {
+                            self.problem(location, format!("missing `{name_key}`"));
+                        }
+                        continue;
+                    };
+                    self.target(TargetId::new(kind, name), map, Some(name_key), targets);
+                }
+            }
+            Value::Object(entries) => {
+                for (name, entry) in entries {
+                    let id = TargetId::new(kind, name.clone());
+                    let location = self.base.target(&id);
+                    if let Some(map) = self.object(entry, &location) {
+                        self.target(id, map, None, targets);
+                    }
+                }
+            }
+            other => {
+                self.problem(
+                    self.base.field(key),
+                    format!("expected a list or a table of targets, found {}", kind_of(other)),
+                );
+            }
+        }
+    }
+
+    fn target(&mut self, id: TargetId, map: &Map<String, Value>, name_key: Option<&str>, targets: &mut Vec<Target>) {
+        let location = self.base.target(&id);
+        if targets.iter().any(|t| t.id == id) {
+            self.problem(location, "target declared twice");
+            return;
+        }
+        let mut allowed = vec!["artifacts", "config", "default"];
+        allowed.extend(name_key);
+        self.known_keys(map, &allowed, &location, "");
+        let default_backend = self.default_backend(map, &location);
+        let mut config = IndexMap::new();
+        if let Some(value) = map.get("config").filter(|v| !v.is_null())
+            && let Some(entries) = self.object(value, &location.field("config"))
+        {
+            for (backend, settings) in entries {
+                config.insert(backend.clone(), settings.clone());
+            }
+        }
+        let mut artifacts = IndexMap::new();
+        if let Some(value) = map.get("artifacts").filter(|v| !v.is_null())
+            && let Some(entries) = self.object(value, &location.field("artifacts"))
+        {
+            for (name, entry) in entries {
+                let artifact_location = location.artifact(name);
+                if let Some(artifact) = self.artifact(id.kind, name, entry, &artifact_location, false) {
+                    artifacts.insert(name.clone(), artifact);
+                }
+            }
+        }
+        targets.push(Target {
+            id,
+            default_backend,
+            config,
+            artifacts,
+        });
+    }
+
+    /// Reads `[artifacts.<name>]` with `targets = [...]` and adds it to each target.
+    fn shorthand(&mut self, value: &Value, targets: &mut Vec<Target>) {
+        let location = self.base.field("artifacts");
+        let Some(entries) = self.object(value, &location) else {
+            return;
+        };
+        for (name, entry) in entries {
+            let location = self.base.artifact(name);
+            let Some(map) = self.object(entry, &location) else {
+                continue;
+            };
+            let references = match map.get("targets") {
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| self.string(v, location.field(format!("targets[{i}]"))))
+                    .collect::<Vec<_>>(),
+                Some(other) => {
+                    self.problem(
+                        location.field("targets"),
+                        format!("expected a list of target references, found {}", kind_of(other)),
+                    );
+                    continue;
+                }
+                None => {
+                    self.problem(
+                        location.field("targets"),
+                        "missing `targets` (which machines, users or environments declare this artifact?)",
+                    );
+                    continue;
+                }
+            };
+            for reference in references {
+                let Some(index) = self.resolve_reference(&reference, targets, &location) else {
+                    continue;
+                };
+                let kind = targets[index].id.kind;
+                let artifact_location = location.target(&targets[index].id);
+                let Some(artifact) = self.artifact(kind, name, entry, &artifact_location, true) else {
+                    continue;
+                };
+                let target = &mut targets[index];
+                if target.artifacts.contains_key(name) {
+                    self.problem(
+                        artifact_location,
+                        "declared twice: on the target and in the top-level `[artifacts]` shorthand",
+                    );
+                } else {
+                    target.artifacts.insert(name.clone(), artifact);
+                }
+            }
+        }
+    }
+
+    /// Finds (or creates) the target a shorthand reference names: `kind/name`, or a
+    /// bare name that is unique among declared targets (a new NixOS machine otherwise).
+    fn resolve_reference(&mut self, reference: &str, targets: &mut Vec<Target>, location: &Location) -> Option<usize> {
+        let id = match reference.split_once('/') {
+            Some((kind, name)) => match TargetKind::parse(kind) {
+                Some(kind) => TargetId::new(kind, name),
+                None => {
+                    self.problem(
+                        location.field("targets"),
+                        format!("unknown target kind `{kind}` in `{reference}` (use nixos/, home/ or tanka/)"),
+                    );
+                    return None;
+                }
+            },
+            None => {
+                let matches: Vec<usize> = (0..targets.len())
+                    .filter(|&i| targets[i].id.name == reference)
+                    .collect();
+                match matches.as_slice() {
+                    [one] => return Some(*one),
+                    [] => TargetId::new(TargetKind::Nixos, reference),
+                    _ => {
+                        self.problem(
+                            location.field("targets"),
+                            format!("`{reference}` names several targets; write it as nixos/{reference}, home/{reference} or tanka/{reference}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        if let Some(index) = targets.iter().position(|t| t.id == id) {
+            return Some(index);
+        }
+        targets.push(Target {
+            id,
+            default_backend: None,
+            config: IndexMap::new(),
+            artifacts: IndexMap::new(),
+        });
+        Some(targets.len() - 1)
+    }
+
+    fn artifact(&mut self, kind: TargetKind, name: &str, value: &Value, location: &Location, shorthand: bool) -> Option<Artifact> {
+        let map = self.object(value, location)?;
+        let mut allowed = vec![
+            "name",
+            "description",
+            "shared",
+            "backend",
+            "serialization",
+            "generator",
+            "prompts",
+            "files",
+            "dependencies",
+        ];
+        if shorthand {
+            allowed.push("targets");
+        }
+        self.known_keys(map, &allowed, location, "");
+        if let Some(declared) = self.optional_string(map, "name", location, "")
+            && declared != name
+        {
+            self.problem(
+                location.field("name"),
+                format!("`name = \"{declared}\"` differs from the key `{name}` it is declared under"),
+            );
+        }
+        let backend = match (
+            self.optional_string(map, "backend", location, ""),
+            self.optional_string(map, "serialization", location, ""),
+        ) {
+            (Some(backend), Some(legacy)) if backend != legacy => {
+                self.problem(
+                    location.field("serialization"),
+                    format!("`backend = \"{backend}\"` and the legacy `serialization = \"{legacy}\"` disagree; keep only `backend`"),
+                );
+                Some(backend)
+            }
+            (backend, legacy) => backend.or(legacy),
+        };
+        let generator = self
+            .optional_string(map, "generator", location, "")
+            .map(|g| self.resolve_path(&g));
+        let mut prompts = IndexMap::new();
+        if let Some(value) = map.get("prompts").filter(|v| !v.is_null())
+            && let Some(entries) = self.object(value, &location.field("prompts"))
+        {
+            for (prompt_name, entry) in entries {
+                if let Some(prompt) = self.prompt(prompt_name, entry, location) {
+                    prompts.insert(prompt_name.clone(), prompt);
+                }
+            }
+        }
+        let mut files = IndexMap::new();
+        if let Some(value) = map.get("files").filter(|v| !v.is_null())
+            && let Some(entries) = self.object(value, &location.field("files"))
+        {
+            for (file_name, entry) in entries {
+                if let Some(file) = self.file(kind, name, file_name, entry, location) {
+                    files.insert(file_name.clone(), file);
+                }
+            }
+        }
+        let dependencies = match map.get("dependencies") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| self.string(v, location.field(format!("dependencies[{i}]"))))
+                .collect(),
+            Some(other) => {
+                self.problem(
+                    location.field("dependencies"),
+                    format!("expected a list of artifact names, found {}", kind_of(other)),
+                );
+                Vec::new()
+            }
+        };
+        Some(Artifact {
+            name: name.to_owned(),
+            description: self.optional_string(map, "description", location, ""),
+            shared: self.bool(map, "shared", false, location, ""),
+            backend,
+            generator,
+            prompts,
+            files,
+            dependencies,
+        })
+    }
+
+    fn prompt(&mut self, name: &str, value: &Value, location: &Location) -> Option<Prompt> {
+        let prefix = format!("prompts.{name}.");
+        let map = self.object(value, &location.field(format!("prompts.{name}")))?;
+        self.known_keys(map, &["name", "description", "type"], location, &prefix);
+        let kind = match self.optional_string(map, "type", location, &prefix) {
+            None => PromptKind::Hidden,
+            Some(text) => match PromptKind::parse(&text) {
+                Some(kind) => kind,
+                None => {
+                    self.problem(
+                        location.field(format!("{prefix}type")),
+                        format!("unknown prompt type `{text}` (expected line, hidden, multiline or multiline-hidden)"),
+                    );
+                    PromptKind::Hidden
+                }
+            },
+        };
+        Some(Prompt {
+            description: self.optional_string(map, "description", location, &prefix),
+            kind,
+        })
+    }
+
+    fn file(&mut self, kind: TargetKind, artifact: &str, name: &str, value: &Value, location: &Location) -> Option<FileSpec> {
+        let prefix = format!("files.{name}.");
+        let map = self.object(value, &location.field(format!("files.{name}")))?;
+        // `value` is what the Nix module reads back from the public store: an output, ignored here.
+        self.known_keys(
+            map,
+            &["name", "path", "owner", "group", "mode", "secret", "value"],
+            location,
+            &prefix,
+        );
+        let path = self
+            .optional_string(map, "path", location, &prefix)
+            .unwrap_or_else(|| match kind {
+                TargetKind::Nixos => format!("/run/artifacts/{artifact}/{name}"),
+                TargetKind::Home => format!("$XDG_RUNTIME_DIR/artifacts/{artifact}/{name}"),
+                TargetKind::Tanka => format!("{artifact}/{name}"),
+            });
+        let (owner, group) = match kind {
+            TargetKind::Nixos => (
+                Some(self.optional_string(map, "owner", location, &prefix).unwrap_or_else(|| "root".into())),
+                Some(self.optional_string(map, "group", location, &prefix).unwrap_or_else(|| "root".into())),
+            ),
+            TargetKind::Home | TargetKind::Tanka => {
+                for key in ["owner", "group"] {
+                    if map.get(key).is_some_and(|v| !v.is_null()) {
+                        self.problem(
+                            location.field(format!("{prefix}{key}")),
+                            format!("`{key}` is not supported on a {} (files belong to the user); remove it", kind.noun()),
+                        );
+                    }
+                }
+                (None, None)
+            }
+        };
+        let mode = match map.get("mode") {
+            None | Some(Value::Null) => Mode::DEFAULT,
+            Some(Value::String(text)) => match parse_mode(text) {
+                Ok(mode) => mode,
+                Err(message) => {
+                    self.problem(location.field(format!("{prefix}mode")), message);
+                    Mode::DEFAULT
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    location.field(format!("{prefix}mode")),
+                    format!("mode must be an octal string such as \"0400\", found {}", kind_of(other)),
+                );
+                Mode::DEFAULT
+            }
+        };
+        Some(FileSpec {
+            path,
+            owner,
+            group,
+            mode,
+            secret: self.bool(map, "secret", true, location, &prefix),
+        })
+    }
+
+    fn resolve_path(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+/// Parses an octal mode string: three or four octal digits, at most `0777`.
+pub fn parse_mode(text: &str) -> Result<Mode, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    if !(3..=4).contains(&digits.len()) || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!(
+            "mode `{}` is not octal: write three or four octal digits such as \"0400\" or \"0640\"",
+            text.escape_debug()
+        ));
+    }
+    let mode = u32::from_str_radix(digits, 8).expect("checked octal digits");
+    if mode > 0o777 {
+        return Err(format!(
+            "mode `{text}` sets setuid, setgid or sticky bits, which artifact files may not carry"
+        ));
+    }
+    Ok(Mode(mode))
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}

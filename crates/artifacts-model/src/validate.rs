@@ -1,0 +1,303 @@
+//! Validation of a loaded [`Model`]: every problem at once, each located.
+//!
+//! Checked here: names (see [`crate::names`]), file paths (absolute, no `..`,
+//! not in `/nix/store`), owners and groups, the presence of a generator and
+//! files, backend resolution against the known backends, shared artifacts
+//! declared identically everywhere, and dependencies (declared, acyclic).
+
+use std::collections::BTreeMap;
+use std::path::Component;
+
+use crate::error::{Location, ModelError, Problem};
+use crate::model::{Artifact, Model, Target, TargetKind};
+use crate::names::{check_account, check_name, escape_for_message};
+
+/// Validates declarations against the set of known backend names.
+pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError> {
+    let mut problems = Vec::new();
+    let base = Location::file(&model.source);
+    if let Some(name) = &model.default_backend {
+        check_backend(name, known_backends, base.field("default.backend"), &mut problems);
+    }
+    for target in &model.targets {
+        let location = base.target(&target.id);
+        if let Err(message) = check_name(&target.id.name) {
+            problems.push(problem(location.clone(), format!("target {message}")));
+        }
+        if let Some(name) = &target.default_backend {
+            check_backend(name, known_backends, location.field("default.backend"), &mut problems);
+        }
+        for artifact in target.artifacts.values() {
+            check_artifact(model, target, artifact, known_backends, &location.artifact(&artifact.name), &mut problems);
+        }
+    }
+    check_shared(model, &base, &mut problems);
+    check_cycles(model, &base, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ModelError::Invalid(problems))
+    }
+}
+
+fn problem(location: Location, message: impl Into<String>) -> Problem {
+    Problem {
+        location,
+        message: message.into(),
+    }
+}
+
+fn check_backend(name: &str, known: &[&str], location: Location, problems: &mut Vec<Problem>) {
+    if let Err(message) = check_name(name) {
+        problems.push(problem(location, format!("backend {message}")));
+    } else if !known.contains(&name) {
+        let known = if known.is_empty() {
+            "none are configured".to_owned()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        problems.push(problem(location, format!("unknown backend `{name}` ({known})")));
+    }
+}
+
+fn check_artifact(model: &Model, target: &Target, artifact: &Artifact, known: &[&str], location: &Location, problems: &mut Vec<Problem>) {
+    if let Err(message) = check_name(&artifact.name) {
+        problems.push(problem(location.clone(), format!("artifact {message}")));
+    }
+    if let Some(name) = &artifact.backend {
+        check_backend(name, known, location.field("backend"), problems);
+    }
+    if model.resolve_backend(target, artifact).is_none() {
+        problems.push(problem(
+            location.clone(),
+            "no backend chosen: set `backend` on the artifact, `default.backend` on the target, or `default.backend` at the top of the manifest",
+        ));
+    }
+    if artifact.generator.is_none() {
+        problems.push(problem(location.field("generator"), "no generator: every artifact needs a script that writes its files to $out"));
+    }
+    if artifact.files.is_empty() {
+        problems.push(problem(location.field("files"), "declares no files"));
+    }
+    for name in artifact.prompts.keys() {
+        if let Err(message) = check_name(name) {
+            problems.push(problem(location.field(format!("prompts.{}", name.escape_debug())), format!("prompt {message}")));
+        }
+    }
+    for (name, file) in &artifact.files {
+        let field = |key: &str| location.field(format!("files.{}.{key}", name.escape_debug()));
+        if let Err(message) = check_name(name) {
+            problems.push(problem(location.field(format!("files.{}", name.escape_debug())), format!("file {message}")));
+        }
+        if let Err(message) = check_file_path(target.id.kind, &file.path) {
+            problems.push(problem(field("path"), message));
+        }
+        for (key, account) in [("owner", &file.owner), ("group", &file.group)] {
+            if let Some(account) = account
+                && let Err(message) = check_account(account)
+            {
+                problems.push(problem(field(key), format!("{key} {message}")));
+            }
+        }
+    }
+    for (index, dependency) in artifact.dependencies.iter().enumerate() {
+        let field = location.field(format!("dependencies[{index}]"));
+        if let Err(message) = check_name(dependency) {
+            problems.push(problem(field, format!("dependency {message}")));
+            continue;
+        }
+        match target.artifacts.get(dependency) {
+            None => problems.push(problem(
+                field,
+                format!("depends on `{dependency}`, which {} does not declare", target.id),
+            )),
+            Some(depended) if artifact.shared && !depended.shared => problems.push(problem(
+                field,
+                format!("a shared artifact can only depend on shared artifacts, and `{dependency}` is not shared"),
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Checks a declared target path.
+fn check_file_path(kind: TargetKind, path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("path is empty".into());
+    }
+    if path.chars().any(char::is_control) {
+        return Err(format!("path {} contains a control character", escape_for_message(path)));
+    }
+    let relative_start = path.starts_with("$") || path.starts_with("~/");
+    let std_path = std::path::Path::new(path);
+    if std_path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("path `{path}` contains `..`"));
+    }
+    match kind {
+        TargetKind::Nixos if !std_path.is_absolute() => {
+            Err(format!("path `{path}` is not absolute"))
+        }
+        TargetKind::Home if !std_path.is_absolute() && !relative_start => Err(format!(
+            "path `{path}` is neither absolute nor starts with a variable such as $XDG_RUNTIME_DIR or ~/"
+        )),
+        TargetKind::Tanka if std_path.is_absolute() => Err(format!(
+            "path `{path}` of a tanka file is a key inside secrets_yaml and must be relative"
+        )),
+        _ if path.starts_with("/nix/store") => Err(format!(
+            "path `{path}` is in /nix/store, which is world-readable; use a path such as /run/artifacts/…"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A shared artifact must be declared the same way by every target.
+fn check_shared(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
+    for group in model.shared_groups() {
+        let Some(((first_target, first), rest)) = group.members.split_first() else {
+            continue;
+        };
+        for (target, artifact) in rest {
+            let differences = differences(model, (first_target, first), (target, artifact));
+            if !differences.is_empty() {
+                problems.push(problem(
+                    base.artifact(group.name),
+                    format!(
+                        "shared artifact is declared differently by {} and {}: {}",
+                        first_target.id,
+                        target.id,
+                        differences.join("; ")
+                    ),
+                ));
+            }
+        }
+        // Every declaration of the name must be shared, or none.
+        for target in &model.targets {
+            if let Some(artifact) = target.artifacts.get(group.name)
+                && !artifact.shared
+            {
+                problems.push(problem(
+                    base.target(&target.id).artifact(group.name).field("shared"),
+                    format!("is not shared here but shared on {}", first_target.id),
+                ));
+            }
+        }
+    }
+}
+
+/// What differs between two declarations of a shared artifact, in words.
+fn differences(model: &Model, (ta, a): (&Target, &Artifact), (tb, b): (&Target, &Artifact)) -> Vec<String> {
+    let mut out = Vec::new();
+    let backend_a = model.resolve_backend(ta, a).map(|c| c.name);
+    let backend_b = model.resolve_backend(tb, b).map(|c| c.name);
+    if backend_a != backend_b {
+        out.push(format!("backend {} vs {}", show(&backend_a), show(&backend_b)));
+    }
+    if a.generator != b.generator {
+        out.push(format!(
+            "generator {} vs {}",
+            show(&a.generator.as_ref().map(|p| p.display().to_string())),
+            show(&b.generator.as_ref().map(|p| p.display().to_string()))
+        ));
+    }
+    let names_a: Vec<_> = a.files.keys().collect();
+    let names_b: Vec<_> = b.files.keys().collect();
+    let mut sorted_a = names_a.clone();
+    let mut sorted_b = names_b.clone();
+    sorted_a.sort();
+    sorted_b.sort();
+    if sorted_a != sorted_b {
+        out.push(format!("files {sorted_a:?} vs {sorted_b:?}"));
+    } else {
+        for (name, fa) in &a.files {
+            let fb = &b.files[name];
+            // Paths differ legitimately between kinds (/run/… vs $XDG_RUNTIME_DIR/…).
+            if ta.id.kind == tb.id.kind && fa.path != fb.path {
+                out.push(format!("files.{name}.path `{}` vs `{}`", fa.path, fb.path));
+            }
+            if let (Some(oa), Some(ob)) = (&fa.owner, &fb.owner)
+                && oa != ob
+            {
+                out.push(format!("files.{name}.owner `{oa}` vs `{ob}`"));
+            }
+            if let (Some(ga), Some(gb)) = (&fa.group, &fb.group)
+                && ga != gb
+            {
+                out.push(format!("files.{name}.group `{ga}` vs `{gb}`"));
+            }
+            if fa.mode != fb.mode {
+                out.push(format!("files.{name}.mode {} vs {}", fa.mode, fb.mode));
+            }
+            if fa.secret != fb.secret {
+                out.push(format!("files.{name}.secret {} vs {}", fa.secret, fb.secret));
+            }
+        }
+    }
+    let prompts_a: BTreeMap<_, _> = a.prompts.iter().map(|(n, p)| (n, p.kind)).collect();
+    let prompts_b: BTreeMap<_, _> = b.prompts.iter().map(|(n, p)| (n, p.kind)).collect();
+    if prompts_a != prompts_b {
+        let list = |m: &BTreeMap<&String, crate::PromptKind>| {
+            m.iter().map(|(n, k)| format!("{n}:{}", k.as_str())).collect::<Vec<_>>().join(", ")
+        };
+        out.push(format!("prompts [{}] vs [{}]", list(&prompts_a), list(&prompts_b)));
+    }
+    let mut deps_a = a.dependencies.clone();
+    let mut deps_b = b.dependencies.clone();
+    deps_a.sort();
+    deps_b.sort();
+    if deps_a != deps_b {
+        out.push(format!("dependencies {deps_a:?} vs {deps_b:?}"));
+    }
+    out
+}
+
+fn show(value: &Option<String>) -> String {
+    match value {
+        Some(text) => format!("`{text}`"),
+        None => "(none)".into(),
+    }
+}
+
+/// Rejects dependency cycles within each target, naming the cycle.
+fn check_cycles(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
+    let mut reported = std::collections::BTreeSet::new();
+    for target in &model.targets {
+        for start in target.artifacts.keys() {
+            let mut path = vec![start.as_str()];
+            if let Some(cycle) = find_cycle(target, &mut path)
+                && reported.insert(normalize_cycle(&cycle))
+            {
+                problems.push(problem(
+                    base.target(&target.id).artifact(start).field("dependencies"),
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                ));
+            }
+        }
+    }
+}
+
+fn find_cycle<'a>(target: &'a Target, path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    let current = *path.last().expect("path starts non-empty");
+    let artifact = target.artifacts.get(current)?;
+    for dependency in &artifact.dependencies {
+        if let Some(position) = path.iter().position(|p| p == dependency) {
+            let mut cycle: Vec<String> = path[position..].iter().map(|s| s.to_string()).collect();
+            cycle.push(dependency.clone());
+            return Some(cycle);
+        }
+        if target.artifacts.contains_key(dependency) {
+            path.push(dependency);
+            if let Some(cycle) = find_cycle(target, path) {
+                return Some(cycle);
+            }
+            path.pop();
+        }
+    }
+    None
+}
+
+/// The same cycle found from different starts is reported once.
+fn normalize_cycle(cycle: &[String]) -> Vec<String> {
+    let mut members: Vec<String> = cycle[..cycle.len() - 1].to_vec();
+    members.sort();
+    members
+}
