@@ -1,1 +1,30 @@
-//! Engine
+//! Everything that runs: backends, generators, the plan and `artifacts.lock`.
+//!
+//! Which part do you need?
+//!
+//! * Finding backends: [`backend::BackendRegistry::load`] reads `backend.toml`
+//!   (with includes) and checks every script.
+//! * Ordering work: [`plan::Plan::new`] turns a validated model into units
+//!   (one per target and artifact, one per shared artifact) in dependency order.
+//! * Asking: [`prompts::Answers::collect`] gathers prompt answers from a file,
+//!   the environment or an [`prompts::Asker`], before anything runs.
+//! * Doing: [`engine::Engine`] checks units in parallel and generates them
+//!   (sandboxed generator, output validation, serialize, lock update).
+//! * Cleaning up on signals: [`process::terminate_all`] and [`scratch::remove_all`].
+//!
+//! This crate knows no terminal.
+
+#![deny(missing_docs)]
+
+pub mod backend;
+pub mod engine;
+pub mod generator;
+pub mod lock;
+pub mod plan;
+pub mod process;
+pub mod prompts;
+pub mod sandbox;
+pub mod scratch;
+pub mod script;
+
+pub use engine::{Engine, EngineError, Observer, Settings, Silent, Status, Timeouts, error_chain};

@@ -1,0 +1,549 @@
+//! age recipients, identities, encryption and decryption, key generation.
+//!
+//! Owns the [`Recipient`] and [`Identity`] wrappers around the `age` crate
+//! (X25519 `age1…` keys, `ssh-ed25519` and `ssh-rsa`), their parsers (strings,
+//! recipient files, `.pub` files, age key files, OpenSSH private keys), and
+//! one-shot [`encrypt`]/[`decrypt`] helpers that buffer the plaintext so a
+//! failure never leaves half a plaintext behind. No global state.
+
+use std::fmt;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Origin, Result};
+
+/// An age recipient: who a file is encrypted to. Public; safe to print.
+#[derive(Clone)]
+pub struct Recipient {
+    text: String,
+    kind: RecipientKind,
+}
+
+#[derive(Clone)]
+enum RecipientKind {
+    X25519(age::x25519::Recipient),
+    Ssh(age::ssh::Recipient),
+}
+
+/// A shortened, public rendering of untrusted recipient text for errors.
+///
+/// Text that looks like a secret key is never echoed.
+fn describe_untrusted(s: &str) -> String {
+    let t = s.trim();
+    if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY") || t.contains("PRIVATE KEY") {
+        return "(an identity, not a recipient)".to_string();
+    }
+    let short: String = t.chars().take(24).collect();
+    if short.len() < t.len() {
+        format!("`{short}…`")
+    } else {
+        format!("`{short}`")
+    }
+}
+
+impl Recipient {
+    /// Parses one recipient; surrounding whitespace is ignored.
+    ///
+    /// `origin` names where the text came from, for the error message.
+    pub fn parse_from(s: &str, origin: Origin) -> Result<Self> {
+        let t = s.trim();
+        let err = |reason: &str| Error::InvalidRecipient {
+            what: describe_untrusted(t),
+            origin: origin.clone(),
+            reason: reason.to_string(),
+        };
+        if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY") {
+            return Err(err("this is an identity (private key); pass its public key instead"));
+        }
+        if let Some(rest) = t.strip_prefix("age1") {
+            // Bech32 data never contains `1`, so one after the prefix marks a
+            // plugin recipient (`age1yubikey1…`), which needs an external plugin.
+            if rest.contains('1') {
+                return Err(err("age plugin recipients are not supported"));
+            }
+            let r = age::x25519::Recipient::from_str(t).map_err(err)?;
+            return Ok(Recipient {
+                text: r.to_string(),
+                kind: RecipientKind::X25519(r),
+            });
+        }
+        if t.starts_with("ssh-ed25519 ") || t.starts_with("ssh-rsa ") {
+            // Keep the key type and the key; drop a trailing comment.
+            let mut parts = t.split_whitespace();
+            let key = format!(
+                "{} {}",
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default()
+            );
+            let r = age::ssh::Recipient::from_str(&key).map_err(|e| {
+                err(match e {
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooLarge => {
+                        "the RSA modulus is too large"
+                    }
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
+                        "the RSA modulus is smaller than 2048 bits"
+                    }
+                    age::ssh::ParseRecipientKeyError::Unsupported(_) => "unsupported SSH key type",
+                    _ => "invalid SSH public key",
+                })
+            })?;
+            return Ok(Recipient {
+                text: r.to_string(),
+                kind: RecipientKind::Ssh(r),
+            });
+        }
+        if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
+            return Err(err("unsupported SSH key type (use ssh-ed25519 or ssh-rsa)"));
+        }
+        Err(err("expected an age1… X25519 key, ssh-ed25519 or ssh-rsa public key"))
+    }
+
+    /// Parses one recipient given on the command line or in code.
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::parse_from(s, Origin::Described("the arguments".into()))
+    }
+
+    /// The canonical text form (`age1…`, or `ssh-… BASE64` without comment).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether this is an SSH recipient.
+    pub fn is_ssh(&self) -> bool {
+        matches!(self.kind, RecipientKind::Ssh(_))
+    }
+
+    pub(crate) fn as_age(&self) -> &dyn age::Recipient {
+        match &self.kind {
+            RecipientKind::X25519(r) => r,
+            RecipientKind::Ssh(r) => r,
+        }
+    }
+}
+
+impl FromStr for Recipient {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Recipient::parse(s)
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient({})", self.text)
+    }
+}
+
+impl PartialEq for Recipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+impl Eq for Recipient {}
+
+/// Parses recipients from text in the recipients-file format: one per line,
+/// blank lines and `#` comments ignored. `.pub` files are a special case of it.
+pub fn parse_recipients(text: &str, origin: &Origin) -> Result<Vec<Recipient>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = match origin {
+            Origin::File(p) => Origin::Described(format!("`{}` line {}", p.display(), n + 1)),
+            o => Origin::Described(format!("{o} line {}", n + 1)),
+        };
+        out.push(Recipient::parse_from(line, at)?);
+    }
+    Ok(out)
+}
+
+/// Reads a recipients file (or an SSH `.pub` file).
+pub fn read_recipients_file(path: &Path) -> Result<Vec<Recipient>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let recipients = parse_recipients(&text, &Origin::file(path))?;
+    if recipients.is_empty() {
+        return Err(Error::InvalidRecipient {
+            what: "list".into(),
+            origin: Origin::file(path),
+            reason: "the file holds no recipient".into(),
+        });
+    }
+    Ok(recipients)
+}
+
+/// Something that can supply the passphrase of an encrypted SSH key.
+///
+/// The CLI asks in a terminal; libraries and tests pass [`NoPassphrase`] or a
+/// closure.
+pub trait PassphraseProvider {
+    /// Returns the passphrase for the key described by `description`, or
+    /// `None` when none can be obtained (no terminal, cancelled).
+    fn passphrase(&self, description: &str) -> Option<SecretString>;
+}
+
+/// A [`PassphraseProvider`] that never has a passphrase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPassphrase;
+
+impl PassphraseProvider for NoPassphrase {
+    fn passphrase(&self, _: &str) -> Option<SecretString> {
+        None
+    }
+}
+
+impl<F: Fn(&str) -> Option<SecretString>> PassphraseProvider for F {
+    fn passphrase(&self, description: &str) -> Option<SecretString> {
+        self(description)
+    }
+}
+
+/// An age identity (private key). Its `Debug` shows only its kind and origin.
+pub struct Identity {
+    origin: Origin,
+    kind: IdentityKind,
+}
+
+enum IdentityKind {
+    X25519(age::x25519::Identity),
+    Ssh(age::ssh::Identity),
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            IdentityKind::X25519(_) => "x25519",
+            IdentityKind::Ssh(_) => "ssh",
+        };
+        write!(f, "Identity({kind} from {})", self.origin)
+    }
+}
+
+impl Identity {
+    /// Where this identity was loaded from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The public recipient of this identity.
+    pub fn to_recipient(&self) -> Result<Recipient> {
+        match &self.kind {
+            IdentityKind::X25519(i) => {
+                let r = i.to_public();
+                Ok(Recipient {
+                    text: r.to_string(),
+                    kind: RecipientKind::X25519(r),
+                })
+            }
+            IdentityKind::Ssh(i) => {
+                let r = age::ssh::Recipient::try_from(i.clone()).map_err(|_| {
+                    Error::InvalidIdentity {
+                        origin: self.origin.clone(),
+                        reason: "cannot derive the public key of this SSH key".into(),
+                    }
+                })?;
+                Ok(Recipient {
+                    text: r.to_string(),
+                    kind: RecipientKind::Ssh(r),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn as_age(&self) -> &dyn age::Identity {
+        match &self.kind {
+            IdentityKind::X25519(i) => i,
+            IdentityKind::Ssh(i) => i,
+        }
+    }
+}
+
+/// Parses identities from text: an age key file (as `age-keygen` writes it,
+/// comments allowed, several keys allowed) or an OpenSSH private key
+/// (ed25519 or rsa, optionally passphrase-protected).
+pub fn parse_identities(
+    text: &str,
+    origin: Origin,
+    passphrase: &dyn PassphraseProvider,
+) -> Result<Vec<Identity>> {
+    let invalid = |reason: &str| Error::InvalidIdentity {
+        origin: origin.clone(),
+        reason: reason.to_string(),
+    };
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----")
+        || trimmed.starts_with("-----BEGIN RSA PRIVATE KEY-----")
+    {
+        let filename = origin.path().map(|p| p.display().to_string());
+        let parsed = age::ssh::Identity::from_buffer(BufReader::new(trimmed.as_bytes()), filename)
+            .map_err(|_| invalid("not a valid OpenSSH private key"))?;
+        let ssh = match parsed {
+            age::ssh::Identity::Unencrypted(_) => parsed,
+            age::ssh::Identity::Encrypted(enc) => {
+                let description = format!("passphrase for {origin}");
+                let Some(pass) = passphrase.passphrase(&description) else {
+                    return Err(Error::PassphraseRequired { origin });
+                };
+                let key = enc
+                    .decrypt(pass)
+                    .map_err(|_| Error::WrongPassphrase {
+                        origin: origin.clone(),
+                    })?;
+                age::ssh::Identity::Unencrypted(key)
+            }
+            age::ssh::Identity::Unsupported(u) => {
+                let reason = match u {
+                    age::ssh::UnsupportedKey::EncryptedPem => {
+                        "encrypted PEM keys are not supported (convert with `ssh-keygen -o -p`)"
+                            .to_string()
+                    }
+                    age::ssh::UnsupportedKey::EncryptedSsh(c) => {
+                        format!("unsupported SSH key encryption cipher {c}")
+                    }
+                    age::ssh::UnsupportedKey::Hardware(t) | age::ssh::UnsupportedKey::Type(t) => {
+                        format!("unsupported SSH key type {t}")
+                    }
+                    _ => "unsupported SSH key".to_string(),
+                };
+                return Err(invalid(&reason));
+            }
+        };
+        return Ok(vec![Identity {
+            origin,
+            kind: IdentityKind::Ssh(ssh),
+        }]);
+    }
+    if trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+        || trimmed.starts_with("age-encryption.org/")
+    {
+        return Err(invalid("passphrase-encrypted identity files are not supported"));
+    }
+    if trimmed.starts_with("-----BEGIN") {
+        return Err(invalid("unsupported private key format"));
+    }
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("AGE-PLUGIN-") {
+            return Err(invalid(&format!(
+                "line {}: age plugin identities are not supported",
+                n + 1
+            )));
+        }
+        let id = age::x25519::Identity::from_str(line).map_err(|_| {
+            invalid(&format!(
+                "line {}: expected an AGE-SECRET-KEY-1… line or a comment",
+                n + 1
+            ))
+        })?;
+        out.push(Identity {
+            origin: origin.clone(),
+            kind: IdentityKind::X25519(id),
+        });
+    }
+    if out.is_empty() {
+        return Err(invalid("no identity found"));
+    }
+    Ok(out)
+}
+
+/// Reads an identity file (age key file or OpenSSH private key).
+pub fn read_identity_file(
+    path: &Path,
+    passphrase: &dyn PassphraseProvider,
+) -> Result<Vec<Identity>> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read", path, e))?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidIdentity {
+        origin: Origin::file(path),
+        reason: "the file is not UTF-8 text".into(),
+    })?;
+    parse_identities(text, Origin::file(path), passphrase)
+}
+
+/// Encrypts `plaintext` to `recipients`, binary or ASCII-armored.
+pub fn encrypt(recipients: &[Recipient], plaintext: &[u8], armor: bool) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(plaintext.len() + 256);
+    encrypt_stream(recipients, plaintext, &mut out, armor, &Origin::Described("the input".into()))?;
+    Ok(out)
+}
+
+/// Encrypts a stream to `recipients`. `origin` names the input for errors.
+pub fn encrypt_stream(
+    recipients: &[Recipient],
+    mut input: impl Read,
+    output: impl Write,
+    armor: bool,
+    origin: &Origin,
+) -> Result<()> {
+    if recipients.is_empty() {
+        return Err(Error::NoRecipients {
+            origin: origin.clone(),
+        });
+    }
+    let enc_err = |reason: String| Error::AgeEncrypt {
+        origin: origin.clone(),
+        reason,
+    };
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
+        .map_err(|e| enc_err(e.to_string().to_lowercase()))?;
+    let format = if armor {
+        age::armor::Format::AsciiArmor
+    } else {
+        age::armor::Format::Binary
+    };
+    let io_err = |e: std::io::Error| enc_err(format!("write failed: {e}"));
+    let armored = age::armor::ArmoredWriter::wrap_output(output, format).map_err(io_err)?;
+    let mut writer = encryptor.wrap_output(armored).map_err(io_err)?;
+    let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(enc_err(format!("read failed: {e}"))),
+        };
+        writer.write_all(&buf[..n]).map_err(io_err)?;
+    }
+    writer.finish().and_then(|a| a.finish()).map_err(io_err)?;
+    Ok(())
+}
+
+/// Decrypts an age file (binary or armored) with the first identity that
+/// matches. The whole plaintext is returned only when it authenticated.
+pub fn decrypt(
+    identities: &[Identity],
+    ciphertext: &[u8],
+    origin: &Origin,
+) -> Result<Zeroizing<Vec<u8>>> {
+    if identities.is_empty() {
+        return Err(Error::NoIdentities {
+            origin: origin.clone(),
+        });
+    }
+    let fail = |reason: &str| Error::AgeDecrypt {
+        origin: origin.clone(),
+        reason: reason.to_string(),
+    };
+    let reader = age::armor::ArmoredReader::new(ciphertext);
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(reader)).map_err(|e| match e {
+        age::DecryptError::UnknownFormat => fail("not an age file (or a newer age format)"),
+        age::DecryptError::Io(_) | age::DecryptError::InvalidHeader => {
+            fail("not an age file, or its header is truncated or corrupted")
+        }
+        _ => fail(&map_decrypt_error(&e)),
+    })?;
+    if decryptor.is_scrypt() {
+        return Err(fail("passphrase-encrypted age files are not supported"));
+    }
+    let mut reader = decryptor
+        .decrypt(identities.iter().map(|i| i.as_age()))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => Error::NoMatchingIdentity {
+                origin: origin.clone(),
+                recipients: Vec::new(),
+            },
+            other => fail(&map_decrypt_error(&other)),
+        })?;
+    let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
+    reader
+        .read_to_end(&mut out)
+        .map_err(|_| fail("the payload is truncated or was modified"))?;
+    Ok(out)
+}
+
+fn map_decrypt_error(e: &age::DecryptError) -> String {
+    match e {
+        age::DecryptError::DecryptionFailed => "the payload is truncated or was modified".into(),
+        age::DecryptError::InvalidMac => "the header MAC is invalid (the file was modified)".into(),
+        age::DecryptError::InvalidHeader => "the header is invalid".into(),
+        age::DecryptError::KeyDecryptionFailed => "failed to decrypt an encrypted key".into(),
+        age::DecryptError::NoMatchingKeys => "no identity matches".into(),
+        age::DecryptError::UnknownFormat => "unknown age format".into(),
+        age::DecryptError::Io(e) => format!("read failed: {e}"),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Decrypts `ciphertext` and encrypts the plaintext again to `recipients`
+/// (what `agenix -r` does), without the plaintext leaving memory.
+pub fn reencrypt(
+    identities: &[Identity],
+    recipients: &[Recipient],
+    ciphertext: &[u8],
+    armor: bool,
+    origin: &Origin,
+) -> Result<Vec<u8>> {
+    let plain = decrypt(identities, ciphertext, origin)?;
+    let mut out = Vec::with_capacity(ciphertext.len() + 256);
+    encrypt_stream(recipients, &plain[..], &mut out, armor, origin)?;
+    Ok(out)
+}
+
+/// Whether bytes look like an ASCII-armored age file.
+pub fn is_armored(data: &[u8]) -> bool {
+    let start = data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(data.len());
+    data[start..].starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+}
+
+/// A freshly generated X25519 key pair.
+pub struct GeneratedKey {
+    identity: age::x25519::Identity,
+}
+
+impl fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GeneratedKey({})", self.recipient())
+    }
+}
+
+impl GeneratedKey {
+    /// The public key (`age1…`).
+    pub fn recipient(&self) -> String {
+        self.identity.to_public().to_string()
+    }
+
+    /// The identity file contents in `age-keygen`'s format, with `# created:`
+    /// and `# public key:` comment lines.
+    pub fn identity_file(&self) -> Zeroizing<String> {
+        let secret = self.identity.to_string();
+        Zeroizing::new(format!(
+            "# created: {}\n# public key: {}\n{}\n",
+            crate::time::now_rfc3339(),
+            self.recipient(),
+            secret.expose_secret()
+        ))
+    }
+
+    /// The key as an [`Identity`].
+    pub fn to_identity(&self) -> Identity {
+        Identity {
+            origin: Origin::Described("a generated key".into()),
+            kind: IdentityKind::X25519(self.identity.clone()),
+        }
+    }
+}
+
+/// Generates a new X25519 key pair.
+pub fn keygen() -> GeneratedKey {
+    GeneratedKey {
+        identity: age::x25519::Identity::generate(),
+    }
+}

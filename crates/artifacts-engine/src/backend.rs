@@ -1,0 +1,398 @@
+//! The backend registry: `backend.toml` files, read as upstream nixos-artifacts reads them.
+//!
+//! ```toml
+//! include = ["./other.toml"]       # relative to this file; cycles and duplicate names rejected
+//! [agenix.nixos]                   # also .home, .shared and (our addition) .tanka
+//! enabled = true                   # optional
+//! check = "./check"                # check and serialize come as a pair
+//! serialize = "./serialize"
+//! deserialize = "./deserialize"    # addition, optional
+//! ```
+//!
+//! A section without scripts is a *passthrough*: the backend stores nothing
+//! (check reports "not stored by design"). Script paths are relative to the
+//! file that names them and are checked at load: they must exist, be regular
+//! files and be executable.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use artifacts_model::Context;
+use artifacts_model::names::check_name;
+use indexmap::IndexMap;
+use serde::Serialize;
+
+/// Which `backend.toml` section serves a context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SectionKind {
+    /// `[b.nixos]`
+    Nixos,
+    /// `[b.home]`
+    Home,
+    /// `[b.shared]`
+    Shared,
+    /// `[b.tanka]`
+    Tanka,
+}
+
+impl SectionKind {
+    const ALL: [SectionKind; 4] = [
+        SectionKind::Nixos,
+        SectionKind::Home,
+        SectionKind::Shared,
+        SectionKind::Tanka,
+    ];
+
+    /// The section serving a context.
+    pub fn for_context(context: Context) -> SectionKind {
+        match context {
+            Context::Nixos => SectionKind::Nixos,
+            Context::HomeManager => SectionKind::Home,
+            Context::Shared => SectionKind::Shared,
+            Context::Tanka => SectionKind::Tanka,
+        }
+    }
+
+    /// The TOML key.
+    pub fn key(self) -> &'static str {
+        match self {
+            SectionKind::Nixos => "nixos",
+            SectionKind::Home => "home",
+            SectionKind::Shared => "shared",
+            SectionKind::Tanka => "tanka",
+        }
+    }
+}
+
+/// The scripts of one section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Scripts {
+    /// Says whether the artifact is stored and current (exit 0) or needs generation (exit 1).
+    pub check: PathBuf,
+    /// Stores `$out`.
+    pub serialize: PathBuf,
+    /// Restores into `$out` (optional).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deserialize: Option<PathBuf>,
+}
+
+/// One section of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Section {
+    /// Whether the backend serves this context.
+    pub enabled: bool,
+    /// `None` for a passthrough section.
+    pub scripts: Option<Scripts>,
+}
+
+/// A backend: a name and its sections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    /// The name artifacts refer to.
+    pub name: String,
+    /// The `backend.toml` defining it.
+    pub defined_in: PathBuf,
+    /// Sections present in the file.
+    pub sections: BTreeMap<SectionKind, Section>,
+}
+
+/// What a backend offers, for `artifacts backends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Target kinds with an enabled section.
+    pub targets: Vec<SectionKind>,
+    /// Whether shared artifacts can be stored.
+    pub shared: bool,
+    /// Whether every enabled storing section can deserialize.
+    pub deserialize: bool,
+    /// Whether every enabled section is a passthrough (stores nothing).
+    pub passthrough: bool,
+}
+
+impl Backend {
+    /// The section serving `context`, if present and enabled.
+    pub fn section(&self, context: Context) -> Option<&Section> {
+        self.sections
+            .get(&SectionKind::for_context(context))
+            .filter(|s| s.enabled)
+    }
+
+    /// What this backend offers.
+    pub fn capabilities(&self) -> Capabilities {
+        let enabled: Vec<(&SectionKind, &Section)> =
+            self.sections.iter().filter(|(_, s)| s.enabled).collect();
+        Capabilities {
+            targets: enabled
+                .iter()
+                .map(|(k, _)| **k)
+                .filter(|k| *k != SectionKind::Shared)
+                .collect(),
+            shared: enabled.iter().any(|(k, _)| **k == SectionKind::Shared),
+            deserialize: enabled.iter().any(|(_, s)| s.scripts.is_some())
+                && enabled
+                    .iter()
+                    .filter_map(|(_, s)| s.scripts.as_ref())
+                    .all(|s| s.deserialize.is_some()),
+            passthrough: !enabled.is_empty() && enabled.iter().all(|(_, s)| s.scripts.is_none()),
+        }
+    }
+}
+
+/// All known backends.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackendRegistry {
+    backends: IndexMap<String, Backend>,
+}
+
+/// Why backends could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A `backend.toml` could not be read.
+    #[error("failed to read backend config `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `backend.toml` is not valid TOML.
+    #[error("failed to parse backend config `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A file includes itself, directly or through others.
+    #[error("circular include in backend config: {}", .chain.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(" includes "))]
+    CircularInclude {
+        /// The files, from the first to the one included again.
+        chain: Vec<PathBuf>,
+    },
+    /// Two files define the same backend.
+    #[error("backend `{name}` is defined twice: in `{first}` and in `{second}`")]
+    Duplicate {
+        /// The backend name.
+        name: String,
+        /// Where it was first defined.
+        first: PathBuf,
+        /// Where it was defined again.
+        second: PathBuf,
+    },
+    /// The content is not what a backend config may hold.
+    #[error("backend config `{path}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the backend, section and key.
+        message: String,
+    },
+    /// A script named by a backend cannot be run.
+    #[error("backend `{backend}` [{backend}.{section}] {key} script `{script}` {problem} (declared in `{path}`)")]
+    Script {
+        /// The backend.
+        backend: String,
+        /// The section key.
+        section: &'static str,
+        /// `check`, `serialize` or `deserialize`.
+        key: &'static str,
+        /// The resolved script path.
+        script: PathBuf,
+        /// What is wrong with it.
+        problem: &'static str,
+        /// The defining file.
+        path: PathBuf,
+    },
+}
+
+impl BackendRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        BackendRegistry::default()
+    }
+
+    /// Loads a `backend.toml` and everything it includes.
+    pub fn load(path: &Path) -> Result<Self, BackendError> {
+        let mut registry = BackendRegistry::new();
+        registry.load_file(path, &mut Vec::new())?;
+        Ok(registry)
+    }
+
+    /// Adds a backend defined elsewhere (for example, shipped with the binary).
+    /// An existing backend of the same name wins.
+    pub fn add_fallback(&mut self, backend: Backend) {
+        self.backends.entry(backend.name.clone()).or_insert(backend);
+    }
+
+    /// Looks a backend up by name.
+    pub fn get(&self, name: &str) -> Option<&Backend> {
+        self.backends.get(name)
+    }
+
+    /// Backend names, in definition order.
+    pub fn names(&self) -> Vec<&str> {
+        self.backends.keys().map(String::as_str).collect()
+    }
+
+    /// All backends, in definition order.
+    pub fn iter(&self) -> impl Iterator<Item = &Backend> {
+        self.backends.values()
+    }
+
+    fn load_file(&mut self, path: &Path, stack: &mut Vec<PathBuf>) -> Result<(), BackendError> {
+        let canonical = path.canonicalize().map_err(|source| BackendError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if let Some(position) = stack.iter().position(|p| p == &canonical) {
+            let mut chain = stack[position..].to_vec();
+            chain.push(canonical);
+            return Err(BackendError::CircularInclude { chain });
+        }
+        let text = std::fs::read_to_string(&canonical).map_err(|source| BackendError::Read {
+            path: canonical.clone(),
+            source,
+        })?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| BackendError::Parse {
+            path: canonical.clone(),
+            message: e.to_string(),
+        })?;
+        let dir = canonical.parent().unwrap_or(Path::new("/")).to_owned();
+        let invalid = |message: String| BackendError::Invalid {
+            path: canonical.clone(),
+            message,
+        };
+        stack.push(canonical.clone());
+        if let Some(include) = table.get("include") {
+            let list = include
+                .as_array()
+                .ok_or_else(|| invalid("`include` must be a list of paths".into()))?;
+            for entry in list {
+                let relative = entry
+                    .as_str()
+                    .ok_or_else(|| invalid("`include` entries must be strings".into()))?;
+                self.load_file(&dir.join(relative), stack)?;
+            }
+        }
+        stack.pop();
+        for (name, value) in &table {
+            if name == "include" {
+                continue;
+            }
+            check_name(name).map_err(|message| invalid(format!("backend {message}")))?;
+            let sections = value.as_table().ok_or_else(|| {
+                invalid(format!("`{name}` must be a table with [{name}.nixos], [{name}.home], [{name}.shared] or [{name}.tanka] sections"))
+            })?;
+            let backend = read_backend(name, sections, &dir, &canonical)?;
+            if let Some(existing) = self.backends.get(name) {
+                return Err(BackendError::Duplicate {
+                    name: name.clone(),
+                    first: existing.defined_in.clone(),
+                    second: canonical.clone(),
+                });
+            }
+            self.backends.insert(name.clone(), backend);
+        }
+        Ok(())
+    }
+}
+
+fn read_backend(name: &str, sections: &toml::Table, dir: &Path, file: &Path) -> Result<Backend, BackendError> {
+    let invalid = |message: String| BackendError::Invalid {
+        path: file.to_owned(),
+        message,
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in sections {
+        let Some(kind) = SectionKind::ALL.into_iter().find(|k| k.key() == key) else {
+            let hint = if key.contains("check_serialization") || key.ends_with("serialize") {
+                " (this looks like the old flat format: write [NAME.nixos] with check = … and serialize = …)"
+            } else {
+                ""
+            };
+            return Err(invalid(format!(
+                "unknown key `{name}.{key}`: expected sections nixos, home, shared or tanka{hint}"
+            )));
+        };
+        let table = value
+            .as_table()
+            .ok_or_else(|| invalid(format!("`{name}.{key}` must be a table")))?;
+        for entry in table.keys() {
+            if !["enabled", "check", "serialize", "deserialize"].contains(&entry.as_str()) {
+                return Err(invalid(format!(
+                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize)"
+                )));
+            }
+        }
+        let script = |field: &'static str| -> Result<Option<PathBuf>, BackendError> {
+            match table.get(field) {
+                None => Ok(None),
+                Some(toml::Value::String(relative)) => {
+                    let path = dir.join(relative);
+                    check_script(&path).map_err(|problem| BackendError::Script {
+                        backend: name.to_owned(),
+                        section: kind.key(),
+                        key: field,
+                        script: path.clone(),
+                        problem,
+                        path: file.to_owned(),
+                    })?;
+                    Ok(Some(path))
+                }
+                Some(_) => Err(invalid(format!("[{name}.{key}] {field} must be a path string"))),
+            }
+        };
+        let check = script("check")?;
+        let serialize = script("serialize")?;
+        let deserialize = script("deserialize")?;
+        let enabled = match table.get("enabled") {
+            None => true,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(_) => return Err(invalid(format!("[{name}.{key}] enabled must be true or false"))),
+        };
+        let scripts = match (check, serialize) {
+            (Some(check), Some(serialize)) => Some(Scripts {
+                check,
+                serialize,
+                deserialize,
+            }),
+            (None, None) if deserialize.is_none() => None,
+            (None, None) => {
+                return Err(invalid(format!(
+                    "[{name}.{key}] has deserialize but no check and serialize"
+                )));
+            }
+            (Some(_), None) => {
+                return Err(invalid(format!("[{name}.{key}] check requires serialize")));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(format!("[{name}.{key}] serialize requires check")));
+            }
+        };
+        out.insert(kind, Section { enabled, scripts });
+    }
+    Ok(Backend {
+        name: name.to_owned(),
+        defined_in: file.to_owned(),
+        sections: out,
+    })
+}
+
+/// Checks that a script can be executed: exists, is a regular file, has an execute bit.
+pub fn check_script(path: &Path) -> Result<(), &'static str> {
+    let metadata = std::fs::metadata(path).map_err(|_| "does not exist")?;
+    if metadata.is_dir() {
+        return Err("is a directory, not a script");
+    }
+    if !metadata.is_file() {
+        return Err("is not a regular file");
+    }
+    if metadata.permissions().mode() & 0o111 == 0 {
+        return Err("is not executable (chmod +x it)");
+    }
+    Ok(())
+}

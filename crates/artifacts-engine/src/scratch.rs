@@ -1,0 +1,157 @@
+//! Private scratch directories and secret file writes.
+//!
+//! Global state: the set of live scratch directories, so that a signal
+//! handler can remove them all before the process exits ([`remove_all`]).
+//! Every directory is created `0700`, every file in it `0600` with
+//! `create_new` (no racing an existing file); each directory is removed when
+//! its [`Scratch`] is dropped, on success and failure alike.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Removes every live scratch directory. For signal handlers, right before exiting.
+pub fn remove_all() {
+    let dirs: Vec<PathBuf> = LIVE.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A `0700` temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Creates one under the system temporary directory (`$TMPDIR`).
+    pub fn new(purpose: &str) -> std::io::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("artifacts-{purpose}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
+        let path = dir.path().to_owned();
+        if let Ok(mut live) = LIVE.lock() {
+            live.insert(path.clone());
+        }
+        Ok(Scratch {
+            dir: Some(dir),
+            path,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates a `0700` subdirectory.
+    pub fn subdir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let path = self.path.join(name);
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&self.path);
+        }
+        if let Some(dir) = self.dir.take() {
+            // Make read-only leftovers (a generator's `chmod 0400 $out/x` on a dir) removable.
+            let _ = make_writable(dir.path());
+            let _ = dir.close();
+        }
+    }
+}
+
+fn make_writable(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700));
+            let _ = make_writable(&entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new `0600` file, failing if it exists.
+pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content)?;
+    file.sync_all()
+}
+
+/// Replaces `path` atomically: a `0600`-or-`mode` temp file in the same directory,
+/// fsynced, then renamed over the target, so readers see the old or the new
+/// content and never a torn file.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".artifacts-tmp-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(parent)?;
+    temp.write_all(content)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn scratch_is_private_and_removed_on_drop() {
+        let scratch = Scratch::new("test").unwrap();
+        let path = scratch.path().to_owned();
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
+        let file = path.join("secret");
+        write_private(&file, b"x").unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        drop(scratch);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn write_private_refuses_to_clobber() {
+        let scratch = Scratch::new("test").unwrap();
+        let file = scratch.path().join("f");
+        write_private(&file, b"one").unwrap();
+        assert!(write_private(&file, b"two").is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"one");
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_keeps_mode() {
+        let scratch = Scratch::new("test").unwrap();
+        let file = scratch.path().join("lock");
+        write_atomic(&file, b"old", 0o644).unwrap();
+        write_atomic(&file, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o644);
+        let leftovers: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temp file left behind");
+    }
+}

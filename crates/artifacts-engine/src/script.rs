@@ -1,0 +1,266 @@
+//! Running backend scripts per the contract.
+//!
+//! | variable | check | serialize | deserialize |
+//! |---|---|---|---|
+//! | `artifact`, `artifact_context`, `targets`, `inputs`, `LOG_LEVEL` | ✓ | ✓ | ✓ |
+//! | `out` | | ✓ (read) | ✓ (write) |
+//!
+//! `$targets` is a JSON file `{context, targets:[{name, type, config}]}`;
+//! `$inputs` a directory with one JSON file per declared file, named exactly as
+//! the file: `{path, owner, group, mode, secret}`. For backends written against
+//! upstream's older guide we also set `$machine`/`$username`/`$environment` and
+//! `$config` (that target's config as a JSON file) outside the shared context.
+//!
+//! Scripts are executed directly (shebang honoured), with the project root as
+//! working directory, our environment minus prompt answers
+//! (`ARTIFACTS_PROMPT_*`), and `ARTIFACTS` set to this binary so scripts can
+//! call `$ARTIFACTS age …`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use artifacts_model::{Context, TargetKind};
+use serde_json::json;
+
+use crate::backend::Scripts;
+use crate::plan::Unit;
+use crate::process::{Output, ProcessBuilder, ProcessError, describe_status};
+use crate::scratch::{Scratch, write_private};
+
+/// Settings every script run shares.
+#[derive(Debug, Clone)]
+pub struct ScriptEnv {
+    /// The project root: scripts' working directory.
+    pub root: PathBuf,
+    /// `$LOG_LEVEL`.
+    pub log_level: String,
+    /// Time limit per script.
+    pub timeout: Option<Duration>,
+    /// The `artifacts` binary, exported as `$ARTIFACTS`.
+    pub self_exe: Option<PathBuf>,
+}
+
+/// Which script to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptKind {
+    /// `check`
+    Check,
+    /// `serialize`
+    Serialize,
+    /// `deserialize`
+    Deserialize,
+}
+
+impl ScriptKind {
+    /// The script's key in `backend.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScriptKind::Check => "check",
+            ScriptKind::Serialize => "serialize",
+            ScriptKind::Deserialize => "deserialize",
+        }
+    }
+}
+
+/// A backend script failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScriptError {
+    /// The backend's section has no such script.
+    #[error("backend `{backend}` has no {script} script for context {context}")]
+    Missing {
+        /// Backend name.
+        backend: String,
+        /// Which script.
+        script: &'static str,
+        /// The context.
+        context: Context,
+    },
+    /// Preparing `$targets`/`$inputs` failed.
+    #[error("failed to prepare the {script} script's inputs")]
+    Prepare {
+        /// Which script.
+        script: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process could not start or timed out.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The script exited in a way that means failure.
+    #[error("{script} script `{command}` failed ({status}){}", stderr_suffix(.stderr))]
+    Failed {
+        /// Which script.
+        script: &'static str,
+        /// The command line.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// Its stderr.
+        stderr: String,
+    },
+}
+
+/// Formats a child's stderr for the end of an error message.
+pub fn stderr_suffix(stderr: &str) -> String {
+    let trimmed = stderr.trim_end();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        let indented: Vec<String> = trimmed.lines().map(|l| format!("    {l}")).collect();
+        format!("; its stderr:\n{}", indented.join("\n"))
+    }
+}
+
+/// What `check` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// Exit 0: stored and current as far as the backend knows.
+    Stored,
+    /// Exit 1: needs generation.
+    NeedsGeneration,
+}
+
+/// Scratch space for one script run: `$targets`, `$inputs`, maybe `$config`.
+struct Prepared {
+    scratch: Scratch,
+    targets: PathBuf,
+    inputs: PathBuf,
+    config: Option<PathBuf>,
+}
+
+fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
+    let scratch = Scratch::new("script")?;
+    let targets = scratch.path().join("targets.json");
+    let backend = &unit.backend.name;
+    let config_of = |target: &artifacts_model::Target| {
+        target
+            .config
+            .get(backend)
+            .cloned()
+            .unwrap_or_else(|| json!({}))
+    };
+    let document = json!({
+        "context": unit.context.as_str(),
+        "targets": unit.targets.iter().map(|t| json!({
+            "name": t.id.name,
+            "type": t.id.kind.as_str(),
+            "config": config_of(t),
+        })).collect::<Vec<_>>(),
+    });
+    write_private(&targets, &serde_json::to_vec_pretty(&document).expect("json"))?;
+    let inputs = scratch.subdir("inputs")?;
+    for (name, file) in &unit.artifact.files {
+        let spec = serde_json::to_vec_pretty(file).expect("json");
+        write_private(&inputs.join(name), &spec)?;
+    }
+    let config = if unit.context == Context::Shared {
+        None
+    } else {
+        let path = scratch.path().join("config.json");
+        write_private(&path, &serde_json::to_vec_pretty(&config_of(unit.targets[0])).expect("json"))?;
+        Some(path)
+    };
+    Ok(Prepared {
+        scratch,
+        targets,
+        inputs,
+        config,
+    })
+}
+
+/// Builds the command for a script with the contract's environment.
+fn command(unit: &Unit<'_>, script: &Path, env: &ScriptEnv, prepared: &Prepared, out: Option<&Path>) -> ProcessBuilder {
+    let mut builder = ProcessBuilder::new(script);
+    builder
+        .cwd(&env.root)
+        .timeout(env.timeout)
+        .env("artifact", unit.name())
+        .env("artifact_context", unit.context.as_str())
+        .env("targets", &prepared.targets)
+        .env("inputs", &prepared.inputs)
+        .env("LOG_LEVEL", &env.log_level);
+    if let Some(out) = out {
+        builder.env("out", out);
+    } else {
+        builder.env_remove("out");
+    }
+    if let Some(config) = &prepared.config {
+        let target = unit.targets[0];
+        builder
+            .env("config", config)
+            .env(target.id.kind.identity_variable(), &target.id.name);
+    }
+    if let Some(exe) = &env.self_exe {
+        builder.env("ARTIFACTS", exe);
+    }
+    // Prompt answers may sit in our environment; no script needs them.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ARTIFACTS_PROMPT_") {
+            builder.env_remove(key);
+        }
+    }
+    for kind in [TargetKind::Nixos, TargetKind::Home, TargetKind::Tanka] {
+        if prepared.config.is_none() || unit.targets[0].id.kind != kind {
+            builder.env_remove(kind.identity_variable());
+        }
+    }
+    builder
+}
+
+fn run(unit: &Unit<'_>, scripts: &Scripts, kind: ScriptKind, env: &ScriptEnv, out: Option<&Path>) -> Result<Output, ScriptError> {
+    let script = match kind {
+        ScriptKind::Check => &scripts.check,
+        ScriptKind::Serialize => &scripts.serialize,
+        ScriptKind::Deserialize => scripts.deserialize.as_ref().ok_or(ScriptError::Missing {
+            backend: unit.backend.name.clone(),
+            script: "deserialize",
+            context: unit.context,
+        })?,
+    };
+    let prepared = prepare(unit).map_err(|source| ScriptError::Prepare {
+        script: kind.as_str(),
+        source,
+    })?;
+    let builder = command(unit, script, env, &prepared, out);
+    let output = builder.run()?;
+    drop(prepared.scratch);
+    Ok(output)
+}
+
+/// Runs `check`: exit 0 stored, 1 needs generation, anything else an error.
+pub fn check(unit: &Unit<'_>, scripts: &Scripts, env: &ScriptEnv) -> Result<CheckOutcome, ScriptError> {
+    let output = run(unit, scripts, ScriptKind::Check, env, None)?;
+    match output.status.code() {
+        Some(0) => Ok(CheckOutcome::Stored),
+        Some(1) => Ok(CheckOutcome::NeedsGeneration),
+        _ => Err(ScriptError::Failed {
+            script: "check",
+            command: scripts.check.display().to_string(),
+            status: describe_status(&output.status),
+            stderr: output.stderr,
+        }),
+    }
+}
+
+/// Runs `serialize` with `$out` holding the generated files, or `deserialize`
+/// with `$out` an empty directory to fill.
+pub fn store(unit: &Unit<'_>, scripts: &Scripts, kind: ScriptKind, env: &ScriptEnv, out: &Path) -> Result<(), ScriptError> {
+    let output = run(unit, scripts, kind, env, Some(out))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let script = match kind {
+            ScriptKind::Check => &scripts.check,
+            ScriptKind::Serialize => &scripts.serialize,
+            ScriptKind::Deserialize => scripts.deserialize.as_ref().expect("checked in run"),
+        };
+        Err(ScriptError::Failed {
+            script: kind.as_str(),
+            command: script.display().to_string(),
+            status: describe_status(&output.status),
+            stderr: output.stderr,
+        })
+    }
+}
