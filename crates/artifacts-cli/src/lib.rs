@@ -1,1 +1,162 @@
-//! cli
+//! The `artifacts` command: parse, run, turn errors into exit codes.
+//!
+//! [`run`] takes argv as a parameter so tests can call it in-process. Global
+//! state: the signal-handling thread installed by [`signals::install`], which
+//! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP.
+
+mod args;
+mod ask;
+mod commands;
+mod context;
+mod exit;
+mod output;
+mod signals;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, ColorChoice, Command, GlobalArgs};
+use commands::generate::Request;
+use context::Context;
+
+/// Runs the command line `argv` (program name first) and returns the exit code.
+pub fn run<I, T>(argv: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let _ = error.print();
+            return code;
+        }
+    };
+    setup_output(&cli.global);
+    signals::install();
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(error) if exit::is_broken_pipe(&error) => exit::SUCCESS,
+        Err(error) => {
+            let style = console::Style::new().red().bold().for_stderr();
+            eprintln!("{} {:#}", style.apply_to("error:"), error);
+            exit::code_for(&error)
+        }
+    }
+}
+
+fn setup_output(global: &GlobalArgs) {
+    match global.color {
+        ColorChoice::Always => console::set_colors_enabled_stderr(true),
+        ColorChoice::Never => {
+            console::set_colors_enabled(false);
+            console::set_colors_enabled_stderr(false);
+        }
+        ColorChoice::Auto => {}
+    }
+    if global.color == ColorChoice::Always {
+        console::set_colors_enabled(true);
+    }
+    let level = match (global.log_level, global.quiet, global.verbose) {
+        (Some(level), _, _) => level.as_str(),
+        (None, true, _) => "error",
+        (None, false, 0) => "warn",
+        (None, false, 1) => "info",
+        (None, false, _) => "debug",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(console::colors_enabled_stderr())
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    let global = &cli.global;
+    match &cli.command {
+        Some(Command::Completions(args)) => {
+            let mut command = Cli::command();
+            clap_complete::generate(args.shell, &mut command, "artifacts", &mut std::io::stdout());
+            Ok(exit::SUCCESS)
+        }
+        Some(Command::Man) => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            out.flush()?;
+            Ok(exit::SUCCESS)
+        }
+        Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
+        Some(Command::Check(args)) => {
+            commands::status::check(&Context::load(global)?, &args.artifacts, global.json, global.quiet)
+        }
+        Some(Command::Generate(args)) => {
+            let ctx = Context::load(global)?;
+            commands::generate::run(
+                &ctx,
+                global,
+                Request {
+                    artifacts: &args.artifacts,
+                    prompts: &args.prompts,
+                    force: false,
+                },
+            )
+        }
+        Some(Command::Regenerate(args)) => {
+            let ctx = Context::load(global)?;
+            commands::generate::run(
+                &ctx,
+                global,
+                Request {
+                    artifacts: &args.artifacts,
+                    prompts: &args.prompts,
+                    force: true,
+                },
+            )
+        }
+        Some(Command::Explain(args)) => commands::explain::explain(&Context::load(global)?, &args.artifact, global.json),
+        Some(Command::Backends) => commands::explain::backends(&Context::load(global)?, global.json),
+        None => guided(global),
+    }
+}
+
+/// Bare `artifacts`: in a terminal, the status table and an offer to generate
+/// what is missing; otherwise the same as `list`.
+fn guided(global: &GlobalArgs) -> Result<i32> {
+    let ctx = Context::load(global)?;
+    if !ask::interactive() || global.json {
+        return commands::status::list(&ctx, global.json);
+    }
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, &[])?;
+    let rows = commands::status::rows(&ctx, &plan, &selected);
+    commands::status::print_table(&rows, false)?;
+    let summary = commands::status::summarize(&rows);
+    if summary.missing + summary.stale == 0 {
+        eprintln!("everything is stored and current");
+        return Ok(if summary.errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+    }
+    let question = format!("Generate {} missing artifact(s)?", summary.missing);
+    if summary.missing > 0 && ask::confirm(&question)? {
+        let prompts = args::PromptArgs {
+            prompts_file: None,
+            yes: false,
+            dry_run: false,
+        };
+        return commands::generate::run(
+            &ctx,
+            global,
+            Request {
+                artifacts: &[],
+                prompts: &prompts,
+                force: false,
+            },
+        );
+    }
+    Ok(exit::FAILURE)
+}

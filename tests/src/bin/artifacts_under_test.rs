@@ -1,1 +1,5 @@
-fn main(){}
+//! The `artifacts` binary, built inside the test crate so Cargo hands its path
+//! to the end-to-end tests (`CARGO_BIN_EXE_artifacts-under-test`).
+fn main() {
+    std::process::exit(artifacts_cli::run(std::env::args_os()));
+}

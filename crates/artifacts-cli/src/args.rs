@@ -1,0 +1,211 @@
+//! Raw command-line flags: syntax only. Anything touching files, the
+//! environment or `$PATH` is resolved later, in [`crate::context`], so that
+//! `--help` works with a broken manifest.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const AFTER_HELP: &str = "\
+Exit codes:
+  0  success (check: everything stored and current)
+  1  something is missing or stale (check), or an operation failed
+  2  usage error, declaration error, or a check that could not run
+
+Prompt answers never go on the command line: use --prompts-file FILE (JSON or
+YAML map artifact -> prompt -> value, `-` for stdin) or the variables
+ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>; in a terminal you are asked.";
+
+/// Declare secrets once; generate, store and check them through pluggable backends.
+#[derive(Debug, Parser)]
+#[command(name = "artifacts", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// Read declarations from FILE (.toml, .json, .yaml).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "flake")]
+    pub manifest: Option<PathBuf>,
+    /// Read declarations from the flake in DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub flake: Option<PathBuf>,
+    /// Read backends from FILE (default: $NIXOS_ARTIFACTS_BACKEND_CONFIG, then backend.toml beside the manifest).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub backends: Option<PathBuf>,
+    /// Only act on target NAME (kind/name or a unique name); repeatable.
+    #[arg(long = "target", global = true, value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Run up to NUM backend checks at once [default: number of cores].
+    #[arg(short = 'j', long, global = true, value_name = "NUM")]
+    pub jobs: Option<usize>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Say more (repeat for debug output).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Say only what went wrong.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Set $LOG_LEVEL for scripts and generators and our own log level.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+    /// Run generators without the bubblewrap sandbox (also ARTIFACTS_SANDBOX=off).
+    #[arg(long, global = true)]
+    pub no_sandbox: bool,
+    /// When to use colors.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+    /// Kill any backend script or generator still running after SECS seconds.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every target and artifact with its backend and status.
+    List,
+    /// Check that everything is stored and current (read-only; for CI).
+    Check(CheckArgs),
+    /// Generate what is missing (and, after confirmation, what is stale).
+    Generate(GenerateArgs),
+    /// Regenerate artifacts even if they are current.
+    #[command(visible_alias = "rotate")]
+    Regenerate(RegenerateArgs),
+    /// Show how an artifact is resolved: backend and why, targets, files, fingerprint.
+    Explain(ExplainArgs),
+    /// List backends and what they can do.
+    Backends,
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Only these artifacts.
+    #[arg(value_name = "ARTIFACT")]
+    pub artifacts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PromptArgs {
+    /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what would be generated, and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Only these artifacts.
+    #[arg(value_name = "ARTIFACT", conflicts_with = "all")]
+    pub artifacts: Vec<String>,
+    /// Every artifact (the default when no ARTIFACT is named).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub prompts: PromptArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RegenerateArgs {
+    /// The artifacts to regenerate.
+    #[arg(value_name = "ARTIFACT", required_unless_present = "all")]
+    pub artifacts: Vec<String>,
+    /// Every artifact.
+    #[arg(long, conflicts_with = "artifacts")]
+    pub all: bool,
+    #[command(flatten)]
+    pub prompts: PromptArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The artifact.
+    #[arg(value_name = "ARTIFACT")]
+    pub artifact: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_has_help_ending_in_a_period() {
+        let command = Cli::command();
+        let mut commands = vec![&command];
+        commands.extend(command.get_subcommands());
+        for cmd in commands {
+            for arg in cmd.get_arguments() {
+                if let Some(help) = arg.get_help() {
+                    let help = help.to_string();
+                    assert!(help.ends_with('.'), "{} --{:?}: {help}", cmd.get_name(), arg.get_long());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn value_flags_have_value_names() {
+        let command = Cli::command();
+        for arg in command.get_arguments() {
+            if arg.get_action().takes_values() && arg.get_long().is_some() && arg.get_possible_values().is_empty() {
+                assert!(arg.get_value_names().is_some(), "--{:?} has no value name", arg.get_long());
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `explain` and `backends`: how things resolve, and what backends offer.
+
+use std::io::Write;
+
+use anyhow::Result;
+use artifacts_engine::backend::SectionKind;
+use serde_json::json;
+
+use crate::commands::status::{rows, unit_json};
+use crate::context::Context;
+use crate::exit::{self, UsageError};
+use crate::output::Table;
+
+pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, &[artifact.to_owned()])?;
+    if selected.is_empty() {
+        return Err(UsageError(anyhow::anyhow!("artifact `{artifact}` is not declared on the selected targets")).into());
+    }
+    let rows = rows(ctx, &plan, &selected);
+    let mut out = std::io::stdout().lock();
+    if json_output {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let unit = row.unit;
+                let mut value = unit_json(row);
+                value["backend_rule"] = json!(unit.backend.rule);
+                value["generator"] = json!(unit.artifact.generator);
+                value["fingerprint"] = json!(unit.fingerprint(&plan, &ctx.lock).ok());
+                value["lock"] = json!(ctx.lock.get(&unit.scope(), unit.name()));
+                value["file_specs"] = json!(unit.artifact.files);
+                value["prompts"] = json!(unit.artifact.prompts);
+                value["dependencies"] = json!(unit.artifact.dependencies);
+                value
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &json!({ "artifacts": list }))?;
+        writeln!(out)?;
+        return Ok(exit::SUCCESS);
+    }
+    for (n, row) in rows.iter().enumerate() {
+        let unit = row.unit;
+        if n > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "artifact   {}", unit.name())?;
+        if let Some(description) = &unit.artifact.description {
+            writeln!(out, "about      {description}")?;
+        }
+        writeln!(out, "context    {}", unit.context)?;
+        let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
+        writeln!(out, "targets    {}", targets.join(", "))?;
+        writeln!(out, "backend    {} ({})", unit.backend.name, unit.backend.rule)?;
+        if let Some(backend) = ctx.registry.get(&unit.backend.name) {
+            writeln!(out, "           defined in {}", backend.defined_in.display())?;
+        }
+        match &unit.artifact.generator {
+            Some(generator) => writeln!(out, "generator  {}", generator.display())?,
+            None => writeln!(out, "generator  (none)")?,
+        }
+        if !unit.artifact.prompts.is_empty() {
+            let prompts: Vec<String> = unit
+                .artifact
+                .prompts
+                .iter()
+                .map(|(name, p)| format!("{name} ({})", p.kind.as_str()))
+                .collect();
+            writeln!(out, "prompts    {}", prompts.join(", "))?;
+        }
+        if !unit.artifact.dependencies.is_empty() {
+            writeln!(out, "depends on {}", unit.artifact.dependencies.join(", "))?;
+        }
+        let mut table = Table::new(&["FILE", "PATH", "OWNER", "GROUP", "MODE", "SECRET"]);
+        for (name, file) in &unit.artifact.files {
+            table.row(vec![
+                name.clone(),
+                file.path.clone(),
+                file.owner.clone().unwrap_or_else(|| "-".into()),
+                file.group.clone().unwrap_or_else(|| "-".into()),
+                file.mode.to_string(),
+                file.secret.to_string(),
+            ]);
+        }
+        table.print(&mut out)?;
+        match unit.fingerprint(&plan, &ctx.lock) {
+            Ok(fingerprint) => writeln!(out, "fingerprint {fingerprint}")?,
+            Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
+        }
+        match ctx.lock.get(&unit.scope(), unit.name()) {
+            Some(entry) => writeln!(out, "lock       {} generated {}", entry.fingerprint, entry.generated_at)?,
+            None => writeln!(out, "lock       no entry")?,
+        }
+        let status = match &row.status {
+            artifacts_engine::Status::Stale(reason) | artifacts_engine::Status::Error(reason) => {
+                format!("{}: {reason}", row.status.word())
+            }
+            artifacts_engine::Status::Passthrough => "ok (not stored by design)".into(),
+            other => other.word().into(),
+        };
+        writeln!(out, "status     {status}")?;
+    }
+    Ok(exit::SUCCESS)
+}
+
+pub fn backends(ctx: &Context, json_output: bool) -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    if json_output {
+        let list: Vec<_> = ctx
+            .registry
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "defined_in": b.defined_in,
+                    "capabilities": b.capabilities(),
+                    "sections": b.sections,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &json!({ "backends": list }))?;
+        writeln!(out)?;
+        return Ok(exit::SUCCESS);
+    }
+    if ctx.registry.iter().next().is_none() {
+        writeln!(out, "no backends configured (add a backend.toml beside the manifest, or pass --backends FILE)")?;
+        return Ok(exit::SUCCESS);
+    }
+    let mut table = Table::new(&["BACKEND", "TARGETS", "SHARED", "DESERIALIZE", "PASSTHROUGH", "DEFINED IN"]);
+    for backend in ctx.registry.iter() {
+        let caps = backend.capabilities();
+        let targets: Vec<&str> = caps.targets.iter().map(|k: &SectionKind| k.key()).collect();
+        table.row(vec![
+            backend.name.clone(),
+            if targets.is_empty() { "-".into() } else { targets.join(",") },
+            yes_no(caps.shared),
+            yes_no(caps.deserialize),
+            yes_no(caps.passthrough),
+            backend.defined_in.display().to_string(),
+        ]);
+    }
+    table.print(&mut out)?;
+    Ok(exit::SUCCESS)
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.into()
+}

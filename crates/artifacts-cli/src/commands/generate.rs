@@ -1,0 +1,219 @@
+//! `generate` and `regenerate`: ask, run generators in the sandbox, serialize.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::Result;
+use artifacts_engine::engine::Observer;
+use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::prompts::Answers;
+use artifacts_engine::{EngineError, Status, error_chain};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::args::{GlobalArgs, PromptArgs};
+use crate::ask::{self, TerminalAsker};
+use crate::context::{self, Context};
+use crate::exit::{self, UsageError};
+
+/// What the user asked for.
+pub struct Request<'a> {
+    pub artifacts: &'a [String],
+    pub prompts: &'a PromptArgs,
+    /// Regenerate even what is current.
+    pub force: bool,
+}
+
+pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, request.artifacts)?;
+    let engine = ctx.engine();
+    let storing: Vec<usize> = selected
+        .iter()
+        .copied()
+        .filter(|&i| !engine.is_passthrough(&plan.units[i]))
+        .collect();
+    let mut check_errors = 0;
+    let mut chosen = Vec::new();
+    let mut reasons = Vec::new();
+    if request.force {
+        for &index in &storing {
+            chosen.push(index);
+            reasons.push("forced".to_owned());
+        }
+    } else {
+        let statuses = engine.statuses(&plan, &storing, &ctx.lock, ctx.jobs);
+        let mut stale = Vec::new();
+        for (&index, status) in storing.iter().zip(statuses) {
+            match status {
+                Status::Missing => {
+                    chosen.push(index);
+                    reasons.push("missing".to_owned());
+                }
+                Status::Stale(reason) => stale.push((index, reason)),
+                Status::Error(reason) => {
+                    check_errors += 1;
+                    eprintln!(
+                        "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
+                        plan.units[index].label()
+                    );
+                }
+                Status::Ok | Status::Passthrough => {}
+            }
+        }
+        if !stale.is_empty() {
+            let list: Vec<String> = stale
+                .iter()
+                .map(|(i, reason)| format!("  {} ({reason})", plan.units[*i].label()))
+                .collect();
+            let accept = request.prompts.yes
+                || request.prompts.dry_run
+                || (!global.quiet && {
+                    eprintln!("stale (stored, but from another declaration):\n{}", list.join("\n"));
+                    ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
+                });
+            if accept {
+                for (index, reason) in stale {
+                    chosen.push(index);
+                    reasons.push(format!("stale: {reason}"));
+                }
+            } else if !ask::interactive() {
+                eprintln!(
+                    "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them:\n{}",
+                    list.len(),
+                    list.join("\n")
+                );
+            }
+        }
+    }
+    // Plan order is dependency order.
+    let mut order: Vec<(usize, String)> = chosen.into_iter().zip(reasons).collect();
+    order.sort_by_key(|(i, _)| *i);
+
+    if request.prompts.dry_run {
+        print_dry_run(&plan, &order)?;
+        return Ok(if check_errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+    }
+    if order.is_empty() {
+        if !global.quiet {
+            eprintln!("nothing to generate: everything selected is stored and current");
+        }
+        return Ok(if check_errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+    }
+    if request.force && !request.prompts.yes {
+        let labels: Vec<String> = order.iter().map(|(i, _)| format!("  {}", plan.units[*i].label())).collect();
+        if !ask::interactive() {
+            return Err(UsageError(anyhow::anyhow!(
+                "refusing to regenerate {} artifact(s) without confirmation: pass --yes (no terminal to ask)",
+                order.len()
+            ))
+            .into());
+        }
+        eprintln!("will regenerate, replacing the stored versions:\n{}", labels.join("\n"));
+        if !ask::confirm("Continue?")? {
+            eprintln!("nothing changed");
+            return Ok(exit::FAILURE);
+        }
+    }
+    let indexes: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+    let prompts_file = match &request.prompts.prompts_file {
+        Some(path) => Some(ask::read_prompts_file(path)?),
+        None => None,
+    };
+    let env_lookup = |name: &str| std::env::var(name).ok();
+    let mut asker = TerminalAsker;
+    let asker: Option<&mut dyn artifacts_engine::prompts::Asker> =
+        if ask::interactive() { Some(&mut asker) } else { None };
+    let answers = Answers::collect(&plan, &indexes, prompts_file.as_ref(), &env_lookup, asker)
+        .map_err(|e| UsageError(anyhow::Error::new(e)))?;
+    drop(prompts_file);
+    let sandbox = context::sandbox(global)?;
+
+    let progress = Progress::new(indexes.len() as u64, global.quiet);
+    let mut lock = ctx.lock.clone();
+    let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
+    progress.finish();
+    drop(answers);
+
+    let failures: Vec<&(usize, Result<(), EngineError>)> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    let generated = results.len() - failures.len();
+    for (index, result) in &failures {
+        if let Err(error) = result {
+            eprintln!("error: {}: {}", plan.units[*index].label(), error_chain(error));
+        }
+    }
+    if !global.quiet {
+        eprintln!(
+            "generated {generated} artifact(s){}",
+            if failures.is_empty() { String::new() } else { format!(", {} failed", failures.len()) }
+        );
+    }
+    Ok(if failures.is_empty() && check_errors == 0 { exit::SUCCESS } else { exit::FAILURE })
+}
+
+fn print_dry_run(plan: &Plan<'_>, order: &[(usize, String)]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if order.is_empty() {
+        writeln!(stdout, "nothing to generate")?;
+    }
+    for (index, reason) in order {
+        let unit = &plan.units[*index];
+        let prompts: Vec<&str> = unit.artifact.prompts.keys().map(String::as_str).collect();
+        write!(stdout, "would generate {} ({reason}) with backend {}", unit.label(), unit.backend.name)?;
+        if !prompts.is_empty() {
+            write!(stdout, ", asking {}", prompts.join(", "))?;
+        }
+        writeln!(stdout)?;
+    }
+    Ok(())
+}
+
+/// Progress on stderr: a bar in a terminal, one line per artifact otherwise (unless quiet).
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(total: u64, quiet: bool) -> Progress {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress { bar, quiet }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn step(&self, unit: &Unit<'_>, step: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(format!("{step} {}", unit.label())),
+            None => tracing::info!("{step} {}", unit.label()),
+        }
+    }
+
+    fn finished(&self, unit: &Unit<'_>, result: &Result<(), EngineError>) {
+        let line = match result {
+            Ok(()) => format!("generated {}", unit.label()),
+            Err(_) => format!("failed {}", unit.label()),
+        };
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.println(line);
+            }
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod explain;
+pub mod generate;
+pub mod status;

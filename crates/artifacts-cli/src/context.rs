@@ -1,0 +1,208 @@
+//! The resolved configuration: where declarations, backends and the lock live,
+//! loaded and validated. The second parsing stage, after [`crate::args`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use artifacts_engine::backend::BackendRegistry;
+use artifacts_engine::lock::{LOCK_FILE, Lock};
+use artifacts_engine::plan::Plan;
+use artifacts_engine::sandbox::Sandbox;
+use artifacts_engine::{Engine, Settings, Timeouts};
+use artifacts_model::{Model, TargetId, TargetKind};
+
+use crate::args::GlobalArgs;
+use crate::exit::UsageError;
+
+/// Manifest names looked for, in order.
+const MANIFEST_NAMES: &[&str] = &["artifacts.toml", "artifacts.json", "artifacts.yaml", "artifacts.yml"];
+
+/// Everything a command needs.
+pub struct Context {
+    pub model: Model,
+    pub registry: BackendRegistry,
+    pub lock: Lock,
+    pub settings: Settings,
+    pub targets: Vec<TargetId>,
+    pub jobs: usize,
+}
+
+impl Context {
+    pub fn load(global: &GlobalArgs) -> Result<Context> {
+        let cwd = std::env::current_dir().context("failed to read the current directory")?;
+        let dir = match &global.directory {
+            Some(dir) => cwd.join(dir),
+            None => cwd,
+        };
+        let manifest = find_manifest(&dir, global)?;
+        let model = artifacts_model::load::load_manifest(&manifest).map_err(UsageError::from_model)?;
+        let backends_file = global
+            .backends
+            .as_ref()
+            .map(|p| dir.join(p))
+            .or_else(|| std::env::var_os("NIXOS_ARTIFACTS_BACKEND_CONFIG").map(|p| dir.join(p)))
+            .or_else(|| Some(model.root.join("backend.toml")).filter(|p| p.exists()));
+        let registry = match &backends_file {
+            Some(path) => BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)))?,
+            None => BackendRegistry::new(),
+        };
+        artifacts_model::validate::validate(&model, &registry.names()).map_err(UsageError::from_model)?;
+        let lock = Lock::load(&model.root.join(LOCK_FILE)).map_err(|e| UsageError(anyhow::Error::new(e)))?;
+        let targets = resolve_targets(&model, &global.targets)?;
+        let log_level = global.log_level.map(|l| l.as_str()).unwrap_or(match (global.quiet, global.verbose) {
+            (true, _) => "error",
+            (false, 0) => "info",
+            (false, _) => "debug",
+        });
+        let timeouts = match global.timeout {
+            Some(secs) => {
+                let limit = Some(std::time::Duration::from_secs(secs));
+                Timeouts {
+                    script: limit,
+                    generator: limit,
+                }
+            }
+            None => Timeouts::default(),
+        };
+        let settings = Settings {
+            root: model.root.clone(),
+            log_level: log_level.to_owned(),
+            timeouts,
+            self_exe: std::env::current_exe().ok(),
+        };
+        let jobs = global
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1);
+        Ok(Context {
+            model,
+            registry,
+            lock,
+            settings,
+            targets,
+            jobs,
+        })
+    }
+
+    pub fn plan(&self) -> Result<Plan<'_>> {
+        Plan::new(&self.model).map_err(|e| UsageError(anyhow::Error::new(e)).into())
+    }
+
+    pub fn engine(&self) -> Engine<'_> {
+        Engine::new(&self.registry, self.settings.clone())
+    }
+
+    /// Indexes of plan units selected by `--target` and an artifact name list (empty = all).
+    pub fn select(&self, plan: &Plan<'_>, artifacts: &[String]) -> Result<Vec<usize>> {
+        for name in artifacts {
+            if !plan.units.iter().any(|u| u.name() == name) {
+                let known: Vec<&str> = {
+                    let mut names: Vec<&str> = plan.units.iter().map(|u| u.name()).collect();
+                    names.sort();
+                    names.dedup();
+                    names
+                };
+                return Err(UsageError(anyhow::anyhow!(
+                    "no artifact named `{name}` is declared (declared: {})",
+                    known.join(", ")
+                ))
+                .into());
+            }
+        }
+        Ok((0..plan.units.len())
+            .filter(|&i| {
+                let unit = &plan.units[i];
+                unit.involves_any(&self.targets) && (artifacts.is_empty() || artifacts.iter().any(|a| a == unit.name()))
+            })
+            .collect())
+    }
+}
+
+fn find_manifest(dir: &Path, global: &GlobalArgs) -> Result<PathBuf> {
+    if let Some(manifest) = &global.manifest {
+        let path = dir.join(manifest);
+        if !path.is_file() {
+            return Err(UsageError(anyhow::anyhow!("manifest `{}` does not exist", path.display())).into());
+        }
+        return Ok(path);
+    }
+    if global.flake.is_some() {
+        return Err(UsageError(anyhow::anyhow!(
+            "--flake: loading declarations from a flake is not available in this build yet; export them with `nix eval --json` into artifacts.json and pass --manifest"
+        ))
+        .into());
+    }
+    for name in MANIFEST_NAMES {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    if dir.join("flake.nix").is_file() {
+        return Err(UsageError(anyhow::anyhow!(
+            "found flake.nix in `{}` but flake loading is not available in this build yet; write an artifacts.toml or pass --manifest",
+            dir.display()
+        ))
+        .into());
+    }
+    bail!(UsageError(anyhow::anyhow!(
+        "no artifacts.toml (or .json, .yaml) in `{}`; create one, or pass --manifest FILE or -C DIR",
+        dir.display()
+    )))
+}
+
+/// Resolves `--target` values: `kind/name`, or a name unique among targets.
+fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>> {
+    let mut out = Vec::new();
+    for reference in references {
+        let id = match reference.split_once('/') {
+            Some((kind, name)) => {
+                let kind = TargetKind::parse(kind).ok_or_else(|| {
+                    UsageError(anyhow::anyhow!("--target `{reference}`: unknown kind `{kind}` (use nixos/, home/ or tanka/)"))
+                })?;
+                let id = TargetId::new(kind, name);
+                if model.target(&id).is_none() {
+                    return Err(UsageError(anyhow::anyhow!("--target `{reference}`: no such target is declared")).into());
+                }
+                id
+            }
+            None => {
+                let matches: Vec<&TargetId> = model
+                    .targets
+                    .iter()
+                    .map(|t| &t.id)
+                    .filter(|id| id.name == *reference)
+                    .collect();
+                match matches.as_slice() {
+                    [one] => (*one).clone(),
+                    [] => {
+                        let known: Vec<String> = model.targets.iter().map(|t| t.id.reference()).collect();
+                        return Err(UsageError(anyhow::anyhow!(
+                            "--target `{reference}`: no such target is declared (declared: {})",
+                            known.join(", ")
+                        ))
+                        .into());
+                    }
+                    _ => {
+                        return Err(UsageError(anyhow::anyhow!(
+                            "--target `{reference}` is ambiguous: write it as kind/name"
+                        ))
+                        .into());
+                    }
+                }
+            }
+        };
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Decides the sandbox: off when asked (with a warning), else bwrap, which must work.
+pub fn sandbox(global: &GlobalArgs) -> Result<Sandbox> {
+    let off_by_env = std::env::var("ARTIFACTS_SANDBOX").is_ok_and(|v| v == "off");
+    if global.no_sandbox || off_by_env {
+        tracing::warn!("running generators WITHOUT the sandbox: they can reach the network and read your files");
+        return Ok(Sandbox::Off);
+    }
+    Sandbox::detect().map_err(|e| anyhow::Error::new(e))
+}

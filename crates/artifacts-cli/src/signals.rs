@@ -1,0 +1,24 @@
+//! Signal handling: on SIGINT, SIGTERM or SIGHUP, stop every child (their
+//! process groups get SIGTERM), remove every scratch directory (prompt answers
+//! and generated files included), and exit with 128 + the signal number.
+//!
+//! Children run in their own process groups, so a terminal's Ctrl-C reaches
+//! them only through this forwarding.
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+pub fn install() {
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        tracing::warn!("could not install signal handlers; an interrupted run may leave temporary files");
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            artifacts_engine::process::terminate_all(nix::sys::signal::Signal::SIGTERM);
+            artifacts_engine::scratch::remove_all();
+            eprintln!("interrupted: stopped running scripts and removed temporary files");
+            std::process::exit(128 + signal);
+        }
+    });
+}

@@ -1,0 +1,1193 @@
+//! YAML reading and writing for SOPS documents.
+//!
+//! Reading uses libyaml's event stream (`unsafe-libyaml-norway`, the parser
+//! behind `serde_norway`) so that scalar styles (plain or quoted) and source
+//! positions survive: positions let us recover comments, which sops keeps and
+//! encrypts. Scalars are typed the way go-yaml v3 (inside sops) types them.
+//! Writing is our own emitter that follows go-yaml v3's layout with sops'
+//! indent of 4, so files we write look like files sops writes.
+//!
+//! The only `unsafe` code of the crate lives in [`events`].
+
+use std::collections::HashMap;
+
+use super::tree::{Entry, Item, Map, Value, go_format_g};
+use crate::time::parse_yaml_timestamp;
+
+mod events {
+    //! A safe wrapper over libyaml's pull parser: the whole input becomes a
+    //! vector of owned events with byte offsets.
+    use std::ffi::CStr;
+    use std::mem::MaybeUninit;
+    use unsafe_libyaml_norway as sys;
+
+    pub(super) enum Kind {
+        StreamStart,
+        StreamEnd,
+        DocStart,
+        DocEnd,
+        Alias(String),
+        Scalar {
+            anchor: Option<String>,
+            tag: Option<String>,
+            value: String,
+            plain: bool,
+        },
+        SeqStart {
+            anchor: Option<String>,
+        },
+        SeqEnd,
+        MapStart {
+            anchor: Option<String>,
+        },
+        MapEnd,
+    }
+
+    pub(super) struct Event {
+        pub kind: Kind,
+        pub start: usize,
+        pub end: usize,
+        pub start_col: usize,
+        pub end_line: usize,
+    }
+
+    struct ParserGuard(*mut sys::yaml_parser_t);
+
+    impl Drop for ParserGuard {
+        fn drop(&mut self) {
+            // SAFETY: the parser was initialized by `yaml_parser_initialize`
+            // and is deleted exactly once, here.
+            unsafe { sys::yaml_parser_delete(self.0) }
+        }
+    }
+
+    /// # Safety
+    /// `ptr` is null or a NUL-terminated string owned by a live event.
+    unsafe fn opt_string(ptr: *const u8) -> Option<String> {
+        if ptr.is_null() {
+            None
+        } else {
+            // SAFETY: guaranteed by the caller.
+            let c = unsafe { CStr::from_ptr(ptr.cast()) };
+            Some(String::from_utf8_lossy(c.to_bytes()).into_owned())
+        }
+    }
+
+    /// Parses `input` into events; `Err(())` on a syntax error (the caller
+    /// asks `serde_norway` for a readable message).
+    pub(super) fn parse(input: &[u8]) -> Result<Vec<Event>, ()> {
+        let mut parser: Box<MaybeUninit<sys::yaml_parser_t>> = Box::new(MaybeUninit::uninit());
+        let p = parser.as_mut_ptr();
+        // SAFETY: `p` points to writable memory for a parser; initialize
+        // fills it. The input outlives the parser (both end in this function,
+        // the guard is dropped before `input`'s borrow ends).
+        unsafe {
+            if sys::yaml_parser_initialize(p).fail {
+                return Err(());
+            }
+        }
+        let _guard = ParserGuard(p);
+        // SAFETY: the parser is initialized and has no input yet.
+        unsafe {
+            sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
+            sys::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
+        }
+        let mut out = Vec::new();
+        loop {
+            let mut ev = MaybeUninit::<sys::yaml_event_t>::uninit();
+            let evp = ev.as_mut_ptr();
+            // SAFETY: the parser is initialized; `evp` is writable event memory.
+            if unsafe { sys::yaml_parser_parse(p, evp).fail } {
+                return Err(());
+            }
+            // SAFETY: parse succeeded, so the event is initialized; its
+            // strings are valid until `yaml_event_delete`.
+            let converted = unsafe {
+                let e = &*evp;
+                let kind = match e.type_ {
+                    sys::YAML_STREAM_START_EVENT => Kind::StreamStart,
+                    sys::YAML_STREAM_END_EVENT => Kind::StreamEnd,
+                    sys::YAML_DOCUMENT_START_EVENT => Kind::DocStart,
+                    sys::YAML_DOCUMENT_END_EVENT => Kind::DocEnd,
+                    sys::YAML_ALIAS_EVENT => {
+                        Kind::Alias(opt_string(e.data.alias.anchor).unwrap_or_default())
+                    }
+                    sys::YAML_SCALAR_EVENT => {
+                        let s = e.data.scalar;
+                        let bytes = if s.value.is_null() {
+                            &[][..]
+                        } else {
+                            std::slice::from_raw_parts(s.value, s.length as usize)
+                        };
+                        Kind::Scalar {
+                            anchor: opt_string(s.anchor),
+                            tag: opt_string(s.tag),
+                            value: String::from_utf8_lossy(bytes).into_owned(),
+                            plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                        }
+                    }
+                    sys::YAML_SEQUENCE_START_EVENT => Kind::SeqStart {
+                        anchor: opt_string(e.data.sequence_start.anchor),
+                    },
+                    sys::YAML_SEQUENCE_END_EVENT => Kind::SeqEnd,
+                    sys::YAML_MAPPING_START_EVENT => Kind::MapStart {
+                        anchor: opt_string(e.data.mapping_start.anchor),
+                    },
+                    sys::YAML_MAPPING_END_EVENT => Kind::MapEnd,
+                    _ => {
+                        sys::yaml_event_delete(evp);
+                        return Err(());
+                    }
+                };
+                let ev = Event {
+                    kind,
+                    start: e.start_mark.index as usize,
+                    end: e.end_mark.index as usize,
+                    start_col: e.start_mark.column as usize,
+                    end_line: e.end_mark.line as usize,
+                };
+                sys::yaml_event_delete(evp);
+                ev
+            };
+            let done = matches!(converted.kind, Kind::StreamEnd);
+            out.push(converted);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// How go-yaml v3 types a plain (unquoted, untagged) scalar.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Plain {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Time(String),
+    Merge,
+    Str,
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`.
+fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r)
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let mag = u64::from_str_radix(digits, radix).ok()?;
+    if neg {
+        if mag <= (i64::MAX as u64) + 1 {
+            Some((mag as i128).wrapping_neg() as i64)
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// go-yaml's `yamlStyleFloat`:
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+fn yaml_style_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let st = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - st
+    };
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Types a plain scalar like go-yaml v3's `resolve`.
+pub(crate) fn resolve_plain(s: &str) -> Plain {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Plain::Null,
+        "true" | "True" | "TRUE" => return Plain::Bool(true),
+        "false" | "False" | "FALSE" => return Plain::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Plain::Float(f64::INFINITY);
+        }
+        "-.inf" | "-.Inf" | "-.INF" => return Plain::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Plain::Float(f64::NAN),
+        "<<" => return Plain::Merge,
+        _ => {}
+    }
+    let first = s.as_bytes()[0];
+    match first {
+        b'.' => match s.parse::<f64>() {
+            Ok(f) if f.is_finite() && yaml_style_float(s) => Plain::Float(f),
+            _ => Plain::Str,
+        },
+        b'0'..=b'9' | b'+' | b'-' => {
+            if first.is_ascii_digit() {
+                if let Some(t) = parse_yaml_timestamp(s) {
+                    return Plain::Time(t);
+                }
+            }
+            let plain = s.replace('_', "");
+            if let Some(i) = go_parse_int(&plain) {
+                return Plain::Int(i);
+            }
+            if yaml_style_float(&plain) {
+                if let Ok(f) = plain.parse::<f64>() {
+                    if f.is_finite() {
+                        return Plain::Float(f);
+                    }
+                }
+            }
+            Plain::Str
+        }
+        _ => Plain::Str,
+    }
+}
+
+/// YAML 1.1 booleans go-yaml still quotes on output.
+fn is_old_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "on"
+            | "On"
+            | "ON"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "off"
+            | "Off"
+            | "OFF"
+    )
+}
+
+/// go-yaml's `isBase60Float` (`1:20`), quoted on output for YAML 1.1 readers.
+fn is_base60_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    if i >= b.len() || !b[i].is_ascii_digit() {
+        return false;
+    }
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+        i += 1;
+    }
+    let mut groups = 0;
+    while i < b.len() && b[i] == b':' {
+        i += 1;
+        let st = i;
+        if i < b.len() && (b'0'..=b'5').contains(&b[i]) {
+            i += 1;
+        }
+        if i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == st || (i - st == 1 && !b[st].is_ascii_digit()) {
+            return false;
+        }
+        groups += 1;
+    }
+    if groups == 0 {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'_') {
+            i += 1;
+        }
+    }
+    i == b.len()
+}
+
+/// Why YAML could not be read.
+#[derive(Debug)]
+pub(crate) struct YamlError(pub String);
+
+fn scalar_value(value: String, plain: bool, tag: Option<&str>) -> Value {
+    let tag = tag.map(|t| t.strip_prefix("tag:yaml.org,2002:").unwrap_or(t));
+    match tag {
+        Some("str") => return Value::Str(value),
+        Some("null") => return Value::Null,
+        Some("bool" | "int" | "float" | "timestamp") => {
+            return match resolve_plain(&value) {
+                Plain::Null => Value::Null,
+                Plain::Bool(b) => Value::Bool(b),
+                Plain::Int(i) => Value::Int(i),
+                Plain::Float(f) => Value::Float(f),
+                Plain::Time(t) => Value::Time(t),
+                Plain::Merge | Plain::Str => Value::Str(value),
+            };
+        }
+        _ => {}
+    }
+    if !plain {
+        return Value::Str(value);
+    }
+    match resolve_plain(&value) {
+        Plain::Null => Value::Null,
+        Plain::Bool(b) => Value::Bool(b),
+        Plain::Int(i) => Value::Int(i),
+        Plain::Float(f) => Value::Float(f),
+        Plain::Time(t) => Value::Time(t),
+        Plain::Merge | Plain::Str => Value::Str(value),
+    }
+}
+
+/// Text form of a scalar used as a mapping key.
+fn key_text(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => go_format_g(*f),
+        Value::Str(s) | Value::Time(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Map(_) | Value::Seq(_) => return None,
+    })
+}
+
+struct Comment {
+    text: String,
+    col: usize,
+    same_line: bool,
+}
+
+/// Finds `#` comments in text between two events. Nothing but indicators,
+/// whitespace and comments can sit there, so every `#` starts a comment.
+fn gap_comments(src: &str, from: usize, to: usize) -> Vec<Comment> {
+    let mut out = Vec::new();
+    if from >= to || to > src.len() {
+        return out;
+    }
+    let gap = &src[from..to];
+    let mut newlines = 0;
+    let mut i = 0;
+    let bytes = gap.as_bytes();
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => {
+                newlines += 1;
+                i += 1;
+            }
+            b'#' => {
+                let abs = from + i;
+                let line_start = src[..abs].rfind('\n').map(|p| p + 1).unwrap_or(0);
+                let col = src[line_start..abs].chars().count();
+                let end = gap[i..].find('\n').map(|p| i + p).unwrap_or(gap.len());
+                let text = gap[i + 1..end].trim_end_matches('\r').to_string();
+                out.push(Comment {
+                    text,
+                    col,
+                    same_line: newlines == 0,
+                });
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+enum Frame {
+    Map {
+        entries: Vec<Entry>,
+        key: Option<String>,
+        col: usize,
+        anchor: Option<String>,
+    },
+    Seq {
+        items: Vec<Item>,
+        col: usize,
+        anchor: Option<String>,
+    },
+}
+
+impl Frame {
+    fn col(&self) -> usize {
+        match self {
+            Frame::Map { col, .. } | Frame::Seq { col, .. } => *col,
+        }
+    }
+    fn push_comment(&mut self, c: String, before_last: bool) {
+        match self {
+            Frame::Map { entries, .. } => {
+                let pos = if before_last {
+                    entries.iter().rposition(|e| matches!(e, Entry::Pair(..)))
+                } else {
+                    None
+                };
+                match pos {
+                    Some(p) => {
+                        // Keep order among several line comments of one entry.
+                        let mut p = p;
+                        while p + 1 < entries.len() && matches!(entries[p + 1], Entry::Comment(_)) {
+                            p += 1;
+                        }
+                        let last_pair = entries
+                            .iter()
+                            .rposition(|e| matches!(e, Entry::Pair(..)))
+                            .unwrap_or(p);
+                        entries.insert(last_pair, Entry::Comment(c));
+                    }
+                    None => entries.push(Entry::Comment(c)),
+                }
+            }
+            Frame::Seq { items, .. } => {
+                let pos = if before_last {
+                    items.iter().rposition(|e| matches!(e, Item::Value(_)))
+                } else {
+                    None
+                };
+                match pos {
+                    Some(p) => items.insert(p, Item::Comment(c)),
+                    None => items.push(Item::Comment(c)),
+                }
+            }
+        }
+    }
+}
+
+/// Parses YAML into branches (one per document). Comments are kept as
+/// entries; anchors/aliases are expanded; only mapping documents are allowed
+/// (like sops).
+pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
+    let events = events::parse(src.as_bytes()).map_err(|()| {
+        // libyaml's error text sits in private fields; serde_norway reports
+        // the same parser's error with a position.
+        let msg = serde_norway::from_str::<serde_norway::Value>(src)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "invalid YAML".to_string());
+        YamlError(msg)
+    })?;
+    let mut docs = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<String, Value> = HashMap::new();
+    let mut doc_head: Vec<String> = Vec::new();
+    let mut root: Option<Map> = None;
+    let mut carry: Vec<Comment> = Vec::new();
+    let mut prev_end = 0usize;
+
+    for ev in events {
+        let comments = gap_comments(src, prev_end, ev.start);
+        prev_end = prev_end.max(ev.end);
+        let is_end = matches!(ev.kind, events::Kind::MapEnd | events::Kind::SeqEnd);
+        match stack.last_mut() {
+            None => match root.as_mut() {
+                Some(r) => r.0.extend(comments.into_iter().map(|c| Entry::Comment(c.text))),
+                None => doc_head.extend(comments.into_iter().map(|c| c.text)),
+            },
+            Some(top) if is_end => {
+                let col = top.col();
+                for c in comments {
+                    if c.col >= col || c.same_line {
+                        top.push_comment(c.text, c.same_line);
+                    } else {
+                        carry.push(c);
+                    }
+                }
+            }
+            Some(top) => {
+                for c in comments {
+                    top.push_comment(c.text, c.same_line);
+                }
+            }
+        }
+
+        let node: Option<(Value, Option<String>)> = match ev.kind {
+            events::Kind::StreamStart | events::Kind::StreamEnd => None,
+            events::Kind::DocStart => {
+                root = None;
+                None
+            }
+            events::Kind::DocEnd => {
+                let mut r = root.take().unwrap_or_default();
+                let mut head: Vec<Entry> = doc_head.drain(..).map(Entry::Comment).collect();
+                head.append(&mut r.0);
+                r.0 = head;
+                r.0.extend(carry.drain(..).map(|c| Entry::Comment(c.text)));
+                docs.push(r);
+                None
+            }
+            events::Kind::Alias(name) => {
+                let v = anchors
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| YamlError(format!("unknown anchor `{name}`")))?;
+                Some((v, None))
+            }
+            events::Kind::Scalar {
+                anchor,
+                tag,
+                value,
+                plain,
+            } => Some((scalar_value(value, plain, tag.as_deref()), anchor)),
+            events::Kind::MapStart { anchor } => {
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    col: ev.start_col,
+                    anchor,
+                });
+                None
+            }
+            events::Kind::SeqStart { anchor } => {
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    col: ev.start_col,
+                    anchor,
+                });
+                None
+            }
+            events::Kind::MapEnd | events::Kind::SeqEnd => match stack.pop() {
+                Some(Frame::Map {
+                    entries, anchor, ..
+                }) => Some((Value::Map(Map(entries)), anchor)),
+                Some(Frame::Seq { items, anchor, .. }) => Some((Value::Seq(items), anchor)),
+                None => return Err(YamlError("unbalanced YAML events".into())),
+            },
+        };
+        let Some((value, anchor)) = node else {
+            continue;
+        };
+        if let Some(a) = anchor {
+            anchors.insert(a, value.clone());
+        }
+        match stack.last_mut() {
+            None => {
+                match value {
+                    Value::Map(m) => {
+                        let mut m = m;
+                        let mut head: Vec<Entry> =
+                            doc_head.drain(..).map(Entry::Comment).collect();
+                        head.append(&mut m.0);
+                        m.0 = head;
+                        root = Some(m);
+                    }
+                    Value::Null => root = Some(Map::default()),
+                    Value::Seq(_) => {
+                        return Err(YamlError(
+                            "YAML documents that are sequences are not supported".into(),
+                        ));
+                    }
+                    _ => {
+                        return Err(YamlError(
+                            "YAML documents that are values are not supported".into(),
+                        ));
+                    }
+                }
+                if let Some(r) = root.as_mut() {
+                    r.0.extend(carry.drain(..).map(|c| Entry::Comment(c.text)));
+                }
+            }
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let k = key_text(&value).ok_or_else(|| {
+                        YamlError("mapping keys must be scalars".into())
+                    })?;
+                    *key = Some(k);
+                }
+                Some(k) => {
+                    entries.push(Entry::Pair(k, value));
+                }
+            },
+            Some(Frame::Seq { items, .. }) => items.push(Item::Value(value)),
+        }
+        // Comments carried out of a closed child land after it, in the first
+        // enclosing container whose items are not indented deeper than them.
+        if !carry.is_empty() {
+            if let Some(top) = stack.last_mut() {
+                let col = top.col();
+                let keep: Vec<Comment> = carry.drain(..).collect();
+                for c in keep {
+                    if c.col >= col {
+                        top.push_comment(c.text, false);
+                    } else {
+                        carry.push(c);
+                    }
+                }
+            }
+        }
+    }
+    Ok(docs)
+}
+
+// ---------------------------------------------------------------------------
+// Emitter
+// ---------------------------------------------------------------------------
+
+const BEST_INDENT: usize = 4;
+
+/// go-yaml v3 aligns nested block nodes to the next multiple of the indent.
+fn next_indent(indent: usize) -> usize {
+    BEST_INDENT * ((indent + BEST_INDENT) / BEST_INDENT)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+fn is_printable(c: char) -> bool {
+    let u = c as u32;
+    u == 0x0A
+        || (0x20..=0x7E).contains(&u)
+        || u == 0x85
+        || ((0xA0..=0xD7FF).contains(&u))
+        || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+fn is_blankz(c: Option<char>) -> bool {
+    match c {
+        None => true,
+        Some(c) => c == ' ' || c == '\t' || is_break(c) || c == '\0',
+    }
+}
+
+struct Analysis {
+    flow_plain: bool,
+    block_plain: bool,
+    single: bool,
+    block: bool,
+}
+
+/// libyaml's `yaml_emitter_analyze_scalar`, as in go-yaml v3.
+fn analyze(s: &str) -> Analysis {
+    if s.is_empty() {
+        return Analysis {
+            flow_plain: false,
+            block_plain: true,
+            single: true,
+            block: false,
+        };
+    }
+    let (mut block_ind, mut flow_ind) = (false, false);
+    if s.starts_with("---") || s.starts_with("...") {
+        block_ind = true;
+        flow_ind = true;
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let n = chars.len();
+    let mut preceded_ws = true;
+    let mut followed_ws = is_blankz(chars.get(1).copied());
+    let (mut line_breaks, mut special, mut tabs) = (false, false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break) = (false, false);
+    let (mut prev_space, mut prev_break) = (false, false);
+    for i in 0..n {
+        let c = chars[i];
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => {
+                    flow_ind = true;
+                    block_ind = true;
+                }
+                '?' | ':' => {
+                    flow_ind = true;
+                    if followed_ws {
+                        block_ind = true;
+                    }
+                }
+                '-' if followed_ws => {
+                    flow_ind = true;
+                    block_ind = true;
+                }
+                _ => {}
+            }
+        } else {
+            match c {
+                ',' | '?' | '[' | ']' | '{' | '}' => flow_ind = true,
+                ':' => {
+                    flow_ind = true;
+                    if followed_ws {
+                        block_ind = true;
+                    }
+                }
+                '#' if preceded_ws => {
+                    flow_ind = true;
+                    block_ind = true;
+                }
+                _ => {}
+            }
+        }
+        if c == '\t' {
+            tabs = true;
+        } else if !is_printable(c) {
+            special = true;
+        }
+        if is_break(c) {
+            line_breaks = true;
+        }
+        if c == ' ' {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i == n - 1 {
+                trailing_space = true;
+            }
+            if prev_break {
+                break_space = true;
+            }
+            prev_space = true;
+            prev_break = false;
+        } else if is_break(c) {
+            if i == 0 {
+                leading_break = true;
+            }
+            if i == n - 1 {
+                trailing_break = true;
+            }
+            if prev_space {
+                space_break = true;
+            }
+            prev_break = true;
+            prev_space = false;
+        } else {
+            prev_space = false;
+            prev_break = false;
+        }
+        preceded_ws = is_blankz(Some(c));
+        followed_ws = is_blankz(chars.get(i + 2).copied());
+    }
+    let mut a = Analysis {
+        flow_plain: true,
+        block_plain: true,
+        single: true,
+        block: true,
+    };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.flow_plain = false;
+        a.block_plain = false;
+    }
+    if trailing_space {
+        a.block = false;
+    }
+    if break_space {
+        a.flow_plain = false;
+        a.block_plain = false;
+        a.single = false;
+    }
+    if space_break || tabs || special {
+        a.flow_plain = false;
+        a.block_plain = false;
+        a.single = false;
+    }
+    if space_break || special {
+        a.block = false;
+    }
+    if line_breaks {
+        a.flow_plain = false;
+        a.block_plain = false;
+    }
+    if flow_ind {
+        a.flow_plain = false;
+    }
+    if block_ind {
+        a.block_plain = false;
+    }
+    a
+}
+
+/// Whether go-yaml would quote this string to keep it a string.
+fn needs_type_quotes(s: &str) -> bool {
+    resolve_plain(s) != Plain::Str || is_old_bool(s) || is_base60_float(s)
+}
+
+fn choose_style(s: &str, key: bool) -> Style {
+    let requested = if needs_type_quotes(s) {
+        Style::Double
+    } else if s.contains('\n') {
+        Style::Literal
+    } else {
+        Style::Plain
+    };
+    let a = analyze(s);
+    let mut style = requested;
+    if style == Style::Plain && (!a.block_plain || (s.is_empty() && key)) {
+        style = Style::Single;
+    }
+    if style == Style::Single && !a.single {
+        style = Style::Double;
+    }
+    if style == Style::Literal && (!a.block || key) {
+        style = Style::Double;
+    }
+    style
+}
+
+fn write_double(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\x0B' => out.push_str("\\v"),
+            '\x0C' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\x1B' => out.push_str("\\e"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{A0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if is_printable(c) => out.push(c),
+            c => {
+                let u = c as u32;
+                if u <= 0xFF {
+                    out.push_str(&format!("\\x{u:02X}"));
+                } else if u <= 0xFFFF {
+                    out.push_str(&format!("\\u{u:04X}"));
+                } else {
+                    out.push_str(&format!("\\U{u:08X}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn write_single(out: &mut String, s: &str) {
+    out.push('\'');
+    out.push_str(&s.replace('\'', "''"));
+    out.push('\'');
+}
+
+/// Writes a literal block scalar (`|`, `|-`, `|+`, with an indentation
+/// indicator when the text starts with a space or a break).
+fn write_literal(out: &mut String, s: &str, content_indent: usize, parent_indent: usize) {
+    out.push('|');
+    let first = s.chars().next();
+    if first.is_some_and(|c| c == ' ' || is_break(c)) {
+        out.push_str(&(content_indent - parent_indent).to_string());
+    }
+    if !s.ends_with('\n') {
+        out.push('-');
+    } else if s.len() == 1 || s[..s.len() - 1].ends_with('\n') {
+        out.push('+');
+    }
+    out.push('\n');
+    let mut at_line_start = true;
+    for c in s.chars() {
+        if c == '\n' {
+            out.push('\n');
+            at_line_start = true;
+        } else {
+            if at_line_start {
+                out.push_str(&" ".repeat(content_indent));
+                at_line_start = false;
+            }
+            out.push(c);
+        }
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+fn scalar_text(v: &Value) -> Option<(String, bool)> {
+    // (text, is_string)
+    Some(match v {
+        Value::Null => ("null".into(), false),
+        Value::Bool(b) => (b.to_string(), false),
+        Value::Int(i) => (i.to_string(), false),
+        Value::Float(f) => {
+            let s = go_format_g(*f);
+            let s = match s.as_str() {
+                "+Inf" => ".inf".into(),
+                "-Inf" => "-.inf".into(),
+                "NaN" => ".nan".into(),
+                _ => s,
+            };
+            (s, false)
+        }
+        Value::Time(t) => (t.clone(), false),
+        Value::Str(s) => (s.clone(), true),
+        Value::Bytes(b) => (String::from_utf8_lossy(b).into_owned(), true),
+        Value::Map(_) | Value::Seq(_) => return None,
+    })
+}
+
+/// Writes a scalar value that follows `key:` or `- ` (a space is already
+/// there). `indent` is where nested content would go for block scalars.
+fn write_scalar(out: &mut String, v: &Value, content_indent: usize, parent_indent: usize) {
+    let Some((text, is_str)) = scalar_text(v) else {
+        return;
+    };
+    if !is_str {
+        out.push_str(&text);
+        out.push('\n');
+        return;
+    }
+    match choose_style(&text, false) {
+        Style::Plain => out.push_str(&text),
+        Style::Single => write_single(out, &text),
+        Style::Double => write_double(out, &text),
+        Style::Literal => {
+            write_literal(out, &text, content_indent, parent_indent);
+            return;
+        }
+    }
+    out.push('\n');
+}
+
+fn write_key(out: &mut String, k: &str) {
+    match choose_style(k, true) {
+        Style::Plain => out.push_str(k),
+        Style::Single => write_single(out, k),
+        _ => write_double(out, k),
+    }
+}
+
+fn write_comment(out: &mut String, indent: usize, c: &str) {
+    out.push_str(&" ".repeat(indent));
+    out.push('#');
+    out.push_str(c);
+    out.push('\n');
+}
+
+/// Writes mapping entries whose keys sit at column `indent`. When `inline`,
+/// the cursor is already at that column (after `- `) for the first entry.
+fn write_map(out: &mut String, m: &Map, indent: usize, mut inline: bool) {
+    for e in &m.0 {
+        match e {
+            Entry::Comment(c) => {
+                if inline {
+                    // A comment cannot follow `- ` on the same line.
+                    out.push('\n');
+                    inline = false;
+                }
+                write_comment(out, indent, c);
+            }
+            Entry::Pair(k, v) => {
+                if !inline {
+                    out.push_str(&" ".repeat(indent));
+                }
+                inline = false;
+                write_key(out, k);
+                out.push(':');
+                write_value_after_key(out, v, indent);
+            }
+        }
+    }
+}
+
+fn write_value_after_key(out: &mut String, v: &Value, indent: usize) {
+    match v {
+        Value::Map(m) if m.0.is_empty() => out.push_str(" {}\n"),
+        Value::Seq(s) if s.is_empty() => out.push_str(" []\n"),
+        Value::Map(m) => {
+            out.push('\n');
+            write_map(out, m, next_indent(indent), false);
+        }
+        Value::Seq(s) => {
+            out.push('\n');
+            write_seq(out, s, next_indent(indent), false);
+        }
+        scalar => {
+            out.push(' ');
+            write_scalar(out, scalar, next_indent(indent), indent);
+        }
+    }
+}
+
+/// Writes list items whose `-` sits at column `indent`.
+fn write_seq(out: &mut String, items: &[Item], indent: usize, mut inline: bool) {
+    for it in items {
+        match it {
+            Item::Comment(c) => {
+                if inline {
+                    out.push('\n');
+                    inline = false;
+                }
+                write_comment(out, indent, c);
+            }
+            Item::Value(v) => {
+                if !inline {
+                    out.push_str(&" ".repeat(indent));
+                }
+                inline = false;
+                out.push_str("- ");
+                match v {
+                    Value::Map(m) if m.0.is_empty() => out.push_str("{}\n"),
+                    Value::Seq(s) if s.is_empty() => out.push_str("[]\n"),
+                    Value::Map(m) => write_map(out, m, indent + 2, true),
+                    Value::Seq(s) => write_seq(out, s, indent + 2, true),
+                    scalar => write_scalar(out, scalar, indent + 2, indent),
+                }
+            }
+        }
+    }
+    // A list that held only comments after an inline start.
+    if inline {
+        out.push('\n');
+    }
+}
+
+/// Emits branches as YAML documents separated by `---`, in sops' style.
+pub(crate) fn emit(branches: &[&Map]) -> String {
+    let mut out = String::new();
+    for (i, b) in branches.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        if b.0.is_empty() {
+            out.push_str("{}\n");
+        } else {
+            write_map(&mut out, b, 0, false);
+        }
+    }
+    out
+}
+
+/// Emits one value: scalars as their YAML text, collections as a block.
+pub(crate) fn emit_value(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Map(m) if !m.0.is_empty() => write_map(&mut out, m, 0, false),
+        Value::Seq(s) if !s.is_empty() => write_seq(&mut out, s, 0, false),
+        Value::Map(_) => out.push_str("{}\n"),
+        Value::Seq(_) => out.push_str("[]\n"),
+        scalar => write_scalar(&mut out, scalar, BEST_INDENT, 0),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_scalars_resolve_like_go_yaml_v3() {
+        assert_eq!(resolve_plain("123"), Plain::Int(123));
+        assert_eq!(resolve_plain("0x1F"), Plain::Int(31));
+        assert_eq!(resolve_plain("0o17"), Plain::Int(15));
+        assert_eq!(resolve_plain("1_000"), Plain::Int(1000));
+        assert_eq!(resolve_plain("1e20"), Plain::Float(1e20));
+        assert_eq!(resolve_plain("-0.0"), Plain::Float(-0.0));
+        assert_eq!(resolve_plain(".5"), Plain::Float(0.5));
+        assert_eq!(resolve_plain("yes"), Plain::Str);
+        assert_eq!(resolve_plain("True"), Plain::Bool(true));
+        assert_eq!(resolve_plain("~"), Plain::Null);
+        assert_eq!(
+            resolve_plain("2024-01-02"),
+            Plain::Time("2024-01-02T00:00:00Z".into())
+        );
+        assert_eq!(resolve_plain("1.2.3"), Plain::Str);
+        assert_eq!(resolve_plain("3.11.0"), Plain::Str);
+        assert_eq!(resolve_plain("1e400"), Plain::Str);
+    }
+
+    #[test]
+    fn strings_get_the_quoting_go_yaml_gives_them() {
+        let cases = [
+            ("plain", "plain\n"),
+            ("123", "\"123\"\n"),
+            ("yes", "\"yes\"\n"),
+            (" lead", "' lead'\n"),
+            ("a: b", "'a: b'\n"),
+            ("a\tb", "\"a\\tb\"\n"),
+            ("smile \u{1F600}", "\"smile \\U0001F600\"\n"),
+            ("a\nb", "|-\n    a\n    b\n"),
+            ("a\n", "|\n    a\n"),
+            ("a\n\n", "|+\n    a\n\n"),
+            ("line one \nline two\n", "\"line one \\nline two\\n\"\n"),
+            ("", "\"\"\n"),
+            ("it's", "it's\n"),
+            ("1:20", "\"1:20\"\n"),
+            ("2024-01-01", "\"2024-01-01\"\n"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(emit_value(&Value::Str(s.into())), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn comments_attach_before_the_entry_they_precede() {
+        let src = "# top\na:\n  # inner\n  b: 1 # line\n  c: 2\n# foot\n";
+        let docs = parse(src).unwrap();
+        let out = emit(&[&docs[0]]);
+        assert_eq!(out, "# top\na:\n    # inner\n    # line\n    b: 1\n    c: 2\n# foot\n");
+    }
+
+    #[test]
+    fn nested_layout_matches_go_yaml_v3() {
+        let src = "nested:\n- - a\n  - b\n- {x: 1, y: [1, 2], z: {q: r}}\n- []\n";
+        let docs = parse(src).unwrap();
+        let out = emit(&[&docs[0]]);
+        assert_eq!(
+            out,
+            "nested:\n    - - a\n      - b\n    - x: 1\n      \"y\":\n        - 1\n        - 2\n      z:\n        q: r\n    - []\n"
+        );
+    }
+
+    #[test]
+    fn sequences_and_scalars_at_document_level_are_refused() {
+        assert!(parse("- a\n").is_err());
+        assert!(parse("just text\n").is_err());
+        assert_eq!(parse("").unwrap().len(), 0);
+    }
+}
