@@ -193,7 +193,12 @@ mod tests {
             for arg in cmd.get_arguments() {
                 if let Some(help) = arg.get_help() {
                     let help = help.to_string();
-                    assert!(help.ends_with('.'), "{} --{:?}: {help}", cmd.get_name(), arg.get_long());
+                    assert!(
+                        help.ends_with('.'),
+                        "{} --{:?}: {help}",
+                        cmd.get_name(),
+                        arg.get_long()
+                    );
                 }
             }
         }
@@ -203,8 +208,15 @@ mod tests {
     fn value_flags_have_value_names() {
         let command = Cli::command();
         for arg in command.get_arguments() {
-            if arg.get_action().takes_values() && arg.get_long().is_some() && arg.get_possible_values().is_empty() {
-                assert!(arg.get_value_names().is_some(), "--{:?} has no value name", arg.get_long());
+            if arg.get_action().takes_values()
+                && arg.get_long().is_some()
+                && arg.get_possible_values().is_empty()
+            {
+                assert!(
+                    arg.get_value_names().is_some(),
+                    "--{:?} has no value name",
+                    arg.get_long()
+                );
             }
         }
     }

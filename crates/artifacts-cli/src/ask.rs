@@ -91,7 +91,11 @@ impl EchoOff {
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(&std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, &self.saved);
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
     }
 }
 
@@ -135,7 +139,9 @@ pub fn read_prompts_file(path: &Path) -> Result<PromptsFile> {
                 .location()
                 .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
                 .unwrap_or_default();
-            UsageError(anyhow::anyhow!("prompts file `{shown}` is not valid YAML or JSON{at}"))
+            UsageError(anyhow::anyhow!(
+                "prompts file `{shown}` is not valid YAML or JSON{at}"
+            ))
         })?
     };
     let Some(artifacts) = value.as_object() else {

@@ -15,7 +15,12 @@ use crate::args::GlobalArgs;
 use crate::exit::UsageError;
 
 /// Manifest names looked for, in order.
-const MANIFEST_NAMES: &[&str] = &["artifacts.toml", "artifacts.json", "artifacts.yaml", "artifacts.yml"];
+const MANIFEST_NAMES: &[&str] = &[
+    "artifacts.toml",
+    "artifacts.json",
+    "artifacts.yaml",
+    "artifacts.yml",
+];
 
 /// Everything a command needs.
 pub struct Context {
@@ -35,25 +40,33 @@ impl Context {
             None => cwd,
         };
         let manifest = find_manifest(&dir, global)?;
-        let model = artifacts_model::load::load_manifest(&manifest).map_err(UsageError::from_model)?;
+        let root = artifacts_model::load::manifest_root(&manifest);
         let backends_file = global
             .backends
             .as_ref()
             .map(|p| dir.join(p))
             .or_else(|| std::env::var_os("NIXOS_ARTIFACTS_BACKEND_CONFIG").map(|p| dir.join(p)))
-            .or_else(|| Some(model.root.join("backend.toml")).filter(|p| p.exists()));
+            .or_else(|| Some(root.join("backend.toml")).filter(|p| p.exists()));
         let registry = match &backends_file {
-            Some(path) => BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)))?,
+            Some(path) => {
+                BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)))?
+            }
             None => BackendRegistry::new(),
         };
-        artifacts_model::validate::validate(&model, &registry.names()).map_err(UsageError::from_model)?;
-        let lock = Lock::load(&model.root.join(LOCK_FILE)).map_err(|e| UsageError(anyhow::Error::new(e)))?;
+        let model = artifacts_model::load::load_manifest_validated(&manifest, &registry.names())
+            .map_err(UsageError::from_model)?;
+        let lock = Lock::load(&model.root.join(LOCK_FILE))
+            .map_err(|e| UsageError(anyhow::Error::new(e)))?;
         let targets = resolve_targets(&model, &global.targets)?;
-        let log_level = global.log_level.map(|l| l.as_str()).unwrap_or(match (global.quiet, global.verbose) {
-            (true, _) => "error",
-            (false, 0) => "info",
-            (false, _) => "debug",
-        });
+        let log_level =
+            global
+                .log_level
+                .map(|l| l.as_str())
+                .unwrap_or(match (global.quiet, global.verbose) {
+                    (true, _) => "error",
+                    (false, 0) => "info",
+                    (false, _) => "debug",
+                });
         let timeouts = match global.timeout {
             Some(secs) => {
                 let limit = Some(std::time::Duration::from_secs(secs));
@@ -72,7 +85,11 @@ impl Context {
         };
         let jobs = global
             .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
             .max(1);
         Ok(Context {
             model,
@@ -112,7 +129,8 @@ impl Context {
         Ok((0..plan.units.len())
             .filter(|&i| {
                 let unit = &plan.units[i];
-                unit.involves_any(&self.targets) && (artifacts.is_empty() || artifacts.iter().any(|a| a == unit.name()))
+                unit.involves_any(&self.targets)
+                    && (artifacts.is_empty() || artifacts.iter().any(|a| a == unit.name()))
             })
             .collect())
     }
@@ -122,7 +140,11 @@ fn find_manifest(dir: &Path, global: &GlobalArgs) -> Result<PathBuf> {
     if let Some(manifest) = &global.manifest {
         let path = dir.join(manifest);
         if !path.is_file() {
-            return Err(UsageError(anyhow::anyhow!("manifest `{}` does not exist", path.display())).into());
+            return Err(UsageError(anyhow::anyhow!(
+                "manifest `{}` does not exist",
+                path.display()
+            ))
+            .into());
         }
         return Ok(path);
     }
@@ -162,7 +184,10 @@ fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>
                 })?;
                 let id = TargetId::new(kind, name);
                 if model.target(&id).is_none() {
-                    return Err(UsageError(anyhow::anyhow!("--target `{reference}`: no such target is declared")).into());
+                    return Err(UsageError(anyhow::anyhow!(
+                        "--target `{reference}`: no such target is declared"
+                    ))
+                    .into());
                 }
                 id
             }
@@ -176,7 +201,8 @@ fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>
                 match matches.as_slice() {
                     [one] => (*one).clone(),
                     [] => {
-                        let known: Vec<String> = model.targets.iter().map(|t| t.id.reference()).collect();
+                        let known: Vec<String> =
+                            model.targets.iter().map(|t| t.id.reference()).collect();
                         return Err(UsageError(anyhow::anyhow!(
                             "--target `{reference}`: no such target is declared (declared: {})",
                             known.join(", ")
@@ -201,8 +227,10 @@ fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>
 pub fn sandbox(global: &GlobalArgs) -> Result<Sandbox> {
     let off_by_env = std::env::var("ARTIFACTS_SANDBOX").is_ok_and(|v| v == "off");
     if global.no_sandbox || off_by_env {
-        tracing::warn!("running generators WITHOUT the sandbox: they can reach the network and read your files");
+        tracing::warn!(
+            "running generators WITHOUT the sandbox: they can reach the network and read your files"
+        );
         return Ok(Sandbox::Off);
     }
-    Sandbox::detect().map_err(|e| anyhow::Error::new(e))
+    Sandbox::detect().map_err(anyhow::Error::new)
 }

@@ -31,7 +31,11 @@ where
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(error) => {
-            let code = if error.use_stderr() { exit::USAGE } else { exit::SUCCESS };
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
             let _ = error.print();
             return code;
         }
@@ -82,7 +86,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Some(Command::Completions(args)) => {
             let mut command = Cli::command();
-            clap_complete::generate(args.shell, &mut command, "artifacts", &mut std::io::stdout());
+            clap_complete::generate(
+                args.shell,
+                &mut command,
+                "artifacts",
+                &mut std::io::stdout(),
+            );
             Ok(exit::SUCCESS)
         }
         Some(Command::Man) => {
@@ -92,9 +101,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(exit::SUCCESS)
         }
         Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
-        Some(Command::Check(args)) => {
-            commands::status::check(&Context::load(global)?, &args.artifacts, global.json, global.quiet)
-        }
+        Some(Command::Check(args)) => commands::status::check(
+            &Context::load(global)?,
+            &args.artifacts,
+            global.json,
+            global.quiet,
+        ),
         Some(Command::Generate(args)) => {
             let ctx = Context::load(global)?;
             commands::generate::run(
@@ -119,8 +131,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 },
             )
         }
-        Some(Command::Explain(args)) => commands::explain::explain(&Context::load(global)?, &args.artifact, global.json),
-        Some(Command::Backends) => commands::explain::backends(&Context::load(global)?, global.json),
+        Some(Command::Explain(args)) => {
+            commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
+        }
+        Some(Command::Backends) => {
+            commands::explain::backends(&Context::load(global)?, global.json)
+        }
         None => guided(global),
     }
 }
@@ -139,7 +155,11 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
     let summary = commands::status::summarize(&rows);
     if summary.missing + summary.stale == 0 {
         eprintln!("everything is stored and current");
-        return Ok(if summary.errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+        return Ok(if summary.errors > 0 {
+            exit::FAILURE
+        } else {
+            exit::SUCCESS
+        });
     }
     let question = format!("Generate {} missing artifact(s)?", summary.missing);
     if summary.missing > 0 && ask::confirm(&question)? {

@@ -30,7 +30,11 @@ impl Table {
             }
         }
         let bold = Style::new().bold();
-        let header: Vec<String> = self.header.iter().map(|h| bold.apply_to(h).to_string()).collect();
+        let header: Vec<String> = self
+            .header
+            .iter()
+            .map(|h| bold.apply_to(h).to_string())
+            .collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! Signal handling: on SIGINT, SIGTERM or SIGHUP, stop every child (their
-//! process groups get SIGTERM), remove every scratch directory (prompt answers
+//! process groups get SIGTERM, SIGKILL after 5 s) and wait for them, remove every scratch directory (prompt answers
 //! and generated files included), and exit with 128 + the signal number.
 //!
 //! Children run in their own process groups, so a terminal's Ctrl-C reaches
@@ -10,12 +10,14 @@ use signal_hook::iterator::Signals;
 
 pub fn install() {
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-        tracing::warn!("could not install signal handlers; an interrupted run may leave temporary files");
+        tracing::warn!(
+            "could not install signal handlers; an interrupted run may leave temporary files"
+        );
         return;
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            artifacts_engine::process::terminate_all(nix::sys::signal::Signal::SIGTERM);
+            artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
             artifacts_engine::scratch::remove_all();
             eprintln!("interrupted: stopped running scripts and removed temporary files");
             std::process::exit(128 + signal);

@@ -192,7 +192,9 @@ pub enum BackendError {
         message: String,
     },
     /// A script named by a backend cannot be run.
-    #[error("backend `{backend}` [{backend}.{section}] {key} script `{script}` {problem} (declared in `{path}`)")]
+    #[error(
+        "backend `{backend}` [{backend}.{section}] {key} script `{script}` {problem} (declared in `{path}`)"
+    )]
     Script {
         /// The backend.
         backend: String,
@@ -301,7 +303,12 @@ impl BackendRegistry {
     }
 }
 
-fn read_backend(name: &str, sections: &toml::Table, dir: &Path, file: &Path) -> Result<Backend, BackendError> {
+fn read_backend(
+    name: &str,
+    sections: &toml::Table,
+    dir: &Path,
+    file: &Path,
+) -> Result<Backend, BackendError> {
     let invalid = |message: String| BackendError::Invalid {
         path: file.to_owned(),
         message,
@@ -343,7 +350,9 @@ fn read_backend(name: &str, sections: &toml::Table, dir: &Path, file: &Path) -> 
                     })?;
                     Ok(Some(path))
                 }
-                Some(_) => Err(invalid(format!("[{name}.{key}] {field} must be a path string"))),
+                Some(_) => Err(invalid(format!(
+                    "[{name}.{key}] {field} must be a path string"
+                ))),
             }
         };
         let check = script("check")?;
@@ -352,7 +361,11 @@ fn read_backend(name: &str, sections: &toml::Table, dir: &Path, file: &Path) -> 
         let enabled = match table.get("enabled") {
             None => true,
             Some(toml::Value::Boolean(b)) => *b,
-            Some(_) => return Err(invalid(format!("[{name}.{key}] enabled must be true or false"))),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "[{name}.{key}] enabled must be true or false"
+                )));
+            }
         };
         let scripts = match (check, serialize) {
             (Some(check), Some(serialize)) => Some(Scripts {

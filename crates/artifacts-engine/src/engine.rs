@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use artifacts_model::Context;
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use crate::backend::{Backend, BackendRegistry, Scripts};
-use crate::generator::{self, GeneratorError};
+use crate::generator::{self, ArtifactFiles, GeneratorError};
 use crate::lock::{Lock, LockEntry, LockError};
 use crate::plan::{Plan, Unit};
 use crate::prompts::Answers;
@@ -92,7 +91,9 @@ pub enum EngineError {
     #[error("unknown backend `{0}`")]
     UnknownBackend(String),
     /// The backend has no enabled section for the context.
-    #[error("backend `{backend}` does not serve {context} artifacts: its [{backend}.{section}] section is missing or disabled")]
+    #[error(
+        "backend `{backend}` does not serve {context} artifacts: its [{backend}.{section}] section is missing or disabled"
+    )]
     Unsupported {
         /// The backend.
         backend: String,
@@ -204,11 +205,13 @@ impl<'a> Engine<'a> {
 
     fn storage(&self, unit: &Unit<'_>) -> Result<Storage<'a>, EngineError> {
         let backend = self.backend(unit)?;
-        let section = backend.section(unit.context).ok_or_else(|| EngineError::Unsupported {
-            backend: backend.name.clone(),
-            context: unit.context,
-            section: crate::backend::SectionKind::for_context(unit.context).key(),
-        })?;
+        let section = backend
+            .section(unit.context)
+            .ok_or_else(|| EngineError::Unsupported {
+                backend: backend.name.clone(),
+                context: unit.context,
+                section: crate::backend::SectionKind::for_context(unit.context).key(),
+            })?;
         Ok(match &section.scripts {
             None => Storage::Passthrough,
             Some(scripts) => Storage::Scripts(scripts),
@@ -239,7 +242,8 @@ impl<'a> Engine<'a> {
                     Some(entry) if entry.fingerprint == fingerprint => Status::Ok,
                     Some(_) => Status::Stale("declaration changed since generation".into()),
                     None => Status::Stale(
-                        "stored, but not recorded in artifacts.lock (generated outside artifacts?)".into(),
+                        "stored, but not recorded in artifacts.lock (generated outside artifacts?)"
+                            .into(),
                     ),
                 }
             }
@@ -248,7 +252,13 @@ impl<'a> Engine<'a> {
     }
 
     /// Checks the units in `selected` on up to `jobs` threads; results in the same order.
-    pub fn statuses(&self, plan: &Plan<'_>, selected: &[usize], lock: &Lock, jobs: usize) -> Vec<Status> {
+    pub fn statuses(
+        &self,
+        plan: &Plan<'_>,
+        selected: &[usize],
+        lock: &Lock,
+        jobs: usize,
+    ) -> Vec<Status> {
         let results: Mutex<Vec<Option<Status>>> = Mutex::new(vec![None; selected.len()]);
         let next = AtomicUsize::new(0);
         let workers = jobs.clamp(1, selected.len().max(1));
@@ -290,7 +300,7 @@ impl<'a> Engine<'a> {
         lock: &mut Lock,
         observer: &dyn Observer,
     ) -> Vec<(usize, Result<(), EngineError>)> {
-        let mut outputs: BTreeMap<usize, Vec<(String, Zeroizing<Vec<u8>>)>> = BTreeMap::new();
+        let mut outputs: BTreeMap<usize, ArtifactFiles> = BTreeMap::new();
         let mut failed: BTreeMap<usize, ()> = BTreeMap::new();
         let mut results = Vec::new();
         let mut order = selected.to_vec();
@@ -301,7 +311,9 @@ impl<'a> Engine<'a> {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
                     dependency: plan.units[dependency].name().to_owned(),
                 }),
-                None => self.generate_one(plan, index, answers, sandbox, lock, &mut outputs, observer),
+                None => {
+                    self.generate_one(plan, index, answers, sandbox, lock, &mut outputs, observer)
+                }
             };
             if result.is_err() {
                 failed.insert(index, ());
@@ -320,7 +332,7 @@ impl<'a> Engine<'a> {
         answers: &Answers,
         sandbox: &Sandbox,
         lock: &mut Lock,
-        outputs: &mut BTreeMap<usize, Vec<(String, Zeroizing<Vec<u8>>)>>,
+        outputs: &mut BTreeMap<usize, ArtifactFiles>,
         observer: &dyn Observer,
     ) -> Result<(), EngineError> {
         let unit = &plan.units[index];
@@ -351,12 +363,24 @@ impl<'a> Engine<'a> {
             }
         }
         observer.step(unit, "generating");
-        generator::run(unit, sandbox, &dirs, &self.settings.log_level, self.settings.timeouts.generator)?;
+        generator::run(
+            unit,
+            sandbox,
+            &dirs,
+            &self.settings.log_level,
+            self.settings.timeouts.generator,
+        )?;
         if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
             outputs.insert(index, generator::read_output(unit, &dirs.out)?);
         }
         observer.step(unit, "serializing");
-        script::store(unit, scripts, ScriptKind::Serialize, &self.script_env, &dirs.out)?;
+        script::store(
+            unit,
+            scripts,
+            ScriptKind::Serialize,
+            &self.script_env,
+            &dirs.out,
+        )?;
         // The dependency entries are current now, so the fingerprint is too.
         let fingerprint = unit
             .fingerprint(plan, lock)
@@ -367,7 +391,11 @@ impl<'a> Engine<'a> {
     }
 
     /// Restores a unit's files through its backend's `deserialize`.
-    pub fn deserialize(&self, plan: &Plan<'_>, index: usize) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, EngineError> {
+    pub fn deserialize(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+    ) -> Result<ArtifactFiles, EngineError> {
         let unit = &plan.units[index];
         let unavailable = |reason: String| EngineError::DependencyUnavailable {
             dependency: unit.name().to_owned(),
@@ -390,7 +418,13 @@ impl<'a> Engine<'a> {
         }
         let scratch = Scratch::new("deserialize").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
-        script::store(unit, scripts, ScriptKind::Deserialize, &self.script_env, &out)?;
+        script::store(
+            unit,
+            scripts,
+            ScriptKind::Deserialize,
+            &self.script_env,
+            &out,
+        )?;
         generator::validate_output(unit, &out)?;
         Ok(generator::read_output(unit, &out)?)
     }

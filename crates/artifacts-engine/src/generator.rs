@@ -17,6 +17,9 @@ use crate::process::{ProcessError, Stdout, describe_status};
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::script::stderr_suffix;
 
+/// An artifact's files in memory: (file name, content), zeroized on drop.
+pub type ArtifactFiles = Vec<(String, Zeroizing<Vec<u8>>)>;
+
 /// Largest file a generator may produce.
 pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -88,7 +91,13 @@ fn timeout_stderr(error: &ProcessError) -> String {
 }
 
 /// Runs the unit's generator in `sandbox` with `dirs`, then validates `$out`.
-pub fn run(unit: &Unit<'_>, sandbox: &Sandbox, dirs: &GeneratorDirs, log_level: &str, timeout: Option<Duration>) -> Result<(), GeneratorError> {
+pub fn run(
+    unit: &Unit<'_>,
+    sandbox: &Sandbox,
+    dirs: &GeneratorDirs,
+    log_level: &str,
+    timeout: Option<Duration>,
+) -> Result<(), GeneratorError> {
     let artifact = unit.name().to_owned();
     let generator = unit
         .artifact
@@ -111,7 +120,10 @@ pub fn run(unit: &Unit<'_>, sandbox: &Sandbox, dirs: &GeneratorDirs, log_level: 
     if unit.context != artifacts_model::Context::Shared {
         let target = unit.targets[0];
         env.push(("target".into(), target.id.name.clone().into()));
-        env.push((target.id.kind.identity_variable().into(), target.id.name.clone().into()));
+        env.push((
+            target.id.kind.identity_variable().into(),
+            target.id.name.clone().into(),
+        ));
     }
     let mut command = sandbox.command(generator, dirs, &env);
     command.stdout(Stdout::Discard).timeout(timeout);
@@ -146,11 +158,18 @@ pub fn validate_output(unit: &Unit<'_>, out: &Path) -> Result<(), GeneratorError
         let kind = metadata.file_type();
         let declared = unit.artifact.files.contains_key(&name);
         if !declared {
-            problems.push(format!("unexpected {} `{name}` (declared files: {})", describe_type(&kind), declared_list(unit)));
+            problems.push(format!(
+                "unexpected {} `{name}` (declared files: {})",
+                describe_type(&kind),
+                declared_list(unit)
+            ));
             continue;
         }
         if !kind.is_file() {
-            problems.push(format!("`{name}` is a {}, not a regular file", describe_type(&kind)));
+            problems.push(format!(
+                "`{name}` is a {}, not a regular file",
+                describe_type(&kind)
+            ));
             continue;
         }
         if metadata.len() > MAX_FILE_SIZE {
@@ -205,7 +224,10 @@ fn describe_type(kind: &std::fs::FileType) -> &'static str {
 }
 
 /// Reads a validated output directory into memory (for dependents' `$in`).
-pub fn read_output(unit: &Unit<'_>, out: &Path) -> Result<Vec<(String, Zeroizing<Vec<u8>>)>, GeneratorError> {
+pub fn read_output(
+    unit: &Unit<'_>,
+    out: &Path,
+) -> Result<ArtifactFiles, GeneratorError> {
     unit.artifact
         .files
         .keys()

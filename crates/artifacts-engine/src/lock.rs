@@ -40,7 +40,7 @@ impl LockEntry {
     pub fn now(fingerprint: String) -> Self {
         LockEntry {
             fingerprint,
-            generated_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            generated_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
             extra: BTreeMap::new(),
         }
     }
@@ -81,7 +81,9 @@ pub enum LockError {
         source: std::io::Error,
     },
     /// The content is not a lock file we understand.
-    #[error("`{path}` is not a valid artifacts.lock: {message} (fix it, or delete it to treat every stored artifact as stale)")]
+    #[error(
+        "`{path}` is not a valid artifacts.lock: {message} (fix it, or delete it to treat every stored artifact as stale)"
+    )]
     Invalid {
         /// The lock file.
         path: PathBuf,
@@ -95,14 +97,18 @@ impl Lock {
     pub fn load(path: &Path) -> Result<Lock, LockError> {
         let entries = match std::fs::read_to_string(path) {
             Ok(text) => {
-                let data: LockData = serde_json::from_str(&text).map_err(|e| LockError::Invalid {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
+                let data: LockData =
+                    serde_json::from_str(&text).map_err(|e| LockError::Invalid {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
                 if data.version != VERSION {
                     return Err(LockError::Invalid {
                         path: path.to_owned(),
-                        message: format!("version {} is not supported (expected {VERSION})", data.version),
+                        message: format!(
+                            "version {} is not supported (expected {VERSION})",
+                            data.version
+                        ),
                     });
                 }
                 data.entries

@@ -75,7 +75,12 @@ impl Unit<'_> {
         let declaration = Declaration {
             version: 1,
             generator,
-            files: self.artifact.files.iter().map(|(k, v)| (k.as_str(), v)).collect(),
+            files: self
+                .artifact
+                .files
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect(),
             prompts: self
                 .artifact
                 .prompts
@@ -148,12 +153,13 @@ impl<'m> Plan<'m> {
         let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
         for group in model.shared_groups() {
             let (first_target, first) = group.members[0];
-            let backend = model
-                .resolve_backend(first_target, first)
-                .ok_or_else(|| PlanError::NoBackend {
-                    target: first_target.id.clone(),
-                    artifact: first.name.clone(),
-                })?;
+            let backend =
+                model
+                    .resolve_backend(first_target, first)
+                    .ok_or_else(|| PlanError::NoBackend {
+                        target: first_target.id.clone(),
+                        artifact: first.name.clone(),
+                    })?;
             index.insert(("shared".into(), first.name.clone()), units.len());
             units.push(Unit {
                 artifact: first,
@@ -165,12 +171,12 @@ impl<'m> Plan<'m> {
         }
         for target in &model.targets {
             for artifact in target.artifacts.values().filter(|a| !a.shared) {
-                let backend = model
-                    .resolve_backend(target, artifact)
-                    .ok_or_else(|| PlanError::NoBackend {
+                let backend = model.resolve_backend(target, artifact).ok_or_else(|| {
+                    PlanError::NoBackend {
                         target: target.id.clone(),
                         artifact: artifact.name.clone(),
-                    })?;
+                    }
+                })?;
                 index.insert((target.id.reference(), artifact.name.clone()), units.len());
                 units.push(Unit {
                     artifact,

@@ -19,8 +19,8 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -30,12 +30,34 @@ use nix::unistd::Pid;
 const STDERR_LIMIT: usize = 64 * 1024;
 
 static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static FINISHED: Condvar = Condvar::new();
 
-/// Sends `signal` to every running child's process group. Called from signal handlers' thread.
-pub fn terminate_all(signal: Signal) {
-    let groups: Vec<i32> = RUNNING.lock().map(|s| s.iter().copied().collect()).unwrap_or_default();
-    for group in groups {
-        let _ = killpg(Pid::from_raw(group), signal);
+/// Stops every running child: SIGTERM to each process group, then, for
+/// groups whose leader has not been reaped within `grace`, SIGKILL.
+/// Returns once all were reaped or after twice `grace`. For the signal handler thread.
+pub fn terminate_all(grace: Duration) {
+    let signal_all = |signal: Signal| {
+        if let Ok(running) = RUNNING.lock() {
+            for group in running.iter() {
+                let _ = killpg(Pid::from_raw(*group), signal);
+            }
+        }
+    };
+    signal_all(Signal::SIGTERM);
+    if !wait_until_none_running(grace) {
+        signal_all(Signal::SIGKILL);
+        wait_until_none_running(grace);
+    }
+}
+
+/// Waits (on a condition variable, not by polling) until no child is running.
+fn wait_until_none_running(limit: Duration) -> bool {
+    let Ok(running) = RUNNING.lock() else {
+        return false;
+    };
+    match FINISHED.wait_timeout_while(running, limit, |running| !running.is_empty()) {
+        Ok((_, result)) => !result.timed_out(),
+        Err(_) => false,
     }
 }
 
@@ -118,7 +140,8 @@ impl ProcessBuilder {
 
     /// Adds arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&mut self, args: I) -> &mut Self {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -136,7 +159,8 @@ impl ProcessBuilder {
 
     /// Sets a variable.
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
-        self.env.insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
+        self.env
+            .insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
         self
     }
 
@@ -246,6 +270,7 @@ impl ProcessBuilder {
         let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
         if let Ok(mut running) = RUNNING.lock() {
             running.remove(&group);
+            FINISHED.notify_all();
         }
         let stdout = stdout_reader
             .map(|t| t.join().unwrap_or_default())
@@ -277,7 +302,11 @@ impl ProcessBuilder {
 /// Prints the shell-escaped command line. Environment variables are never shown.
 impl fmt::Display for ProcessBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", shell_escape::escape(self.program.to_string_lossy()))?;
+        write!(
+            f,
+            "{}",
+            shell_escape::escape(self.program.to_string_lossy())
+        )?;
         for arg in &self.args {
             write!(f, " {}", shell_escape::escape(arg.to_string_lossy()))?;
         }
@@ -338,7 +367,10 @@ mod tests {
         let pid_file = dir.path().join("grandchild.pid");
         let mut builder = ProcessBuilder::new("/bin/sh");
         builder
-            .args(["-c", &format!("sleep 30 & echo $! > {}; wait", pid_file.display())])
+            .args([
+                "-c",
+                &format!("sleep 30 & echo $! > {}; wait", pid_file.display()),
+            ])
             .timeout(Some(Duration::from_millis(300)));
         let error = builder.run().unwrap_err();
         assert!(matches!(error, ProcessError::Timeout { .. }), "{error}");
@@ -347,19 +379,30 @@ mod tests {
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()));
         if let Ok(status) = status {
-            assert!(status.contains("State:\tZ"), "grandchild still alive: {status}");
+            assert!(
+                status.contains("State:\tZ"),
+                "grandchild still alive: {status}"
+            );
         }
     }
 
     #[test]
     fn missing_program_is_a_spawn_error_naming_it() {
-        let error = ProcessBuilder::new("/nonexistent/program").run().unwrap_err();
-        assert_eq!(error.to_string(), "could not execute `/nonexistent/program`");
+        let error = ProcessBuilder::new("/nonexistent/program")
+            .run()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "could not execute `/nonexistent/program`"
+        );
     }
 
     #[test]
     fn describes_signals_by_name() {
-        let output = ProcessBuilder::new("/bin/sh").args(["-c", "kill -9 $$"]).run().unwrap();
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", "kill -9 $$"])
+            .run()
+            .unwrap();
         assert_eq!(describe_status(&output.status), "signal: 9 (SIGKILL)");
     }
 }

@@ -49,7 +49,9 @@ pub enum PromptError {
         missing: Vec<String>,
     },
     /// Two prompts share one environment variable name and it is set.
-    #[error("environment variable `{variable}` is ambiguous: it answers both {first} and {second}; use --prompts-file instead")]
+    #[error(
+        "environment variable `{variable}` is ambiguous: it answers both {first} and {second}; use --prompts-file instead"
+    )]
     Ambiguous {
         /// The variable.
         variable: String,
@@ -69,7 +71,9 @@ pub enum PromptError {
         message: String,
     },
     /// A prompts file names an artifact or prompt that the plan does not have.
-    #[error("prompts file answers `{artifact}/{prompt}`, which is not a declared prompt of any artifact")]
+    #[error(
+        "prompts file answers `{artifact}/{prompt}`, which is not a declared prompt of any artifact"
+    )]
     Unknown {
         /// The artifact.
         artifact: String,
@@ -96,9 +100,10 @@ impl Answers {
         if let Some(file) = file {
             for (artifact, prompts) in file {
                 for prompt in prompts.keys() {
-                    let declared = plan.units.iter().any(|u| {
-                        u.name() == artifact && u.artifact.prompts.contains_key(prompt)
-                    });
+                    let declared = plan
+                        .units
+                        .iter()
+                        .any(|u| u.name() == artifact && u.artifact.prompts.contains_key(prompt));
                     if !declared {
                         return Err(PromptError::Unknown {
                             artifact: artifact.clone(),
@@ -112,7 +117,9 @@ impl Answers {
         let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for unit in &plan.units {
             for name in unit.artifact.prompts.keys() {
-                let entry = owners.entry(prompt_variable(unit.name(), name)).or_default();
+                let entry = owners
+                    .entry(prompt_variable(unit.name(), name))
+                    .or_default();
                 let label = format!("{}/{name}", unit.name());
                 if !entry.contains(&label) {
                     entry.push(label);
@@ -128,7 +135,10 @@ impl Answers {
                 if answers.values.contains_key(&key) {
                     continue;
                 }
-                if let Some(value) = file.and_then(|f| f.get(unit.name())).and_then(|p| p.get(name)) {
+                if let Some(value) = file
+                    .and_then(|f| f.get(unit.name()))
+                    .and_then(|p| p.get(name))
+                {
                     answers.values.insert(key, value.clone());
                     continue;
                 }
@@ -162,10 +172,12 @@ impl Answers {
                     if answers.values.contains_key(&key) {
                         continue;
                     }
-                    let value = asker.ask(unit.name(), name, prompt).map_err(|message| PromptError::Ask {
-                        artifact: unit.name().to_owned(),
-                        prompt: name.clone(),
-                        message,
+                    let value = asker.ask(unit.name(), name, prompt).map_err(|message| {
+                        PromptError::Ask {
+                            artifact: unit.name().to_owned(),
+                            prompt: name.clone(),
+                            message,
+                        }
                     })?;
                     answers.values.insert(key, value);
                 }

@@ -67,10 +67,14 @@ pub enum Sandbox {
 #[non_exhaustive]
 pub enum SandboxError {
     /// `bwrap` is not on PATH.
-    #[error("bubblewrap (`bwrap`) is not installed or not on PATH; generators run in it to keep them off the network and away from your keys (install it, e.g. `apt-get install bubblewrap` or `nix profile install nixpkgs#bubblewrap`, or pass --no-sandbox / set ARTIFACTS_SANDBOX=off to run generators unconfined)")]
+    #[error(
+        "bubblewrap (`bwrap`) is not installed or not on PATH; generators run in it to keep them off the network and away from your keys (install it, e.g. `apt-get install bubblewrap` or `nix profile install nixpkgs#bubblewrap`, or pass --no-sandbox / set ARTIFACTS_SANDBOX=off to run generators unconfined)"
+    )]
     NotInstalled,
     /// `bwrap` exists but cannot create namespaces.
-    #[error("bubblewrap at `{path}` cannot create a sandbox here ({stderr}); enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0), run in a container that allows them, or pass --no-sandbox to run generators unconfined")]
+    #[error(
+        "bubblewrap at `{path}` cannot create a sandbox here ({stderr}); enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0), run in a container that allows them, or pass --no-sandbox to run generators unconfined"
+    )]
     Unusable {
         /// The bwrap found.
         path: PathBuf,
@@ -88,7 +92,15 @@ impl Sandbox {
                 return Err((false, PathBuf::new(), String::new()));
             };
             let mut probe = ProcessBuilder::new(&path);
-            probe.args(["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--", "true"]);
+            probe.args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--ro-bind",
+                "/",
+                "/",
+                "--",
+                "true",
+            ]);
             match probe.run() {
                 Ok(output) if output.status.success() => Ok(path),
                 Ok(output) => Err((true, path, output.stderr.trim().to_owned())),
@@ -108,7 +120,12 @@ impl Sandbox {
     /// The command running `generator` with `env`; `dirs` are the host's
     /// (`out`, `prompts`, `in`) directories. Returns the command and the
     /// paths the generator should be told.
-    pub fn command(&self, generator: &Path, dirs: &GeneratorDirs, env: &[(String, OsString)]) -> ProcessBuilder {
+    pub fn command(
+        &self,
+        generator: &Path,
+        dirs: &GeneratorDirs,
+        env: &[(String, OsString)],
+    ) -> ProcessBuilder {
         match self {
             Sandbox::Off => {
                 let mut builder = ProcessBuilder::new(generator);

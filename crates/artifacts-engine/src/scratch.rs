@@ -17,7 +17,10 @@ static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Removes every live scratch directory. For signal handlers, right before exiting.
 pub fn remove_all() {
-    let dirs: Vec<PathBuf> = LIVE.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default();
+    let dirs: Vec<PathBuf> = LIVE
+        .lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
     for dir in dirs {
         let _ = std::fs::remove_dir_all(&dir);
     }

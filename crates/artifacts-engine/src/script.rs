@@ -149,7 +149,10 @@ fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
             "config": config_of(t),
         })).collect::<Vec<_>>(),
     });
-    write_private(&targets, &serde_json::to_vec_pretty(&document).expect("json"))?;
+    write_private(
+        &targets,
+        &serde_json::to_vec_pretty(&document).expect("json"),
+    )?;
     let inputs = scratch.subdir("inputs")?;
     for (name, file) in &unit.artifact.files {
         let spec = serde_json::to_vec_pretty(file).expect("json");
@@ -159,7 +162,10 @@ fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
         None
     } else {
         let path = scratch.path().join("config.json");
-        write_private(&path, &serde_json::to_vec_pretty(&config_of(unit.targets[0])).expect("json"))?;
+        write_private(
+            &path,
+            &serde_json::to_vec_pretty(&config_of(unit.targets[0])).expect("json"),
+        )?;
         Some(path)
     };
     Ok(Prepared {
@@ -171,7 +177,13 @@ fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
 }
 
 /// Builds the command for a script with the contract's environment.
-fn command(unit: &Unit<'_>, script: &Path, env: &ScriptEnv, prepared: &Prepared, out: Option<&Path>) -> ProcessBuilder {
+fn command(
+    unit: &Unit<'_>,
+    script: &Path,
+    env: &ScriptEnv,
+    prepared: &Prepared,
+    out: Option<&Path>,
+) -> ProcessBuilder {
     let mut builder = ProcessBuilder::new(script);
     builder
         .cwd(&env.root)
@@ -209,7 +221,13 @@ fn command(unit: &Unit<'_>, script: &Path, env: &ScriptEnv, prepared: &Prepared,
     builder
 }
 
-fn run(unit: &Unit<'_>, scripts: &Scripts, kind: ScriptKind, env: &ScriptEnv, out: Option<&Path>) -> Result<Output, ScriptError> {
+fn run(
+    unit: &Unit<'_>,
+    scripts: &Scripts,
+    kind: ScriptKind,
+    env: &ScriptEnv,
+    out: Option<&Path>,
+) -> Result<Output, ScriptError> {
     let script = match kind {
         ScriptKind::Check => &scripts.check,
         ScriptKind::Serialize => &scripts.serialize,
@@ -230,7 +248,11 @@ fn run(unit: &Unit<'_>, scripts: &Scripts, kind: ScriptKind, env: &ScriptEnv, ou
 }
 
 /// Runs `check`: exit 0 stored, 1 needs generation, anything else an error.
-pub fn check(unit: &Unit<'_>, scripts: &Scripts, env: &ScriptEnv) -> Result<CheckOutcome, ScriptError> {
+pub fn check(
+    unit: &Unit<'_>,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Result<CheckOutcome, ScriptError> {
     let output = run(unit, scripts, ScriptKind::Check, env, None)?;
     match output.status.code() {
         Some(0) => Ok(CheckOutcome::Stored),
@@ -246,7 +268,13 @@ pub fn check(unit: &Unit<'_>, scripts: &Scripts, env: &ScriptEnv) -> Result<Chec
 
 /// Runs `serialize` with `$out` holding the generated files, or `deserialize`
 /// with `$out` an empty directory to fill.
-pub fn store(unit: &Unit<'_>, scripts: &Scripts, kind: ScriptKind, env: &ScriptEnv, out: &Path) -> Result<(), ScriptError> {
+pub fn store(
+    unit: &Unit<'_>,
+    scripts: &Scripts,
+    kind: ScriptKind,
+    env: &ScriptEnv,
+    out: &Path,
+) -> Result<(), ScriptError> {
     let output = run(unit, scripts, kind, env, Some(out))?;
     if output.status.success() {
         Ok(())

@@ -38,12 +38,7 @@ pub fn load_manifest(path: &Path) -> Result<Model, ModelError> {
         source,
     })?;
     let value = parse_text(path, &text)?;
-    let root = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    from_value(path, &root, &value)
+    from_value(path, &manifest_root(path), &value)
 }
 
 /// Loads the JSON produced by evaluating the Nix modules, read from memory.
@@ -77,21 +72,57 @@ fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
 
 /// Builds a model from an already parsed value tree.
 pub fn from_value(source: &Path, root: &Path, value: &Value) -> Result<Model, ModelError> {
+    let (model, problems) = read_value(source, root, value);
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(ModelError::Invalid(problems))
+    }
+}
+
+/// Loads a manifest and validates it against `known_backends`, reporting the
+/// problems of both stages together (a bad mode does not hide a bad backend).
+pub fn load_manifest_validated(path: &Path, known_backends: &[&str]) -> Result<Model, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value = parse_text(path, &text)?;
+    let (model, mut problems) = read_value(path, &manifest_root(path), &value);
+    if let Err(ModelError::Invalid(more)) = crate::validate::validate(&model, known_backends) {
+        problems.extend(more);
+    }
+    if problems.is_empty() {
+        Ok(model)
+    } else {
+        Err(ModelError::Invalid(problems))
+    }
+}
+
+/// The project root of a manifest: its directory.
+pub fn manifest_root(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned()
+}
+
+/// Reads what can be read, collecting problems instead of stopping at the first.
+fn read_value(source: &Path, root: &Path, value: &Value) -> (Model, Vec<Problem>) {
     let mut reader = Reader {
         base: Location::file(source),
         root: root.to_owned(),
         problems: Vec::new(),
     };
     let model = reader.model(value);
-    if reader.problems.is_empty() {
-        Ok(Model {
+    (
+        Model {
             source: source.to_owned(),
             root: root.to_owned(),
             ..model
-        })
-    } else {
-        Err(ModelError::Invalid(reader.problems))
-    }
+        },
+        reader.problems,
+    )
 }
 
 struct Reader {
@@ -108,7 +139,11 @@ impl Reader {
         });
     }
 
-    fn object<'v>(&mut self, value: &'v Value, location: &Location) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        location: &Location,
+    ) -> Option<&'v Map<String, Value>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -122,12 +157,21 @@ impl Reader {
     }
 
     /// Reports keys outside `allowed` as problems.
-    fn known_keys(&mut self, map: &Map<String, Value>, allowed: &[&str], location: &Location, prefix: &str) {
+    fn known_keys(
+        &mut self,
+        map: &Map<String, Value>,
+        allowed: &[&str],
+        location: &Location,
+        prefix: &str,
+    ) {
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
                 self.problem(
                     location.field(format!("{prefix}{key}")),
-                    format!("unknown key `{key}` (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown key `{key}` (expected one of: {})",
+                        allowed.join(", ")
+                    ),
                 );
             }
         }
@@ -137,20 +181,36 @@ impl Reader {
         match value {
             Value::String(text) => Some(text.clone()),
             other => {
-                self.problem(location, format!("expected a string, found {}", kind_of(other)));
+                self.problem(
+                    location,
+                    format!("expected a string, found {}", kind_of(other)),
+                );
                 None
             }
         }
     }
 
-    fn optional_string(&mut self, map: &Map<String, Value>, key: &str, location: &Location, prefix: &str) -> Option<String> {
+    fn optional_string(
+        &mut self,
+        map: &Map<String, Value>,
+        key: &str,
+        location: &Location,
+        prefix: &str,
+    ) -> Option<String> {
         match map.get(key) {
             None | Some(Value::Null) => None,
             Some(value) => self.string(value, location.field(format!("{prefix}{key}"))),
         }
     }
 
-    fn bool(&mut self, map: &Map<String, Value>, key: &str, default: bool, location: &Location, prefix: &str) -> bool {
+    fn bool(
+        &mut self,
+        map: &Map<String, Value>,
+        key: &str,
+        default: bool,
+        location: &Location,
+        prefix: &str,
+    ) -> bool {
         match map.get(key) {
             None | Some(Value::Null) => default,
             Some(Value::Bool(b)) => *b,
@@ -182,7 +242,12 @@ impl Reader {
         let Some(top) = self.object(value, &base) else {
             return model;
         };
-        self.known_keys(top, &["default", "nixos", "home", "tanka", "artifacts"], &base, "");
+        self.known_keys(
+            top,
+            &["default", "nixos", "home", "tanka", "artifacts"],
+            &base,
+            "",
+        );
         model.default_backend = self.default_backend(top, &base);
         for kind in TargetKind::ALL {
             if let Some(section) = top.get(kind.manifest_key()) {
@@ -210,10 +275,9 @@ impl Reader {
                     let Some(map) = self.object(entry, &location) else {
                         continue;
                     };
-                    let Some(name) = map
-                        .get(name_key)
-                        .and_then(|v| self.string(v, location.field(format!("{key}[{index}].{name_key}"))))
-                    else {
+                    let Some(name) = map.get(name_key).and_then(|v| {
+                        self.string(v, location.field(format!("{key}[{index}].{name_key}")))
+                    }) else {
                         if !map.contains_key(name_key) {
                             self.problem(location, format!("missing `{name_key}`"));
                         }
@@ -234,13 +298,22 @@ impl Reader {
             other => {
                 self.problem(
                     self.base.field(key),
-                    format!("expected a list or a table of targets, found {}", kind_of(other)),
+                    format!(
+                        "expected a list or a table of targets, found {}",
+                        kind_of(other)
+                    ),
                 );
             }
         }
     }
 
-    fn target(&mut self, id: TargetId, map: &Map<String, Value>, name_key: Option<&str>, targets: &mut Vec<Target>) {
+    fn target(
+        &mut self,
+        id: TargetId,
+        map: &Map<String, Value>,
+        name_key: Option<&str>,
+        targets: &mut Vec<Target>,
+    ) {
         let location = self.base.target(&id);
         if targets.iter().any(|t| t.id == id) {
             self.problem(location, "target declared twice");
@@ -264,7 +337,9 @@ impl Reader {
         {
             for (name, entry) in entries {
                 let artifact_location = location.artifact(name);
-                if let Some(artifact) = self.artifact(id.kind, name, entry, &artifact_location, false) {
+                if let Some(artifact) =
+                    self.artifact(id.kind, name, entry, &artifact_location, false)
+                {
                     artifacts.insert(name.clone(), artifact);
                 }
             }
@@ -297,7 +372,10 @@ impl Reader {
                 Some(other) => {
                     self.problem(
                         location.field("targets"),
-                        format!("expected a list of target references, found {}", kind_of(other)),
+                        format!(
+                            "expected a list of target references, found {}",
+                            kind_of(other)
+                        ),
                     );
                     continue;
                 }
@@ -315,7 +393,8 @@ impl Reader {
                 };
                 let kind = targets[index].id.kind;
                 let artifact_location = location.target(&targets[index].id);
-                let Some(artifact) = self.artifact(kind, name, entry, &artifact_location, true) else {
+                let Some(artifact) = self.artifact(kind, name, entry, &artifact_location, true)
+                else {
                     continue;
                 };
                 let target = &mut targets[index];
@@ -333,7 +412,12 @@ impl Reader {
 
     /// Finds (or creates) the target a shorthand reference names: `kind/name`, or a
     /// bare name that is unique among declared targets (a new NixOS machine otherwise).
-    fn resolve_reference(&mut self, reference: &str, targets: &mut Vec<Target>, location: &Location) -> Option<usize> {
+    fn resolve_reference(
+        &mut self,
+        reference: &str,
+        targets: &mut Vec<Target>,
+        location: &Location,
+    ) -> Option<usize> {
         let id = match reference.split_once('/') {
             Some((kind, name)) => match TargetKind::parse(kind) {
                 Some(kind) => TargetId::new(kind, name),
@@ -374,7 +458,14 @@ impl Reader {
         Some(targets.len() - 1)
     }
 
-    fn artifact(&mut self, kind: TargetKind, name: &str, value: &Value, location: &Location, shorthand: bool) -> Option<Artifact> {
+    fn artifact(
+        &mut self,
+        kind: TargetKind,
+        name: &str,
+        value: &Value,
+        location: &Location,
+        shorthand: bool,
+    ) -> Option<Artifact> {
         let map = self.object(value, location)?;
         let mut allowed = vec![
             "name",
@@ -396,7 +487,9 @@ impl Reader {
         {
             self.problem(
                 location.field("name"),
-                format!("`name = \"{declared}\"` differs from the key `{name}` it is declared under"),
+                format!(
+                    "`name = \"{declared}\"` differs from the key `{name}` it is declared under"
+                ),
             );
         }
         let backend = match (
@@ -445,7 +538,10 @@ impl Reader {
             Some(other) => {
                 self.problem(
                     location.field("dependencies"),
-                    format!("expected a list of artifact names, found {}", kind_of(other)),
+                    format!(
+                        "expected a list of artifact names, found {}",
+                        kind_of(other)
+                    ),
                 );
                 Vec::new()
             }
@@ -485,7 +581,14 @@ impl Reader {
         })
     }
 
-    fn file(&mut self, kind: TargetKind, artifact: &str, name: &str, value: &Value, location: &Location) -> Option<FileSpec> {
+    fn file(
+        &mut self,
+        kind: TargetKind,
+        artifact: &str,
+        name: &str,
+        value: &Value,
+        location: &Location,
+    ) -> Option<FileSpec> {
         let prefix = format!("files.{name}.");
         let map = self.object(value, &location.field(format!("files.{name}")))?;
         // `value` is what the Nix module reads back from the public store: an output, ignored here.
@@ -504,8 +607,14 @@ impl Reader {
             });
         let (owner, group) = match kind {
             TargetKind::Nixos => (
-                Some(self.optional_string(map, "owner", location, &prefix).unwrap_or_else(|| "root".into())),
-                Some(self.optional_string(map, "group", location, &prefix).unwrap_or_else(|| "root".into())),
+                Some(
+                    self.optional_string(map, "owner", location, &prefix)
+                        .unwrap_or_else(|| "root".into()),
+                ),
+                Some(
+                    self.optional_string(map, "group", location, &prefix)
+                        .unwrap_or_else(|| "root".into()),
+                ),
             ),
             TargetKind::Home | TargetKind::Tanka => {
                 for key in ["owner", "group"] {
@@ -531,7 +640,10 @@ impl Reader {
             Some(other) => {
                 self.problem(
                     location.field(format!("{prefix}mode")),
-                    format!("mode must be an octal string such as \"0400\", found {}", kind_of(other)),
+                    format!(
+                        "mode must be an octal string such as \"0400\", found {}",
+                        kind_of(other)
+                    ),
                 );
                 Mode::DEFAULT
             }

@@ -31,9 +31,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     if name.trim() != name {
-        return Err(format!(
-            "name `{name}` has leading or trailing whitespace"
-        ));
+        return Err(format!("name `{name}` has leading or trailing whitespace"));
     }
     Ok(())
 }
@@ -87,14 +85,24 @@ mod tests {
 
     #[test]
     fn accepts_names_upstream_accepts() {
-        for name in ["ssh", "db.password", "my_key", "my-key", "camelCase", "with space", "a.b"] {
+        for name in [
+            "ssh",
+            "db.password",
+            "my_key",
+            "my-key",
+            "camelCase",
+            "with space",
+            "a.b",
+        ] {
             assert_eq!(check_name(name), Ok(()), "{name}");
         }
     }
 
     #[test]
     fn rejects_names_that_leave_their_directory_or_read_as_options() {
-        for name in ["", ".", "..", "a/b", "../x", "a..b", "-rf", "a\0b", "a\nb", " lead"] {
+        for name in [
+            "", ".", "..", "a/b", "../x", "a..b", "-rf", "a\0b", "a\nb", " lead",
+        ] {
             assert!(check_name(name).is_err(), "{name:?} accepted");
         }
     }
@@ -105,6 +113,9 @@ mod tests {
             prompt_variable("db.password", "admin-pass"),
             "ARTIFACTS_PROMPT_DB_PASSWORD_ADMIN_PASS"
         );
-        assert_eq!(prompt_variable("camelCase", "x y"), "ARTIFACTS_PROMPT_CAMELCASE_X_Y");
+        assert_eq!(
+            prompt_variable("camelCase", "x y"),
+            "ARTIFACTS_PROMPT_CAMELCASE_X_Y"
+        );
     }
 }

@@ -17,7 +17,12 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
     let mut problems = Vec::new();
     let base = Location::file(&model.source);
     if let Some(name) = &model.default_backend {
-        check_backend(name, known_backends, base.field("default.backend"), &mut problems);
+        check_backend(
+            name,
+            known_backends,
+            base.field("default.backend"),
+            &mut problems,
+        );
     }
     for target in &model.targets {
         let location = base.target(&target.id);
@@ -25,10 +30,22 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
             problems.push(problem(location.clone(), format!("target {message}")));
         }
         if let Some(name) = &target.default_backend {
-            check_backend(name, known_backends, location.field("default.backend"), &mut problems);
+            check_backend(
+                name,
+                known_backends,
+                location.field("default.backend"),
+                &mut problems,
+            );
         }
         for artifact in target.artifacts.values() {
-            check_artifact(model, target, artifact, known_backends, &location.artifact(&artifact.name), &mut problems);
+            check_artifact(
+                model,
+                target,
+                artifact,
+                known_backends,
+                &location.artifact(&artifact.name),
+                &mut problems,
+            );
         }
     }
     check_shared(model, &base, &mut problems);
@@ -56,11 +73,21 @@ fn check_backend(name: &str, known: &[&str], location: Location, problems: &mut 
         } else {
             format!("known: {}", known.join(", "))
         };
-        problems.push(problem(location, format!("unknown backend `{name}` ({known})")));
+        problems.push(problem(
+            location,
+            format!("unknown backend `{name}` ({known})"),
+        ));
     }
 }
 
-fn check_artifact(model: &Model, target: &Target, artifact: &Artifact, known: &[&str], location: &Location, problems: &mut Vec<Problem>) {
+fn check_artifact(
+    model: &Model,
+    target: &Target,
+    artifact: &Artifact,
+    known: &[&str],
+    location: &Location,
+    problems: &mut Vec<Problem>,
+) {
     if let Err(message) = check_name(&artifact.name) {
         problems.push(problem(location.clone(), format!("artifact {message}")));
     }
@@ -74,20 +101,29 @@ fn check_artifact(model: &Model, target: &Target, artifact: &Artifact, known: &[
         ));
     }
     if artifact.generator.is_none() {
-        problems.push(problem(location.field("generator"), "no generator: every artifact needs a script that writes its files to $out"));
+        problems.push(problem(
+            location.field("generator"),
+            "no generator: every artifact needs a script that writes its files to $out",
+        ));
     }
     if artifact.files.is_empty() {
         problems.push(problem(location.field("files"), "declares no files"));
     }
     for name in artifact.prompts.keys() {
         if let Err(message) = check_name(name) {
-            problems.push(problem(location.field(format!("prompts.{}", name.escape_debug())), format!("prompt {message}")));
+            problems.push(problem(
+                location.field(format!("prompts.{}", name.escape_debug())),
+                format!("prompt {message}"),
+            ));
         }
     }
     for (name, file) in &artifact.files {
         let field = |key: &str| location.field(format!("files.{}.{key}", name.escape_debug()));
         if let Err(message) = check_name(name) {
-            problems.push(problem(location.field(format!("files.{}", name.escape_debug())), format!("file {message}")));
+            problems.push(problem(
+                location.field(format!("files.{}", name.escape_debug())),
+                format!("file {message}"),
+            ));
         }
         if let Err(message) = check_file_path(target.id.kind, &file.path) {
             problems.push(problem(field("path"), message));
@@ -126,7 +162,10 @@ fn check_file_path(kind: TargetKind, path: &str) -> Result<(), String> {
         return Err("path is empty".into());
     }
     if path.chars().any(char::is_control) {
-        return Err(format!("path {} contains a control character", escape_for_message(path)));
+        return Err(format!(
+            "path {} contains a control character",
+            escape_for_message(path)
+        ));
     }
     let relative_start = path.starts_with("$") || path.starts_with("~/");
     let std_path = std::path::Path::new(path);
@@ -185,12 +224,20 @@ fn check_shared(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
 }
 
 /// What differs between two declarations of a shared artifact, in words.
-fn differences(model: &Model, (ta, a): (&Target, &Artifact), (tb, b): (&Target, &Artifact)) -> Vec<String> {
+fn differences(
+    model: &Model,
+    (ta, a): (&Target, &Artifact),
+    (tb, b): (&Target, &Artifact),
+) -> Vec<String> {
     let mut out = Vec::new();
     let backend_a = model.resolve_backend(ta, a).map(|c| c.name);
     let backend_b = model.resolve_backend(tb, b).map(|c| c.name);
     if backend_a != backend_b {
-        out.push(format!("backend {} vs {}", show(&backend_a), show(&backend_b)));
+        out.push(format!(
+            "backend {} vs {}",
+            show(&backend_a),
+            show(&backend_b)
+        ));
     }
     if a.generator != b.generator {
         out.push(format!(
@@ -228,7 +275,10 @@ fn differences(model: &Model, (ta, a): (&Target, &Artifact), (tb, b): (&Target, 
                 out.push(format!("files.{name}.mode {} vs {}", fa.mode, fb.mode));
             }
             if fa.secret != fb.secret {
-                out.push(format!("files.{name}.secret {} vs {}", fa.secret, fb.secret));
+                out.push(format!(
+                    "files.{name}.secret {} vs {}",
+                    fa.secret, fb.secret
+                ));
             }
         }
     }
@@ -236,9 +286,16 @@ fn differences(model: &Model, (ta, a): (&Target, &Artifact), (tb, b): (&Target, 
     let prompts_b: BTreeMap<_, _> = b.prompts.iter().map(|(n, p)| (n, p.kind)).collect();
     if prompts_a != prompts_b {
         let list = |m: &BTreeMap<&String, crate::PromptKind>| {
-            m.iter().map(|(n, k)| format!("{n}:{}", k.as_str())).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(n, k)| format!("{n}:{}", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        out.push(format!("prompts [{}] vs [{}]", list(&prompts_a), list(&prompts_b)));
+        out.push(format!(
+            "prompts [{}] vs [{}]",
+            list(&prompts_a),
+            list(&prompts_b)
+        ));
     }
     let mut deps_a = a.dependencies.clone();
     let mut deps_b = b.dependencies.clone();
@@ -267,7 +324,9 @@ fn check_cycles(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
                 && reported.insert(normalize_cycle(&cycle))
             {
                 problems.push(problem(
-                    base.target(&target.id).artifact(start).field("dependencies"),
+                    base.target(&target.id)
+                        .artifact(start)
+                        .field("dependencies"),
                     format!("dependency cycle: {}", cycle.join(" -> ")),
                 ));
             }

@@ -15,7 +15,10 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
     let plan = ctx.plan()?;
     let selected = ctx.select(&plan, &[artifact.to_owned()])?;
     if selected.is_empty() {
-        return Err(UsageError(anyhow::anyhow!("artifact `{artifact}` is not declared on the selected targets")).into());
+        return Err(UsageError(anyhow::anyhow!(
+            "artifact `{artifact}` is not declared on the selected targets"
+        ))
+        .into());
     }
     let rows = rows(ctx, &plan, &selected);
     let mut out = std::io::stdout().lock();
@@ -51,9 +54,17 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
         writeln!(out, "context    {}", unit.context)?;
         let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
         writeln!(out, "targets    {}", targets.join(", "))?;
-        writeln!(out, "backend    {} ({})", unit.backend.name, unit.backend.rule)?;
+        writeln!(
+            out,
+            "backend    {} ({})",
+            unit.backend.name, unit.backend.rule
+        )?;
         if let Some(backend) = ctx.registry.get(&unit.backend.name) {
-            writeln!(out, "           defined in {}", backend.defined_in.display())?;
+            writeln!(
+                out,
+                "           defined in {}",
+                backend.defined_in.display()
+            )?;
         }
         match &unit.artifact.generator {
             Some(generator) => writeln!(out, "generator  {}", generator.display())?,
@@ -88,7 +99,11 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
             Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
         }
         match ctx.lock.get(&unit.scope(), unit.name()) {
-            Some(entry) => writeln!(out, "lock       {} generated {}", entry.fingerprint, entry.generated_at)?,
+            Some(entry) => writeln!(
+                out,
+                "lock       {} generated {}",
+                entry.fingerprint, entry.generated_at
+            )?,
             None => writeln!(out, "lock       no entry")?,
         }
         let status = match &row.status {
@@ -123,16 +138,30 @@ pub fn backends(ctx: &Context, json_output: bool) -> Result<i32> {
         return Ok(exit::SUCCESS);
     }
     if ctx.registry.iter().next().is_none() {
-        writeln!(out, "no backends configured (add a backend.toml beside the manifest, or pass --backends FILE)")?;
+        writeln!(
+            out,
+            "no backends configured (add a backend.toml beside the manifest, or pass --backends FILE)"
+        )?;
         return Ok(exit::SUCCESS);
     }
-    let mut table = Table::new(&["BACKEND", "TARGETS", "SHARED", "DESERIALIZE", "PASSTHROUGH", "DEFINED IN"]);
+    let mut table = Table::new(&[
+        "BACKEND",
+        "TARGETS",
+        "SHARED",
+        "DESERIALIZE",
+        "PASSTHROUGH",
+        "DEFINED IN",
+    ]);
     for backend in ctx.registry.iter() {
         let caps = backend.capabilities();
         let targets: Vec<&str> = caps.targets.iter().map(|k: &SectionKind| k.key()).collect();
         table.row(vec![
             backend.name.clone(),
-            if targets.is_empty() { "-".into() } else { targets.join(",") },
+            if targets.is_empty() {
+                "-".into()
+            } else {
+                targets.join(",")
+            },
             yes_no(caps.shared),
             yes_no(caps.deserialize),
             yes_no(caps.passthrough),

@@ -68,7 +68,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             let accept = request.prompts.yes
                 || request.prompts.dry_run
                 || (!global.quiet && {
-                    eprintln!("stale (stored, but from another declaration):\n{}", list.join("\n"));
+                    eprintln!(
+                        "stale (stored, but from another declaration):\n{}",
+                        list.join("\n")
+                    );
                     ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
                 });
             if accept {
@@ -91,16 +94,27 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
     if request.prompts.dry_run {
         print_dry_run(&plan, &order)?;
-        return Ok(if check_errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+        return Ok(if check_errors > 0 {
+            exit::FAILURE
+        } else {
+            exit::SUCCESS
+        });
     }
     if order.is_empty() {
         if !global.quiet {
             eprintln!("nothing to generate: everything selected is stored and current");
         }
-        return Ok(if check_errors > 0 { exit::FAILURE } else { exit::SUCCESS });
+        return Ok(if check_errors > 0 {
+            exit::FAILURE
+        } else {
+            exit::SUCCESS
+        });
     }
     if request.force && !request.prompts.yes {
-        let labels: Vec<String> = order.iter().map(|(i, _)| format!("  {}", plan.units[*i].label())).collect();
+        let labels: Vec<String> = order
+            .iter()
+            .map(|(i, _)| format!("  {}", plan.units[*i].label()))
+            .collect();
         if !ask::interactive() {
             return Err(UsageError(anyhow::anyhow!(
                 "refusing to regenerate {} artifact(s) without confirmation: pass --yes (no terminal to ask)",
@@ -108,7 +122,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             ))
             .into());
         }
-        eprintln!("will regenerate, replacing the stored versions:\n{}", labels.join("\n"));
+        eprintln!(
+            "will regenerate, replacing the stored versions:\n{}",
+            labels.join("\n")
+        );
         if !ask::confirm("Continue?")? {
             eprintln!("nothing changed");
             return Ok(exit::FAILURE);
@@ -121,8 +138,11 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     };
     let env_lookup = |name: &str| std::env::var(name).ok();
     let mut asker = TerminalAsker;
-    let asker: Option<&mut dyn artifacts_engine::prompts::Asker> =
-        if ask::interactive() { Some(&mut asker) } else { None };
+    let asker: Option<&mut dyn artifacts_engine::prompts::Asker> = if ask::interactive() {
+        Some(&mut asker)
+    } else {
+        None
+    };
     let answers = Answers::collect(&plan, &indexes, prompts_file.as_ref(), &env_lookup, asker)
         .map_err(|e| UsageError(anyhow::Error::new(e)))?;
     drop(prompts_file);
@@ -134,20 +154,33 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     progress.finish();
     drop(answers);
 
-    let failures: Vec<&(usize, Result<(), EngineError>)> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    let failures: Vec<&(usize, Result<(), EngineError>)> =
+        results.iter().filter(|(_, r)| r.is_err()).collect();
     let generated = results.len() - failures.len();
     for (index, result) in &failures {
         if let Err(error) = result {
-            eprintln!("error: {}: {}", plan.units[*index].label(), error_chain(error));
+            eprintln!(
+                "error: {}: {}",
+                plan.units[*index].label(),
+                error_chain(error)
+            );
         }
     }
     if !global.quiet {
         eprintln!(
             "generated {generated} artifact(s){}",
-            if failures.is_empty() { String::new() } else { format!(", {} failed", failures.len()) }
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!(", {} failed", failures.len())
+            }
         );
     }
-    Ok(if failures.is_empty() && check_errors == 0 { exit::SUCCESS } else { exit::FAILURE })
+    Ok(if failures.is_empty() && check_errors == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }
 
 fn print_dry_run(plan: &Plan<'_>, order: &[(usize, String)]) -> Result<()> {
@@ -158,7 +191,12 @@ fn print_dry_run(plan: &Plan<'_>, order: &[(usize, String)]) -> Result<()> {
     for (index, reason) in order {
         let unit = &plan.units[*index];
         let prompts: Vec<&str> = unit.artifact.prompts.keys().map(String::as_str).collect();
-        write!(stdout, "would generate {} ({reason}) with backend {}", unit.label(), unit.backend.name)?;
+        write!(
+            stdout,
+            "would generate {} ({reason}) with backend {}",
+            unit.label(),
+            unit.backend.name
+        )?;
         if !prompts.is_empty() {
             write!(stdout, ", asking {}", prompts.join(", "))?;
         }

@@ -31,7 +31,11 @@ pub fn rows<'p, 'm>(ctx: &Context, plan: &'p Plan<'m>, selected: &[usize]) -> Ve
 
 pub fn targets_label(unit: &Unit<'_>) -> String {
     if unit.context == artifacts_model::Context::Shared {
-        unit.targets.iter().map(|t| t.id.reference()).collect::<Vec<_>>().join(", ")
+        unit.targets
+            .iter()
+            .map(|t| t.id.reference())
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
         unit.targets[0].id.reference()
     }
@@ -72,7 +76,9 @@ pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
         writeln!(stdout)?;
         return Ok(());
     }
-    let mut table = Table::new(&["TARGET", "ARTIFACT", "CONTEXT", "BACKEND", "FILES", "STATUS"]);
+    let mut table = Table::new(&[
+        "TARGET", "ARTIFACT", "CONTEXT", "BACKEND", "FILES", "STATUS",
+    ]);
     for row in rows {
         let unit = row.unit;
         table.row(vec![
@@ -80,7 +86,12 @@ pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
             unit.name().to_owned(),
             unit.context.as_str().to_owned(),
             unit.backend.name.clone(),
-            unit.artifact.files.keys().cloned().collect::<Vec<_>>().join(","),
+            unit.artifact
+                .files
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
             paint_status(&row.status, &status_text(&row.status)),
         ]);
     }
@@ -171,7 +182,10 @@ pub fn check(ctx: &Context, artifacts: &[String], json_output: bool, quiet: bool
             if summary.errors == 1 { "" } else { "s" }
         )?;
         if summary.missing + summary.stale > 0 && summary.errors == 0 {
-            writeln!(stdout, "run `artifacts generate` to generate what is missing")?;
+            writeln!(
+                stdout,
+                "run `artifacts generate` to generate what is missing"
+            )?;
         }
     }
     Ok(code)

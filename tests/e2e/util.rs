@@ -1,0 +1,328 @@
+//! The end-to-end harness: a fresh project directory per test, named after
+//! the test, the real `artifacts` binary with a scrubbed environment, and a
+//! failure dump (command, directory, listing, stdout, stderr) on every failed
+//! assertion.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_artifacts-under-test"))
+}
+
+/// A project directory for one test.
+pub struct Project {
+    /// The project root: manifest, backend.toml, store, lock.
+    pub root: PathBuf,
+    /// `$TMPDIR` of every run, to prove temporary files are cleaned up.
+    pub tmp: PathBuf,
+    /// `$HOME` of every run.
+    pub home: PathBuf,
+}
+
+impl Project {
+    /// A fresh, empty project named after the test.
+    pub fn new(test: &str) -> Project {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e")
+            .join(test);
+        if base.exists() {
+            // A previous run may have left read-only directories behind.
+            let _ = Command::new("chmod")
+                .arg("-R")
+                .arg("u+rwx")
+                .arg(&base)
+                .status();
+            fs::remove_dir_all(&base).unwrap();
+        }
+        let project = Project {
+            root: base.join("project"),
+            tmp: base.join("tmp"),
+            home: base.join("home"),
+        };
+        for dir in [&project.root, &project.tmp, &project.home] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        project
+    }
+
+    /// Writes a file under the root, creating parent directories.
+    pub fn file(&self, relative: &str, content: &str) -> PathBuf {
+        let path = self.root.join(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Writes an executable script under the root.
+    pub fn script(&self, relative: &str, content: &str) -> PathBuf {
+        let path = self.file(relative, content);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Writes `artifacts.toml`.
+    pub fn manifest(&self, content: &str) -> &Self {
+        self.file("artifacts.toml", content);
+        self
+    }
+
+    /// Installs the recording backend `rec` (see [`REC_COMMON`]) as `backend.toml`.
+    pub fn recording_backend(&self) -> &Self {
+        self.file("backends/rec/common.sh", REC_COMMON);
+        self.script("backends/rec/check", REC_CHECK);
+        self.script("backends/rec/serialize", REC_SERIALIZE);
+        self.script("backends/rec/deserialize", REC_DESERIALIZE);
+        self.file("backend.toml", REC_BACKEND_TOML);
+        self
+    }
+
+    /// A generator script under `generators/`.
+    pub fn generator(&self, name: &str, body: &str) -> &Self {
+        self.script(
+            &format!("generators/{name}"),
+            &format!("#!/bin/sh\nset -eu\n{body}\n"),
+        );
+        self
+    }
+
+    /// A command running the binary in the project root with a scrubbed environment.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .current_dir(&self.root)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.tmp)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs the binary and returns what happened.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = self.command(args);
+        self.finish(&mut command)
+    }
+
+    /// Runs a prepared command.
+    pub fn finish(&self, command: &mut Command) -> Run {
+        let output = command.output().expect("binary runs");
+        Run::new(format!("{command:?}"), &self.root, output)
+    }
+
+    /// Everything written under `records/` by the recording backend, concatenated.
+    pub fn records(&self) -> String {
+        let mut text = String::new();
+        if let Ok(entries) = fs::read_dir(self.root.join("records")) {
+            let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+            paths.sort();
+            for path in paths {
+                text.push_str(&format!("== {}\n", path.display()));
+                text.push_str(&String::from_utf8_lossy(&fs::read(&path).unwrap()));
+            }
+        }
+        text
+    }
+
+    /// Names of the files the recording backend wrote under `records/` starting with `prefix`.
+    pub fn record_names(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.root.join("records"))
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// A stored file of the recording backend.
+    pub fn stored(&self, relative: &str) -> Option<String> {
+        fs::read_to_string(self.root.join("store").join(relative)).ok()
+    }
+
+    /// Whatever is left in `$TMPDIR`.
+    pub fn tmp_leftovers(&self) -> Vec<String> {
+        fs::read_dir(&self.tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The lock file, parsed.
+    pub fn lock(&self) -> serde_json::Value {
+        let text =
+            fs::read_to_string(self.root.join("artifacts.lock")).expect("artifacts.lock exists");
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// A finished run.
+pub struct Run {
+    pub command: String,
+    pub cwd: PathBuf,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new(command: String, cwd: &Path, output: Output) -> Run {
+        Run {
+            command,
+            cwd: cwd.to_owned(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with a full dump.
+    #[track_caller]
+    pub fn fail(&self, why: &str) -> ! {
+        let listing = Command::new("find")
+            .arg(&self.cwd)
+            .arg("-maxdepth")
+            .arg("4")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        panic!(
+            "\n{why}\n\ncommand: {}\ncwd: {}\nexit code: {:?}\n\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- files ---\n{}",
+            self.command,
+            self.cwd.display(),
+            self.code,
+            self.stdout,
+            self.stderr,
+            listing
+        );
+    }
+
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        if self.code != Some(expected) {
+            self.fail(&format!("expected exit code {expected}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        self.code(0)
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        if !self.stderr.contains(needle) {
+            self.fail(&format!("stderr lacks {needle:?}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Run {
+        if !self.stdout.contains(needle) {
+            self.fail(&format!("stdout lacks {needle:?}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Run {
+        if self.stderr.contains(needle) {
+            self.fail(&format!("stderr contains {needle:?}"));
+        }
+        self
+    }
+
+    /// stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| self.fail(&format!("stdout is not JSON: {e}")))
+    }
+}
+
+/// Sourced by the recording backend: where an artifact is stored, and a record of each call.
+pub const REC_COMMON: &str = r#"
+case "$artifact_context" in
+  shared) who=shared; dir="store/shared/$artifact" ;;
+  nixos) who="$machine"; dir="store/nixos/$machine/$artifact" ;;
+  homemanager) who="$username"; dir="store/home/$username/$artifact" ;;
+  tanka) who="$environment"; dir="store/tanka/$environment/$artifact" ;;
+  *) echo "rec: unknown context $artifact_context" >&2; exit 2 ;;
+esac
+mkdir -p records
+record="records/$(basename "$0")-$artifact_context-$who-$artifact"
+{
+  echo "== env"; env | sort
+  echo "== cmdline"; tr '\0' ' ' < /proc/$$/cmdline; echo
+  echo "== parent cmdline"; tr '\0' ' ' < /proc/$PPID/cmdline; echo
+  echo "== targets"; cat "$targets"; echo
+  echo "== inputs"; for f in "$inputs"/*; do echo "- $(basename "$f")"; cat "$f"; echo; done
+} > "$record"
+"#;
+
+const REC_CHECK: &str = r#"#!/bin/sh
+set -eu
+. "$(dirname "$0")/common.sh"
+for spec in "$inputs"/*; do
+  [ -f "$dir/$(basename "$spec")" ] || exit 1
+done
+exit 0
+"#;
+
+const REC_SERIALIZE: &str = r#"#!/bin/sh
+set -eu
+. "$(dirname "$0")/common.sh"
+mkdir -p "$dir"
+for file in "$out"/*; do
+  cp "$file" "$dir/$(basename "$file")"
+done
+"#;
+
+const REC_DESERIALIZE: &str = r#"#!/bin/sh
+set -eu
+. "$(dirname "$0")/common.sh"
+for spec in "$inputs"/*; do
+  cp "$dir/$(basename "$spec")" "$out/"
+done
+"#;
+
+const REC_BACKEND_TOML: &str = r#"
+[rec.nixos]
+check = "./backends/rec/check"
+serialize = "./backends/rec/serialize"
+deserialize = "./backends/rec/deserialize"
+
+[rec.home]
+check = "./backends/rec/check"
+serialize = "./backends/rec/serialize"
+deserialize = "./backends/rec/deserialize"
+
+[rec.shared]
+check = "./backends/rec/check"
+serialize = "./backends/rec/serialize"
+deserialize = "./backends/rec/deserialize"
+
+[rec.tanka]
+check = "./backends/rec/check"
+serialize = "./backends/rec/serialize"
+deserialize = "./backends/rec/deserialize"
+"#;
