@@ -185,21 +185,23 @@ mod tests {
     }
 
     #[test]
-    fn every_flag_has_help_ending_in_a_period() {
+    fn every_flag_has_a_capitalized_one_line_help() {
         let command = Cli::command();
         let mut commands = vec![&command];
         commands.extend(command.get_subcommands());
         for cmd in commands {
             for arg in cmd.get_arguments() {
-                if let Some(help) = arg.get_help() {
-                    let help = help.to_string();
-                    assert!(
-                        help.ends_with('.'),
-                        "{} --{:?}: {help}",
-                        cmd.get_name(),
-                        arg.get_long()
-                    );
+                if arg.is_positional() || arg.get_id() == "help" || arg.get_id() == "version" {
+                    continue;
                 }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let first = help.chars().next();
+                assert!(
+                    first.is_some_and(char::is_uppercase) && !help.contains('\n'),
+                    "{} --{:?} needs a capitalized one-line help: {help:?}",
+                    cmd.get_name(),
+                    arg.get_long()
+                );
             }
         }
     }
