@@ -1,1 +1,65 @@
-//! age and the SOPS file format (work in progress).
+//! age and the SOPS file format, in-process and byte-compatible with the
+//! real `age` (1.x) and `sops` (3.11) tools.
+//!
+//! # Which part do I need?
+//!
+//! - **Encrypt or decrypt a whole file for one or more people/machines**
+//!   (agenix-style `.age` files): [`age`].
+//!   - Parse who to encrypt to: [`age::Recipient::parse`],
+//!     [`age::read_recipients_file`] (also `.pub` files).
+//!   - Load private keys: [`age::read_identity_file`] (age key files and
+//!     OpenSSH keys; a [`age::PassphraseProvider`] answers passphrase
+//!     prompts), or let [`keys::discover_identities`] collect them from
+//!     explicit files and the environment you pass in as a [`keys::KeyEnv`].
+//!   - Then [`age::encrypt`] / [`age::decrypt`] (binary or armored),
+//!     [`age::reencrypt`] to change recipients, [`age::keygen`] for new keys.
+//! - **Keep a structured secrets file with readable keys and encrypted
+//!   values** (sops-nix, tanka `secrets.sops.yaml`): [`sops`].
+//!   - New file: [`sops::parse_plain`] then [`sops::encrypt`] with
+//!     [`sops::EncryptOptions`] (recipients from `--age` or a `.sops.yaml`
+//!     rule via [`sops::config::SopsConfig`]).
+//!   - Existing file: [`sops::EncryptedFile::read`], then
+//!     [`sops::EncryptedFile::decrypt`] (the MAC is always verified) to get a
+//!     [`sops::Decrypted`] you can `extract`, `set`, `unset`, and encrypt
+//!     again ([`sops::Decrypted::encrypt`]) or [`sops::Decrypted::rotate`];
+//!     [`sops::EncryptedFile::update_keys`] changes recipients only.
+//! - **Write the result back safely**: [`fsutil::write_atomic`].
+//! - **Offer `artifacts age …` / `artifacts sops …` in a binary**: the
+//!   `cli` feature's `cli` module (clap types and `run` functions).
+//!
+//! # Supported and refused
+//!
+//! Supported: age X25519, `ssh-ed25519` and `ssh-rsa` recipients and
+//! identities (passphrase-protected OpenSSH keys through a callback); SOPS
+//! YAML (several documents, comments, dates), JSON, dotenv and binary files;
+//! every type sops writes (`str`, `int`, `float`, `bool`, `time`, `comment`);
+//! `unencrypted_suffix`, `encrypted_suffix`, `unencrypted_regex`,
+//! `encrypted_regex`, `unencrypted_comment_regex`, `encrypted_comment_regex`,
+//! `mac_only_encrypted`; `.sops.yaml` creation rules with `path_regex` and
+//! `age` (or one key group).
+//!
+//! Refused with an error, never mis-decrypted: key groups with a shamir
+//! threshold (more than one key group), pgp/kms/vault master keys when the
+//! data key would have to be re-wrapped (files that also carry age keys still
+//! decrypt), age plugin recipients/identities, passphrase-encrypted age files
+//! and identity files, INI documents.
+//!
+//! # Secrets
+//!
+//! Data keys and plaintext buffers are zeroized on drop ([`zeroize`]); no
+//! `Debug` or `Display` implementation and no error message contains a
+//! secret value, identity or passphrase.
+
+#![deny(missing_docs)]
+
+pub mod age;
+pub mod error;
+pub mod fsutil;
+pub mod keys;
+pub mod sops;
+pub mod time;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use error::{Error, Origin, Result};

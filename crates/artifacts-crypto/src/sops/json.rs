@@ -13,6 +13,12 @@ pub(crate) fn parse(src: &str) -> Result<Map, String> {
     }
 }
 
+/// Parses any JSON value.
+pub(crate) fn parse_value(src: &str) -> Result<Value, String> {
+    let v: serde_json::Value = serde_json::from_str(src).map_err(|e| e.to_string())?;
+    Ok(convert(v))
+}
+
 fn convert(v: serde_json::Value) -> Value {
     match v {
         serde_json::Value::Null => Value::Null,

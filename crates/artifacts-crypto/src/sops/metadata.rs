@@ -268,6 +268,7 @@ impl Metadata {
         md.shamir_threshold = match m.get("shamir_threshold") {
             Some(Value::Int(i)) => Some(*i),
             Some(Value::Float(f)) => Some(*f as i64),
+            Some(Value::Str(s)) => s.parse().ok(),
             _ => None,
         };
         if let Some(Value::Seq(groups)) = m.get("key_groups") {

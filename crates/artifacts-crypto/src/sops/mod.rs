@@ -585,23 +585,10 @@ impl Decrypted {
 
     /// Encrypts again with the same data key; unchanged values keep their
     /// ciphertext.
-    pub fn encrypt(self) -> Result<EncryptedFile> {
+    pub fn encrypt(mut self) -> Result<EncryptedFile> {
         let key = DataKey::from_bytes(self.key.as_bytes()).expect("32 bytes");
-        let stash = std::mem::take(&mut { self.stash_take() });
-        self.seal_with(&key, Some(&stash))
-    }
-
-    fn stash_take(&self) -> IvStash {
-        IvStash::default()
-    }
-
-    fn seal_with(mut self, key: &DataKey, stash: Option<&IvStash>) -> Result<EncryptedFile> {
-        let own = std::mem::take(&mut self.stash);
-        let stash = match stash {
-            Some(_) => Some(&own),
-            None => None,
-        };
-        self.seal(key, stash)
+        let stash = std::mem::take(&mut self.stash);
+        self.seal(&key, Some(&stash))
     }
 
     /// Encrypts with a new data key, wrapped for `recipients` (the file's
@@ -630,7 +617,7 @@ impl Decrypted {
         let key = DataKey::generate();
         let mut me = self;
         me.metadata.age = wrap_data_key(&key, &recipients, &me.origin)?;
-        me.seal_with(&key, None)
+        me.seal(&key, None)
     }
 }
 
@@ -647,8 +634,6 @@ pub fn parse_set_value(bytes: &[u8], raw: bool, origin: &Origin) -> Result<Value
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?;
-    let wrapped = format!("{{\"v\": {text}}}");
-    let mut m = json::parse(&wrapped)
-        .map_err(|_| invalid("not valid JSON (quote strings, or use --raw)"))?;
-    m.remove("v").ok_or_else(|| invalid("empty value"))
+    json::parse_value(text).map_err(|_| invalid("not valid JSON (quote strings, or use --raw)"))
 }
+

@@ -1,0 +1,310 @@
+//! Loading and validating declarations: shapes, defaults, every kind of problem.
+
+use std::path::Path;
+
+use artifacts_model::load::{from_value, load_manifest, load_manifest_validated, load_nix_json};
+use artifacts_model::validate::validate;
+use artifacts_model::{BackendRule, Mode, Model, PromptKind, TargetId, TargetKind};
+
+fn toml_model(text: &str) -> Result<Model, artifacts_model::ModelError> {
+    let value: serde_json::Value = toml::from_str(text).unwrap();
+    from_value(Path::new("/p/artifacts.toml"), Path::new("/p"), &value)
+}
+
+/// Every problem of a TOML manifest, load and validation stages together.
+fn problems(text: &str, backends: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("artifacts.toml");
+    std::fs::write(&path, text).unwrap();
+    match load_manifest_validated(&path, backends) {
+        Ok(_) => Vec::new(),
+        Err(error) => {
+            let text = error.to_string();
+            let dir = dir.path().display().to_string();
+            // Paths in messages are the temp dir's; tests speak of /p.
+            text.replace(&dir, "/p").lines().map(str::to_owned).collect()
+        }
+    }
+}
+
+fn has(problems: &[String], needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "no problem contains {needle:?}:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn nix_eval_json_shape_loads_with_upstream_defaults() {
+    let json = r#"{
+      "nixos": [{"machine": "m1", "config": {"agenix": {"publicHostKey": "age1x"}},
+                 "artifacts": {"ssh": {"name": "ssh", "shared": false, "serialization": "agenix",
+                   "generator": "/nix/store/abc-gen", "description": null,
+                   "prompts": {"comment": {"name": "comment", "description": "Key comment", "type": "line"}},
+                   "files": {"key": {"name": "key", "path": null, "owner": null, "group": null, "mode": null}}}}}],
+      "home": [{"user": "alice", "artifacts": {"token": {"generator": "/nix/store/def-gen", "backend": "agenix",
+                 "files": {"t": {}}}}, "config": {}}],
+      "tanka": [{"environment": "default", "artifacts": {"db": {"generator": "/nix/store/g", "backend": "agenix",
+                 "files": {"password": {}}}}}]
+    }"#;
+    let model = load_nix_json(Path::new("/flake"), Path::new("/flake"), json).unwrap();
+    assert_eq!(model.targets.len(), 3);
+    let m1 = model.target(&TargetId::new(TargetKind::Nixos, "m1")).unwrap();
+    let ssh = &m1.artifacts["ssh"];
+    assert_eq!(ssh.backend.as_deref(), Some("agenix"), "legacy `serialization` is the backend");
+    let key = &ssh.files["key"];
+    assert_eq!(key.path, "/run/artifacts/ssh/key");
+    assert_eq!(key.owner.as_deref(), Some("root"));
+    assert_eq!(key.group.as_deref(), Some("root"));
+    assert_eq!(key.mode, Mode(0o400));
+    assert!(key.secret);
+    assert_eq!(ssh.prompts["comment"].kind, PromptKind::Line);
+    assert_eq!(m1.config["agenix"]["publicHostKey"], "age1x");
+    let alice = model.target(&TargetId::new(TargetKind::Home, "alice")).unwrap();
+    let file = &alice.artifacts["token"].files["t"];
+    assert_eq!(file.path, "$XDG_RUNTIME_DIR/artifacts/token/t");
+    assert_eq!(file.owner, None);
+    let env = model.target(&TargetId::new(TargetKind::Tanka, "default")).unwrap();
+    assert_eq!(env.artifacts["db"].files["password"].path, "db/password");
+    validate(&model, &["agenix"]).unwrap();
+}
+
+#[test]
+fn yaml_and_json_manifests_load_like_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("artifacts.yaml");
+    std::fs::write(
+        &yaml,
+        "default: {backend: b}\nnixos:\n  m:\n    artifacts:\n      x:\n        generator: gen.sh\n        files: {f: {mode: \"0640\"}}\n",
+    )
+    .unwrap();
+    let model = load_manifest(&yaml).unwrap();
+    let x = &model.targets[0].artifacts["x"];
+    assert_eq!(x.generator.as_deref(), Some(dir.path().join("gen.sh").as_path()), "relative to the manifest");
+    assert_eq!(x.files["f"].mode, Mode(0o640));
+    let json = dir.path().join("artifacts.json");
+    std::fs::write(&json, r#"{"nixos": [{"machine": "m", "artifacts": {"x": {"generator": "g", "backend": "b", "files": {"f": {}}}}}]}"#).unwrap();
+    let model = load_manifest(&json).unwrap();
+    assert_eq!(model.targets[0].id, TargetId::new(TargetKind::Nixos, "m"));
+    let unknown = dir.path().join("artifacts.ini");
+    std::fs::write(&unknown, "").unwrap();
+    assert!(load_manifest(&unknown).unwrap_err().to_string().contains("unknown manifest format"));
+}
+
+#[test]
+fn shorthand_declares_one_artifact_on_many_targets() {
+    let model = toml_model(
+        r#"
+[home.alice]
+[artifacts.token]
+targets = ["web1", "nixos/web2", "alice", "tanka/prod"]
+generator = "g.sh"
+files.t = {}
+"#,
+    )
+    .unwrap();
+    let ids: Vec<String> = model.targets.iter().map(|t| t.id.reference()).collect();
+    assert_eq!(ids, ["home/alice", "nixos/web1", "nixos/web2", "tanka/prod"]);
+    assert!(model.targets.iter().all(|t| t.artifacts.contains_key("token")));
+}
+
+#[test]
+fn shorthand_reference_problems() {
+    let found = problems(
+        r#"
+[nixos.x]
+[home.x]
+[artifacts.a]
+targets = ["x", "mars/y"]
+generator = "g"
+files.f = {}
+[artifacts.b]
+generator = "g"
+files.f = {}
+"#,
+        &["b"],
+    );
+    has(&found, "`x` names several targets");
+    has(&found, "unknown target kind `mars`");
+    has(&found, "missing `targets`");
+}
+
+#[test]
+fn backend_resolution_prefers_artifact_then_target_then_manifest() {
+    let model = toml_model(
+        r#"
+default.backend = "global"
+[nixos.a]
+default.backend = "machine"
+artifacts.own = { backend = "mine", generator = "g", files.f = {} }
+artifacts.inherit = { generator = "g", files.f = {} }
+[nixos.b]
+artifacts.top = { generator = "g", files.f = {} }
+"#,
+    )
+    .unwrap();
+    let a = &model.targets[0];
+    let b = &model.targets[1];
+    let choice = |t, name: &str| model.resolve_backend(t, &t.artifacts[name]).unwrap();
+    assert_eq!(choice(a, "own").rule, BackendRule::Artifact);
+    assert_eq!(choice(a, "own").name, "mine");
+    assert_eq!(choice(a, "inherit").rule, BackendRule::TargetDefault);
+    assert_eq!(choice(b, "top").rule, BackendRule::ManifestDefault);
+    assert_eq!(choice(b, "top").name, "global");
+}
+
+#[test]
+fn no_backend_at_all_is_an_error_saying_where_to_set_one() {
+    let found = problems("[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {}\n", &[]);
+    has(&found, "no backend chosen: set `backend` on the artifact");
+}
+
+#[test]
+fn modes_must_be_octal_strings() {
+    for (mode, needle) in [
+        ("\"rw\"", "is not octal"),
+        ("\"0999\"", "is not octal"),
+        ("\"4755\"", "setuid"),
+        ("420", "octal string such as \"0400\", found a number"),
+    ] {
+        let found = problems(
+            &format!("default.backend = \"b\"\n[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {{ mode = {mode} }}\n"),
+            &["b"],
+        );
+        has(&found, needle);
+        has(&found, "field `files.f.mode`");
+    }
+}
+
+#[test]
+fn names_that_could_escape_or_read_as_options_are_rejected_everywhere() {
+    let found = problems(
+        r#"
+default.backend = "b"
+[nixos."a/b"]
+[nixos.m.artifacts."-x"]
+generator = "g"
+files."../f" = {}
+prompts."p\n" = {}
+"#,
+        &["b"],
+    );
+    has(&found, "target name `a/b` contains `/`");
+    has(&found, "artifact name `-x` starts with `-`");
+    has(&found, "file name `../f` contains `..`");
+    has(&found, "prompt name");
+}
+
+#[test]
+fn file_paths_must_be_absolute_outside_the_store_and_without_parent_references() {
+    let found = problems(
+        r#"
+default.backend = "b"
+[nixos.m.artifacts.a]
+generator = "g"
+files.rel = { path = "etc/x" }
+files.store = { path = "/nix/store/abc" }
+files.up = { path = "/run/../etc/shadow" }
+[home.u.artifacts.h]
+generator = "g"
+files.f = { path = "/home/u/x", owner = "u" }
+[tanka.t.artifacts.k]
+generator = "g"
+files.f = { path = "/abs" }
+"#,
+        &["b"],
+    );
+    has(&found, "path `etc/x` is not absolute");
+    has(&found, "is in /nix/store");
+    has(&found, "contains `..`");
+    has(&found, "`owner` is not supported on a home-manager user");
+    has(&found, "must be relative");
+}
+
+#[test]
+fn shared_mismatch_lists_every_difference() {
+    let found = problems(
+        r#"
+default.backend = "b"
+[nixos.a.artifacts.s]
+shared = true
+generator = "g1"
+prompts.p = { type = "line" }
+files.f = { path = "/run/x" }
+[nixos.b.artifacts.s]
+shared = true
+backend = "c"
+generator = "g2"
+prompts.p = { type = "hidden" }
+files.f = { path = "/run/y" }
+[nixos.c.artifacts.s]
+generator = "g1"
+files.f = {}
+"#,
+        &["b", "c"],
+    );
+    has(&found, "backend `b` vs `c`");
+    has(&found, "generator `/p/g1` vs `/p/g2`");
+    has(&found, "files.f.path `/run/x` vs `/run/y`");
+    has(&found, "prompts [p:line] vs [p:hidden]");
+    has(&found, "is not shared here but shared on nixos machine `a`");
+}
+
+#[test]
+fn shared_between_nixos_and_home_ignores_kind_specific_path_defaults() {
+    let found = problems(
+        r#"
+default.backend = "b"
+[home.u]
+[artifacts.s]
+shared = true
+targets = ["nixos/m", "home/u"]
+generator = "g"
+files.f = {}
+"#,
+        &["b"],
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_load_and_validation_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("artifacts.toml");
+    std::fs::write(
+        &path,
+        "[nixos.m.artifacts.a]\nbackend = \"nope\"\ngenerator = \"g\"\nfiles.f = { mode = \"x\" }\n",
+    )
+    .unwrap();
+    let error = load_manifest_validated(&path, &["b"]).unwrap_err();
+    let text = error.to_string();
+    assert!(text.starts_with("2 problems in the declarations:"), "{text}");
+    assert!(text.contains("unknown backend `nope` (known: b)"), "{text}");
+    assert!(text.contains("mode `x` is not octal"), "{text}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_named() {
+    let found = problems(
+        r#"
+[nixos.m.artifacts.a]
+generatr = "g"
+shared = "yes"
+files.f = { secrett = true }
+"#,
+        &[],
+    );
+    has(&found, "unknown key `generatr`");
+    has(&found, "field `shared`: expected true or false, found a string");
+    has(&found, "unknown key `secrett`");
+}
+
+#[test]
+fn name_field_must_match_its_key() {
+    let found = problems(
+        "default.backend = \"b\"\n[nixos.m.artifacts.a]\nname = \"b\"\ngenerator = \"g\"\nfiles.f = {}\n",
+        &["b"],
+    );
+    has(&found, "`name = \"b\"` differs from the key `a`");
+}
