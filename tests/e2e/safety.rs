@@ -190,9 +190,25 @@ files.pw = {}
 
 #[test]
 fn sigint_during_generation_stops_the_generator_and_removes_temporary_files() {
-    let p = Project::new("sigint_during_generation_stops_the_generator");
-    // A sleep whose command line no other process has.
-    let token = "600.3141";
+    interrupt_generation(
+        "sigint_during_generation",
+        nix::sys::signal::Signal::SIGINT,
+        "600.3141",
+    );
+}
+
+#[test]
+fn sigterm_during_generation_stops_the_generator_and_removes_temporary_files() {
+    interrupt_generation(
+        "sigterm_during_generation",
+        nix::sys::signal::Signal::SIGTERM,
+        "600.2718",
+    );
+}
+
+/// `token` makes the generator's sleep recognisable among all processes.
+fn interrupt_generation(name: &str, signal: nix::sys::signal::Signal, token: &str) {
+    let p = Project::new(name);
     p.recording_backend()
         .generator(
             "slow.sh",
@@ -233,19 +249,19 @@ files.pw = {}
         !p.tmp_leftovers().is_empty(),
         "no scratch directory while generating"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(130), "stderr: {seen}{rest}");
+    assert_eq!(
+        status.code(),
+        Some(128 + signal as i32),
+        "stderr: {seen}{rest}"
+    );
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(
         p.tmp_leftovers().is_empty(),
-        "after SIGINT: {:?}",
+        "after {signal}: {:?}",
         p.tmp_leftovers()
     );
     // No process of the generator survived (zombies waiting for their reaper aside).

@@ -42,7 +42,9 @@ where
     };
     setup_output(&cli.global);
     signals::install();
-    match dispatch(&cli) {
+    let result = dispatch(&cli);
+    signals::yield_to_handler();
+    match result {
         Ok(code) => code,
         Err(error) if exit::is_broken_pipe(&error) => exit::SUCCESS,
         Err(error) => {

@@ -5,8 +5,23 @@
 //! Children run in their own process groups, so a terminal's Ctrl-C reaches
 //! them only through this forwarding.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Called by the main thread before it exits: once a signal arrived, the
+/// handler owns the exit (code 128 + signal), so the main thread, which may
+/// just have seen its child die, must not race it with its own exit code.
+pub fn yield_to_handler() {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
 
 pub fn install() {
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
@@ -17,6 +32,7 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
             artifacts_engine::scratch::remove_all();
             eprintln!("interrupted: stopped running scripts and removed temporary files");

@@ -58,7 +58,9 @@ impl Recipient {
             reason: reason.to_string(),
         };
         if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY") {
-            return Err(err("this is an identity (private key); pass its public key instead"));
+            return Err(err(
+                "this is an identity (private key); pass its public key instead",
+            ));
         }
         if let Some(rest) = t.strip_prefix("age1") {
             // Bech32 data never contains `1`, so one after the prefix marks a
@@ -100,7 +102,9 @@ impl Recipient {
         if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
             return Err(err("unsupported SSH key type (use ssh-ed25519 or ssh-rsa)"));
         }
-        Err(err("expected an age1… X25519 key, ssh-ed25519 or ssh-rsa public key"))
+        Err(err(
+            "expected an age1… X25519 key, ssh-ed25519 or ssh-rsa public key",
+        ))
     }
 
     /// Parses one recipient given on the command line or in code.
@@ -296,11 +300,9 @@ pub fn parse_identities(
                 let Some(pass) = passphrase.passphrase(&description) else {
                     return Err(Error::PassphraseRequired { origin });
                 };
-                let key = enc
-                    .decrypt(pass)
-                    .map_err(|_| Error::WrongPassphrase {
-                        origin: origin.clone(),
-                    })?;
+                let key = enc.decrypt(pass).map_err(|_| Error::WrongPassphrase {
+                    origin: origin.clone(),
+                })?;
                 age::ssh::Identity::Unencrypted(key)
             }
             age::ssh::Identity::Unsupported(u) => {
@@ -315,7 +317,6 @@ pub fn parse_identities(
                     age::ssh::UnsupportedKey::Hardware(t) | age::ssh::UnsupportedKey::Type(t) => {
                         format!("unsupported SSH key type {t}")
                     }
-                    _ => "unsupported SSH key".to_string(),
                 };
                 return Err(invalid(&reason));
             }
@@ -328,7 +329,9 @@ pub fn parse_identities(
     if trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
         || trimmed.starts_with("age-encryption.org/")
     {
-        return Err(invalid("passphrase-encrypted identity files are not supported"));
+        return Err(invalid(
+            "passphrase-encrypted identity files are not supported",
+        ));
     }
     if trimmed.starts_with("-----BEGIN") {
         return Err(invalid("unsupported private key format"));
@@ -378,7 +381,13 @@ pub fn read_identity_file(
 /// Encrypts `plaintext` to `recipients`, binary or ASCII-armored.
 pub fn encrypt(recipients: &[Recipient], plaintext: &[u8], armor: bool) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(plaintext.len() + 256);
-    encrypt_stream(recipients, plaintext, &mut out, armor, &Origin::Described("the input".into()))?;
+    encrypt_stream(
+        recipients,
+        plaintext,
+        &mut out,
+        armor,
+        &Origin::Described("the input".into()),
+    )?;
     Ok(out)
 }
 

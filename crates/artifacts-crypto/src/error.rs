@@ -124,7 +124,10 @@ pub enum Error {
         origin: Origin,
     },
     /// None of the identities can unwrap the file key.
-    #[error("no identity matches a recipient of {origin}{}", fmt_recipients(recipients))]
+    #[error(
+        "no identity matches a recipient of {origin}{}",
+        fmt_recipients(recipients)
+    )]
     NoMatchingIdentity {
         /// What was to be decrypted.
         origin: Origin,
@@ -293,9 +296,7 @@ impl Error {
             Error::ValueDecrypt { .. } => Some(
                 "the value was modified or encrypted with another data key; restore the file from version control",
             ),
-            Error::MetadataMissing { .. } => {
-                Some("encrypt the file first with `sops encrypt`")
-            }
+            Error::MetadataMissing { .. } => Some("encrypt the file first with `sops encrypt`"),
             Error::AlreadyEncrypted { .. } => {
                 Some("decrypt it first, or use updatekeys/rotate to change its keys")
             }

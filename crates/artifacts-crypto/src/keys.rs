@@ -107,7 +107,9 @@ impl KeyEnv {
         if let Some(x) = &self.xdg_config_home {
             return Some(x.join("sops/age/keys.txt"));
         }
-        self.home.as_ref().map(|h| h.join(".config/sops/age/keys.txt"))
+        self.home
+            .as_ref()
+            .map(|h| h.join(".config/sops/age/keys.txt"))
     }
 }
 

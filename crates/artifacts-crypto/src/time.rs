@@ -62,11 +62,6 @@ pub fn now_rfc3339() -> String {
     format_unix_utc(secs)
 }
 
-/// Parses an RFC 3339 timestamp (as sops writes `lastmodified`).
-pub(crate) fn is_rfc3339(s: &str) -> bool {
-    parse_yaml_timestamp(s).is_some() && s.len() >= 20 && (s.as_bytes()[10] == b'T')
-}
-
 /// Parses a YAML timestamp the way go-yaml v3 does for plain scalars, and
 /// returns it formatted as Go's `time.RFC3339Nano`, which is how sops
 /// encrypts, hashes and prints `type:time` values.
@@ -179,7 +174,10 @@ impl Cursor<'_> {
         if self.i - start < min {
             return None;
         }
-        std::str::from_utf8(&self.b[start..self.i]).ok()?.parse().ok()
+        std::str::from_utf8(&self.b[start..self.i])
+            .ok()?
+            .parse()
+            .ok()
     }
 }
 
@@ -200,7 +198,10 @@ mod tests {
             ("2024-01-02", Some("2024-01-02T00:00:00Z")),
             ("2024-1-2", Some("2024-01-02T00:00:00Z")),
             ("2024-01-02T03:04:05Z", Some("2024-01-02T03:04:05Z")),
-            ("2024-01-02t03:04:05.500+02:00", Some("2024-01-02T03:04:05.5+02:00")),
+            (
+                "2024-01-02t03:04:05.500+02:00",
+                Some("2024-01-02T03:04:05.5+02:00"),
+            ),
             ("2024-01-02 03:04:05", Some("2024-01-02T03:04:05Z")),
             ("2024-01-02T03:04:05+00:00", Some("2024-01-02T03:04:05Z")),
             ("2024-02-30", None),

@@ -391,11 +391,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Restores a unit's files through its backend's `deserialize`.
-    pub fn deserialize(
-        &self,
-        plan: &Plan<'_>,
-        index: usize,
-    ) -> Result<ArtifactFiles, EngineError> {
+    pub fn deserialize(&self, plan: &Plan<'_>, index: usize) -> Result<ArtifactFiles, EngineError> {
         let unit = &plan.units[index];
         let unavailable = |reason: String| EngineError::DependencyUnavailable {
             dependency: unit.name().to_owned(),

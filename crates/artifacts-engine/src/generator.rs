@@ -224,10 +224,7 @@ fn describe_type(kind: &std::fs::FileType) -> &'static str {
 }
 
 /// Reads a validated output directory into memory (for dependents' `$in`).
-pub fn read_output(
-    unit: &Unit<'_>,
-    out: &Path,
-) -> Result<ArtifactFiles, GeneratorError> {
+pub fn read_output(unit: &Unit<'_>, out: &Path) -> Result<ArtifactFiles, GeneratorError> {
     unit.artifact
         .files
         .keys()

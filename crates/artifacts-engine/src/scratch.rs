@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
@@ -36,6 +36,9 @@ pub struct Scratch {
 impl Scratch {
     /// Creates one under the system temporary directory (`$TMPDIR`).
     pub fn new(purpose: &str) -> std::io::Result<Scratch> {
+        let _creating = CLEANUP
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::Builder::new()
             .prefix(&format!("artifacts-{purpose}-"))
             .permissions(std::fs::Permissions::from_mode(0o700))
@@ -65,13 +68,16 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Ok(mut live) = LIVE.lock() {
-            live.remove(&self.path);
-        }
+        let _removing = CLEANUP
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(dir) = self.dir.take() {
-            // Make read-only leftovers (a generator's `chmod 0400 $out/x` on a dir) removable.
+            // Make read-only leftovers (a generator's `chmod 0500 $out`) removable.
             let _ = make_writable(dir.path());
             let _ = dir.close();
+        }
+        if let Ok(mut live) = LIVE.lock() {
+            live.remove(&self.path);
         }
     }
 }
@@ -88,15 +94,16 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes a new `0600` file, failing if it exists.
+/// Writes a new `0600` file, failing if it exists. Not fsynced: these are
+/// scratch files, removed when the run ends; stored secrets go through
+/// [`write_atomic`] or a backend.
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(content)?;
-    file.sync_all()
+    file.write_all(content)
 }
 
 /// Replaces `path` atomically: a `0600`-or-`mode` temp file in the same directory,

@@ -241,7 +241,9 @@ fn run(
         script: kind.as_str(),
         source,
     })?;
-    let builder = command(unit, script, env, &prepared, out);
+    let mut builder = command(unit, script, env, &prepared, out);
+    // Nothing reads a backend's stdout (upstream's check prints EXISTS there); only stderr is shown.
+    builder.stdout(crate::process::Stdout::Discard);
     let output = builder.run()?;
     drop(prepared.scratch);
     Ok(output)

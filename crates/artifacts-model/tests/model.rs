@@ -22,7 +22,10 @@ fn problems(text: &str, backends: &[&str]) -> Vec<String> {
             let text = error.to_string();
             let dir = dir.path().display().to_string();
             // Paths in messages are the temp dir's; tests speak of /p.
-            text.replace(&dir, "/p").lines().map(str::to_owned).collect()
+            text.replace(&dir, "/p")
+                .lines()
+                .map(str::to_owned)
+                .collect()
         }
     }
 }
@@ -50,9 +53,15 @@ fn nix_eval_json_shape_loads_with_upstream_defaults() {
     }"#;
     let model = load_nix_json(Path::new("/flake"), Path::new("/flake"), json).unwrap();
     assert_eq!(model.targets.len(), 3);
-    let m1 = model.target(&TargetId::new(TargetKind::Nixos, "m1")).unwrap();
+    let m1 = model
+        .target(&TargetId::new(TargetKind::Nixos, "m1"))
+        .unwrap();
     let ssh = &m1.artifacts["ssh"];
-    assert_eq!(ssh.backend.as_deref(), Some("agenix"), "legacy `serialization` is the backend");
+    assert_eq!(
+        ssh.backend.as_deref(),
+        Some("agenix"),
+        "legacy `serialization` is the backend"
+    );
     let key = &ssh.files["key"];
     assert_eq!(key.path, "/run/artifacts/ssh/key");
     assert_eq!(key.owner.as_deref(), Some("root"));
@@ -61,11 +70,15 @@ fn nix_eval_json_shape_loads_with_upstream_defaults() {
     assert!(key.secret);
     assert_eq!(ssh.prompts["comment"].kind, PromptKind::Line);
     assert_eq!(m1.config["agenix"]["publicHostKey"], "age1x");
-    let alice = model.target(&TargetId::new(TargetKind::Home, "alice")).unwrap();
+    let alice = model
+        .target(&TargetId::new(TargetKind::Home, "alice"))
+        .unwrap();
     let file = &alice.artifacts["token"].files["t"];
     assert_eq!(file.path, "$XDG_RUNTIME_DIR/artifacts/token/t");
     assert_eq!(file.owner, None);
-    let env = model.target(&TargetId::new(TargetKind::Tanka, "default")).unwrap();
+    let env = model
+        .target(&TargetId::new(TargetKind::Tanka, "default"))
+        .unwrap();
     assert_eq!(env.artifacts["db"].files["password"].path, "db/password");
     validate(&model, &["agenix"]).unwrap();
 }
@@ -81,7 +94,11 @@ fn yaml_and_json_manifests_load_like_toml() {
     .unwrap();
     let model = load_manifest(&yaml).unwrap();
     let x = &model.targets[0].artifacts["x"];
-    assert_eq!(x.generator.as_deref(), Some(dir.path().join("gen.sh").as_path()), "relative to the manifest");
+    assert_eq!(
+        x.generator.as_deref(),
+        Some(dir.path().join("gen.sh").as_path()),
+        "relative to the manifest"
+    );
     assert_eq!(x.files["f"].mode, Mode(0o640));
     let json = dir.path().join("artifacts.json");
     std::fs::write(&json, r#"{"nixos": [{"machine": "m", "artifacts": {"x": {"generator": "g", "backend": "b", "files": {"f": {}}}}}]}"#).unwrap();
@@ -89,7 +106,12 @@ fn yaml_and_json_manifests_load_like_toml() {
     assert_eq!(model.targets[0].id, TargetId::new(TargetKind::Nixos, "m"));
     let unknown = dir.path().join("artifacts.ini");
     std::fs::write(&unknown, "").unwrap();
-    assert!(load_manifest(&unknown).unwrap_err().to_string().contains("unknown manifest format"));
+    assert!(
+        load_manifest(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown manifest format")
+    );
 }
 
 #[test]
@@ -105,8 +127,16 @@ files.t = {}
     )
     .unwrap();
     let ids: Vec<String> = model.targets.iter().map(|t| t.id.reference()).collect();
-    assert_eq!(ids, ["home/alice", "nixos/web1", "nixos/web2", "tanka/prod"]);
-    assert!(model.targets.iter().all(|t| t.artifacts.contains_key("token")));
+    assert_eq!(
+        ids,
+        ["home/alice", "nixos/web1", "nixos/web2", "tanka/prod"]
+    );
+    assert!(
+        model
+            .targets
+            .iter()
+            .all(|t| t.artifacts.contains_key("token"))
+    );
 }
 
 #[test]
@@ -156,7 +186,10 @@ artifacts.top = { generator = "g", files.f = {} }
 
 #[test]
 fn no_backend_at_all_is_an_error_saying_where_to_set_one() {
-    let found = problems("[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {}\n", &[]);
+    let found = problems(
+        "[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {}\n",
+        &[],
+    );
     has(&found, "no backend chosen: set `backend` on the artifact");
 }
 
@@ -169,7 +202,9 @@ fn modes_must_be_octal_strings() {
         ("420", "octal string such as \"0400\", found a number"),
     ] {
         let found = problems(
-            &format!("default.backend = \"b\"\n[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {{ mode = {mode} }}\n"),
+            &format!(
+                "default.backend = \"b\"\n[nixos.m.artifacts.a]\ngenerator = \"g\"\nfiles.f = {{ mode = {mode} }}\n"
+            ),
             &["b"],
         );
         has(&found, needle);
@@ -279,7 +314,10 @@ fn every_problem_is_reported_at_once_with_load_and_validation_together() {
     .unwrap();
     let error = load_manifest_validated(&path, &["b"]).unwrap_err();
     let text = error.to_string();
-    assert!(text.starts_with("2 problems in the declarations:"), "{text}");
+    assert!(
+        text.starts_with("2 problems in the declarations:"),
+        "{text}"
+    );
     assert!(text.contains("unknown backend `nope` (known: b)"), "{text}");
     assert!(text.contains("mode `x` is not octal"), "{text}");
 }
@@ -296,7 +334,10 @@ files.f = { secrett = true }
         &[],
     );
     has(&found, "unknown key `generatr`");
-    has(&found, "field `shared`: expected true or false, found a string");
+    has(
+        &found,
+        "field `shared`: expected true or false, found a string",
+    );
     has(&found, "unknown key `secrett`");
 }
 

@@ -23,7 +23,11 @@ impl StringOrList {
     fn items(&self) -> Vec<String> {
         let parts: Vec<String> = match self {
             StringOrList::One(s) => s.split(',').map(str::to_string).collect(),
-            StringOrList::Many(v) => v.iter().flat_map(|s| s.split(',')).map(str::to_string).collect(),
+            StringOrList::Many(v) => v
+                .iter()
+                .flat_map(|s| s.split(','))
+                .map(str::to_string)
+                .collect(),
         };
         parts
             .into_iter()
@@ -77,7 +81,12 @@ pub struct SopsConfig {
 
 impl std::fmt::Debug for SopsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SopsConfig({}, {} rules)", self.path.display(), self.rules.len())
+        write!(
+            f,
+            "SopsConfig({}, {} rules)",
+            self.path.display(),
+            self.rules.len()
+        )
     }
 }
 
@@ -159,8 +168,9 @@ impl SopsConfig {
         let rel = rel.to_string_lossy().replace('\\', "/");
         for (n, rule) in self.rules.iter().enumerate() {
             if let Some(re) = &rule.path_regex {
-                let re = Regex::new(re)
-                    .map_err(|e| cfg_err(format!("creation rule {}: invalid path_regex: {e}", n + 1)))?;
+                let re = Regex::new(re).map_err(|e| {
+                    cfg_err(format!("creation rule {}: invalid path_regex: {e}", n + 1))
+                })?;
                 if !re.is_match(&rel) {
                     continue;
                 }
@@ -174,10 +184,7 @@ impl SopsConfig {
     }
 
     fn resolve(&self, rule: &RawRule, n: usize) -> Result<CreationRule> {
-        let origin = Origin::Described(format!(
-            "creation rule {n} of `{}`",
-            self.path.display()
-        ));
+        let origin = Origin::Described(format!("creation rule {n} of `{}`", self.path.display()));
         let unsupported = |feature: &str| Error::Unsupported {
             origin: origin.clone(),
             feature: feature.to_string(),

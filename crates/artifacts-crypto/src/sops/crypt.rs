@@ -34,7 +34,9 @@ struct Ctx {
     stack: Vec<Vec<String>>,
 }
 
-type Visit<'v> = dyn FnMut(Leaf<'_>, &Ctx) -> Result<()> + 'v;
+/// A visitor returns `Some(text)` when a value turned out to be an
+/// encrypted comment (sops writes comments inside lists as list items).
+type Visit<'v> = dyn FnMut(Leaf<'_>, &Ctx) -> Result<Option<String>> + 'v;
 
 impl Ctx {
     fn ad(&self) -> String {
@@ -51,11 +53,11 @@ impl Ctx {
     }
 }
 
-fn walk_value(v: &mut Value, ctx: &mut Ctx, visit: &mut Visit<'_>) -> Result<()> {
+fn walk_value(v: &mut Value, ctx: &mut Ctx, visit: &mut Visit<'_>) -> Result<Option<String>> {
     match v {
-        Value::Map(m) => walk_map(m, ctx, visit),
-        Value::Seq(items) => walk_seq(items, ctx, visit),
-        Value::Null => Ok(()),
+        Value::Map(m) => walk_map(m, ctx, visit).map(|()| None),
+        Value::Seq(items) => walk_seq(items, ctx, visit).map(|()| None),
+        Value::Null => Ok(None),
         leaf => visit(Leaf::Value(leaf), ctx),
     }
 }
@@ -71,7 +73,9 @@ fn walk_map(m: &mut Map, ctx: &mut Ctx, visit: &mut Visit<'_>) -> Result<()> {
             Entry::Pair(k, v) => {
                 ctx.path.push(k.clone());
                 ctx.display.push(format!("[{}]", quote_key(k)));
-                walk_value(v, ctx, visit)?;
+                if let Some(c) = walk_value(v, ctx, visit)? {
+                    *v = Value::Str(c);
+                }
                 ctx.path.pop();
                 ctx.display.pop();
                 ctx.stack.last_mut().expect("pushed").clear();
@@ -93,9 +97,12 @@ fn walk_seq(items: &mut [Item], ctx: &mut Ctx, visit: &mut Visit<'_>) -> Result<
             }
             Item::Value(v) => {
                 ctx.display.push(format!("[{index}]"));
-                walk_value(v, ctx, visit)?;
+                let became = walk_value(v, ctx, visit)?;
                 ctx.display.pop();
                 index += 1;
+                if let Some(c) = became {
+                    *it = Item::Comment(c);
+                }
                 ctx.stack.last_mut().expect("pushed").clear();
             }
         }
@@ -136,7 +143,11 @@ fn to_bytes(v: &Value) -> Option<(Zeroizing<Vec<u8>>, &'static str)> {
         Value::Int(i) => (Zeroizing::new(i.to_string().into_bytes()), "int"),
         Value::Float(f) => (Zeroizing::new(go_format_f(*f).into_bytes()), "float"),
         Value::Bool(b) => (
-            Zeroizing::new(if *b { b"True".to_vec() } else { b"False".to_vec() }),
+            Zeroizing::new(if *b {
+                b"True".to_vec()
+            } else {
+                b"False".to_vec()
+            }),
             "bool",
         ),
         Value::Time(t) => (Zeroizing::new(t.as_bytes().to_vec()), "time"),
@@ -165,7 +176,7 @@ pub(crate) fn encrypt_tree(
     stash: Option<&IvStash>,
 ) -> Result<String> {
     let mut hasher = new_hasher(rules);
-    let mut visit = |leaf: Leaf<'_>, ctx: &Ctx| -> Result<()> {
+    let mut visit = |leaf: Leaf<'_>, ctx: &Ctx| -> Result<Option<String>> {
         let is_comment = matches!(leaf, Leaf::Comment(_));
         let encrypted = rules.should_encrypt(&ctx.path, &ctx.stack, is_comment);
         match leaf {
@@ -176,7 +187,7 @@ pub(crate) fn encrypt_tree(
             }
             Leaf::Value(v) => {
                 let Some((bytes, ty)) = to_bytes(v) else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if !rules.mac_only_encrypted || encrypted {
                     hasher.update(&bytes[..]);
@@ -188,7 +199,7 @@ pub(crate) fn encrypt_tree(
                 }
             }
         }
-        Ok(())
+        Ok(None)
     };
     walk(branches, &mut visit)?;
     Ok(hex_upper(&hasher.finalize()))
@@ -214,7 +225,7 @@ pub(crate) fn decrypt_tree(
     origin: &Origin,
 ) -> Result<String> {
     let mut hasher = new_hasher(rules);
-    let mut visit = |leaf: Leaf<'_>, ctx: &Ctx| -> Result<()> {
+    let mut visit = |leaf: Leaf<'_>, ctx: &Ctx| -> Result<Option<String>> {
         let is_comment = matches!(leaf, Leaf::Comment(_));
         let encrypted = rules.should_encrypt(&ctx.path, &ctx.stack, is_comment);
         let invalid = |reason: &str| Error::InvalidEncryptedValue {
@@ -255,8 +266,14 @@ pub(crate) fn decrypt_tree(
                             std::str::from_utf8(&plain)
                                 .map_err(|_| invalid("the plaintext is not UTF-8"))
                         };
+                        if ev.ty == "comment" {
+                            // A comment sops stored as a list item: not hashed.
+                            let text = String::from_utf8_lossy(&plain).into_owned();
+                            stash.remember(&ad, "comment", &plain, &ev.iv);
+                            return Ok(Some(text));
+                        }
                         let typed = match ev.ty.as_str() {
-                            "str" | "bytes" | "comment" => match std::str::from_utf8(&plain) {
+                            "str" | "bytes" => match std::str::from_utf8(&plain) {
                                 Ok(t) => Value::Str(t.to_string()),
                                 Err(_) => Value::Bytes(plain.to_vec()),
                             },
@@ -291,7 +308,7 @@ pub(crate) fn decrypt_tree(
                 }
             }
         }
-        Ok(())
+        Ok(None)
     };
     walk(branches, &mut visit)?;
     Ok(hex_upper(&hasher.finalize()))

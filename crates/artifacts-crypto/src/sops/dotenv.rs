@@ -20,7 +20,10 @@ pub(crate) fn parse(src: &str) -> Result<Map, String> {
         let (k, v) = line
             .split_once('=')
             .ok_or_else(|| format!("line {}: expected KEY=value", n + 1))?;
-        m.0.push(Entry::Pair(k.to_string(), Value::Str(v.replace("\\n", "\n"))));
+        m.0.push(Entry::Pair(
+            k.to_string(),
+            Value::Str(v.replace("\\n", "\n")),
+        ));
     }
     Ok(m)
 }

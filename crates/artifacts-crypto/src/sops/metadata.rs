@@ -59,7 +59,9 @@ impl EncryptionRules {
         if self.unencrypted_comment_regex.is_some() && self.encrypted_comment_regex.is_some() {
             return Err(Error::Metadata {
                 origin: origin.clone(),
-                reason: "only one of encrypted_comment_regex and unencrypted_comment_regex may be used".into(),
+                reason:
+                    "only one of encrypted_comment_regex and unencrypted_comment_regex may be used"
+                        .into(),
             });
         }
         Ok(())
@@ -242,8 +244,8 @@ impl Metadata {
         };
         let mut md = Metadata::default();
         let string = |k: &str| m.get(k).and_then(text_of).filter(|s| !s.is_empty());
-        md.lastmodified = string("lastmodified")
-            .ok_or_else(|| bad("`lastmodified` is missing".into()))?;
+        md.lastmodified =
+            string("lastmodified").ok_or_else(|| bad("`lastmodified` is missing".into()))?;
         md.mac = string("mac").unwrap_or_default();
         md.version = string("version").ok_or_else(|| bad("`version` is missing".into()))?;
         md.rules = EncryptionRules {

@@ -105,7 +105,9 @@ fn parse_branches(bytes: &[u8], format: Format, origin: &Origin) -> Result<Vec<M
     };
     match format {
         Format::Yaml => yaml::parse(utf8(bytes, origin, format)?).map_err(|e| perr(e.0)),
-        Format::Json => Ok(vec![json::parse(utf8(bytes, origin, format)?).map_err(perr)?]),
+        Format::Json => Ok(vec![
+            json::parse(utf8(bytes, origin, format)?).map_err(perr)?,
+        ]),
         Format::Dotenv => Ok(vec![
             dotenv::parse(utf8(bytes, origin, format)?).map_err(perr)?,
         ]),
@@ -207,15 +209,17 @@ fn wrap_data_key(key: &DataKey, recipients: &[Recipient], origin: &Origin) -> Re
     recipients
         .iter()
         .map(|r| {
-            let enc = crate::age::encrypt(std::slice::from_ref(r), key.as_bytes(), true)
-                .map_err(|e| match e {
+            let enc = crate::age::encrypt(std::slice::from_ref(r), key.as_bytes(), true).map_err(
+                |e| match e {
                     Error::AgeEncrypt { reason, .. } => Error::AgeEncrypt {
                         origin: origin.clone(),
                         reason,
                     },
                     e => e,
-                })?;
-            let mut enc = String::from_utf8(enc).map_err(|_| Error::Internal("armor is ASCII".into()))?;
+                },
+            )?;
+            let mut enc =
+                String::from_utf8(enc).map_err(|_| Error::Internal("armor is ASCII".into()))?;
             if !enc.ends_with('\n') {
                 enc.push('\n');
             }
@@ -323,7 +327,11 @@ impl EncryptedFile {
     /// Reads and parses a file, picking the format from its name unless given.
     pub fn read(path: &Path, format: Option<Format>) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        Self::parse(&bytes, format.unwrap_or_else(|| Format::from_path(path)), &Origin::file(path))
+        Self::parse(
+            &bytes,
+            format.unwrap_or_else(|| Format::from_path(path)),
+            &Origin::file(path),
+        )
     }
 
     /// The metadata.
@@ -429,7 +437,8 @@ impl EncryptedFile {
             origin: self.origin.clone(),
         };
         let stored = cipher::parse_enc(&self.metadata.mac).map_err(|_| mismatch())?;
-        let stored = cipher::decrypt(&key, &stored, &self.metadata.lastmodified).ok_or_else(mismatch)?;
+        let stored =
+            cipher::decrypt(&key, &stored, &self.metadata.lastmodified).ok_or_else(mismatch)?;
         if stored.as_slice() != computed.as_bytes() {
             return Err(mismatch());
         }
@@ -636,4 +645,3 @@ pub fn parse_set_value(bytes: &[u8], raw: bool, origin: &Origin) -> Result<Value
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8"))?;
     json::parse_value(text).map_err(|_| invalid("not valid JSON (quote strings, or use --raw)"))
 }
-

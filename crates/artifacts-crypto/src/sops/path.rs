@@ -114,7 +114,10 @@ fn seq_value_mut(items: &mut [Item], i: usize) -> Option<&mut Value> {
 }
 
 /// Looks a path up in a branch; `None` for the whole branch means "not found".
-pub(crate) fn get<'a>(root: &'a Map, path: &TreePath) -> std::result::Result<Option<&'a Value>, String> {
+pub(crate) fn get<'a>(
+    root: &'a Map,
+    path: &TreePath,
+) -> std::result::Result<Option<&'a Value>, String> {
     let mut cur: Option<&Value> = None;
     for (n, step) in path.0.iter().enumerate() {
         let here = TreePath(path.0[..=n].to_vec());
@@ -166,7 +169,9 @@ fn set_in_map(m: &mut Map, steps: &[Step], leaf: Value) {
     };
     match m.get_mut(k) {
         Some(v) => set_in(v, rest, leaf),
-        None => m.0.push(Entry::Pair(k.clone(), value_from_path(rest, leaf))),
+        None => {
+            m.0.push(Entry::Pair(k.clone(), value_from_path(rest, leaf)))
+        }
     }
 }
 
@@ -243,9 +248,24 @@ mod tests {
     #[test]
     fn set_creates_and_replaces_and_unset_removes() {
         let mut m = Map::default();
-        set(&mut m, &TreePath::parse(r#"["a"]["b"]"#).unwrap(), Value::Int(1)).unwrap();
-        set(&mut m, &TreePath::parse(r#"["a"]["c"][0]"#).unwrap(), Value::Bool(true)).unwrap();
-        set(&mut m, &TreePath::parse(r#"["a"]["b"]"#).unwrap(), Value::Int(2)).unwrap();
+        set(
+            &mut m,
+            &TreePath::parse(r#"["a"]["b"]"#).unwrap(),
+            Value::Int(1),
+        )
+        .unwrap();
+        set(
+            &mut m,
+            &TreePath::parse(r#"["a"]["c"][0]"#).unwrap(),
+            Value::Bool(true),
+        )
+        .unwrap();
+        set(
+            &mut m,
+            &TreePath::parse(r#"["a"]["b"]"#).unwrap(),
+            Value::Int(2),
+        )
+        .unwrap();
         let got = get(&m, &TreePath::parse(r#"["a"]["b"]"#).unwrap()).unwrap();
         assert_eq!(got, Some(&Value::Int(2)));
         assert_eq!(

@@ -155,7 +155,11 @@ pub(crate) fn go_format_f(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         // Rust's Display prints the shortest round-trip digits without an exponent.
         format!("{f}")

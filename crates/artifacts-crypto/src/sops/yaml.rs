@@ -48,7 +48,6 @@ mod events {
         pub start: usize,
         pub end: usize,
         pub start_col: usize,
-        pub end_line: usize,
     }
 
     struct ParserGuard(*mut sys::yaml_parser_t);
@@ -144,7 +143,6 @@ mod events {
                     start: e.start_mark.index as usize,
                     end: e.end_mark.index as usize,
                     start_col: e.start_mark.column as usize,
-                    end_line: e.end_mark.line as usize,
                 };
                 sys::yaml_event_delete(evp);
                 ev
@@ -459,37 +457,23 @@ impl Frame {
             Frame::Map { col, .. } | Frame::Seq { col, .. } => *col,
         }
     }
+    /// Adds a comment at the end, or, for a comment on the same line as
+    /// the previous entry (`key: value # c`), before that entry, as sops does.
     fn push_comment(&mut self, c: String, before_last: bool) {
         match self {
-            Frame::Map { entries, .. } => {
-                let pos = if before_last {
-                    entries.iter().rposition(|e| matches!(e, Entry::Pair(..)))
-                } else {
-                    None
-                };
-                match pos {
-                    Some(p) => {
-                        // Keep order among several line comments of one entry.
-                        let mut p = p;
-                        while p + 1 < entries.len() && matches!(entries[p + 1], Entry::Comment(_)) {
-                            p += 1;
-                        }
-                        let last_pair = entries
-                            .iter()
-                            .rposition(|e| matches!(e, Entry::Pair(..)))
-                            .unwrap_or(p);
-                        entries.insert(last_pair, Entry::Comment(c));
-                    }
+            Frame::Map { entries, key, .. } => {
+                // With a key pending, the comment trails that key: it goes
+                // before its (not yet added) entry, i.e. at the end.
+                let before_last = before_last && key.is_none();
+                let pos = entries.iter().rposition(|e| matches!(e, Entry::Pair(..)));
+                match pos.filter(|_| before_last) {
+                    Some(p) => entries.insert(p, Entry::Comment(c)),
                     None => entries.push(Entry::Comment(c)),
                 }
             }
             Frame::Seq { items, .. } => {
-                let pos = if before_last {
-                    items.iter().rposition(|e| matches!(e, Item::Value(_)))
-                } else {
-                    None
-                };
-                match pos {
+                let pos = items.iter().rposition(|e| matches!(e, Item::Value(_)));
+                match pos.filter(|_| before_last) {
                     Some(p) => items.insert(p, Item::Comment(c)),
                     None => items.push(Item::Comment(c)),
                 }
@@ -517,6 +501,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
     let mut doc_head: Vec<String> = Vec::new();
     let mut root: Option<Map> = None;
     let mut carry: Vec<Comment> = Vec::new();
+    let mut child_head: Vec<String> = Vec::new();
     let mut prev_end = 0usize;
 
     for ev in events {
@@ -525,7 +510,9 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
         let is_end = matches!(ev.kind, events::Kind::MapEnd | events::Kind::SeqEnd);
         match stack.last_mut() {
             None => match root.as_mut() {
-                Some(r) => r.0.extend(comments.into_iter().map(|c| Entry::Comment(c.text))),
+                Some(r) => {
+                    r.0.extend(comments.into_iter().map(|c| Entry::Comment(c.text)))
+                }
                 None => doc_head.extend(comments.into_iter().map(|c| c.text)),
             },
             Some(top) if is_end => {
@@ -539,8 +526,18 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 }
             }
             Some(top) => {
+                let opens = matches!(
+                    ev.kind,
+                    events::Kind::MapStart { .. } | events::Kind::SeqStart { .. }
+                );
                 for c in comments {
-                    top.push_comment(c.text, c.same_line);
+                    if opens && !c.same_line {
+                        // Between `key:` and a nested block: the comment heads
+                        // the nested collection's first entry.
+                        child_head.push(c.text);
+                    } else {
+                        top.push_comment(c.text, c.same_line);
+                    }
                 }
             }
         }
@@ -575,7 +572,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             } => Some((scalar_value(value, plain, tag.as_deref()), anchor)),
             events::Kind::MapStart { anchor } => {
                 stack.push(Frame::Map {
-                    entries: Vec::new(),
+                    entries: child_head.drain(..).map(Entry::Comment).collect(),
                     key: None,
                     col: ev.start_col,
                     anchor,
@@ -584,7 +581,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             }
             events::Kind::SeqStart { anchor } => {
                 stack.push(Frame::Seq {
-                    items: Vec::new(),
+                    items: child_head.drain(..).map(Item::Comment).collect(),
                     col: ev.start_col,
                     anchor,
                 });
@@ -609,8 +606,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 match value {
                     Value::Map(m) => {
                         let mut m = m;
-                        let mut head: Vec<Entry> =
-                            doc_head.drain(..).map(Entry::Comment).collect();
+                        let mut head: Vec<Entry> = doc_head.drain(..).map(Entry::Comment).collect();
                         head.append(&mut m.0);
                         m.0 = head;
                         root = Some(m);
@@ -633,9 +629,8 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             }
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => {
-                    let k = key_text(&value).ok_or_else(|| {
-                        YamlError("mapping keys must be scalars".into())
-                    })?;
+                    let k = key_text(&value)
+                        .ok_or_else(|| YamlError("mapping keys must be scalars".into()))?;
                     *key = Some(k);
                 }
                 Some(k) => {
@@ -1170,7 +1165,10 @@ mod tests {
         let src = "# top\na:\n  # inner\n  b: 1 # line\n  c: 2\n# foot\n";
         let docs = parse(src).unwrap();
         let out = emit(&[&docs[0]]);
-        assert_eq!(out, "# top\na:\n    # inner\n    # line\n    b: 1\n    c: 2\n# foot\n");
+        assert_eq!(
+            out,
+            "# top\na:\n    # inner\n    # line\n    b: 1\n    c: 2\n# foot\n"
+        );
     }
 
     #[test]
