@@ -15,15 +15,26 @@ use std::sync::{Mutex, RwLock};
 
 static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-/// Removes every live scratch directory. For signal handlers, right before exiting.
+/// Creating or removing a scratch directory holds this for reading;
+/// [`remove_all`] takes it for writing and never gives it back.
+static CLEANUP: RwLock<()> = RwLock::new(());
+
+/// Removes every live scratch directory, then blocks any further scratch
+/// creation for the rest of the process. For signal handlers, right before exiting:
+/// a directory being created or removed concurrently is waited for, never missed.
 pub fn remove_all() {
+    let guard = CLEANUP
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dirs: Vec<PathBuf> = LIVE
         .lock()
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     for dir in dirs {
+        let _ = make_writable(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    std::mem::forget(guard);
 }
 
 /// A `0700` temporary directory, removed on drop.
