@@ -62,7 +62,7 @@ pub struct CliError {
     message: String,
     hint: Option<String>,
     code: i32,
-    source: Option<Error>,
+    source: Option<Box<Error>>,
 }
 
 impl CliError {
@@ -88,7 +88,7 @@ impl CliError {
 
     /// The library error behind this one, if any.
     pub fn error(&self) -> Option<&Error> {
-        self.source.as_ref()
+        self.source.as_deref()
     }
 
     /// Prints `error: …` and the hint to `stderr`.
@@ -108,7 +108,7 @@ impl fmt::Display for CliError {
 
 impl std::error::Error for CliError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
+        self.source.as_deref().map(|e| e as _)
     }
 }
 
@@ -125,7 +125,7 @@ impl From<Error> for CliError {
             message,
             hint: e.hint().map(str::to_string),
             code: 1,
-            source: Some(e),
+            source: Some(Box::new(e)),
         }
     }
 }
@@ -657,28 +657,22 @@ fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> CliResult {
         .map(|p| resolve(io, &p));
     let mut rules = EncryptionRules::default();
     let mut recipients = parse_recipients(&a.age)?;
-    if recipients.is_empty() {
-        if let Some(cfg) = load_config(io, &a.config)? {
-            let file = name_for_rules
-                .clone()
-                .unwrap_or_else(|| io.cwd.join("stdin"));
-            let rule = cfg.rule_for(&file)?;
-            recipients = rule.recipients;
-            rules = rule.rules;
-        }
+    if recipients.is_empty()
+        && let Some(cfg) = load_config(io, &a.config)?
+    {
+        let file = name_for_rules
+            .clone()
+            .unwrap_or_else(|| io.cwd.join("stdin"));
+        let rule = cfg.rule_for(&file)?;
+        recipients = rule.recipients;
+        rules = rule.rules;
     }
-    let flags = [
-        (&a.unencrypted_suffix, &mut rules.unencrypted_suffix),
-        (&a.encrypted_suffix, &mut rules.encrypted_suffix),
-        (&a.unencrypted_regex, &mut rules.unencrypted_regex),
-        (&a.encrypted_regex, &mut rules.encrypted_regex),
-    ];
-    let any_flag = flags.iter().any(|(f, _)| f.is_some());
+    // Flags replace the rule's key selection as a whole (sops allows one).
+    let any_flag = a.unencrypted_suffix.is_some()
+        || a.encrypted_suffix.is_some()
+        || a.unencrypted_regex.is_some()
+        || a.encrypted_regex.is_some();
     if any_flag {
-        rules.unencrypted_suffix = None;
-        rules.encrypted_suffix = None;
-        rules.unencrypted_regex = None;
-        rules.encrypted_regex = None;
         rules.unencrypted_suffix = a.unencrypted_suffix.clone();
         rules.encrypted_suffix = a.encrypted_suffix.clone();
         rules.unencrypted_regex = a.unencrypted_regex.clone();

@@ -173,11 +173,11 @@ pub fn discover_identities(
                 if let Some(home) = &env.home {
                     for name in ["id_ed25519", "id_rsa"] {
                         let f = home.join(".ssh").join(name);
-                        if f.is_file() {
-                            if let Ok(ids) = read_identity_file(&f, passphrase) {
-                                out.extend(ids);
-                                break;
-                            }
+                        if f.is_file()
+                            && let Ok(ids) = read_identity_file(&f, passphrase)
+                        {
+                            out.extend(ids);
+                            break;
                         }
                     }
                 }

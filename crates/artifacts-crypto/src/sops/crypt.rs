@@ -240,11 +240,11 @@ pub(crate) fn decrypt_tree(
                     // (files from old sops versions have plaintext comments).
                     if let Ok(ev) = cipher::parse_enc(c) {
                         let ad = ctx.ad();
-                        if let Some(p) = cipher::decrypt(key, &ev, &ad) {
-                            if let Ok(text) = std::str::from_utf8(&p) {
-                                stash.remember(&ad, "comment", &p, &ev.iv);
-                                *c = text.to_string();
-                            }
+                        if let Some(p) = cipher::decrypt(key, &ev, &ad)
+                            && let Ok(text) = std::str::from_utf8(&p)
+                        {
+                            stash.remember(&ad, "comment", &p, &ev.iv);
+                            *c = text.to_string();
                         }
                     }
                 }
@@ -301,10 +301,10 @@ pub(crate) fn decrypt_tree(
                         *v = typed;
                     }
                 }
-                if !rules.mac_only_encrypted || encrypted {
-                    if let Some((bytes, _)) = to_bytes(v) {
-                        hasher.update(&bytes[..]);
-                    }
+                if (!rules.mac_only_encrypted || encrypted)
+                    && let Some((bytes, _)) = to_bytes(v)
+                {
+                    hasher.update(&bytes[..]);
                 }
             }
         }

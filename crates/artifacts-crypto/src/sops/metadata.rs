@@ -123,26 +123,26 @@ impl CompiledRules {
         is_comment: bool,
     ) -> bool {
         let mut encrypted = true;
-        if let Some(s) = &self.unencrypted_suffix {
-            if path.iter().any(|p| p.ends_with(s.as_str())) {
-                encrypted = false;
-            }
+        if let Some(s) = &self.unencrypted_suffix
+            && path.iter().any(|p| p.ends_with(s.as_str()))
+        {
+            encrypted = false;
         }
         if let Some(s) = &self.encrypted_suffix {
             encrypted = path.iter().any(|p| p.ends_with(s.as_str()));
         }
-        if let Some(r) = &self.unencrypted_regex {
-            if path.iter().any(|p| r.is_match(p)) {
-                encrypted = false;
-            }
+        if let Some(r) = &self.unencrypted_regex
+            && path.iter().any(|p| r.is_match(p))
+        {
+            encrypted = false;
         }
         if let Some(r) = &self.encrypted_regex {
             encrypted = path.iter().any(|p| r.is_match(p));
         }
-        if let Some(r) = &self.unencrypted_comment_regex {
-            if comments.iter().flatten().any(|c| r.is_match(c)) {
-                encrypted = false;
-            }
+        if let Some(r) = &self.unencrypted_comment_regex
+            && comments.iter().flatten().any(|c| r.is_match(c))
+        {
+            encrypted = false;
         }
         if let Some(r) = &self.encrypted_comment_regex {
             encrypted = false;
@@ -307,10 +307,10 @@ impl Metadata {
     pub fn to_map(&self) -> Map {
         let mut m = Map::default();
         let s = |v: &str| Value::Str(v.to_string());
-        if let Some(t) = self.shamir_threshold {
-            if t != 0 {
-                m.0.push(Entry::Pair("shamir_threshold".into(), Value::Int(t)));
-            }
+        if let Some(t) = self.shamir_threshold
+            && t != 0
+        {
+            m.0.push(Entry::Pair("shamir_threshold".into(), Value::Int(t)));
         }
         if !self.key_groups.is_empty() {
             m.0.push(Entry::Pair(

@@ -292,10 +292,10 @@ impl EncryptedFile {
         let mut branches = parse_branches(bytes, container, origin)?;
         let mut meta_map = None;
         for b in branches.iter_mut() {
-            if let Some(v) = b.remove("sops") {
-                if meta_map.is_none() {
-                    meta_map = Some(v);
-                }
+            if let Some(v) = b.remove("sops")
+                && meta_map.is_none()
+            {
+                meta_map = Some(v);
             }
         }
         if container == Format::Dotenv {

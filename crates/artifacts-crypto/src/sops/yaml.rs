@@ -19,7 +19,7 @@ mod events {
     //! vector of owned events with byte offsets.
     use std::ffi::CStr;
     use std::mem::MaybeUninit;
-    use unsafe_libyaml_norway as sys;
+    use unsafe_libyaml_norway as unsafe_yaml;
 
     pub(super) enum Kind {
         StreamStart,
@@ -50,13 +50,13 @@ mod events {
         pub start_col: usize,
     }
 
-    struct ParserGuard(*mut sys::yaml_parser_t);
+    struct ParserGuard(*mut unsafe_yaml::yaml_parser_t);
 
     impl Drop for ParserGuard {
         fn drop(&mut self) {
             // SAFETY: the parser was initialized by `yaml_parser_initialize`
             // and is deleted exactly once, here.
-            unsafe { sys::yaml_parser_delete(self.0) }
+            unsafe { unsafe_yaml::yaml_parser_delete(self.0) }
         }
     }
 
@@ -75,28 +75,29 @@ mod events {
     /// Parses `input` into events; `Err(())` on a syntax error (the caller
     /// asks `serde_norway` for a readable message).
     pub(super) fn parse(input: &[u8]) -> Result<Vec<Event>, ()> {
-        let mut parser: Box<MaybeUninit<sys::yaml_parser_t>> = Box::new(MaybeUninit::uninit());
+        let mut parser: Box<MaybeUninit<unsafe_yaml::yaml_parser_t>> =
+            Box::new(MaybeUninit::uninit());
         let p = parser.as_mut_ptr();
         // SAFETY: `p` points to writable memory for a parser; initialize
         // fills it. The input outlives the parser (both end in this function,
         // the guard is dropped before `input`'s borrow ends).
         unsafe {
-            if sys::yaml_parser_initialize(p).fail {
+            if unsafe_yaml::yaml_parser_initialize(p).fail {
                 return Err(());
             }
         }
         let _guard = ParserGuard(p);
         // SAFETY: the parser is initialized and has no input yet.
         unsafe {
-            sys::yaml_parser_set_encoding(p, sys::YAML_UTF8_ENCODING);
-            sys::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
+            unsafe_yaml::yaml_parser_set_encoding(p, unsafe_yaml::YAML_UTF8_ENCODING);
+            unsafe_yaml::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
         }
         let mut out = Vec::new();
         loop {
-            let mut ev = MaybeUninit::<sys::yaml_event_t>::uninit();
+            let mut ev = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
             let evp = ev.as_mut_ptr();
             // SAFETY: the parser is initialized; `evp` is writable event memory.
-            if unsafe { sys::yaml_parser_parse(p, evp).fail } {
+            if unsafe { unsafe_yaml::yaml_parser_parse(p, evp).fail } {
                 return Err(());
             }
             // SAFETY: parse succeeded, so the event is initialized; its
@@ -104,14 +105,14 @@ mod events {
             let converted = unsafe {
                 let e = &*evp;
                 let kind = match e.type_ {
-                    sys::YAML_STREAM_START_EVENT => Kind::StreamStart,
-                    sys::YAML_STREAM_END_EVENT => Kind::StreamEnd,
-                    sys::YAML_DOCUMENT_START_EVENT => Kind::DocStart,
-                    sys::YAML_DOCUMENT_END_EVENT => Kind::DocEnd,
-                    sys::YAML_ALIAS_EVENT => {
+                    unsafe_yaml::YAML_STREAM_START_EVENT => Kind::StreamStart,
+                    unsafe_yaml::YAML_STREAM_END_EVENT => Kind::StreamEnd,
+                    unsafe_yaml::YAML_DOCUMENT_START_EVENT => Kind::DocStart,
+                    unsafe_yaml::YAML_DOCUMENT_END_EVENT => Kind::DocEnd,
+                    unsafe_yaml::YAML_ALIAS_EVENT => {
                         Kind::Alias(opt_string(e.data.alias.anchor).unwrap_or_default())
                     }
-                    sys::YAML_SCALAR_EVENT => {
+                    unsafe_yaml::YAML_SCALAR_EVENT => {
                         let s = e.data.scalar;
                         let bytes = if s.value.is_null() {
                             &[][..]
@@ -122,19 +123,19 @@ mod events {
                             anchor: opt_string(s.anchor),
                             tag: opt_string(s.tag),
                             value: String::from_utf8_lossy(bytes).into_owned(),
-                            plain: s.style == sys::YAML_PLAIN_SCALAR_STYLE,
+                            plain: s.style == unsafe_yaml::YAML_PLAIN_SCALAR_STYLE,
                         }
                     }
-                    sys::YAML_SEQUENCE_START_EVENT => Kind::SeqStart {
+                    unsafe_yaml::YAML_SEQUENCE_START_EVENT => Kind::SeqStart {
                         anchor: opt_string(e.data.sequence_start.anchor),
                     },
-                    sys::YAML_SEQUENCE_END_EVENT => Kind::SeqEnd,
-                    sys::YAML_MAPPING_START_EVENT => Kind::MapStart {
+                    unsafe_yaml::YAML_SEQUENCE_END_EVENT => Kind::SeqEnd,
+                    unsafe_yaml::YAML_MAPPING_START_EVENT => Kind::MapStart {
                         anchor: opt_string(e.data.mapping_start.anchor),
                     },
-                    sys::YAML_MAPPING_END_EVENT => Kind::MapEnd,
+                    unsafe_yaml::YAML_MAPPING_END_EVENT => Kind::MapEnd,
                     _ => {
-                        sys::yaml_event_delete(evp);
+                        unsafe_yaml::yaml_event_delete(evp);
                         return Err(());
                     }
                 };
@@ -144,7 +145,7 @@ mod events {
                     end: e.end_mark.index as usize,
                     start_col: e.start_mark.column as usize,
                 };
-                sys::yaml_event_delete(evp);
+                unsafe_yaml::yaml_event_delete(evp);
                 ev
             };
             let done = matches!(converted.kind, Kind::StreamEnd);
@@ -264,21 +265,20 @@ pub(crate) fn resolve_plain(s: &str) -> Plain {
             _ => Plain::Str,
         },
         b'0'..=b'9' | b'+' | b'-' => {
-            if first.is_ascii_digit() {
-                if let Some(t) = parse_yaml_timestamp(s) {
-                    return Plain::Time(t);
-                }
+            if first.is_ascii_digit()
+                && let Some(t) = parse_yaml_timestamp(s)
+            {
+                return Plain::Time(t);
             }
             let plain = s.replace('_', "");
             if let Some(i) = go_parse_int(&plain) {
                 return Plain::Int(i);
             }
-            if yaml_style_float(&plain) {
-                if let Ok(f) = plain.parse::<f64>() {
-                    if f.is_finite() {
-                        return Plain::Float(f);
-                    }
-                }
+            if yaml_style_float(&plain)
+                && let Ok(f) = plain.parse::<f64>()
+                && f.is_finite()
+            {
+                return Plain::Float(f);
             }
             Plain::Str
         }
@@ -641,16 +641,16 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
         }
         // Comments carried out of a closed child land after it, in the first
         // enclosing container whose items are not indented deeper than them.
-        if !carry.is_empty() {
-            if let Some(top) = stack.last_mut() {
-                let col = top.col();
-                let keep: Vec<Comment> = carry.drain(..).collect();
-                for c in keep {
-                    if c.col >= col {
-                        top.push_comment(c.text, false);
-                    } else {
-                        carry.push(c);
-                    }
+        if !carry.is_empty()
+            && let Some(top) = stack.last_mut()
+        {
+            let col = top.col();
+            let keep: Vec<Comment> = std::mem::take(&mut carry);
+            for c in keep {
+                if c.col >= col {
+                    top.push_comment(c.text, false);
+                } else {
+                    carry.push(c);
                 }
             }
         }
