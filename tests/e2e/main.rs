@@ -5,4 +5,5 @@ mod cli;
 mod failures;
 mod generate;
 mod safety;
+mod terminal;
 mod util;

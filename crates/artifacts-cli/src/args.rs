@@ -110,6 +110,12 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List backends and what they can do.
     Backends,
+    /// Encrypt and decrypt age files (interoperable with `age`).
+    #[command(subcommand)]
+    Age(artifacts_crypto::cli::AgeCommand),
+    /// Work with SOPS files (interoperable with `sops`).
+    #[command(subcommand)]
+    Sops(artifacts_crypto::cli::SopsCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).

@@ -34,27 +34,40 @@ impl Asker for TerminalAsker {
                 .interact_text_on(&term)
                 .map(SecretString::from)
                 .map_err(|e| e.to_string()),
-            PromptKind::Hidden => dialoguer::Password::new()
-                .with_prompt(label)
-                .allow_empty_password(true)
-                .interact_on(&term)
-                .map(SecretString::from)
-                .map_err(|e| e.to_string()),
+            PromptKind::Hidden => {
+                read_hidden(&format!("{label}: "), false).map_err(|e| e.to_string())
+            }
             PromptKind::Multiline | PromptKind::MultilineHidden => {
                 let hidden = prompt.kind.is_hidden();
-                let _ = term.write_line(&format!(
-                    "{label}\n  (several lines{}; finish with Ctrl-D on an empty line)",
+                let header = format!(
+                    "{label}\n  (several lines{}; finish with Ctrl-D on an empty line)\n",
                     if hidden { ", not shown" } else { "" }
-                ));
-                read_until_eof(hidden).map_err(|e| e.to_string())
+                );
+                if hidden {
+                    read_hidden(&header, true).map_err(|e| e.to_string())
+                } else {
+                    let _ = term.write_str(&header);
+                    read_lines(true).map_err(|e| e.to_string())
+                }
             }
         }
     }
 }
 
-/// Reads stdin to end-of-file, with echo off when `hidden`.
-fn read_until_eof(hidden: bool) -> std::io::Result<SecretString> {
-    let _echo = if hidden { EchoOff::new() } else { None };
+/// Shows `prompt` and reads one line (or, with `until_eof`, lines up to
+/// end-of-file) with echo off. Echo goes off *before* the prompt appears, so
+/// answers typed or pasted right away are neither shown nor discarded.
+fn read_hidden(prompt: &str, until_eof: bool) -> std::io::Result<SecretString> {
+    let echo = EchoOff::new();
+    eprint!("{prompt}");
+    let value = read_lines(until_eof);
+    drop(echo);
+    eprintln!();
+    value
+}
+
+/// Reads one line without its newline, or everything up to end-of-file.
+fn read_lines(until_eof: bool) -> std::io::Result<SecretString> {
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
     let mut lock = stdin.lock();
@@ -64,10 +77,12 @@ fn read_until_eof(hidden: bool) -> std::io::Result<SecretString> {
         if lock.read_line(&mut line)? == 0 {
             break;
         }
+        if !until_eof {
+            let trimmed = line.trim_end_matches(['\n', '\r']);
+            text.push_str(trimmed);
+            break;
+        }
         text.push_str(&line);
-    }
-    if hidden {
-        eprintln!();
     }
     Ok(SecretString::from(text.as_str()))
 }

@@ -102,6 +102,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             out.flush()?;
             Ok(exit::SUCCESS)
         }
+        Some(Command::Age(command)) => crypto(global, |io| command.run(io)),
+        Some(Command::Sops(command)) => crypto(global, |io| command.run(io)),
         Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
         Some(Command::Check(args)) => commands::status::check(
             &Context::load(global)?,
@@ -140,6 +142,42 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::explain::backends(&Context::load(global)?, global.json)
         }
         None => guided(global),
+    }
+}
+
+/// Runs an `age` or `sops` subcommand: plaintext only through stdin, stdout and files.
+fn crypto(
+    global: &GlobalArgs,
+    run: impl FnOnce(&mut artifacts_crypto::cli::Io<'_>) -> Result<(), artifacts_crypto::cli::CliError>,
+) -> Result<i32> {
+    let env: std::collections::BTreeMap<String, OsString> = std::env::vars_os()
+        .filter_map(|(key, value)| key.into_string().ok().map(|key| (key, value)))
+        .collect();
+    let cwd = std::env::current_dir()?;
+    let cwd = match &global.directory {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr();
+    let mut io = artifacts_crypto::cli::Io {
+        stdin: &mut stdin,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+        env: &env,
+        cwd,
+        passphrase: &artifacts_crypto::cli::TerminalPassphrase,
+    };
+    match run(&mut io) {
+        Ok(()) => {
+            stdout.flush()?;
+            Ok(exit::SUCCESS)
+        }
+        Err(error) => {
+            error.report(&mut std::io::stderr());
+            Ok(error.exit_code())
+        }
     }
 }
 

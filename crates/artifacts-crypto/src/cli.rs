@@ -436,7 +436,7 @@ pub struct SopsDecryptArgs {
     /// Write the plaintext to PATH (created 0600) instead of stdout.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Print only the value at PATH, e.g. '["db"]["password"]'.
+    /// Print only the value at PATH, e.g. `["db"]["password"]`.
     #[arg(long, value_name = "PATH")]
     pub extract: Option<String>,
     /// The plaintext format (default: the input format).
@@ -462,7 +462,7 @@ pub struct SopsGetArgs {
     /// The encrypted file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// The path, e.g. '["db"]["password"]'.
+    /// The path, e.g. `["db"]["password"]`.
     #[arg(value_name = "PATH")]
     pub path: String,
 }
@@ -485,7 +485,7 @@ pub struct SopsSetArgs {
     /// The encrypted file, changed in place.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// The path, e.g. '["db"]["password"]'.
+    /// The path, e.g. `["db"]["password"]`.
     #[arg(value_name = "PATH")]
     pub path: String,
 }
@@ -499,7 +499,7 @@ pub struct SopsUnsetArgs {
     /// The encrypted file, changed in place.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// The path, e.g. '["db"]["password"]'.
+    /// The path, e.g. `["db"]["password"]`.
     #[arg(value_name = "PATH")]
     pub path: String,
 }

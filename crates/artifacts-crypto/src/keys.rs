@@ -204,3 +204,67 @@ pub fn collect_recipients(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::age::{NoPassphrase, keygen};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write_key(dir: &Path, name: &str) -> (PathBuf, String) {
+        let k = keygen();
+        let p = dir.join(name);
+        std::fs::write(&p, k.identity_file().as_bytes()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (p, k.recipient())
+    }
+
+    #[test]
+    fn sources_are_collected_in_order_and_sops_ones_only_for_sops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (explicit, r1) = write_key(dir.path(), "explicit.txt");
+        let (from_env, r2) = write_key(dir.path(), "env.txt");
+        let (sops_file, r3) = write_key(dir.path(), "sops.txt");
+        let inline = keygen();
+        let inline_text = inline.identity_file();
+        let vars = [
+            (ENV_ARTIFACTS_IDENTITY, from_env.as_os_str().to_os_string()),
+            (ENV_SOPS_AGE_KEY_FILE, sops_file.as_os_str().to_os_string()),
+            (ENV_SOPS_AGE_KEY, inline_text.as_str().into()),
+            ("HOME", dir.path().as_os_str().to_os_string()),
+        ];
+        let env = KeyEnv::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_os_str())));
+        let recipients = |p| {
+            discover_identities(std::slice::from_ref(&explicit), &env, p, &NoPassphrase)
+                .unwrap()
+                .iter()
+                .map(|i| i.to_recipient().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(recipients(Purpose::Age), vec![r1.clone(), r2.clone()]);
+        assert_eq!(
+            recipients(Purpose::Sops),
+            vec![r1, r2, inline.recipient(), r3]
+        );
+    }
+
+    #[test]
+    fn named_sources_must_exist_and_debug_hides_the_inline_key() {
+        let env = KeyEnv::from_pairs([
+            (
+                ENV_SOPS_AGE_KEY_FILE,
+                std::ffi::OsStr::new("/nonexistent/keys.txt"),
+            ),
+            (
+                ENV_SOPS_AGE_KEY,
+                std::ffi::OsStr::new("AGE-SECRET-KEY-1SECRETSECRET"),
+            ),
+        ]);
+        let dbg = format!("{env:?}");
+        assert!(!dbg.contains("SECRETSECRET"), "{dbg}");
+        let e = discover_identities(&[], &env, Purpose::Sops, &NoPassphrase).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("SOPS_AGE_KEY"), "{msg}");
+        assert!(!msg.contains("SECRETSECRET"), "{msg}");
+    }
+}

@@ -1,0 +1,184 @@
+//! Interactive use through a real pseudo-terminal: prompts in declaration
+//! order (line, hidden, multi-line), confirmations, the guided mode.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::util::Project;
+
+/// A child on the slave side of a pty, read through the master.
+struct Session {
+    child: Child,
+    master: std::fs::File,
+    transcript: String,
+    /// Where the next [`Session::expect`] starts looking.
+    cursor: usize,
+    bytes: mpsc::Receiver<Vec<u8>>,
+}
+
+impl Session {
+    fn start(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Session {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave: OwnedFd = pty.slave;
+        let mut command = p.command(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave.try_clone().unwrap()));
+        let slave_fd = slave.as_raw_fd();
+        // Make the pty the child's controlling terminal, as a login shell would.
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                if nix::libc::ioctl(slave_fd, nix::libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop(slave);
+        let master = std::fs::File::from(pty.master);
+        let mut reader = master.try_clone().unwrap();
+        let (sender, bytes) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 || sender.send(buffer[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Session {
+            child,
+            master,
+            transcript: String::new(),
+            cursor: 0,
+            bytes,
+        }
+    }
+
+    /// Reads until `text` has appeared after the previous match, and moves past it.
+    fn expect(&mut self, text: &str) {
+        loop {
+            if let Some(found) = self.transcript[self.cursor..].find(text) {
+                self.cursor += found + text.len();
+                return;
+            }
+            // A generous bound so a broken build fails instead of hanging CI.
+            match self.bytes.recv_timeout(Duration::from_secs(60)) {
+                Ok(chunk) => self.transcript.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("never saw {text:?}; transcript:\n{}", self.transcript),
+            }
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+    }
+
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        while let Ok(chunk) = self.bytes.recv_timeout(Duration::from_millis(200)) {
+            self.transcript.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        (status.code(), self.transcript)
+    }
+}
+
+fn project(name: &str) -> Project {
+    let p = Project::new(name);
+    p.recording_backend()
+        .generator(
+            "all.sh",
+            r#"{ cat "$prompts/zeta"; echo "|"; cat "$prompts/alpha"; echo "|"; cat "$prompts/notes"; } > "$out/all""#,
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.app]
+generator = "generators/all.sh"
+prompts.zeta = { description = "Asked first", type = "line" }
+prompts.alpha = { description = "Asked second", type = "hidden" }
+prompts.notes = { type = "multiline-hidden" }
+files.all = {}
+"#,
+        );
+    p
+}
+
+#[test]
+fn prompts_are_asked_in_declaration_order_hidden_ones_not_echoed() {
+    let p = project("prompts_are_asked_in_declaration_order");
+    let mut session = Session::start(&p, &["generate"], &[]);
+    session.expect("zeta (Asked first)");
+    session.send(b"visible answer\r");
+    session.expect("alpha (Asked second)");
+    session.send(b"hidden-answer-51\r");
+    session.expect("finish with Ctrl-D");
+    session.send(b"line one\rline two\r\x04");
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(0), "{transcript}");
+    let stored = p.stored("nixos/m/app/all").unwrap();
+    assert_eq!(
+        stored,
+        "visible answer|\nhidden-answer-51|\nline one\nline two\n"
+    );
+    assert!(
+        transcript.contains("visible answer"),
+        "line prompts echo: {transcript}"
+    );
+    assert!(
+        !transcript.contains("hidden-answer-51"),
+        "hidden answer echoed: {transcript}"
+    );
+    assert!(
+        !transcript.contains("line two"),
+        "multiline-hidden answer echoed: {transcript}"
+    );
+}
+
+#[test]
+fn guided_mode_shows_the_table_and_offers_to_generate() {
+    let p = project("guided_mode_shows_the_table_and_offers_to_generate");
+    let mut session = Session::start(&p, &[], &[]);
+    session.expect("STATUS");
+    session.expect("Generate 1 missing artifact(s)?");
+    session.send(b"y");
+    session.expect("zeta");
+    session.send(b"z\r");
+    session.expect("alpha");
+    session.send(b"a\r");
+    session.expect("Ctrl-D");
+    session.send(b"\x04");
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(p.stored("nixos/m/app/all").is_some());
+}
+
+#[test]
+fn regenerate_in_a_terminal_asks_before_replacing() {
+    let p = project("regenerate_in_a_terminal_asks_before_replacing");
+    let answers = [
+        ("ARTIFACTS_PROMPT_APP_ZETA", "1"),
+        ("ARTIFACTS_PROMPT_APP_ALPHA", "2"),
+        ("ARTIFACTS_PROMPT_APP_NOTES", "3"),
+    ];
+    p.finish(p.command(["generate"]).envs(answers)).success();
+    let before = p.stored("nixos/m/app/all").unwrap();
+    let mut session = Session::start(&p, &["regenerate", "app"], &answers);
+    session.expect("Continue?");
+    session.send(b"n");
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(1), "{transcript}");
+    assert!(transcript.contains("nothing changed"), "{transcript}");
+    assert_eq!(p.stored("nixos/m/app/all").unwrap(), before);
+}
