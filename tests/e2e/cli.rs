@@ -80,16 +80,7 @@ fn missing_bubblewrap_fails_naming_the_fix_and_no_sandbox_warns() {
             let _ = symlink(entry.path(), bin.join(entry.file_name()));
         }
     }
-    p.recording_backend()
-        .generator("token.sh", r#"echo t > "$out/token""#)
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.a]
-generator = "generators/token.sh"
-files.token = {}
-"#,
-        );
+    p.token_artifact();
     let mut command = p.command(["generate"]);
     command.env("PATH", &bin);
     p.finish(&mut command)
@@ -113,16 +104,7 @@ fn bubblewrap_without_user_namespaces_is_explained() {
         "fake-bin/bwrap",
         "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace, likely because the kernel does not allow non-privileged user namespaces' >&2\nexit 1\n",
     );
-    p.recording_backend()
-        .generator("token.sh", r#"echo t > "$out/token""#)
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.a]
-generator = "generators/token.sh"
-files.token = {}
-"#,
-        );
+    p.token_artifact();
     let path = format!(
         "{}:{}",
         p.root.join("fake-bin").display(),

@@ -269,16 +269,7 @@ files.token = {}
 #[test]
 fn check_exit_codes_are_0_ok_1_missing_2_error() {
     let p = Project::new("check_exit_codes_are_0_ok_1_missing_2_error");
-    p.recording_backend()
-        .generator("token.sh", r#"echo t > "$out/token""#)
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.a]
-generator = "generators/token.sh"
-files.token = {}
-"#,
-        );
+    p.token_artifact();
     let missing = p.run(["check", "--json"]).code(1).json();
     assert_eq!(missing["summary"]["missing"], 1);
     assert_eq!(missing["ok"], false);

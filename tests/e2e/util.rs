@@ -81,6 +81,14 @@ impl Project {
         self
     }
 
+    /// The smallest useful project: backend `rec`, artifact `a` on machine `m`
+    /// with one file `token` written by `generators/token.sh`.
+    pub fn token_artifact(&self) -> &Self {
+        self.recording_backend()
+            .generator("token.sh", r#"echo t > "$out/token""#)
+            .manifest(TOKEN_MANIFEST)
+    }
+
     /// A generator script under `generators/`.
     pub fn generator(&self, name: &str, body: &str) -> &Self {
         self.script(
@@ -258,6 +266,14 @@ impl Run {
             .unwrap_or_else(|e| self.fail(&format!("stdout is not JSON: {e}")))
     }
 }
+
+/// The manifest of [`Project::token_artifact`].
+pub const TOKEN_MANIFEST: &str = r#"
+default.backend = "rec"
+[nixos.m.artifacts.a]
+generator = "generators/token.sh"
+files.token = {}
+"#;
 
 /// Sourced by the recording backend: where an artifact is stored, and a record of each call.
 pub const REC_COMMON: &str = r#"

@@ -34,25 +34,10 @@ pub struct Context {
 
 impl Context {
     pub fn load(global: &GlobalArgs) -> Result<Context> {
-        let cwd = std::env::current_dir().context("failed to read the current directory")?;
-        let dir = match &global.directory {
-            Some(dir) => cwd.join(dir),
-            None => cwd,
-        };
+        let dir = working_dir(global)?;
         let manifest = find_manifest(&dir, global)?;
         let root = artifacts_model::load::manifest_root(&manifest);
-        let backends_file = global
-            .backends
-            .as_ref()
-            .map(|p| dir.join(p))
-            .or_else(|| std::env::var_os("NIXOS_ARTIFACTS_BACKEND_CONFIG").map(|p| dir.join(p)))
-            .or_else(|| Some(root.join("backend.toml")).filter(|p| p.exists()));
-        let registry = match &backends_file {
-            Some(path) => {
-                BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)))?
-            }
-            None => BackendRegistry::new(),
-        };
+        let registry = load_registry(global, &dir, &root)?;
         let model = artifacts_model::load::load_manifest_validated(&manifest, &registry.names())
             .map_err(UsageError::from_model)?;
         let lock = Lock::load(&model.root.join(LOCK_FILE))
@@ -134,6 +119,42 @@ impl Context {
             })
             .collect())
     }
+}
+
+/// `-C DIR`, relative to the current directory.
+fn working_dir(global: &GlobalArgs) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    Ok(match &global.directory {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    })
+}
+
+/// Backends from `--backends FILE`, else `$NIXOS_ARTIFACTS_BACKEND_CONFIG`, else
+/// `backend.toml` in `root` (beside the manifest); none is an empty registry.
+fn load_registry(global: &GlobalArgs, dir: &Path, root: &Path) -> Result<BackendRegistry> {
+    let file = global
+        .backends
+        .as_ref()
+        .map(|p| dir.join(p))
+        .or_else(|| std::env::var_os("NIXOS_ARTIFACTS_BACKEND_CONFIG").map(|p| dir.join(p)))
+        .or_else(|| Some(root.join("backend.toml")).filter(|p| p.exists()));
+    match &file {
+        Some(path) => {
+            BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)).into())
+        }
+        None => Ok(BackendRegistry::new()),
+    }
+}
+
+/// The backends alone, for `artifacts backends`: works without a manifest.
+pub fn registry_only(global: &GlobalArgs) -> Result<BackendRegistry> {
+    let dir = working_dir(global)?;
+    let root = match find_manifest(&dir, global) {
+        Ok(manifest) => artifacts_model::load::manifest_root(&manifest),
+        Err(_) => dir.clone(),
+    };
+    load_registry(global, &dir, &root)
 }
 
 fn find_manifest(dir: &Path, global: &GlobalArgs) -> Result<PathBuf> {

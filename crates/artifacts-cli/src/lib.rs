@@ -111,38 +111,31 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             global.json,
             global.quiet,
         ),
-        Some(Command::Generate(args)) => {
-            let ctx = Context::load(global)?;
-            commands::generate::run(
-                &ctx,
-                global,
-                Request {
-                    artifacts: &args.artifacts,
-                    prompts: &args.prompts,
-                    force: false,
-                },
-            )
-        }
-        Some(Command::Regenerate(args)) => {
-            let ctx = Context::load(global)?;
-            commands::generate::run(
-                &ctx,
-                global,
-                Request {
-                    artifacts: &args.artifacts,
-                    prompts: &args.prompts,
-                    force: true,
-                },
-            )
-        }
+        Some(Command::Generate(args)) => generate(global, &args.artifacts, &args.prompts, false),
+        Some(Command::Regenerate(args)) => generate(global, &args.artifacts, &args.prompts, true),
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
         Some(Command::Backends) => {
-            commands::explain::backends(&Context::load(global)?, global.json)
+            commands::explain::backends(&context::registry_only(global)?, global.json)
         }
         None => guided(global),
     }
+}
+
+fn generate(
+    global: &GlobalArgs,
+    artifacts: &[String],
+    prompts: &args::PromptArgs,
+    force: bool,
+) -> Result<i32> {
+    let ctx = Context::load(global)?;
+    let request = Request {
+        artifacts,
+        prompts,
+        force,
+    };
+    commands::generate::run(&ctx, global, request)
 }
 
 /// Runs an `age` or `sops` subcommand: plaintext only through stdin, stdout and files.

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::backend::SectionKind;
+use artifacts_engine::backend::{BackendRegistry, SectionKind};
 use serde_json::json;
 
 use crate::commands::status::{rows, unit_json};
@@ -118,11 +118,10 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
     Ok(exit::SUCCESS)
 }
 
-pub fn backends(ctx: &Context, json_output: bool) -> Result<i32> {
+pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = ctx
-            .registry
+        let list: Vec<_> = registry
             .iter()
             .map(|b| {
                 json!({
@@ -137,7 +136,7 @@ pub fn backends(ctx: &Context, json_output: bool) -> Result<i32> {
         writeln!(out)?;
         return Ok(exit::SUCCESS);
     }
-    if ctx.registry.iter().next().is_none() {
+    if registry.iter().next().is_none() {
         writeln!(
             out,
             "no backends configured (add a backend.toml beside the manifest, or pass --backends FILE)"
@@ -152,7 +151,7 @@ pub fn backends(ctx: &Context, json_output: bool) -> Result<i32> {
         "PASSTHROUGH",
         "DEFINED IN",
     ]);
-    for backend in ctx.registry.iter() {
+    for backend in registry.iter() {
         let caps = backend.capabilities();
         let targets: Vec<&str> = caps.targets.iter().map(|k: &SectionKind| k.key()).collect();
         table.row(vec![
