@@ -110,6 +110,13 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List backends and what they can do.
     Backends,
+    /// Print a stored artifact's file, decrypted through its backend.
+    Show(ShowArgs),
+    /// Re-encrypt stored artifacts to the current recipients, without regenerating.
+    Rekey(RekeyArgs),
+    /// Run a shipped backend's script (what backends/<name>/check and friends call).
+    #[command(name = "__backend", hide = true)]
+    ShippedBackend(ShippedBackendArgs),
     /// Encrypt and decrypt age files (interoperable with `age`).
     #[command(subcommand)]
     Age(artifacts_crypto::cli::AgeCommand),
@@ -129,6 +136,14 @@ pub struct CheckArgs {
     pub artifacts: Vec<String>,
 }
 
+/// Identities for reading stored secrets back (dependencies, show, rekey).
+#[derive(Debug, Clone, Default, Args)]
+pub struct IdentityArgs {
+    /// Decrypt with the age or SSH identity in FILE (repeatable; also ARTIFACTS_IDENTITY).
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct PromptArgs {
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
@@ -140,6 +155,8 @@ pub struct PromptArgs {
     /// Show what would be generated, and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +188,40 @@ pub struct ExplainArgs {
     /// The artifact.
     #[arg(value_name = "ARTIFACT")]
     pub artifact: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The artifact.
+    #[arg(value_name = "ARTIFACT")]
+    pub artifact: String,
+    /// The file to print (required when the artifact has several).
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Only these artifacts.
+    #[arg(value_name = "ARTIFACT")]
+    pub artifacts: Vec<String>,
+    /// Show what would be re-encrypted, and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShippedBackendArgs {
+    /// The shipped backend.
+    #[arg(value_name = "BACKEND")]
+    pub backend: String,
+    /// `check`, `serialize` or `deserialize`.
+    #[arg(value_name = "SCRIPT")]
+    pub script: String,
 }
 
 #[derive(Debug, Args)]

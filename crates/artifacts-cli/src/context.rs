@@ -67,6 +67,7 @@ impl Context {
             log_level: log_level.to_owned(),
             timeouts,
             self_exe: std::env::current_exe().ok(),
+            extra_env: Vec::new(),
         };
         let jobs = global
             .jobs
@@ -84,6 +85,25 @@ impl Context {
             targets,
             jobs,
         })
+    }
+
+    /// `--identity FILE…` reaches backend scripts as `ARTIFACTS_IDENTITY`
+    /// (paths joined like `PATH`, before any already set): file names, never keys.
+    pub fn with_identities(mut self, identities: &[PathBuf]) -> Result<Context> {
+        if identities.is_empty() {
+            return Ok(self);
+        }
+        let cwd = std::env::current_dir().context("failed to read the current directory")?;
+        let mut paths: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
+        if let Some(existing) = std::env::var_os("ARTIFACTS_IDENTITY") {
+            paths.extend(std::env::split_paths(&existing));
+        }
+        let joined = std::env::join_paths(paths)
+            .map_err(|e| UsageError(anyhow::anyhow!("--identity: {e}")))?;
+        self.settings
+            .extra_env
+            .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
+        Ok(self)
     }
 
     pub fn plan(&self) -> Result<Plan<'_>> {
@@ -139,12 +159,15 @@ fn load_registry(global: &GlobalArgs, dir: &Path, root: &Path) -> Result<Backend
         .map(|p| dir.join(p))
         .or_else(|| std::env::var_os("NIXOS_ARTIFACTS_BACKEND_CONFIG").map(|p| dir.join(p)))
         .or_else(|| Some(root.join("backend.toml")).filter(|p| p.exists()));
-    match &file {
-        Some(path) => {
-            BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)).into())
-        }
-        None => Ok(BackendRegistry::new()),
+    let mut registry = match &file {
+        Some(path) => BackendRegistry::load(path).map_err(|e| UsageError(anyhow::Error::new(e)))?,
+        None => BackendRegistry::new(),
+    };
+    // Shipped backends work by name; a backend.toml entry of the same name wins.
+    for backend in artifacts_engine::shipped::backends() {
+        registry.add_fallback(backend);
     }
+    Ok(registry)
 }
 
 /// The backends alone, for `artifacts backends`: works without a manifest.

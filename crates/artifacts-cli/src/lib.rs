@@ -116,6 +116,18 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
+        Some(Command::Show(args)) => commands::stored::show(
+            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            args,
+        ),
+        Some(Command::Rekey(args)) => commands::stored::rekey(
+            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::ShippedBackend(args)) => {
+            Ok(artifacts_engine::shipped::run(&args.backend, &args.script))
+        }
         Some(Command::Backends) => {
             commands::explain::backends(&context::registry_only(global)?, global.json)
         }
@@ -200,6 +212,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
             prompts_file: None,
             yes: false,
             dry_run: false,
+            identity: args::IdentityArgs::default(),
         };
         return commands::generate::run(
             &ctx,

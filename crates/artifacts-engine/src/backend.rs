@@ -66,16 +66,44 @@ impl SectionKind {
     }
 }
 
+/// One script of a backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Script {
+    /// An executable file.
+    File(PathBuf),
+    /// A backend shipped inside the binary, run as `$ARTIFACTS __backend NAME SCRIPT`
+    /// with the same environment as a file script.
+    Shipped {
+        /// The shipped backend.
+        backend: &'static str,
+        /// `check`, `serialize` or `deserialize`.
+        script: &'static str,
+    },
+}
+
+impl std::fmt::Display for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Script::File(path) => write!(f, "{}", path.display()),
+            Script::Shipped { backend, script } => {
+                write!(f, "artifacts __backend {backend} {script}")
+            }
+        }
+    }
+}
+
 /// The scripts of one section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Scripts {
-    /// Says whether the artifact is stored and current (exit 0) or needs generation (exit 1).
-    pub check: PathBuf,
+    /// Says whether the artifact is stored and current (exit 0), needs
+    /// generation (exit 1) or needs re-encryption to changed recipients (exit 3).
+    pub check: Script,
     /// Stores `$out`.
-    pub serialize: PathBuf,
+    pub serialize: Script,
     /// Restores into `$out` (optional).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deserialize: Option<PathBuf>,
+    pub deserialize: Option<Script>,
 }
 
 /// One section of a backend.
@@ -92,10 +120,13 @@ pub struct Section {
 pub struct Backend {
     /// The name artifacts refer to.
     pub name: String,
-    /// The `backend.toml` defining it.
+    /// The `backend.toml` defining it (for shipped backends: `<shipped>`).
     pub defined_in: PathBuf,
     /// Sections present in the file.
     pub sections: BTreeMap<SectionKind, Section>,
+    /// Which `config.<key>` of a target its scripts receive, first present wins.
+    /// Its own name, for backends from files.
+    pub config_keys: Vec<String>,
 }
 
 /// What a backend offers, for `artifacts backends`.
@@ -335,7 +366,7 @@ fn read_backend(
                 )));
             }
         }
-        let script = |field: &'static str| -> Result<Option<PathBuf>, BackendError> {
+        let script = |field: &'static str| -> Result<Option<Script>, BackendError> {
             match table.get(field) {
                 None => Ok(None),
                 Some(toml::Value::String(relative)) => {
@@ -348,7 +379,7 @@ fn read_backend(
                         problem,
                         path: file.to_owned(),
                     })?;
-                    Ok(Some(path))
+                    Ok(Some(Script::File(path)))
                 }
                 Some(_) => Err(invalid(format!(
                     "[{name}.{key}] {field} must be a path string"
@@ -392,6 +423,7 @@ fn read_backend(
         name: name.to_owned(),
         defined_in: file.to_owned(),
         sections: out,
+        config_keys: vec![name.to_owned()],
     })
 }
 

@@ -14,6 +14,7 @@ use crate::generator::{self, ArtifactFiles, GeneratorError};
 use crate::lock::{Lock, LockEntry, LockError};
 use crate::plan::{Plan, Unit};
 use crate::prompts::Answers;
+use crate::public;
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::scratch::{Scratch, write_private};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
@@ -45,13 +46,15 @@ pub struct Settings {
     pub log_level: String,
     /// Time limits.
     pub timeouts: Timeouts,
-    /// The `artifacts` binary, for `$ARTIFACTS`.
+    /// The `artifacts` binary, for `$ARTIFACTS` and shipped backends.
     pub self_exe: Option<PathBuf>,
+    /// More variables for backend scripts (e.g. `ARTIFACTS_IDENTITY`).
+    pub extra_env: Vec<(String, std::ffi::OsString)>,
 }
 
 /// Where a unit stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason", rename_all = "lowercase")]
+#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
 pub enum Status {
     /// Stored and generated from the current declaration.
     Ok,
@@ -61,6 +64,8 @@ pub enum Status {
     Missing,
     /// Stored, but from another declaration (or unknown to the lock).
     Stale(String),
+    /// Stored and current, but encrypted to another recipient set: `rekey` fixes it.
+    RecipientsChanged,
     /// The check itself failed.
     Error(String),
 }
@@ -72,7 +77,7 @@ impl Status {
             Status::Ok => "ok",
             Status::Passthrough => "ok",
             Status::Missing => "missing",
-            Status::Stale(_) => "stale",
+            Status::Stale(_) | Status::RecipientsChanged => "stale",
             Status::Error(_) => "error",
         }
     }
@@ -80,6 +85,27 @@ impl Status {
     /// Whether generation would change something.
     pub fn needs_generation(&self) -> bool {
         matches!(self, Status::Missing | Status::Stale(_))
+    }
+
+    /// Why, for statuses that have a reason.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Status::Stale(reason) | Status::Error(reason) => Some(reason.clone()),
+            Status::RecipientsChanged => Some(
+                "recipients changed: run `artifacts rekey` to re-encrypt without regenerating"
+                    .into(),
+            ),
+            Status::Passthrough => Some("not stored by design".into()),
+            Status::Ok | Status::Missing => None,
+        }
+    }
+
+    /// The word and the reason, for people.
+    pub fn describe(&self) -> String {
+        match self.reason() {
+            Some(reason) => format!("{}: {reason}", self.word()),
+            None => self.word().into(),
+        }
     }
 }
 
@@ -126,11 +152,11 @@ pub enum EngineError {
         /// The dependency.
         dependency: String,
     },
-    /// A dependency's files cannot be obtained.
-    #[error("dependency `{dependency}` is not available: {reason}")]
-    DependencyUnavailable {
-        /// The dependency.
-        dependency: String,
+    /// A stored artifact cannot be read back.
+    #[error("{artifact} cannot be read back: {reason}")]
+    Unavailable {
+        /// The unit's label.
+        artifact: String,
         /// Why.
         reason: String,
     },
@@ -178,7 +204,7 @@ pub struct Engine<'a> {
 /// How one unit is stored.
 enum Storage<'b> {
     Passthrough,
-    Scripts(&'b Scripts),
+    Scripts(&'b Backend, &'b Scripts),
 }
 
 impl<'a> Engine<'a> {
@@ -189,6 +215,7 @@ impl<'a> Engine<'a> {
             log_level: settings.log_level.clone(),
             timeout: settings.timeouts.script,
             self_exe: settings.self_exe.clone(),
+            extra_env: settings.extra_env.clone(),
         };
         Engine {
             registry,
@@ -214,20 +241,29 @@ impl<'a> Engine<'a> {
             })?;
         Ok(match &section.scripts {
             None => Storage::Passthrough,
-            Some(scripts) => Storage::Scripts(scripts),
+            Some(scripts) => Storage::Scripts(backend, scripts),
         })
     }
 
     /// Checks one unit.
     pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
         let unit = &plan.units[index];
-        let scripts = match self.storage(unit) {
+        let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
-            Ok(Storage::Scripts(scripts)) => scripts,
+            Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
             Err(error) => return Status::Error(error_chain(&error)),
         };
-        match script::check(unit, scripts, &self.script_env) {
+        let outcome = script::check(unit, backend, scripts, &self.script_env);
+        if matches!(
+            outcome,
+            Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
+        ) && !public::missing(&self.settings.root, unit).is_empty()
+        {
+            return Status::Missing;
+        }
+        match outcome {
             Ok(CheckOutcome::NeedsGeneration) => Status::Missing,
+            Ok(CheckOutcome::RecipientsChanged) => Status::RecipientsChanged,
             Ok(CheckOutcome::Stored) => {
                 let fingerprint = match unit.fingerprint(plan, lock) {
                     Ok(f) => f,
@@ -336,9 +372,9 @@ impl<'a> Engine<'a> {
         observer: &dyn Observer,
     ) -> Result<(), EngineError> {
         let unit = &plan.units[index];
-        let scripts = match self.storage(unit)? {
+        let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
-            Storage::Scripts(scripts) => scripts,
+            Storage::Scripts(backend, scripts) => (backend, scripts),
         };
         let scratch = Scratch::new("generate").map_err(io("create a scratch directory"))?;
         let dirs = GeneratorDirs {
@@ -376,11 +412,17 @@ impl<'a> Engine<'a> {
         observer.step(unit, "serializing");
         script::store(
             unit,
+            backend,
             scripts,
             ScriptKind::Serialize,
             &self.script_env,
             &dirs.out,
         )?;
+        public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
+            "write the public files of {} to `{}`",
+            unit.label(),
+            public::artifact_dir(&self.settings.root, unit).display()
+        )))?;
         // The dependency entries are current now, so the fingerprint is too.
         let fingerprint = unit
             .fingerprint(plan, lock)
@@ -390,38 +432,73 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Restores a unit's files through its backend's `deserialize`.
+    /// Restores a unit's files: secret ones through the backend's
+    /// `deserialize`, public ones from the public store.
     pub fn deserialize(&self, plan: &Plan<'_>, index: usize) -> Result<ArtifactFiles, EngineError> {
         let unit = &plan.units[index];
-        let unavailable = |reason: String| EngineError::DependencyUnavailable {
-            dependency: unit.name().to_owned(),
+        let scratch = Scratch::new("deserialize").map_err(io("create a scratch directory"))?;
+        let out = scratch.subdir("out").map_err(io("create $out"))?;
+        self.deserialize_into(unit, &out)?;
+        Ok(generator::read_output(unit, &out)?)
+    }
+
+    fn deserialize_into(&self, unit: &Unit<'_>, out: &std::path::Path) -> Result<(), EngineError> {
+        let unavailable = |reason: String| EngineError::Unavailable {
+            artifact: unit.label(),
             reason,
         };
-        let scripts = match self.storage(unit)? {
+        let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => {
                 return Err(unavailable(format!(
                     "backend `{}` stores nothing (it is generated at activation)",
                     unit.backend.name
                 )));
             }
-            Storage::Scripts(scripts) => scripts,
+            Storage::Scripts(backend, scripts) => (backend, scripts),
         };
         if scripts.deserialize.is_none() {
             return Err(unavailable(format!(
-                "backend `{}` has no deserialize script; generate it in the same run",
+                "backend `{}` has no deserialize script",
                 unit.backend.name
             )));
         }
-        let scratch = Scratch::new("deserialize").map_err(io("create a scratch directory"))?;
-        let out = scratch.subdir("out").map_err(io("create $out"))?;
         script::store(
             unit,
+            backend,
             scripts,
             ScriptKind::Deserialize,
             &self.script_env,
+            out,
+        )?;
+        public::restore(&self.settings.root, unit, out).map_err(io(format!(
+            "read the public files of {} from `{}`",
+            unit.label(),
+            public::artifact_dir(&self.settings.root, unit).display()
+        )))?;
+        generator::validate_output(unit, out)?;
+        Ok(())
+    }
+
+    /// Re-encrypts a stored unit to its backend's current recipients without
+    /// regenerating: deserialize, then serialize the same files. The lock entry
+    /// (fingerprint, generation time) stays as it is.
+    pub fn rekey(&self, plan: &Plan<'_>, index: usize) -> Result<(), EngineError> {
+        let unit = &plan.units[index];
+        let (backend, scripts) = match self.storage(unit)? {
+            Storage::Passthrough => return Ok(()),
+            Storage::Scripts(backend, scripts) => (backend, scripts),
+        };
+        let scratch = Scratch::new("rekey").map_err(io("create a scratch directory"))?;
+        let out = scratch.subdir("out").map_err(io("create $out"))?;
+        self.deserialize_into(unit, &out)?;
+        script::store(
+            unit,
+            backend,
+            scripts,
+            ScriptKind::Serialize,
+            &self.script_env,
             &out,
         )?;
-        generator::validate_output(unit, &out)?;
-        Ok(generator::read_output(unit, &out)?)
+        Ok(())
     }
 }

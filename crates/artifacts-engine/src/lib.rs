@@ -23,8 +23,10 @@ pub mod lock;
 pub mod plan;
 pub mod process;
 pub mod prompts;
+pub mod public;
 pub mod sandbox;
 pub mod scratch;
 pub mod script;
+pub mod shipped;
 
 pub use engine::{Engine, EngineError, Observer, Settings, Silent, Status, Timeouts, error_chain};

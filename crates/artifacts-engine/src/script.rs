@@ -22,7 +22,7 @@ use std::time::Duration;
 use artifacts_model::{Context, TargetKind};
 use serde_json::json;
 
-use crate::backend::Scripts;
+use crate::backend::{Backend, Script, Scripts};
 use crate::plan::Unit;
 use crate::process::{Output, ProcessBuilder, ProcessError, describe_status};
 use crate::scratch::{Scratch, write_private};
@@ -36,8 +36,10 @@ pub struct ScriptEnv {
     pub log_level: String,
     /// Time limit per script.
     pub timeout: Option<Duration>,
-    /// The `artifacts` binary, exported as `$ARTIFACTS`.
+    /// The `artifacts` binary, exported as `$ARTIFACTS` and running shipped backends.
     pub self_exe: Option<PathBuf>,
+    /// More variables for every script (e.g. `ARTIFACTS_IDENTITY` from `--identity`).
+    pub extra_env: Vec<(String, std::ffi::OsString)>,
 }
 
 /// Which script to run.
@@ -120,6 +122,9 @@ pub enum CheckOutcome {
     Stored,
     /// Exit 1: needs generation.
     NeedsGeneration,
+    /// Exit 3 (our addition): stored, but encrypted to another recipient set;
+    /// `artifacts rekey` re-encrypts it without regenerating.
+    RecipientsChanged,
 }
 
 /// Scratch space for one script run: `$targets`, `$inputs`, maybe `$config`.
@@ -130,14 +135,14 @@ struct Prepared {
     config: Option<PathBuf>,
 }
 
-fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
+fn prepare(unit: &Unit<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let scratch = Scratch::new("script")?;
     let targets = scratch.path().join("targets.json");
-    let backend = &unit.backend.name;
     let config_of = |target: &artifacts_model::Target| {
-        target
-            .config
-            .get(backend)
+        backend
+            .config_keys
+            .iter()
+            .find_map(|key| target.config.get(key))
             .cloned()
             .unwrap_or_else(|| json!({}))
     };
@@ -179,12 +184,26 @@ fn prepare(unit: &Unit<'_>) -> std::io::Result<Prepared> {
 /// Builds the command for a script with the contract's environment.
 fn command(
     unit: &Unit<'_>,
-    script: &Path,
+    script: &Script,
     env: &ScriptEnv,
     prepared: &Prepared,
     out: Option<&Path>,
 ) -> ProcessBuilder {
-    let mut builder = ProcessBuilder::new(script);
+    let mut builder = match script {
+        Script::File(path) => ProcessBuilder::new(path),
+        Script::Shipped { backend, script } => {
+            let exe = env
+                .self_exe
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("artifacts"));
+            let mut builder = ProcessBuilder::new(exe);
+            builder.args(["__backend", backend, script]);
+            builder
+        }
+    };
+    for (key, value) in &env.extra_env {
+        builder.env(key, value);
+    }
     builder
         .cwd(&env.root)
         .timeout(env.timeout)
@@ -221,23 +240,32 @@ fn command(
     builder
 }
 
-fn run(
+/// The script of `kind`, or an error when the section has none.
+fn script_of<'s>(
     unit: &Unit<'_>,
-    scripts: &Scripts,
+    scripts: &'s Scripts,
     kind: ScriptKind,
-    env: &ScriptEnv,
-    out: Option<&Path>,
-) -> Result<Output, ScriptError> {
-    let script = match kind {
-        ScriptKind::Check => &scripts.check,
-        ScriptKind::Serialize => &scripts.serialize,
+) -> Result<&'s Script, ScriptError> {
+    match kind {
+        ScriptKind::Check => Ok(&scripts.check),
+        ScriptKind::Serialize => Ok(&scripts.serialize),
         ScriptKind::Deserialize => scripts.deserialize.as_ref().ok_or(ScriptError::Missing {
             backend: unit.backend.name.clone(),
             script: "deserialize",
             context: unit.context,
-        })?,
-    };
-    let prepared = prepare(unit).map_err(|source| ScriptError::Prepare {
+        }),
+    }
+}
+
+fn run(
+    unit: &Unit<'_>,
+    backend: &Backend,
+    script: &Script,
+    kind: ScriptKind,
+    env: &ScriptEnv,
+    out: Option<&Path>,
+) -> Result<Output, ScriptError> {
+    let prepared = prepare(unit, backend).map_err(|source| ScriptError::Prepare {
         script: kind.as_str(),
         source,
     })?;
@@ -249,19 +277,22 @@ fn run(
     Ok(output)
 }
 
-/// Runs `check`: exit 0 stored, 1 needs generation, anything else an error.
+/// Runs `check`: exit 0 stored, 1 needs generation, 3 recipients changed,
+/// anything else (a signal, a timeout) an error.
 pub fn check(
     unit: &Unit<'_>,
+    backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<CheckOutcome, ScriptError> {
-    let output = run(unit, scripts, ScriptKind::Check, env, None)?;
+    let output = run(unit, backend, &scripts.check, ScriptKind::Check, env, None)?;
     match output.status.code() {
         Some(0) => Ok(CheckOutcome::Stored),
         Some(1) => Ok(CheckOutcome::NeedsGeneration),
+        Some(3) => Ok(CheckOutcome::RecipientsChanged),
         _ => Err(ScriptError::Failed {
             script: "check",
-            command: scripts.check.display().to_string(),
+            command: scripts.check.to_string(),
             status: describe_status(&output.status),
             stderr: output.stderr,
         }),
@@ -272,23 +303,20 @@ pub fn check(
 /// with `$out` an empty directory to fill.
 pub fn store(
     unit: &Unit<'_>,
+    backend: &Backend,
     scripts: &Scripts,
     kind: ScriptKind,
     env: &ScriptEnv,
     out: &Path,
 ) -> Result<(), ScriptError> {
-    let output = run(unit, scripts, kind, env, Some(out))?;
+    let script = script_of(unit, scripts, kind)?;
+    let output = run(unit, backend, script, kind, env, Some(out))?;
     if output.status.success() {
         Ok(())
     } else {
-        let script = match kind {
-            ScriptKind::Check => &scripts.check,
-            ScriptKind::Serialize => &scripts.serialize,
-            ScriptKind::Deserialize => scripts.deserialize.as_ref().expect("checked in run"),
-        };
         Err(ScriptError::Failed {
             script: kind.as_str(),
-            command: script.display().to_string(),
+            command: script.to_string(),
             status: describe_status(&output.status),
             stderr: output.stderr,
         })

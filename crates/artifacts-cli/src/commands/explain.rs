@@ -106,13 +106,7 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
             )?,
             None => writeln!(out, "lock       no entry")?,
         }
-        let status = match &row.status {
-            artifacts_engine::Status::Stale(reason) | artifacts_engine::Status::Error(reason) => {
-                format!("{}: {reason}", row.status.word())
-            }
-            artifacts_engine::Status::Passthrough => "ok (not stored by design)".into(),
-            other => other.word().into(),
-        };
+        let status = row.status.describe();
         writeln!(out, "status     {status}")?;
     }
     Ok(exit::SUCCESS)

@@ -50,6 +50,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
                     reasons.push("missing".to_owned());
                 }
                 Status::Stale(reason) => stale.push((index, reason)),
+                Status::RecipientsChanged => eprintln!(
+                    "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
+                    plan.units[index].label()
+                ),
                 Status::Error(reason) => {
                     check_errors += 1;
                     eprintln!(

@@ -3,3 +3,4 @@
 pub mod explain;
 pub mod generate;
 pub mod status;
+pub mod stored;

@@ -44,18 +44,13 @@ pub fn targets_label(unit: &Unit<'_>) -> String {
 fn status_text(status: &Status) -> String {
     match status {
         Status::Passthrough => "ok (not stored by design)".into(),
-        Status::Stale(reason) | Status::Error(reason) => format!("{}: {reason}", status.word()),
-        other => other.word().into(),
+        other => other.describe(),
     }
 }
 
 pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
     let unit = row.unit;
-    let reason = match &row.status {
-        Status::Stale(r) | Status::Error(r) => Some(r.clone()),
-        Status::Passthrough => Some("not stored by design".into()),
-        _ => None,
-    };
+    let reason = row.status.reason();
     json!({
         "artifact": unit.name(),
         "context": unit.context.as_str(),
@@ -119,7 +114,7 @@ pub fn summarize(rows: &[Row<'_, '_>]) -> Summary {
     Summary {
         ok: count(|s| matches!(s, Status::Ok | Status::Passthrough)),
         missing: count(|s| matches!(s, Status::Missing)),
-        stale: count(|s| matches!(s, Status::Stale(_))),
+        stale: count(|s| matches!(s, Status::Stale(_) | Status::RecipientsChanged)),
         errors: count(|s| matches!(s, Status::Error(_))),
     }
 }
@@ -165,7 +160,7 @@ pub fn check(ctx: &Context, artifacts: &[String], json_output: bool, quiet: bool
             row.unit.scope(),
             row.unit.name()
         )?;
-        if let Status::Stale(reason) | Status::Error(reason) = &row.status {
+        if let Some(reason) = row.status.reason() {
             for line in reason.lines() {
                 writeln!(stdout, "         {line}")?;
             }
@@ -181,10 +176,20 @@ pub fn check(ctx: &Context, artifacts: &[String], json_output: bool, quiet: bool
             summary.errors,
             if summary.errors == 1 { "" } else { "s" }
         )?;
-        if summary.missing + summary.stale > 0 && summary.errors == 0 {
+        let rekey = rows
+            .iter()
+            .filter(|r| r.status == Status::RecipientsChanged)
+            .count();
+        if summary.missing + summary.stale > rekey && summary.errors == 0 {
             writeln!(
                 stdout,
                 "run `artifacts generate` to generate what is missing"
+            )?;
+        }
+        if rekey > 0 {
+            writeln!(
+                stdout,
+                "run `artifacts rekey` to re-encrypt {rekey} artifact(s) for the current recipients"
             )?;
         }
     }

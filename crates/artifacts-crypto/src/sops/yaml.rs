@@ -1022,11 +1022,43 @@ fn write_map(out: &mut String, m: &Map, indent: usize, mut inline: bool) {
                     out.push_str(&" ".repeat(indent));
                 }
                 inline = false;
-                write_key(out, k);
-                out.push(':');
-                write_value_after_key(out, v, indent);
+                if is_simple_key(k) {
+                    write_key(out, k);
+                    out.push(':');
+                    write_value_after_key(out, v, indent);
+                } else {
+                    write_complex_pair(out, k, v, indent);
+                }
             }
         }
+    }
+}
+
+/// Whether go-yaml writes a key as a simple `key: value`: at most 128 bytes
+/// and on one line. YAML parsers (libyaml, go-yaml) refuse simple keys longer
+/// than 1024 characters, so longer keys need the `? key` form.
+fn is_simple_key(k: &str) -> bool {
+    k.len() <= 128 && !k.chars().any(is_break)
+}
+
+/// Writes `? key` and `: value` lines, as go-yaml does for long or
+/// multi-line keys. The cursor is at column `indent`.
+fn write_complex_pair(out: &mut String, k: &str, v: &Value, indent: usize) {
+    out.push_str("? ");
+    write_scalar(out, &Value::Str(k.to_string()), next_indent(indent), indent);
+    out.push_str(&" ".repeat(indent));
+    out.push(':');
+    let nested = next_indent(indent);
+    match v {
+        Value::Map(m) if !m.0.is_empty() => {
+            out.push_str(&" ".repeat(nested - indent - 1));
+            write_map(out, m, nested, true);
+        }
+        Value::Seq(s) if !s.is_empty() => {
+            out.push_str(&" ".repeat(nested - indent - 1));
+            write_seq(out, s, nested, true);
+        }
+        _ => write_value_after_key(out, v, indent),
     }
 }
 
@@ -1179,6 +1211,33 @@ mod tests {
         assert_eq!(
             out,
             "nested:\n    - - a\n      - b\n    - x: 1\n      \"y\":\n        - 1\n        - 2\n      z:\n        q: r\n    - []\n"
+        );
+    }
+
+    #[test]
+    fn long_and_multi_line_keys_use_the_complex_key_form() {
+        // The fuzzer found that a key over 1024 characters written as
+        // `key: value` cannot be read back; go-yaml switches at 128 bytes.
+        let long = "k".repeat(129);
+        let src = format!(
+            "\"{long}\": v\n\"{long}2\":\n  a: 1\n  \"{long}3\": [1, 2]\n\"a\\nb\": 3\nlist:\n  - \"{long}\": x\n    y: 2\n"
+        );
+        let docs = parse(&src).unwrap();
+        let out = emit(&[&docs[0]]);
+        assert_eq!(
+            out,
+            format!(
+                "? {long}\n: v\n? {long}2\n:   a: 1\n    ? {long}3\n    :   - 1\n        - 2\n? |-\n    a\n    b\n: 3\nlist:\n    - ? {long}\n      : x\n      \"y\": 2\n"
+            )
+        );
+        assert_eq!(parse(&out).unwrap(), docs);
+        let k128 = "k".repeat(128);
+        assert_eq!(
+            emit_value(&Value::Map(Map(vec![Entry::Pair(
+                k128.clone(),
+                Value::Int(1)
+            )]))),
+            format!("{k128}: 1\n")
         );
     }
 

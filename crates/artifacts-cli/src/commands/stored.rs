@@ -1,0 +1,138 @@
+//! `show` and `rekey`: reading stored artifacts back, and re-encrypting them.
+
+use std::io::Write;
+
+use anyhow::Result;
+use artifacts_engine::{Status, error_chain};
+
+use crate::args::{GlobalArgs, RekeyArgs, ShowArgs};
+use crate::context::Context;
+use crate::exit::{self, UsageError};
+
+fn usage(message: String) -> anyhow::Error {
+    UsageError(anyhow::anyhow!(message)).into()
+}
+
+pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, std::slice::from_ref(&args.artifact))?;
+    let index = match selected.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(usage(format!(
+                "artifact `{}` is not declared on the selected targets",
+                args.artifact
+            )));
+        }
+        many => {
+            let targets: Vec<String> = many.iter().map(|&i| plan.units[i].scope()).collect();
+            return Err(usage(format!(
+                "artifact `{}` is declared on {} targets; pass --target with one of: {}",
+                args.artifact,
+                many.len(),
+                targets.join(", ")
+            )));
+        }
+    };
+    let unit = &plan.units[index];
+    let files: Vec<&String> = unit.artifact.files.keys().collect();
+    let file = match &args.file {
+        Some(file) if unit.artifact.files.contains_key(file) => file.clone(),
+        Some(file) => {
+            return Err(usage(format!(
+                "artifact `{}` has no file `{file}` (files: {})",
+                args.artifact,
+                list(&files)
+            )));
+        }
+        None if files.len() == 1 => files[0].clone(),
+        None => {
+            return Err(usage(format!(
+                "artifact `{}` has several files; pass --file with one of: {}",
+                args.artifact,
+                list(&files)
+            )));
+        }
+    };
+    let content = if unit.artifact.files[&file].secret {
+        let files = ctx.engine().deserialize(&plan, index)?;
+        files
+            .into_iter()
+            .find(|(name, _)| *name == file)
+            .map(|(_, content)| content)
+            .expect("deserialize validated every declared file")
+    } else {
+        // Public files need no key: read them straight from the public store.
+        let path = artifacts_engine::public::artifact_dir(&ctx.model.root, unit).join(&file);
+        zeroize::Zeroizing::new(std::fs::read(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "public file `{}` is not stored yet ({e}); run `artifacts generate`",
+                path.display()
+            )
+        })?)
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&content)?;
+    stdout.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn list(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, &args.artifacts)?;
+    let engine = ctx.engine();
+    let statuses = engine.statuses(&plan, &selected, &ctx.lock, ctx.jobs);
+    let mut failures = 0;
+    let mut changed = 0;
+    for (&index, status) in selected.iter().zip(statuses) {
+        let unit = &plan.units[index];
+        match status {
+            Status::RecipientsChanged => {}
+            Status::Error(reason) => {
+                failures += 1;
+                eprintln!("error: cannot check {}: {reason}", unit.label());
+                continue;
+            }
+            _ => continue,
+        }
+        if args.dry_run {
+            println!("would re-encrypt {}", unit.label());
+            continue;
+        }
+        match engine.rekey(&plan, index) {
+            Ok(()) => {
+                changed += 1;
+                if !global.quiet {
+                    eprintln!("re-encrypted {}", unit.label());
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+            }
+        }
+    }
+    if !global.quiet && !args.dry_run {
+        eprintln!(
+            "re-encrypted {changed} artifact(s){}",
+            if failures > 0 {
+                format!(", {failures} failed")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if failures == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}

@@ -1,0 +1,124 @@
+//! The backends shipped inside the binary: `agenix`, `sops-nix` (also named
+//! `sops`) and `dummy`.
+//!
+//! They follow the same contract as any backend (see BACKEND_GUIDE.md): the
+//! engine runs them as `$ARTIFACTS __backend NAME SCRIPT` with the contract's
+//! environment, and the wrapper scripts in `backends/<name>/` do the same, so
+//! a copied `backend.toml` behaves exactly like the built-in entry. They need
+//! no jq, age or sops: encryption comes from `artifacts-crypto`.
+//!
+//! Exit codes: `check` 0 stored, 1 missing, 3 recipients changed, 2 error;
+//! `serialize`/`deserialize` 0 success, 1 failure. Errors go to stderr and
+//! never contain secret values.
+
+mod agenix;
+mod contract;
+mod sops;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::backend::{Backend, Script, Scripts, Section, SectionKind};
+
+pub use contract::{Call, ShippedError};
+
+/// The names of the shipped backends.
+pub const NAMES: [&str; 4] = ["agenix", "sops-nix", "sops", "dummy"];
+
+/// The shipped backends, as registry entries; a `backend.toml` entry of the
+/// same name overrides them.
+pub fn backends() -> Vec<Backend> {
+    let storing = |name: &'static str, kinds: &[SectionKind], config_keys: &[&str]| Backend {
+        name: name.to_owned(),
+        defined_in: PathBuf::from("<shipped>"),
+        sections: kinds
+            .iter()
+            .map(|&kind| {
+                let scripts = Scripts {
+                    check: Script::Shipped {
+                        backend: name,
+                        script: "check",
+                    },
+                    serialize: Script::Shipped {
+                        backend: name,
+                        script: "serialize",
+                    },
+                    deserialize: Some(Script::Shipped {
+                        backend: name,
+                        script: "deserialize",
+                    }),
+                };
+                (
+                    kind,
+                    Section {
+                        enabled: true,
+                        scripts: Some(scripts),
+                    },
+                )
+            })
+            .collect(),
+        config_keys: config_keys.iter().map(|k| k.to_string()).collect(),
+    };
+    use SectionKind::{Home, Nixos, Shared, Tanka};
+    vec![
+        storing("agenix", &[Nixos, Home, Shared], &["agenix", "sops-nix"]),
+        storing(
+            "sops-nix",
+            &[Nixos, Home, Shared, Tanka],
+            &["sops-nix", "agenix"],
+        ),
+        storing(
+            "sops",
+            &[Nixos, Home, Shared, Tanka],
+            &["sops", "sops-nix", "agenix"],
+        ),
+        Backend {
+            name: "dummy".to_owned(),
+            defined_in: PathBuf::from("<shipped>"),
+            sections: BTreeMap::from([
+                (
+                    Nixos,
+                    Section {
+                        enabled: true,
+                        scripts: None,
+                    },
+                ),
+                (
+                    Home,
+                    Section {
+                        enabled: true,
+                        scripts: None,
+                    },
+                ),
+            ]),
+            config_keys: vec!["dummy".to_owned()],
+        },
+    ]
+}
+
+/// Runs a shipped backend's script in this process, reading the contract's
+/// environment; returns the exit code.
+pub fn run(backend: &str, script: &str) -> i32 {
+    let is_check = script == "check";
+    let result = Call::from_env().and_then(|call| match (backend, script) {
+        ("agenix", "check") => agenix::check(&call),
+        ("agenix", "serialize") => agenix::serialize(&call).map(|()| 0),
+        ("agenix", "deserialize") => agenix::deserialize(&call).map(|()| 0),
+        ("sops-nix" | "sops", "check") => sops::check(&call),
+        ("sops-nix" | "sops", "serialize") => sops::serialize(&call).map(|()| 0),
+        ("sops-nix" | "sops", "deserialize") => sops::deserialize(&call).map(|()| 0),
+        _ => Err(ShippedError::Usage(format!(
+            "no shipped backend script `{backend} {script}` (backends: agenix, sops-nix, sops; scripts: check, serialize, deserialize)"
+        ))),
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{backend} {script}: {}", crate::error_chain(&error));
+            if let Some(hint) = error.hint() {
+                eprintln!("hint: {hint}");
+            }
+            if is_check { 2 } else { 1 }
+        }
+    }
+}
