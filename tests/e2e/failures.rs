@@ -279,7 +279,7 @@ fn check_exit_codes_are_0_ok_1_missing_2_error() {
     // A crashing check is an error, never "missing".
     p.script(
         "backends/rec/check",
-        "#!/bin/sh\necho 'cannot reach vault' >&2\nexit 3\n",
+        "#!/bin/sh\necho 'cannot reach vault' >&2\nexit 4\n",
     );
     let error = p.run(["check", "--json"]).code(2).json();
     assert_eq!(error["artifacts"][0]["status"], "error");
@@ -328,7 +328,7 @@ files.token = {}
     run.code(2)
         .stderr_has("nixos machine `m`, artifact `a`, field `files.token.mode`: mode `rw-r--r--` is not octal")
         .stderr_has("file name `../escape` contains `..`")
-        .stderr_has("field `backend`: unknown backend `nosuch` (known: rec)")
+        .stderr_has("field `backend`: unknown backend `nosuch` (known: rec, agenix, sops-nix, sops, dummy)")
         .stderr_has("is in /nix/store")
         .stderr_has("starts with `-`")
         .stderr_has("artifacts.toml");
