@@ -110,6 +110,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List backends and what they can do.
     Backends,
+    /// Generate and install the files of artifacts stored nowhere (dummy) on one target.
+    Activate(ActivateArgs),
     /// Print a stored artifact's file, decrypted through its backend.
     Show(ShowArgs),
     /// Re-encrypt stored artifacts to the current recipients, without regenerating.
@@ -188,6 +190,16 @@ pub struct ExplainArgs {
     /// The artifact.
     #[arg(value_name = "ARTIFACT")]
     pub artifact: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// Install under DIR instead of / (for images and tests).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -116,6 +116,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
+        Some(Command::Activate(args)) => {
+            commands::activate::run(&Context::load(global)?, global, args)
+        }
         Some(Command::Show(args)) => commands::stored::show(
             &Context::load(global)?.with_identities(&args.identity.identities)?,
             args,

@@ -14,10 +14,10 @@ use crate::generator::{self, ArtifactFiles, GeneratorError};
 use crate::lock::{Lock, LockEntry, LockError};
 use crate::plan::{Plan, Unit};
 use crate::prompts::Answers;
-use crate::public;
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::scratch::{Scratch, write_private};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
+use crate::{install, public};
 
 /// Time limits.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +152,9 @@ pub enum EngineError {
         /// The dependency.
         dependency: String,
     },
+    /// A file could not be installed.
+    #[error(transparent)]
+    Install(#[from] install::InstallError),
     /// A stored artifact cannot be read back.
     #[error("{artifact} cannot be read back: {reason}")]
     Unavailable {
@@ -361,6 +364,7 @@ impl<'a> Engine<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     fn generate_one(
         &self,
         plan: &Plan<'_>,
@@ -376,6 +380,45 @@ impl<'a> Engine<'a> {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),
         };
+        let (_scratch, dirs) = self.produce(plan, index, answers, sandbox, outputs, observer)?;
+        observer.step(unit, "serializing");
+        script::store(
+            unit,
+            backend,
+            scripts,
+            ScriptKind::Serialize,
+            &self.script_env,
+            &dirs.out,
+        )?;
+        public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
+            "write the public files of {} to `{}`",
+            unit.label(),
+            public::artifact_dir(&self.settings.root, unit).display()
+        )))?;
+        // The dependency entries are current now, so the fingerprint is too.
+        let fingerprint = unit
+            .fingerprint(plan, lock)
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+        lock.set(&unit.scope(), unit.name(), LockEntry::now(fingerprint));
+        lock.save()?;
+        Ok(())
+    }
+
+    /// Runs a unit's generator in a fresh scratch directory, with its prompt
+    /// answers and its dependencies' files (from this run's `outputs`, else
+    /// read back through their backends), and keeps its output in `outputs`
+    /// when another unit depends on it. The scratch directory lives as long as
+    /// the returned [`Scratch`].
+    fn produce(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        answers: &Answers,
+        sandbox: &Sandbox,
+        outputs: &mut BTreeMap<usize, ArtifactFiles>,
+        observer: &dyn Observer,
+    ) -> Result<(Scratch, GeneratorDirs), EngineError> {
+        let unit = &plan.units[index];
         let scratch = Scratch::new("generate").map_err(io("create a scratch directory"))?;
         let dirs = GeneratorDirs {
             out: scratch.subdir("out").map_err(io("create $out"))?,
@@ -409,27 +452,105 @@ impl<'a> Engine<'a> {
         if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
             outputs.insert(index, generator::read_output(unit, &dirs.out)?);
         }
-        observer.step(unit, "serializing");
-        script::store(
-            unit,
-            backend,
-            scripts,
-            ScriptKind::Serialize,
-            &self.script_env,
-            &dirs.out,
-        )?;
-        public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
-            "write the public files of {} to `{}`",
-            unit.label(),
-            public::artifact_dir(&self.settings.root, unit).display()
-        )))?;
-        // The dependency entries are current now, so the fingerprint is too.
-        let fingerprint = unit
-            .fingerprint(plan, lock)
-            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
-        lock.set(&unit.scope(), unit.name(), LockEntry::now(fingerprint));
-        lock.save()?;
-        Ok(())
+        Ok((scratch, dirs))
+    }
+
+    /// Generates the passthrough (`dummy`) units in `selected` and installs
+    /// their files at their declared paths under `root`, with their owner,
+    /// group and mode. A unit whose files are all in place is left alone
+    /// (owner/group/mode corrected if needed); a failing generator leaves the
+    /// previous files untouched. `system` chooses root-owned `0755` parent
+    /// directories (NixOS) over user `0700` ones (Home Manager).
+    #[allow(clippy::too_many_arguments)]
+    pub fn activate(
+        &self,
+        plan: &Plan<'_>,
+        selected: &[usize],
+        answers: &Answers,
+        sandbox: &Sandbox,
+        root: &std::path::Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        observer: &dyn Observer,
+    ) -> Vec<(
+        usize,
+        Result<Vec<(PathBuf, install::Installed)>, EngineError>,
+    )> {
+        let mut outputs = BTreeMap::new();
+        let mut failed: Vec<usize> = Vec::new();
+        let mut results = Vec::new();
+        for &index in selected {
+            let unit = &plan.units[index];
+            let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
+                Some(&dependency) => Err(EngineError::DependencyFailed {
+                    dependency: plan.units[dependency].name().to_owned(),
+                }),
+                None => self.activate_one(
+                    plan,
+                    index,
+                    answers,
+                    sandbox,
+                    root,
+                    env,
+                    &mut outputs,
+                    observer,
+                ),
+            };
+            if result.is_err() {
+                failed.push(index);
+            }
+            results.push((index, result));
+        }
+        results
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn activate_one(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        answers: &Answers,
+        sandbox: &Sandbox,
+        root: &std::path::Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        outputs: &mut BTreeMap<usize, ArtifactFiles>,
+        observer: &dyn Observer,
+    ) -> Result<Vec<(PathBuf, install::Installed)>, EngineError> {
+        let unit = &plan.units[index];
+        let system = unit.targets[0].id.kind == artifacts_model::TargetKind::Nixos;
+        let files: Vec<(PathBuf, &artifacts_model::FileSpec)> = unit
+            .artifact
+            .files
+            .values()
+            .map(|spec| install::destination(&spec.path, root, env).map(|path| (path, spec)))
+            .collect::<Result<_, _>>()?;
+        let produced = if install::all_in_place(&files)? {
+            // Dependents read what is installed, not a fresh (different) generation.
+            if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
+                let installed = files
+                    .iter()
+                    .zip(unit.artifact.files.keys())
+                    .map(|((path, _), name)| {
+                        std::fs::read(path)
+                            .map(|bytes| (name.clone(), zeroize::Zeroizing::new(bytes)))
+                            .map_err(io(format!("read `{}`", path.display())))
+                    })
+                    .collect::<Result<ArtifactFiles, _>>()?;
+                outputs.insert(index, installed);
+            }
+            None
+        } else {
+            Some(self.produce(plan, index, answers, sandbox, outputs, observer)?)
+        };
+        let mut done = Vec::new();
+        for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
+            let read = || match &produced {
+                Some((_, dirs)) => std::fs::read(dirs.out.join(name)),
+                None => Err(std::io::Error::other("no generated file")),
+            };
+            let outcome = install::install(destination, spec, &read, system)?;
+            done.push((destination.clone(), outcome));
+        }
+        Ok(done)
     }
 
     /// Restores a unit's files: secret ones through the backend's

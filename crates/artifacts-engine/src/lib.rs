@@ -19,6 +19,7 @@
 pub mod backend;
 pub mod engine;
 pub mod generator;
+pub mod install;
 pub mod lock;
 pub mod plan;
 pub mod process;

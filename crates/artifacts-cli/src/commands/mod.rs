@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod activate;
 pub mod explain;
 pub mod generate;
 pub mod status;

@@ -402,36 +402,42 @@ struct Comment {
 }
 
 /// Finds `#` comments in text between two events. Nothing but indicators,
-/// whitespace and comments can sit there, so every `#` starts a comment.
+/// whitespace and comments can sit there, so every `#` starts a comment. A
+/// comment ends at the first line break, which for YAML (and libyaml) is any
+/// of `\n`, `\r`, NEL, LS and PS, not only `\n`.
 fn gap_comments(src: &str, from: usize, to: usize) -> Vec<Comment> {
     let mut out = Vec::new();
-    if from >= to || to > src.len() {
+    // libyaml's marks are byte offsets into `src` and fall on character
+    // boundaries; anything else would be a bug, and finding no comment is
+    // better than a panic.
+    if from >= to || to > src.len() || !src.is_char_boundary(from) || !src.is_char_boundary(to) {
         return out;
     }
     let gap = &src[from..to];
-    let mut newlines = 0;
-    let mut i = 0;
-    let bytes = gap.as_bytes();
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\n' => {
-                newlines += 1;
-                i += 1;
+    let mut breaks = 0;
+    let mut chars = gap.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if is_break(c) {
+            if c == '\r' && matches!(chars.peek(), Some((_, '\n'))) {
+                chars.next();
             }
-            b'#' => {
-                let abs = from + i;
-                let line_start = src[..abs].rfind('\n').map(|p| p + 1).unwrap_or(0);
-                let col = src[line_start..abs].chars().count();
-                let end = gap[i..].find('\n').map(|p| i + p).unwrap_or(gap.len());
-                let text = gap[i + 1..end].trim_end_matches('\r').to_string();
-                out.push(Comment {
-                    text,
-                    col,
-                    same_line: newlines == 0,
-                });
-                i = end;
-            }
-            _ => i += 1,
+            breaks += 1;
+        } else if c == '#' {
+            let abs = from + i;
+            let line_start = src[..abs]
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| is_break(c))
+                .map(|(p, c)| p + c.len_utf8())
+                .unwrap_or(0);
+            let col = src[line_start..abs].chars().count();
+            let end = gap[i..].find(is_break).map(|p| i + p).unwrap_or(gap.len());
+            out.push(Comment {
+                text: gap[i + 1..end].to_string(),
+                col,
+                same_line: breaks == 0,
+            });
+            while chars.next_if(|&(j, _)| j < end).is_some() {}
         }
     }
     out
@@ -482,10 +488,76 @@ impl Frame {
     }
 }
 
+/// How deep mappings and lists may nest. Deeper documents are refused:
+/// walking, writing and dropping them recurses, and secrets files never come
+/// close (JSON stops at 128 in `serde_json`).
+const MAX_DEPTH: usize = 512;
+
+/// What alias expansion may copy in one document, in [`copy_cost`] units
+/// (about bytes): 64 MiB.
+const ALIAS_BUDGET: usize = 64 << 20;
+
+/// Refuses a collection that would nest `depth` levels deep.
+fn check_depth(depth: usize) -> Result<(), YamlError> {
+    if depth > MAX_DEPTH {
+        return Err(YamlError(format!(
+            "the document nests deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
+/// Roughly the bytes one copy of a value takes: a fixed cost per node plus
+/// the text it holds.
+fn copy_cost(v: &Value) -> usize {
+    const NODE: usize = 64;
+    NODE + match v {
+        Value::Str(s) | Value::Time(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Map(m) => {
+            m.0.iter()
+                .map(|e| match e {
+                    Entry::Comment(c) => NODE + c.len(),
+                    Entry::Pair(k, v) => k.len() + copy_cost(v),
+                })
+                .fold(0, usize::saturating_add)
+        }
+        Value::Seq(items) => items
+            .iter()
+            .map(|i| match i {
+                Item::Comment(c) => NODE + c.len(),
+                Item::Value(v) => copy_cost(v),
+            })
+            .fold(0, usize::saturating_add),
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+    }
+}
+
+/// How many mappings and lists nest in a value (0 for a scalar).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Map(m) => 1 + m.pairs().map(|(_, v)| nesting(v)).max().unwrap_or(0),
+        Value::Seq(items) => {
+            1 + items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Value(v) => Some(nesting(v)),
+                    Item::Comment(_) => None,
+                })
+                .max()
+                .unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 /// Parses YAML into branches (one per document). Comments are kept as
 /// entries; anchors/aliases are expanded; only mapping documents are allowed
 /// (like sops).
 pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
+    // libyaml skips a byte order mark without counting it in its marks,
+    // which would shift every position we map back into `src`.
+    let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);
     let events = events::parse(src.as_bytes()).map_err(|()| {
         // libyaml's error text sits in private fields; serde_norway reports
         // the same parser's error with a position.
@@ -497,7 +569,10 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
     })?;
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<String, Value> = HashMap::new();
+    // Each anchor's value, what one copy of it costs (see `copy_cost`) and
+    // how deep it nests.
+    let mut anchors: HashMap<String, (Value, usize, usize)> = HashMap::new();
+    let mut alias_budget = ALIAS_BUDGET;
     let mut doc_head: Vec<String> = Vec::new();
     let mut root: Option<Map> = None;
     let mut carry: Vec<Comment> = Vec::new();
@@ -558,11 +633,16 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 None
             }
             events::Kind::Alias(name) => {
-                let v = anchors
+                let (v, cost, depth) = anchors
                     .get(&name)
-                    .cloned()
                     .ok_or_else(|| YamlError(format!("unknown anchor `{name}`")))?;
-                Some((v, None))
+                check_depth(stack.len() + depth)?;
+                // Aliases of aliases grow exponentially ("billion laughs"):
+                // refuse a document whose copies would exceed the budget.
+                alias_budget = alias_budget
+                    .checked_sub(*cost)
+                    .ok_or_else(|| YamlError("the document expands too many aliases".into()))?;
+                Some((v.clone(), None))
             }
             events::Kind::Scalar {
                 anchor,
@@ -571,6 +651,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 plain,
             } => Some((scalar_value(value, plain, tag.as_deref()), anchor)),
             events::Kind::MapStart { anchor } => {
+                check_depth(stack.len() + 1)?;
                 stack.push(Frame::Map {
                     entries: child_head.drain(..).map(Entry::Comment).collect(),
                     key: None,
@@ -580,6 +661,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 None
             }
             events::Kind::SeqStart { anchor } => {
+                check_depth(stack.len() + 1)?;
                 stack.push(Frame::Seq {
                     items: child_head.drain(..).map(Item::Comment).collect(),
                     col: ev.start_col,
@@ -599,7 +681,8 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             continue;
         };
         if let Some(a) = anchor {
-            anchors.insert(a, value.clone());
+            let (cost, depth) = (copy_cost(&value), nesting(&value));
+            anchors.insert(a, (value.clone(), cost, depth));
         }
         match stack.last_mut() {
             None => {
@@ -997,11 +1080,16 @@ fn write_key(out: &mut String, k: &str) {
     }
 }
 
+/// Writes a comment line. Comments read from YAML never hold a line break,
+/// but a decrypted one can; each of its lines becomes a comment of its own so
+/// its text cannot turn into YAML content.
 fn write_comment(out: &mut String, indent: usize, c: &str) {
-    out.push_str(&" ".repeat(indent));
-    out.push('#');
-    out.push_str(c);
-    out.push('\n');
+    for line in c.replace("\r\n", "\n").split(is_break) {
+        out.push_str(&" ".repeat(indent));
+        out.push('#');
+        out.push_str(line);
+        out.push('\n');
+    }
 }
 
 /// Writes mapping entries whose keys sit at column `indent`. When `inline`,
@@ -1239,6 +1327,58 @@ mod tests {
             )]))),
             format!("{k128}: 1\n")
         );
+    }
+
+    #[test]
+    fn comments_end_at_any_line_break() {
+        // The fuzzer found a comment that ran past a `\r` and swallowed the
+        // YAML after it.
+        let docs = parse("a: 1 # one\r? b\r: 2\r# two\u{2028}c: 3\n").unwrap();
+        let m = &docs[0];
+        assert_eq!(m.get("b"), Some(&Value::Int(2)));
+        assert_eq!(m.get("c"), Some(&Value::Int(3)));
+        let out = emit(&[m]);
+        assert_eq!(out, "# one\na: 1\nb: 2\n# two\nc: 3\n");
+        // A decrypted comment with line breaks stays comment lines.
+        let m = Map(vec![Entry::Comment("x\ny: 1\r\nz".into())]);
+        assert_eq!(emit(&[&m]), "#x\n#y: 1\n#z\n");
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_shift_comments() {
+        let docs = parse("\u{FEFF}# é\na: é # ü\nb: 2\n").unwrap();
+        assert_eq!(emit(&[&docs[0]]), "# é\n# ü\na: é\nb: 2\n");
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.0.contains("aliases"), "{}", e.0);
+        // A few aliases are fine.
+        let docs = parse("a: &x {k: v}\nb: *x\nc: *x\n").unwrap();
+        assert_eq!(docs[0].get("c"), docs[0].get("a"));
+
+        let deep = |n: usize| format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&deep(MAX_DEPTH - 1)).is_ok());
+        let e = parse(&deep(MAX_DEPTH)).unwrap_err();
+        assert!(e.0.contains("deeper"), "{}", e.0);
+        // Aliases cannot stack nesting past the limit either.
+        let half = MAX_DEPTH / 2 + 1;
+        let src = format!(
+            "a: &d {}{}\nb: {}*d{}\n",
+            "[".repeat(half),
+            "]".repeat(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        assert!(parse(&src).unwrap_err().0.contains("deeper"));
     }
 
     #[test]

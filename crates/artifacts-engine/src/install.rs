@@ -1,0 +1,270 @@
+//! Installing generated files at their declared paths (`artifacts activate`,
+//! for backends that store nothing, such as `dummy`).
+//!
+//! Each file is written to a temporary file in the destination directory,
+//! given its owner, group and mode, fsynced, and renamed over the destination:
+//! a reader sees the old file or the new one, never half of one, and never a
+//! moment with the wrong owner or mode. Missing parent directories are created
+//! `0755` and owned by root (NixOS) or `0700` (Home Manager paths, created by
+//! the user running the activation).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use artifacts_model::FileSpec;
+use nix::unistd::{Gid, Group, Uid, User, fchown};
+
+/// Why a file could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallError {
+    /// A path uses a variable that is not set.
+    #[error("path `{path}` uses ${variable}, which is not set")]
+    Unset {
+        /// The declared path.
+        path: String,
+        /// The variable.
+        variable: String,
+    },
+    /// The owner or group does not exist here.
+    #[error("{kind} `{name}` of `{path}` does not exist on this system")]
+    NoSuchAccount {
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The declared path.
+        path: String,
+    },
+    /// File system work failed.
+    #[error("failed to {action} `{path}`")]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.to_owned();
+    move |source| InstallError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// What installing a file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// Written (it was missing).
+    Written,
+    /// Already there; owner, group or mode corrected.
+    Fixed,
+    /// Already there and right: nothing changed.
+    Unchanged,
+}
+
+/// Expands `$VAR`, `${VAR}` and a leading `~/` of a declared path with `env`,
+/// then places it under `root` (`/` for the real system).
+pub fn destination(
+    declared: &str,
+    root: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, InstallError> {
+    let mut expanded = String::new();
+    let mut rest = declared;
+    if let Some(tail) = rest.strip_prefix("~/") {
+        let home = env("HOME").ok_or_else(|| InstallError::Unset {
+            path: declared.to_owned(),
+            variable: "HOME".into(),
+        })?;
+        expanded.push_str(&home);
+        expanded.push('/');
+        rest = tail;
+    }
+    while let Some(start) = rest.find('$') {
+        expanded.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], &braced[end + 1..]),
+                None => (braced, ""),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        let value = env(name).ok_or_else(|| InstallError::Unset {
+            path: declared.to_owned(),
+            variable: name.to_owned(),
+        })?;
+        expanded.push_str(&value);
+        rest = tail;
+    }
+    expanded.push_str(rest);
+    let relative = expanded.trim_start_matches('/');
+    Ok(root.join(relative))
+}
+
+fn ids(spec: &FileSpec) -> Result<(Option<Uid>, Option<Gid>), InstallError> {
+    let user = match &spec.owner {
+        Some(name) => Some(
+            User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| InstallError::NoSuchAccount {
+                    kind: "user",
+                    name: name.clone(),
+                    path: spec.path.clone(),
+                })?
+                .uid,
+        ),
+        None => None,
+    };
+    let group = match &spec.group {
+        Some(name) => Some(
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| InstallError::NoSuchAccount {
+                    kind: "group",
+                    name: name.clone(),
+                    path: spec.path.clone(),
+                })?
+                .gid,
+        ),
+        None => None,
+    };
+    Ok((user, group))
+}
+
+/// Whether `path` exists with the declared owner, group and mode.
+fn matches(
+    metadata: &std::fs::Metadata,
+    spec: &FileSpec,
+    uid: Option<Uid>,
+    gid: Option<Gid>,
+) -> bool {
+    metadata.is_file()
+        && metadata.mode() & 0o7777 == spec.mode.0
+        && uid.is_none_or(|u| metadata.uid() == u.as_raw())
+        && gid.is_none_or(|g| metadata.gid() == g.as_raw())
+}
+
+/// Installs one file unless an identical-metadata file is already there.
+/// `content` is only read when the file is missing.
+pub fn install(
+    destination: &Path,
+    spec: &FileSpec,
+    content: &dyn Fn() -> std::io::Result<Vec<u8>>,
+    system: bool,
+) -> Result<Installed, InstallError> {
+    let (uid, gid) = ids(spec)?;
+    if let Ok(metadata) = std::fs::symlink_metadata(destination)
+        && metadata.is_file()
+    {
+        if matches(&metadata, spec, uid, gid) {
+            return Ok(Installed::Unchanged);
+        }
+        std::os::unix::fs::chown(
+            destination,
+            uid.map(|u| u.as_raw()),
+            gid.map(|g| g.as_raw()),
+        )
+        .map_err(io("change the owner of", destination))?;
+        std::fs::set_permissions(destination, std::fs::Permissions::from_mode(spec.mode.0))
+            .map_err(io("change the mode of", destination))?;
+        return Ok(Installed::Fixed);
+    }
+    let parent = destination.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(if system { 0o755 } else { 0o700 })
+        .create(parent)
+        .map_err(io("create", parent))?;
+    let data =
+        zeroize::Zeroizing::new(content().map_err(io("read the generated file for", destination))?);
+    let mut temp = tempfile::Builder::new()
+        .prefix(".artifacts-install-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(parent)
+        .map_err(io("create a temporary file next to", destination))?;
+    temp.write_all(&data).map_err(io("write", destination))?;
+    fchown(temp.as_file(), uid, gid).map_err(|e| InstallError::Io {
+        action: "set the owner of",
+        path: destination.to_owned(),
+        source: e.into(),
+    })?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
+        .map_err(io("set the mode of", destination))?;
+    temp.as_file().sync_all().map_err(io("sync", destination))?;
+    temp.persist(destination).map_err(|e| InstallError::Io {
+        action: "replace",
+        path: destination.to_owned(),
+        source: e.error,
+    })?;
+    if let Ok(dir) = std::fs::File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(Installed::Written)
+}
+
+/// Whether every file is in place with the right metadata (nothing to generate).
+pub fn all_in_place(files: &[(PathBuf, &FileSpec)]) -> Result<bool, InstallError> {
+    for (destination, spec) in files {
+        let (uid, gid) = ids(spec)?;
+        match std::fs::symlink_metadata(destination) {
+            Ok(metadata) if matches(&metadata, spec, uid, gid) => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "XDG_RUNTIME_DIR" => Some("/run/user/1000".into()),
+            "HOME" => Some("/home/alice".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn destinations_expand_variables_and_sit_under_the_root() {
+        let root = Path::new("/mnt");
+        assert_eq!(
+            destination("/run/artifacts/a/b", root, &env).unwrap(),
+            Path::new("/mnt/run/artifacts/a/b")
+        );
+        assert_eq!(
+            destination("$XDG_RUNTIME_DIR/artifacts/a/b", Path::new("/"), &env).unwrap(),
+            Path::new("/run/user/1000/artifacts/a/b")
+        );
+        assert_eq!(
+            destination("${HOME}/x", Path::new("/"), &env).unwrap(),
+            Path::new("/home/alice/x")
+        );
+        assert_eq!(
+            destination("~/y", Path::new("/"), &env).unwrap(),
+            Path::new("/home/alice/y")
+        );
+        let error = destination("$NOPE/x", root, &env).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "path `$NOPE/x` uses $NOPE, which is not set"
+        );
+    }
+}
