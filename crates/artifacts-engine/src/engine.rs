@@ -185,6 +185,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What activation did to each file of a unit: its destination and the outcome.
+pub type Activated = Vec<(PathBuf, install::Installed)>;
+
 /// Hears about generation progress.
 pub trait Observer: Sync {
     /// A unit starts a step (`generating`, `serializing`).
@@ -471,10 +474,7 @@ impl<'a> Engine<'a> {
         root: &std::path::Path,
         env: &dyn Fn(&str) -> Option<String>,
         observer: &dyn Observer,
-    ) -> Vec<(
-        usize,
-        Result<Vec<(PathBuf, install::Installed)>, EngineError>,
-    )> {
+    ) -> Vec<(usize, Result<Activated, EngineError>)> {
         let mut outputs = BTreeMap::new();
         let mut failed: Vec<usize> = Vec::new();
         let mut results = Vec::new();
@@ -514,7 +514,7 @@ impl<'a> Engine<'a> {
         env: &dyn Fn(&str) -> Option<String>,
         outputs: &mut BTreeMap<usize, ArtifactFiles>,
         observer: &dyn Observer,
-    ) -> Result<Vec<(PathBuf, install::Installed)>, EngineError> {
+    ) -> Result<Activated, EngineError> {
         let unit = &plan.units[index];
         let system = unit.targets[0].id.kind == artifacts_model::TargetKind::Nixos;
         let files: Vec<(PathBuf, &artifacts_model::FileSpec)> = unit
