@@ -4,6 +4,7 @@
 mod activate;
 mod cli;
 mod failures;
+mod flake;
 mod generate;
 mod safety;
 mod terminal;

@@ -24,6 +24,8 @@ const MANIFEST_NAMES: &[&str] = &[
 
 /// Everything a command needs.
 pub struct Context {
+    /// Generator derivations of a flake, realised before generating.
+    pub derivations: Vec<String>,
     pub model: Model,
     pub registry: BackendRegistry,
     pub lock: Lock,
@@ -35,11 +37,27 @@ pub struct Context {
 impl Context {
     pub fn load(global: &GlobalArgs) -> Result<Context> {
         let dir = working_dir(global)?;
-        let manifest = find_manifest(&dir, global)?;
-        let root = artifacts_model::load::manifest_root(&manifest);
+        let source = find_source(&dir, global)?;
+        let root = source.root();
         let registry = load_registry(global, &dir, &root)?;
-        let model = artifacts_model::load::load_manifest_validated(&manifest, &registry.names())
-            .map_err(UsageError::from_model)?;
+        let timeout = global.timeout.map(std::time::Duration::from_secs);
+        let (model, derivations) = match &source {
+            Source::Manifest(manifest) => (
+                artifacts_model::load::load_manifest_validated(manifest, &registry.names())
+                    .map_err(UsageError::from_model)?,
+                Vec::new(),
+            ),
+            Source::Flake(flake) => {
+                let loaded = artifacts_engine::flake::load(flake, &registry.names(), timeout)
+                    .map_err(|e| match e {
+                        artifacts_engine::flake::FlakeError::Model(model) => {
+                            anyhow::Error::new(UsageError::from_model(model))
+                        }
+                        other => anyhow::Error::new(other),
+                    })?;
+                (loaded.model, loaded.derivations)
+            }
+        };
         let lock = Lock::load(&model.root.join(LOCK_FILE))
             .map_err(|e| UsageError(anyhow::Error::new(e)))?;
         let targets = resolve_targets(&model, &global.targets)?;
@@ -78,6 +96,7 @@ impl Context {
             })
             .max(1);
         Ok(Context {
+            derivations,
             model,
             registry,
             lock,
@@ -104,6 +123,16 @@ impl Context {
             .extra_env
             .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
         Ok(self)
+    }
+
+    /// Builds the flake's generator derivations (one `nix build`), if any.
+    pub fn realise_generators(&self) -> Result<()> {
+        artifacts_engine::flake::realise(
+            &self.model.root,
+            &self.derivations,
+            self.settings.timeouts.generator,
+        )?;
+        Ok(())
     }
 
     pub fn plan(&self) -> Result<Plan<'_>> {
@@ -173,14 +202,33 @@ fn load_registry(global: &GlobalArgs, dir: &Path, root: &Path) -> Result<Backend
 /// The backends alone, for `artifacts backends`: works without a manifest.
 pub fn registry_only(global: &GlobalArgs) -> Result<BackendRegistry> {
     let dir = working_dir(global)?;
-    let root = match find_manifest(&dir, global) {
-        Ok(manifest) => artifacts_model::load::manifest_root(&manifest),
+    let root = match find_source(&dir, global) {
+        Ok(source) => source.root(),
         Err(_) => dir.clone(),
     };
     load_registry(global, &dir, &root)
 }
 
-fn find_manifest(dir: &Path, global: &GlobalArgs) -> Result<PathBuf> {
+/// Where declarations come from.
+enum Source {
+    /// A manifest file.
+    Manifest(PathBuf),
+    /// A flake directory.
+    Flake(PathBuf),
+}
+
+impl Source {
+    /// The project root: the manifest's directory, or the flake's.
+    fn root(&self) -> PathBuf {
+        match self {
+            Source::Manifest(path) => artifacts_model::load::manifest_root(path),
+            Source::Flake(dir) => dir.clone(),
+        }
+    }
+}
+
+/// `--manifest`, `--flake`, else artifacts.toml/.json/.yaml in DIR, else flake.nix in DIR.
+fn find_source(dir: &Path, global: &GlobalArgs) -> Result<Source> {
     if let Some(manifest) = &global.manifest {
         let path = dir.join(manifest);
         if !path.is_file() {
@@ -190,29 +238,32 @@ fn find_manifest(dir: &Path, global: &GlobalArgs) -> Result<PathBuf> {
             ))
             .into());
         }
-        return Ok(path);
+        return Ok(Source::Manifest(path));
     }
-    if global.flake.is_some() {
-        return Err(UsageError(anyhow::anyhow!(
-            "--flake: loading declarations from a flake is not available in this build yet; export them with `nix eval --json` into artifacts.json and pass --manifest"
-        ))
-        .into());
+    if let Some(flake) = &global.flake {
+        let path = dir.join(flake);
+        if !path.join("flake.nix").is_file() {
+            return Err(UsageError(anyhow::anyhow!(
+                "--flake `{}`: no flake.nix there",
+                path.display()
+            ))
+            .into());
+        }
+        return Ok(Source::Flake(path.canonicalize().unwrap_or(path)));
     }
     for name in MANIFEST_NAMES {
         let path = dir.join(name);
         if path.is_file() {
-            return Ok(path);
+            return Ok(Source::Manifest(path));
         }
     }
     if dir.join("flake.nix").is_file() {
-        return Err(UsageError(anyhow::anyhow!(
-            "found flake.nix in `{}` but flake loading is not available in this build yet; write an artifacts.toml or pass --manifest",
-            dir.display()
-        ))
-        .into());
+        return Ok(Source::Flake(
+            dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
+        ));
     }
     bail!(UsageError(anyhow::anyhow!(
-        "no artifacts.toml (or .json, .yaml) in `{}`; create one, or pass --manifest FILE or -C DIR",
+        "no artifacts.toml (or .json, .yaml) and no flake.nix in `{}`; create one, or pass --manifest FILE, --flake DIR or -C DIR",
         dir.display()
     )))
 }

@@ -28,12 +28,15 @@ fn age_cli(dir: &TestDir, args: &[&OsStr], stdin: Option<&[u8]>) -> Vec<u8> {
 fn files_from_age_cli_decrypt_with_ours_for_every_key_type() {
     let dir = TestDir::new("age-to-ours");
     let x = AgeKey::new(&dir, "x.txt");
+    let x2 = AgeKey::new(&dir, "x2.txt");
     let ed = SshKey::new(&dir, "id_ed25519", "ed25519", "");
     let rsa = SshKey::new(&dir, "id_rsa", "rsa", "");
     for armor in [false, true] {
         let mut args: Vec<&OsStr> = vec![
             OsStr::new("-r"),
             OsStr::new(&x.recipient),
+            OsStr::new("-r"),
+            OsStr::new(&x2.recipient),
             OsStr::new("-r"),
             OsStr::new(&ed.public),
             OsStr::new("-r"),
@@ -44,7 +47,12 @@ fn files_from_age_cli_decrypt_with_ours_for_every_key_type() {
         }
         let ct = age_cli(&dir, &args, Some(MESSAGE));
         assert_eq!(age::is_armored(&ct), armor);
-        for ids in [x.identities(), ed.identities(), rsa.identities()] {
+        for ids in [
+            x.identities(),
+            x2.identities(),
+            ed.identities(),
+            rsa.identities(),
+        ] {
             let pt = age::decrypt(&ids, &ct, &Origin::Stdin).unwrap();
             assert_eq!(&pt[..], MESSAGE);
         }
@@ -55,17 +63,19 @@ fn files_from_age_cli_decrypt_with_ours_for_every_key_type() {
 fn files_from_ours_decrypt_with_age_cli_for_every_key_type() {
     let dir = TestDir::new("ours-to-age");
     let x = AgeKey::new(&dir, "x.txt");
+    let x2 = AgeKey::new(&dir, "x2.txt");
     let ed = SshKey::new(&dir, "id_ed25519", "ed25519", "");
     let rsa = SshKey::new(&dir, "id_rsa", "rsa", "");
     let recipients = vec![
         x.recipient(),
+        x2.recipient(),
         Recipient::parse(&ed.public).unwrap(),
         Recipient::parse(&rsa.public).unwrap(),
     ];
     for armor in [false, true] {
         let ct = age::encrypt(&recipients, MESSAGE, armor).unwrap();
         let ct_path = dir.write("ct.age", &ct);
-        for key in [&x.file, &ed.private, &rsa.private] {
+        for key in [&x.file, &x2.file, &ed.private, &rsa.private] {
             let pt = age_cli(
                 &dir,
                 &[
@@ -78,6 +88,55 @@ fn files_from_ours_decrypt_with_age_cli_for_every_key_type() {
             );
             assert_eq!(pt, MESSAGE);
         }
+    }
+}
+
+/// `reencrypt` (what `agenix -r` does) on files the age CLI wrote, binary
+/// and armored: the new recipients (X25519 and ssh-ed25519) decrypt with the
+/// age CLI, the removed one no longer can, and the format is kept.
+#[test]
+fn reencrypt_moves_age_cli_files_to_new_recipients() {
+    let dir = TestDir::new("reencrypt");
+    let old = AgeKey::new(&dir, "old.txt");
+    let x = AgeKey::new(&dir, "x.txt");
+    let ed = SshKey::new(&dir, "id_ed25519", "ed25519", "");
+    let new = [x.recipient(), Recipient::parse(&ed.public).unwrap()];
+    for armor in [false, true] {
+        let mut args = vec![OsStr::new("-r"), OsStr::new(&old.recipient)];
+        if armor {
+            args.push(OsStr::new("-a"));
+        }
+        let ct = age_cli(&dir, &args, Some(MESSAGE));
+        let moved = age::reencrypt(&old.identities(), &new, &ct, armor, &Origin::Stdin).unwrap();
+        assert_eq!(age::is_armored(&moved), armor);
+        let path = dir.write("moved.age", &moved);
+        for key in [&x.file, &ed.private] {
+            let pt = age_cli(
+                &dir,
+                &[
+                    OsStr::new("-d"),
+                    OsStr::new("-i"),
+                    key.as_os_str(),
+                    path.as_os_str(),
+                ],
+                None,
+            );
+            assert_eq!(pt, MESSAGE);
+        }
+        let out = run(
+            &tool("age"),
+            &[
+                OsStr::new("-d"),
+                OsStr::new("-i"),
+                old.file.as_os_str(),
+                path.as_os_str(),
+            ],
+            &[],
+            dir.path(),
+            None,
+        );
+        assert!(!out.status.success(), "the old key still decrypts");
+        assert!(out.stdout.is_empty());
     }
 }
 

@@ -69,36 +69,79 @@ fn our_set_and_unset_are_read_by_sops_and_keep_unchanged_ciphertexts() {
     );
 }
 
+/// The real sops changes a file (`set` of an existing nested value and of a
+/// new key, then `rotate`) that we or sops wrote; after each step our
+/// decryption must equal `sops -d`, in YAML and JSON.
 #[test]
-fn sops_set_and_rotate_on_our_file_are_read_by_us() {
+fn files_changed_by_sops_set_and_rotate_decrypt_like_sops_d() {
     let dir = TestDir::new("sops-set");
     let a = AgeKey::new(&dir, "a.txt");
-    let path = ours_encrypt(&dir, "s.yaml", PLAIN, vec![a.recipient()]);
-    let value = dir.write("value.json", br#""from sops""#);
-    sops_ok(
-        &dir,
-        &[
-            "set",
-            "--value-file",
-            path.to_str().unwrap(),
-            r#"["db"]["password"]"#,
-            value.to_str().unwrap(),
-        ],
-        &key_env(&a.file),
-    );
-    sops_ok(
-        &dir,
-        &["rotate", "-i", path.to_str().unwrap()],
-        &key_env(&a.file),
-    );
-    let dec = EncryptedFile::read(&path, None)
-        .unwrap()
-        .decrypt(&a.identities())
-        .unwrap();
-    let got = dec
-        .extract(&TreePath::parse(r#"["db"]["password"]"#).unwrap(), None)
-        .unwrap();
-    assert_eq!(&got[..], b"from sops");
+    let b = AgeKey::new(&dir, "b.txt");
+    let json_plain =
+        r#"{"db": {"user": "admin", "password": "hunter2", "port": 5432}, "list": ["a", "b"]}"#;
+    for (format, plain) in [(Format::Yaml, PLAIN), (Format::Json, json_plain)] {
+        let ext = format.name();
+        for writer in ["ours", "sops"] {
+            let name = format!("{writer}.{ext}");
+            let path = if writer == "ours" {
+                let origin = Origin::file(&name);
+                let doc = sops::parse_plain(plain.as_bytes(), format, &origin).unwrap();
+                let opts = EncryptOptions {
+                    recipients: vec![a.recipient(), b.recipient()],
+                    ..Default::default()
+                };
+                dir.write(
+                    &name,
+                    &sops::encrypt(doc, format, &opts, &origin)
+                        .unwrap()
+                        .to_bytes(),
+                )
+            } else {
+                let input = dir.write(&format!("plain.{ext}"), plain.as_bytes());
+                let recipients = format!("{},{}", a.recipient, b.recipient);
+                let enc = sops_ok(
+                    &dir,
+                    &["encrypt", "--age", &recipients, input.to_str().unwrap()],
+                    &[],
+                );
+                dir.write(&name, &enc)
+            };
+            let p = path.to_str().unwrap();
+            let value = dir.write("value.json", br#""from sops \u00e9\nline 2""#);
+            let number = dir.write("number.json", b"42");
+            let steps: [&[&str]; 3] = [
+                &[
+                    "set",
+                    "--value-file",
+                    p,
+                    r#"["db"]["password"]"#,
+                    value.to_str().unwrap(),
+                ],
+                &[
+                    "set",
+                    "--value-file",
+                    p,
+                    r#"["added"]"#,
+                    number.to_str().unwrap(),
+                ],
+                &["rotate", "-i", p],
+            ];
+            for step in steps {
+                sops_ok(&dir, step, &key_env(&a.file));
+                let expected = sops_d(&dir, &path, &b.file);
+                let file = EncryptedFile::read(&path, None).unwrap();
+                let ours = file
+                    .decrypt(&b.identities())
+                    .unwrap_or_else(|e| panic!("{name} after sops {step:?}: {e}"));
+                assert_eq!(
+                    String::from_utf8_lossy(&ours.to_plain_bytes(None).unwrap()),
+                    expected,
+                    "{name} after sops {step:?}"
+                );
+            }
+            assert!(sops_d(&dir, &path, &a.file).contains("from sops"));
+        }
+    }
 }
 
 #[test]
@@ -148,38 +191,52 @@ fn our_rotate_changes_the_data_key_and_sops_reads_it() {
     assert!(sops_d(&dir, &path, &b.file).contains("password: hunter2"));
 }
 
+/// Several X25519 and SSH (ed25519, rsa) recipients in one file: each key
+/// decrypts what the other side wrote.
 #[test]
-fn ssh_recipients_interoperate_with_sops_both_ways() {
+fn mixed_x25519_and_ssh_recipients_interoperate_with_sops_both_ways() {
     let dir = TestDir::new("ssh");
+    let x1 = AgeKey::new(&dir, "x1.txt");
+    let x2 = AgeKey::new(&dir, "x2.txt");
     let ed = SshKey::new(&dir, "id_ed25519", "ed25519", "");
     let rsa = SshKey::new(&dir, "id_rsa", "rsa", "");
-    // sops encrypts to both SSH keys; we decrypt with each.
+    let all = [
+        x1.recipient.as_str(),
+        x2.recipient.as_str(),
+        ed.public.as_str(),
+        rsa.public.as_str(),
+    ];
+    // sops encrypts to all four; we decrypt with each.
     let input = dir.write("in.yaml", PLAIN.as_bytes());
     let enc = sops_ok(
         &dir,
-        &[
-            "encrypt",
-            "--age",
-            &format!("{},{}", ed.public, rsa.public),
-            input.to_str().unwrap(),
-        ],
+        &["encrypt", "--age", &all.join(","), input.to_str().unwrap()],
         &[],
     );
     let file = EncryptedFile::parse(&enc, Format::Yaml, &Origin::Stdin).unwrap();
-    for key in [&ed, &rsa] {
-        let dec = file.decrypt(&key.identities()).unwrap();
+    assert_eq!(file.metadata().age.len(), 4);
+    for ids in [
+        x1.identities(),
+        x2.identities(),
+        ed.identities(),
+        rsa.identities(),
+    ] {
+        let dec = file.decrypt(&ids).unwrap();
         let v = dec
             .extract(&TreePath::parse(r#"["db"]["password"]"#).unwrap(), None)
             .unwrap();
         assert_eq!(&v[..], b"hunter2");
     }
-    // We encrypt to both; sops decrypts with each.
-    let recipients = vec![
-        Recipient::parse(&ed.public).unwrap(),
-        Recipient::parse(&rsa.public).unwrap(),
-    ];
+    // We encrypt to all four; sops decrypts with each.
+    let recipients = all.iter().map(|r| Recipient::parse(r).unwrap()).collect();
     let path = ours_encrypt(&dir, "ours.yaml", PLAIN, recipients);
-    for key in [&ed, &rsa] {
+    let envs: [(&str, &OsStr); 4] = [
+        ("SOPS_AGE_KEY_FILE", x1.file.as_os_str()),
+        ("SOPS_AGE_KEY_FILE", x2.file.as_os_str()),
+        ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", ed.private.as_os_str()),
+        ("SOPS_AGE_SSH_PRIVATE_KEY_FILE", rsa.private.as_os_str()),
+    ];
+    for env in envs {
         let out = sops_ok(
             &dir,
             &[
@@ -188,9 +245,9 @@ fn ssh_recipients_interoperate_with_sops_both_ways() {
                 r#"["db"]["password"]"#,
                 path.to_str().unwrap(),
             ],
-            &[("SOPS_AGE_SSH_PRIVATE_KEY_FILE", key.private.as_os_str())],
+            &[env],
         );
-        assert_eq!(out, b"hunter2");
+        assert_eq!(out, b"hunter2", "{env:?}");
     }
 }
 

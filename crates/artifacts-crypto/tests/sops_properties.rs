@@ -1,7 +1,9 @@
 //! Property tests against the real sops: random trees (nested maps, lists,
 //! ints, floats, bools, null, empty, multi-line and unicode strings,
 //! `_unencrypted` keys) encrypted by one side decrypt on the other side to
-//! exactly the same plaintext.
+//! exactly the same plaintext; and a file of ours that the real sops
+//! changes (`sops set` of a random value, `sops rotate`) still decrypts on
+//! our side exactly like `sops -d`.
 
 mod common;
 
@@ -134,6 +136,70 @@ fn check(root: Map, format: Format, dir: &TestDir, key: &AgeKey) {
     );
 }
 
+/// A scalar as the JSON `sops set` takes.
+fn json_value(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Str(s) => serde_json::to_string(s).unwrap(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn check_sops_changes(
+    root: Map,
+    value: Value,
+    at: prop::sample::Index,
+    dir: &TestDir,
+    key: &AgeKey,
+) {
+    let plain = plaintext(&root, Format::Yaml);
+    let origin = Origin::file("in.yaml");
+    let doc = sops::parse_plain(&plain, Format::Yaml, &origin).unwrap();
+    let opts = EncryptOptions {
+        recipients: vec![key.recipient()],
+        ..Default::default()
+    };
+    let ours = sops::encrypt(doc, Format::Yaml, &opts, &origin).unwrap();
+    let path = dir.write("ours.yaml", &ours.to_bytes());
+    // An existing top-level key or a new one.
+    let keys: Vec<&str> = root.pairs().map(|(k, _)| k).collect();
+    let k = if at.index(keys.len() + 1) < keys.len() {
+        keys[at.index(keys.len())].to_string()
+    } else {
+        "added".to_string()
+    };
+    let value_file = dir.write("value.json", json_value(&value).as_bytes());
+    let p = path.to_str().unwrap();
+    let index = format!("[{}]", serde_json::to_string(&k).unwrap());
+    let steps: [&[&str]; 2] = [
+        &[
+            "set",
+            "--value-file",
+            p,
+            &index,
+            value_file.to_str().unwrap(),
+        ],
+        &["rotate", "-i", p],
+    ];
+    for step in steps {
+        sops_ok(dir, step, &key_env(&key.file));
+        let expected = sops_ok(dir, &["decrypt", p], &key_env(&key.file));
+        let got = EncryptedFile::read(&path, None)
+            .unwrap()
+            .decrypt(&key.identities())
+            .unwrap_or_else(|e| panic!("after sops {step:?}: {e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&got.to_plain_bytes(None).unwrap()),
+            String::from_utf8_lossy(&expected),
+            "after sops {step:?} on\n{}",
+            String::from_utf8_lossy(&plain)
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -149,5 +215,16 @@ proptest! {
         let dir = TestDir::new("prop-json");
         let key = AgeKey::new(&dir, "k.txt");
         check(root, Format::Json, &dir, &key);
+    }
+
+    #[test]
+    fn random_trees_changed_by_sops_set_and_rotate_read_back_like_sops_d(
+        root in document(),
+        value in scalar(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let dir = TestDir::new("prop-sops-set");
+        let key = AgeKey::new(&dir, "k.txt");
+        check_sops_changes(root, value, at, &dir, &key);
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod engine;
+pub mod flake;
 pub mod generator;
 pub mod install;
 pub mod lock;

@@ -88,7 +88,17 @@ pub fn load_manifest_validated(path: &Path, known_backends: &[&str]) -> Result<M
         source,
     })?;
     let value = parse_text(path, &text)?;
-    let (model, mut problems) = read_value(path, &manifest_root(path), &value);
+    from_value_validated(path, &manifest_root(path), &value, known_backends)
+}
+
+/// [`from_value`] and validation, reporting the problems of both stages together.
+pub fn from_value_validated(
+    source: &Path,
+    root: &Path,
+    value: &Value,
+    known_backends: &[&str],
+) -> Result<Model, ModelError> {
+    let (model, mut problems) = read_value(source, root, value);
     if let Err(ModelError::Invalid(more)) = crate::validate::validate(&model, known_backends) {
         problems.extend(more);
     }

@@ -66,6 +66,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let sandbox = if to_generate.is_empty() {
         artifacts_engine::sandbox::Sandbox::Off
     } else {
+        ctx.realise_generators()?;
         context::sandbox(global)?
     };
     let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);

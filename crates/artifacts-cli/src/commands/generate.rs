@@ -150,6 +150,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     let answers = Answers::collect(&plan, &indexes, prompts_file.as_ref(), &env_lookup, asker)
         .map_err(|e| UsageError(anyhow::Error::new(e)))?;
     drop(prompts_file);
+    ctx.realise_generators()?;
     let sandbox = context::sandbox(global)?;
 
     let progress = Progress::new(indexes.len() as u64, global.quiet);

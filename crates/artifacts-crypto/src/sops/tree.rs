@@ -2,12 +2,15 @@
 //! and typed scalars, mirroring sops' `TreeBranch`.
 //!
 //! Plaintext strings live in this tree while a document is decrypted;
-//! [`Document`] zeroizes them when dropped.
+//! [`Document`] zeroizes them when dropped, and `Debug` shows the structure
+//! and keys but never a value or comment.
+
+use std::fmt;
 
 use zeroize::Zeroize;
 
-/// A value in a document.
-#[derive(Clone, Debug, PartialEq)]
+/// A value in a document. `Debug` redacts scalars.
+#[derive(Clone, PartialEq)]
 pub enum Value {
     /// `null` (never encrypted, not part of the MAC).
     Null,
@@ -29,8 +32,8 @@ pub enum Value {
     Seq(Vec<Item>),
 }
 
-/// An entry of a mapping.
-#[derive(Clone, Debug, PartialEq)]
+/// An entry of a mapping. `Debug` shows the key, never the value or comment.
+#[derive(Clone, PartialEq)]
 pub enum Entry {
     /// A comment line (text after `#`).
     Comment(String),
@@ -38,8 +41,8 @@ pub enum Entry {
     Pair(String, Value),
 }
 
-/// An item of a list.
-#[derive(Clone, Debug, PartialEq)]
+/// An item of a list. `Debug` redacts it.
+#[derive(Clone, PartialEq)]
 pub enum Item {
     /// A comment line (text after `#`).
     Comment(String),
@@ -94,6 +97,41 @@ impl Map {
             Entry::Pair(k, v) => Some((k.as_str(), v)),
             Entry::Comment(_) => None,
         })
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Scalars may be decrypted secrets: show only their type (and size).
+        match self {
+            Value::Null => f.write_str("Null"),
+            Value::Bool(_) => f.write_str("Bool(<redacted>)"),
+            Value::Int(_) => f.write_str("Int(<redacted>)"),
+            Value::Float(_) => f.write_str("Float(<redacted>)"),
+            Value::Str(s) => write!(f, "Str(<redacted, {} bytes>)", s.len()),
+            Value::Bytes(b) => write!(f, "Bytes(<redacted, {} bytes>)", b.len()),
+            Value::Time(_) => f.write_str("Time(<redacted>)"),
+            Value::Map(m) => m.fmt(f),
+            Value::Seq(items) => f.debug_tuple("Seq").field(items).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Entry::Comment(_) => f.write_str("Comment(<redacted>)"),
+            Entry::Pair(k, v) => f.debug_tuple("Pair").field(k).field(v).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Comment(_) => f.write_str("Comment(<redacted>)"),
+            Item::Value(v) => v.fmt(f),
+        }
     }
 }
 
@@ -213,6 +251,29 @@ pub(crate) fn go_json_float(f: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_structure_and_keys_but_no_value_or_comment() {
+        let doc = Document {
+            branches: vec![Map(vec![
+                Entry::Comment("secret comment".into()),
+                Entry::Pair("password".into(), Value::Str("hunter2".into())),
+                Entry::Pair("pin".into(), Value::Int(1234)),
+                Entry::Pair(
+                    "list".into(),
+                    Value::Seq(vec![
+                        Item::Value(Value::Float(0.5)),
+                        Item::Comment("c".into()),
+                    ]),
+                ),
+            ])],
+        };
+        let dbg = format!("{doc:?}");
+        assert!(dbg.contains("password") && dbg.contains("list"), "{dbg}");
+        for secret in ["hunter2", "1234", "0.5", "secret comment"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+    }
 
     #[test]
     fn floats_format_like_go_strconv_f() {

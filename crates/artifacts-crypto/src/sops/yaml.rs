@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use zeroize::Zeroize;
+
 use super::tree::{Entry, Item, Map, Value, go_format_g};
 use crate::time::parse_yaml_timestamp;
 
@@ -533,6 +535,41 @@ fn copy_cost(v: &Value) -> usize {
     }
 }
 
+/// Anchored values by name, with their copy cost and nesting. They are
+/// copies of (possibly secret) plaintext, so they are zeroized when parsing
+/// ends.
+#[derive(Default)]
+struct Anchors(HashMap<String, (Value, usize, usize)>);
+
+impl Drop for Anchors {
+    fn drop(&mut self) {
+        for (v, ..) in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+/// Refuses a mapping that defines a key twice, as sops (go-yaml) does: which
+/// value counts would be ambiguous, and a second `sops` key could pass for
+/// the metadata.
+fn check_unique_keys(entries: &[Entry]) -> Result<(), YamlError> {
+    let mut keys: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Pair(k, _) => Some(k.as_str()),
+            Entry::Comment(_) => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(YamlError(format!(
+            "mapping key `{}` is defined twice",
+            w[0]
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// How many mappings and lists nest in a value (0 for a scalar).
 fn nesting(v: &Value) -> usize {
     match v {
@@ -571,7 +608,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
     let mut stack: Vec<Frame> = Vec::new();
     // Each anchor's value, what one copy of it costs (see `copy_cost`) and
     // how deep it nests.
-    let mut anchors: HashMap<String, (Value, usize, usize)> = HashMap::new();
+    let mut anchors = Anchors::default();
     let mut alias_budget = ALIAS_BUDGET;
     let mut doc_head: Vec<String> = Vec::new();
     let mut root: Option<Map> = None;
@@ -634,6 +671,7 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             }
             events::Kind::Alias(name) => {
                 let (v, cost, depth) = anchors
+                    .0
                     .get(&name)
                     .ok_or_else(|| YamlError(format!("unknown anchor `{name}`")))?;
                 check_depth(stack.len() + depth)?;
@@ -672,7 +710,10 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
             events::Kind::MapEnd | events::Kind::SeqEnd => match stack.pop() {
                 Some(Frame::Map {
                     entries, anchor, ..
-                }) => Some((Value::Map(Map(entries)), anchor)),
+                }) => {
+                    check_unique_keys(&entries)?;
+                    Some((Value::Map(Map(entries)), anchor))
+                }
                 Some(Frame::Seq { items, anchor, .. }) => Some((Value::Seq(items), anchor)),
                 None => return Err(YamlError("unbalanced YAML events".into())),
             },
@@ -682,7 +723,9 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
         };
         if let Some(a) = anchor {
             let (cost, depth) = (copy_cost(&value), nesting(&value));
-            anchors.insert(a, (value.clone(), cost, depth));
+            if let Some((mut old, ..)) = anchors.0.insert(a, (value.clone(), cost, depth)) {
+                old.zeroize();
+            }
         }
         match stack.last_mut() {
             None => {
@@ -762,9 +805,9 @@ enum Style {
 
 fn is_printable(c: char) -> bool {
     let u = c as u32;
+    // libyaml's IS_PRINTABLE: NEL (U+0085) is not, so go-yaml escapes it.
     u == 0x0A
         || (0x20..=0x7E).contains(&u)
-        || u == 0x85
         || ((0xA0..=0xD7FF).contains(&u))
         || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
 }
@@ -988,9 +1031,22 @@ fn write_double(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn write_single(out: &mut String, s: &str) {
+/// Writes a single-quoted scalar. Only LS and PS line breaks can reach
+/// here (a `\n` selects another style); like go-yaml, the text after one
+/// continues at `content_indent` (readers drop that indentation).
+fn write_single(out: &mut String, s: &str, content_indent: usize) {
     out.push('\'');
-    out.push_str(&s.replace('\'', "''"));
+    let mut after_break = false;
+    for c in s.chars() {
+        if after_break && !is_break(c) {
+            out.push_str(&" ".repeat(content_indent));
+        }
+        after_break = is_break(c);
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
     out.push('\'');
 }
 
@@ -998,20 +1054,24 @@ fn write_single(out: &mut String, s: &str) {
 /// indicator when the text starts with a space or a break).
 fn write_literal(out: &mut String, s: &str, content_indent: usize, parent_indent: usize) {
     out.push('|');
-    let first = s.chars().next();
-    if first.is_some_and(|c| c == ' ' || is_break(c)) {
+    let mut rev = s.chars().rev();
+    if s.starts_with(|c| c == ' ' || is_break(c)) {
         out.push_str(&(content_indent - parent_indent).to_string());
     }
-    if !s.ends_with('\n') {
-        out.push('-');
-    } else if s.len() == 1 || s[..s.len() - 1].ends_with('\n') {
-        out.push('+');
+    // Chomping as libyaml decides it: any line break counts, not only `\n`.
+    match (rev.next(), rev.next()) {
+        (Some(last), _) if !is_break(last) => out.push('-'),
+        (Some(_), None) => out.push('+'),
+        (Some(_), Some(prev)) if is_break(prev) => out.push('+'),
+        _ => {}
     }
     out.push('\n');
+    // Every line break (LS and PS too) starts a line that gets indented;
+    // `\n` is written as a newline, the others as themselves.
     let mut at_line_start = true;
     for c in s.chars() {
-        if c == '\n' {
-            out.push('\n');
+        if is_break(c) {
+            out.push(c);
             at_line_start = true;
         } else {
             if at_line_start {
@@ -1062,7 +1122,7 @@ fn write_scalar(out: &mut String, v: &Value, content_indent: usize, parent_inden
     }
     match choose_style(&text, false) {
         Style::Plain => out.push_str(&text),
-        Style::Single => write_single(out, &text),
+        Style::Single => write_single(out, &text, content_indent),
         Style::Double => write_double(out, &text),
         Style::Literal => {
             write_literal(out, &text, content_indent, parent_indent);
@@ -1075,7 +1135,7 @@ fn write_scalar(out: &mut String, v: &Value, content_indent: usize, parent_inden
 fn write_key(out: &mut String, k: &str) {
     match choose_style(k, true) {
         Style::Plain => out.push_str(k),
-        Style::Single => write_single(out, k),
+        Style::Single => write_single(out, k, 0),
         _ => write_double(out, k),
     }
 }
@@ -1379,6 +1439,16 @@ mod tests {
             "]".repeat(half)
         );
         assert!(parse(&src).unwrap_err().0.contains("deeper"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_like_sops_does() {
+        // The fuzzer found a document with two `sops` keys: the second one
+        // stayed in the data and came back as metadata on the next read.
+        let e = parse("a: 1\nb: {x: 1, x: 2}\n").unwrap_err();
+        assert!(e.0.contains("`x` is defined twice"), "{}", e.0);
+        assert!(parse("a: 1\nsops: {}\nsops: {}\n").is_err());
+        assert!(parse("a: {x: 1}\nb: {x: 2}\n---\na: 2\n").is_ok());
     }
 
     #[test]

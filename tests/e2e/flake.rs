@@ -1,0 +1,187 @@
+//! Declarations from a flake, evaluated by the real nix (Debian nix-bin 2.8, as
+//! root, no daemon). Fixture flakes have no inputs: their configurations are
+//! attribute sets shaped like evaluated systems (`options.artifacts`,
+//! `config.artifacts.{store, config, default}`), their generators real store
+//! paths: a file of the flake, and a derivation built with `/bin/sh`.
+
+use std::process::Command;
+
+use crate::util::Project;
+
+fn require_nix() {
+    let found = Command::new("nix")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "nix is not installed: install Debian's nix-bin (scripts/ensure-tools does)"
+    );
+}
+
+fn system() -> String {
+    format!("{}-linux", std::env::consts::ARCH)
+}
+
+/// A flake in a git repository, with `gen.sh` tracked and `gen-home.sh` not.
+fn flake_project(name: &str) -> Project {
+    require_nix();
+    let p = Project::new(name);
+    p.recording_backend();
+    p.script(
+        "gen.sh",
+        "#!/bin/sh\necho \"from a file, for $machine\" > \"$out/token\"\n",
+    );
+    p.script(
+        "gen-home.sh",
+        "#!/bin/sh\necho \"untracked, for $username\" > \"$out/key\"\n",
+    );
+    p.file(
+        "flake.nix",
+        &r#"{
+  outputs = { self }: let
+    built = derivation {
+      name = "built-generator"; system = "SYSTEM"; builder = "/bin/sh";
+      args = [ "-c" "printf '#!/bin/sh\\necho built by nix > $out/token\\n' > $out && /bin/chmod +x $out" ];
+    };
+  in {
+    nixosConfigurations.web1 = {
+      options.artifacts = { };
+      config.artifacts = {
+        default.backend = "rec";
+        config."rec".note = "web1's config";
+        store.api = { generator = ./gen.sh; files.token = { path = "/run/secrets/api"; owner = "nginx"; group = "nginx"; mode = "0440"; secret = true; }; };
+        store.built = { generator = built; files.token = { }; };
+      };
+    };
+    nixosConfigurations.plain = { options = { }; config = { }; };
+    homeConfigurations."alice@laptop" = {
+      options.artifacts = { };
+      config.artifacts.store.backup = { backend = "rec"; generator = ./gen-home.sh; files.key = { }; };
+    };
+  };
+}
+"#
+        .replace("SYSTEM", &system()),
+    );
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&p.root)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "flake.nix", "gen.sh", "backend.toml", "backends"]);
+    p
+}
+
+#[test]
+fn flake_declarations_are_evaluated_generated_and_checked() {
+    let p = flake_project("flake_declarations_are_evaluated_generated_and_checked");
+    let list = p.run(["list", "--json"]).success().json();
+    let mut units: Vec<String> = list["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["targets"][0].as_str().unwrap(),
+                a["artifact"].as_str().unwrap()
+            )
+        })
+        .collect();
+    units.sort();
+    // Attribute names are the identities; configurations without options.artifacts are skipped.
+    assert_eq!(
+        units,
+        [
+            "home/alice@laptop backup",
+            "nixos/web1 api",
+            "nixos/web1 built"
+        ]
+    );
+    p.run(["check"]).code(1);
+    p.run(["generate"]).success();
+    assert_eq!(
+        p.stored("nixos/web1/api/token").as_deref(),
+        Some("from a file, for web1\n")
+    );
+    assert_eq!(
+        p.stored("nixos/web1/built/token").as_deref(),
+        Some("built by nix\n"),
+        "the derivation was realised"
+    );
+    assert_eq!(
+        p.stored("home/alice@laptop/backup/key").as_deref(),
+        Some("untracked, for alice@laptop\n")
+    );
+    let records = p.records();
+    assert!(
+        records.contains(r#""owner": "nginx""#),
+        "file specs come from the flake: {records}"
+    );
+    assert!(
+        records.contains("web1's config"),
+        "config.rec reaches $targets: {records}"
+    );
+    p.run(["check"]).success();
+    // The generator is identified by its store path: editing it makes the artifact stale.
+    p.script("gen.sh", "#!/bin/sh\necho changed > \"$out/token\"\n");
+    let status = p.run(["check", "--json"]).code(1).json();
+    let api = status["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["artifact"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api["status"], "stale", "{status}");
+}
+
+#[test]
+fn flake_is_chosen_over_nothing_and_can_be_named_with_flake() {
+    let p = flake_project("flake_is_chosen_and_can_be_named_with_flake");
+    let elsewhere = p.root.parent().unwrap().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut command = p.command(["--flake", p.root.to_str().unwrap(), "list"]);
+    command.current_dir(&elsewhere);
+    p.finish(&mut command).success().stdout_has("nixos/web1");
+}
+
+#[test]
+fn flake_evaluation_errors_show_nix_stderr() {
+    let p = flake_project("flake_evaluation_errors_show_nix_stderr");
+    p.file(
+        "flake.nix",
+        "{ outputs = { self }: { nixosConfigurations.m = { options.artifacts = { }; config.artifacts.store = throw \"broken store for m\"; }; }; }\n",
+    );
+    p.run(["list"])
+        .code(1)
+        .stderr_has("evaluating the artifacts of the flake")
+        .stderr_has("broken store for m");
+}
+
+#[test]
+fn missing_nix_is_explained() {
+    let p = flake_project("missing_nix_is_explained");
+    let bin = p.root.join("no-nix-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for entry in std::fs::read_dir("/usr/bin").unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("nix") {
+            let _ = std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name()));
+        }
+    }
+    let mut command = p.command(["list"]);
+    command.env("PATH", &bin);
+    p.finish(&mut command)
+        .code(1)
+        .stderr_has("`nix` is not installed or not on PATH")
+        .stderr_has("--manifest");
+}
