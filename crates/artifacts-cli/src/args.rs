@@ -110,6 +110,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List backends and what they can do.
     Backends,
+    /// Print the dependency graph (a plain listing, or DOT with --dot).
+    Graph(GraphArgs),
     /// Generate and install the files of artifacts stored nowhere (dummy) on one target.
     Activate(ActivateArgs),
     /// Print a stored artifact's file, decrypted through its backend.
@@ -136,6 +138,15 @@ pub struct CheckArgs {
     /// Only these artifacts.
     #[arg(value_name = "ARTIFACT")]
     pub artifacts: Vec<String>,
+    /// Report artifacts generated longer ago than DURATION (e.g. 90d) as stale.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+}
+
+/// Parses `90d`, `12h`, `1w 2d`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 90d or 12h ({e})"))
 }
 
 /// Identities for reading stored secrets back (dependencies, show, rekey).
@@ -157,6 +168,9 @@ pub struct PromptArgs {
     /// Show what would be generated, and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Do not also regenerate the artifacts that depend on the regenerated ones.
+    #[arg(long)]
+    pub no_cascade: bool,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -176,11 +190,14 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {
     /// The artifacts to regenerate.
-    #[arg(value_name = "ARTIFACT", required_unless_present = "all")]
+    #[arg(value_name = "ARTIFACT", required_unless_present_any = ["all", "older_than"])]
     pub artifacts: Vec<String>,
     /// Every artifact.
     #[arg(long, conflicts_with = "artifacts")]
     pub all: bool,
+    /// Only those generated longer ago than DURATION (e.g. 90d, 12h), per artifacts.lock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
     #[command(flatten)]
     pub prompts: PromptArgs,
 }
@@ -190,6 +207,13 @@ pub struct ExplainArgs {
     /// The artifact.
     #[arg(value_name = "ARTIFACT")]
     pub artifact: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Print Graphviz DOT instead of a listing.
+    #[arg(long)]
+    pub dot: bool,
 }
 
 #[derive(Debug, Args)]

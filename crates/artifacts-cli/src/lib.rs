@@ -105,16 +105,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Age(command)) => crypto(global, |io| command.run(io)),
         Some(Command::Sops(command)) => crypto(global, |io| command.run(io)),
         Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
-        Some(Command::Check(args)) => commands::status::check(
-            &Context::load(global)?,
+        Some(Command::Check(args)) => {
+            commands::status::check(&Context::load(global)?, args, global.json, global.quiet)
+        }
+        Some(Command::Generate(args)) => {
+            generate(global, &args.artifacts, &args.prompts, false, None)
+        }
+        Some(Command::Regenerate(args)) => generate(
+            global,
             &args.artifacts,
-            global.json,
-            global.quiet,
+            &args.prompts,
+            true,
+            args.older_than,
         ),
-        Some(Command::Generate(args)) => generate(global, &args.artifacts, &args.prompts, false),
-        Some(Command::Regenerate(args)) => generate(global, &args.artifacts, &args.prompts, true),
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
+        }
+        Some(Command::Graph(args)) => {
+            commands::explain::graph(&Context::load(global)?, args.dot, global.json)
         }
         Some(Command::Activate(args)) => {
             commands::activate::run(&Context::load(global)?, global, args)
@@ -143,12 +151,14 @@ fn generate(
     artifacts: &[String],
     prompts: &args::PromptArgs,
     force: bool,
+    older_than: Option<std::time::Duration>,
 ) -> Result<i32> {
-    let ctx = Context::load(global)?;
+    let ctx = Context::load(global)?.with_identities(&prompts.identity.identities)?;
     let request = Request {
         artifacts,
         prompts,
         force,
+        older_than,
     };
     commands::generate::run(&ctx, global, request)
 }
@@ -216,6 +226,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
             yes: false,
             dry_run: false,
             identity: args::IdentityArgs::default(),
+            no_cascade: false,
         };
         return commands::generate::run(
             &ctx,
@@ -224,6 +235,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
                 artifacts: &[],
                 prompts: &prompts,
                 force: false,
+                older_than: None,
             },
         );
     }

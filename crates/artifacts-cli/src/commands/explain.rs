@@ -168,3 +168,60 @@ pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
 fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
 }
+
+/// `graph`: which artifact feeds which, dependencies before dependents.
+pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, &[])?;
+    let mut out = std::io::stdout().lock();
+    if json_output {
+        let nodes: Vec<_> = selected
+            .iter()
+            .map(|&i| {
+                let unit = &plan.units[i];
+                json!({
+                    "unit": unit.label(),
+                    "depends_on": unit.dependencies.iter().map(|&d| plan.units[d].label()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &json!({ "graph": nodes }))?;
+        writeln!(out)?;
+    } else if dot {
+        writeln!(out, "digraph artifacts {{")?;
+        writeln!(out, "  rankdir=LR;")?;
+        for &i in &selected {
+            let unit = &plan.units[i];
+            writeln!(out, "  {};", dot_id(&unit.label()))?;
+            for &d in &unit.dependencies {
+                writeln!(
+                    out,
+                    "  {} -> {};",
+                    dot_id(&plan.units[d].label()),
+                    dot_id(&unit.label())
+                )?;
+            }
+        }
+        writeln!(out, "}}")?;
+    } else {
+        for &i in &selected {
+            let unit = &plan.units[i];
+            let deps: Vec<String> = unit
+                .dependencies
+                .iter()
+                .map(|&d| plan.units[d].label())
+                .collect();
+            if deps.is_empty() {
+                writeln!(out, "{}", unit.label())?;
+            } else {
+                writeln!(out, "{} <- {}", unit.label(), deps.join(", "))?;
+            }
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// A DOT identifier: quoted, with quotes and backslashes escaped.
+fn dot_id(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}

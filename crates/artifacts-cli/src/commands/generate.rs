@@ -21,6 +21,8 @@ pub struct Request<'a> {
     pub prompts: &'a PromptArgs,
     /// Regenerate even what is current.
     pub force: bool,
+    /// With `force`: only what was generated longer ago than this.
+    pub older_than: Option<Duration>,
 }
 
 pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i32> {
@@ -37,8 +39,26 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     let mut reasons = Vec::new();
     if request.force {
         for &index in &storing {
-            chosen.push(index);
-            reasons.push("forced".to_owned());
+            let unit = &plan.units[index];
+            let Some(limit) = request.older_than else {
+                chosen.push(index);
+                reasons.push("forced".to_owned());
+                continue;
+            };
+            match crate::commands::status::age(ctx, unit) {
+                Some(age) if age > limit => {
+                    chosen.push(index);
+                    reasons.push(format!(
+                        "generated {} ago",
+                        humantime::format_duration(round_to_hours(age))
+                    ));
+                }
+                Some(_) => {}
+                None => eprintln!(
+                    "note: {} has no generation time in artifacts.lock; not rotating it by age",
+                    unit.label()
+                ),
+            }
         }
     } else {
         let statuses = engine.statuses(&plan, &storing, &ctx.lock, ctx.jobs);
@@ -92,8 +112,27 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             }
         }
     }
-    // Plan order is dependency order.
     let mut order: Vec<(usize, String)> = chosen.into_iter().zip(reasons).collect();
+    // Regenerating an artifact makes its dependents stale: regenerate them too,
+    // on every target (a new shared CA invalidates every machine's certificate).
+    if !request.prompts.no_cascade {
+        let mut index = 0;
+        while index < order.len() {
+            let (unit, _) = order[index];
+            for dependent in plan.dependents_of(unit) {
+                if !order.iter().any(|(i, _)| *i == dependent)
+                    && !engine.is_passthrough(&plan.units[dependent])
+                {
+                    order.push((
+                        dependent,
+                        format!("depends on {}", plan.units[unit].label()),
+                    ));
+                }
+            }
+            index += 1;
+        }
+    }
+    // Plan order is dependency order.
     order.sort_by_key(|(i, _)| *i);
 
     if request.prompts.dry_run {
@@ -259,4 +298,9 @@ impl Observer for Progress {
             None => {}
         }
     }
+}
+
+/// Durations in messages: whole hours are precise enough.
+fn round_to_hours(age: Duration) -> Duration {
+    Duration::from_secs(age.as_secs() / 3600 * 3600)
 }

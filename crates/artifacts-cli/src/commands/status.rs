@@ -7,6 +7,7 @@ use artifacts_engine::Status;
 use artifacts_engine::plan::{Plan, Unit};
 use serde_json::json;
 
+use crate::args::CheckArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{Table, paint_status};
@@ -119,10 +120,26 @@ pub fn summarize(rows: &[Row<'_, '_>]) -> Summary {
     }
 }
 
-pub fn check(ctx: &Context, artifacts: &[String], json_output: bool, quiet: bool) -> Result<i32> {
+pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, artifacts)?;
-    let rows = rows(ctx, &plan, &selected);
+    let selected = ctx.select(&plan, &args.artifacts)?;
+    let mut rows = rows(ctx, &plan, &selected);
+    if let Some(limit) = args.max_age {
+        for row in &mut rows {
+            if row.status == Status::Ok
+                && let Some(age) = age(ctx, row.unit)
+                && age > limit
+            {
+                row.status = Status::Stale(format!(
+                    "generated {} ago, longer than --max-age {}",
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        age.as_secs() / 3600 * 3600
+                    )),
+                    humantime::format_duration(limit)
+                ));
+            }
+        }
+    }
     let summary = summarize(&rows);
     let code = if summary.errors > 0 {
         exit::USAGE
@@ -194,4 +211,10 @@ pub fn check(ctx: &Context, artifacts: &[String], json_output: bool, quiet: bool
         }
     }
     Ok(code)
+}
+
+/// How long ago a unit was generated, per artifacts.lock.
+pub fn age(ctx: &Context, unit: &Unit<'_>) -> Option<std::time::Duration> {
+    let generated = ctx.lock.get(&unit.scope(), unit.name())?.generated_at()?;
+    std::time::SystemTime::now().duration_since(generated).ok()
 }
