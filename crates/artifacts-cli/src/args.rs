@@ -110,6 +110,10 @@ pub enum Command {
     Explain(ExplainArgs),
     /// List backends and what they can do.
     Backends,
+    /// Move artifacts to another backend: copy, verify, remove the old copy.
+    Migrate(MigrateArgs),
+    /// Remove stored artifacts that are no longer declared.
+    Gc(GcArgs),
     /// Print the dependency graph (a plain listing, or DOT with --dot).
     Graph(GraphArgs),
     /// Generate and install the files of artifacts stored nowhere (dummy) on one target.
@@ -207,6 +211,33 @@ pub struct ExplainArgs {
     /// The artifact.
     #[arg(value_name = "ARTIFACT")]
     pub artifact: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The artifacts to move.
+    #[arg(value_name = "ARTIFACT", required = true)]
+    pub artifacts: Vec<String>,
+    /// The backend to move them to.
+    #[arg(long, value_name = "BACKEND")]
+    pub to: String,
+    /// Show what would move, and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// List what would be removed, and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Debug, Args)]

@@ -121,6 +121,16 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
+        Some(Command::Migrate(args)) => commands::lifecycle::migrate(
+            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Gc(args)) => commands::lifecycle::gc(
+            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
         Some(Command::Graph(args)) => {
             commands::explain::graph(&Context::load(global)?, args.dot, global.json)
         }

@@ -104,6 +104,12 @@ pub struct Scripts {
     /// Restores into `$out` (optional).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deserialize: Option<Script>,
+    /// Prints the names of the artifacts stored for `$targets`, one a line (optional, for gc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list: Option<Script>,
+    /// Removes `$artifact` for `$targets` (optional, with `list`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Script>,
 }
 
 /// One section of a backend.
@@ -140,6 +146,8 @@ pub struct Capabilities {
     pub deserialize: bool,
     /// Whether every enabled section is a passthrough (stores nothing).
     pub passthrough: bool,
+    /// Whether every enabled storing section can list and remove (garbage collection).
+    pub gc: bool,
 }
 
 impl Backend {
@@ -167,6 +175,11 @@ impl Backend {
                     .filter_map(|(_, s)| s.scripts.as_ref())
                     .all(|s| s.deserialize.is_some()),
             passthrough: !enabled.is_empty() && enabled.iter().all(|(_, s)| s.scripts.is_none()),
+            gc: enabled.iter().any(|(_, s)| s.scripts.is_some())
+                && enabled
+                    .iter()
+                    .filter_map(|(_, s)| s.scripts.as_ref())
+                    .all(|s| s.list.is_some()),
         }
     }
 }
@@ -360,9 +373,18 @@ fn read_backend(
             .as_table()
             .ok_or_else(|| invalid(format!("`{name}.{key}` must be a table")))?;
         for entry in table.keys() {
-            if !["enabled", "check", "serialize", "deserialize"].contains(&entry.as_str()) {
+            if ![
+                "enabled",
+                "check",
+                "serialize",
+                "deserialize",
+                "list",
+                "remove",
+            ]
+            .contains(&entry.as_str())
+            {
                 return Err(invalid(format!(
-                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize)"
+                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize, list, remove)"
                 )));
             }
         }
@@ -389,6 +411,13 @@ fn read_backend(
         let check = script("check")?;
         let serialize = script("serialize")?;
         let deserialize = script("deserialize")?;
+        let list = script("list")?;
+        let remove = script("remove")?;
+        if list.is_some() != remove.is_some() {
+            return Err(invalid(format!(
+                "[{name}.{key}] list and remove come as a pair (garbage collection needs both)"
+            )));
+        }
         let enabled = match table.get("enabled") {
             None => true,
             Some(toml::Value::Boolean(b)) => *b,
@@ -403,8 +432,10 @@ fn read_backend(
                 check,
                 serialize,
                 deserialize,
+                list,
+                remove,
             }),
-            (None, None) if deserialize.is_none() => None,
+            (None, None) if deserialize.is_none() && list.is_none() => None,
             (None, None) => {
                 return Err(invalid(format!(
                     "[{name}.{key}] has deserialize but no check and serialize"

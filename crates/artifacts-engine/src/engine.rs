@@ -165,7 +165,7 @@ pub enum EngineError {
     },
 }
 
-fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
     let action = action.into();
     move |source| EngineError::Io { action, source }
 }
@@ -202,13 +202,13 @@ impl Observer for Silent {}
 
 /// The engine over one plan.
 pub struct Engine<'a> {
-    registry: &'a BackendRegistry,
-    settings: Settings,
-    script_env: ScriptEnv,
+    pub(crate) registry: &'a BackendRegistry,
+    pub(crate) settings: Settings,
+    pub(crate) script_env: ScriptEnv,
 }
 
 /// How one unit is stored.
-enum Storage<'b> {
+pub(crate) enum Storage<'b> {
     Passthrough,
     Scripts(&'b Backend, &'b Scripts),
 }
@@ -236,7 +236,7 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| EngineError::UnknownBackend(unit.backend.name.clone()))
     }
 
-    fn storage(&self, unit: &Unit<'_>) -> Result<Storage<'a>, EngineError> {
+    pub(crate) fn storage(&self, unit: &Unit<'_>) -> Result<Storage<'a>, EngineError> {
         let backend = self.backend(unit)?;
         let section = backend
             .section(unit.context)
@@ -563,7 +563,11 @@ impl<'a> Engine<'a> {
         Ok(generator::read_output(unit, &out)?)
     }
 
-    fn deserialize_into(&self, unit: &Unit<'_>, out: &std::path::Path) -> Result<(), EngineError> {
+    pub(crate) fn deserialize_into(
+        &self,
+        unit: &Unit<'_>,
+        out: &std::path::Path,
+    ) -> Result<(), EngineError> {
         let unavailable = |reason: String| EngineError::Unavailable {
             artifact: unit.label(),
             reason,

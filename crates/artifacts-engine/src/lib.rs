@@ -21,6 +21,7 @@ pub mod engine;
 pub mod flake;
 pub mod generator;
 pub mod install;
+pub mod lifecycle;
 pub mod lock;
 pub mod plan;
 pub mod process;

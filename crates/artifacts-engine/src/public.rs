@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use artifacts_model::{Context, TargetKind};
+use artifacts_model::{Context, TargetId, TargetKind};
 
 use crate::plan::Unit;
 use crate::scratch::write_atomic;
@@ -22,19 +22,22 @@ use crate::scratch::write_atomic;
 /// The public store's directory under the project root.
 pub const PUBLIC_DIR: &str = "public";
 
+/// The directory holding a target's public files: `public/per-machine/<m>` etc.
+pub fn target_dir(root: &Path, target: &TargetId) -> PathBuf {
+    let kind = match target.kind {
+        TargetKind::Nixos => "per-machine",
+        TargetKind::Home => "per-user",
+        TargetKind::Tanka => "tanka",
+    };
+    root.join(PUBLIC_DIR).join(kind).join(&target.name)
+}
+
 /// The directory holding a unit's public files.
 pub fn artifact_dir(root: &Path, unit: &Unit<'_>) -> PathBuf {
-    let base = root.join(PUBLIC_DIR);
     let scoped = if unit.context == Context::Shared {
-        base.join("shared")
+        root.join(PUBLIC_DIR).join("shared")
     } else {
-        let target = &unit.targets[0].id;
-        let kind = match target.kind {
-            TargetKind::Nixos => "per-machine",
-            TargetKind::Home => "per-user",
-            TargetKind::Tanka => "tanka",
-        };
-        base.join(kind).join(&target.name)
+        target_dir(root, &unit.targets[0].id)
     };
     scoped.join(unit.name())
 }

@@ -51,6 +51,10 @@ pub enum ScriptKind {
     Serialize,
     /// `deserialize`
     Deserialize,
+    /// `list`
+    List,
+    /// `remove`
+    Remove,
 }
 
 impl ScriptKind {
@@ -60,6 +64,8 @@ impl ScriptKind {
             ScriptKind::Check => "check",
             ScriptKind::Serialize => "serialize",
             ScriptKind::Deserialize => "deserialize",
+            ScriptKind::List => "list",
+            ScriptKind::Remove => "remove",
         }
     }
 }
@@ -135,7 +141,38 @@ struct Prepared {
     config: Option<PathBuf>,
 }
 
-fn prepare(unit: &Unit<'_>, backend: &Backend) -> std::io::Result<Prepared> {
+/// What a script runs for: an artifact (check, serialize, deserialize,
+/// remove) or only a context and its targets (list).
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// `$artifact`, when there is one.
+    pub artifact: Option<&'a str>,
+    /// `$artifact_context`.
+    pub context: Context,
+    /// The targets in `$targets`.
+    pub targets: &'a [&'a artifacts_model::Target],
+    /// The declared files for `$inputs` (none for orphans and `list`).
+    pub files: Option<&'a indexmap::IndexMap<String, artifacts_model::FileSpec>>,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of a unit.
+    pub fn of(unit: &'a Unit<'a>) -> Scope<'a> {
+        Scope {
+            artifact: Some(unit.name()),
+            context: unit.context,
+            targets: &unit.targets,
+            files: Some(&unit.artifact.files),
+        }
+    }
+
+    /// The target whose identity scripts get outside the shared context.
+    fn single_target(&self) -> Option<&'a artifacts_model::Target> {
+        (self.context != Context::Shared).then(|| self.targets[0])
+    }
+}
+
+fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let scratch = Scratch::new("script")?;
     let targets = scratch.path().join("targets.json");
     let config_of = |target: &artifacts_model::Target| {
@@ -147,8 +184,8 @@ fn prepare(unit: &Unit<'_>, backend: &Backend) -> std::io::Result<Prepared> {
             .unwrap_or_else(|| json!({}))
     };
     let document = json!({
-        "context": unit.context.as_str(),
-        "targets": unit.targets.iter().map(|t| json!({
+        "context": scope.context.as_str(),
+        "targets": scope.targets.iter().map(|t| json!({
             "name": t.id.name,
             "type": t.id.kind.as_str(),
             "config": config_of(t),
@@ -159,19 +196,20 @@ fn prepare(unit: &Unit<'_>, backend: &Backend) -> std::io::Result<Prepared> {
         &serde_json::to_vec_pretty(&document).expect("json"),
     )?;
     let inputs = scratch.subdir("inputs")?;
-    for (name, file) in &unit.artifact.files {
+    for (name, file) in scope.files.into_iter().flatten() {
         let spec = serde_json::to_vec_pretty(file).expect("json");
         write_private(&inputs.join(name), &spec)?;
     }
-    let config = if unit.context == Context::Shared {
-        None
-    } else {
-        let path = scratch.path().join("config.json");
-        write_private(
-            &path,
-            &serde_json::to_vec_pretty(&config_of(unit.targets[0])).expect("json"),
-        )?;
-        Some(path)
+    let config = match scope.single_target() {
+        None => None,
+        Some(target) => {
+            let path = scratch.path().join("config.json");
+            write_private(
+                &path,
+                &serde_json::to_vec_pretty(&config_of(target)).expect("json"),
+            )?;
+            Some(path)
+        }
     };
     Ok(Prepared {
         scratch,
@@ -183,7 +221,7 @@ fn prepare(unit: &Unit<'_>, backend: &Backend) -> std::io::Result<Prepared> {
 
 /// Builds the command for a script with the contract's environment.
 fn command(
-    unit: &Unit<'_>,
+    scope: &Scope<'_>,
     script: &Script,
     env: &ScriptEnv,
     prepared: &Prepared,
@@ -207,18 +245,20 @@ fn command(
     builder
         .cwd(&env.root)
         .timeout(env.timeout)
-        .env("artifact", unit.name())
-        .env("artifact_context", unit.context.as_str())
+        .env("artifact_context", scope.context.as_str())
         .env("targets", &prepared.targets)
         .env("inputs", &prepared.inputs)
         .env("LOG_LEVEL", &env.log_level);
-    if let Some(out) = out {
-        builder.env("out", out);
-    } else {
-        builder.env_remove("out");
-    }
-    if let Some(config) = &prepared.config {
-        let target = unit.targets[0];
+    match scope.artifact {
+        Some(artifact) => builder.env("artifact", artifact),
+        None => builder.env_remove("artifact"),
+    };
+    match out {
+        Some(out) => builder.env("out", out),
+        None => builder.env_remove("out"),
+    };
+    let single = scope.single_target();
+    if let (Some(config), Some(target)) = (&prepared.config, single) {
         builder
             .env("config", config)
             .env(target.id.kind.identity_variable(), &target.id.name);
@@ -233,7 +273,7 @@ fn command(
         }
     }
     for kind in [TargetKind::Nixos, TargetKind::Home, TargetKind::Tanka] {
-        if prepared.config.is_none() || unit.targets[0].id.kind != kind {
+        if single.is_none_or(|t| t.id.kind != kind) {
             builder.env_remove(kind.identity_variable());
         }
     }
@@ -254,24 +294,30 @@ fn script_of<'s>(
             script: "deserialize",
             context: unit.context,
         }),
+        ScriptKind::List | ScriptKind::Remove => {
+            unreachable!("list and remove run through their own functions")
+        }
     }
 }
 
 fn run(
-    unit: &Unit<'_>,
+    scope: &Scope<'_>,
     backend: &Backend,
     script: &Script,
     kind: ScriptKind,
     env: &ScriptEnv,
     out: Option<&Path>,
 ) -> Result<Output, ScriptError> {
-    let prepared = prepare(unit, backend).map_err(|source| ScriptError::Prepare {
+    let prepared = prepare(scope, backend).map_err(|source| ScriptError::Prepare {
         script: kind.as_str(),
         source,
     })?;
-    let mut builder = command(unit, script, env, &prepared, out);
-    // Nothing reads a backend's stdout (upstream's check prints EXISTS there); only stderr is shown.
-    builder.stdout(crate::process::Stdout::Discard);
+    let mut builder = command(scope, script, env, &prepared, out);
+    // Only `list` has something to say on stdout (upstream's check prints EXISTS
+    // there, which nobody reads); otherwise only stderr is shown.
+    if kind != ScriptKind::List {
+        builder.stdout(crate::process::Stdout::Discard);
+    }
     let output = builder.run()?;
     drop(prepared.scratch);
     Ok(output)
@@ -285,7 +331,14 @@ pub fn check(
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<CheckOutcome, ScriptError> {
-    let output = run(unit, backend, &scripts.check, ScriptKind::Check, env, None)?;
+    let output = run(
+        &Scope::of(unit),
+        backend,
+        &scripts.check,
+        ScriptKind::Check,
+        env,
+        None,
+    )?;
     match output.status.code() {
         Some(0) => Ok(CheckOutcome::Stored),
         Some(1) => Ok(CheckOutcome::NeedsGeneration),
@@ -310,12 +363,56 @@ pub fn store(
     out: &Path,
 ) -> Result<(), ScriptError> {
     let script = script_of(unit, scripts, kind)?;
-    let output = run(unit, backend, script, kind, env, Some(out))?;
+    let output = run(&Scope::of(unit), backend, script, kind, env, Some(out))?;
     if output.status.success() {
         Ok(())
     } else {
         Err(ScriptError::Failed {
             script: kind.as_str(),
+            command: script.to_string(),
+            status: describe_status(&output.status),
+            stderr: output.stderr,
+        })
+    }
+}
+
+/// Runs `list`: the names of the artifacts stored for the scope's targets, one a line.
+pub fn list(
+    scope: &Scope<'_>,
+    backend: &Backend,
+    script: &Script,
+    env: &ScriptEnv,
+) -> Result<Vec<String>, ScriptError> {
+    let output = run(scope, backend, script, ScriptKind::List, env, None)?;
+    if !output.status.success() {
+        return Err(ScriptError::Failed {
+            script: "list",
+            command: script.to_string(),
+            status: describe_status(&output.status),
+            stderr: output.stderr,
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Runs `remove` for the scope's artifact.
+pub fn remove(
+    scope: &Scope<'_>,
+    backend: &Backend,
+    script: &Script,
+    env: &ScriptEnv,
+) -> Result<(), ScriptError> {
+    let output = run(scope, backend, script, ScriptKind::Remove, env, None)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ScriptError::Failed {
+            script: "remove",
             command: script.to_string(),
             status: describe_status(&output.status),
             stderr: output.stderr,

@@ -143,6 +143,7 @@ pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
         "SHARED",
         "DESERIALIZE",
         "PASSTHROUGH",
+        "GC",
         "DEFINED IN",
     ]);
     for backend in registry.iter() {
@@ -158,6 +159,7 @@ pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
             yes_no(caps.shared),
             yes_no(caps.deserialize),
             yes_no(caps.passthrough),
+            yes_no(caps.gc),
             backend.defined_in.display().to_string(),
         ]);
     }

@@ -3,5 +3,6 @@
 pub mod activate;
 pub mod explain;
 pub mod generate;
+pub mod lifecycle;
 pub mod status;
 pub mod stored;

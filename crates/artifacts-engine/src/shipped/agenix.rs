@@ -139,3 +139,67 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
     }
     Ok(())
 }
+
+/// The directory holding every artifact of the context (per target, or shared).
+fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
+    let target = call.target();
+    let store = call.root.join(target.store_dir());
+    Ok(match call.context.as_str() {
+        "shared" => store.join("shared"),
+        "nixos" => store.join("per-machine").join(&target.name),
+        "homemanager" => store.join("per-user").join(&target.name),
+        other => {
+            return Err(ShippedError::Usage(format!(
+                "agenix does not store {other} artifacts"
+            )));
+        }
+    })
+}
+
+/// Prints the artifacts stored for the target (or shared): one directory each.
+pub fn list(call: &Call) -> Result<(), ShippedError> {
+    let dir = context_dir(call)?;
+    let mut names = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(ShippedError::io("read", &dir))?;
+                let hidden = entry.file_name().to_string_lossy().starts_with('.');
+                if !hidden
+                    && entry
+                        .file_type()
+                        .map_err(ShippedError::io("read", &dir))?
+                        .is_dir()
+                {
+                    names.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ShippedError::io("read", &dir)(e)),
+    }
+    names.sort();
+    for name in names {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Removes an artifact's directory: renamed away first, so it disappears at once.
+pub fn remove(call: &Call) -> Result<(), ShippedError> {
+    if call.artifact.is_empty() || call.artifact.contains('/') || call.artifact.contains("..") {
+        return Err(ShippedError::Usage(format!(
+            "refusing to remove artifact `{}`",
+            call.artifact
+        )));
+    }
+    let dir = artifact_dir(call)?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(&call.root);
+    let doomed = parent.join(format!(".removing-{}", call.artifact));
+    std::fs::rename(&dir, &doomed).map_err(ShippedError::io("remove", &dir))?;
+    std::fs::remove_dir_all(&doomed).map_err(ShippedError::io("remove", &doomed))?;
+    Ok(())
+}

@@ -159,7 +159,8 @@ fn var(name: &str) -> Result<String, ShippedError> {
 impl Call {
     /// Reads the contract's environment.
     pub fn from_env() -> Result<Call, ShippedError> {
-        let artifact = var("artifact")?;
+        // `list` runs for a target, not an artifact.
+        let artifact = std::env::var("artifact").unwrap_or_default();
         let context = var("artifact_context")?;
         let targets_path = PathBuf::from(var("targets")?);
         #[derive(Deserialize)]

@@ -22,6 +22,12 @@ use crate::backend::{Backend, Script, Scripts, Section, SectionKind};
 
 pub use contract::{Call, ShippedError};
 
+/// The storage a backend name stands for: `sops` is another name of
+/// `sops-nix` (same files), so garbage collection looks at them once.
+pub fn storage_of(name: &str) -> &str {
+    if name == "sops" { "sops-nix" } else { name }
+}
+
 /// The names of the shipped backends.
 pub const NAMES: [&str; 4] = ["agenix", "sops-nix", "sops", "dummy"];
 
@@ -46,6 +52,14 @@ pub fn backends() -> Vec<Backend> {
                     deserialize: Some(Script::Shipped {
                         backend: name,
                         script: "deserialize",
+                    }),
+                    list: Some(Script::Shipped {
+                        backend: name,
+                        script: "list",
+                    }),
+                    remove: Some(Script::Shipped {
+                        backend: name,
+                        script: "remove",
                     }),
                 };
                 (
@@ -104,9 +118,13 @@ pub fn run(backend: &str, script: &str) -> i32 {
         ("agenix", "check") => agenix::check(&call),
         ("agenix", "serialize") => agenix::serialize(&call).map(|()| 0),
         ("agenix", "deserialize") => agenix::deserialize(&call).map(|()| 0),
+        ("agenix", "list") => agenix::list(&call).map(|()| 0),
+        ("agenix", "remove") => agenix::remove(&call).map(|()| 0),
         ("sops-nix" | "sops", "check") => sops::check(&call),
         ("sops-nix" | "sops", "serialize") => sops::serialize(&call).map(|()| 0),
         ("sops-nix" | "sops", "deserialize") => sops::deserialize(&call).map(|()| 0),
+        ("sops-nix" | "sops", "list") => sops::list(&call).map(|()| 0),
+        ("sops-nix" | "sops", "remove") => sops::remove(&call).map(|()| 0),
         _ => Err(ShippedError::Usage(format!(
             "no shipped backend script `{backend} {script}` (backends: agenix, sops-nix, sops; scripts: check, serialize, deserialize)"
         ))),

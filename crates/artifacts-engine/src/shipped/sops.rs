@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
 use artifacts_crypto::sops::path::Step;
-use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Format, Map, TreePath, Value};
+use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
 
 use super::contract::{Call, ShippedError};
 
@@ -197,4 +197,75 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
             .map_err(ShippedError::io("write", &out.join(name)))?;
     }
     Ok(())
+}
+
+/// Prints the artifacts stored for the target (top-level keys of its file) or,
+/// in the shared context, one per `shared/<artifact>.sops.yaml`.
+pub fn list(call: &Call) -> Result<(), ShippedError> {
+    let mut names = Vec::new();
+    if call.context == "shared" {
+        let dir = call.root.join(call.target().store_dir()).join("shared");
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(ShippedError::io("read", &dir))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if let Some(artifact) = name.strip_suffix(".sops.yaml") {
+                        names.push(artifact.to_owned());
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ShippedError::io("read", &dir)(e)),
+        }
+    } else {
+        let path = file_path(call);
+        if path.is_file() {
+            let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
+            if let Some(root) = file.document().branches.first() {
+                names.extend(root.0.iter().filter_map(entry_key).map(str::to_owned));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        println!("{name}");
+    }
+    Ok(())
+}
+
+/// Removes an artifact: its shared file, or its key from the target's file
+/// (which needs an identity among the file's recipients; an emptied file is deleted).
+pub fn remove(call: &Call) -> Result<(), ShippedError> {
+    let path = file_path(call);
+    if !path.is_file() {
+        return Ok(());
+    }
+    if call.context == "shared" {
+        std::fs::remove_file(&path).map_err(ShippedError::io("remove", &path))?;
+        return Ok(());
+    }
+    let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
+    let mut decrypted = file.decrypt(&call.identities()?)?;
+    decrypted.unset(&TreePath(vec![Step::Key(call.artifact.clone())]))?;
+    let empty = decrypted
+        .document()
+        .branches
+        .iter()
+        .all(|b| b.0.iter().all(|e| entry_key(e).is_none()));
+    if empty {
+        std::fs::remove_file(&path).map_err(ShippedError::io("remove", &path))?;
+    } else {
+        artifacts_crypto::fsutil::write_atomic(&path, &decrypted.encrypt()?.to_bytes())?;
+    }
+    Ok(())
+}
+
+/// The key of a mapping entry (comments have none).
+fn entry_key(entry: &Entry) -> Option<&str> {
+    match entry {
+        Entry::Pair(key, _) => Some(key),
+        Entry::Comment(_) => None,
+    }
 }

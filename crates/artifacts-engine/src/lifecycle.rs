@@ -1,0 +1,399 @@
+//! Moving artifacts between backends, and collecting what is stored but no
+//! longer declared.
+//!
+//! Migration is copy, verify, then delete: the files are read back through
+//! the current backend, stored by the new one, read back again through the
+//! new one and compared byte for byte; only then does the old backend remove
+//! its copy (when it has a `remove` script). Garbage collection asks each
+//! backend with `list` and `remove` scripts what it stores for each declared
+//! target and removes what no declaration names; a backend without them is
+//! reported, never guessed at.
+
+use std::collections::BTreeSet;
+
+use artifacts_model::{BackendChoice, BackendRule, Context, Model, Target, TargetKind};
+use serde::Serialize;
+
+use crate::backend::{Backend, SectionKind};
+use crate::engine::{Engine, EngineError, Storage, io};
+use crate::lock::{Lock, LockEntry};
+use crate::plan::{Plan, Unit};
+use crate::scratch::Scratch;
+use crate::script::{self, Scope, ScriptKind};
+
+/// The name orphans of the public store are reported under.
+pub const PUBLIC_STORE: &str = "public-store";
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// Whether the old backend removed its copy (`false`: it cannot remove).
+    pub removed_old: bool,
+}
+
+/// Something stored that no declaration names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Orphan {
+    /// The backend storing it.
+    pub backend: String,
+    /// Its context.
+    pub context: Context,
+    /// The target it is stored for (`None` for shared artifacts).
+    pub target: Option<String>,
+    /// The artifact name.
+    pub artifact: String,
+}
+
+impl Orphan {
+    /// `backend nixos/m1 name` or `backend shared name`, for people.
+    pub fn label(&self) -> String {
+        match &self.target {
+            Some(target) => format!("{} {} {}", self.backend, target, self.artifact),
+            None => format!("{} shared {}", self.backend, self.artifact),
+        }
+    }
+}
+
+/// What garbage collection could not look at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// The backend.
+    pub backend: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Engine<'_> {
+    /// Copies a stored unit to backend `to`, verifies the copy, removes the old
+    /// one, and records the new declaration fingerprint in `lock` (keeping the
+    /// generation time). The caller tells the user to change the declaration.
+    pub fn migrate(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        to: &str,
+        lock: &mut Lock,
+    ) -> Result<Migrated, EngineError> {
+        let unit = &plan.units[index];
+        let mut target_unit: Unit<'_> = unit.clone();
+        target_unit.backend = BackendChoice {
+            name: to.to_owned(),
+            rule: BackendRule::Artifact,
+        };
+        let (new_backend, new_scripts) = match self.storage(&target_unit)? {
+            Storage::Scripts(backend, scripts) => (backend, scripts),
+            Storage::Passthrough => {
+                return Err(EngineError::Unavailable {
+                    artifact: unit.label(),
+                    reason: format!(
+                        "backend `{to}` stores nothing; there is nothing to migrate to"
+                    ),
+                });
+            }
+        };
+        let scratch = Scratch::new("migrate").map_err(io("create a scratch directory"))?;
+        let out = scratch.subdir("out").map_err(io("create $out"))?;
+        self.deserialize_into(unit, &out)?;
+        let original = crate::generator::read_output(unit, &out)?;
+        script::store(
+            &target_unit,
+            new_backend,
+            new_scripts,
+            ScriptKind::Serialize,
+            &self.script_env,
+            &out,
+        )?;
+        // Read back through the new backend and compare before touching the old copy.
+        let check = scratch
+            .subdir("verify")
+            .map_err(io("create a scratch directory"))?;
+        self.deserialize_into(&target_unit, &check)?;
+        let copy = crate::generator::read_output(&target_unit, &check)?;
+        if copy != original {
+            let differing: Vec<&str> = original
+                .iter()
+                .zip(&copy)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| a.0.as_str())
+                .collect();
+            return Err(EngineError::Unavailable {
+                artifact: unit.label(),
+                reason: format!(
+                    "backend `{to}` gives back different content for {}; the old copy in `{}` is kept",
+                    differing.join(", "),
+                    unit.backend.name
+                ),
+            });
+        }
+        let removed_old = self.remove_unit(unit)?;
+        let fingerprint = target_unit
+            .fingerprint(plan, lock)
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+        let mut entry = lock
+            .get(&unit.scope(), unit.name())
+            .cloned()
+            .unwrap_or_else(|| LockEntry::now(fingerprint.clone()));
+        entry.fingerprint = fingerprint;
+        lock.set(&unit.scope(), unit.name(), entry);
+        lock.save()?;
+        Ok(Migrated { removed_old })
+    }
+
+    /// Removes a declared unit from its backend; `false` when the backend cannot remove.
+    fn remove_unit(&self, unit: &Unit<'_>) -> Result<bool, EngineError> {
+        let (backend, scripts) = match self.storage(unit)? {
+            Storage::Scripts(backend, scripts) => (backend, scripts),
+            Storage::Passthrough => return Ok(false),
+        };
+        let Some(remove) = &scripts.remove else {
+            return Ok(false);
+        };
+        script::remove(&Scope::of(unit), backend, remove, &self.script_env)?;
+        Ok(true)
+    }
+
+    /// Finds what backends store but no declaration names, per declared target.
+    pub fn orphans(
+        &self,
+        model: &Model,
+        plan: &Plan<'_>,
+    ) -> (Vec<Orphan>, Vec<Skipped>, Vec<EngineError>) {
+        let mut orphans = Vec::new();
+        let mut skipped = Vec::new();
+        let mut errors = Vec::new();
+        for backend in self.registry.iter() {
+            // Another name of a shipped storage (`sops` for `sops-nix`) is looked at once.
+            let storage = crate::shipped::storage_of(&backend.name);
+            if storage != backend.name && self.registry.get(storage).is_some() {
+                continue;
+            }
+            let storing: Vec<(&SectionKind, &crate::backend::Scripts)> = backend
+                .sections
+                .iter()
+                .filter(|(_, s)| s.enabled)
+                .filter_map(|(k, s)| s.scripts.as_ref().map(|scripts| (k, scripts)))
+                .collect();
+            if storing.is_empty() {
+                continue;
+            }
+            let used = plan
+                .units
+                .iter()
+                .any(|u| same_storage(&u.backend.name, &backend.name));
+            if storing.iter().any(|(_, s)| s.list.is_none()) {
+                if used {
+                    skipped.push(Skipped {
+                        backend: backend.name.clone(),
+                        reason: "it has no `list` and `remove` scripts, so what it stores cannot be enumerated".into(),
+                    });
+                }
+                continue;
+            }
+            for (kind, scripts) in storing {
+                let list = scripts.list.as_ref().expect("checked above");
+                let result = match kind {
+                    SectionKind::Shared => self.orphans_shared(model, plan, backend, list),
+                    _ => self.orphans_per_target(model, plan, backend, *kind, list),
+                };
+                match result {
+                    Ok(found) => orphans.extend(found),
+                    Err(error) => errors.push(error),
+                }
+            }
+        }
+        orphans.extend(self.public_orphans(model, plan));
+        (orphans, skipped, errors)
+    }
+
+    /// Directories of the public store that no declared public file needs.
+    fn public_orphans(&self, model: &Model, plan: &Plan<'_>) -> Vec<Orphan> {
+        let root = &self.settings.root;
+        let mut found = Vec::new();
+        let mut scan = |context: Context, target: Option<&Target>| {
+            let dir = match target {
+                Some(target) => crate::public::target_dir(root, &target.id),
+                None => root.join(crate::public::PUBLIC_DIR).join("shared"),
+            };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let needed = plan.units.iter().any(|u| {
+                    u.name() == name
+                        && crate::public::public_files(u).next().is_some()
+                        && match target {
+                            Some(target) => {
+                                u.context != Context::Shared && u.targets[0].id == target.id
+                            }
+                            None => u.context == Context::Shared,
+                        }
+                });
+                if !needed && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    found.push(Orphan {
+                        backend: PUBLIC_STORE.to_owned(),
+                        context,
+                        target: target.map(|t| t.id.reference()),
+                        artifact: name,
+                    });
+                }
+            }
+        };
+        for target in &model.targets {
+            scan(target.id.kind.context(), Some(target));
+        }
+        scan(Context::Shared, None);
+        found
+    }
+
+    fn orphans_per_target(
+        &self,
+        model: &Model,
+        plan: &Plan<'_>,
+        backend: &Backend,
+        kind: SectionKind,
+        list: &crate::backend::Script,
+    ) -> Result<Vec<Orphan>, EngineError> {
+        let target_kind = match kind {
+            SectionKind::Nixos => TargetKind::Nixos,
+            SectionKind::Home => TargetKind::Home,
+            SectionKind::Tanka => TargetKind::Tanka,
+            SectionKind::Shared => unreachable!("handled by orphans_shared"),
+        };
+        let mut found = Vec::new();
+        for target in model.targets.iter().filter(|t| t.id.kind == target_kind) {
+            let targets = [target];
+            let scope = Scope {
+                artifact: None,
+                context: target_kind.context(),
+                targets: &targets,
+                files: None,
+            };
+            let stored = script::list(&scope, backend, list, &self.script_env)?;
+            let declared: BTreeSet<&str> = plan
+                .units
+                .iter()
+                .filter(|u| {
+                    u.context != Context::Shared
+                        && u.targets[0].id == target.id
+                        && same_storage(&u.backend.name, &backend.name)
+                })
+                .map(|u| u.name())
+                .collect();
+            for name in stored {
+                if !declared.contains(name.as_str()) {
+                    found.push(Orphan {
+                        backend: backend.name.clone(),
+                        context: target_kind.context(),
+                        target: Some(target.id.reference()),
+                        artifact: name,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn orphans_shared(
+        &self,
+        model: &Model,
+        plan: &Plan<'_>,
+        backend: &Backend,
+        list: &crate::backend::Script,
+    ) -> Result<Vec<Orphan>, EngineError> {
+        // Every declared target, for their configuration (where the store is).
+        let targets: Vec<&Target> = model.targets.iter().collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scope = Scope {
+            artifact: None,
+            context: Context::Shared,
+            targets: &targets,
+            files: None,
+        };
+        let stored = script::list(&scope, backend, list, &self.script_env)?;
+        let declared: BTreeSet<&str> = plan
+            .units
+            .iter()
+            .filter(|u| {
+                u.context == Context::Shared && same_storage(&u.backend.name, &backend.name)
+            })
+            .map(|u| u.name())
+            .collect();
+        Ok(stored
+            .into_iter()
+            .filter(|name| !declared.contains(name.as_str()))
+            .map(|artifact| Orphan {
+                backend: backend.name.clone(),
+                context: Context::Shared,
+                target: None,
+                artifact,
+            })
+            .collect())
+    }
+
+    /// Removes an orphan through its backend's `remove` script.
+    pub fn remove_orphan(&self, model: &Model, orphan: &Orphan) -> Result<(), EngineError> {
+        if orphan.backend == PUBLIC_STORE {
+            let base = match &orphan.target {
+                Some(reference) => match model
+                    .targets
+                    .iter()
+                    .find(|t| &t.id.reference() == reference)
+                {
+                    Some(target) => crate::public::target_dir(&self.settings.root, &target.id),
+                    None => return Ok(()),
+                },
+                None => self
+                    .settings
+                    .root
+                    .join(crate::public::PUBLIC_DIR)
+                    .join("shared"),
+            };
+            let dir = base.join(&orphan.artifact);
+            return std::fs::remove_dir_all(&dir)
+                .map_err(io(format!("remove `{}`", dir.display())));
+        }
+        let backend = self
+            .registry
+            .get(&orphan.backend)
+            .ok_or_else(|| EngineError::UnknownBackend(orphan.backend.clone()))?;
+        let scripts = backend
+            .section(orphan.context)
+            .and_then(|s| s.scripts.as_ref())
+            .ok_or_else(|| EngineError::Unsupported {
+                backend: backend.name.clone(),
+                context: orphan.context,
+                section: SectionKind::for_context(orphan.context).key(),
+            })?;
+        let remove = scripts
+            .remove
+            .as_ref()
+            .ok_or_else(|| EngineError::Unavailable {
+                artifact: orphan.label(),
+                reason: format!("backend `{}` has no remove script", backend.name),
+            })?;
+        let targets: Vec<&Target> = match &orphan.target {
+            Some(reference) => model
+                .targets
+                .iter()
+                .filter(|t| &t.id.reference() == reference)
+                .collect(),
+            None => model.targets.iter().collect(),
+        };
+        let scope = Scope {
+            artifact: Some(&orphan.artifact),
+            context: orphan.context,
+            targets: &targets,
+            files: None,
+        };
+        script::remove(&scope, backend, remove, &self.script_env)?;
+        Ok(())
+    }
+}
+
+/// Whether two backend names store in the same place.
+fn same_storage(a: &str, b: &str) -> bool {
+    crate::shipped::storage_of(a) == crate::shipped::storage_of(b)
+}
