@@ -363,7 +363,8 @@ files.cert = {}
         format!("signed by {ca}")
     );
     // Regenerating the CA alone makes the leaf stale: its fingerprint includes the CA's generation.
-    p.run(["regenerate", "ca", "--yes", "--no-cascade"]).success();
+    p.run(["regenerate", "ca", "--yes", "--no-cascade"])
+        .success();
     let status = p.run(["check", "--json"]).code(1).json();
     let leaf = status["artifacts"]
         .as_array()

@@ -249,6 +249,9 @@ pub struct GraphArgs {
 
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
+    /// Only these artifacts (the dummy module runs one unit per artifact).
+    #[arg(value_name = "ARTIFACT")]
+    pub artifacts: Vec<String>,
     /// Install under DIR instead of / (for images and tests).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,

@@ -269,8 +269,10 @@ impl<'a> Engine<'a> {
         }
         match outcome {
             Ok(CheckOutcome::NeedsGeneration) => Status::Missing,
-            Ok(CheckOutcome::RecipientsChanged) => Status::RecipientsChanged,
-            Ok(CheckOutcome::Stored) => {
+            // A changed declaration wins over changed recipients: a target dropped
+            // from a shared artifact knew the secret, so it must be regenerated,
+            // not merely re-encrypted.
+            Ok(stored @ (CheckOutcome::Stored | CheckOutcome::RecipientsChanged)) => {
                 let fingerprint = match unit.fingerprint(plan, lock) {
                     Ok(f) => f,
                     Err(error) => {
@@ -281,7 +283,13 @@ impl<'a> Engine<'a> {
                     }
                 };
                 match lock.get(&unit.scope(), unit.name()) {
-                    Some(entry) if entry.fingerprint == fingerprint => Status::Ok,
+                    Some(entry) if entry.fingerprint == fingerprint => {
+                        if stored == CheckOutcome::RecipientsChanged {
+                            Status::RecipientsChanged
+                        } else {
+                            Status::Ok
+                        }
+                    }
                     Some(_) => Status::Stale("declaration changed since generation".into()),
                     None => Status::Stale(
                         "stored, but not recorded in artifacts.lock (generated outside artifacts?)"

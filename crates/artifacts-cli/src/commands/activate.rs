@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let plan = ctx.plan()?;
     let engine = ctx.engine();
     let selected: Vec<usize> = ctx
-        .select(&plan, &[])?
+        .select(&plan, &args.artifacts)?
         .into_iter()
         .filter(|&i| engine.is_passthrough(&plan.units[i]))
         .collect();

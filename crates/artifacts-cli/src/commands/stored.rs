@@ -107,6 +107,11 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
             println!("would re-encrypt {}", unit.label());
             continue;
         }
+        // Artifacts sharing a file (sops) may have been re-encrypted with an
+        // earlier one: look again right before touching this one.
+        if engine.status(&plan, index, &ctx.lock) != Status::RecipientsChanged {
+            continue;
+        }
         match engine.rekey(&plan, index) {
             Ok(()) => {
                 changed += 1;

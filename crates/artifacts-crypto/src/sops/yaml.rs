@@ -416,7 +416,9 @@ fn gap_comments(src: &str, from: usize, to: usize) -> Vec<Comment> {
         return out;
     }
     let gap = &src[from..to];
-    let mut breaks = 0;
+    // A block scalar (`|`, `>`) ends after its last line break, so a gap
+    // that starts a line is never on the line of the token before it.
+    let mut breaks = usize::from(src[..from].ends_with(is_break));
     let mut chars = gap.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         if is_break(c) {
@@ -1402,6 +1404,14 @@ mod tests {
         // A decrypted comment with line breaks stays comment lines.
         let m = Map(vec![Entry::Comment("x\ny: 1\r\nz".into())]);
         assert_eq!(emit(&[&m]), "#x\n#y: 1\n#z\n");
+    }
+
+    #[test]
+    fn a_comment_after_a_block_scalar_is_not_on_its_line() {
+        // The fuzzer found it moving before the entry above on each write.
+        let src = "a: |-\n    x\n# c\nb: 2\n";
+        let out = emit(&[&parse(src).unwrap()[0]]);
+        assert_eq!(out, src);
     }
 
     #[test]

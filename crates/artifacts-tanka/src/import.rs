@@ -1,0 +1,150 @@
+//! The jsonnet import resolver: tanka's search order, confined to the
+//! project root.
+//!
+//! `import`, `importstr` and `importbin` look in the importing file's
+//! directory, then the environment directory, `lib/`, `<env>/vendor/` and
+//! `vendor/` (tanka's precedence). Every candidate must stay inside the
+//! project root: absolute paths are refused outright, a `..` that climbs out
+//! is refused before touching the file system, and a candidate whose real
+//! path (symlinks resolved) is outside is refused. So a repository's jsonnet
+//! cannot read the age key mounted in the ArgoCD sidecar, `/dev/stdin`, or
+//! `/proc/self/environ`. Only regular files are read, opened with
+//! `O_NOFOLLOW` on their resolved path.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, error::ErrorKind};
+use jrsonnet_gcmodule::Acyclic;
+use jrsonnet_ir::SourceFile;
+
+/// Resolves imports inside one directory tree.
+#[derive(Acyclic)]
+pub struct RootedResolver {
+    root: PathBuf,
+    jpath: Vec<PathBuf>,
+}
+
+impl RootedResolver {
+    /// `root` must be canonical; `jpath` is searched in order after the
+    /// importing file's directory.
+    pub fn new(root: PathBuf, jpath: Vec<PathBuf>) -> Self {
+        RootedResolver { root, jpath }
+    }
+
+    fn refuse(&self, path: &Path, why: &str) -> jrsonnet_evaluator::Error {
+        ErrorKind::RuntimeError(
+            format!(
+                "import of `{}` refused: {why} (imports must stay inside the project root)",
+                path.display()
+            )
+            .into(),
+        )
+        .into()
+    }
+
+    /// `Ok(None)`: no such file here, try the next place.
+    fn candidate(&self, dir: &Path, rel: &Path) -> jrsonnet_evaluator::Result<Option<PathBuf>> {
+        let Some(joined) = normalize(&dir.join(rel)) else {
+            return Err(self.refuse(rel, "it climbs above `/`"));
+        };
+        if !joined.starts_with(&self.root) {
+            return Err(self.refuse(rel, "it points outside"));
+        }
+        let real = match joined.canonicalize() {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ErrorKind::ImportIo(format!("`{}`: {e}", rel.display())).into());
+            }
+        };
+        if !real.starts_with(&self.root) {
+            return Err(self.refuse(rel, "it is a symlink pointing outside"));
+        }
+        let meta = std::fs::metadata(&real)
+            .map_err(|e| ErrorKind::ImportIo(format!("`{}`: {e}", rel.display())))?;
+        if meta.is_dir() {
+            return Ok(None);
+        }
+        if !meta.is_file() {
+            return Err(self.refuse(rel, "it is not a regular file"));
+        }
+        Ok(Some(real))
+    }
+}
+
+/// Resolves `.` and `..` lexically; `None` when `..` climbs above `/`.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out)
+}
+
+impl ImportResolver for RootedResolver {
+    fn resolve_from(
+        &self,
+        from: &SourcePath,
+        path: &dyn AsPathLike,
+    ) -> jrsonnet_evaluator::Result<SourcePath> {
+        let resolve_path = path.as_path();
+        let rel: &Path = resolve_path.as_ref();
+        if rel.is_absolute() {
+            return Err(self.refuse(rel, "absolute paths are not allowed"));
+        }
+        let base = match from.downcast_ref::<SourceFile>() {
+            Some(f) => f.path().parent().unwrap_or(&self.root).to_path_buf(),
+            None => self.root.clone(),
+        };
+        for dir in std::iter::once(&base).chain(self.jpath.iter()) {
+            if let Some(found) = self.candidate(dir, rel)? {
+                return Ok(SourcePath::new(SourceFile::new(found)));
+            }
+        }
+        Err(ErrorKind::ImportFileNotFound(from.clone(), resolve_path.to_owned()).into())
+    }
+
+    fn load_file_contents(&self, resolved: &SourcePath) -> jrsonnet_evaluator::Result<Vec<u8>> {
+        let Some(f) = resolved.downcast_ref::<SourceFile>() else {
+            return Err(ErrorKind::RuntimeError("only project files can be imported".into()).into());
+        };
+        let path = f.path();
+        if !path.starts_with(&self.root) {
+            return Err(self.refuse(path, "it points outside"));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(path)
+            .map_err(|e| ErrorKind::ImportIo(format!("`{}`: {e}", path.display())))?;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out)
+            .map_err(|e| ErrorKind::ImportIo(format!("`{}`: {e}", path.display())))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_dots_and_detects_climbing_out() {
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            Some(PathBuf::from("/a/c/d"))
+        );
+        assert_eq!(normalize(Path::new("/a/../..")), None);
+    }
+}

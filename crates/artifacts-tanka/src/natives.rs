@@ -1,0 +1,166 @@
+//! Tanka's cheap native functions, reachable as `std.native('<name>')`.
+//!
+//! Reimplemented from tanka's documented behaviour (`pkg/jsonnet/native`):
+//!
+//! | name | parameters | result |
+//! |---|---|---|
+//! | `parseJson` | `json` | the value |
+//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text) |
+//! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline |
+//! | `manifestYamlFromJson` | `json` | YAML, keys sorted |
+//! | `escapeStringRegex` | `str` | `str` with RE2 metacharacters escaped |
+//! | `regexMatch` | `regex, string` | whether the regex matches anywhere |
+//! | `regexSubst` | `regex, src, repl` | every match replaced (`$1`, `${name}` expand) |
+//! | `sha256` | `str` | lowercase hex digest |
+//!
+//! Not provided: `helmTemplate`, `kustomizeBuild` (they run programs) and
+//! `promQLRemoveByLabels`. Calling them is a jsonnet error.
+
+use jrsonnet_evaluator::{IStr, Result, Val, error::ErrorKind, function::builtin};
+use serde::Deserialize;
+
+fn fail(message: String) -> jrsonnet_evaluator::Error {
+    ErrorKind::RuntimeError(message.into()).into()
+}
+
+fn json_to_val(v: serde_json::Value) -> Result<Val> {
+    Val::deserialize(v).map_err(|e| fail(format!("converting to jsonnet: {e}")))
+}
+
+/// Parses a YAML stream into its documents, as JSON values.
+pub(crate) fn yaml_documents(text: &str) -> std::result::Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for doc in serde_norway::Deserializer::from_str(text) {
+        let v = serde_json::Value::deserialize(doc).map_err(|e| e.to_string())?;
+        out.push(v);
+    }
+    // An empty or comment-only stream is no document at all (tanka: `[]`).
+    if out.len() == 1 && out[0].is_null() && !has_content(text) {
+        out.clear();
+    }
+    Ok(out)
+}
+
+fn has_content(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#') && l != "---" && l != "..."
+    })
+}
+
+#[builtin]
+pub fn native_parse_json(json: IStr) -> Result<Val> {
+    let v: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| fail(format!("parseJson: {e}")))?;
+    json_to_val(v)
+}
+
+#[builtin]
+pub fn native_parse_yaml(yaml: IStr) -> Result<Val> {
+    let docs = yaml_documents(&yaml).map_err(|e| fail(format!("parsing yaml: {e}")))?;
+    json_to_val(serde_json::Value::Array(docs))
+}
+
+#[builtin]
+pub fn native_manifest_json_from_json(json: IStr, indent: f64) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(json.trim())
+        .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))?;
+    if !(0.0..=64.0).contains(&indent) {
+        return Err(fail("manifestJsonFromJson: indent must be within 0..64".into()));
+    }
+    let pad = " ".repeat(indent as usize);
+    let mut out = Vec::new();
+    if pad.is_empty() {
+        // json.Indent with an empty indent still breaks lines.
+        let f = serde_json::ser::PrettyFormatter::with_indent(b"");
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
+        serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
+    } else {
+        let f = serde_json::ser::PrettyFormatter::with_indent(pad.as_bytes());
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
+        serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
+    }
+    let mut s = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
+}
+
+#[builtin]
+pub fn native_manifest_yaml_from_json(json: IStr) -> Result<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| fail(format!("manifestYamlFromJson: {e}")))?;
+    crate::output::to_yaml(&crate::output::sorted(v)).map_err(fail)
+}
+
+/// Escapes RE2 metacharacters as Go's `regexp.QuoteMeta` does.
+pub fn quote_meta(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if r"\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[builtin]
+pub fn native_escape_string_regex(str: IStr) -> Result<String> {
+    Ok(quote_meta(&str))
+}
+
+fn compile(re: &str) -> Result<regex::Regex> {
+    regex::Regex::new(re).map_err(|e| fail(format!("invalid regex: {e}")))
+}
+
+#[builtin]
+pub fn native_regex_match(regex: IStr, string: IStr) -> Result<bool> {
+    Ok(compile(&regex)?.is_match(&string))
+}
+
+#[builtin]
+pub fn native_regex_subst(regex: IStr, src: IStr, repl: IStr) -> Result<String> {
+    Ok(compile(&regex)?
+        .replace_all(&src, repl.as_str())
+        .into_owned())
+}
+
+#[builtin]
+pub fn native_sha256(str: IStr) -> Result<String> {
+    use sha2::Digest;
+    Ok(hex::encode(sha2::Sha256::digest(str.as_bytes())))
+}
+
+/// Registers every native on a stdlib context.
+pub fn register(ctx: &jrsonnet_stdlib::ContextInitializer) {
+    ctx.add_native("parseJson", native_parse_json {});
+    ctx.add_native("parseYaml", native_parse_yaml {});
+    ctx.add_native("manifestJsonFromJson", native_manifest_json_from_json {});
+    ctx.add_native("manifestYamlFromJson", native_manifest_yaml_from_json {});
+    ctx.add_native("escapeStringRegex", native_escape_string_regex {});
+    ctx.add_native("regexMatch", native_regex_match {});
+    ctx.add_native("regexSubst", native_regex_subst {});
+    ctx.add_native("sha256", native_sha256 {});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_documents_follow_tanka() {
+        assert_eq!(yaml_documents("").unwrap(), Vec::<serde_json::Value>::new());
+        assert_eq!(yaml_documents("# only\n").unwrap().len(), 0);
+        assert_eq!(
+            yaml_documents("a: 1\n---\nb: [x]\n").unwrap(),
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"b": ["x"]})]
+        );
+        assert_eq!(yaml_documents("[1, 2]\n").unwrap(), vec![serde_json::json!([1, 2])]);
+        assert!(yaml_documents("a: [\n").is_err());
+    }
+
+    #[test]
+    fn quote_meta_matches_go() {
+        assert_eq!(quote_meta("a.b*c[d]-e"), r"a\.b\*c\[d\]-e");
+    }
+}

@@ -1,0 +1,104 @@
+# Helpers shared by the backend helpers in this directory: which backend an
+# artifact uses, its declared files with their defaults, and where the CLI
+# stores things. Only `builtins`, so `nix-instantiate --eval` tests them
+# without nixpkgs (tests/e2e/nix.rs).
+#
+# An artifacts store is the attrset of `config.artifacts.store` (or the
+# `artifacts` of one target in the JSON the CLI reads):
+#   { <artifact> = { shared ? false, backend ? null, serialization ? null,
+#                    files = { <file> = { path ? …, owner ? "root", group ? "root",
+#                                         mode ? "0400", secret ? true; }; };
+#                    …; }; }
+rec {
+  # The artifact's backend: its `backend`, the legacy `serialization`, then
+  # the target default. Mirrors artifacts-model's resolution (minus the
+  # manifest default, which Nix configurations do not have).
+  backendOf =
+    defaultBackend: artifact:
+    if (artifact.backend or null) != null then
+      artifact.backend
+    else if (artifact.serialization or null) != null then
+      artifact.serialization
+    else
+      defaultBackend;
+
+  # `[ { name, value } ]` of the store's artifacts whose backend is one of `names`,
+  # sorted by name.
+  artifactsUsing =
+    names: defaultBackend: store:
+    builtins.filter (entry: builtins.elem (backendOf defaultBackend entry.value) names) (
+      map (name: {
+        inherit name;
+        value = store.${name};
+      }) (builtins.attrNames store)
+    );
+
+  # The default path of a file, as the CLI fills it in. Keep in sync with
+  # artifacts-model (README "Declarations": defaults).
+  defaultPath =
+    kind: artifact: file:
+    if kind == "homemanager" then
+      "$XDG_RUNTIME_DIR/artifacts/${artifact}/${file}"
+    else
+      "/run/artifacts/${artifact}/${file}";
+
+  # `[ { name, value } ]` of an artifact's secret files (`secret` defaults to
+  # true), sorted by name, with path, owner, group and mode filled in.
+  # `null` values count as unset, as in the JSON the modules produce.
+  secretFiles =
+    kind: artifactName: artifact:
+    let
+      files = artifact.files or { };
+      orDefault = value: default: if value == null then default else value;
+      withDefaults = name: spec: {
+        inherit name;
+        value = {
+          path = orDefault (spec.path or null) (defaultPath kind artifactName name);
+          owner = orDefault (spec.owner or null) "root";
+          group = orDefault (spec.group or null) "root";
+          mode = orDefault (spec.mode or null) "0400";
+        };
+      };
+    in
+    builtins.filter (entry: (files.${entry.name}.secret or true) != false) (
+      map (name: withDefaults name files.${name}) (builtins.attrNames files)
+    );
+
+  # `config.<backend>` of a target, taking the first namespace present, as
+  # the CLI does (agenix reads agenix, then sops-nix; sops-nix the reverse).
+  # Keep in sync with crates/artifacts-engine/src/shipped/mod.rs (config_keys).
+  backendConfig =
+    keys: config:
+    let
+      present = builtins.filter (key: (config.${key} or null) != null) keys;
+    in
+    if present == [ ] then { } else config.${builtins.head present};
+
+  # `storeDir`, relative to the project root (default `secrets`).
+  storeDir = backendConfig: backendConfig.storeDir or "secrets";
+
+  # The store's subdirectory of a target kind. Keep in sync with
+  # crates/artifacts-engine/src/shipped/{agenix,sops}.rs.
+  kindDir =
+    kind:
+    if kind == "nixos" then
+      "per-machine"
+    else if kind == "homemanager" then
+      "per-user"
+    else
+      throw "artifacts: target kind `${kind}` is not `nixos` or `homemanager`";
+
+  # Fails naming every attribute name produced twice, else returns `pairs`
+  # as an attrset.
+  uniqueAttrs =
+    what: pairs:
+    let
+      names = map (pair: pair.name) pairs;
+      count = name: builtins.length (builtins.filter (other: other == name) names);
+      twice = builtins.filter (name: count name > 1) names;
+    in
+    if twice == [ ] then
+      builtins.listToAttrs pairs
+    else
+      throw "artifacts: ${what} `${builtins.head twice}` would be defined twice; rename an artifact or a file";
+}

@@ -1,0 +1,55 @@
+# sops-nix: the `sops.secrets` entries of one target's artifacts whose backend
+# is sops-nix (or `sops`). Pure (builtins only); used by
+# backends/sops-nix/module.nix and tested by tests/e2e/nix.rs.
+#
+#   import ./sops-nix.nix {
+#     store;              # config.artifacts.store
+#     name;               # the machine (or user) name the CLI knows the target by
+#     kind ? "nixos";     # or "homemanager" (no owner/group then)
+#     config ? { };       # config.artifacts.config (sops-nix.storeDir is read)
+#     defaultBackend ? null;  # config.artifacts.default.backend
+#     projectRoot;        # the directory holding artifacts.toml / flake.nix, e.g. ./.
+#   }
+#   => { "<artifact>/<file>" = { sopsFile; format; key; path; owner; group; mode; }; … }
+#
+# `sopsFile` is `<projectRoot>/<storeDir>/per-machine/<machine>.sops.yaml`
+# (`shared/<artifact>.sops.yaml` for shared artifacts) and `key` is
+# `<artifact>/<file>`: the file's value nested under the artifact, exactly
+# as the CLI writes it. Public files (`secret = false`) get no entry.
+{
+  store,
+  name,
+  kind ? "nixos",
+  config ? { },
+  defaultBackend ? null,
+  projectRoot,
+}:
+let
+  common = import ./common.nix;
+  backendConfig = common.backendConfig [ "sops-nix" "agenix" ] config;
+  # Built with `+`, never interpolated: a path stays a path, so only the
+  # file sops-nix uses is copied to the store, not the whole directory.
+  root = projectRoot + "/${common.storeDir backendConfig}";
+  sopsFile =
+    artifactName: artifact:
+    if artifact.shared or false then
+      root + "/shared/${artifactName}.sops.yaml"
+    else
+      root + "/${common.kindDir kind}/${name}.sops.yaml";
+  entries = artifact: builtins.map (file: {
+    name = "${artifact.name}/${file.name}";
+    value =
+      {
+        sopsFile = sopsFile artifact.name artifact.value;
+        format = "yaml";
+        key = "${artifact.name}/${file.name}";
+        inherit (file.value) path mode;
+      }
+      // (if kind == "nixos" then { inherit (file.value) owner group; } else { });
+  }) (common.secretFiles kind artifact.name artifact.value);
+in
+common.uniqueAttrs "sops.secrets entry" (
+  builtins.concatMap entries (
+    common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend store
+  )
+)

