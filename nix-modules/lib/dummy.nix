@@ -41,6 +41,9 @@ let
   dummyArtifacts =
     defaultBackend: store: common.artifactsUsing [ "dummy" ] defaultBackend store;
 
+  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
+  pick = keys: attrs: builtins.intersectAttrs (builtins.listToAttrs (map (key: { name = key; value = null; }) keys)) attrs;
+
   hexDigits = [ "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "a" "b" "c" "d" "e" "f" ];
   hex = n: builtins.elemAt hexDigits (n / 16) + builtins.elemAt hexDigits (n - n / 16 * 16);
   # Printable ASCII outside [A-Za-z0-9:_.-], with their codes: what
@@ -103,7 +106,12 @@ rec {
               inherit (entry) name;
               value = builtins.intersectAttrs (builtins.listToAttrs (
                 map (key: { name = key; value = null; }) declared
-              )) entry.value // { backend = "dummy"; };
+              )) entry.value // {
+                backend = "dummy";
+                # Only what the CLI reads: `value` (a public file's content,
+                # an evaluation error on secret files) must not be forced.
+                files = builtins.mapAttrs (_: pick fileKeys) (entry.value.files or { });
+              };
             }) (dummyArtifacts defaultBackend store)
           );
           config = { };

@@ -238,6 +238,16 @@ fn nix_lib_helpers_reject_what_cannot_work() {
             "dummy artifact `d` depends on `s`, which is not generated at activation",
         ),
         (
+            r#"(import ./nix-modules/lib/files.nix).publicValue { projectRoot = ./.; kind = "nixos";
+                target = "m"; artifact = "wg"; file = "pub"; secret = false; }"#,
+            "public file `public/per-machine/m/wg/pub` of artifact `wg` is missing; run `artifacts generate wg`",
+        ),
+        (
+            r#"(import ./nix-modules/lib/files.nix).publicValue { projectRoot = ./.; kind = "nixos";
+                target = "m"; artifact = "wg"; file = "key"; secret = true; }"#,
+            "`artifacts.store.wg.files.key.value` is only available for public files",
+        ),
+        (
             r#"import ./nix-modules/lib/sops-nix.nix { name = "t"; kind = "tanka"; projectRoot = "/r";
                 store = { a = { backend = "sops"; files.f = { }; }; }; }"#,
             "target kind `tanka` is not `nixos` or `homemanager`",
@@ -252,4 +262,147 @@ fn nix_lib_helpers_reject_what_cannot_work() {
             output.status
         );
     }
+}
+
+#[test]
+fn module_helpers_for_paths_public_files_and_targets() {
+    // A public file as `artifacts generate` writes it, read back as `files.<f>.value`.
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-public-root");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(root.join("public/per-machine/peer1/wireguard")).unwrap();
+    fs::write(
+        root.join("public/per-machine/peer1/wireguard/public"),
+        "pubkey-of-peer1\n",
+    )
+    .unwrap();
+    let expression = format!(
+        r#"let
+  files = import ./nix-modules/lib/files.nix;
+  targets = import ./nix-modules/lib/targets.nix;
+in {{
+  defaults = [ (files.defaultPath "nixos" "a" "f") (files.defaultPath "homemanager" "a" "f") ];
+  sharedPublic = files.publicPath {{ kind = "nixos"; target = "m"; artifact = "ca"; file = "cert"; shared = true; }};
+  value = files.publicValue {{ projectRoot = {root}; kind = "nixos"; target = "peer1";
+    artifact = "wireguard"; file = "public"; secret = false; }};
+  inStore = files.pathsInStore {{ a.files.x.path = "/nix/store/abc-x"; a.files.y = {{ }}; b.files.z.path = "/run/z"; }};
+  nixosTargets = targets {{ defaultBackend = "dummy";
+    store = {{ vm-key = {{ files.key = {{ }}; }}; cert = {{ backend = "agenix"; files.pem.path = "/etc/ssl/x.pem"; }}; }}; }};
+  homeTargets = targets {{ kind = "homemanager"; store = {{ tok = {{ backend = "agenix"; files.t = {{ }}; }}; }}; }};
+}}"#,
+        root = root.display()
+    );
+    let output = eval(&expression);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "defaults": ["/run/artifacts/a/f", "$XDG_RUNTIME_DIR/artifacts/a/f"],
+            "sharedPublic": "public/shared/ca/cert",
+            "value": "pubkey-of-peer1\n",
+            "inStore": ["artifacts.store.a.files.x.path = /nix/store/abc-x"],
+            "nixosTargets": {
+                "artifacts-cert": {
+                    "after": [], "requires": [], "description": "Files of artifact cert in place",
+                    "unitConfig": { "AssertPathExists": ["/etc/ssl/x.pem"] }, "wantedBy": ["multi-user.target"]
+                },
+                "artifacts-vm-key": {
+                    "after": ["artifacts-vm-key.service"], "requires": ["artifacts-vm-key.service"],
+                    "description": "Files of artifact vm-key in place",
+                    "unitConfig": { "AssertPathExists": ["/run/artifacts/vm-key/key"] }, "wantedBy": ["multi-user.target"]
+                }
+            },
+            "homeTargets": {
+                "artifacts-tok": {
+                    "after": [], "requires": [], "description": "Files of artifact tok in place",
+                    "unitConfig": { "AssertPathExists": ["%t/artifacts/tok/t"] }, "wantedBy": ["default.target"]
+                }
+            }
+        })
+    );
+}
+
+#[test]
+fn dummy_manifest_from_nix_drives_activate_and_mk_backend_toml_loads() {
+    let p = crate::util::Project::new("dummy_manifest_from_nix_drives_activate");
+    let generator = p.script("gen.sh", "#!/bin/sh\necho booted > \"$out/key\"\n");
+    let expression = format!(
+        r#"builtins.toJSON ((import ./nix-modules/lib/dummy.nix).manifest {{ machine = "vm";
+  store = {{ vm-key = {{ backend = "dummy"; generator = "{}";
+    files.key = {{ path = "/run/vm/key"; owner = "root"; group = "root"; mode = "0400"; secret = true;
+      value = throw "value must not be forced"; }}; }}; }}; }})"#,
+        generator.display()
+    );
+    let output = nix_instantiate(&["--eval", "--strict", "--expr", &expression]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: String = serde_json::from_slice(&output.stdout).unwrap();
+    p.file("dummy.json", &json);
+    let root = p.root.join("sysroot");
+    p.run([
+        "--manifest",
+        "dummy.json",
+        "activate",
+        "--target",
+        "nixos/vm",
+        "vm-key",
+        "--root",
+        root.to_str().unwrap(),
+    ])
+    .success();
+    assert_eq!(
+        fs::read_to_string(root.join("run/vm/key")).unwrap(),
+        "booted\n"
+    );
+
+    // lib.mkBackend's backend.toml, with upstream's argument names, is read by the CLI.
+    let output = nix_instantiate(&[
+        "--eval",
+        "--strict",
+        "--expr",
+        r#"import ./nix-modules/lib/backend-toml.nix { name = "vault"; nixos_check = ./x; nixos_serialize = ./y;
+             shared_check = ./x; shared_serialize = ./y; shared_deserialize = ./z; home_enabled = false; }"#,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let toml: String = serde_json::from_slice(&output.stdout).unwrap();
+    let dir = p.root.join("vault");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("backend.toml"), &toml).unwrap();
+    for script in [
+        "nixos_check",
+        "nixos_serialize",
+        "shared_check",
+        "shared_serialize",
+        "shared_deserialize",
+    ] {
+        p.script(&format!("vault/{script}"), "#!/bin/sh\nexit 0\n");
+    }
+    let backends = p
+        .run(["backends", "--json", "--backends", "vault/backend.toml"])
+        .success()
+        .json();
+    let vault = backends["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "vault")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        vault["capabilities"]["targets"],
+        json!(["nixos"]),
+        "{vault}"
+    );
+    assert_eq!(vault["capabilities"]["shared"], true);
 }

@@ -117,7 +117,9 @@ impl ImportResolver for RootedResolver {
 
     fn load_file_contents(&self, resolved: &SourcePath) -> jrsonnet_evaluator::Result<Vec<u8>> {
         let Some(f) = resolved.downcast_ref::<SourceFile>() else {
-            return Err(ErrorKind::RuntimeError("only project files can be imported".into()).into());
+            return Err(
+                ErrorKind::RuntimeError("only project files can be imported".into()).into(),
+            );
         };
         let path = f.path();
         if !path.starts_with(&self.root) {

@@ -1,1 +1,55 @@
-//! placeholder
+//! The tanka stage: an environment's decrypted secrets reach its jsonnet as
+//! the top-level argument `secrets_yaml`, rendered to Kubernetes objects
+//! in-process or by the real `tk`, and the ArgoCD config-management-plugin
+//! entry points around that.
+//!
+//! # Which part do I need?
+//!
+//! - **Find the project and an environment**: [`project::Project::find`]
+//!   (root = nearest `tkrc.yaml`, else `jsonnetfile.json`), then
+//!   [`project::Project::environment`] (`environments/<env>/main.jsonnet`,
+//!   `spec.json`).
+//! - **The decrypted secrets** (what `sops -d` prints):
+//!   [`secrets::decrypt`]; for rendering, [`secrets::for_render`], which
+//!   also decides whether a missing file is an error (the declarations give
+//!   the environment secrets) or means "no `secrets_yaml`".
+//! - **Render**: [`render::show`] with [`render::Engine::Builtin`]
+//!   (jrsonnet, [`eval`]) or [`render::Engine::Tk`] ([`tk`]); it returns
+//!   the YAML stream only when at least one object came out.
+//!   - The pieces: [`eval::evaluate`] (jsonnet → JSON), [`process::process`]
+//!     (tanka's extraction, namespace/labels, ordering), [`output::stream`].
+//! - **ArgoCD**: [`cmp`] (environment name, allow-list, discovery, the
+//!   ConfigManagementPlugin manifest).
+//! - **Offer `artifacts tanka …` / `artifacts cmp …` in a binary**: the
+//!   `cli` feature's `cli` module.
+//!
+//! # Guarantees
+//!
+//! - Fail closed: a decrypt or MAC failure, a missing secrets file for an
+//!   environment that declares secrets, a jsonnet error, output that is not
+//!   Kubernetes objects, or no object at all is an error; nothing is
+//!   returned for stdout.
+//! - jsonnet reads only files inside the project root ([`import`]).
+//! - Secret values never appear in argv, errors or diagnostics (they pass a
+//!   [`redact::Redactor`]); the `tk` engine hands them over in a `0600` file
+//!   inside a `0700` directory, removed afterwards.
+
+#![deny(missing_docs)]
+
+pub mod cmp;
+pub mod error;
+pub mod eval;
+pub mod import;
+pub mod natives;
+pub mod output;
+pub mod process;
+pub mod project;
+pub mod redact;
+pub mod render;
+pub mod secrets;
+pub mod tk;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use error::{Error, Result};

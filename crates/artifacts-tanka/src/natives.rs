@@ -49,44 +49,40 @@ fn has_content(text: &str) -> bool {
 }
 
 #[builtin]
-pub fn native_parse_json(json: IStr) -> Result<Val> {
+fn native_parse_json(json: IStr) -> Result<Val> {
     let v: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| fail(format!("parseJson: {e}")))?;
     json_to_val(v)
 }
 
 #[builtin]
-pub fn native_parse_yaml(yaml: IStr) -> Result<Val> {
+fn native_parse_yaml(yaml: IStr) -> Result<Val> {
     let docs = yaml_documents(&yaml).map_err(|e| fail(format!("parsing yaml: {e}")))?;
     json_to_val(serde_json::Value::Array(docs))
 }
 
 #[builtin]
-pub fn native_manifest_json_from_json(json: IStr, indent: f64) -> Result<String> {
+fn native_manifest_json_from_json(json: IStr, indent: f64) -> Result<String> {
     let v: serde_json::Value = serde_json::from_str(json.trim())
         .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))?;
     if !(0.0..=64.0).contains(&indent) {
-        return Err(fail("manifestJsonFromJson: indent must be within 0..64".into()));
+        return Err(fail(
+            "manifestJsonFromJson: indent must be within 0..64".into(),
+        ));
     }
+    // Like Go's json.Indent, an indent of 0 still breaks lines.
     let pad = " ".repeat(indent as usize);
     let mut out = Vec::new();
-    if pad.is_empty() {
-        // json.Indent with an empty indent still breaks lines.
-        let f = serde_json::ser::PrettyFormatter::with_indent(b"");
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
-        serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
-    } else {
-        let f = serde_json::ser::PrettyFormatter::with_indent(pad.as_bytes());
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
-        serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
-    }
+    let f = serde_json::ser::PrettyFormatter::with_indent(pad.as_bytes());
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
+    serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
     let mut s = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
     s.push('\n');
     Ok(s)
 }
 
 #[builtin]
-pub fn native_manifest_yaml_from_json(json: IStr) -> Result<String> {
+fn native_manifest_yaml_from_json(json: IStr) -> Result<String> {
     let v: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| fail(format!("manifestYamlFromJson: {e}")))?;
     crate::output::to_yaml(&crate::output::sorted(v)).map_err(fail)
@@ -105,7 +101,7 @@ pub fn quote_meta(s: &str) -> String {
 }
 
 #[builtin]
-pub fn native_escape_string_regex(str: IStr) -> Result<String> {
+fn native_escape_string_regex(str: IStr) -> Result<String> {
     Ok(quote_meta(&str))
 }
 
@@ -114,19 +110,19 @@ fn compile(re: &str) -> Result<regex::Regex> {
 }
 
 #[builtin]
-pub fn native_regex_match(regex: IStr, string: IStr) -> Result<bool> {
+fn native_regex_match(regex: IStr, string: IStr) -> Result<bool> {
     Ok(compile(&regex)?.is_match(&string))
 }
 
 #[builtin]
-pub fn native_regex_subst(regex: IStr, src: IStr, repl: IStr) -> Result<String> {
+fn native_regex_subst(regex: IStr, src: IStr, repl: IStr) -> Result<String> {
     Ok(compile(&regex)?
         .replace_all(&src, repl.as_str())
         .into_owned())
 }
 
 #[builtin]
-pub fn native_sha256(str: IStr) -> Result<String> {
+fn native_sha256(str: IStr) -> Result<String> {
     use sha2::Digest;
     Ok(hex::encode(sha2::Sha256::digest(str.as_bytes())))
 }
@@ -155,7 +151,10 @@ mod tests {
             yaml_documents("a: 1\n---\nb: [x]\n").unwrap(),
             vec![serde_json::json!({"a": 1}), serde_json::json!({"b": ["x"]})]
         );
-        assert_eq!(yaml_documents("[1, 2]\n").unwrap(), vec![serde_json::json!([1, 2])]);
+        assert_eq!(
+            yaml_documents("[1, 2]\n").unwrap(),
+            vec![serde_json::json!([1, 2])]
+        );
         assert!(yaml_documents("a: [\n").is_err());
     }
 

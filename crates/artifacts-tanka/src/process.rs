@@ -149,7 +149,11 @@ fn sort_key(m: &Map<String, Value>) -> (usize, &str, &str, &str) {
 }
 
 fn is_object(m: &Map<String, Value>) -> bool {
-    let nonempty = |k: &str| m.get(k).and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let nonempty = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+    };
     nonempty("apiVersion") && nonempty("kind")
 }
 
@@ -367,7 +371,10 @@ mod tests {
     #[test]
     fn primitives_and_missing_names_are_errors_naming_the_path() {
         let e = process(json!({"a": {"b": "secret-value"}}), &spec()).unwrap_err();
-        assert!(e.contains("`.a`") && e.contains("`b`") && e.contains("string"), "{e}");
+        assert!(
+            e.contains("`.a`") && e.contains("`b`") && e.contains("string"),
+            "{e}"
+        );
         assert!(!e.contains("secret-value"));
         let e = process(
             json!({"x": {"apiVersion": "v1", "kind": "Secret", "metadata": {}}}),

@@ -202,7 +202,9 @@ impl Spec {
                 Some(Value::Object(m)) => {
                     for (k, v) in m {
                         let v = v.as_str().ok_or_else(|| {
-                            bad(format!("`spec.resourceDefaults.{key}.{k}` must be a string"))
+                            bad(format!(
+                                "`spec.resourceDefaults.{key}.{k}` must be a string"
+                            ))
                         })?;
                         out.push((k.clone(), v.to_string()));
                     }

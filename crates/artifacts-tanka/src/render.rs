@@ -53,7 +53,8 @@ pub fn show(
     match engine {
         Engine::Builtin => {
             let mut diagnostics = Vec::new();
-            let value = eval::evaluate(project, env, secrets_yaml, vars, redactor, &mut diagnostics)?;
+            let value =
+                eval::evaluate(project, env, secrets_yaml, vars, redactor, &mut diagnostics)?;
             let objects = process::process(value, env.spec()).map_err(extract_error)?;
             if objects.is_empty() {
                 return Err(Error::Empty {
@@ -73,7 +74,9 @@ pub fn show(
             let docs = output::parse_stream(&out.stdout)
                 .map_err(|e| extract_error(format!("`tk show` printed invalid YAML: {e}")))?;
             for (i, d) in docs.iter().enumerate() {
-                let ok = d.get("apiVersion").is_some_and(serde_json::Value::is_string)
+                let ok = d
+                    .get("apiVersion")
+                    .is_some_and(serde_json::Value::is_string)
                     && d.get("kind").is_some_and(serde_json::Value::is_string);
                 if !ok {
                     return Err(extract_error(format!(

@@ -76,7 +76,8 @@ pub fn decrypt_file(env_name: &str, path: &Path, identities: &[Identity]) -> Res
 
 /// The secrets to render environment `env` with.
 ///
-/// The file exists: decrypted (any failure is an error, never "no secrets").
+/// The file exists: decrypted with the identities `identities` returns (only
+/// called then; any failure is an error, never "no secrets").
 /// The file is missing: an error when the declarations (`manifest`) give the
 /// environment secret files, else `None`, and `secrets_yaml` is not passed at
 /// all, so an entry point that requires it fails instead of rendering
@@ -84,11 +85,11 @@ pub fn decrypt_file(env_name: &str, path: &Path, identities: &[Identity]) -> Res
 pub fn for_render(
     env: &Environment,
     manifest: Option<&Path>,
-    identities: &[Identity],
+    identities: &dyn Fn() -> Result<Vec<Identity>>,
 ) -> Result<Option<Secrets>> {
     let path = env.secrets_file();
     if path.exists() {
-        return decrypt(env, identities).map(Some);
+        return decrypt(env, &identities()?).map(Some);
     }
     if declares_secrets(manifest, env.name())? {
         return Err(Error::SecretsMissing {

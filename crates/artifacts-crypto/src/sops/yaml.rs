@@ -1409,7 +1409,7 @@ mod tests {
     #[test]
     fn a_comment_after_a_block_scalar_is_not_on_its_line() {
         // The fuzzer found it moving before the entry above on each write.
-        let src = "a: |-\n    x\n# c\nb: 2\n";
+        let src = "a: |-\n    x\n    y\n# c\nb: 2\n";
         let out = emit(&[&parse(src).unwrap()[0]]);
         assert_eq!(out, src);
     }

@@ -1,0 +1,366 @@
+//! `artifacts tanka …` and `artifacts cmp …`: clap argument types and `run`
+//! functions, for embedding in a binary (feature `cli`).
+//!
+//! Same shape as `artifacts_crypto::cli`: the command runs against an
+//! [`Io`] (stdin, stdout, stderr, environment and working directory passed
+//! in, never read from the process). Output is built in memory and written
+//! only after everything succeeded, so a failure prints nothing on stdout.
+//! Error messages never contain secret values.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use artifacts_crypto::age::Identity;
+use artifacts_crypto::keys::{self, KeyEnv, Purpose};
+
+pub use artifacts_crypto::cli::Io;
+
+use crate::cmp;
+use crate::error::Error;
+use crate::eval::Vars;
+use crate::project::{Environment, Project};
+use crate::render::{self, Engine};
+use crate::secrets;
+use crate::tk::TkConfig;
+
+/// A failed command: the message (whole error chain), its exit code and an
+/// optional fix.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    hint: Option<String>,
+    code: i32,
+}
+
+impl CliError {
+    /// The exit code: 1 for failures, 2 for usage errors.
+    pub fn exit_code(&self) -> i32 {
+        self.code
+    }
+
+    /// A suggested fix, to print apart from the message.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Prints `error: …` and the hint to `stderr`.
+    pub fn report(&self, stderr: &mut dyn Write) {
+        let _ = writeln!(stderr, "error: {self}");
+        if let Some(h) = &self.hint {
+            let _ = writeln!(stderr, "hint: {h}");
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        let code = match e {
+            Error::InvalidEnvironment { .. } | Error::Argument { .. } => 2,
+            _ => 1,
+        };
+        CliError {
+            message,
+            hint: e.hint().map(str::to_string),
+            code,
+        }
+    }
+}
+
+type CliResult<T = ()> = std::result::Result<T, CliError>;
+
+// ---------------------------------------------------------------------------
+// shared flags
+// ---------------------------------------------------------------------------
+
+/// Which identities decrypt the secrets.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// Decrypt with the identity file PATH (age key file or OpenSSH key). Repeatable; ARTIFACTS_IDENTITY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and SOPS_AGE_SSH_PRIVATE_KEY_FILE add more.
+    #[arg(short = 'i', long = "identity", value_name = "PATH")]
+    pub identities: Vec<PathBuf>,
+}
+
+/// The jsonnet implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// jrsonnet, in-process.
+    Builtin,
+    /// The real Grafana Tanka `tk show`.
+    Tk,
+}
+
+/// How to render.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderArgs {
+    /// Render with ENGINE: builtin (in-process) or tk (Grafana Tanka).
+    #[arg(long, value_enum, value_name = "ENGINE", default_value = "builtin")]
+    pub engine: EngineArg,
+    /// Run PATH as `tk` (with --engine tk).
+    #[arg(long = "tk", value_name = "PATH", default_value = "tk")]
+    pub tk: PathBuf,
+    /// Read the declarations from PATH (default: artifacts.toml/.json/.yaml at the project root).
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+}
+
+// ---------------------------------------------------------------------------
+// tanka
+// ---------------------------------------------------------------------------
+
+/// `artifacts tanka …`: a tanka environment's secrets and manifests.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TankaCommand {
+    /// Print an environment's decrypted secrets as one YAML document (like `sops -d`).
+    Secrets(SecretsArgs),
+    /// Render an environment's Kubernetes objects as a YAML stream, secrets bound to `secrets_yaml`.
+    Show(ShowArgs),
+}
+
+/// Arguments of `tanka secrets`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keys: KeyArgs,
+    /// The environment (a directory under environments/).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+}
+
+/// Arguments of `tanka show`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub render: RenderArgs,
+    /// Set the external variable NAME to the string VALUE. Repeatable.
+    #[arg(long = "ext-str", value_name = "NAME=VALUE")]
+    pub ext_str: Vec<String>,
+    /// Set the top-level argument NAME to the string VALUE (not secrets_yaml). Repeatable.
+    #[arg(long = "tla-str", value_name = "NAME=VALUE")]
+    pub tla_str: Vec<String>,
+    /// The environment (a directory under environments/).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+}
+
+impl TankaCommand {
+    /// Runs the command. `Ok` means exit code 0.
+    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
+        match self {
+            TankaCommand::Secrets(a) => tanka_secrets(a, io),
+            TankaCommand::Show(a) => tanka_show(a, io),
+        }
+    }
+}
+
+fn resolve(io: &Io<'_>, p: &Path) -> PathBuf {
+    io.cwd.join(p)
+}
+
+fn load_identities(io: &Io<'_>, keys: &KeyArgs, env: &str) -> crate::Result<Vec<Identity>> {
+    let files: Vec<PathBuf> = keys.identities.iter().map(|f| resolve(io, f)).collect();
+    let key_env = KeyEnv::from_pairs(io.env.iter().map(|(k, v)| (k.as_str(), v.as_os_str())));
+    keys::discover_identities(&files, &key_env, Purpose::Sops, io.passphrase).map_err(|source| {
+        Error::Decrypt {
+            env: env.to_string(),
+            source,
+        }
+    })
+}
+
+fn write_stdout(io: &mut Io<'_>, data: &[u8]) -> CliResult {
+    match io.stdout.write_all(data).and_then(|()| io.stdout.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe is the reader's choice, not our failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(Error::Stream {
+            stream: "standard output",
+            source,
+        }
+        .into()),
+    }
+}
+
+fn tanka_secrets(a: &SecretsArgs, io: &mut Io<'_>) -> CliResult {
+    let project = Project::find(&io.cwd)?;
+    let env = project.environment(&a.env)?;
+    if !env.secrets_file().exists() {
+        return Err(Error::SecretsMissing {
+            env: env.name().to_string(),
+            path: env.secrets_file(),
+        }
+        .into());
+    }
+    let identities = load_identities(io, &a.keys, env.name())?;
+    let secrets = secrets::decrypt(&env, &identities)?;
+    write_stdout(io, secrets.yaml().as_bytes())
+}
+
+/// Everything `show` and `cmp generate` share.
+struct RenderRequest<'r> {
+    project: Project,
+    env: Environment,
+    keys: &'r KeyArgs,
+    render: &'r RenderArgs,
+    vars: Vars,
+}
+
+fn temp_parent(env: &BTreeMap<String, OsString>) -> PathBuf {
+    env.get("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
+fn render(req: RenderRequest<'_>, io: &Io<'_>) -> crate::Result<render::Rendered> {
+    let manifest = match &req.render.manifest {
+        Some(p) => Some(resolve(io, p)),
+        None => req.project.manifest(),
+    };
+    let env_name = req.env.name().to_string();
+    let secrets = secrets::for_render(&req.env, manifest.as_deref(), &|| {
+        load_identities(io, req.keys, &env_name)
+    })?;
+    let engine = match req.render.engine {
+        EngineArg::Builtin => Engine::Builtin,
+        EngineArg::Tk => Engine::Tk(TkConfig {
+            program: req.render.tk.clone(),
+            env: io.env.clone(),
+            temp_parent: temp_parent(io.env),
+        }),
+    };
+    render::show(&req.project, &req.env, secrets.as_ref(), &req.vars, &engine)
+}
+
+/// `commit_hash` from `ARGOCD_APP_REVISION`, unless given explicitly.
+fn with_commit_hash(mut vars: Vars, env: &BTreeMap<String, OsString>) -> Vars {
+    if !vars.ext_str.iter().any(|(k, _)| k == cmp::COMMIT_HASH_EXT)
+        && let Some(rev) = cmp::commit_hash(env)
+    {
+        vars.ext_str
+            .insert(0, (cmp::COMMIT_HASH_EXT.to_string(), rev));
+    }
+    vars
+}
+
+fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> CliResult {
+    let mut vars = Vars::default();
+    for s in &a.ext_str {
+        vars.ext_str.push(Vars::parse_pair("--ext-str", s)?);
+    }
+    for s in &a.tla_str {
+        vars.tla_str.push(Vars::parse_pair("--tla-str", s)?);
+    }
+    let vars = with_commit_hash(vars, io.env);
+    let project = Project::find(&io.cwd)?;
+    let env = project.environment(&a.env)?;
+    let rendered = render(
+        RenderRequest {
+            project,
+            env,
+            keys: &a.keys,
+            render: &a.render,
+            vars,
+        },
+        io,
+    )?;
+    for line in &rendered.diagnostics {
+        let _ = writeln!(io.stderr, "{line}");
+    }
+    write_stdout(io, rendered.yaml.as_bytes())
+}
+
+// ---------------------------------------------------------------------------
+// cmp
+// ---------------------------------------------------------------------------
+
+/// `artifacts cmp …`: the ArgoCD config-management-plugin entry points.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CmpCommand {
+    /// Print the environment name if this directory is a tanka project the plugin may render.
+    Discover(DiscoverArgs),
+    /// Render the environment (ARGOCD_ENV_TK_ENV, TK_ENV, else default): only Kubernetes objects on stdout.
+    Generate(GenerateArgs),
+    /// Print the ConfigManagementPlugin manifest for the sidecar.
+    PluginYaml,
+}
+
+/// Arguments of `cmp discover`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiscoverArgs {
+    /// Only match repositories whose URL is a line of PATH (default: ARTIFACTS_CMP_ALLOWLIST).
+    #[arg(long = "allow-list", value_name = "PATH")]
+    pub allow_list: Option<PathBuf>,
+}
+
+/// Arguments of `cmp generate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub render: RenderArgs,
+    /// Refuse repositories whose URL is not a line of PATH (default: ARTIFACTS_CMP_ALLOWLIST).
+    #[arg(long = "allow-list", value_name = "PATH")]
+    pub allow_list: Option<PathBuf>,
+}
+
+impl CmpCommand {
+    /// Runs the command. `Ok` means exit code 0.
+    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
+        match self {
+            CmpCommand::Discover(a) => {
+                let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
+                match cmp::discover(&io.cwd, io.env, list.as_deref())? {
+                    Some(name) => write_stdout(io, format!("{name}\n").as_bytes()),
+                    None => Ok(()),
+                }
+            }
+            CmpCommand::Generate(a) => {
+                let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
+                cmp::check_allowed(list.as_deref(), io.env)?;
+                let name = cmp::environment_name(io.env);
+                let project = Project::find(&io.cwd)?;
+                let env = project.environment(&name)?;
+                let vars = with_commit_hash(Vars::default(), io.env);
+                // Diagnostics (std.trace, tk warnings) are dropped: ArgoCD
+                // shows stderr in its UI, and a clean run prints nothing there.
+                let rendered = render(
+                    RenderRequest {
+                        project,
+                        env,
+                        keys: &a.keys,
+                        render: &a.render,
+                        vars,
+                    },
+                    io,
+                )?;
+                write_stdout(io, rendered.yaml.as_bytes())
+            }
+            CmpCommand::PluginYaml => write_stdout(io, cmp::PLUGIN_YAML.as_bytes()),
+        }
+    }
+}
