@@ -102,13 +102,12 @@ fn migrate_agenix_to_sops_nix_keeps_bytes_removes_old_files_and_updates_the_lock
         "fingerprint follows the new backend"
     );
     // The real sops reads what the migration wrote.
-    let sops = std::env::var("SOPS_BIN").unwrap_or_else(|_| "sops".into());
-    let output = std::process::Command::new(&sops)
-        .args(["--disable-version-check", "-d"])
-        .arg(p.root.join("secrets/per-machine/m1.sops.yaml"))
-        .env("SOPS_AGE_KEY_FILE", key)
-        .output()
-        .expect("sops is installed (scripts/ensure-tools)");
+    let file = p.root.join("secrets/per-machine/m1.sops.yaml");
+    let output = crate::tools::sops(
+        &p.root,
+        &["-d", file.to_str().unwrap()],
+        &[("SOPS_AGE_KEY_FILE", std::ffi::OsStr::new(key))],
+    );
     assert!(
         output.status.success(),
         "{}",

@@ -262,33 +262,22 @@ impl Engine<'_> {
         };
         let mut found = Vec::new();
         for target in model.targets.iter().filter(|t| t.id.kind == target_kind) {
-            let targets = [target];
-            let scope = Scope {
-                artifact: None,
-                context: target_kind.context(),
-                targets: &targets,
-                files: None,
-            };
-            let stored = script::list(&scope, backend, list, &self.script_env)?;
-            let declared: BTreeSet<&str> = plan
-                .units
-                .iter()
-                .filter(|u| {
-                    u.context != Context::Shared
-                        && u.targets[0].id == target.id
-                        && same_storage(&u.backend.name, &backend.name)
-                })
-                .map(|u| u.name())
-                .collect();
-            for name in stored {
-                if !declared.contains(name.as_str()) {
-                    found.push(Orphan {
-                        backend: backend.name.clone(),
-                        context: target_kind.context(),
-                        target: Some(target.id.reference()),
-                        artifact: name,
-                    });
-                }
+            let declared =
+                |u: &Unit<'_>| u.context != Context::Shared && u.targets[0].id == target.id;
+            for artifact in self.undeclared(
+                plan,
+                backend,
+                list,
+                target_kind.context(),
+                &[target],
+                declared,
+            )? {
+                found.push(Orphan {
+                    backend: backend.name.clone(),
+                    context: target_kind.context(),
+                    target: Some(target.id.reference()),
+                    artifact,
+                });
             }
         }
         Ok(found)
@@ -306,30 +295,45 @@ impl Engine<'_> {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let scope = Scope {
-            artifact: None,
-            context: Context::Shared,
-            targets: &targets,
-            files: None,
-        };
-        let stored = script::list(&scope, backend, list, &self.script_env)?;
-        let declared: BTreeSet<&str> = plan
-            .units
-            .iter()
-            .filter(|u| {
-                u.context == Context::Shared && same_storage(&u.backend.name, &backend.name)
-            })
-            .map(|u| u.name())
-            .collect();
-        Ok(stored
+        let declared = |u: &Unit<'_>| u.context == Context::Shared;
+        Ok(self
+            .undeclared(plan, backend, list, Context::Shared, &targets, declared)?
             .into_iter()
-            .filter(|name| !declared.contains(name.as_str()))
             .map(|artifact| Orphan {
                 backend: backend.name.clone(),
                 context: Context::Shared,
                 target: None,
                 artifact,
             })
+            .collect())
+    }
+
+    /// What `list` reports for `targets` that no unit (of this storage, matching `scoped`) declares.
+    fn undeclared(
+        &self,
+        plan: &Plan<'_>,
+        backend: &Backend,
+        list: &crate::backend::Script,
+        context: Context,
+        targets: &[&Target],
+        scoped: impl Fn(&Unit<'_>) -> bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let scope = Scope {
+            artifact: None,
+            context,
+            targets,
+            files: None,
+        };
+        let stored = script::list(&scope, backend, list, &self.script_env)?;
+        let declared: BTreeSet<&str> = plan
+            .units
+            .iter()
+            .filter(|u| scoped(u) && same_storage(&u.backend.name, &backend.name))
+            .map(|u| u.name())
+            .collect();
+        Ok(stored
+            .into_iter()
+            .filter(|name| !declared.contains(name.as_str()))
             .collect())
     }
 

@@ -364,8 +364,13 @@ pub fn store(
 ) -> Result<(), ScriptError> {
     let script = script_of(unit, scripts, kind)?;
     let output = run(&Scope::of(unit), backend, script, kind, env, Some(out))?;
+    succeeded(output, kind, script).map(drop)
+}
+
+/// The output of a script that exited 0, else the failure with its stderr.
+fn succeeded(output: Output, kind: ScriptKind, script: &Script) -> Result<Output, ScriptError> {
     if output.status.success() {
-        Ok(())
+        Ok(output)
     } else {
         Err(ScriptError::Failed {
             script: kind.as_str(),
@@ -384,14 +389,7 @@ pub fn list(
     env: &ScriptEnv,
 ) -> Result<Vec<String>, ScriptError> {
     let output = run(scope, backend, script, ScriptKind::List, env, None)?;
-    if !output.status.success() {
-        return Err(ScriptError::Failed {
-            script: "list",
-            command: script.to_string(),
-            status: describe_status(&output.status),
-            stderr: output.stderr,
-        });
-    }
+    let output = succeeded(output, ScriptKind::List, script)?;
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::trim_end)
@@ -408,14 +406,5 @@ pub fn remove(
     env: &ScriptEnv,
 ) -> Result<(), ScriptError> {
     let output = run(scope, backend, script, ScriptKind::Remove, env, None)?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(ScriptError::Failed {
-            script: "remove",
-            command: script.to_string(),
-            status: describe_status(&output.status),
-            stderr: output.stderr,
-        })
-    }
+    succeeded(output, ScriptKind::Remove, script).map(drop)
 }
