@@ -238,31 +238,42 @@ files.token = { mode = "0440", owner = "www" }
 
 #[test]
 fn upstream_style_bash_backend_with_exit_1_for_missing_runs_unchanged() {
-    // Written as upstream's guide shows: $config, $machine, $artifact, exit 1 when missing.
+    // Written as upstream's guide shows: bash + jq over $config and $targets,
+    // $machine and $artifact, exit 1 when missing.
     let p = Project::new("upstream_style_bash_backend");
     p.script(
         "up/check",
-        "#!/usr/bin/env bash\nset -euo pipefail\nSTORAGE_PATH=store\n[[ -f \"$STORAGE_PATH/$machine-$artifact-token\" ]] && { echo EXISTS; exit 0; }\nexit 1\n",
+        r#"#!/usr/bin/env bash
+set -euo pipefail
+STORAGE_PATH=$(jq -r '.storage_path // "store"' "$config")
+[[ "$(jq -r '.targets[0].name' "$targets")" == "$machine" ]] || exit 2
+if [[ -f "$STORAGE_PATH/$machine-$artifact-token" ]]; then echo "EXISTS"; exit 0; fi
+exit 1
+"#,
     );
     p.script(
         "up/serialize",
-        "#!/usr/bin/env bash\nset -euo pipefail\nmkdir -p store\ntest -f \"$config\"\nfor f in \"$out\"/*; do cp \"$f\" \"store/$machine-$artifact-$(basename \"$f\")\"; done\n",
+        r#"#!/usr/bin/env bash
+set -euo pipefail
+STORAGE_PATH=$(jq -r '.storage_path // "store"' "$config")
+mkdir -p "$STORAGE_PATH"
+for f in "$out"/*; do cp "$f" "$STORAGE_PATH/$machine-$artifact-$(basename "$f")"; done
+"#,
     );
-    p.file(
-        "backend.toml",
-        "[up.nixos]\ncheck = \"./up/check\"\nserialize = \"./up/serialize\"\n",
-    );
-    p.generator("token.sh", r#"echo hi > "$out/token""#)
-        .manifest(
-            r#"
+    p.file("backend.toml", "[up.nixos]\ncheck = \"./up/check\"\nserialize = \"./up/serialize\"\n");
+    p.generator("token.sh", r#"echo hi > "$out/token""#).manifest(
+        r#"
 default.backend = "up"
+[nixos.server-one]
+config.up.storage_path = "vault"
 [nixos.server-one.artifacts.api]
 generator = "generators/token.sh"
 files.token = {}
 "#,
-        );
+    );
+    p.run(["check"]).code(1);
     p.run(["generate"]).success();
-    assert!(p.root.join("store/server-one-api-token").exists());
+    assert!(p.root.join("vault/server-one-api-token").exists());
     p.run(["check"]).success();
 }
 
