@@ -223,6 +223,11 @@ proptest! {
         value in scalar(),
         at in any::<prop::sample::Index>(),
     ) {
+        // sops 3.11's own bug, reproduced with sops alone: `sops set` of -0.0
+        // under an `_unencrypted` key writes `-0`, which it then reads back as
+        // the integer 0, and its own decrypt fails with "MAC mismatch". Not a
+        // difference between us and sops, so not generated here.
+        prop_assume!(!matches!(value, Value::Float(f) if f == 0.0 && f.is_sign_negative()));
         let dir = TestDir::new("prop-sops-set");
         let key = AgeKey::new(&dir, "k.txt");
         check_sops_changes(root, value, at, &dir, &key);
