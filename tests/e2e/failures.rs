@@ -260,9 +260,13 @@ mkdir -p "$STORAGE_PATH"
 for f in "$out"/*; do cp "$f" "$STORAGE_PATH/$machine-$artifact-$(basename "$f")"; done
 "#,
     );
-    p.file("backend.toml", "[up.nixos]\ncheck = \"./up/check\"\nserialize = \"./up/serialize\"\n");
-    p.generator("token.sh", r#"echo hi > "$out/token""#).manifest(
-        r#"
+    p.file(
+        "backend.toml",
+        "[up.nixos]\ncheck = \"./up/check\"\nserialize = \"./up/serialize\"\n",
+    );
+    p.generator("token.sh", r#"echo hi > "$out/token""#)
+        .manifest(
+            r#"
 default.backend = "up"
 [nixos.server-one]
 config.up.storage_path = "vault"
@@ -270,7 +274,7 @@ config.up.storage_path = "vault"
 generator = "generators/token.sh"
 files.token = {}
 "#,
-    );
+        );
     p.run(["check"]).code(1);
     p.run(["generate"]).success();
     assert!(p.root.join("vault/server-one-api-token").exists());

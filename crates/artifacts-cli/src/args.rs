@@ -131,6 +131,12 @@ pub enum Command {
     /// Work with SOPS files (interoperable with `sops`).
     #[command(subcommand)]
     Sops(artifacts_crypto::cli::SopsCommand),
+    /// Decrypted secrets and rendered manifests of tanka environments.
+    #[command(subcommand)]
+    Tanka(artifacts_tanka::cli::TankaCommand),
+    /// ArgoCD config-management-plugin entry points (discover, generate, plugin-yaml).
+    #[command(subcommand)]
+    Cmp(artifacts_tanka::cli::CmpCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).

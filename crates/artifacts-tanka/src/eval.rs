@@ -123,6 +123,8 @@ pub fn evaluate(
         .context_initializer(ctx);
     let state = builder.build();
 
+    // IStr is an interned handle; its hash and equality never change.
+    #[allow(clippy::mutable_key_type)]
     let mut tla: HashMap<IStr, TlaArg> = HashMap::new();
     for (name, value) in &vars.tla_str {
         tla.insert(name.as_str().into(), TlaArg::String(value.as_str().into()));

@@ -6,8 +6,8 @@
 //!    dropped) and is not walked further; `null` object fields are skipped
 //!    (a false `if` in jsonnet); any other primitive is an error naming its
 //!    path. Each object must have an object `metadata` with a string `name`
-//!    (or `generateName`), except kind `List`.
-//! 2. **Unwrap** `*List` kinds that carry an `items` array into their items.
+//!    (and string-valued `labels`/`annotations`), except lists.
+//! 2. **Unwrap** lists (objects with an `items` array) into their items.
 //! 3. **Namespace**: `spec.namespace` goes into namespaced objects without
 //!    one (cluster-wide kinds skipped; the `tanka.dev/namespaced` annotation
 //!    overrides); empty `metadata.annotations` is removed.
@@ -172,6 +172,10 @@ fn full(path: &[String]) -> String {
     format!(".{}", path.join("."))
 }
 
+fn is_list(m: &Map<String, Value>) -> bool {
+    m.get("items").is_some_and(Value::is_array)
+}
+
 fn verify(m: &Map<String, Value>, path: &str) -> Result<(), String> {
     let mut missing = Vec::new();
     if !m.get("kind").is_some_and(Value::is_string) {
@@ -180,15 +184,27 @@ fn verify(m: &Map<String, Value>, path: &str) -> Result<(), String> {
     if !m.get("apiVersion").is_some_and(Value::is_string) {
         missing.push("apiVersion");
     }
-    match m.get("metadata") {
-        Some(Value::Object(md)) => {
-            let named = md.get("name").is_some_and(Value::is_string)
-                || md.get("generateName").is_some_and(Value::is_string);
-            if !named && kind(m) != "List" {
-                missing.push("metadata.name");
+    // Lists (objects with an `items` array) need no metadata.
+    if !is_list(m) {
+        match m.get("metadata") {
+            Some(Value::Object(md)) => {
+                if !md.get("name").is_some_and(Value::is_string) {
+                    missing.push("metadata.name");
+                }
+                for field in ["labels", "annotations"] {
+                    match md.get(field) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::Object(map)) if map.values().all(Value::is_string) => {}
+                        Some(_) => missing.push(if field == "labels" {
+                            "metadata.labels"
+                        } else {
+                            "metadata.annotations"
+                        }),
+                    }
+                }
             }
+            _ => missing.push("metadata"),
         }
-        _ => missing.push("metadata"),
     }
     if missing.is_empty() {
         Ok(())
@@ -250,8 +266,7 @@ fn unwrap_lists(
 ) -> Result<Vec<Map<String, Value>>, String> {
     let mut out = Vec::with_capacity(found.len());
     for (path, mut m) in found {
-        let is_list = kind(&m).ends_with("List") && m.get("items").is_some_and(Value::is_array);
-        if !is_list {
+        if !is_list(&m) {
             out.push(m);
             continue;
         }
@@ -274,10 +289,13 @@ fn unwrap_lists(
 }
 
 fn metadata(m: &mut Map<String, Value>) -> &mut Map<String, Value> {
-    // verify() guaranteed an object.
+    // verify() guaranteed an object, except for a list nested in a list.
+    if !m.get("metadata").is_some_and(Value::is_object) {
+        m.insert("metadata".into(), Value::Object(Map::new()));
+    }
     match m.get_mut("metadata") {
         Some(Value::Object(md)) => md,
-        _ => unreachable!("metadata was verified to be an object"),
+        _ => unreachable!("just inserted"),
     }
 }
 
