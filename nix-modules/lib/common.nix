@@ -33,14 +33,8 @@ rec {
       }) (builtins.attrNames store)
     );
 
-  # The default path of a file, as the CLI fills it in. Keep in sync with
-  # artifacts-model (README "Declarations": defaults).
-  defaultPath =
-    kind: artifact: file:
-    if kind == "homemanager" then
-      "$XDG_RUNTIME_DIR/artifacts/${artifact}/${file}"
-    else
-      "/run/artifacts/${artifact}/${file}";
+  # The default path of a file, as the CLI fills it in (one definition: ./files.nix).
+  inherit (import ./files.nix) defaultPath;
 
   # `[ { name, value } ]` of an artifact's secret files (`secret` defaults to
   # true), sorted by name, with path, owner, group and mode filled in.

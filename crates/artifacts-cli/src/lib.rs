@@ -102,10 +102,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             out.flush()?;
             Ok(exit::SUCCESS)
         }
-        Some(Command::Age(command)) => crypto(global, |io| command.run(io)),
-        Some(Command::Sops(command)) => crypto(global, |io| command.run(io)),
-        Some(Command::Tanka(command)) => crypto(global, |io| command.run(io)),
-        Some(Command::Cmp(command)) => crypto(global, |io| command.run(io)),
+        Some(Command::Age(command)) => tool(global, |io| command.run(io)),
+        Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
+        Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
+        Some(Command::Cmp(command)) => tool(global, |io| command.run(io)),
         Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
         Some(Command::Check(args)) => {
             commands::status::check(&Context::load(global)?, args, global.json, global.quiet)
@@ -175,35 +175,10 @@ fn generate(
     commands::generate::run(&ctx, global, request)
 }
 
-/// The errors of the `age`, `sops`, `tanka` and `cmp` tools: they print
-/// themselves (message and hint) and choose their exit code.
-trait ToolError {
-    fn exit_code(&self) -> i32;
-    fn report(&self, stderr: &mut dyn Write);
-}
-
-impl ToolError for artifacts_crypto::cli::CliError {
-    fn exit_code(&self) -> i32 {
-        artifacts_crypto::cli::CliError::exit_code(self)
-    }
-    fn report(&self, stderr: &mut dyn Write) {
-        artifacts_crypto::cli::CliError::report(self, stderr)
-    }
-}
-
-impl ToolError for artifacts_tanka::cli::CliError {
-    fn exit_code(&self) -> i32 {
-        artifacts_tanka::cli::CliError::exit_code(self)
-    }
-    fn report(&self, stderr: &mut dyn Write) {
-        artifacts_tanka::cli::CliError::report(self, stderr)
-    }
-}
-
 /// Runs an `age`, `sops`, `tanka` or `cmp` subcommand: plaintext only through stdin, stdout and files.
-fn crypto<E: ToolError>(
+fn tool(
     global: &GlobalArgs,
-    run: impl FnOnce(&mut artifacts_crypto::cli::Io<'_>) -> Result<(), E>,
+    run: impl FnOnce(&mut artifacts_crypto::cli::Io<'_>) -> Result<(), artifacts_crypto::cli::CliError>,
 ) -> Result<i32> {
     let env: std::collections::BTreeMap<String, OsString> = std::env::vars_os()
         .filter_map(|(key, value)| key.into_string().ok().map(|key| (key, value)))

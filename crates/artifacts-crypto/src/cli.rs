@@ -66,6 +66,17 @@ pub struct CliError {
 }
 
 impl CliError {
+    /// An error with its message, optional hint and exit code, for other
+    /// tools built on this one (the tanka subcommands).
+    pub fn new(message: impl Into<String>, hint: Option<String>, code: i32) -> Self {
+        CliError {
+            message: message.into(),
+            hint,
+            code,
+            source: None,
+        }
+    }
+
     /// A usage error (exit code 2).
     pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
         CliError {

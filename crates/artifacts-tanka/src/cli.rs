@@ -9,8 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::age::Identity;
@@ -26,42 +24,10 @@ use crate::render::{self, Engine};
 use crate::secrets;
 use crate::tk::TkConfig;
 
-/// A failed command: the message (whole error chain), its exit code and an
-/// optional fix.
-#[derive(Debug)]
-pub struct CliError {
-    message: String,
-    hint: Option<String>,
-    code: i32,
-}
-
-impl CliError {
-    /// The exit code: 1 for failures, 2 for usage errors.
-    pub fn exit_code(&self) -> i32 {
-        self.code
-    }
-
-    /// A suggested fix, to print apart from the message.
-    pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
-    }
-
-    /// Prints `error: …` and the hint to `stderr`.
-    pub fn report(&self, stderr: &mut dyn Write) {
-        let _ = writeln!(stderr, "error: {self}");
-        if let Some(h) = &self.hint {
-            let _ = writeln!(stderr, "hint: {h}");
-        }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CliError {}
+/// The error of a tanka or cmp subcommand: the same type as the `age` and
+/// `sops` tools' (message, separate hint, exit code 1 or 2), so the binary
+/// reports all of them alike.
+pub use artifacts_crypto::cli::CliError;
 
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
@@ -76,11 +42,7 @@ impl From<Error> for CliError {
             Error::InvalidEnvironment { .. } | Error::Argument { .. } => 2,
             _ => 1,
         };
-        CliError {
-            message,
-            hint: e.hint().map(str::to_string),
-            code,
-        }
+        CliError::new(message, e.hint().map(str::to_string), code)
     }
 }
 
