@@ -3,6 +3,7 @@
 
 mod activate;
 mod cli;
+mod cmp;
 mod failures;
 mod flake;
 mod generate;
