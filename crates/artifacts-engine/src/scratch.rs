@@ -37,6 +37,27 @@ pub fn remove_all() {
     std::mem::forget(guard);
 }
 
+/// Where scratch directories go, first that applies: `$ARTIFACTS_TMPDIR`,
+/// `$XDG_RUNTIME_DIR` (a per-user tmpfs), `$TMPDIR`, `/dev/shm`, `/tmp`.
+/// Memory-backed places come first so that prompt answers and generated
+/// secrets never reach a disk, and scratch work costs no disk I/O.
+pub fn base_dir() -> PathBuf {
+    static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let from_env = |name: &str| {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
+        };
+        from_env("ARTIFACTS_TMPDIR")
+            .or_else(|| from_env("XDG_RUNTIME_DIR"))
+            .or_else(|| from_env("TMPDIR"))
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir)
+    })
+    .clone()
+}
+
 /// A `0700` temporary directory, removed on drop.
 #[derive(Debug)]
 pub struct Scratch {
@@ -53,7 +74,7 @@ impl Scratch {
         let dir = tempfile::Builder::new()
             .prefix(&format!("artifacts-{purpose}-"))
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir()?;
+            .tempdir_in(base_dir())?;
         let path = dir.path().to_owned();
         if let Ok(mut live) = LIVE.lock() {
             live.insert(path.clone());
