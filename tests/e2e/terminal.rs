@@ -182,3 +182,29 @@ fn regenerate_in_a_terminal_asks_before_replacing() {
     assert!(transcript.contains("nothing changed"), "{transcript}");
     assert_eq!(p.stored("nixos/m/app/all").unwrap(), before);
 }
+
+#[test]
+fn ctrl_c_in_a_hidden_prompt_gives_the_terminal_its_echo_back() {
+    let p = project("ctrl_c_in_a_hidden_prompt_gives_the_terminal_its_echo_back");
+    let mut session = Session::start(&p, &["generate"], &[("ARTIFACTS_PROMPT_APP_ZETA", "z")]);
+    session.expect("alpha (Asked second)");
+    // Echo is off while the hidden prompt waits (termios is shared by both pty ends).
+    let during = nix::sys::termios::tcgetattr(&session.master).unwrap();
+    assert!(
+        !during
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO)
+    );
+    session.send(b"\x03");
+    let master = session.master.try_clone().unwrap();
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(130), "{transcript}");
+    let after = nix::sys::termios::tcgetattr(&master).unwrap();
+    assert!(
+        after
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ECHO),
+        "echo left off after Ctrl-C"
+    );
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+}

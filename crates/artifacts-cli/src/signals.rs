@@ -1,6 +1,8 @@
-//! Signal handling: on SIGINT, SIGTERM or SIGHUP, stop every child (their
-//! process groups get SIGTERM, SIGKILL after 5 s) and wait for them, remove every scratch directory (prompt answers
-//! and generated files included), and exit with 128 + the signal number.
+//! Signal handling: on SIGINT, SIGTERM or SIGHUP, give the terminal back its
+//! settings (echo, if a hidden prompt was running), stop every child (their
+//! process groups get SIGTERM, SIGKILL after 5 s) and wait for them, remove
+//! every scratch directory (prompt answers and generated files included), and
+//! exit with 128 + the signal number.
 //!
 //! Children run in their own process groups, so a terminal's Ctrl-C reaches
 //! them only through this forwarding.
@@ -30,9 +32,19 @@ pub fn install() {
         );
         return;
     };
+    // The terminal as it was before any prompt turned echo off, to give it
+    // back if a signal ends the run in the middle of a hidden prompt.
+    let terminal = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             INTERRUPTED.store(true, Ordering::SeqCst);
+            if let Some(saved) = &terminal {
+                let _ = nix::sys::termios::tcsetattr(
+                    std::io::stdin(),
+                    nix::sys::termios::SetArg::TCSANOW,
+                    saved,
+                );
+            }
             artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
             artifacts_engine::scratch::remove_all();
             eprintln!("interrupted: stopped running scripts and removed temporary files");
