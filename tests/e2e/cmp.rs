@@ -957,3 +957,88 @@ spec:
         }
     }
 }
+
+#[test]
+fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
+    use std::io::BufRead;
+    let p =
+        crate::util::Project::new("interrupting_the_tk_engine_removes_its_private_secrets_file");
+    let key = p.root.join("key.txt");
+    p.run(["age", "keygen", "-o", key.to_str().unwrap()])
+        .success();
+    let recipient = fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    p.generator("pw.sh", r#"echo "tk-canary-5521" > "$out/password""#);
+    p.manifest(&format!(
+        "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+    ));
+    p.file("jsonnetfile.json", "{}\n");
+    p.file(
+        "environments/default/main.jsonnet",
+        "function(secrets_yaml) {}\n",
+    );
+    p.run(["generate"]).success();
+    // A stand-in tk that says it is running (through a fifo: no polling) and waits.
+    let fifo = p.root.join("tk-running");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let tk = p.script(
+        "fake-bin/tk",
+        &format!(
+            "#!/bin/sh\necho running > {}\nexec sleep 600.4242\n",
+            fifo.display()
+        ),
+    );
+    let mut command = p.command([
+        "tanka",
+        "show",
+        "default",
+        "--engine",
+        "tk",
+        "--tk",
+        tk.to_str().unwrap(),
+    ]);
+    command
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(fs::File::open(&fifo).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "running\n");
+    let private: Vec<_> = fs::read_dir(&p.tmp).unwrap().flatten().collect();
+    assert_eq!(
+        private.len(),
+        1,
+        "the private directory exists while tk runs"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(
+        p.tmp_leftovers().is_empty(),
+        "left behind: {:?}",
+        p.tmp_leftovers()
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("tk-canary-5521"));
+    // The stand-in outlives us (it is not in our registry of children): end it.
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains("600.4242")
+            && let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

@@ -47,6 +47,7 @@ pub fn install() {
             }
             artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
             artifacts_engine::scratch::remove_all();
+            artifacts_tanka::tk::remove_private_dirs();
             eprintln!("interrupted: stopped running scripts and removed temporary files");
             std::process::exit(128 + signal);
         }

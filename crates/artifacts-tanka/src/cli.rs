@@ -189,10 +189,22 @@ struct RenderRequest<'r> {
     vars: Vars,
 }
 
+/// Where the `tk` engine's private directory goes: memory-backed storage
+/// first, as for the engine's scratch directories (`$ARTIFACTS_TMPDIR`,
+/// `$XDG_RUNTIME_DIR`, `$TMPDIR`, `/dev/shm`, `/tmp`), so the secrets file
+/// never reaches a disk when it can be avoided.
 fn temp_parent(env: &BTreeMap<String, OsString>) -> PathBuf {
-    env.get("TMPDIR")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+    let from_env = |name: &str| {
+        env.get(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+    };
+    from_env("ARTIFACTS_TMPDIR")
+        .or_else(|| from_env("XDG_RUNTIME_DIR"))
+        .or_else(|| from_env("TMPDIR"))
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 fn render(req: RenderRequest<'_>, io: &Io<'_>) -> crate::Result<render::Rendered> {

@@ -23,6 +23,20 @@ use crate::eval::{SECRETS_TLA, Vars};
 use crate::project::{Environment, Project};
 use crate::redact::Redactor;
 
+/// Private directories holding secrets for a running `tk`, so a signal
+/// handler can remove them before the process exits ([`remove_private_dirs`]).
+static PRIVATE_DIRS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the private directories of `tk` runs still in progress. For signal
+/// handlers, right before exiting.
+pub fn remove_private_dirs() {
+    if let Ok(live) = PRIVATE_DIRS.lock() {
+        for dir in live.iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// Variables never handed to `tk`: they locate or hold the age key.
 pub const KEY_VARIABLES: &[&str] = &[
     "SOPS_AGE_KEY",
@@ -109,6 +123,9 @@ pub fn show(
                 .map_err(|e| Error::io("create a private directory in", &config.temp_parent, e))?;
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| Error::io("restrict", dir.path(), e))?;
+            if let Ok(mut live) = PRIVATE_DIRS.lock() {
+                live.push(dir.path().to_path_buf());
+            }
             let file = dir.path().join("secrets.yaml");
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
@@ -143,6 +160,9 @@ pub fn show(
     // Remove the secrets before anything else can fail.
     if let Some(dir) = private {
         let path = dir.path().to_path_buf();
+        if let Ok(mut live) = PRIVATE_DIRS.lock() {
+            live.retain(|p| p != &path);
+        }
         dir.close().map_err(|e| Error::io("remove", path, e))?;
     }
     let output = output.map_err(|source| Error::Spawn {
