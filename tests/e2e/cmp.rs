@@ -1004,7 +1004,7 @@ fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
         .env("SOPS_AGE_KEY_FILE", &key)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
+    let child = command.spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(fs::File::open(&fifo).unwrap())
         .read_line(&mut line)
