@@ -151,6 +151,15 @@ pub fn show(
         .current_dir(project.root())
         .env_clear()
         .stdin(Stdio::null());
+    // tk dies with us, even when we are killed outright (an ArgoCD timeout):
+    // it must not keep reading the secrets file, or render for nobody.
+    // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
     for (k, v) in &config.env {
         if !KEY_VARIABLES.contains(&k.as_str()) {
             cmd.env(k, v);
