@@ -275,11 +275,13 @@ fn tampering_is_detected_with_an_error_naming_the_file() {
     let a = AgeKey::new(&dir, "a.txt");
     // A changed ciphertext byte fails AES-GCM authentication of that value.
     let e = tamper(&dir, &a, |t| {
+        // Change the password's own value: another value's `data:` may start alike.
         let v = enc_field(t, "password:");
         let data = v.split("data:").nth(1).unwrap();
         let first = data.chars().next().unwrap();
         let repl = if first == 'A' { 'B' } else { 'A' };
-        t.replacen(&format!("data:{first}"), &format!("data:{repl}"), 1)
+        let changed = v.replacen(&format!("data:{first}"), &format!("data:{repl}"), 1);
+        t.replacen(v, &changed, 1)
     });
     assert!(
         matches!(&e, Error::ValueDecrypt { key, .. } if key == r#"["db"]["password"]"#),
