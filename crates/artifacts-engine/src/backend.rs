@@ -133,6 +133,9 @@ pub struct Backend {
     /// Which `config.<key>` of a target its scripts receive, first present wins.
     /// Its own name, for backends from files.
     pub config_keys: Vec<String>,
+    /// Where it stores: backends with the same value share their files (its
+    /// own name, except for another name of the same backend, like `sops`).
+    pub storage: String,
 }
 
 /// What a backend offers, for `artifacts backends`.
@@ -455,6 +458,7 @@ fn read_backend(
         defined_in: file.to_owned(),
         sections: out,
         config_keys: vec![name.to_owned()],
+        storage: name.to_owned(),
     })
 }
 

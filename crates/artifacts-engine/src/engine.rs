@@ -82,11 +82,6 @@ impl Status {
         }
     }
 
-    /// Whether generation would change something.
-    pub fn needs_generation(&self) -> bool {
-        matches!(self, Status::Missing | Status::Stale(_))
-    }
-
     /// Why, for statuses that have a reason.
     pub fn reason(&self) -> Option<String> {
         match self {
@@ -222,6 +217,7 @@ impl<'a> Engine<'a> {
             timeout: settings.timeouts.script,
             self_exe: settings.self_exe.clone(),
             extra_env: settings.extra_env.clone(),
+            prompt_variables: script::prompt_variables(),
         };
         Engine {
             registry,

@@ -161,10 +161,10 @@ impl Engine<'_> {
         let mut orphans = Vec::new();
         let mut skipped = Vec::new();
         let mut errors = Vec::new();
+        let mut seen = BTreeSet::new();
         for backend in self.registry.iter() {
-            // Another name of a shipped storage (`sops` for `sops-nix`) is looked at once.
-            let storage = crate::shipped::storage_of(&backend.name);
-            if storage != backend.name && self.registry.get(storage).is_some() {
+            // Two names of one storage (`sops`, `sops-nix`) are looked at once.
+            if !seen.insert(backend.storage.as_str()) {
                 continue;
             }
             let storing: Vec<(&SectionKind, &crate::backend::Scripts)> = backend
@@ -179,7 +179,7 @@ impl Engine<'_> {
             let used = plan
                 .units
                 .iter()
-                .any(|u| same_storage(&u.backend.name, &backend.name));
+                .any(|u| self.stores_in(&u.backend.name, backend));
             if storing.iter().any(|(_, s)| s.list.is_none()) {
                 if used {
                     skipped.push(Skipped {
@@ -328,13 +328,20 @@ impl Engine<'_> {
         let declared: BTreeSet<&str> = plan
             .units
             .iter()
-            .filter(|u| scoped(u) && same_storage(&u.backend.name, &backend.name))
+            .filter(|u| scoped(u) && self.stores_in(&u.backend.name, backend))
             .map(|u| u.name())
             .collect();
         Ok(stored
             .into_iter()
             .filter(|name| !declared.contains(name.as_str()))
             .collect())
+    }
+
+    /// Whether the backend named `name` stores where `backend` does.
+    fn stores_in(&self, name: &str, backend: &Backend) -> bool {
+        self.registry
+            .get(name)
+            .is_some_and(|b| b.storage == backend.storage)
     }
 
     /// Removes an orphan through its backend's `remove` script.
@@ -395,9 +402,4 @@ impl Engine<'_> {
         script::remove(&scope, backend, remove, &self.script_env)?;
         Ok(())
     }
-}
-
-/// Whether two backend names store in the same place.
-fn same_storage(a: &str, b: &str) -> bool {
-    crate::shipped::storage_of(a) == crate::shipped::storage_of(b)
 }

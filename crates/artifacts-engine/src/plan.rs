@@ -4,8 +4,9 @@
 //! artifact gives one unit for all its targets (context `shared`): it is
 //! generated once and serialized for all of them.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId};
 use serde::Serialize;
@@ -69,7 +70,7 @@ impl Unit<'_> {
             dependencies: BTreeMap<String, Option<(String, String)>>,
         }
         let generator = match &self.artifact.generator {
-            Some(path) => generator_identity(path)?,
+            Some(path) => plan.generator_identity(path)?,
             None => String::new(),
         };
         let declaration = Declaration {
@@ -112,20 +113,14 @@ impl Unit<'_> {
     }
 }
 
-/// A store path identifies its content; anything else is hashed.
-fn generator_identity(path: &Path) -> Result<String, std::io::Error> {
-    if path.starts_with("/nix/store") {
-        return Ok(path.display().to_string());
-    }
-    let content = std::fs::read(path)?;
-    Ok(format!("sha256:{}", hex::encode(Sha256::digest(&content))))
-}
-
 /// Every unit of a model, dependencies before dependents.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Plan<'m> {
     /// Units in topological order.
     pub units: Vec<Unit<'m>>,
+    /// Generator identities already computed: one generator often serves
+    /// hundreds of units, and checks run on several threads.
+    generator_ids: Mutex<HashMap<PathBuf, String>>,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -216,7 +211,31 @@ impl<'m> Plan<'m> {
                 unit
             })
             .collect();
-        Ok(Plan { units })
+        Ok(Plan {
+            units,
+            generator_ids: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A store path identifies its content; anything else is hashed, once per plan.
+    fn generator_identity(&self, path: &Path) -> Result<String, std::io::Error> {
+        if path.starts_with("/nix/store") {
+            return Ok(path.display().to_string());
+        }
+        if let Some(known) = self
+            .generator_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(path).cloned())
+        {
+            return Ok(known);
+        }
+        let content = std::fs::read(path)?;
+        let id = format!("sha256:{}", hex::encode(Sha256::digest(&content)));
+        if let Ok(mut ids) = self.generator_ids.lock() {
+            ids.insert(path.to_owned(), id.clone());
+        }
+        Ok(id)
     }
 
     /// Indexes of units that depend, directly or not, on unit `index`.

@@ -184,11 +184,6 @@ impl ProcessBuilder {
         self
     }
 
-    /// The program.
-    pub fn program(&self) -> &OsStr {
-        &self.program
-    }
-
     /// Runs the child to completion. A non-zero exit is not an error here:
     /// callers give exit codes their own meaning (see [`describe_status`]).
     pub fn run(&self) -> Result<Output, ProcessError> {

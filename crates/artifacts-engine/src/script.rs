@@ -40,6 +40,17 @@ pub struct ScriptEnv {
     pub self_exe: Option<PathBuf>,
     /// More variables for every script (e.g. `ARTIFACTS_IDENTITY` from `--identity`).
     pub extra_env: Vec<(String, std::ffi::OsString)>,
+    /// Our `ARTIFACTS_PROMPT_*` variables, removed from every script's environment
+    /// (see [`prompt_variables`]; read once, not per script).
+    pub prompt_variables: Vec<std::ffi::OsString>,
+}
+
+/// The names of our `ARTIFACTS_PROMPT_*` variables.
+pub fn prompt_variables() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| key.to_string_lossy().starts_with("ARTIFACTS_PROMPT_"))
+        .collect()
 }
 
 /// Which script to run.
@@ -267,10 +278,8 @@ fn command(
         builder.env("ARTIFACTS", exe);
     }
     // Prompt answers may sit in our environment; no script needs them.
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("ARTIFACTS_PROMPT_") {
-            builder.env_remove(key);
-        }
+    for key in &env.prompt_variables {
+        builder.env_remove(key);
     }
     for kind in [TargetKind::Nixos, TargetKind::Home, TargetKind::Tanka] {
         if single.is_none_or(|t| t.id.kind != kind) {

@@ -144,8 +144,6 @@ pub struct Call {
     pub out: Option<PathBuf>,
     /// The project root (the working directory).
     pub root: PathBuf,
-    /// The backend's config namespace name, for messages (`agenix`, `sops-nix`).
-    pub backend: String,
 }
 
 fn var(name: &str) -> Result<String, ShippedError> {
@@ -197,7 +195,6 @@ impl Call {
             files,
             out: std::env::var_os("out").map(PathBuf::from),
             root: std::env::current_dir().map_err(ShippedError::io("read", Path::new(".")))?,
-            backend: String::new(),
         })
     }
 

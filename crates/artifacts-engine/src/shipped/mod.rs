@@ -22,72 +22,74 @@ use crate::backend::{Backend, Script, Scripts, Section, SectionKind};
 
 pub use contract::{Call, ShippedError};
 
-/// The storage a backend name stands for: `sops` is another name of
-/// `sops-nix` (same files), so garbage collection looks at them once.
-pub fn storage_of(name: &str) -> &str {
-    if name == "sops" { "sops-nix" } else { name }
-}
-
-/// The names of the shipped backends.
-pub const NAMES: [&str; 4] = ["agenix", "sops-nix", "sops", "dummy"];
-
 /// The shipped backends, as registry entries; a `backend.toml` entry of the
 /// same name overrides them.
 pub fn backends() -> Vec<Backend> {
-    let storing = |name: &'static str, kinds: &[SectionKind], config_keys: &[&str]| Backend {
-        name: name.to_owned(),
-        defined_in: PathBuf::from("<shipped>"),
-        sections: kinds
-            .iter()
-            .map(|&kind| {
-                let scripts = Scripts {
-                    check: Script::Shipped {
-                        backend: name,
-                        script: "check",
-                    },
-                    serialize: Script::Shipped {
-                        backend: name,
-                        script: "serialize",
-                    },
-                    deserialize: Some(Script::Shipped {
-                        backend: name,
-                        script: "deserialize",
-                    }),
-                    list: Some(Script::Shipped {
-                        backend: name,
-                        script: "list",
-                    }),
-                    remove: Some(Script::Shipped {
-                        backend: name,
-                        script: "remove",
-                    }),
-                };
-                (
-                    kind,
-                    Section {
-                        enabled: true,
-                        scripts: Some(scripts),
-                    },
-                )
-            })
-            .collect(),
-        config_keys: config_keys.iter().map(|k| k.to_string()).collect(),
-    };
+    // `storage`: where the files are; `sops` is another name of `sops-nix`.
+    let storing =
+        |name: &'static str, storage: &str, kinds: &[SectionKind], config_keys: &[&str]| Backend {
+            name: name.to_owned(),
+            storage: storage.to_owned(),
+            defined_in: PathBuf::from("<shipped>"),
+            sections: kinds
+                .iter()
+                .map(|&kind| {
+                    let scripts = Scripts {
+                        check: Script::Shipped {
+                            backend: name,
+                            script: "check",
+                        },
+                        serialize: Script::Shipped {
+                            backend: name,
+                            script: "serialize",
+                        },
+                        deserialize: Some(Script::Shipped {
+                            backend: name,
+                            script: "deserialize",
+                        }),
+                        list: Some(Script::Shipped {
+                            backend: name,
+                            script: "list",
+                        }),
+                        remove: Some(Script::Shipped {
+                            backend: name,
+                            script: "remove",
+                        }),
+                    };
+                    (
+                        kind,
+                        Section {
+                            enabled: true,
+                            scripts: Some(scripts),
+                        },
+                    )
+                })
+                .collect(),
+            config_keys: config_keys.iter().map(|k| k.to_string()).collect(),
+        };
     use SectionKind::{Home, Nixos, Shared, Tanka};
     vec![
-        storing("agenix", &[Nixos, Home, Shared], &["agenix", "sops-nix"]),
         storing(
+            "agenix",
+            "agenix",
+            &[Nixos, Home, Shared],
+            &["agenix", "sops-nix"],
+        ),
+        storing(
+            "sops-nix",
             "sops-nix",
             &[Nixos, Home, Shared, Tanka],
             &["sops-nix", "agenix"],
         ),
         storing(
             "sops",
+            "sops-nix",
             &[Nixos, Home, Shared, Tanka],
             &["sops", "sops-nix", "agenix"],
         ),
         Backend {
             name: "dummy".to_owned(),
+            storage: "dummy".to_owned(),
             defined_in: PathBuf::from("<shipped>"),
             sections: BTreeMap::from([
                 (
