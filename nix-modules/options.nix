@@ -14,16 +14,21 @@ let
   nixos = kind == "nixos";
   target = if nixos then cfg.machineName else cfg.userName;
 
+  # The attribute name of a prompt, file or artifact, readable in the config.
+  nameOption =
+    name: description:
+    mkOption {
+      type = types.str;
+      default = name;
+      readOnly = true;
+      inherit description;
+    };
+
   promptType = types.submodule (
     { name, ... }:
     {
       options = {
-        name = mkOption {
-          type = types.str;
-          default = name;
-          readOnly = true;
-          description = "The prompt's name: the file it is written to in `$prompts`.";
-        };
+        name = nameOption name "The prompt's name: the file it is written to in `$prompts`.";
         description = mkOption {
           type = types.nullOr types.str;
           default = null;
@@ -45,12 +50,7 @@ let
       {
         options =
           {
-            name = mkOption {
-              type = types.str;
-              default = name;
-              readOnly = true;
-              description = "The file's name: what the generator writes to `$out/<name>`.";
-            };
+            name = nameOption name "The file's name: what the generator writes to `$out/<name>`.";
             path = mkOption {
               type = types.str;
               default = files.defaultPath kind artifactName name;
@@ -112,12 +112,7 @@ let
     {
       options =
         {
-          name = mkOption {
-            type = types.str;
-            default = name;
-            readOnly = true;
-            description = "The artifact's name (its attribute name).";
-          };
+          name = nameOption name "The artifact's name (its attribute name).";
           description = mkOption {
             type = types.nullOr types.str;
             default = null;

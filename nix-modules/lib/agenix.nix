@@ -25,26 +25,18 @@
 }:
 let
   common = import ./common.nix;
-  backendConfig = common.backendConfig [ "agenix" "sops-nix" ] config;
-  # Built with `+`, never interpolated: a path stays a path, so only the
-  # file agenix uses is copied to the store, not the whole directory.
-  root = projectRoot + "/${common.storeDir backendConfig}";
+  root = common.storeRoot projectRoot (common.backendConfig [ "agenix" "sops-nix" ] config);
   artifactDir =
     artifactName: artifact:
     if artifact.shared or false then
       root + "/shared/${artifactName}"
     else
       root + "/${common.kindDir kind}/${name}/${artifactName}";
-  entries = artifact: builtins.map (file: {
-    name = "${artifact.name}-${file.name}";
-    value =
-      {
-        file = artifactDir artifact.name artifact.value + "/${file.name}.age";
-        inherit (file.value) path mode;
-      }
-      // (if kind == "nixos" then { inherit (file.value) owner group; } else { });
-  }) (common.secretFiles kind artifact.name artifact.value);
+  entry = artifactName: artifact: fileName: {
+    name = "${artifactName}-${fileName}";
+    value.file = artifactDir artifactName artifact + "/${fileName}.age";
+  };
 in
 common.uniqueAttrs "age.secrets entry" (
-  builtins.concatMap entries (common.artifactsUsing [ "agenix" ] defaultBackend store)
+  common.secretFileEntries kind entry (common.artifactsUsing [ "agenix" ] defaultBackend store)
 )

@@ -68,6 +68,34 @@ rec {
     in
     if present == [ ] then { } else config.${builtins.head present};
 
+  # One `{ name, value }` per secret file of `artifacts` (as `artifactsUsing`
+  # gives them): `entry artifactName artifact fileName` gives the backend's
+  # entry name and its own attributes; the declared path and mode (and owner
+  # and group on NixOS) are added to them.
+  secretFileEntries =
+    kind: entry: artifacts:
+    builtins.concatMap (
+      artifact:
+      map (
+        file:
+        let
+          own = entry artifact.name artifact.value file.name;
+        in
+        {
+          inherit (own) name;
+          value =
+            own.value
+            // { inherit (file.value) path mode; }
+            // (if kind == "nixos" then { inherit (file.value) owner group; } else { });
+        }
+      ) (secretFiles kind artifact.name artifact.value)
+    ) artifacts;
+
+  # The store directory under the project root. Built with `+`, never
+  # interpolated: a path stays a path, so only the files a module uses are
+  # copied to the Nix store, not the whole project.
+  storeRoot = projectRoot: backendConfig: projectRoot + "/${storeDir backendConfig}";
+
   # `storeDir`, relative to the project root (default `secrets`).
   storeDir = backendConfig: backendConfig.storeDir or "secrets";
 

@@ -26,30 +26,22 @@
 }:
 let
   common = import ./common.nix;
-  backendConfig = common.backendConfig [ "sops-nix" "agenix" ] config;
-  # Built with `+`, never interpolated: a path stays a path, so only the
-  # file sops-nix uses is copied to the store, not the whole directory.
-  root = projectRoot + "/${common.storeDir backendConfig}";
+  root = common.storeRoot projectRoot (common.backendConfig [ "sops-nix" "agenix" ] config);
   sopsFile =
     artifactName: artifact:
     if artifact.shared or false then
       root + "/shared/${artifactName}.sops.yaml"
     else
       root + "/${common.kindDir kind}/${name}.sops.yaml";
-  entries = artifact: builtins.map (file: {
-    name = "${artifact.name}/${file.name}";
-    value =
-      {
-        sopsFile = sopsFile artifact.name artifact.value;
-        format = "yaml";
-        key = "${artifact.name}/${file.name}";
-        inherit (file.value) path mode;
-      }
-      // (if kind == "nixos" then { inherit (file.value) owner group; } else { });
-  }) (common.secretFiles kind artifact.name artifact.value);
+  entry = artifactName: artifact: fileName: {
+    name = "${artifactName}/${fileName}";
+    value = {
+      sopsFile = sopsFile artifactName artifact;
+      format = "yaml";
+      key = "${artifactName}/${fileName}";
+    };
+  };
 in
 common.uniqueAttrs "sops.secrets entry" (
-  builtins.concatMap entries (
-    common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend store
-  )
+  common.secretFileEntries kind entry (common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend store)
 )

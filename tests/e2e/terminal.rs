@@ -87,7 +87,9 @@ impl Session {
 
     fn finish(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
-        while let Ok(chunk) = self.bytes.recv_timeout(Duration::from_millis(200)) {
+        // Drain until the reader thread sees end-of-file (every slave end closed)
+        // and drops its sender; the bound only guards against a hang.
+        while let Ok(chunk) = self.bytes.recv_timeout(Duration::from_secs(60)) {
             self.transcript.push_str(&String::from_utf8_lossy(&chunk));
         }
         (status.code(), self.transcript)
