@@ -69,7 +69,17 @@
         dummy = ./backends/dummy/module.nix;
       };
 
-      homeManagerModules.default = ./nix-modules/home-manager.nix;
+      # Home Manager: the option tree and user targets, and the backends'
+      # Home Manager sides (import agenix's or sops-nix's own Home Manager
+      # module next to them). `homeModules` is the name upstream
+      # nixos-artifacts and current Home Manager use.
+      homeModules = {
+        default = ./nix-modules/home-manager.nix;
+        artifacts = ./nix-modules/home-manager.nix;
+        agenix = ./backends/agenix/home-manager.nix;
+        sops-nix = ./backends/sops-nix/home-manager.nix;
+      };
+      homeManagerModules = self.homeModules;
 
       lib = {
         # A backend as a directory holding backend.toml and its scripts, with

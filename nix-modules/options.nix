@@ -2,9 +2,12 @@
 # (upstream nixos-artifacts' names, so existing declarations keep working):
 #   artifacts.default.backend
 #   artifacts.store.<name>.{description, shared, backend, generator, prompts, files, dependencies}
-#   artifacts.config.<backend>  (free-form, handed to backend scripts)
+#   artifacts.config.<backend>  (free-form, handed to backend scripts; a
+#                               backend module may declare options under it)
 # Called with `kind` = "nixos" or "homemanager"; Home Manager files have no
-# owner or group, and shared artifacts are NixOS only.
+# owner or group, and shared artifacts are NixOS only. The target's name
+# (`artifacts.machineName` / `artifacts.userName`) is declared by
+# ./backend-options.nix / ./home-backend-options.nix.
 kind:
 { config, lib, ... }:
 let
@@ -72,9 +75,10 @@ let
               description = "Whether the content is secret (encrypted by the backend) or public (kept in plaintext under `public/` in the repository, readable as `value`).";
             };
             value = mkOption {
-              type = types.str;
+              type = types.nullOr types.str;
               readOnly = true;
-              default = files.publicValue {
+              # Nothing of a dummy artifact is in the project: it is made on the machine.
+              default = if (import ./lib/common.nix).backendOf null artifact == "dummy" then null else files.publicValue {
                 inherit (cfg) projectRoot;
                 inherit kind target;
                 artifact = artifactName;
@@ -82,12 +86,14 @@ let
                 shared = artifact.shared or false;
                 inherit (config) secret;
               };
-              defaultText = literalExpression ''<content of public/…/<artifact>/<file>>'';
+              defaultText = literalExpression ''<content of public/…/<artifact>/<file>, or null>'';
               description = ''
                 The content of a public file (`secret = false`), read from the
                 project's public store at evaluation time, for example a public
-                key another machine's configuration uses. Reading it for a
-                secret file, or before `artifacts generate` wrote it, is an
+                key another machine's configuration uses. `null` for a secret
+                file and for a dummy artifact's files, which exist only on the
+                machine (so that `nix eval --json` of the whole tree works).
+                Reading it before `artifacts generate` wrote the file is an
                 evaluation error that says what to do.
               '';
             };
@@ -168,7 +174,7 @@ let
   );
 in
 {
-  imports = [ ./backend-options.nix ];
+  imports = [ (if nixos then ./backend-options.nix else ./home-backend-options.nix) ];
 
   options.artifacts =
     {
@@ -183,24 +189,31 @@ in
         description = "The artifacts of this ${if nixos then "machine" else "user"}.";
       };
       config = mkOption {
-        type = types.attrsOf (types.attrsOf types.anything);
+        # A free-form submodule: settings nobody declared are accepted as
+        # they are, and a backend module may declare typed options under
+        # `artifacts.config.<backend>` (as upstream's agenix backend does).
+        type = types.submodule {
+          freeformType = types.attrsOf (types.attrsOf types.anything);
+        };
         default = { };
         example = literalExpression ''{ agenix.publicHostKey = "ssh-ed25519 AAAA…"; }'';
         description = "Per-backend settings (`artifacts.config.<backend>`), handed to the backend's scripts in `$targets`.";
-      };
-    }
-    // lib.optionalAttrs (!nixos) {
-      userName = mkOption {
-        type = types.str;
-        default = config.home.username;
-        defaultText = literalExpression "config.home.username";
-        description = "The name `artifacts` knows this user by: its attribute in `homeConfigurations`.";
       };
     };
 
   config = lib.mkIf (cfg.store != { }) {
     assertions =
-      map (where: {
+      [
+        {
+          assertion = target != "";
+          message =
+            if nixos then
+              "artifacts: this machine has no name (`networking.hostName` is empty); set `artifacts.machineName`"
+            else
+              "artifacts: this user has no name (`home.username` is empty); set `artifacts.userName`";
+        }
+      ]
+      ++ map (where: {
         assertion = false;
         message = "artifacts: ${where} is in /nix/store, which every user can read; use a path such as /run/artifacts/…";
       }) (files.pathsInStore cfg.store)

@@ -14,7 +14,8 @@
 #
 # `file` is `<projectRoot>/<storeDir>/per-machine/<machine>/<artifact>/<file>.age`
 # (`shared/<artifact>/…` for shared artifacts): exactly where the CLI writes
-# it. Public files (`secret = false`) get no entry.
+# it; reading it is an evaluation error naming `artifacts generate <artifact>`
+# when the file is missing. Public files (`secret = false`) get no entry.
 {
   store,
   name,
@@ -25,16 +26,16 @@
 }:
 let
   common = import ./common.nix;
-  root = common.storeRoot projectRoot (common.backendConfig [ "agenix" "sops-nix" ] config);
+  root = common.storeDir (common.backendConfig [ "agenix" "sops-nix" ] config);
   artifactDir =
     artifactName: artifact:
     if artifact.shared or false then
-      root + "/shared/${artifactName}"
+      "${root}/shared/${artifactName}"
     else
-      root + "/${common.kindDir kind}/${name}/${artifactName}";
+      "${root}/${common.kindDir kind}/${name}/${artifactName}";
   entry = artifactName: artifact: fileName: {
     name = "${artifactName}-${fileName}";
-    value.file = artifactDir artifactName artifact + "/${fileName}.age";
+    value.file = common.storedFile projectRoot "${artifactDir artifactName artifact}/${fileName}.age" artifactName;
   };
 in
 common.uniqueAttrs "age.secrets entry" (

@@ -91,10 +91,19 @@ rec {
       ) (secretFiles kind artifact.name artifact.value)
     ) artifacts;
 
-  # The store directory under the project root. Built with `+`, never
+  # A file the CLI wrote, `relative` to the project root: the path, or an
+  # evaluation error naming the command that writes it. Built with `+`, never
   # interpolated: a path stays a path, so only the files a module uses are
   # copied to the Nix store, not the whole project.
-  storeRoot = projectRoot: backendConfig: projectRoot + "/${storeDir backendConfig}";
+  storedFile =
+    projectRoot: relative: artifactName:
+    let
+      path = projectRoot + "/${relative}";
+    in
+    if builtins.pathExists path then
+      path
+    else
+      throw "artifacts: `${relative}` of artifact `${artifactName}` is missing; run `artifacts generate ${artifactName}` in the project and commit it";
 
   # `storeDir`, relative to the project root (default `secrets`).
   storeDir = backendConfig: backendConfig.storeDir or "secrets";

@@ -21,21 +21,28 @@ rec {
     else
       "public/per-machine/${target}/${artifact}/${file}";
 
-  # The content of a public file, for `files.<f>.value`: an evaluation error
-  # naming the command to run when it is missing, and when the file is secret.
-  publicValue =
-    { projectRoot, kind, target, artifact, file, shared ? false, secret }:
+  # The public file in the project (a path), or an evaluation error naming
+  # the command to run when it is missing.
+  publicSource =
+    { projectRoot, kind, target, artifact, file, shared ? false }:
     let
       relative = publicPath { inherit kind target artifact file shared; };
     in
-    if secret then
-      throw "artifacts: `artifacts.store.${artifact}.files.${file}.value` is only available for public files; set `secret = false` on it, or read the secret at runtime from its path"
-    else if projectRoot == null then
-      throw "artifacts: set `artifacts.projectRoot` (e.g. `./.` in your flake) to read `artifacts.store.${artifact}.files.${file}.value`"
+    if projectRoot == null then
+      throw "artifacts: set `artifacts.projectRoot` (e.g. `./.` in your flake) to read the public file `${file}` of artifact `${artifact}`"
     else if builtins.pathExists (projectRoot + "/${relative}") then
-      builtins.readFile (projectRoot + "/${relative}")
+      projectRoot + "/${relative}"
     else
       throw "artifacts: public file `${relative}` of artifact `${artifact}` is missing; run `artifacts generate ${artifact}` in the project and commit `public/`";
+
+  # The content of a public file, for `files.<f>.value`; `null` for a secret
+  # file, so that dumping the whole tree (`nix eval --json`) works.
+  publicValue =
+    { projectRoot, kind, target, artifact, file, shared ? false, secret }:
+    if secret then
+      null
+    else
+      builtins.readFile (publicSource { inherit projectRoot kind target artifact file shared; });
 
   # Declared target paths that would put a secret into the world-readable store.
   pathsInStore =

@@ -15,7 +15,10 @@
 # `sopsFile` is `<projectRoot>/<storeDir>/per-machine/<machine>.sops.yaml`
 # (`shared/<artifact>.sops.yaml` for shared artifacts) and `key` is
 # `<artifact>/<file>`: the file's value nested under the artifact, exactly
-# as the CLI writes it. Public files (`secret = false`) get no entry.
+# as the CLI writes it; reading `sopsFile` is an evaluation error naming
+# `artifacts generate <artifact>` when the file is missing. Home Manager paths
+# under `$XDG_RUNTIME_DIR` are given as sops-nix's `%r`. Public files
+# (`secret = false`) get no entry.
 {
   store,
   name,
@@ -26,13 +29,26 @@
 }:
 let
   common = import ./common.nix;
-  root = common.storeRoot projectRoot (common.backendConfig [ "sops-nix" "agenix" ] config);
+  root = common.storeDir (common.backendConfig [ "sops-nix" "agenix" ] config);
   sopsFile =
     artifactName: artifact:
-    if artifact.shared or false then
-      root + "/shared/${artifactName}.sops.yaml"
+    common.storedFile projectRoot (
+      if artifact.shared or false then
+        "${root}/shared/${artifactName}.sops.yaml"
+      else
+        "${root}/${common.kindDir kind}/${name}.sops.yaml"
+    ) artifactName;
+  # sops-nix's Home Manager module replaces `%r` with $XDG_RUNTIME_DIR.
+  runtimeDir = "$XDG_RUNTIME_DIR";
+  userPath =
+    path:
+    let
+      n = builtins.stringLength runtimeDir;
+    in
+    if kind == "homemanager" && builtins.substring 0 n path == runtimeDir then
+      "%r" + builtins.substring n (-1) path
     else
-      root + "/${common.kindDir kind}/${name}.sops.yaml";
+      path;
   entry = artifactName: artifact: fileName: {
     name = "${artifactName}/${fileName}";
     value = {
@@ -42,6 +58,8 @@ let
     };
   };
 in
-common.uniqueAttrs "sops.secrets entry" (
-  common.secretFileEntries kind entry (common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend store)
+builtins.mapAttrs (_: value: value // { path = userPath value.path; }) (
+  common.uniqueAttrs "sops.secrets entry" (
+    common.secretFileEntries kind entry (common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend store)
+  )
 )

@@ -1,8 +1,9 @@
 //! The Nix files: every `.nix` file of the repository parses, and the pure
 //! helpers of nix-modules/lib (what the backends' module.nix files turn the
-//! artifacts store into) give the expected attrsets on a fixture store.
-//! NixOS modules themselves need nixpkgs, which is not here; the helpers use
-//! only builtins so that `nix-instantiate --eval` can check them.
+//! artifacts store into) give the expected attrsets on a fixture store. The
+//! helpers use only builtins so that `nix-instantiate --eval` checks them
+//! without nixpkgs; the modules themselves are evaluated inside real NixOS
+//! and Home Manager configurations by ./nixos.rs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,9 @@ fn every_nix_file_parses() {
         "nix-modules/lib/agenix.nix",
         "nix-modules/lib/sops-nix.nix",
         "nix-modules/lib/dummy.nix",
+        "nix-modules/lib/public.nix",
+        "backends/agenix/home-manager.nix",
+        "backends/sops-nix/home-manager.nix",
     ] {
         assert!(
             files.contains(&repo().join(expected)),
@@ -123,9 +127,27 @@ fn eval(expression: &str) -> Output {
     nix_instantiate(&["--eval", "--strict", "--json", "--expr", expression])
 }
 
+/// The files the fixture's entries point at, as the CLI would have written them.
+const FIXTURE_FILES: [&str; 5] = [
+    "vault/per-machine/web1/api token/token.age",
+    "vault/shared/psk/key.age",
+    "secrets/per-user/alice/k/f.age",
+    "vault/per-machine/web1.sops.yaml",
+    "vault/shared/shared-sops.sops.yaml",
+];
+
 #[test]
 fn nix_lib_helpers_on_a_fixture_store() {
-    let output = eval(FIXTURE);
+    // The helpers refuse to point at a file that is not there (see
+    // nix_lib_helpers_reject_what_cannot_work), so the project exists.
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nix-lib-fixture-root");
+    let _ = fs::remove_dir_all(&root);
+    for file in FIXTURE_FILES {
+        fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
+        fs::write(root.join(file), file).unwrap();
+    }
+    let root = root.to_str().unwrap();
+    let output = eval(&FIXTURE.replace("\"/repo\"", &format!("\"{root}\"")));
     assert!(
         output.status.success(),
         "nix-instantiate --eval failed:\n{}",
@@ -214,6 +236,12 @@ fn nix_lib_helpers_on_a_fixture_store() {
         "escape": "\\x2ea\\x20b\\x25c\\x5cd",
         "execArg": "\"it's 50%% \\\"$$x\\\"\\\\\""
     });
+    let expected: serde_json::Value = serde_json::from_str(
+        &expected
+            .to_string()
+            .replace("\"/repo/", &format!("\"{root}/")),
+    )
+    .unwrap();
     if got != expected {
         panic!(
             "nix-modules/lib gave\n{}\nexpected\n{}",
@@ -243,9 +271,15 @@ fn nix_lib_helpers_reject_what_cannot_work() {
             "public file `public/per-machine/m/wg/pub` of artifact `wg` is missing; run `artifacts generate wg`",
         ),
         (
-            r#"(import ./nix-modules/lib/files.nix).publicValue { projectRoot = ./.; kind = "nixos";
-                target = "m"; artifact = "wg"; file = "key"; secret = true; }"#,
-            "`artifacts.store.wg.files.key.value` is only available for public files",
+            // A secret file that `artifacts generate` has not written yet.
+            r#"import ./nix-modules/lib/agenix.nix { name = "m"; projectRoot = ./.;
+                store = { wg = { backend = "agenix"; files.key = { }; }; }; }"#,
+            "`secrets/per-machine/m/wg/key.age` of artifact `wg` is missing; run `artifacts generate wg`",
+        ),
+        (
+            r#"import ./nix-modules/lib/sops-nix.nix { name = "m"; kind = "homemanager"; projectRoot = ./.;
+                store = { db = { backend = "sops-nix"; files.pw = { }; }; }; }"#,
+            "`secrets/per-user/m.sops.yaml` of artifact `db` is missing; run `artifacts generate db`",
         ),
         (
             r#"import ./nix-modules/lib/sops-nix.nix { name = "t"; kind = "tanka"; projectRoot = "/r";

@@ -1,8 +1,13 @@
 //! Declarations from a flake: one `nix eval --json` over every
 //! `nixosConfigurations.<machine>` and `homeConfigurations.<user>` that has
 //! `options.artifacts`, producing the JSON shape the model reads (see
-//! `artifacts_model::load`). Machine identity is the `nixosConfigurations`
-//! attribute name, user identity the `homeConfigurations` attribute name.
+//! `artifacts_model::load`). A machine is named by its
+//! `config.artifacts.machineName` and a user by `config.artifacts.userName`
+//! (the options the Nix modules use for `per-machine/<m>/` and
+//! `per-user/<u>/`, so CLI and machine agree), falling back to the
+//! `nixosConfigurations` / `homeConfigurations` attribute name for
+//! configurations without those options. Two attributes with one name are
+//! an error naming both.
 //!
 //! Not `nix build`, not tied to a system or to an input called `nixpkgs`: the
 //! expression only reads `config.artifacts` of configurations the flake
@@ -40,8 +45,9 @@ let
     files = builtins.mapAttrs (_: pick [ "path" "owner" "group" "mode" "secret" ]) (a.files or { });
     dependencies = a.dependencies or [ ];
   };
-  target = key: set: name: let c = set.${name}.config.artifacts or { }; in {
-    ${key} = name;
+  target = key: option: set: name: let c = set.${name}.config.artifacts or { }; in {
+    ${key} = c.${option} or name;
+    attribute = name;
     artifacts = builtins.mapAttrs artifact (c.store or { });
     config = c.config or { };
     default = { backend = c.default.backend or null; };
@@ -53,8 +59,8 @@ let
   nixos = flake.nixosConfigurations or { };
   home = flake.homeConfigurations or { };
 in {
-  nixos = map (target "machine" nixos) (withArtifacts nixos);
-  home = map (target "user" home) (withArtifacts home);
+  nixos = map (target "machine" "machineName" nixos) (withArtifacts nixos);
+  home = map (target "user" "userName" home) (withArtifacts home);
   derivations = generators nixos (withArtifacts nixos) ++ generators home (withArtifacts home);
 }
 "#;
@@ -99,6 +105,24 @@ pub enum FlakeError {
         status: String,
         /// nix's stderr.
         stderr: String,
+    },
+    /// Two configurations give the same machine or user name.
+    #[error(
+        "`{collection}.{first}` and `{collection}.{second}` of the flake `{dir}` are both named `{name}`; give each its own `artifacts.{option}`"
+    )]
+    SameName {
+        /// The flake directory.
+        dir: PathBuf,
+        /// `nixosConfigurations` or `homeConfigurations`.
+        collection: &'static str,
+        /// `machineName` or `userName`.
+        option: &'static str,
+        /// The shared name.
+        name: String,
+        /// One attribute.
+        first: String,
+        /// The other.
+        second: String,
     },
     /// The declarations are not acceptable.
     #[error(transparent)]
@@ -159,6 +183,7 @@ pub fn load(
         .and_then(|top| top.remove("derivations"))
         .and_then(|d| serde_json::from_value(d).ok())
         .unwrap_or_default();
+    take_attributes(dir, &mut value)?;
     let model = artifacts_model::load::from_value_validated(
         &dir.join("flake.nix"),
         dir,
@@ -166,6 +191,45 @@ pub fn load(
         known_backends,
     )?;
     Ok(FlakeDeclarations { model, derivations })
+}
+
+/// Removes the `attribute` the expression adds to every target, after
+/// checking that no two attributes of a collection share a name.
+fn take_attributes(dir: &Path, value: &mut serde_json::Value) -> Result<(), FlakeError> {
+    let collections = [
+        ("nixos", "machine", "nixosConfigurations", "machineName"),
+        ("home", "user", "homeConfigurations", "userName"),
+    ];
+    for (key, name_key, collection, option) in collections {
+        let Some(targets) = value.get_mut(key).and_then(|t| t.as_array_mut()) else {
+            continue;
+        };
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for target in targets {
+            let Some(map) = target.as_object_mut() else {
+                continue;
+            };
+            let attribute = match map.remove("attribute") {
+                Some(serde_json::Value::String(attribute)) => attribute,
+                _ => continue,
+            };
+            let Some(name) = map.get(name_key).and_then(|n| n.as_str()) else {
+                continue;
+            };
+            if let Some((_, first)) = seen.iter().find(|(seen, _)| seen == name) {
+                return Err(FlakeError::SameName {
+                    dir: dir.to_owned(),
+                    collection,
+                    option,
+                    name: name.to_owned(),
+                    first: first.clone(),
+                    second: attribute,
+                });
+            }
+            seen.push((name.to_owned(), attribute));
+        }
+    }
+    Ok(())
 }
 
 /// Realises generator derivations, all in one `nix build --no-link`.
