@@ -10,6 +10,7 @@ mod generate;
 mod lifecycle;
 mod migrate_gc;
 mod nix;
+mod nixos;
 mod safety;
 mod shipped;
 mod terminal;
