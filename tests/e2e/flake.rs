@@ -185,3 +185,46 @@ fn missing_nix_is_explained() {
         .stderr_has("`nix` is not installed or not on PATH")
         .stderr_has("--manifest");
 }
+
+#[test]
+fn flake_targets_are_named_by_machine_name_and_user_name() {
+    let p = flake_project("flake_targets_are_named_by_machine_name_and_user_name");
+    // As the modules evaluate: `artifacts.machineName` (default host name)
+    // and `artifacts.userName` (default home.username) name the targets,
+    // whatever the attribute.
+    p.file(
+        "flake.nix",
+        r#"{ outputs = { self }: {
+  nixosConfigurations.alpha = { options.artifacts = { };
+    config.artifacts = { machineName = "web-alpha"; store.api = { backend = "rec"; generator = ./gen.sh; files.token = { }; }; }; };
+  homeConfigurations."alice@laptop" = { options.artifacts = { };
+    config.artifacts = { userName = "alice"; store.backup = { backend = "rec"; generator = ./gen-home.sh; files.key = { }; }; }; };
+}; }
+"#,
+    );
+    p.run(["generate"]).success();
+    assert_eq!(
+        p.stored("nixos/web-alpha/api/token").as_deref(),
+        Some("from a file, for web-alpha\n"),
+        "the generator sees the machine's one name"
+    );
+    assert_eq!(
+        p.stored("home/alice/backup/key").as_deref(),
+        Some("untracked, for alice\n")
+    );
+    p.run(["check", "--target", "nixos/web-alpha"]).success();
+
+    // Two attributes, one name: an error naming both and the option.
+    p.file(
+        "flake.nix",
+        r#"{ outputs = { self }: {
+  nixosConfigurations.a = { options.artifacts = { }; config.artifacts = { machineName = "nixos"; store = { }; }; };
+  nixosConfigurations.b = { options.artifacts = { }; config.artifacts = { machineName = "nixos"; store = { }; }; };
+}; }
+"#,
+    );
+    p.run(["list"])
+        .code(2)
+        .stderr_has("`nixosConfigurations.a` and `nixosConfigurations.b` of the flake")
+        .stderr_has("are both named `nixos`; give each its own `artifacts.machineName`");
+}

@@ -53,6 +53,10 @@ impl Context {
                         artifacts_engine::flake::FlakeError::Model(model) => {
                             anyhow::Error::new(UsageError::from_model(model))
                         }
+                        // A declaration error, like a target declared twice.
+                        same @ artifacts_engine::flake::FlakeError::SameName { .. } => {
+                            anyhow::Error::new(UsageError(anyhow::Error::new(same)))
+                        }
                         other => anyhow::Error::new(other),
                     })?;
                 (loaded.model, loaded.derivations)
