@@ -108,15 +108,16 @@ pub enum FlakeError {
     },
     /// Two configurations give the same machine or user name.
     #[error(
-        "`{collection}.{first}` and `{collection}.{second}` of the flake `{dir}` are both named `{name}`; give each its own `artifacts.{option}`"
+        "`{collection}.{first}` and `{collection}.{second}` of the flake `{dir}` are both named `{name}`; give each its own `artifacts.{option}`",
+        dir = .dir.display(),
+        collection = if *.home { "homeConfigurations" } else { "nixosConfigurations" },
+        option = if *.home { "userName" } else { "machineName" },
     )]
     SameName {
         /// The flake directory.
         dir: PathBuf,
-        /// `nixosConfigurations` or `homeConfigurations`.
-        collection: &'static str,
-        /// `machineName` or `userName`.
-        option: &'static str,
+        /// Home Manager users (else NixOS machines).
+        home: bool,
         /// The shared name.
         name: String,
         /// One attribute.
@@ -196,11 +197,7 @@ pub fn load(
 /// Removes the `attribute` the expression adds to every target, after
 /// checking that no two attributes of a collection share a name.
 fn take_attributes(dir: &Path, value: &mut serde_json::Value) -> Result<(), FlakeError> {
-    let collections = [
-        ("nixos", "machine", "nixosConfigurations", "machineName"),
-        ("home", "user", "homeConfigurations", "userName"),
-    ];
-    for (key, name_key, collection, option) in collections {
+    for (key, name_key, home) in [("nixos", "machine", false), ("home", "user", true)] {
         let Some(targets) = value.get_mut(key).and_then(|t| t.as_array_mut()) else {
             continue;
         };
@@ -219,8 +216,7 @@ fn take_attributes(dir: &Path, value: &mut serde_json::Value) -> Result<(), Flak
             if let Some((_, first)) = seen.iter().find(|(seen, _)| seen == name) {
                 return Err(FlakeError::SameName {
                     dir: dir.to_owned(),
-                    collection,
-                    option,
+                    home,
                     name: name.to_owned(),
                     first: first.clone(),
                     second: attribute,
