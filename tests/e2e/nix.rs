@@ -318,6 +318,14 @@ in {{
   sharedPublic = files.publicPath {{ kind = "nixos"; target = "m"; artifact = "ca"; file = "cert"; shared = true; }};
   value = files.publicValue {{ projectRoot = {root}; kind = "nixos"; target = "peer1";
     artifact = "wireguard"; file = "public"; secret = false; }};
+  # Public files to install: not secret ones, not a dummy artifact's.
+  public = map (entry: entry // {{ source = builtins.readFile entry.source; }}) (import ./nix-modules/lib/public.nix {{
+    projectRoot = {root}; name = "peer1"; defaultBackend = "agenix";
+    store = {{
+      wireguard.files = {{ private = {{ }}; public = {{ secret = false; mode = "0444"; owner = null; }}; }};
+      vm = {{ backend = "dummy"; files.pub.secret = false; }};
+    }};
+  }});
   inStore = files.pathsInStore {{ a.files.x.path = "/nix/store/abc-x"; a.files.y = {{ }}; b.files.z.path = "/run/z"; }};
   nixosTargets = targets {{ defaultBackend = "dummy";
     store = {{ vm-key = {{ files.key = {{ }}; }}; cert = {{ backend = "agenix"; files.pem.path = "/etc/ssl/x.pem"; }}; }}; }};
@@ -338,6 +346,10 @@ in {{
             "defaults": ["/run/artifacts/a/f", "$XDG_RUNTIME_DIR/artifacts/a/f"],
             "sharedPublic": "public/shared/ca/cert",
             "value": "pubkey-of-peer1\n",
+            "public": [{
+                "artifact": "wireguard", "file": "public", "path": "/run/artifacts/wireguard/public",
+                "owner": "root", "group": "root", "mode": "0444", "source": "pubkey-of-peer1\n"
+            }],
             "inStore": ["artifacts.store.a.files.x.path = /nix/store/abc-x"],
             "nixosTargets": {
                 "artifacts-cert": {
