@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -134,6 +135,7 @@ const PROJECT_FILES: &[&str] = &[
     "secrets/per-user/alice/backup/key.age",
     "public/per-user/alice/backup/pub",
     "secrets/per-user/alice-work.sops.yaml",
+    "public/per-user/alice-work/mail/fingerprint",
 ];
 
 #[test]
@@ -394,6 +396,15 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
         home_sops["targets"]["artifacts-mail"]["Install"]["WantedBy"],
         json!(["default.target"])
     );
+    assert_eq!(
+        home_sops["targets"]["artifacts-mail"]["Unit"]["AssertPathExists"],
+        json!([
+            "/home/alice/.mail/password",
+            "%t/artifacts/mail/fingerprint",
+            "%t/artifacts/mail/password"
+        ])
+    );
+    run_home_public_snippet(&p, home_sops["public"].as_str().unwrap());
 
     // Upstream's declarations and a backend declaring options under artifacts.config.
     let upstream = &got["upstream"];
@@ -459,6 +470,38 @@ fn run_public_snippet(p: &Project, snippet: &str) {
         String::from_utf8_lossy(&output.stdout),
         "444 root root\npublic/per-machine/sops-box/db/ca\nca\n",
         "installed with its mode and owner, no temporary file left"
+    );
+}
+
+/// Runs a Home Manager public-files activation step (`run` is Home
+/// Manager's command runner) with `$XDG_RUNTIME_DIR` under the project: the
+/// file lands where `%t/…` in the target's assertion points.
+fn run_home_public_snippet(p: &Project, snippet: &str) {
+    let runtime = p.tmp.join("runtime dir");
+    fs::create_dir_all(&runtime).unwrap();
+    let script = format!("set -eu\nrun() {{ \"$@\"; }}\n{snippet}");
+    let output = Command::new("bash")
+        .args(["-c", &script])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "the Home Manager public-files step failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let installed = runtime.join("artifacts/mail/fingerprint");
+    assert_eq!(
+        fs::read_to_string(&installed).unwrap(),
+        "public/per-user/alice-work/mail/fingerprint\n"
+    );
+    let mode = fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o440);
+    assert_eq!(
+        fs::read_dir(installed.parent().unwrap()).unwrap().count(),
+        1,
+        "no temporary file left"
     );
 }
 

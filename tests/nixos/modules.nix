@@ -221,6 +221,7 @@ in
         backend = "sops-nix";
         files.password = { mode = "0400"; };
         files.config = { mode = "0600"; path = "/home/alice/.mail/password"; };
+        files.fingerprint = { secret = false; mode = "0440"; };
       };
     }
   ]);
