@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -46,7 +47,11 @@ fn kit(test: &str) -> Option<PathBuf> {
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {why}; CI runs every test");
     }
-    eprintln!("\n*** SKIPPED {test}: {why}; no NixOS or Home Manager evaluation was checked ***\n");
+    // Straight to stderr, not `eprintln!`: the test harness would swallow it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {why}; no NixOS or Home Manager evaluation was checked ***\n"
+    );
     None
 }
 
