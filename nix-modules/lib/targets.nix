@@ -6,9 +6,10 @@
 #   => { "artifacts-<name>" = { description; wantedBy; after; requires; unitConfig.AssertPathExists; }; … }
 #
 # Dummy artifacts are installed by `artifacts-<name>.service` (backends/dummy),
-# so their target requires and follows it. agenix and sops-nix install during
-# activation, before any unit starts. Home Manager paths use systemd's `%t`
-# for `$XDG_RUNTIME_DIR`.
+# so their target requires and follows it. agenix and sops-nix install the
+# secret files, and the artifacts module the public ones (./public.nix),
+# during activation, before any unit starts. Home Manager paths use
+# systemd's `%t` for `$XDG_RUNTIME_DIR`.
 {
   store,
   kind ? "nixos",
