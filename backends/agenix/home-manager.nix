@@ -10,7 +10,8 @@ let
   cfg = config.artifacts;
   common = import ../../nix-modules/lib/common.nix;
   defaultBackend = cfg.default.backend or null;
-  used = common.artifactsUsing [ "agenix" ] defaultBackend (cfg.store or { }) != [ ];
+  artifacts = common.artifactsUsing [ "agenix" ] defaultBackend (cfg.store or { });
+  used = artifacts != [ ];
 in
 {
   imports = [ ../../nix-modules/home-backend-options.nix ];
@@ -22,6 +23,17 @@ in
         message = "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the agenix files under `secrets/` can be found";
       }
     ];
+    # The files appear when agenix.service has run (a user unit, unlike on
+    # NixOS where activation installs them before any unit starts).
+    systemd.user.targets = builtins.listToAttrs (
+      map (artifact: {
+        name = "artifacts-${artifact.name}";
+        value.Unit = {
+          After = [ "agenix.service" ];
+          Requires = [ "agenix.service" ];
+        };
+      }) artifacts
+    );
     age.secrets = lib.mkIf (cfg.projectRoot != null) (
       import ../../nix-modules/lib/agenix.nix {
         store = cfg.store or { };

@@ -11,8 +11,9 @@ let
   cfg = config.artifacts;
   common = import ../../nix-modules/lib/common.nix;
   defaultBackend = cfg.default.backend or null;
-  used =
-    common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend (cfg.store or { }) != [ ];
+  artifacts =
+    common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend (cfg.store or { });
+  used = artifacts != [ ];
 in
 {
   imports = [ ../../nix-modules/home-backend-options.nix ];
@@ -24,6 +25,17 @@ in
         message = "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the sops files under `secrets/` can be found";
       }
     ];
+    # The files appear when sops-nix.service has run (a user unit, unlike on
+    # NixOS where activation installs them before any unit starts).
+    systemd.user.targets = builtins.listToAttrs (
+      map (artifact: {
+        name = "artifacts-${artifact.name}";
+        value.Unit = {
+          After = [ "sops-nix.service" ];
+          Requires = [ "sops-nix.service" ];
+        };
+      }) artifacts
+    );
     sops.secrets = lib.mkIf (cfg.projectRoot != null) (
       import ../../nix-modules/lib/sops-nix.nix {
         store = cfg.store or { };

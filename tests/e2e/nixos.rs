@@ -379,6 +379,15 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
         home["targets"]["artifacts-backup"]["Unit"]["AssertPathExists"],
         json!(["%t/artifacts/backup/key", "/home/alice/.backup.pub"])
     );
+    // agenix decrypts in a user unit: the target waits for it.
+    assert_eq!(
+        home["targets"]["artifacts-backup"]["Unit"]["After"],
+        json!(["agenix.service"])
+    );
+    assert_eq!(
+        home["targets"]["artifacts-backup"]["Unit"]["Requires"],
+        json!(["agenix.service"])
+    );
     let home_store: Value = serde_json::from_str(home["store"].as_str().unwrap()).unwrap();
     assert_eq!(home_store["userName"], "alice");
     assert_eq!(
@@ -408,6 +417,14 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
             "%t/artifacts/mail/fingerprint",
             "%t/artifacts/mail/password"
         ])
+    );
+    assert_eq!(
+        home_sops["targets"]["artifacts-mail"]["Unit"]["After"],
+        json!(["sops-nix.service"])
+    );
+    assert_eq!(
+        home_sops["targets"]["artifacts-mail"]["Unit"]["Requires"],
+        json!(["sops-nix.service"])
     );
     run_home_public_snippet(&p, home_sops["public"].as_str().unwrap());
 
