@@ -12,6 +12,7 @@ mod migrate_gc;
 mod nix;
 mod safety;
 mod shipped;
+mod switch;
 mod terminal;
 mod tools;
 mod util;
