@@ -39,6 +39,20 @@ fn stores(p: &Project) -> BTreeMap<String, Vec<u8>> {
     all
 }
 
+/// Fails naming the files that differ (not their bytes: they are secrets' ciphertexts).
+#[track_caller]
+fn assert_same(now: &BTreeMap<String, Vec<u8>>, before: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let names: std::collections::BTreeSet<&String> = now.keys().chain(before.keys()).collect();
+    let differing: Vec<&&String> = names
+        .iter()
+        .filter(|name| now.get(**name) != before.get(**name))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{what}: these files differ: {differing:?}"
+    );
+}
+
 /// A project with an admin age key (made by the real `age-keygen`) whose
 /// public key is every target's recipient, and a random-token generator.
 fn keyed_project(name: &str) -> (Project, String, String) {
@@ -128,7 +142,7 @@ fn declaration_changed_first(test: &str, from: &str, to: &str) {
             "kept {from} nixos/m1 api: the only stored copy of `api`, declared with backend `{to}`: run `artifacts migrate api`"
         ))
         .stderr_has(&format!("kept {from} nixos/m2 api"));
-    assert_eq!(stores(&p), stored, "nothing stored changed");
+    assert_same(&stores(&p), &stored, "nothing stored changed");
     assert_eq!(
         std::fs::read(p.root.join("artifacts.lock")).unwrap(),
         lock,
@@ -183,13 +197,13 @@ fn migrated_first(test: &str, from: &str, to: &str) {
     p.run(["gc", "--yes", "-i", key])
         .success()
         .stderr_has(&format!("kept {to} nixos/m1 api: the only stored copy"));
-    assert_eq!(stores(&p), stored, "nothing stored changed");
+    assert_same(&stores(&p), &stored, "nothing stored changed");
     // Asking again is not an error, and says what is left to do.
     p.run(["migrate", "api", "--to", to, "-i", key])
         .success()
         .stderr_has(&format!("nixos/m1 api is already stored in `{to}`"))
         .stderr_has(&format!("set `backend = \"{to}\"` on `api`"));
-    assert_eq!(stores(&p), stored);
+    assert_same(&stores(&p), &stored, "stores");
 
     p.manifest(&manifest(&recipient, &[("api", to), ("other", from)]));
     p.run(["check"]).success();
@@ -244,6 +258,12 @@ fn migrate_from_names_the_source_and_regenerate_elsewhere_replaces_on_request() 
     p.run(["generate", "-i", key]).success();
     let before = show(&p, key, "api", "m1");
     let m2 = show(&p, key, "api", "m2");
+    // Moving within one storage would copy onto itself, then remove the copy.
+    let stored = stores(&p);
+    p.run(["migrate", "api", "--from", "agenix", "-i", key])
+        .success()
+        .stderr_has("nixos/m1 api is already stored in `agenix`");
+    assert_same(&stores(&p), &stored, "stores");
     p.manifest(&manifest(&recipient, &[("api", "sops-nix")]));
     p.run(["migrate", "api", "--from", "sops-nix"])
         .code(1)
@@ -263,6 +283,23 @@ fn migrate_from_names_the_source_and_regenerate_elsewhere_replaces_on_request() 
         .stderr_has("generated 1 artifact(s)");
     p.run(["check"]).success();
     assert_ne!(show(&p, key, "api", "m2"), m2);
+    assert_eq!(show(&p, key, "api", "m1"), before);
+    // `sops` is another name of `sops-nix`: already there, nothing removed;
+    // nor does the old copy m2 still has in agenix replace the new one.
+    let stored = stores(&p);
+    p.run(["migrate", "api", "--to", "sops", "-i", key])
+        .success()
+        .stderr_has("nixos/m1 api is already stored in `sops`")
+        .stderr_has("nixos/m2 api is already stored in `sops`");
+    p.run(["migrate", "api", "--from", "agenix", "--target", "m2", "-i", key])
+        .code(1)
+        .stderr_has("backend `sops-nix` already stores it; moving the copy in `agenix` there would replace that one");
+    assert_same(&stores(&p), &stored, "stores");
+    assert_ne!(show(&p, key, "api", "m2"), m2);
+    // That old copy is not the last one: gc may remove it.
+    p.run(["gc", "--dry-run"])
+        .success()
+        .stdout_has("orphan agenix nixos/m2 api");
     assert_eq!(show(&p, key, "api", "m1"), before);
 }
 
@@ -302,7 +339,7 @@ fn placement_edits_keep_check_green_and_accept_records_them() {
         .success()
         .stdout_has("/run/keys/api-token")
         .stdout_lacks("placement changed");
-    assert_eq!(stores(&p), stored, "nothing was regenerated");
+    assert_same(&stores(&p), &stored, "nothing was regenerated");
     assert_eq!(show(&p, key, "api", "m1"), before);
 }
 
@@ -336,13 +373,13 @@ fn generator_edit_is_stale_until_accepted_and_the_bytes_stay() {
     p.run(["accept", "--dry-run"])
         .success()
         .stdout_has("would accept nixos/m1 api (the generator changed since generation)");
-    assert_eq!(stores(&p), stored);
+    assert_same(&stores(&p), &stored, "stores");
     p.run(["accept"])
         .success()
         .stderr_has("accepted nixos/m1 api (the generator changed since generation)")
         .stderr_has("recorded 2 artifact(s) in artifacts.lock");
     p.run(["check"]).success();
-    assert_eq!(stores(&p), stored, "accept regenerates nothing");
+    assert_same(&stores(&p), &stored, "accept regenerates nothing");
     assert_eq!(
         [show(&p, key, "api", "m1"), show(&p, key, "api", "m2")],
         before
@@ -447,7 +484,11 @@ files.password = {{}}
         .success()
         .stderr_has("note: nixos/m1 api is stored but not in artifacts.lock: left as it is")
         .stderr_has("nothing to generate");
-    assert_eq!(snapshot(&p.root), before, "generate --yes changed nothing");
+    assert_same(
+        &snapshot(&p.root),
+        &before,
+        "generate --yes changed nothing",
+    );
 
     p.run(["accept"])
         .success()

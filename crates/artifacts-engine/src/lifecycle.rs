@@ -101,8 +101,24 @@ impl Engine<'_> {
         lock: &mut Lock,
     ) -> Result<Migrated, EngineError> {
         let unit = &plan.units[index];
+        // Moving within one storage would remove the only copy after "copying" it.
+        if self.same_storage(from, to) {
+            return Err(EngineError::Unavailable {
+                artifact: unit.label(),
+                reason: format!("`{from}` and `{to}` store in the same place; nothing to move"),
+            });
+        }
         let source_unit = unit.with_backend(from);
         let target_unit = unit.with_backend(to);
+        // A copy already there may be another secret (regenerated since): keep it.
+        if self.stores(unit, to)? {
+            return Err(EngineError::Unavailable {
+                artifact: unit.label(),
+                reason: format!(
+                    "backend `{to}` already stores it; moving the copy in `{from}` there would replace that one"
+                ),
+            });
+        }
         let (new_backend, new_scripts) = match self.storage(&target_unit)? {
             Storage::Scripts(backend, scripts) => (backend, scripts),
             Storage::Passthrough => {
@@ -154,6 +170,15 @@ impl Engine<'_> {
             lock.save()?;
         }
         Ok(Migrated { removed_old })
+    }
+
+    /// Whether backends `a` and `b` store in the same place (`sops` and
+    /// `sops-nix`, or one name twice).
+    pub fn same_storage(&self, a: &str, b: &str) -> bool {
+        match (self.registry.get(a), self.registry.get(b)) {
+            (Some(a), Some(b)) => a.storage == b.storage,
+            _ => a == b,
+        }
     }
 
     /// Whether backend `name` stores the unit (its check exits 0 or 3).

@@ -201,3 +201,55 @@ impl Lock {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (tempfile::TempDir, Result<Lock, LockError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        std::fs::write(&path, text).unwrap();
+        let lock = Lock::load(&path);
+        (dir, lock)
+    }
+
+    #[test]
+    fn version_1_is_read_as_legacy_and_written_as_version_2() {
+        let (_dir, lock) = load(
+            r#"{"version": 1, "entries": {"nixos/m": {"a": {"fingerprint": "sha256:1", "generated_at": "2026-01-01T00:00:00Z"}}}}"#,
+        );
+        let lock = lock.unwrap();
+        assert!(lock.is_legacy());
+        let entry = lock.get("nixos/m", "a").unwrap();
+        assert_eq!(entry.generated_at.as_deref(), Some("2026-01-01T00:00:00Z"));
+        assert!(entry.placement.is_none() && entry.backend.is_none());
+        lock.save().unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(lock.path()).unwrap()).unwrap();
+        assert_eq!(written["version"], 2);
+        assert_eq!(
+            written["entries"]["nixos/m"]["a"]["fingerprint"],
+            "sha256:1"
+        );
+        assert!(!Lock::load(lock.path()).unwrap().is_legacy());
+    }
+
+    #[test]
+    fn newer_versions_are_refused_naming_the_version() {
+        let (_dir, lock) = load(r#"{"version": 3, "entries": {}}"#);
+        let message = lock.unwrap_err().to_string();
+        assert!(message.contains("version 3 is not supported"), "{message}");
+    }
+
+    #[test]
+    fn adopted_entries_have_no_generation_time() {
+        let (_dir, lock) = load(
+            r#"{"version": 2, "entries": {"shared": {"ca": {"fingerprint": "sha256:1", "backend": "agenix"}}}}"#,
+        );
+        let lock = lock.unwrap();
+        let entry = lock.get("shared", "ca").unwrap();
+        assert_eq!(entry.generated_at(), None);
+        assert_eq!(entry.backend.as_deref(), Some("agenix"));
+    }
+}

@@ -292,6 +292,10 @@ fn guard_elsewhere(
         if let Some(dependency) = reason.strip_prefix("depends on ")
             && held.iter().any(|&h| plan.units[h].label() == dependency)
         {
+            eprintln!(
+                "note: {} not regenerated: it would follow {dependency}, which is held back",
+                unit.label()
+            );
             held.push(index);
             continue;
         }

@@ -36,7 +36,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             Ok(Source::From(from)) => from,
             Ok(Source::AlreadyThere) => {
                 eprintln!("{} is already stored in `{to}`", unit.label());
-                if !same_storage(ctx, to, &unit.backend.name) {
+                if !engine.same_storage(to, &unit.backend.name) {
                     undeclared.push(unit.name().to_owned());
                 }
                 continue;
@@ -64,7 +64,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
                         }
                     );
                 }
-                if !same_storage(ctx, to, &unit.backend.name) {
+                if !engine.same_storage(to, &unit.backend.name) {
                     undeclared.push(unit.name().to_owned());
                 }
             }
@@ -106,8 +106,9 @@ enum Source {
 }
 
 /// The backend to move a unit from: `--from` (which must store it), else
-/// the declared backend when it stores the unit and is not the destination,
-/// else the one other backend that stores it.
+/// nothing when the destination stores it already (another copy elsewhere
+/// may be an older secret), else the declared backend when it stores the
+/// unit and is not the destination, else the one other backend that stores it.
 fn source(
     engine: &artifacts_engine::Engine<'_>,
     plan: &artifacts_engine::plan::Plan<'_>,
@@ -121,10 +122,16 @@ fn source(
         if !engine.stores(unit, from)? {
             anyhow::bail!("backend `{from}` does not store it");
         }
+        if engine.same_storage(from, to) {
+            return Ok(Source::AlreadyThere);
+        }
         return Ok(Source::From(from.to_owned()));
     }
+    if engine.stores(unit, to)? {
+        return Ok(Source::AlreadyThere);
+    }
     let declared = &unit.backend.name;
-    if declared != to && engine.stores(unit, declared)? {
+    if !engine.same_storage(declared, to) && engine.stores(unit, declared)? {
         return Ok(Source::From(declared.clone()));
     }
     // Look past the destination: the unit as if declared there.
@@ -132,20 +139,10 @@ fn source(
     if let Some(found) = engine.stored_elsewhere(plan, &moved, lock) {
         return Ok(Source::From(found));
     }
-    if engine.stores(unit, to)? {
-        return Ok(Source::AlreadyThere);
-    }
     anyhow::bail!(
         "no backend stores it (run `{}` to generate it)",
         artifacts_engine::suggestion("generate", &[&unit.artifact.name])
     )
-}
-
-fn same_storage(ctx: &Context, a: &str, b: &str) -> bool {
-    match (ctx.registry.get(a), ctx.registry.get(b)) {
-        (Some(a), Some(b)) => a.storage == b.storage,
-        _ => a == b,
-    }
 }
 
 /// `accept`: records the current declaration for what is stored, without regenerating.
