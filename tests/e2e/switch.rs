@@ -653,11 +653,8 @@ fn version_1_lock_entries_that_do_not_match_stay_stale() {
     assert_eq!(p.stored("nixos/m/old/cert").unwrap(), "ca-400ee7d2\n");
 }
 
-#[test]
-fn version_1_lock_of_a_backend_switched_before_the_upgrade_is_found_where_it_was() {
-    let p = v1_project("version_1_lock_of_a_backend_switched");
-    // A second recording backend with its own store, and the declaration
-    // switched to it before this version ever read the lock.
+/// A second recording backend, `rec2`, storing under `store2/`.
+fn add_rec2(p: &Project) {
     for script in ["common.sh", "check", "serialize", "deserialize"] {
         let text = std::fs::read_to_string(p.root.join("backends/rec").join(script)).unwrap();
         let copy = p.script(
@@ -673,6 +670,38 @@ fn version_1_lock_of_a_backend_switched_before_the_upgrade_is_found_where_it_was
             std::fs::read_to_string(p.root.join("backend.toml")).unwrap()
         ),
     );
+}
+
+#[test]
+fn a_failing_check_of_the_backend_the_lock_recorded_is_an_error_not_missing() {
+    let p = Project::new("a_failing_check_of_the_recorded_backend");
+    p.token_artifact();
+    add_rec2(&p);
+    p.run(["generate"]).success();
+    p.manifest(&crate::util::TOKEN_MANIFEST.replace("\"rec\"", "\"rec2\""));
+    p.run(["check"])
+        .code(1)
+        .stdout_has("stored in rec, declared rec2");
+    // The old backend's storage is unreachable: that is no reason to make a new secret.
+    p.script(
+        "backends/rec/check",
+        "#!/bin/sh\necho 'rec: store unreachable' >&2\nexit 2\n",
+    );
+    p.run(["check"])
+        .code(2)
+        .stdout_has("backend `rec`, which artifacts.lock says stored it, cannot tell")
+        .stdout_has("rec: store unreachable");
+    p.run(["generate", "--yes"])
+        .code(1)
+        .stderr_has("a failing check is never taken for \"missing\"");
+    assert!(!p.root.join("store2").exists(), "nothing was generated");
+}
+
+#[test]
+fn version_1_lock_of_a_backend_switched_before_the_upgrade_is_found_where_it_was() {
+    let p = v1_project("version_1_lock_of_a_backend_switched");
+    // The declaration switched to another backend before this version ever read the lock.
+    add_rec2(&p);
     p.manifest(&V1_MANIFEST.replace("default.backend = \"rec\"", "default.backend = \"rec2\""));
     p.run(["check"])
         .code(1)

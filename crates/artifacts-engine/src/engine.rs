@@ -335,12 +335,13 @@ impl<'a> Engine<'a> {
         }
         match outcome {
             Ok(CheckOutcome::NeedsGeneration) => match self.stored_elsewhere(plan, unit, lock) {
-                Some(stored_in) => Status::Elsewhere {
+                Ok(Some(stored_in)) => Status::Elsewhere {
                     artifact: unit.name().to_owned(),
                     stored_in,
                     declared: unit.backend.name.clone(),
                 },
-                None => Status::Missing,
+                Ok(None) => Status::Missing,
+                Err(reason) => Status::Error { reason },
             },
             // A changed declaration wins over changed recipients: a target dropped
             // from a shared artifact knew the secret, so it must be regenerated,
@@ -387,15 +388,19 @@ impl<'a> Engine<'a> {
     /// The backend (other than the declared one) storing a unit, if any. Asks
     /// the backend the lock recorded first, then every backend that could
     /// store the unit's context and that the project uses or that ships with
-    /// artifacts, once per storage. A backend whose check fails is taken for
-    /// "not there" (it may not even be configured for this target).
+    /// artifacts, once per storage. A failing check counts as "not there"
+    /// (that backend may not even be configured for this target), except for
+    /// the backend the lock recorded: then the failure is the answer, since a
+    /// failing check is never taken for "missing".
     pub fn stored_elsewhere(
         &self,
         plan: &Plan<'_>,
         unit: &Unit<'_>,
         lock: &Lock,
-    ) -> Option<String> {
-        let declared = self.registry.get(&unit.backend.name)?;
+    ) -> Result<Option<String>, String> {
+        let Some(declared) = self.registry.get(&unit.backend.name) else {
+            return Ok(None);
+        };
         let recorded = lock
             .get(&unit.scope(), unit.name())
             .and_then(|entry| entry.backend.clone());
@@ -422,9 +427,17 @@ impl<'a> Engine<'a> {
             let moved = unit.with_backend(&backend.name);
             match script::check(&moved, backend, scripts, &self.script_env) {
                 Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged) => {
-                    return Some(backend.name.clone());
+                    return Ok(Some(backend.name.clone()));
                 }
                 Ok(CheckOutcome::NeedsGeneration) => {}
+                Err(error) if recorded.as_deref() == Some(backend.name.as_str()) => {
+                    return Err(format!(
+                        "declared backend `{}` does not store it, and backend `{}`, which artifacts.lock says stored it, cannot tell: {}",
+                        unit.backend.name,
+                        backend.name,
+                        error_chain(&error)
+                    ));
+                }
                 Err(error) => tracing::debug!(
                     "{}: backend `{}` cannot tell whether it stores it: {}",
                     unit.label(),
@@ -433,7 +446,7 @@ impl<'a> Engine<'a> {
                 ),
             }
         }
-        None
+        Ok(None)
     }
 
     /// Checks the units in `selected` on up to `jobs` threads; results in the same order.

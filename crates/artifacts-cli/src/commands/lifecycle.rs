@@ -136,7 +136,10 @@ fn source(
     }
     // Look past the destination: the unit as if declared there.
     let moved = unit.with_backend(to);
-    if let Some(found) = engine.stored_elsewhere(plan, &moved, lock) {
+    if let Some(found) = engine
+        .stored_elsewhere(plan, &moved, lock)
+        .map_err(anyhow::Error::msg)?
+    {
         return Ok(Source::From(found));
     }
     anyhow::bail!(
