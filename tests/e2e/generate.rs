@@ -299,7 +299,9 @@ files.token = {}
     // Without a terminal and without --yes, stale artifacts are left alone.
     p.run(["generate"])
         .success()
-        .stderr_has("pass --yes to regenerate them");
+        .stderr_has("pass --yes to regenerate them")
+        .stderr_has("nothing generated: 1 stale artifact(s) left as they are")
+        .stderr_lacks("everything selected is stored and current");
     assert_eq!(p.stored("nixos/m/api/token").unwrap(), before);
     p.run(["check"]).code(1);
     p.run(["generate", "--yes"]).success();

@@ -41,6 +41,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     let mut known: std::collections::BTreeMap<usize, Status> = Default::default();
     let mut chosen = Vec::new();
     let mut reasons = Vec::new();
+    let mut left_stale = 0;
     if request.force {
         for &index in &storing {
             let unit = &plan.units[index];
@@ -108,7 +109,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
                 || request.prompts.dry_run
                 || (!global.quiet && {
                     eprintln!(
-                        "stale (stored, but from another declaration):\n{}",
+                        "stale (stored, but no longer matching the declaration):\n{}",
                         list.join("\n")
                     );
                     ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
@@ -118,9 +119,12 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
                     chosen.push(index);
                     reasons.push(format!("stale: {reason}"));
                 }
-            } else if !ask::interactive() {
+            } else {
+                left_stale = stale.len();
+            }
+            if !accept && !ask::interactive() {
                 eprintln!(
-                    "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them (or run the `artifacts accept` named below to keep what is stored):\n{}",
+                    "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
                     list.len(),
                     list.join("\n")
                 );
@@ -167,7 +171,9 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         });
     }
     if order.is_empty() {
-        if !global.quiet && held_back == 0 {
+        if !global.quiet && left_stale > 0 {
+            eprintln!("nothing generated: {left_stale} stale artifact(s) left as they are");
+        } else if !global.quiet && held_back == 0 {
             eprintln!("nothing to generate: everything selected is stored and current");
         }
         return Ok(if check_errors > 0 {
