@@ -714,3 +714,33 @@ fn version_1_lock_of_a_backend_switched_before_the_upgrade_is_found_where_it_was
     );
     assert_eq!(p.lock()["entries"]["nixos/m"]["leaf"]["backend"], "rec2");
 }
+
+#[test]
+fn shared_artifact_switch_keeps_its_only_copy_and_migrates() {
+    let (p, key, recipient) = keyed_project("shared_artifact_switch_keeps_its_only_copy");
+    let key = key.as_str();
+    let declare = |backend: &str| {
+        p.manifest(&format!(
+            "[nixos.m1]\nconfig.agenix.publicUserKeys = [\"{recipient}\"]\n[nixos.m2]\nconfig.agenix.publicUserKeys = [\"{recipient}\"]\n[artifacts.psk]\nshared = true\ntargets = [\"m1\", \"m2\"]\nbackend = \"{backend}\"\ngenerator = \"generators/token.sh\"\nfiles.token = {{}}\nfiles.id = {{ secret = false }}\n"
+        ));
+    };
+    declare("agenix");
+    p.run(["generate"]).success();
+    let before = show(&p, key, "psk", "m1");
+    let stored = stores(&p);
+    declare("sops-nix");
+    p.run(["check"])
+        .code(1)
+        .stdout_has("elsewhere shared psk\n         stored in agenix, declared sops-nix");
+    p.run(["gc", "--yes", "-i", key])
+        .success()
+        .stderr_has("kept agenix shared psk: the only stored copy of `psk`");
+    p.run(["generate", "--yes"]).code(1);
+    assert_same(&stores(&p), &stored, "nothing stored changed");
+    p.run(["migrate", "psk", "-i", key])
+        .success()
+        .stderr_has("moved shared psk from agenix to sops-nix");
+    p.run(["check"]).success();
+    assert_eq!(show(&p, key, "psk", "m2"), before);
+    assert!(!p.root.join("secrets/shared/psk").exists());
+}
