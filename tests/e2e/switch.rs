@@ -744,3 +744,30 @@ fn shared_artifact_switch_keeps_its_only_copy_and_migrates() {
     assert_eq!(show(&p, key, "psk", "m2"), before);
     assert!(!p.root.join("secrets/shared/psk").exists());
 }
+
+#[test]
+fn check_suggests_commands_narrowed_to_the_targets_that_need_them() {
+    let p = Project::new("check_suggests_commands_narrowed_to_the_targets");
+    let token = r#"head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/token""#;
+    p.recording_backend()
+        .generator("a.sh", token)
+        .generator("b.sh", &format!("{token}\n# another generator"));
+    let declare = |m1_generator: &str| {
+        p.manifest(&format!(
+            "default.backend = \"rec\"\n[nixos.m1.artifacts.api]\ngenerator = \"generators/{m1_generator}\"\nfiles.token = {{}}\n[nixos.m2.artifacts.api]\ngenerator = \"generators/a.sh\"\nfiles.token = {{}}\n"
+        ));
+    };
+    declare("a.sh");
+    p.run(["generate"]).success();
+    let m2 = p.stored("nixos/m2/api/token").unwrap();
+    declare("b.sh");
+    // Regenerating `api` everywhere would replace m2's current secret too.
+    p.run(["check"]).code(1).stdout_has(
+        "run `artifacts accept api --target nixos/m1` to keep what is stored for the changed declaration, or `artifacts regenerate api --target nixos/m1` to replace it",
+    );
+    p.run(["regenerate", "api", "--target", "nixos/m1", "--yes"])
+        .success()
+        .stderr_has("generated 1 artifact(s)");
+    p.run(["check"]).success();
+    assert_eq!(p.stored("nixos/m2/api/token").unwrap(), m2);
+}

@@ -3,6 +3,10 @@
 //! A non-shared artifact gives one unit per declaring target. A shared
 //! artifact gives one unit for all its targets (context `shared`): it is
 //! generated once and serialized for all of them.
+//!
+//! It also says what the lock records for a unit ([`Unit::declared`]), how a
+//! recorded entry compares with it ([`Declared::compare`]), and upgrades the
+//! entries of a version-1 lock ([`Plan::upgrade_lock`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
