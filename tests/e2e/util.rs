@@ -259,6 +259,14 @@ impl Run {
         self
     }
 
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Run {
+        if self.stdout.contains(needle) {
+            self.fail(&format!("stdout contains {needle:?}"));
+        }
+        self
+    }
+
     /// stdout parsed as JSON.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {

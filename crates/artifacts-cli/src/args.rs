@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const AFTER_HELP: &str = "\
 Exit codes:
-  0  success (check: everything stored and current)
-  1  something is missing or stale (check), or an operation failed
+  0  success (check: everything stored and current; untracked ones are noted)
+  1  something is missing, stale or stored in another backend than declared
+     (check; untracked too with --strict), or an operation failed
   2  usage error, declaration error, or a check that could not run
 
 Prompt answers never go on the command line: use --prompts-file FILE (JSON or
@@ -112,6 +113,8 @@ pub enum Command {
     Backends,
     /// Move artifacts to another backend: copy, verify, remove the old copy.
     Migrate(MigrateArgs),
+    /// Record the current declaration for what is stored, without regenerating.
+    Accept(AcceptArgs),
     /// Remove stored artifacts that are no longer declared.
     Gc(GcArgs),
     /// Print the dependency graph (a plain listing, or DOT with --dot).
@@ -151,6 +154,9 @@ pub struct CheckArgs {
     /// Report artifacts generated longer ago than DURATION (e.g. 90d) as stale.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_age: Option<std::time::Duration>,
+    /// Fail (exit 1) on untracked artifacts too: stored, but not in artifacts.lock.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Parses `90d`, `12h`, `1w 2d`.
@@ -193,6 +199,9 @@ pub struct GenerateArgs {
     /// Every artifact (the default when no ARTIFACT is named).
     #[arg(long)]
     pub all: bool,
+    /// Also generate what another backend than the declared one stores (a new secret replaces it).
+    #[arg(long)]
+    pub regenerate_elsewhere: bool,
     #[command(flatten)]
     pub prompts: PromptArgs,
 }
@@ -208,6 +217,9 @@ pub struct RegenerateArgs {
     /// Only those generated longer ago than DURATION (e.g. 90d, 12h), per artifacts.lock.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<std::time::Duration>,
+    /// Also regenerate what another backend than the declared one stores.
+    #[arg(long)]
+    pub regenerate_elsewhere: bool,
     #[command(flatten)]
     pub prompts: PromptArgs,
 }
@@ -224,14 +236,27 @@ pub struct MigrateArgs {
     /// The artifacts to move.
     #[arg(value_name = "ARTIFACT", required = true)]
     pub artifacts: Vec<String>,
-    /// The backend to move them to.
+    /// The backend to move them to [default: the declared one].
     #[arg(long, value_name = "BACKEND")]
-    pub to: String,
+    pub to: Option<String>,
+    /// The backend to move them from [default: the one storing them].
+    #[arg(long, value_name = "BACKEND")]
+    pub from: Option<String>,
     /// Show what would move, and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     #[command(flatten)]
     pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// Only these artifacts [default: every stale or untracked one].
+    #[arg(value_name = "ARTIFACT")]
+    pub artifacts: Vec<String>,
+    /// Show what would be recorded, and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -62,8 +62,16 @@ impl Context {
                 (loaded.model, loaded.derivations)
             }
         };
-        let lock = Lock::load(&model.root.join(LOCK_FILE))
+        let mut lock = Lock::load(&model.root.join(LOCK_FILE))
             .map_err(|e| UsageError(anyhow::Error::new(e)))?;
+        // A version-1 lock is upgraded in memory (written on the next change);
+        // a model that cannot be planned fails later, in the command.
+        if lock.is_legacy()
+            && let Ok(plan) = Plan::new(&model)
+        {
+            let names: Vec<String> = registry.names().into_iter().map(str::to_owned).collect();
+            plan.upgrade_lock(&mut lock, &names);
+        }
         let targets = resolve_targets(&model, &global.targets)?;
         let log_level =
             global

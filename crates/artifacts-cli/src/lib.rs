@@ -110,18 +110,25 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Check(args)) => {
             commands::status::check(&Context::load(global)?, args, global.json, global.quiet)
         }
-        Some(Command::Generate(args)) => {
-            generate(global, &args.artifacts, &args.prompts, false, None)
-        }
+        Some(Command::Generate(args)) => generate(
+            global,
+            &args.artifacts,
+            &args.prompts,
+            (false, None),
+            args.regenerate_elsewhere,
+        ),
         Some(Command::Regenerate(args)) => generate(
             global,
             &args.artifacts,
             &args.prompts,
-            true,
-            args.older_than,
+            (true, args.older_than),
+            args.regenerate_elsewhere,
         ),
         Some(Command::Explain(args)) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
+        }
+        Some(Command::Accept(args)) => {
+            commands::lifecycle::accept(&Context::load(global)?, global, args)
         }
         Some(Command::Migrate(args)) => commands::lifecycle::migrate(
             &Context::load(global)?.with_identities(&args.identity.identities)?,
@@ -162,8 +169,8 @@ fn generate(
     global: &GlobalArgs,
     artifacts: &[String],
     prompts: &args::PromptArgs,
-    force: bool,
-    older_than: Option<std::time::Duration>,
+    (force, older_than): (bool, Option<std::time::Duration>),
+    regenerate_elsewhere: bool,
 ) -> Result<i32> {
     let ctx = Context::load(global)?.with_identities(&prompts.identity.identities)?;
     let request = Request {
@@ -171,6 +178,7 @@ fn generate(
         prompts,
         force,
         older_than,
+        regenerate_elsewhere,
     };
     commands::generate::run(&ctx, global, request)
 }
@@ -223,8 +231,11 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
     let rows = commands::status::rows(&ctx, &plan, &selected);
     commands::status::print_table(&rows, false)?;
     let summary = commands::status::summarize(&rows);
-    if summary.missing + summary.stale == 0 {
+    if !summary.needs_work() {
         eprintln!("everything is stored and current");
+        for line in commands::status::advice(&plan, &rows, false) {
+            eprintln!("{line}");
+        }
         return Ok(if summary.errors > 0 {
             exit::FAILURE
         } else {
@@ -232,6 +243,11 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
         });
     }
     let question = format!("Generate {} missing artifact(s)?", summary.missing);
+    if summary.missing == 0 {
+        for line in commands::status::advice(&plan, &rows, false) {
+            eprintln!("{line}");
+        }
+    }
     if summary.missing > 0 && ask::confirm(&question)? {
         let prompts = args::PromptArgs {
             prompts_file: None,
@@ -248,6 +264,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
                 prompts: &prompts,
                 force: false,
                 older_than: None,
+                regenerate_elsewhere: false,
             },
         );
     }

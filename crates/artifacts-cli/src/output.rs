@@ -53,8 +53,12 @@ impl Table {
 pub fn paint_status(status: &Status, text: &str) -> String {
     let style = match status {
         Status::Ok | Status::Passthrough => Style::new().green(),
-        Status::Missing | Status::Stale(_) | Status::RecipientsChanged => Style::new().yellow(),
-        Status::Error(_) => Style::new().red().bold(),
+        Status::Untracked { .. } => Style::new().cyan(),
+        Status::Missing
+        | Status::Elsewhere { .. }
+        | Status::Stale { .. }
+        | Status::RecipientsChanged => Style::new().yellow(),
+        Status::Error { .. } => Style::new().red().bold(),
     };
     style.apply_to(text).to_string()
 }

@@ -154,6 +154,11 @@ pub struct Capabilities {
 }
 
 impl Backend {
+    /// Whether it ships inside the binary (not read from a `backend.toml`).
+    pub fn is_shipped(&self) -> bool {
+        self.defined_in == Path::new("<shipped>")
+    }
+
     /// The section serving `context`, if present and enabled.
     pub fn section(&self, context: Context) -> Option<&Section> {
         self.sections

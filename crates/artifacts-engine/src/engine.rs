@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::backend::{Backend, BackendRegistry, Scripts};
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lock::{Lock, LockEntry, LockError};
-use crate::plan::{Plan, Unit};
+use crate::lock::{Lock, LockError};
+use crate::plan::{Comparison, Plan, Unit};
 use crate::prompts::Answers;
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::scratch::{Scratch, write_private};
@@ -54,38 +54,97 @@ pub struct Settings {
 
 /// Where a unit stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", content = "reason", rename_all = "kebab-case")]
+#[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Status {
     /// Stored and generated from the current declaration.
     Ok,
     /// The backend stores nothing by design (generated at activation).
     Passthrough,
-    /// Not stored: needs generation.
+    /// Not stored anywhere: needs generation.
     Missing,
-    /// Stored, but from another declaration (or unknown to the lock).
-    Stale(String),
+    /// Not stored by the declared backend, but by another one: `migrate` moves
+    /// it; generating would replace a working secret.
+    Elsewhere {
+        /// The artifact name.
+        artifact: String,
+        /// The backend that stores it.
+        stored_in: String,
+        /// The declared backend.
+        declared: String,
+    },
+    /// Stored, but not recorded in the lock (adopted from another tool, or
+    /// stored by hand): left alone; `accept` records it.
+    Untracked {
+        /// The artifact name.
+        artifact: String,
+    },
+    /// Stored, but no longer matching the declaration.
+    Stale {
+        /// What resolves it.
+        cause: StaleCause,
+        /// What changed, and the command that resolves it.
+        reason: String,
+    },
     /// Stored and current, but encrypted to another recipient set: `rekey` fixes it.
     RecipientsChanged,
     /// The check itself failed.
-    Error(String),
+    Error {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a stored artifact is stale, which decides what resolves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StaleCause {
+    /// What makes the secret was declared differently: `accept` keeps what
+    /// is stored (e.g. after a comment-only generator edit), regenerating
+    /// replaces it.
+    Declaration,
+    /// A dependency was regenerated since: only regenerating helps.
+    Dependency,
+    /// Older than a limit (`check --max-age`): only regenerating helps.
+    Age,
 }
 
 impl Status {
+    /// A check failure.
+    pub fn error(reason: impl Into<String>) -> Status {
+        Status::Error {
+            reason: reason.into(),
+        }
+    }
+
     /// The short word for tables and JSON.
     pub fn word(&self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Passthrough => "ok",
             Status::Missing => "missing",
-            Status::Stale(_) | Status::RecipientsChanged => "stale",
-            Status::Error(_) => "error",
+            Status::Elsewhere { .. } => "elsewhere",
+            Status::Untracked { .. } => "untracked",
+            Status::Stale { .. } | Status::RecipientsChanged => "stale",
+            Status::Error { .. } => "error",
         }
     }
 
     /// Why, for statuses that have a reason.
     pub fn reason(&self) -> Option<String> {
         match self {
-            Status::Stale(reason) | Status::Error(reason) => Some(reason.clone()),
+            Status::Stale { reason, .. } | Status::Error { reason } => Some(reason.clone()),
+            Status::Elsewhere {
+                artifact,
+                stored_in,
+                declared,
+            } => Some(format!(
+                "stored in {stored_in}, declared {declared}: run `{}` (or declare `backend = \"{stored_in}\"` again)",
+                suggestion("migrate", &[artifact])
+            )),
+            Status::Untracked { artifact } => Some(format!(
+                "stored, but not recorded in artifacts.lock (adopted, or stored outside artifacts): left as it is; `{}` records it",
+                suggestion("accept", &[artifact])
+            )),
             Status::RecipientsChanged => Some(
                 "recipients changed: run `artifacts rekey` to re-encrypt without regenerating"
                     .into(),
@@ -102,6 +161,16 @@ impl Status {
             None => self.word().into(),
         }
     }
+}
+
+/// The command line `artifacts COMMAND ARTIFACT…`, names shell-quoted where needed.
+pub fn suggestion(command: &str, artifacts: &[&String]) -> String {
+    let mut line = format!("artifacts {command}");
+    for artifact in artifacts {
+        line.push(' ');
+        line.push_str(&shell_escape::escape(artifact.as_str().into()));
+    }
+    line
 }
 
 /// Why an engine operation failed.
@@ -247,13 +316,14 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Checks one unit.
+    /// Checks one unit: asks its declared backend, and when that stores
+    /// nothing, every other backend that could (see [`Engine::stored_elsewhere`]).
     pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
         let unit = &plan.units[index];
         let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
-            Err(error) => return Status::Error(error_chain(&error)),
+            Err(error) => return Status::error(error_chain(&error)),
         };
         let outcome = script::check(unit, backend, scripts, &self.script_env);
         if matches!(
@@ -264,37 +334,119 @@ impl<'a> Engine<'a> {
             return Status::Missing;
         }
         match outcome {
-            Ok(CheckOutcome::NeedsGeneration) => Status::Missing,
+            Ok(CheckOutcome::NeedsGeneration) => match self.stored_elsewhere(plan, unit, lock) {
+                Ok(Some(stored_in)) => Status::Elsewhere {
+                    artifact: unit.name().to_owned(),
+                    stored_in,
+                    declared: unit.backend.name.clone(),
+                },
+                Ok(None) => Status::Missing,
+                Err(reason) => Status::Error { reason },
+            },
             // A changed declaration wins over changed recipients: a target dropped
             // from a shared artifact knew the secret, so it must be regenerated,
             // not merely re-encrypted.
             Ok(stored @ (CheckOutcome::Stored | CheckOutcome::RecipientsChanged)) => {
-                let fingerprint = match unit.fingerprint(plan, lock) {
-                    Ok(f) => f,
+                let declared = match unit.declared(plan, lock) {
+                    Ok(declared) => declared,
                     Err(error) => {
-                        return Status::Error(format!(
+                        return Status::error(format!(
                             "cannot read generator of `{}`: {error}",
                             unit.name()
                         ));
                     }
                 };
-                match lock.get(&unit.scope(), unit.name()) {
-                    Some(entry) if entry.fingerprint == fingerprint => {
-                        if stored == CheckOutcome::RecipientsChanged {
-                            Status::RecipientsChanged
-                        } else {
-                            Status::Ok
-                        }
+                let Some(entry) = lock.get(&unit.scope(), unit.name()) else {
+                    return Status::Untracked {
+                        artifact: unit.name().to_owned(),
+                    };
+                };
+                let name = unit.artifact.name.clone();
+                match declared.compare(entry) {
+                    Comparison::Changed(what) => Status::Stale {
+                        cause: StaleCause::Declaration,
+                        reason: format!(
+                            "{what}: `{}` keeps what is stored, `{}` replaces it",
+                            suggestion("accept", &[&name]),
+                            suggestion("regenerate", &[&name])
+                        ),
+                    },
+                    Comparison::DependencyRegenerated(what) => Status::Stale {
+                        cause: StaleCause::Dependency,
+                        reason: format!("{what}: run `{}`", suggestion("regenerate", &[&name])),
+                    },
+                    Comparison::Current { .. } if stored == CheckOutcome::RecipientsChanged => {
+                        Status::RecipientsChanged
                     }
-                    Some(_) => Status::Stale("declaration changed since generation".into()),
-                    None => Status::Stale(
-                        "stored, but not recorded in artifacts.lock (generated outside artifacts?)"
-                            .into(),
-                    ),
+                    Comparison::Current { .. } => Status::Ok,
                 }
             }
-            Err(error) => Status::Error(error_chain(&error)),
+            Err(error) => Status::error(error_chain(&error)),
         }
+    }
+
+    /// The backend (other than the declared one) storing a unit, if any. Asks
+    /// the backend the lock recorded first, then every backend that could
+    /// store the unit's context and that the project uses or that ships with
+    /// artifacts, once per storage. A failing check counts as "not there"
+    /// (that backend may not even be configured for this target), except for
+    /// the backend the lock recorded: then the failure is the answer, since a
+    /// failing check is never taken for "missing".
+    pub fn stored_elsewhere(
+        &self,
+        plan: &Plan<'_>,
+        unit: &Unit<'_>,
+        lock: &Lock,
+    ) -> Result<Option<String>, String> {
+        let Some(declared) = self.registry.get(&unit.backend.name) else {
+            return Ok(None);
+        };
+        let recorded = lock
+            .get(&unit.scope(), unit.name())
+            .and_then(|entry| entry.backend.clone());
+        let relevant = |backend: &Backend| {
+            backend.is_shipped()
+                || recorded.as_deref() == Some(backend.name.as_str())
+                || plan.units.iter().any(|u| u.backend.name == backend.name)
+        };
+        let mut seen = std::collections::BTreeSet::from([declared.storage.clone()]);
+        let candidates = recorded
+            .iter()
+            .filter_map(|name| self.registry.get(name))
+            .chain(self.registry.iter().filter(|b| relevant(b)));
+        for backend in candidates {
+            if !seen.insert(backend.storage.clone()) {
+                continue;
+            }
+            let Some(scripts) = backend
+                .section(unit.context)
+                .and_then(|section| section.scripts.as_ref())
+            else {
+                continue;
+            };
+            let moved = unit.with_backend(&backend.name);
+            match script::check(&moved, backend, scripts, &self.script_env) {
+                Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged) => {
+                    return Ok(Some(backend.name.clone()));
+                }
+                Ok(CheckOutcome::NeedsGeneration) => {}
+                Err(error) if recorded.as_deref() == Some(backend.name.as_str()) => {
+                    return Err(format!(
+                        "declared backend `{}` does not store it, and backend `{}`, which artifacts.lock says stored it, cannot tell: {}",
+                        unit.backend.name,
+                        backend.name,
+                        error_chain(&error)
+                    ));
+                }
+                Err(error) => tracing::debug!(
+                    "{}: backend `{}` cannot tell whether it stores it: {}",
+                    unit.label(),
+                    backend.name,
+                    error_chain(&error)
+                ),
+            }
+        }
+        Ok(None)
     }
 
     /// Checks the units in `selected` on up to `jobs` threads; results in the same order.
@@ -371,7 +523,6 @@ impl<'a> Engine<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
     fn generate_one(
         &self,
         plan: &Plan<'_>,
@@ -402,11 +553,12 @@ impl<'a> Engine<'a> {
             unit.label(),
             public::artifact_dir(&self.settings.root, unit).display()
         )))?;
-        // The dependency entries are current now, so the fingerprint is too.
-        let fingerprint = unit
-            .fingerprint(plan, lock)
+        // The dependency entries are current now, so the declaration is too.
+        let declared = unit
+            .declared(plan, lock)
             .map_err(io(format!("read the generator of `{}`", unit.name())))?;
-        lock.set(&unit.scope(), unit.name(), LockEntry::now(fingerprint));
+        let entry = declared.entry(&unit.backend.name, Some(crate::lock::now()));
+        lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
     }

@@ -32,4 +32,7 @@ pub mod scratch;
 pub mod script;
 pub mod shipped;
 
-pub use engine::{Engine, EngineError, Observer, Settings, Silent, Status, Timeouts, error_chain};
+pub use engine::{
+    Engine, EngineError, Observer, Settings, Silent, StaleCause, Status, Timeouts, error_chain,
+    suggestion,
+};

@@ -1,22 +1,24 @@
-//! Moving artifacts between backends, and collecting what is stored but no
-//! longer declared.
+//! Moving artifacts between backends, recording what is stored, and
+//! collecting what is stored but no longer declared.
 //!
 //! Migration is copy, verify, then delete: the files are read back through
-//! the current backend, stored by the new one, read back again through the
-//! new one and compared byte for byte; only then does the old backend remove
-//! its copy (when it has a `remove` script). Garbage collection asks each
-//! backend with `list` and `remove` scripts what it stores for each declared
-//! target and removes what no declaration names; a backend without them is
-//! reported, never guessed at.
+//! the backend that stores them, stored by the new one, read back again
+//! through the new one and compared byte for byte; only then does the old
+//! backend remove its copy (when it has a `remove` script). Accepting records
+//! the current declaration for what is stored, without regenerating.
+//! Garbage collection asks each backend with `list` and `remove` scripts what
+//! it stores for each declared target and removes what no declaration names,
+//! except the only copy of an artifact declared in another backend; a backend
+//! without those scripts is reported, never guessed at.
 
 use std::collections::BTreeSet;
 
-use artifacts_model::{BackendChoice, BackendRule, Context, Model, Target, TargetKind};
+use artifacts_model::{Context, Model, Target, TargetKind};
 use serde::Serialize;
 
 use crate::backend::{Backend, SectionKind};
 use crate::engine::{Engine, EngineError, Storage, io};
-use crate::lock::{Lock, LockEntry};
+use crate::lock::Lock;
 use crate::plan::{Plan, Unit};
 use crate::scratch::Scratch;
 use crate::script::{self, Scope, ScriptKind};
@@ -63,23 +65,60 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// An orphan garbage collection keeps: the only stored copy of an artifact
+/// still declared (for the same target), in another backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kept {
+    /// What is stored.
+    pub orphan: Orphan,
+    /// Why it is kept, and what to do instead.
+    pub reason: String,
+}
+
+/// What `accept` did to a unit's lock entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Recorded for the first time (an adopted artifact).
+    Adopted,
+    /// The entry now records the current declaration.
+    Updated,
+    /// The entry already recorded it.
+    Unchanged,
+}
+
 impl Engine<'_> {
-    /// Copies a stored unit to backend `to`, verifies the copy, removes the old
-    /// one, and records the new declaration fingerprint in `lock` (keeping the
-    /// generation time). The caller tells the user to change the declaration.
+    /// Copies a stored unit from backend `from` to backend `to`, verifies the
+    /// copy, removes the old one, and records `to` in the unit's lock entry
+    /// (if it has one; fingerprints and the generation time stay: the secret
+    /// is the same). Either may be the declared backend: the declaration may
+    /// change before or after the move.
     pub fn migrate(
         &self,
         plan: &Plan<'_>,
         index: usize,
+        from: &str,
         to: &str,
         lock: &mut Lock,
     ) -> Result<Migrated, EngineError> {
         let unit = &plan.units[index];
-        let mut target_unit: Unit<'_> = unit.clone();
-        target_unit.backend = BackendChoice {
-            name: to.to_owned(),
-            rule: BackendRule::Artifact,
-        };
+        // Moving within one storage would remove the only copy after "copying" it.
+        if self.same_storage(from, to) {
+            return Err(EngineError::Unavailable {
+                artifact: unit.label(),
+                reason: format!("`{from}` and `{to}` store in the same place; nothing to move"),
+            });
+        }
+        let source_unit = unit.with_backend(from);
+        let target_unit = unit.with_backend(to);
+        // A copy already there may be another secret (regenerated since): keep it.
+        if self.stores(unit, to)? {
+            return Err(EngineError::Unavailable {
+                artifact: unit.label(),
+                reason: format!(
+                    "backend `{to}` already stores it; moving the copy in `{from}` there would replace that one"
+                ),
+            });
+        }
         let (new_backend, new_scripts) = match self.storage(&target_unit)? {
             Storage::Scripts(backend, scripts) => (backend, scripts),
             Storage::Passthrough => {
@@ -93,7 +132,7 @@ impl Engine<'_> {
         };
         let scratch = Scratch::new("migrate").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
-        self.deserialize_into(unit, &out)?;
+        self.deserialize_into(&source_unit, &out)?;
         let original = crate::generator::read_output(unit, &out)?;
         script::store(
             &target_unit,
@@ -119,24 +158,130 @@ impl Engine<'_> {
             return Err(EngineError::Unavailable {
                 artifact: unit.label(),
                 reason: format!(
-                    "backend `{to}` gives back different content for {}; the old copy in `{}` is kept",
+                    "backend `{to}` gives back different content for {}; the old copy in `{from}` is kept",
                     differing.join(", "),
-                    unit.backend.name
                 ),
             });
         }
-        let removed_old = self.remove_unit(unit)?;
-        let fingerprint = target_unit
-            .fingerprint(plan, lock)
+        let removed_old = self.remove_unit(&source_unit)?;
+        if let Some(mut entry) = lock.get(&unit.scope(), unit.name()).cloned() {
+            entry.backend = Some(to.to_owned());
+            lock.set(&unit.scope(), unit.name(), entry);
+            lock.save()?;
+        }
+        Ok(Migrated { removed_old })
+    }
+
+    /// Whether backends `a` and `b` store in the same place (`sops` and
+    /// `sops-nix`, or one name twice).
+    pub fn same_storage(&self, a: &str, b: &str) -> bool {
+        match (self.registry.get(a), self.registry.get(b)) {
+            (Some(a), Some(b)) => a.storage == b.storage,
+            _ => a == b,
+        }
+    }
+
+    /// Whether backend `name` stores the unit (its check exits 0 or 3).
+    pub fn stores(&self, unit: &Unit<'_>, name: &str) -> Result<bool, EngineError> {
+        let moved = unit.with_backend(name);
+        match self.storage(&moved)? {
+            Storage::Passthrough => Ok(false),
+            Storage::Scripts(backend, scripts) => Ok(matches!(
+                script::check(&moved, backend, scripts, &self.script_env)?,
+                script::CheckOutcome::Stored | script::CheckOutcome::RecipientsChanged
+            )),
+        }
+    }
+
+    /// Records the current declaration in the lock for what is stored,
+    /// without regenerating: the generation time stays (unknown for an
+    /// adopted artifact), the backend becomes the declared one. The caller
+    /// checked that the declared backend stores it.
+    pub fn accept(
+        &self,
+        plan: &Plan<'_>,
+        index: usize,
+        lock: &mut Lock,
+    ) -> Result<Accepted, EngineError> {
+        let unit = &plan.units[index];
+        let declared = unit
+            .declared(plan, lock)
             .map_err(io(format!("read the generator of `{}`", unit.name())))?;
-        let mut entry = lock
-            .get(&unit.scope(), unit.name())
-            .cloned()
-            .unwrap_or_else(|| LockEntry::now(fingerprint.clone()));
-        entry.fingerprint = fingerprint;
+        let old = lock.get(&unit.scope(), unit.name()).cloned();
+        let mut entry = declared.entry(
+            &unit.backend.name,
+            old.as_ref().and_then(|e| e.generated_at.clone()),
+        );
+        if let Some(old) = &old {
+            entry.extra = old.extra.clone();
+        }
+        let outcome = match &old {
+            None => Accepted::Adopted,
+            Some(old) if *old == entry => return Ok(Accepted::Unchanged),
+            Some(_) => Accepted::Updated,
+        };
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
-        Ok(Migrated { removed_old })
+        Ok(outcome)
+    }
+
+    /// Splits `orphans` into those garbage collection may remove and those it
+    /// keeps: a copy of an artifact still declared for the same target (or
+    /// shared) in another backend is kept unless the declared backend stores
+    /// it too, so the last copy of a declared secret is never removed.
+    pub fn keep_last_copies(
+        &self,
+        plan: &Plan<'_>,
+        orphans: Vec<Orphan>,
+    ) -> (Vec<Orphan>, Vec<Kept>) {
+        let mut removable = Vec::new();
+        let mut kept = Vec::new();
+        for orphan in orphans {
+            let declared = (orphan.backend != PUBLIC_STORE)
+                .then(|| {
+                    plan.units.iter().find(|u| {
+                        u.name() == orphan.artifact
+                            && match &orphan.target {
+                                None => u.context == Context::Shared,
+                                Some(reference) => {
+                                    u.context != Context::Shared
+                                        && &u.targets[0].id.reference() == reference
+                                }
+                            }
+                    })
+                })
+                .flatten();
+            let Some(unit) = declared else {
+                removable.push(orphan);
+                continue;
+            };
+            let migrate = crate::engine::suggestion("migrate", &[&unit.artifact.name]);
+            let reason = match self.stores(unit, &unit.backend.name) {
+                Ok(true) => {
+                    removable.push(orphan);
+                    continue;
+                }
+                Ok(false) if self.is_passthrough(unit) => format!(
+                    "the only stored copy of `{}`, declared with backend `{}`, which stores nothing; declare `backend = \"{}\"` again to keep using it",
+                    unit.name(),
+                    unit.backend.name,
+                    orphan.backend
+                ),
+                Ok(false) => format!(
+                    "the only stored copy of `{}`, declared with backend `{}`: run `{migrate}` to move it there",
+                    unit.name(),
+                    unit.backend.name
+                ),
+                Err(error) => format!(
+                    "`{}` is declared with backend `{}`, which cannot tell whether it stores it ({}); keeping this copy",
+                    unit.name(),
+                    unit.backend.name,
+                    crate::engine::error_chain(&error)
+                ),
+            };
+            kept.push(Kept { orphan, reason });
+        }
+        (removable, kept)
     }
 
     /// Removes a declared unit from its backend; `false` when the backend cannot remove.

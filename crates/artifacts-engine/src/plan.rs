@@ -3,6 +3,10 @@
 //! A non-shared artifact gives one unit per declaring target. A shared
 //! artifact gives one unit for all its targets (context `shared`): it is
 //! generated once and serialized for all of them.
+//!
+//! It also says what the lock records for a unit ([`Unit::declared`]), how a
+//! recorded entry compares with it ([`Declared::compare`]), and upgrades the
+//! entries of a version-1 lock ([`Plan::upgrade_lock`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,7 +16,7 @@ use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::lock::Lock;
+use crate::lock::{Lock, LockEntry};
 
 /// One thing to check or generate.
 #[derive(Debug, Clone)]
@@ -29,7 +33,7 @@ pub struct Unit<'m> {
     pub dependencies: Vec<usize>,
 }
 
-impl Unit<'_> {
+impl<'m> Unit<'m> {
     /// The artifact name.
     pub fn name(&self) -> &str {
         &self.artifact.name
@@ -49,21 +53,135 @@ impl Unit<'_> {
         format!("{} {}", self.scope(), self.artifact.name)
     }
 
+    /// The same unit, stored by backend `name` instead of the declared one.
+    pub fn with_backend(&self, name: &str) -> Unit<'m> {
+        let mut unit = self.clone();
+        unit.backend = BackendChoice {
+            name: name.to_owned(),
+            rule: artifacts_model::BackendRule::Artifact,
+        };
+        unit
+    }
+
     /// Whether the unit involves one of `targets` (all units when empty).
     pub fn involves_any(&self, targets: &[TargetId]) -> bool {
         targets.is_empty() || self.targets.iter().any(|t| targets.contains(&t.id))
     }
 
-    /// The declaration fingerprint: SHA-256 over the generator (content, or its
-    /// store path), the files, prompt names and types, backend name, the set of
-    /// targets of a shared artifact, and the lock entries of dependencies (so
-    /// regenerating a dependency makes its dependents stale).
-    pub fn fingerprint(&self, plan: &Plan<'_>, lock: &Lock) -> Result<String, std::io::Error> {
+    /// What the lock records for the current declaration: the fingerprint
+    /// of what makes the secret (generator content or store path, the files'
+    /// names and `secret`, prompt names and types, the targets of a shared
+    /// artifact), the placement (paths, owners, groups, modes: changing it
+    /// never makes an artifact stale), and the generation of each dependency.
+    /// The backend is not part of it: moving an artifact does not change it.
+    pub fn declared(&self, plan: &Plan<'_>, lock: &Lock) -> Result<Declared, std::io::Error> {
         #[derive(Serialize)]
-        struct Declaration<'a> {
+        struct Secret<'a> {
+            version: u32,
+            generator: &'a str,
+            files: BTreeMap<&'a str, bool>,
+            prompts: Vec<(&'a str, &'static str)>,
+            targets: Vec<String>,
+        }
+        #[derive(Serialize)]
+        struct Placement<'a> {
+            path: &'a str,
+            owner: Option<&'a str>,
+            group: Option<&'a str>,
+            mode: String,
+        }
+        let generator = match &self.artifact.generator {
+            Some(path) => Some(plan.generator_identity(path)?),
+            None => None,
+        };
+        let secret = Secret {
+            version: 2,
+            generator: generator.as_deref().unwrap_or(""),
+            files: self
+                .artifact
+                .files
+                .iter()
+                .map(|(name, spec)| (name.as_str(), spec.secret))
+                .collect(),
+            prompts: self.prompt_kinds(),
+            targets: self.shared_targets(),
+        };
+        let placement: BTreeMap<&str, Placement<'_>> = self
+            .artifact
+            .files
+            .iter()
+            .map(|(name, spec)| {
+                let placement = Placement {
+                    path: &spec.path,
+                    owner: spec.owner.as_deref(),
+                    group: spec.group.as_deref(),
+                    mode: spec.mode.to_string(),
+                };
+                (name.as_str(), placement)
+            })
+            .collect();
+        Ok(Declared {
+            fingerprint: digest(&secret),
+            generator,
+            placement: digest(&placement),
+            dependencies: self
+                .dependencies
+                .iter()
+                .map(|&index| {
+                    let dependency = &plan.units[index];
+                    let generation = lock
+                        .get(&dependency.scope(), dependency.name())
+                        .and_then(|e| e.generated_at.clone());
+                    (dependency.label(), generation)
+                })
+                .collect(),
+        })
+    }
+
+    fn prompt_kinds(&self) -> Vec<(&str, &'static str)> {
+        self.artifact
+            .prompts
+            .iter()
+            .map(|(k, p)| (k.as_str(), p.kind.as_str()))
+            .collect()
+    }
+
+    fn shared_targets(&self) -> Vec<String> {
+        if self.context == Context::Shared {
+            let mut refs: Vec<String> = self.targets.iter().map(|t| t.id.reference()).collect();
+            refs.sort();
+            refs
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The fingerprint version 1 of the lock recorded: one hash over the whole
+    /// declaration, placement and `backend` included, and the dependencies'
+    /// version-1 entries. Only for reading old lock files: keep it exactly as
+    /// it was.
+    fn fingerprint_v1(
+        &self,
+        plan: &Plan<'_>,
+        lock: &Lock,
+        backend: &str,
+    ) -> Result<String, std::io::Error> {
+        // The file specification as version 1 serialized it (field order matters).
+        #[derive(Serialize)]
+        struct FileV1<'a> {
+            path: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            owner: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            group: Option<&'a str>,
+            mode: String,
+            secret: bool,
+        }
+        #[derive(Serialize)]
+        struct DeclarationV1<'a> {
             version: u32,
             generator: String,
-            files: BTreeMap<&'a str, &'a artifacts_model::FileSpec>,
+            files: BTreeMap<&'a str, FileV1<'a>>,
             prompts: Vec<(&'a str, &'static str)>,
             backend: &'a str,
             targets: Vec<String>,
@@ -73,43 +191,129 @@ impl Unit<'_> {
             Some(path) => plan.generator_identity(path)?,
             None => String::new(),
         };
-        let declaration = Declaration {
+        let declaration = DeclarationV1 {
             version: 1,
             generator,
             files: self
                 .artifact
                 .files
                 .iter()
-                .map(|(k, v)| (k.as_str(), v))
+                .map(|(name, spec)| {
+                    let file = FileV1 {
+                        path: &spec.path,
+                        owner: spec.owner.as_deref(),
+                        group: spec.group.as_deref(),
+                        mode: spec.mode.to_string(),
+                        secret: spec.secret,
+                    };
+                    (name.as_str(), file)
+                })
                 .collect(),
-            prompts: self
-                .artifact
-                .prompts
-                .iter()
-                .map(|(k, p)| (k.as_str(), p.kind.as_str()))
-                .collect(),
-            backend: &self.backend.name,
-            targets: if self.context == Context::Shared {
-                let mut refs: Vec<String> = self.targets.iter().map(|t| t.id.reference()).collect();
-                refs.sort();
-                refs
-            } else {
-                Vec::new()
-            },
+            prompts: self.prompt_kinds(),
+            backend,
+            targets: self.shared_targets(),
             dependencies: self
                 .dependencies
                 .iter()
                 .map(|&index| {
                     let dependency = &plan.units[index];
-                    let entry = lock
-                        .get(&dependency.scope(), dependency.name())
-                        .map(|e| (e.fingerprint.clone(), e.generated_at.clone()));
+                    let entry = lock.get(&dependency.scope(), dependency.name()).map(|e| {
+                        (
+                            e.fingerprint.clone(),
+                            e.generated_at.clone().unwrap_or_default(),
+                        )
+                    });
                     (dependency.label(), entry)
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec(&declaration).expect("declaration serializes");
-        Ok(format!("sha256:{}", hex::encode(Sha256::digest(&json))))
+        Ok(digest(&declaration))
+    }
+}
+
+/// SHA-256 over the JSON form of `value`, as `sha256:<hex>`.
+fn digest(value: &impl Serialize) -> String {
+    let json = serde_json::to_vec(value).expect("declaration serializes");
+    format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+}
+
+/// What the lock would record for a unit's current declaration (see [`Unit::declared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// What makes the secret.
+    pub fingerprint: String,
+    /// The generator's identity, if it has one.
+    pub generator: Option<String>,
+    /// Where the files go.
+    pub placement: String,
+    /// Each dependency's generation, by label.
+    pub dependencies: BTreeMap<String, Option<String>>,
+}
+
+/// How a lock entry compares with the current declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Comparison {
+    /// What makes the secret is unchanged (the placement may have changed).
+    Current {
+        /// Whether paths, owners, groups or modes changed (never stale: the
+        /// files are placed at activation).
+        placement_changed: bool,
+    },
+    /// The declaration of the secret changed: `accept` keeps what is
+    /// stored, regenerating replaces it.
+    Changed(String),
+    /// A dependency was regenerated since: only regenerating helps.
+    DependencyRegenerated(String),
+}
+
+impl Declared {
+    /// The lock entry recording this declaration for something stored by `backend`.
+    pub fn entry(self, backend: &str, generated_at: Option<String>) -> LockEntry {
+        LockEntry {
+            fingerprint: self.fingerprint,
+            generator: self.generator,
+            placement: Some(self.placement),
+            backend: Some(backend.to_owned()),
+            dependencies: self.dependencies,
+            generated_at,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Compares with what the lock recorded.
+    pub fn compare(&self, entry: &LockEntry) -> Comparison {
+        if entry.fingerprint != self.fingerprint {
+            let what = match &entry.generator {
+                Some(recorded) if Some(recorded) != self.generator.as_ref() => {
+                    "the generator changed since generation"
+                }
+                Some(_) => "the declared files, prompts or targets changed since generation",
+                None => "the declaration changed since generation",
+            };
+            return Comparison::Changed(what.to_owned());
+        }
+        let recorded: Vec<&String> = entry.dependencies.keys().collect();
+        let current: Vec<&String> = self.dependencies.keys().collect();
+        if recorded != current {
+            return Comparison::Changed(
+                "the declared dependencies changed since generation".into(),
+            );
+        }
+        if let Some((label, _)) = self
+            .dependencies
+            .iter()
+            .find(|(label, generation)| entry.dependencies.get(*label) != Some(generation))
+        {
+            return Comparison::DependencyRegenerated(format!(
+                "dependency `{label}` was regenerated since"
+            ));
+        }
+        Comparison::Current {
+            placement_changed: entry
+                .placement
+                .as_ref()
+                .is_some_and(|p| *p != self.placement),
+        }
     }
 }
 
@@ -236,6 +440,41 @@ impl<'m> Plan<'m> {
             ids.insert(path.to_owned(), id.clone());
         }
         Ok(id)
+    }
+
+    /// Upgrades the entries of a version-1 lock: an entry whose version-1
+    /// fingerprint matches the current declaration with one of `backends`
+    /// (the declared one first: a backend switch may already be declared)
+    /// becomes a version-2 entry recording that backend, keeping its
+    /// generation time. Other entries keep their old fingerprint (stale).
+    pub fn upgrade_lock(&self, lock: &mut Lock, backends: &[String]) {
+        if !lock.is_legacy() {
+            return;
+        }
+        let original = lock.clone();
+        // Plan order is dependency order: a dependency's upgraded entry keeps
+        // its generation time, which is all a dependent's entry records of it.
+        for unit in &self.units {
+            let Some(old) = original.get(&unit.scope(), unit.name()) else {
+                continue;
+            };
+            let candidates = std::iter::once(unit.backend.name.as_str())
+                .chain(backends.iter().map(String::as_str));
+            let matching = candidates
+                .into_iter()
+                .find(|backend| {
+                    unit.fingerprint_v1(self, &original, backend)
+                        .is_ok_and(|f| f == old.fingerprint)
+                })
+                .map(str::to_owned);
+            let (Some(backend), Ok(declared)) = (matching, unit.declared(self, lock)) else {
+                continue;
+            };
+            let mut entry: LockEntry = declared.entry(&backend, old.generated_at.clone());
+            entry.extra = old.extra.clone();
+            lock.set(&unit.scope(), unit.name(), entry);
+        }
+        lock.set_upgraded();
     }
 
     /// Indexes of units that depend, directly or not, on unit `index`.

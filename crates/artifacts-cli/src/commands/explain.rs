@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::backend::{BackendRegistry, SectionKind};
+use artifacts_engine::plan::Comparison;
 use serde_json::json;
 
 use crate::commands::status::{rows, unit_json};
@@ -30,7 +31,9 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
                 let mut value = unit_json(row);
                 value["backend_rule"] = json!(unit.backend.rule);
                 value["generator"] = json!(unit.artifact.generator);
-                value["fingerprint"] = json!(unit.fingerprint(&plan, &ctx.lock).ok());
+                let declared = unit.declared(&plan, &ctx.lock).ok();
+                value["fingerprint"] = json!(declared.as_ref().map(|d| &d.fingerprint));
+                value["placement"] = json!(declared.as_ref().map(|d| &d.placement));
                 value["lock"] = json!(ctx.lock.get(&unit.scope(), unit.name()));
                 value["file_specs"] = json!(unit.artifact.files);
                 value["prompts"] = json!(unit.artifact.prompts);
@@ -94,16 +97,42 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
             ]);
         }
         table.print(&mut out)?;
-        match unit.fingerprint(&plan, &ctx.lock) {
-            Ok(fingerprint) => writeln!(out, "fingerprint {fingerprint}")?,
+        let declared = unit.declared(&plan, &ctx.lock);
+        match &declared {
+            Ok(declared) => {
+                writeln!(out, "fingerprint {}", declared.fingerprint)?;
+                writeln!(out, "placement  {}", declared.placement)?;
+            }
             Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
         }
         match ctx.lock.get(&unit.scope(), unit.name()) {
-            Some(entry) => writeln!(
-                out,
-                "lock       {} generated {}",
-                entry.fingerprint, entry.generated_at
-            )?,
+            Some(entry) => {
+                writeln!(
+                    out,
+                    "lock       {} generated {}{}",
+                    entry.fingerprint,
+                    entry
+                        .generated_at
+                        .as_deref()
+                        .unwrap_or("at an unknown time (adopted)"),
+                    entry
+                        .backend
+                        .as_ref()
+                        .map(|b| format!(", stored by {b}"))
+                        .unwrap_or_default()
+                )?;
+                if let Ok(declared) = &declared
+                    && declared.compare(entry)
+                        == (Comparison::Current {
+                            placement_changed: true,
+                        })
+                {
+                    writeln!(
+                        out,
+                        "           placement changed since: nothing to do, files are placed at activation"
+                    )?;
+                }
+            }
             None => writeln!(out, "lock       no entry")?,
         }
         let status = row.status.describe();

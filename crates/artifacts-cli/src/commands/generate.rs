@@ -23,6 +23,8 @@ pub struct Request<'a> {
     pub force: bool,
     /// With `force`: only what was generated longer ago than this.
     pub older_than: Option<Duration>,
+    /// Also replace what another backend than the declared one stores.
+    pub regenerate_elsewhere: bool,
 }
 
 pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i32> {
@@ -35,8 +37,11 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         .filter(|&i| !engine.is_passthrough(&plan.units[i]))
         .collect();
     let mut check_errors = 0;
+    // Statuses already checked, so the backend-switch guard below checks each unit once.
+    let mut known: std::collections::BTreeMap<usize, Status> = Default::default();
     let mut chosen = Vec::new();
     let mut reasons = Vec::new();
+    let mut left_stale = 0;
     if request.force {
         for &index in &storing {
             let unit = &plan.units[index];
@@ -64,17 +69,28 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         let statuses = engine.statuses(&plan, &storing, &ctx.lock, ctx.jobs);
         let mut stale = Vec::new();
         for (&index, status) in storing.iter().zip(statuses) {
+            known.insert(index, status.clone());
             match status {
                 Status::Missing => {
                     chosen.push(index);
                     reasons.push("missing".to_owned());
                 }
-                Status::Stale(reason) => stale.push((index, reason)),
+                // Left to the guard below, which explains why.
+                Status::Elsewhere { .. } => {
+                    chosen.push(index);
+                    reasons.push(String::new());
+                }
+                Status::Untracked { .. } => eprintln!(
+                    "note: {} is stored but not in artifacts.lock: left as it is (`{}` records it)",
+                    plan.units[index].label(),
+                    artifacts_engine::suggestion("accept", &[&plan.units[index].artifact.name])
+                ),
+                Status::Stale { reason, .. } => stale.push((index, reason)),
                 Status::RecipientsChanged => eprintln!(
                     "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
                     plan.units[index].label()
                 ),
-                Status::Error(reason) => {
+                Status::Error { reason } => {
                     check_errors += 1;
                     eprintln!(
                         "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
@@ -93,7 +109,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
                 || request.prompts.dry_run
                 || (!global.quiet && {
                     eprintln!(
-                        "stale (stored, but from another declaration):\n{}",
+                        "stale (stored, but no longer matching the declaration):\n{}",
                         list.join("\n")
                     );
                     ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
@@ -103,9 +119,12 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
                     chosen.push(index);
                     reasons.push(format!("stale: {reason}"));
                 }
-            } else if !ask::interactive() {
+            } else {
+                left_stale = stale.len();
+            }
+            if !accept && !ask::interactive() {
                 eprintln!(
-                    "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them:\n{}",
+                    "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
                     list.len(),
                     list.join("\n")
                 );
@@ -134,6 +153,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     }
     // Plan order is dependency order.
     order.sort_by_key(|(i, _)| *i);
+    let held_back = guard_elsewhere(
+        ctx,
+        &plan,
+        &mut order,
+        &mut known,
+        request.regenerate_elsewhere,
+    );
+    check_errors += held_back;
 
     if request.prompts.dry_run {
         print_dry_run(&plan, &order)?;
@@ -144,7 +171,9 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         });
     }
     if order.is_empty() {
-        if !global.quiet {
+        if !global.quiet && left_stale > 0 {
+            eprintln!("nothing generated: {left_stale} stale artifact(s) left as they are");
+        } else if !global.quiet && held_back == 0 {
             eprintln!("nothing to generate: everything selected is stored and current");
         }
         return Ok(if check_errors > 0 {
@@ -225,6 +254,63 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     } else {
         exit::FAILURE
     })
+}
+
+/// Takes out of `order` what another backend than the declared one stores
+/// (a switched backend: generating would replace a working secret with a new
+/// one), unless `replace` says so, and what depends only on such a unit.
+/// Returns how many units were held back.
+fn guard_elsewhere(
+    ctx: &Context,
+    plan: &Plan<'_>,
+    order: &mut Vec<(usize, String)>,
+    known: &mut std::collections::BTreeMap<usize, Status>,
+    replace: bool,
+) -> usize {
+    let unknown: Vec<usize> = order
+        .iter()
+        .map(|(i, _)| *i)
+        .filter(|i| !known.contains_key(i))
+        .collect();
+    let statuses = ctx.engine().statuses(plan, &unknown, &ctx.lock, ctx.jobs);
+    known.extend(unknown.into_iter().zip(statuses));
+    let mut held: Vec<usize> = Vec::new();
+    let mut kept = Vec::new();
+    for (index, reason) in order.drain(..) {
+        let unit = &plan.units[index];
+        if let Some(status @ Status::Elsewhere { stored_in, .. }) = known.get(&index) {
+            if replace {
+                kept.push((
+                    index,
+                    format!("stored in {stored_in}; replaced by a new secret"),
+                ));
+            } else {
+                eprintln!(
+                    "error: {} is {}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
+                    unit.label(),
+                    status.reason().unwrap_or_default()
+                );
+                held.push(index);
+            }
+            continue;
+        }
+        // A dependent regenerated only because of a held-back unit waits too.
+        if let Some(dependency) = reason.strip_prefix("depends on ")
+            && held.iter().any(|&h| plan.units[h].label() == dependency)
+        {
+            eprintln!(
+                "note: {} not regenerated: it would follow {dependency}, which is held back",
+                unit.label()
+            );
+            held.push(index);
+            continue;
+        }
+        kept.push((index, reason));
+    }
+    *order = kept;
+    held.iter()
+        .filter(|&&i| matches!(known.get(&i), Some(Status::Elsewhere { .. })))
+        .count()
 }
 
 fn print_dry_run(plan: &Plan<'_>, order: &[(usize, String)]) -> Result<()> {

@@ -1,64 +1,72 @@
-//! `migrate` and `gc`: moving artifacts between backends, removing orphans.
+//! `migrate`, `accept` and `gc`: moving artifacts between backends, recording
+//! what is stored without regenerating, removing orphans.
 
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::error_chain;
+use artifacts_engine::lifecycle::Accepted;
+use artifacts_engine::{StaleCause, Status, error_chain};
 
-use crate::args::{GcArgs, GlobalArgs, MigrateArgs};
+use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
 use crate::ask;
 use crate::context::Context;
 use crate::exit::{self, UsageError};
 
 pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
-    if ctx.registry.get(&args.to).is_none() {
-        return Err(UsageError(anyhow::anyhow!(
-            "unknown backend `{}` (known: {})",
-            args.to,
-            ctx.registry.names().join(", ")
-        ))
-        .into());
+    for name in args.to.iter().chain(&args.from) {
+        if ctx.registry.get(name).is_none() {
+            return Err(UsageError(anyhow::anyhow!(
+                "unknown backend `{name}` (known: {})",
+                ctx.registry.names().join(", ")
+            ))
+            .into());
+        }
     }
     let plan = ctx.plan()?;
     let selected = ctx.select(&plan, &args.artifacts)?;
     let engine = ctx.engine();
     let mut lock = ctx.lock.clone();
     let mut failures = 0;
-    let mut moved = Vec::new();
+    // Moved away from the declared backend: the declaration has to follow.
+    let mut undeclared = Vec::new();
     for index in selected {
         let unit = &plan.units[index];
-        if unit.backend.name == args.to {
-            eprintln!("{} already uses `{}`", unit.label(), args.to);
-            continue;
-        }
+        let to = args.to.as_deref().unwrap_or(&unit.backend.name);
+        let from = match source(&engine, &plan, index, &lock, args.from.as_deref(), to) {
+            Ok(Source::From(from)) => from,
+            Ok(Source::AlreadyThere) => {
+                eprintln!("{} is already stored in `{to}`", unit.label());
+                if !engine.same_storage(to, &unit.backend.name) {
+                    undeclared.push(unit.name().to_owned());
+                }
+                continue;
+            }
+            Err(error) => {
+                failures += 1;
+                eprintln!("error: {}: {error:#}", unit.label());
+                continue;
+            }
+        };
         if args.dry_run {
-            println!(
-                "would move {} from {} to {}",
-                unit.label(),
-                unit.backend.name,
-                args.to
-            );
+            println!("would move {} from {from} to {to}", unit.label());
             continue;
         }
-        match engine.migrate(&plan, index, &args.to, &mut lock) {
+        match engine.migrate(&plan, index, &from, to, &mut lock) {
             Ok(done) => {
                 if !global.quiet {
                     eprintln!(
-                        "moved {} from {} to {} (verified{})",
+                        "moved {} from {from} to {to} (verified{})",
                         unit.label(),
-                        unit.backend.name,
-                        args.to,
                         if done.removed_old {
                             ", old copy removed".to_owned()
                         } else {
-                            format!(
-                                "; `{}` cannot remove, so the old copy is still there",
-                                unit.backend.name
-                            )
+                            format!("; `{from}` cannot remove, so the old copy is still there")
                         }
                     );
                 }
-                moved.push(unit.name().to_owned());
+                if !engine.same_storage(to, &unit.backend.name) {
+                    undeclared.push(unit.name().to_owned());
+                }
             }
             Err(error) => {
                 failures += 1;
@@ -66,20 +74,167 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
         }
     }
-    if !moved.is_empty() {
-        moved.sort();
-        moved.dedup();
+    if !undeclared.is_empty()
+        && let Some(to) = &args.to
+    {
+        undeclared.sort();
+        undeclared.dedup();
         let source = ctx.model.source.display();
+        let them = if undeclared.len() == 1 { "it" } else { "them" };
         eprintln!(
-            "now change the declaration: set `backend = \"{}\"` on {} in `{source}`; until then `artifacts check` looks for {} in the old backend and reports {} missing",
-            args.to,
-            moved
+            "now change the declaration: set `backend = \"{to}\"` on {} in `{source}`; until then `artifacts check` reports {them} stored elsewhere",
+            undeclared
                 .iter()
                 .map(|m| format!("`{m}`"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            if moved.len() == 1 { "it" } else { "them" },
-            if moved.len() == 1 { "it" } else { "them" },
+        );
+    }
+    Ok(if failures == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Where a migration starts.
+enum Source {
+    /// From this backend.
+    From(String),
+    /// The destination already stores it and nothing else does.
+    AlreadyThere,
+}
+
+/// The backend to move a unit from: `--from` (which must store it), else
+/// nothing when the destination stores it already (another copy elsewhere
+/// may be an older secret), else the declared backend when it stores the
+/// unit and is not the destination, else the one other backend that stores it.
+fn source(
+    engine: &artifacts_engine::Engine<'_>,
+    plan: &artifacts_engine::plan::Plan<'_>,
+    index: usize,
+    lock: &artifacts_engine::lock::Lock,
+    from: Option<&str>,
+    to: &str,
+) -> Result<Source> {
+    let unit = &plan.units[index];
+    if let Some(from) = from {
+        if !engine.stores(unit, from)? {
+            anyhow::bail!("backend `{from}` does not store it");
+        }
+        if engine.same_storage(from, to) {
+            return Ok(Source::AlreadyThere);
+        }
+        return Ok(Source::From(from.to_owned()));
+    }
+    if engine.stores(unit, to)? {
+        return Ok(Source::AlreadyThere);
+    }
+    let declared = &unit.backend.name;
+    if !engine.same_storage(declared, to) && engine.stores(unit, declared)? {
+        return Ok(Source::From(declared.clone()));
+    }
+    // Look past the destination: the unit as if declared there.
+    let moved = unit.with_backend(to);
+    if let Some(found) = engine
+        .stored_elsewhere(plan, &moved, lock)
+        .map_err(anyhow::Error::msg)?
+    {
+        return Ok(Source::From(found));
+    }
+    anyhow::bail!(
+        "no backend stores it (run `{}` to generate it)",
+        artifacts_engine::suggestion("generate", &[&unit.artifact.name])
+    )
+}
+
+/// `accept`: records the current declaration for what is stored, without regenerating.
+pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i32> {
+    let plan = ctx.plan()?;
+    let selected = ctx.select(&plan, &args.artifacts)?;
+    let engine = ctx.engine();
+    let statuses = engine.statuses(&plan, &selected, &ctx.lock, ctx.jobs);
+    let named = !args.artifacts.is_empty();
+    let mut lock = ctx.lock.clone();
+    let mut failures = 0;
+    let mut recorded = 0;
+    for (&index, status) in selected.iter().zip(statuses) {
+        let unit = &plan.units[index];
+        let what = match &status {
+            Status::Untracked { .. } => "adopted: stored, not in artifacts.lock".to_owned(),
+            Status::Stale {
+                cause: StaleCause::Declaration,
+                reason,
+            } => reason.split(':').next().unwrap_or_default().to_owned(),
+            // Made from an older dependency: accepting it is a deliberate choice.
+            Status::Stale {
+                cause: StaleCause::Dependency,
+                reason,
+            } => {
+                let what = reason.split(':').next().unwrap_or_default().to_owned();
+                if !named {
+                    eprintln!(
+                        "note: {} not accepted: {what}, so it was made from an older version of it; regenerate it, or name it to accept it anyway",
+                        unit.label()
+                    );
+                    continue;
+                }
+                what
+            }
+            Status::Ok | Status::RecipientsChanged | Status::Stale { .. } => {
+                "the recorded placement or backend changed".to_owned()
+            }
+            Status::Passthrough => continue,
+            Status::Missing | Status::Elsewhere { .. } | Status::Error { .. } => {
+                let why = match &status {
+                    Status::Missing => format!(
+                        "not stored, so there is nothing to accept (run `{}`)",
+                        artifacts_engine::suggestion("generate", &[&unit.artifact.name])
+                    ),
+                    other => other.describe(),
+                };
+                if named || matches!(status, Status::Error { .. }) {
+                    failures += 1;
+                    eprintln!("error: {}: {why}", unit.label());
+                } else if !global.quiet {
+                    eprintln!("note: {}: {why}", unit.label());
+                }
+                continue;
+            }
+        };
+        if args.dry_run {
+            if !matches!(status, Status::Ok | Status::RecipientsChanged) {
+                println!("would accept {} ({what})", unit.label());
+            }
+            continue;
+        }
+        match engine.accept(&plan, index, &mut lock) {
+            Ok(Accepted::Unchanged) => {}
+            Ok(outcome) => {
+                recorded += 1;
+                if !global.quiet {
+                    let verb = if outcome == Accepted::Adopted {
+                        "adopted"
+                    } else {
+                        "accepted"
+                    };
+                    eprintln!("{verb} {} ({what})", unit.label());
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+            }
+        }
+    }
+    if !global.quiet && !args.dry_run {
+        eprintln!(
+            "recorded {recorded} artifact(s) in artifacts.lock{}",
+            if failures > 0 {
+                format!(", {failures} could not be")
+            } else {
+                String::new()
+            }
         );
     }
     Ok(if failures == 0 {
@@ -93,8 +248,12 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let engine = ctx.engine();
     let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan);
+    let (orphans, kept) = engine.keep_last_copies(&plan, orphans);
     for skip in &skipped {
         eprintln!("skipped backend `{}`: {}", skip.backend, skip.reason);
+    }
+    for keep in &kept {
+        eprintln!("kept {}: {}", keep.orphan.label(), keep.reason);
     }
     for error in &errors {
         eprintln!("error: {}", error_chain(error));
@@ -103,7 +262,7 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     if global.json {
         serde_json::to_writer_pretty(
             &mut stdout,
-            &serde_json::json!({ "orphans": orphans, "skipped": skipped }),
+            &serde_json::json!({ "orphans": orphans, "kept": kept, "skipped": skipped }),
         )?;
         writeln!(stdout)?;
     } else if orphans.is_empty() {

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::Status;
 use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::{StaleCause, Status, suggestion};
 use serde_json::json;
 
 use crate::args::CheckArgs;
@@ -52,7 +52,7 @@ fn status_text(status: &Status) -> String {
 pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
     let unit = row.unit;
     let reason = row.status.reason();
-    json!({
+    let mut value = json!({
         "artifact": unit.name(),
         "context": unit.context.as_str(),
         "targets": unit.targets.iter().map(|t| t.id.reference()).collect::<Vec<_>>(),
@@ -60,9 +60,15 @@ pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
         "files": unit.artifact.files.keys().collect::<Vec<_>>(),
         "status": row.status.word(),
         "reason": reason,
-    })
+    });
+    match &row.status {
+        Status::Elsewhere { stored_in, .. } => value["stored_in"] = json!(stored_in),
+        Status::Stale { cause, .. } => value["cause"] = json!(cause),
+        Status::RecipientsChanged => value["cause"] = json!("recipients"),
+        _ => {}
+    }
+    value
 }
-
 /// Prints the status table (or JSON) of `rows`.
 pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -107,7 +113,16 @@ pub struct Summary {
     pub ok: usize,
     pub missing: usize,
     pub stale: usize,
+    pub elsewhere: usize,
+    pub untracked: usize,
     pub errors: usize,
+}
+
+impl Summary {
+    /// Whether something needs doing before the declaration holds (untracked ones are fine).
+    pub fn needs_work(&self) -> bool {
+        self.missing + self.stale + self.elsewhere > 0
+    }
 }
 
 pub fn summarize(rows: &[Row<'_, '_>]) -> Summary {
@@ -115,8 +130,10 @@ pub fn summarize(rows: &[Row<'_, '_>]) -> Summary {
     Summary {
         ok: count(|s| matches!(s, Status::Ok | Status::Passthrough)),
         missing: count(|s| matches!(s, Status::Missing)),
-        stale: count(|s| matches!(s, Status::Stale(_) | Status::RecipientsChanged)),
-        errors: count(|s| matches!(s, Status::Error(_))),
+        stale: count(|s| matches!(s, Status::Stale { .. } | Status::RecipientsChanged)),
+        elsewhere: count(|s| matches!(s, Status::Elsewhere { .. })),
+        untracked: count(|s| matches!(s, Status::Untracked { .. })),
+        errors: count(|s| matches!(s, Status::Error { .. })),
     }
 }
 
@@ -130,20 +147,23 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
                 && let Some(age) = age(ctx, row.unit)
                 && age > limit
             {
-                row.status = Status::Stale(format!(
-                    "generated {} ago, longer than --max-age {}",
-                    humantime::format_duration(std::time::Duration::from_secs(
-                        age.as_secs() / 3600 * 3600
-                    )),
-                    humantime::format_duration(limit)
-                ));
+                row.status = Status::Stale {
+                    cause: StaleCause::Age,
+                    reason: format!(
+                        "generated {} ago, longer than --max-age {}",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            age.as_secs() / 3600 * 3600
+                        )),
+                        humantime::format_duration(limit)
+                    ),
+                };
             }
         }
     }
     let summary = summarize(&rows);
     let code = if summary.errors > 0 {
         exit::USAGE
-    } else if summary.missing + summary.stale > 0 {
+    } else if summary.needs_work() || (args.strict && summary.untracked > 0) {
         exit::FAILURE
     } else {
         exit::SUCCESS
@@ -156,6 +176,8 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
                 "ok": summary.ok,
                 "missing": summary.missing,
                 "stale": summary.stale,
+                "elsewhere": summary.elsewhere,
+                "untracked": summary.untracked,
                 "error": summary.errors,
             },
             "artifacts": list,
@@ -184,33 +206,142 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
         }
     }
     if !quiet {
+        let mut counts = format!(
+            "{} ok, {} missing, {} stale",
+            summary.ok, summary.missing, summary.stale
+        );
+        if summary.elsewhere > 0 {
+            counts.push_str(&format!(", {} stored elsewhere", summary.elsewhere));
+        }
+        if summary.untracked > 0 {
+            counts.push_str(&format!(", {} untracked", summary.untracked));
+        }
         writeln!(
             stdout,
-            "{} ok, {} missing, {} stale, {} error{}",
-            summary.ok,
-            summary.missing,
-            summary.stale,
+            "{counts}, {} error{}",
             summary.errors,
             if summary.errors == 1 { "" } else { "s" }
         )?;
-        let rekey = rows
-            .iter()
-            .filter(|r| r.status == Status::RecipientsChanged)
-            .count();
-        if summary.missing + summary.stale > rekey && summary.errors == 0 {
-            writeln!(
-                stdout,
-                "run `artifacts generate` to generate what is missing"
-            )?;
-        }
-        if rekey > 0 {
-            writeln!(
-                stdout,
-                "run `artifacts rekey` to re-encrypt {rekey} artifact(s) for the current recipients"
-            )?;
+        for line in advice(&plan, &rows, args.strict) {
+            writeln!(stdout, "{line}")?;
         }
     }
     Ok(code)
+}
+
+/// What to run next, one line per kind of finding: exactly the commands
+/// that resolve what `rows` show (the same text `check` and the guided mode print).
+pub fn advice(plan: &Plan<'_>, rows: &[Row<'_, '_>], strict: bool) -> Vec<String> {
+    let of = |f: &dyn Fn(&Status) -> bool| -> Vec<&Unit<'_>> {
+        rows.iter()
+            .filter(|r| f(&r.status))
+            .map(|r| r.unit)
+            .collect()
+    };
+    let mut lines = Vec::new();
+    let missing = of(&|s| matches!(s, Status::Missing));
+    if !missing.is_empty() {
+        lines.push(format!(
+            "run {} to generate what is missing",
+            commands(plan, "generate", &missing)
+        ));
+    }
+    let elsewhere = of(&|s| matches!(s, Status::Elsewhere { .. }));
+    if !elsewhere.is_empty() {
+        lines.push(format!(
+            "run {} to move what another backend stores to the declared one (or declare that backend again)",
+            commands(plan, "migrate", &elsewhere)
+        ));
+    }
+    let changed = of(&|s| {
+        matches!(
+            s,
+            Status::Stale {
+                cause: StaleCause::Declaration,
+                ..
+            }
+        )
+    });
+    if !changed.is_empty() {
+        lines.push(format!(
+            "run {} to keep what is stored for the changed declaration, or {} to replace it",
+            commands(plan, "accept", &changed),
+            commands(plan, "regenerate", &changed)
+        ));
+    }
+    let outdated = of(&|s| {
+        matches!(
+            s,
+            Status::Stale {
+                cause: StaleCause::Dependency | StaleCause::Age,
+                ..
+            }
+        )
+    });
+    if !outdated.is_empty() {
+        lines.push(format!(
+            "run {} to regenerate what is outdated",
+            commands(plan, "regenerate", &outdated)
+        ));
+    }
+    let rekey = of(&|s| *s == Status::RecipientsChanged);
+    if !rekey.is_empty() {
+        lines.push(format!(
+            "run `artifacts rekey` to re-encrypt {} artifact(s) for the current recipients",
+            rekey.len()
+        ));
+    }
+    let untracked = of(&|s| matches!(s, Status::Untracked { .. }));
+    if !untracked.is_empty() {
+        lines.push(format!(
+            "{}{} untracked artifact(s) are stored but not in artifacts.lock and are left as they are; run {} to record them",
+            if strict { "" } else { "note: " },
+            untracked.len(),
+            commands(plan, "accept", &untracked)
+        ));
+    }
+    lines
+}
+
+/// `artifacts COMMAND NAME…` for `units`; when other units of the same names
+/// must not be touched, one command per target, narrowed with `--target`.
+fn commands(plan: &Plan<'_>, command: &str, units: &[&Unit<'_>]) -> String {
+    fn names<'m>(units: &[&Unit<'m>]) -> Vec<&'m String> {
+        let mut names: Vec<&String> = units.iter().map(|u| &u.artifact.name).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+    let all = names(units);
+    let covered = plan
+        .units
+        .iter()
+        .filter(|u| all.contains(&&u.artifact.name))
+        .count()
+        == units.len();
+    if covered {
+        return format!("`{}`", suggestion(command, &all));
+    }
+    let mut scopes: Vec<String> = units.iter().map(|u| u.scope()).collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+        .iter()
+        .map(|scope| {
+            let here: Vec<&Unit<'_>> = units
+                .iter()
+                .copied()
+                .filter(|u| &u.scope() == scope)
+                .collect();
+            let line = suggestion(command, &names(&here));
+            if scope == "shared" {
+                format!("`{line}`")
+            } else {
+                format!("`{line} --target {scope}`")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How long ago a unit was generated, per artifacts.lock.

@@ -96,7 +96,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
         let unit = &plan.units[index];
         match status {
             Status::RecipientsChanged => {}
-            Status::Error(reason) => {
+            Status::Error { reason } => {
                 failures += 1;
                 eprintln!("error: cannot check {}: {reason}", unit.label());
                 continue;
