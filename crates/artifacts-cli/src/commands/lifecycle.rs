@@ -92,7 +92,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
 pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan);
+    let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan, &ctx.lock);
     for skip in &skipped {
         eprintln!("skipped backend `{}`: {}", skip.backend, skip.reason);
     }
