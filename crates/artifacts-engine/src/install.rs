@@ -17,7 +17,7 @@
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::fsutil::{Dir, Temp};
@@ -182,6 +182,16 @@ fn parent_in_root<'d>(
         source: std::io::Error::other("the path names no file"),
     })?;
     let parent = relative.parent().unwrap_or(Path::new(""));
+    // The root itself is the caller's choice: created like `mkdir -p`, if need be.
+    match (root.is_dir(), create) {
+        (true, _) => {}
+        (false, None) => return Ok((None, name)),
+        (false, Some(mode)) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(root)
+            .map_err(io("create", root))?,
+    }
     let dir = Dir::open_root(root)
         .and_then(|dir| dir.open_in_root(parent, create))
         .map_err(io(
