@@ -12,6 +12,7 @@ mod migrate_gc;
 mod nix;
 mod safety;
 mod shipped;
+mod stores;
 mod terminal;
 mod tools;
 mod util;

@@ -432,9 +432,10 @@ impl<'a> Engine<'a> {
             &self.script_env,
             &dirs.out,
         ) {
-            // A failed serialize keeps the previous version (the backend
-            // contract), which still matches the previous public files.
-            if has_public {
+            // A serialize that failed by itself kept the previous version
+            // (the backend contract), which still matches the previous public
+            // files; one killed half-way may have stored the new one.
+            if has_public && !error.may_be_half_done() {
                 match previous {
                     Some(entry) => lock.set(&unit.scope(), unit.name(), entry),
                     None => lock.remove(&unit.scope(), unit.name()),
