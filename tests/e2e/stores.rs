@@ -526,12 +526,15 @@ for f in a b c p q; do echo "$t" > "$out/$f"; done"#,
 fn public_store_failure_after_the_secret_was_stored_is_an_error_until_regenerated() {
     let (p, _key) = keyed("public_store_failure_is_an_error", &[("api", "agenix")]);
     p.run(["generate"]).success();
+    // Neither the artifact's public directory nor its parent takes new entries.
     let public = p.root.join("public/per-machine/m1");
+    let inner = ReadOnlyDir::new(&public.join("api"));
     let guard = ReadOnlyDir::new(&public);
     p.run(["regenerate", "api", "--yes"])
         .code(1)
         .stderr_has("write the public files of nixos/m1 api");
     drop(guard);
+    drop(inner);
     p.run(["check"]).code(2).stdout_has(
         "stopped between storing the secret files of nixos/m1 api and its public files",
     );
