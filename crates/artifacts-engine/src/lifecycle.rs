@@ -6,8 +6,10 @@
 //! new one and compared byte for byte; only then does the old backend remove
 //! its copy (when it has a `remove` script). Garbage collection asks each
 //! backend with `list` and `remove` scripts what it stores for each declared
-//! target and removes what no declaration names; a backend without them is
-//! reported, never guessed at.
+//! target and removes what no declaration names and `artifacts.lock` records
+//! as generated here (a key added by hand to a SOPS file is not ours); a
+//! backend without them is reported, never guessed at. The public store is
+//! collected here directly, never through a symbolic link.
 
 use std::collections::BTreeSet;
 use std::path::Path;
