@@ -579,6 +579,20 @@ fn gc_keeps_keys_added_by_hand_with_sops_set() {
         "{plain}"
     );
     p.run(["check"]).success();
+    // A temporary file a killed run left beside the file goes with the next write.
+    let leftover = p
+        .root
+        .join("secrets/per-machine/.artifacts-tmp-0123456789abcdef");
+    fs::write(&leftover, "half").unwrap();
+    p.run([
+        "regenerate",
+        "keep",
+        "--yes",
+        "-i",
+        key.path.to_str().unwrap(),
+    ])
+    .success();
+    assert!(!leftover.exists());
 }
 
 /// `check`'s verdict on `multi` after `damage` was done to its agenix directory.

@@ -81,9 +81,14 @@ fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, Shippe
     Ok(Some((dir, name, file)))
 }
 
-/// Replaces the target's file atomically, keeping its mode (0600 for a new one).
+/// Replaces the target's file atomically, keeping its mode (0600 for a new
+/// one), after removing temporary files a killed run left beside it.
 fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), ShippedError> {
     let path = dir.path().join(name);
+    dir.remove_leftovers(|_| false).map_err(ShippedError::io(
+        "remove leftovers of an interrupted run in",
+        dir.path(),
+    ))?;
     let mode = dir
         .file_mode(name)
         .map_err(ShippedError::io("read", &path))?
