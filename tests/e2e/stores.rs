@@ -651,5 +651,19 @@ fn check_refuses_empty_conflicted_and_mixed_age_files() {
     check_after(&p, |dir| fs::write(dir.join("token.age"), &first).unwrap())
         .code(2)
         .stdout_has("mixes two generations: `token.age`");
+    // A conflicted record is an error too; a lost `.recipients` is for `rekey`.
+    check_after(&p, |dir| {
+        let record = fs::read_to_string(dir.join(".generation")).unwrap();
+        fs::write(
+            dir.join(".generation"),
+            format!("<<<<<<< HEAD\n{record}=======\n{record}>>>>>>> other\n"),
+        )
+        .unwrap();
+    })
+    .code(2)
+    .stdout_has("has an unreadable .generation line `<<<<<<< HEAD`");
+    check_after(&p, |dir| fs::remove_file(dir.join(".recipients")).unwrap())
+        .code(1)
+        .stdout_has("recipients changed");
     p.run(["check"]).success();
 }

@@ -127,7 +127,12 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
         artifacts_crypto::age::check_structure(&content, &Origin::File(dir.path().join(&file)))?;
         present.push((file, content));
     }
-    let recorded = read(&dir, RECIPIENTS_FILE)?.unwrap_or_default();
+    let recorded = read(&dir, RECIPIENTS_FILE)?;
+    if let Some(recipients) = &recorded {
+        // A lost `.recipients` reads as "recipients changed" below: rekey writes it.
+        present.push((RECIPIENTS_FILE.to_owned(), recipients.clone()));
+    }
+    let recorded = recorded.unwrap_or_default();
     // Stores written before generation records existed have none: nothing to compare.
     if let Some(record) = read(&dir, GENERATION_FILE)? {
         let record = String::from_utf8_lossy(&record);
@@ -141,17 +146,20 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
         let mut listed = std::collections::BTreeMap::new();
         for line in record.lines().filter(|l| !l.starts_with('#')) {
             let (hash, name) = line.split_once("  ").ok_or_else(|| {
-                damaged(format!("has an unreadable {GENERATION_FILE} line `{line}`"))
+                let shown: String = line.chars().take(60).collect();
+                damaged(format!(
+                    "has an unreadable {GENERATION_FILE} line `{}`",
+                    shown.escape_debug()
+                ))
             })?;
             listed.insert(name.to_owned(), hash.to_owned());
         }
-        let recipients = (RECIPIENTS_FILE.to_owned(), recorded.clone());
-        for (name, content) in present.iter().chain(std::iter::once(&recipients)) {
+        for (name, content) in &present {
             match listed.get(name) {
                 Some(hash) if *hash == digest(content) => {}
                 Some(_) => {
                     return Err(damaged(format!(
-                        "mixes two generations: `{name}` is not the one its {GENERATION_FILE} records"
+                        "mixes two generations: `{name}` is not the one its {GENERATION_FILE} records (a merge, or a file replaced by hand)"
                     )));
                 }
                 None => {
