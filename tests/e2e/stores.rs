@@ -396,7 +396,7 @@ const STEPS: &str = "rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,fsy
 struct Loop {
     /// Steps after which the secret and the public files differed (and `check` said error).
     mixed: usize,
-    /// Steps after which the secret files were of a newer generation than before the loop.
+    /// Killed runs after which the secret files were of a newer generation than before the loop.
     switched: usize,
     /// Steps that left a hidden temporary entry for the next run to remove.
     leftovers: usize,
@@ -425,7 +425,7 @@ fn kill_loop(p: &Project, key: &Path, command: impl Fn(usize) -> std::process::C
                 .code(2)
                 .stdout_has("run `artifacts regenerate multi`");
         }
-        if now.secret != before.secret {
+        if now.secret != before.secret && run.code != Some(0) {
             counts.switched += 1;
         }
         if run.code == Some(0) {
@@ -515,6 +515,10 @@ for f in a b c p q; do echo "$t" > "$out/$f"; done"#,
     assert!(
         backend.switched > 0,
         "no killed serialize had switched generations: {backend:?}"
+    );
+    assert!(
+        backend.mixed > 0,
+        "no killed serialize left the public files behind: {backend:?}"
     );
     assert!(
         backend.leftovers > 0,
