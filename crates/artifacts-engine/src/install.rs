@@ -6,7 +6,8 @@
 //! a reader sees the old file or the new one, never half of one, and never a
 //! moment with the wrong owner or mode. Missing parent directories are created
 //! `0755` and owned by root (NixOS) or `0700` (Home Manager paths, created by
-//! the user running the activation).
+//! the user running the activation). Temporary files an activation killed
+//! before its rename left next to a destination are removed by the next one.
 //!
 //! Everything is resolved inside the root (`activate --root R`) as if it
 //! were `/`: links in R are followed, but an absolute one starts again at R
@@ -23,6 +24,9 @@ use std::path::{Path, PathBuf};
 use artifacts_crypto::fsutil::{Dir, Temp};
 use artifacts_model::FileSpec;
 use nix::unistd::{Gid, Group, Uid, User, fchown};
+
+/// Temporary files next to a destination: this, then 16 hex digits.
+const INSTALL_PREFIX: &str = ".artifacts-install-";
 
 /// Why a file could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -201,11 +205,34 @@ fn parent_in_root<'d>(
     Ok((dir, name))
 }
 
+/// Removes temporary files an activation killed before its rename left in
+/// `dir` (ours by name: [`INSTALL_PREFIX`] and 16 hex digits).
+fn remove_leftovers(dir: &Dir) -> std::io::Result<()> {
+    for (entry, kind) in dir.entries()? {
+        let ours = entry
+            .to_str()
+            .and_then(|name| name.strip_prefix(INSTALL_PREFIX))
+            .is_some_and(artifacts_crypto::fsutil::is_tag);
+        if ours && kind == artifacts_crypto::fsutil::FileType::RegularFile {
+            dir.remove(&entry)?;
+        }
+    }
+    Ok(())
+}
+
 /// The regular file at `destination` (inside `root`), open, if there is one.
 fn existing(root: &Path, destination: &Path) -> Result<Option<std::fs::File>, InstallError> {
     let (Some(dir), name) = parent_in_root(root, destination, None)? else {
         return Ok(None);
     };
+    existing_in(&dir, name, destination)
+}
+
+fn existing_in(
+    dir: &Dir,
+    name: &OsStr,
+    destination: &Path,
+) -> Result<Option<std::fs::File>, InstallError> {
     match dir.kind(name).map_err(io("inspect", destination))? {
         Some(artifacts_crypto::fsutil::FileType::RegularFile) => {
             dir.open_file(name).map_err(io("open", destination))
@@ -238,7 +265,18 @@ pub fn install(
     system: bool,
 ) -> Result<Installed, InstallError> {
     let (uid, gid) = ids(spec)?;
-    if let Some(file) = existing(root, destination)? {
+    let (dir, name) = parent_in_root(root, destination, None)?;
+    let found = match &dir {
+        Some(dir) => {
+            remove_leftovers(dir).map_err(io(
+                "remove leftovers of an interrupted activation next to",
+                destination,
+            ))?;
+            existing_in(dir, name, destination)?
+        }
+        None => None,
+    };
+    if let Some(file) = found {
         let metadata = file.metadata().map_err(io("inspect", destination))?;
         if matches(&metadata, spec, uid, gid) {
             return Ok(Installed::Unchanged);
@@ -257,7 +295,7 @@ pub fn install(
     let dir = dir.expect("created when missing");
     let data =
         zeroize::Zeroizing::new(content().map_err(io("read the generated file for", destination))?);
-    let temp = Temp::random(&dir, ".artifacts-install-", "");
+    let temp = Temp::random(&dir, INSTALL_PREFIX, "");
     let mut file = dir
         .create_file(temp.name(), 0o600)
         .map_err(io("create a temporary file next to", destination))?;
