@@ -76,9 +76,16 @@ fn activate_installs_with_exact_owner_group_and_mode_and_is_idempotent() {
     assert_eq!(std::fs::read_to_string(&public).unwrap(), "public\n");
     let content = std::fs::read(&private).unwrap();
     assert_eq!(content.len(), 32);
-    // Again: nothing changes, not even the inode.
+    // Again: nothing changes, not even the inode; a temporary file an
+    // activation killed before its rename left behind is removed.
+    let leftover = root.join("run/artifacts/keys/.artifacts-install-0123456789abcdef");
+    std::fs::write(&leftover, "half").unwrap();
     let again = p.run(["activate", "--target", "vm", "--root", root_arg]);
     again.success();
+    assert!(
+        !leftover.exists(),
+        "the leftover temporary file is still there"
+    );
     assert!(!again.stderr.contains("installed"), "{}", again.stderr);
     assert_eq!(stat(&private), (uid, gid, 0o440, inode));
     assert_eq!(std::fs::read(&private).unwrap(), content);

@@ -13,6 +13,7 @@ mod nix;
 mod nixos;
 mod safety;
 mod shipped;
+mod stores;
 mod switch;
 mod terminal;
 mod tools;

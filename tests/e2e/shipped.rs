@@ -303,7 +303,10 @@ fn agenix_failed_serialize_keeps_the_stored_secret() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [".recipients", "blob.age", "password.age"]);
+    assert_eq!(
+        names,
+        [".generation", ".recipients", "blob.age", "password.age"]
+    );
     assert_eq!(read(&dir.join("password.age")), stored);
     assert_eq!(show(&p, "db", "password", &key.path), b"first");
     p.run(["check"]).success();

@@ -503,6 +503,35 @@ pub fn reencrypt(
     Ok(out)
 }
 
+/// Checks, without any key, that `data` is a whole age file: for an armored
+/// file the armor from its first to its last line (so an empty file or one
+/// with merge-conflict markers is refused), then the age header.
+pub fn check_structure(data: &[u8], origin: &Origin) -> Result<()> {
+    let fail = |reason: &str| Error::AgeStructure {
+        origin: origin.clone(),
+        reason: reason.to_string(),
+    };
+    if data.is_empty() {
+        return Err(fail("the file is empty"));
+    }
+    let mut decoded = Vec::new();
+    let bytes: &[u8] = if is_armored(data) {
+        age::armor::ArmoredReader::new(data)
+            .read_to_end(&mut decoded)
+            .map_err(|_| {
+                fail("its ASCII armor is damaged (merge-conflict markers, truncation or edits)")
+            })?;
+        &decoded
+    } else {
+        data
+    };
+    age::Decryptor::new_buffered(bytes).map_err(|e| match e {
+        age::DecryptError::UnknownFormat => fail("not an age file (or a newer age format)"),
+        _ => fail("not an age file, or its header is truncated or corrupted"),
+    })?;
+    Ok(())
+}
+
 /// Whether bytes look like an ASCII-armored age file.
 pub fn is_armored(data: &[u8]) -> bool {
     let start = data

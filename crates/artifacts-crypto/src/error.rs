@@ -134,6 +134,14 @@ pub enum Error {
         /// The recipients the file was encrypted to, when known (public).
         recipients: Vec<String>,
     },
+    /// A stored age file is damaged (checked without a key).
+    #[error("{origin} is not a valid age file: {reason}")]
+    AgeStructure {
+        /// The file.
+        origin: Origin,
+        /// Why.
+        reason: String,
+    },
     /// age decryption failed for another reason (corrupt or truncated data).
     #[error("failed to decrypt {origin}: {reason}")]
     AgeDecrypt {

@@ -23,7 +23,9 @@
 //!     [`sops::Decrypted`] you can `extract`, `set`, `unset`, and encrypt
 //!     again ([`sops::Decrypted::encrypt`]) or [`sops::Decrypted::rotate`];
 //!     [`sops::EncryptedFile::update_keys`] changes recipients only.
-//! - **Write the result back safely**: [`fsutil::write_atomic`].
+//! - **Write the result back safely**: [`fsutil::write_atomic`]; inside a
+//!   project's stores, where no symbolic link may be followed,
+//!   [`fsutil::Dir`] (also swaps whole directories atomically).
 //! - **Offer `artifacts age …` / `artifacts sops …` in a binary**: the
 //!   `cli` feature's `cli` module (clap types and `run` functions).
 //!

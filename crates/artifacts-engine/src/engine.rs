@@ -329,9 +329,32 @@ impl<'a> Engine<'a> {
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
-        ) && !public::missing(&self.settings.root, unit).is_empty()
-        {
-            return Status::Missing;
+        ) {
+            if lock
+                .get(&unit.scope(), unit.name())
+                .is_some_and(|entry| entry.incomplete)
+            {
+                return Status::Error {
+                    reason: format!(
+                        "an earlier run stopped between storing the secret files of {} and its public files, so they may not match; run `artifacts regenerate {}`",
+                        unit.label(),
+                        unit.name()
+                    ),
+                };
+            }
+            match public::missing(&self.settings.root, unit) {
+                Ok(missing) if missing.is_empty() => {}
+                Ok(_) => return Status::Missing,
+                Err(error) => {
+                    return Status::Error {
+                        reason: format!(
+                            "cannot read the public files of {} in `{}`: {error}",
+                            unit.label(),
+                            public::artifact_dir(&self.settings.root, unit).display()
+                        ),
+                    };
+                }
+            }
         }
         match outcome {
             Ok(CheckOutcome::NeedsGeneration) => match self.stored_elsewhere(plan, unit, lock) {
@@ -540,23 +563,50 @@ impl<'a> Engine<'a> {
         };
         let (_scratch, dirs) = self.produce(plan, index, answers, sandbox, outputs, observer)?;
         observer.step(unit, "serializing");
-        script::store(
+        // The dependency entries are current now, so the declaration is too.
+        let declared = unit
+            .declared(plan, lock)
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+        // Secret and public files are stored one after the other: until both
+        // are, the lock entry says so (a kill in between must not read as ok).
+        let previous = lock.get(&unit.scope(), unit.name()).cloned();
+        let has_public = public::public_files(unit).next().is_some();
+        if has_public {
+            let mut marked = previous.clone().unwrap_or_else(|| {
+                declared
+                    .clone()
+                    .entry(&unit.backend.name, Some(crate::lock::now()))
+            });
+            marked.incomplete = true;
+            lock.set(&unit.scope(), unit.name(), marked);
+            lock.save()?;
+        }
+        if let Err(error) = script::store(
             unit,
             backend,
             scripts,
             ScriptKind::Serialize,
             &self.script_env,
             &dirs.out,
-        )?;
+        ) {
+            // A serialize that failed by itself kept the previous version
+            // (the backend contract), which still matches the previous public
+            // files; one killed half-way may have stored the new one.
+            if has_public && !error.may_be_half_done() {
+                match previous {
+                    Some(entry) => lock.set(&unit.scope(), unit.name(), entry),
+                    None => lock.remove(&unit.scope(), unit.name()),
+                }
+                lock.save()?;
+            }
+            return Err(error.into());
+        }
         public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
-            "write the public files of {} to `{}`",
+            "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
             unit.label(),
-            public::artifact_dir(&self.settings.root, unit).display()
+            public::artifact_dir(&self.settings.root, unit).display(),
+            unit.name()
         )))?;
-        // The dependency entries are current now, so the declaration is too.
-        let declared = unit
-            .declared(plan, lock)
-            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
         let entry = declared.entry(&unit.backend.name, Some(crate::lock::now()));
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
@@ -679,16 +729,15 @@ impl<'a> Engine<'a> {
             .values()
             .map(|spec| install::destination(&spec.path, root, env).map(|path| (path, spec)))
             .collect::<Result<_, _>>()?;
-        let produced = if install::all_in_place(&files)? {
+        let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
             if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
                 let installed = files
                     .iter()
                     .zip(unit.artifact.files.keys())
                     .map(|((path, _), name)| {
-                        std::fs::read(path)
+                        install::read_installed(root, path)
                             .map(|bytes| (name.clone(), zeroize::Zeroizing::new(bytes)))
-                            .map_err(io(format!("read `{}`", path.display())))
                     })
                     .collect::<Result<ArtifactFiles, _>>()?;
                 outputs.insert(index, installed);
@@ -703,7 +752,7 @@ impl<'a> Engine<'a> {
                 Some((_, dirs)) => std::fs::read(dirs.out.join(name)),
                 None => Err(std::io::Error::other("no generated file")),
             };
-            let outcome = install::install(destination, spec, &read, system)?;
+            let outcome = install::install(root, destination, spec, &read, system)?;
             done.push((destination.clone(), outcome));
         }
         Ok(done)

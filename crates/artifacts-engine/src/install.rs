@@ -6,14 +6,27 @@
 //! a reader sees the old file or the new one, never half of one, and never a
 //! moment with the wrong owner or mode. Missing parent directories are created
 //! `0755` and owned by root (NixOS) or `0700` (Home Manager paths, created by
-//! the user running the activation).
+//! the user running the activation). Temporary files an activation killed
+//! before its rename left next to a destination are removed by the next one.
+//!
+//! Everything is resolved inside the root (`activate --root R`) as if it
+//! were `/`: links in R are followed, but an absolute one starts again at R
+//! and `..` stops at R ([`Dir::open_in_root`]), so a link inside R never
+//! leads to a host file; the destination itself is never followed (a link
+//! there is replaced), and owner and mode are changed through an open file
+//! descriptor of the regular file found, never by path.
 
-use std::io::Write;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use artifacts_crypto::fsutil::{Dir, Temp};
 use artifacts_model::FileSpec;
 use nix::unistd::{Gid, Group, Uid, User, fchown};
+
+/// Temporary files next to a destination: this, then 16 hex digits.
+const INSTALL_PREFIX: &str = ".artifacts-install-";
 
 /// Why a file could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -159,72 +172,159 @@ fn matches(
         && gid.is_none_or(|g| metadata.gid() == g.as_raw())
 }
 
+/// The destination's directory, resolved inside `root` (created with
+/// `create` when given), and the file's name.
+fn parent_in_root<'d>(
+    root: &Path,
+    destination: &'d Path,
+    create: Option<u32>,
+) -> Result<(Option<Dir>, &'d OsStr), InstallError> {
+    let relative = destination.strip_prefix(root).unwrap_or(destination);
+    let name = relative.file_name().ok_or_else(|| InstallError::Io {
+        action: "install",
+        path: destination.to_owned(),
+        source: std::io::Error::other("the path names no file"),
+    })?;
+    let parent = relative.parent().unwrap_or(Path::new(""));
+    // The root itself is the caller's choice: created like `mkdir -p`, if need be.
+    match (root.is_dir(), create) {
+        (true, _) => {}
+        (false, None) => return Ok((None, name)),
+        (false, Some(mode)) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(root)
+            .map_err(io("create", root))?,
+    }
+    let dir = Dir::open_root(root)
+        .and_then(|dir| dir.open_in_root(parent, create))
+        .map_err(io(
+            if create.is_some() { "create" } else { "open" },
+            destination.parent().unwrap_or(root),
+        ))?;
+    Ok((dir, name))
+}
+
+/// Removes temporary files an activation killed before its rename left in
+/// `dir` (ours by name: [`INSTALL_PREFIX`] and 16 hex digits).
+fn remove_leftovers(dir: &Dir) -> std::io::Result<()> {
+    for (entry, kind) in dir.entries()? {
+        let ours = entry
+            .to_str()
+            .and_then(|name| name.strip_prefix(INSTALL_PREFIX))
+            .is_some_and(artifacts_crypto::fsutil::is_tag);
+        if ours && kind == artifacts_crypto::fsutil::FileType::RegularFile {
+            dir.remove(&entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// The regular file at `destination` (inside `root`), open, if there is one.
+fn existing(root: &Path, destination: &Path) -> Result<Option<std::fs::File>, InstallError> {
+    let (Some(dir), name) = parent_in_root(root, destination, None)? else {
+        return Ok(None);
+    };
+    existing_in(&dir, name, destination)
+}
+
+fn existing_in(
+    dir: &Dir,
+    name: &OsStr,
+    destination: &Path,
+) -> Result<Option<std::fs::File>, InstallError> {
+    match dir.kind(name).map_err(io("inspect", destination))? {
+        Some(artifacts_crypto::fsutil::FileType::RegularFile) => {
+            dir.open_file(name).map_err(io("open", destination))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads an installed file (inside `root`).
+pub fn read_installed(root: &Path, destination: &Path) -> Result<Vec<u8>, InstallError> {
+    let mut file = existing(root, destination)?.ok_or_else(|| InstallError::Io {
+        action: "read",
+        path: destination.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not installed"),
+    })?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(io("read", destination))?;
+    Ok(data)
+}
+
 /// Installs one file unless an identical-metadata file is already there.
-/// `content` is only read when the file is missing.
+/// `destination` lies under `root` (see [`destination`]) and is resolved
+/// inside it. `content` is only read when the file is missing.
 pub fn install(
+    root: &Path,
     destination: &Path,
     spec: &FileSpec,
     content: &dyn Fn() -> std::io::Result<Vec<u8>>,
     system: bool,
 ) -> Result<Installed, InstallError> {
     let (uid, gid) = ids(spec)?;
-    if let Ok(metadata) = std::fs::symlink_metadata(destination)
-        && metadata.is_file()
-    {
+    let (dir, name) = parent_in_root(root, destination, None)?;
+    let found = match &dir {
+        Some(dir) => {
+            remove_leftovers(dir).map_err(io(
+                "remove leftovers of an interrupted activation next to",
+                destination,
+            ))?;
+            existing_in(dir, name, destination)?
+        }
+        None => None,
+    };
+    if let Some(file) = found {
+        let metadata = file.metadata().map_err(io("inspect", destination))?;
         if matches(&metadata, spec, uid, gid) {
             return Ok(Installed::Unchanged);
         }
-        std::os::unix::fs::chown(
-            destination,
-            uid.map(|u| u.as_raw()),
-            gid.map(|g| g.as_raw()),
-        )
-        .map_err(io("change the owner of", destination))?;
-        std::fs::set_permissions(destination, std::fs::Permissions::from_mode(spec.mode.0))
+        // Through the descriptor of the file just checked: a path could lead elsewhere.
+        fchown(&file, uid, gid).map_err(|e| InstallError::Io {
+            action: "change the owner of",
+            path: destination.to_owned(),
+            source: e.into(),
+        })?;
+        file.set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
             .map_err(io("change the mode of", destination))?;
         return Ok(Installed::Fixed);
     }
-    let parent = destination.parent().unwrap_or(Path::new("/"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(if system { 0o755 } else { 0o700 })
-        .create(parent)
-        .map_err(io("create", parent))?;
+    let (dir, name) = parent_in_root(root, destination, Some(if system { 0o755 } else { 0o700 }))?;
+    let dir = dir.expect("created when missing");
     let data =
         zeroize::Zeroizing::new(content().map_err(io("read the generated file for", destination))?);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".artifacts-install-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(parent)
+    let temp = Temp::random(&dir, INSTALL_PREFIX, "");
+    let mut file = dir
+        .create_file(temp.name(), 0o600)
         .map_err(io("create a temporary file next to", destination))?;
-    temp.write_all(&data).map_err(io("write", destination))?;
-    fchown(temp.as_file(), uid, gid).map_err(|e| InstallError::Io {
+    file.write_all(&data).map_err(io("write", destination))?;
+    fchown(&file, uid, gid).map_err(|e| InstallError::Io {
         action: "set the owner of",
         path: destination.to_owned(),
         source: e.into(),
     })?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
+    file.set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
         .map_err(io("set the mode of", destination))?;
-    temp.as_file().sync_all().map_err(io("sync", destination))?;
-    temp.persist(destination).map_err(|e| InstallError::Io {
-        action: "replace",
-        path: destination.to_owned(),
-        source: e.error,
-    })?;
-    if let Ok(dir) = std::fs::File::open(parent) {
-        let _ = dir.sync_all();
-    }
+    file.sync_all().map_err(io("sync", destination))?;
+    dir.rename(temp.name(), name)
+        .map_err(io("replace", destination))?;
+    temp.keep();
+    dir.sync();
     Ok(Installed::Written)
 }
 
 /// Whether every file is in place with the right metadata (nothing to generate).
-pub fn all_in_place(files: &[(PathBuf, &FileSpec)]) -> Result<bool, InstallError> {
+pub fn all_in_place(root: &Path, files: &[(PathBuf, &FileSpec)]) -> Result<bool, InstallError> {
     for (destination, spec) in files {
         let (uid, gid) = ids(spec)?;
-        match std::fs::symlink_metadata(destination) {
-            Ok(metadata) if matches(&metadata, spec, uid, gid) => {}
-            _ => return Ok(false),
+        let Some(file) = existing(root, destination)? else {
+            return Ok(false);
+        };
+        let metadata = file.metadata().map_err(io("inspect", destination))?;
+        if !matches(&metadata, spec, uid, gid) {
+            return Ok(false);
         }
     }
     Ok(true)

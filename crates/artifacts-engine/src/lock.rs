@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scratch::write_atomic;
+use artifacts_crypto::fsutil::Dir;
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = "artifacts.lock";
@@ -64,6 +64,11 @@ pub struct LockEntry {
     /// Backend-specific facts that are not secret (e.g. a recipient-set fingerprint).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+    /// Set while a regeneration writes the secret files and then the public
+    /// ones; a run that fails or dies in between leaves it set, so `check`
+    /// reports the mismatched pair as an error instead of "ok".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
 }
 
 impl LockEntry {
@@ -178,6 +183,16 @@ impl Lock {
         self.entries.get(scope)?.get(artifact)
     }
 
+    /// Removes an entry (and its scope when that was the last one).
+    pub fn remove(&mut self, scope: &str, artifact: &str) {
+        if let Some(entries) = self.entries.get_mut(scope) {
+            entries.remove(artifact);
+            if entries.is_empty() {
+                self.entries.remove(scope);
+            }
+        }
+    }
+
     /// Records an entry.
     pub fn set(&mut self, scope: &str, artifact: &str, entry: LockEntry) {
         self.entries
@@ -194,11 +209,20 @@ impl Lock {
         };
         let mut text = serde_json::to_string_pretty(&data).expect("lock data serializes");
         text.push('\n');
-        write_atomic(&self.path, text.as_bytes(), 0o644).map_err(|source| LockError::Io {
-            action: "write",
-            path: self.path.clone(),
-            source,
-        })
+        let dir = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let name = self.path.file_name().unwrap_or(LOCK_FILE.as_ref());
+        // Through a directory handle: a link named `artifacts.lock` is
+        // replaced, never written through.
+        Dir::open_root(dir)
+            .and_then(|dir| dir.write_atomic(name, text.as_bytes(), 0o644))
+            .map_err(|source| LockError::Io {
+                action: "write",
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 

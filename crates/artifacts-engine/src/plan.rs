@@ -277,6 +277,7 @@ impl Declared {
             dependencies: self.dependencies,
             generated_at,
             extra: BTreeMap::new(),
+            incomplete: false,
         }
     }
 

@@ -7,7 +7,7 @@
 //! its [`Scratch`] is dropped, on success and failure alike.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -127,8 +127,8 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a new `0600` file, failing if it exists. Not fsynced: these are
-/// scratch files, removed when the run ends; stored secrets go through
-/// [`write_atomic`] or a backend.
+/// scratch files, removed when the run ends; stored files go through
+/// [`artifacts_crypto::fsutil::Dir`] or a backend.
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -136,27 +136,6 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(content)
-}
-
-/// Replaces `path` atomically: a `0600`-or-`mode` temp file in the same directory,
-/// fsynced, then renamed over the target, so readers see the old or the new
-/// content and never a torn file.
-pub fn write_atomic(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".artifacts-tmp-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(parent)?;
-    temp.write_all(content)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    if let Ok(dir) = File::open(parent) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -183,17 +162,5 @@ mod tests {
         write_private(&file, b"one").unwrap();
         assert!(write_private(&file, b"two").is_err());
         assert_eq!(std::fs::read(&file).unwrap(), b"one");
-    }
-
-    #[test]
-    fn write_atomic_replaces_and_keeps_mode() {
-        let scratch = Scratch::new("test").unwrap();
-        let file = scratch.path().join("lock");
-        write_atomic(&file, b"old", 0o644).unwrap();
-        write_atomic(&file, b"new", 0o644).unwrap();
-        assert_eq!(std::fs::read(&file).unwrap(), b"new");
-        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o644);
-        let leftovers: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "temp file left behind");
     }
 }

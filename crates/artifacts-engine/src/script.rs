@@ -121,6 +121,20 @@ pub enum ScriptError {
     },
 }
 
+impl ScriptError {
+    /// Whether the script may have stopped half-way (killed by a signal or
+    /// at its timeout). One that never ran, or exited with a failure code,
+    /// kept the previously stored version, as the backend contract asks.
+    pub fn may_be_half_done(&self) -> bool {
+        match self {
+            ScriptError::Missing { .. } | ScriptError::Prepare { .. } => false,
+            ScriptError::Process(error) => !matches!(error, ProcessError::Spawn { .. }),
+            // `describe_status` words a normal exit this way.
+            ScriptError::Failed { status, .. } => !status.starts_with("exit status"),
+        }
+    }
+}
+
 /// Formats a child's stderr for the end of an error message.
 pub fn stderr_suffix(stderr: &str) -> String {
     let trimmed = stderr.trim_end();

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
             .values()
             .map(|spec| install::destination(&spec.path, &root, &env).map(|path| (path, spec)))
             .collect::<Result<_, _>>()?;
-        if !install::all_in_place(&files)? {
+        if !install::all_in_place(&root, &files)? {
             to_generate.push(index);
         }
     }

@@ -247,7 +247,7 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
 pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan);
+    let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan, &ctx.lock);
     let (orphans, kept) = engine.keep_last_copies(&plan, orphans);
     for skip in &skipped {
         eprintln!("skipped backend `{}`: {}", skip.backend, skip.reason);

@@ -64,9 +64,11 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     } else {
         // Public files need no key: read them straight from the public store.
         let path = artifacts_engine::public::artifact_dir(&ctx.model.root, unit).join(&file);
-        zeroize::Zeroizing::new(std::fs::read(&path).map_err(|e| {
+        let stored = artifacts_engine::public::read(&ctx.model.root, unit, &file)
+            .map_err(|e| anyhow::anyhow!("failed to read public file `{}`: {e}", path.display()))?;
+        zeroize::Zeroizing::new(stored.ok_or_else(|| {
             anyhow::anyhow!(
-                "public file `{}` is not stored yet ({e}); run `artifacts generate`",
+                "public file `{}` is not stored yet; run `artifacts generate`",
                 path.display()
             )
         })?)

@@ -5,45 +5,74 @@
 //! <storeDir>/per-user/<user>/<artifact>/<file>.age
 //! <storeDir>/shared/<artifact>/<file>.age        (encrypted to every target's keys)
 //! <storeDir>/…/<artifact>/.recipients             (who can decrypt: public keys, one a line)
+//! <storeDir>/…/<artifact>/.generation             (SHA-256 of every file above)
 //! ```
 //!
-//! `storeDir` (default `secrets`, relative to the project root) and the keys
-//! come from `artifacts.config.agenix.{storeDir, publicHostKey, publicUserKeys}`.
+//! `storeDir` (default `secrets`, relative to the project root, never
+//! leaving it) and the keys come from
+//! `artifacts.config.agenix.{storeDir, publicHostKey, publicUserKeys}`.
 //! age files do not reveal X25519 recipients, so `.recipients` records them;
 //! `check` exits 3 when the configured set differs. Files are ASCII-armored
-//! (readable diffs) and written atomically: every new file is complete on
-//! disk before the first one replaces its predecessor.
+//! (readable diffs).
+//!
+//! Generations switch atomically: `serialize` writes a complete new
+//! `<artifact>` directory under a hidden name (`.agenix-<artifact>.<tag>`)
+//! next to the current one and swaps the two with one
+//! `renameat2(RENAME_EXCHANGE)`; a reader, or a run killed at any point,
+//! sees the old set or the new set. Hidden leftovers of killed runs are
+//! removed by the next `serialize` of the artifact. `.generation`, written
+//! into each generation, lets `check` tell a mix of two generations (say,
+//! from a git merge) from a stored artifact. Nothing is read, written or
+//! removed through a symbolic link ([`artifacts_crypto::fsutil::Dir`]).
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use artifacts_crypto::Origin;
+use artifacts_crypto::fsutil::{Dir, Temp};
+use sha2::{Digest, Sha256};
 
 use super::contract::{Call, ShippedError};
 
 const BACKEND: &str = "agenix";
 const RECIPIENTS_FILE: &str = ".recipients";
+const GENERATION_FILE: &str = ".generation";
+const GENERATION_HEADER: &str =
+    "# artifacts agenix generation: the SHA-256 of each file of this generation";
 
-fn artifact_dir(call: &Call) -> Result<PathBuf, ShippedError> {
+/// A name used as one path component: not empty, no `/`, not `.`/`..`, not hidden.
+fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, ShippedError> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+        return Err(ShippedError::Usage(format!(
+            "{what} `{name}` cannot be a directory name in the agenix store"
+        )));
+    }
+    Ok(name)
+}
+
+/// The directory holding every artifact of the context (per target, or
+/// shared), relative to the project root.
+fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
     let target = call.target();
-    let store = call.root.join(target.store_dir());
+    let store = target.store_dir(BACKEND)?;
     Ok(match call.context.as_str() {
-        "shared" => store.join("shared").join(&call.artifact),
+        "shared" => store.join("shared"),
         "nixos" => store
             .join("per-machine")
-            .join(&target.name)
-            .join(&call.artifact),
+            .join(component(&target.name, "machine")?),
         "homemanager" => store
             .join("per-user")
-            .join(&target.name)
-            .join(&call.artifact),
+            .join(component(&target.name, "user")?),
         other => {
             return Err(ShippedError::Usage(format!(
                 "agenix does not store {other} artifacts (use sops-nix for tanka environments)"
             )));
         }
     })
+}
+
+/// The artifact's directory, relative to the project root.
+fn artifact_dir(call: &Call) -> Result<PathBuf, ShippedError> {
+    Ok(context_dir(call)?.join(component(&call.artifact, "artifact")?))
 }
 
 fn recipients_text(
@@ -58,80 +87,195 @@ fn recipients_text(
     Ok((recipients, text))
 }
 
+fn digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// The `.generation` record of a set of files.
+fn generation_record(files: &[(String, Vec<u8>)]) -> String {
+    let mut text = format!("{GENERATION_HEADER}\n");
+    for (name, content) in files {
+        text.push_str(&format!("{}  {name}\n", digest(content)));
+    }
+    text
+}
+
+/// Reads a file of the artifact's directory, refusing links and non-files.
+fn read(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>, ShippedError> {
+    dir.read(name)
+        .map_err(ShippedError::io("read", &dir.path().join(name)))
+}
+
 /// 0 stored for the configured recipients, 1 missing, 3 recipients changed.
+/// A damaged `.age` file (empty, merge-conflicted, not age) or a directory
+/// mixing two generations is an error, never "stored".
 pub fn check(call: &Call) -> Result<i32, ShippedError> {
-    let dir = artifact_dir(call)?;
-    if call
-        .secret_files()
-        .any(|name| !dir.join(format!("{name}.age")).is_file())
-    {
+    let relative = artifact_dir(call)?;
+    let root = call.root_dir()?;
+    let Some(dir) = root
+        .open(&relative)
+        .map_err(ShippedError::io("open", &call.root.join(&relative)))?
+    else {
         return Ok(1);
+    };
+    let mut present = Vec::new();
+    for name in call.secret_files() {
+        let file = format!("{name}.age");
+        let Some(content) = read(&dir, &file)? else {
+            return Ok(1);
+        };
+        artifacts_crypto::age::check_structure(&content, &Origin::File(dir.path().join(&file)))?;
+        present.push((file, content));
+    }
+    let recorded = read(&dir, RECIPIENTS_FILE)?;
+    if let Some(recipients) = &recorded {
+        // A lost `.recipients` reads as "recipients changed" below: rekey writes it.
+        present.push((RECIPIENTS_FILE.to_owned(), recipients.clone()));
+    }
+    let recorded = recorded.unwrap_or_default();
+    // Stores written before generation records existed have none: nothing to compare.
+    if let Some(record) = read(&dir, GENERATION_FILE)? {
+        let record = String::from_utf8_lossy(&record);
+        let damaged = |reason: String| {
+            ShippedError::Damaged(format!(
+                "`{}` {reason}; regenerate it (`artifacts regenerate {}`)",
+                dir.path().display(),
+                call.artifact
+            ))
+        };
+        let mut listed = std::collections::BTreeMap::new();
+        for line in record.lines().filter(|l| !l.starts_with('#')) {
+            let (hash, name) = line.split_once("  ").ok_or_else(|| {
+                let shown: String = line.chars().take(60).collect();
+                damaged(format!(
+                    "has an unreadable {GENERATION_FILE} line `{}`",
+                    shown.escape_debug()
+                ))
+            })?;
+            listed.insert(name.to_owned(), hash.to_owned());
+        }
+        for (name, content) in &present {
+            match listed.get(name) {
+                Some(hash) if *hash == digest(content) => {}
+                Some(_) => {
+                    return Err(damaged(format!(
+                        "mixes two generations: `{name}` is not the one its {GENERATION_FILE} records (a merge, or a file replaced by hand)"
+                    )));
+                }
+                None => {
+                    return Err(damaged(format!(
+                        "mixes two generations: `{name}` is not in its {GENERATION_FILE}"
+                    )));
+                }
+            }
+        }
     }
     let (_, expected) = recipients_text(call)?;
-    let recorded = std::fs::read_to_string(dir.join(RECIPIENTS_FILE)).unwrap_or_default();
-    if recorded != expected {
+    if recorded != expected.as_bytes() {
         eprintln!(
             "agenix: {} is encrypted to other recipients than configured",
-            dir.display()
+            dir.path().display()
         );
         return Ok(3);
     }
     Ok(0)
 }
 
-/// Encrypts every secret file of `$out`; all or nothing.
+/// Encrypts every secret file of `$out` into a new generation and switches
+/// to it in one step; all or nothing.
 pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
-    let dir = artifact_dir(call)?;
+    let artifact = component(&call.artifact, "artifact")?;
+    let relative = context_dir(call)?;
     let (recipients, recipients_text) = recipients_text(call)?;
     // Encrypt everything in memory first: a bad recipient fails before any write.
-    let mut encrypted = Vec::new();
+    let mut files = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
         let plaintext = zeroize::Zeroizing::new(
             std::fs::read(&source).map_err(ShippedError::io("read", &source))?,
         );
         let ciphertext = artifacts_crypto::age::encrypt(&recipients, &plaintext, true)?;
-        encrypted.push((dir.join(format!("{name}.age")), ciphertext));
+        files.push((format!("{name}.age"), ciphertext));
     }
-    encrypted.push((dir.join(RECIPIENTS_FILE), recipients_text.into_bytes()));
-    std::fs::create_dir_all(&dir).map_err(ShippedError::io("create", &dir))?;
-    // Then every temporary file; only when all exist, the renames.
-    let mut staged = Vec::new();
-    for (path, content) in &encrypted {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".agenix-")
-            .permissions(std::fs::Permissions::from_mode(0o644))
-            .tempfile_in(&dir)
-            .map_err(ShippedError::io("create a temporary file in", &dir))?;
-        temp.write_all(content)
-            .map_err(ShippedError::io("write", path))?;
-        temp.as_file()
-            .sync_all()
-            .map_err(ShippedError::io("sync", path))?;
-        staged.push((temp, path));
+    files.push((RECIPIENTS_FILE.to_owned(), recipients_text.into_bytes()));
+    let record = generation_record(&files);
+    files.push((GENERATION_FILE.to_owned(), record.into_bytes()));
+
+    let root = call.root_dir()?;
+    let context_path = call.root.join(&relative);
+    let context = root
+        .create_dirs(&relative, 0o755)
+        .map_err(ShippedError::io("create", &context_path))?;
+    let staged_prefix = format!(".agenix-{artifact}.");
+    context
+        .remove_leftovers(|name| {
+            name.strip_prefix(&staged_prefix)
+                .is_some_and(artifacts_crypto::fsutil::is_tag)
+        })
+        .map_err(ShippedError::io(
+            "remove leftovers of an interrupted run in",
+            &context_path,
+        ))?;
+    // The new generation, complete and fsynced, under a hidden name…
+    let staged = Temp::random(&context, &staged_prefix, "");
+    let staged_dir = context
+        .create_dir(staged.name(), 0o755)
+        .map_err(ShippedError::io(
+            "create a temporary directory in",
+            &context_path,
+        ))?;
+    for (name, content) in &files {
+        staged_dir
+            .write_new(name, content, 0o644)
+            .map_err(ShippedError::io(
+                "write",
+                &context_path.join(artifact).join(name),
+            ))?;
     }
-    for (temp, path) in staged {
-        temp.persist(path).map_err(|e| ShippedError::Io {
-            action: "replace",
-            path: path.clone(),
-            source: e.error,
-        })?;
+    staged_dir.sync();
+    // …then swapped with the current one in one step.
+    let previous = context
+        .replace_dir(staged.name(), artifact)
+        .map_err(ShippedError::io("replace", &context_path.join(artifact)))?;
+    match previous {
+        // The staged name now holds the old generation: dropping `staged` removes it.
+        Some(old) if old == staged.name() => drop(staged),
+        Some(old) => {
+            staged.keep();
+            let _ = context.remove(&old);
+        }
+        None => staged.keep(),
     }
-    if let Ok(handle) = std::fs::File::open(&dir) {
-        let _ = handle.sync_all();
-    }
+    context.sync();
     Ok(())
 }
 
 /// Decrypts every secret file into `$out`.
 pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
-    let dir = artifact_dir(call)?;
+    let relative = artifact_dir(call)?;
+    let path = call.root.join(&relative);
+    let dir = call
+        .root_dir()?
+        .open(&relative)
+        .map_err(ShippedError::io("open", &path))?
+        .ok_or_else(|| {
+            ShippedError::Usage(format!(
+                "`{}` does not exist; run `artifacts generate`",
+                path.display()
+            ))
+        })?;
     let identities = call.identities()?;
     for name in call.secret_files() {
-        let path = dir.join(format!("{name}.age"));
-        let ciphertext = std::fs::read(&path).map_err(ShippedError::io("read", &path))?;
+        let file = format!("{name}.age");
+        let path = dir.path().join(&file);
+        let ciphertext = read(&dir, &file)?.ok_or_else(|| {
+            ShippedError::Usage(format!(
+                "`{}` does not exist; run `artifacts generate`",
+                path.display()
+            ))
+        })?;
         let plaintext =
             artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path.clone()))?;
         crate::scratch::write_private(&out.join(name), &plaintext)
@@ -140,66 +284,53 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
     Ok(())
 }
 
-/// The directory holding every artifact of the context (per target, or shared).
-fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
-    let target = call.target();
-    let store = call.root.join(target.store_dir());
-    Ok(match call.context.as_str() {
-        "shared" => store.join("shared"),
-        "nixos" => store.join("per-machine").join(&target.name),
-        "homemanager" => store.join("per-user").join(&target.name),
-        other => {
-            return Err(ShippedError::Usage(format!(
-                "agenix does not store {other} artifacts"
-            )));
-        }
-    })
-}
-
-/// Prints the artifacts stored for the target (or shared): one directory each.
+/// Prints the artifacts stored for the target (or shared): one directory
+/// each; links and hidden entries are not artifacts.
 pub fn list(call: &Call) -> Result<(), ShippedError> {
-    let dir = context_dir(call)?;
-    let mut names = Vec::new();
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => {
-            for entry in entries {
-                let entry = entry.map_err(ShippedError::io("read", &dir))?;
-                let hidden = entry.file_name().to_string_lossy().starts_with('.');
-                if !hidden
-                    && entry
-                        .file_type()
-                        .map_err(ShippedError::io("read", &dir))?
-                        .is_dir()
-                {
-                    names.push(entry.file_name().to_string_lossy().into_owned());
-                }
-            }
+    let relative = context_dir(call)?;
+    let path = call.root.join(&relative);
+    let Some(dir) = call
+        .root_dir()?
+        .open(&relative)
+        .map_err(ShippedError::io("open", &path))?
+    else {
+        return Ok(());
+    };
+    for (name, kind) in dir.entries().map_err(ShippedError::io("read", &path))? {
+        let name = name.to_string_lossy();
+        if !name.starts_with('.') && kind == artifacts_crypto::fsutil::FileType::Directory {
+            println!("{name}");
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ShippedError::io("read", &dir)(e)),
-    }
-    names.sort();
-    for name in names {
-        println!("{name}");
     }
     Ok(())
 }
 
-/// Removes an artifact's directory: renamed away first, so it disappears at once.
+/// Removes an artifact's directory: renamed away first, so it disappears at
+/// once, then removed without following any link.
 pub fn remove(call: &Call) -> Result<(), ShippedError> {
-    if call.artifact.is_empty() || call.artifact.contains('/') || call.artifact.contains("..") {
-        return Err(ShippedError::Usage(format!(
-            "refusing to remove artifact `{}`",
-            call.artifact
-        )));
-    }
-    let dir = artifact_dir(call)?;
-    if !dir.exists() {
+    let artifact = component(&call.artifact, "artifact").map_err(|_| {
+        ShippedError::Usage(format!("refusing to remove artifact `{}`", call.artifact))
+    })?;
+    let relative = context_dir(call)?;
+    let path = call.root.join(&relative);
+    let Some(dir) = call
+        .root_dir()?
+        .open(&relative)
+        .map_err(ShippedError::io("open", &path))?
+    else {
         return Ok(());
+    };
+    match dir
+        .kind(artifact)
+        .map_err(ShippedError::io("read", &path))?
+    {
+        None => Ok(()),
+        Some(artifacts_crypto::fsutil::FileType::Directory) => dir
+            .remove(artifact)
+            .map_err(ShippedError::io("remove", &path.join(artifact))),
+        Some(_) => Err(ShippedError::Usage(format!(
+            "refusing to remove `{}`: not a directory of the agenix store",
+            path.join(artifact).display()
+        ))),
     }
-    let parent = dir.parent().unwrap_or(&call.root);
-    let doomed = parent.join(format!(".removing-{}", call.artifact));
-    std::fs::rename(&dir, &doomed).map_err(ShippedError::io("remove", &dir))?;
-    std::fs::remove_dir_all(&doomed).map_err(ShippedError::io("remove", &doomed))?;
-    Ok(())
 }

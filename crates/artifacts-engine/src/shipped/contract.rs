@@ -20,6 +20,9 @@ pub enum ShippedError {
     /// The target configuration is not usable.
     #[error("{0}")]
     Config(String),
+    /// What is stored is damaged or inconsistent.
+    #[error("{0}")]
+    Damaged(String),
     /// Encryption, decryption or a SOPS file failed.
     #[error(transparent)]
     Crypto(#[from] artifacts_crypto::Error),
@@ -107,13 +110,31 @@ impl TargetEntry {
         Ok(out)
     }
 
-    /// `storeDir`, default `secrets`.
-    pub fn store_dir(&self) -> String {
-        self.config
-            .get("storeDir")
-            .and_then(|v| v.as_str())
-            .unwrap_or("secrets")
-            .to_owned()
+    /// `storeDir`, default `secrets`: a relative path that stays inside the
+    /// project (no leading `/`, no `..`), so that a declaration cannot make
+    /// `generate` or `gc` write or delete elsewhere, and so that the Nix side
+    /// (`projectRoot + "/${storeDir}"`) finds the same files.
+    pub fn store_dir(&self, backend: &str) -> Result<PathBuf, ShippedError> {
+        let value = match self.config.get("storeDir") {
+            None | Some(serde_json::Value::Null) => return Ok(PathBuf::from("secrets")),
+            Some(serde_json::Value::String(value)) => value,
+            Some(_) => {
+                return Err(ShippedError::Config(format!(
+                    "{} `{}`: artifacts.config.{backend}.storeDir must be a string",
+                    self.kind, self.name
+                )));
+            }
+        };
+        let path = PathBuf::from(value);
+        let plain = artifacts_crypto::fsutil::plain_components(&path, Path::new("."))
+            .is_ok_and(|parts| !parts.is_empty());
+        if !plain {
+            return Err(ShippedError::Config(format!(
+                "{} `{}`: artifacts.config.{backend}.storeDir `{value}` must be a relative path inside the project (no leading `/`, no `..`)",
+                self.kind, self.name
+            )));
+        }
+        Ok(path)
     }
 }
 
@@ -204,6 +225,12 @@ impl Call {
             .iter()
             .filter(|(_, f)| f.secret)
             .map(|(n, _)| n.as_str())
+    }
+
+    /// The project root, opened so that nothing below it is reached through a link.
+    pub fn root_dir(&self) -> Result<artifacts_crypto::fsutil::Dir, ShippedError> {
+        artifacts_crypto::fsutil::Dir::open_root(&self.root)
+            .map_err(ShippedError::io("open the project root", &self.root))
     }
 
     /// The first (for non-shared contexts: the only) target.

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
+use artifacts_crypto::fsutil::Dir;
 use artifacts_crypto::sops::path::Step;
 use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
 
@@ -26,25 +27,74 @@ use super::contract::{Call, ShippedError};
 
 const BACKEND: &str = "sops-nix";
 
-fn file_path(call: &Call) -> PathBuf {
+/// Where the target's file is, relative to the project root: its directory
+/// and its name. Nothing on the way is a link ([`Dir`] refuses them).
+fn file_path(call: &Call) -> Result<(PathBuf, String), ShippedError> {
     let target = call.target();
-    let store = call.root.join(target.store_dir());
-    match call.context.as_str() {
-        "tanka" => call
-            .root
-            .join("environments")
-            .join(&target.name)
-            .join("secrets.sops.yaml"),
-        "shared" => store
-            .join("shared")
-            .join(format!("{}.sops.yaml", call.artifact)),
-        "homemanager" => store
-            .join("per-user")
-            .join(format!("{}.sops.yaml", target.name)),
-        _ => store
-            .join("per-machine")
-            .join(format!("{}.sops.yaml", target.name)),
+    let plain = |name: &str, what: &str| {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
+            Err(ShippedError::Usage(format!(
+                "{what} `{name}` cannot be part of a file name in the sops-nix store"
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    plain(&target.name, "target")?;
+    if call.context == "tanka" {
+        let dir = PathBuf::from("environments").join(&target.name);
+        return Ok((dir, "secrets.sops.yaml".to_owned()));
     }
+    let store = target.store_dir(BACKEND)?;
+    Ok(match call.context.as_str() {
+        "shared" => {
+            plain(&call.artifact, "artifact")?;
+            (store.join("shared"), format!("{}.sops.yaml", call.artifact))
+        }
+        "homemanager" => (store.join("per-user"), format!("{}.sops.yaml", target.name)),
+        _ => (
+            store.join("per-machine"),
+            format!("{}.sops.yaml", target.name),
+        ),
+    })
+}
+
+/// The target's file: its directory (when it exists) and its full path, for messages.
+fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), ShippedError> {
+    let (relative, name) = file_path(call)?;
+    let path = call.root.join(&relative).join(&name);
+    let dir = call
+        .root_dir()?
+        .open(&relative)
+        .map_err(ShippedError::io("open", &call.root.join(&relative)))?;
+    Ok((dir, name, path))
+}
+
+/// Reads and parses the target's file; `None` when it does not exist.
+fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, ShippedError> {
+    let (dir, name, path) = open_file_dir(call)?;
+    let Some(dir) = dir else { return Ok(None) };
+    let Some(bytes) = dir.read(&name).map_err(ShippedError::io("read", &path))? else {
+        return Ok(None);
+    };
+    let file = EncryptedFile::parse(&bytes, Format::Yaml, &Origin::File(path))?;
+    Ok(Some((dir, name, file)))
+}
+
+/// Replaces the target's file atomically, keeping its mode (0600 for a new
+/// one), after removing temporary files a killed run left beside it.
+fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), ShippedError> {
+    let path = dir.path().join(name);
+    dir.remove_leftovers(|_| false).map_err(ShippedError::io(
+        "remove leftovers of an interrupted run in",
+        dir.path(),
+    ))?;
+    let mode = dir
+        .file_mode(name)
+        .map_err(ShippedError::io("read", &path))?
+        .unwrap_or(0o600);
+    dir.write_atomic(name, data, mode)
+        .map_err(ShippedError::io("write", &path))
 }
 
 fn value_path(call: &Call, file: &str) -> TreePath {
@@ -74,11 +124,9 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient]) -> bool {
 /// 0 stored for the configured recipients, 1 missing, 3 recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<i32, ShippedError> {
-    let path = file_path(call);
-    if !path.is_file() {
+    let Some((dir, _, file)) = read_file(call)? else {
         return Ok(1);
-    }
-    let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
+    };
     let stored = file
         .document()
         .branches
@@ -94,8 +142,9 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
     if !same_recipients(&file, &call.recipients(BACKEND)?) {
         eprintln!(
             "sops-nix: {} is encrypted to other recipients than configured",
-            path.display()
+            file.origin()
         );
+        drop(dir);
         return Ok(3);
     }
     Ok(0)
@@ -105,7 +154,6 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
 /// recipients changed; creates the file when it does not exist.
 pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
-    let path = file_path(call);
     let recipients = call.recipients(BACKEND)?;
     let mut values = Vec::new();
     for name in call.secret_files() {
@@ -119,53 +167,65 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
         })?;
         values.push((name, text));
     }
-    let encrypted = if path.is_file() {
-        let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
-        let identities = call.identities()?;
-        let rekey = !same_recipients(&file, &recipients);
-        let mut decrypted = file.decrypt(&identities)?;
-        for (name, text) in values {
-            decrypted.set(&value_path(call, name), Value::Str(text))?;
+    let (dir, name, encrypted) = match read_file(call)? {
+        Some((dir, name, file)) => {
+            let identities = call.identities()?;
+            let rekey = !same_recipients(&file, &recipients);
+            let mut decrypted = file.decrypt(&identities)?;
+            for (name, text) in values {
+                decrypted.set(&value_path(call, name), Value::Str(text))?;
+            }
+            let encrypted = if rekey {
+                // A new data key: removed recipients cannot read what comes next.
+                decrypted.rotate(Some(&recipients))?
+            } else {
+                decrypted.encrypt()?
+            };
+            (dir, name, encrypted)
         }
-        if rekey {
-            // A new data key: removed recipients cannot read what comes next.
-            decrypted.rotate(Some(&recipients))?
-        } else {
-            decrypted.encrypt()?
+        None => {
+            let mut artifact = Map::default();
+            for (name, text) in values {
+                artifact.insert(name, Value::Str(text));
+            }
+            let mut root = Map::default();
+            root.insert(&call.artifact, Value::Map(artifact));
+            let document = artifacts_crypto::sops::Document {
+                branches: vec![root],
+            };
+            let options = EncryptOptions {
+                recipients,
+                ..EncryptOptions::default()
+            };
+            let (relative, name) = file_path(call)?;
+            let path = call.root.join(&relative).join(&name);
+            let encrypted = artifacts_crypto::sops::encrypt(
+                document,
+                Format::Yaml,
+                &options,
+                &Origin::File(path),
+            )?;
+            let dir = call
+                .root_dir()?
+                .create_dirs(&relative, 0o755)
+                .map_err(ShippedError::io("create", &call.root.join(&relative)))?;
+            (dir, name, encrypted)
         }
-    } else {
-        let mut artifact = Map::default();
-        for (name, text) in values {
-            artifact.insert(name, Value::Str(text));
-        }
-        let mut root = Map::default();
-        root.insert(&call.artifact, Value::Map(artifact));
-        let document = artifacts_crypto::sops::Document {
-            branches: vec![root],
-        };
-        let options = EncryptOptions {
-            recipients,
-            ..EncryptOptions::default()
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(ShippedError::io("create", parent))?;
-        }
-        artifacts_crypto::sops::encrypt(
-            document,
-            Format::Yaml,
-            &options,
-            &Origin::File(path.clone()),
-        )?
     };
-    artifacts_crypto::fsutil::write_atomic(&path, &encrypted.to_bytes())?;
-    Ok(())
+    write_file(&dir, &name, &encrypted.to_bytes())
 }
 
 /// Decrypts the file and writes this artifact's values into `$out`.
 pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
-    let path = file_path(call);
-    let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
+    let Some((_, _, file)) = read_file(call)? else {
+        let (relative, name) = file_path(call)?;
+        return Err(ShippedError::Usage(format!(
+            "`{}` does not exist; run `artifacts generate`",
+            call.root.join(relative).join(name).display()
+        )));
+    };
+    let path = file.origin().to_string();
     let decrypted = file.decrypt(&call.identities()?)?;
     let root = decrypted.document().branches.first();
     for name in call.secret_files() {
@@ -179,16 +239,14 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
             Some(Value::Str(text)) => text.as_bytes().to_vec(),
             Some(_) => {
                 return Err(ShippedError::Usage(format!(
-                    "`{}` in `{}` is not a string",
+                    "`{}` in {path} is not a string",
                     value_path(call, name),
-                    path.display()
                 )));
             }
             None => {
                 return Err(ShippedError::Usage(format!(
-                    "`{}` is missing from `{}`; run `artifacts generate`",
+                    "`{}` is missing from {path}; run `artifacts generate`",
                     value_path(call, name),
-                    path.display()
                 )));
             }
         };
@@ -204,28 +262,27 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
 pub fn list(call: &Call) -> Result<(), ShippedError> {
     let mut names = Vec::new();
     if call.context == "shared" {
-        let dir = call.root.join(call.target().store_dir()).join("shared");
-        match std::fs::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(ShippedError::io("read", &dir))?;
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if let Some(artifact) = name.strip_suffix(".sops.yaml") {
-                        names.push(artifact.to_owned());
-                    }
+        let relative = call.target().store_dir(BACKEND)?.join("shared");
+        let path = call.root.join(&relative);
+        if let Some(dir) = call
+            .root_dir()?
+            .open(&relative)
+            .map_err(ShippedError::io("open", &path))?
+        {
+            for (name, kind) in dir.entries().map_err(ShippedError::io("read", &path))? {
+                let name = name.to_string_lossy();
+                if let Some(artifact) = name.strip_suffix(".sops.yaml")
+                    && kind == artifacts_crypto::fsutil::FileType::RegularFile
+                    && !artifact.starts_with('.')
+                {
+                    names.push(artifact.to_owned());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ShippedError::io("read", &dir)(e)),
         }
-    } else {
-        let path = file_path(call);
-        if path.is_file() {
-            let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
-            if let Some(root) = file.document().branches.first() {
-                names.extend(root.0.iter().filter_map(entry_key).map(str::to_owned));
-            }
-        }
+    } else if let Some((_, _, file)) = read_file(call)?
+        && let Some(root) = file.document().branches.first()
+    {
+        names.extend(root.0.iter().filter_map(entry_key).map(str::to_owned));
     }
     names.sort();
     names.dedup();
@@ -238,15 +295,15 @@ pub fn list(call: &Call) -> Result<(), ShippedError> {
 /// Removes an artifact: its shared file, or its key from the target's file
 /// (which needs an identity among the file's recipients; an emptied file is deleted).
 pub fn remove(call: &Call) -> Result<(), ShippedError> {
-    let path = file_path(call);
-    if !path.is_file() {
+    let Some((dir, name, file)) = read_file(call)? else {
         return Ok(());
-    }
+    };
+    let path = dir.path().join(&name);
     if call.context == "shared" {
-        std::fs::remove_file(&path).map_err(ShippedError::io("remove", &path))?;
+        dir.remove(&name)
+            .map_err(ShippedError::io("remove", &path))?;
         return Ok(());
     }
-    let file = EncryptedFile::read(&path, Some(Format::Yaml))?;
     let mut decrypted = file.decrypt(&call.identities()?)?;
     decrypted.unset(&TreePath(vec![Step::Key(call.artifact.clone())]))?;
     let empty = decrypted
@@ -255,9 +312,10 @@ pub fn remove(call: &Call) -> Result<(), ShippedError> {
         .iter()
         .all(|b| b.0.iter().all(|e| entry_key(e).is_none()));
     if empty {
-        std::fs::remove_file(&path).map_err(ShippedError::io("remove", &path))?;
+        dir.remove(&name)
+            .map_err(ShippedError::io("remove", &path))?;
     } else {
-        artifacts_crypto::fsutil::write_atomic(&path, &decrypted.encrypt()?.to_bytes())?;
+        write_file(&dir, &name, &decrypted.encrypt()?.to_bytes())?;
     }
     Ok(())
 }
