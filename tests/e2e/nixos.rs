@@ -778,8 +778,10 @@ fn flake_generate_then_the_machine_reads_exactly_those_files() {
         written,
         BTreeSet::from(
             [
+                "secrets/per-machine/web-alpha/wg/.generation",
                 "secrets/per-machine/web-alpha/wg/private.age",
                 "secrets/per-machine/web-alpha.sops.yaml",
+                "secrets/per-user/alice/backup/.generation",
                 "secrets/per-user/alice/backup/key.age",
             ]
             .map(PathBuf::from)
