@@ -56,6 +56,7 @@ pub mod age;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+mod openssh;
 pub mod sops;
 pub mod time;
 

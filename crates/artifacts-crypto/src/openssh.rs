@@ -1,0 +1,130 @@
+//! Reads the Ed25519 seed out of an unencrypted OpenSSH private key
+//! (`-----BEGIN OPENSSH PRIVATE KEY-----`, format `openssh-key-v1`, see
+//! OpenSSH's PROTOCOL.key), for the X25519 conversion in [`crate::age`].
+//!
+//! The `age` crate parses these keys too but keeps the key material in a
+//! type it does not export, so the seed is read here. Passphrase-protected
+//! keys are not decrypted here: they are still read by `age` (ssh stanzas).
+
+use base64::Engine;
+use zeroize::Zeroizing;
+
+const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+const END: &str = "-----END OPENSSH PRIVATE KEY-----";
+const MAGIC: &[u8] = b"openssh-key-v1\0";
+
+/// A cursor over the key's binary encoding (RFC 4251 `string` and `uint32`).
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.u32()?).ok()?;
+        if self.0.len() < len {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Some(head)
+    }
+}
+
+/// The 32-byte seed of the only key of an unencrypted OpenSSH ssh-ed25519
+/// private key; `None` for anything else (other key types, encrypted keys,
+/// several keys, malformed data).
+pub(crate) fn ed25519_seed(text: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let body = text
+        .trim()
+        .strip_prefix(BEGIN)?
+        .trim_end()
+        .strip_suffix(END)?;
+    let compact: Zeroizing<String> =
+        Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    let bytes = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .ok()?,
+    );
+    let mut r = Reader(bytes.strip_prefix(MAGIC)?);
+    let (cipher, kdf, _kdf_options) = (r.string()?, r.string()?, r.string()?);
+    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+        return None;
+    }
+    let _public = r.string()?;
+    let mut private = Reader(r.string()?);
+    // Two equal check words guard against a wrong decryption key.
+    if private.u32()? != private.u32()? || private.string()? != b"ssh-ed25519" {
+        return None;
+    }
+    let public = private.string()?;
+    // The private key is seed || public key.
+    let pair = private.string()?;
+    if public.len() != 32 || pair.len() != 64 || &pair[32..] != public {
+        return None;
+    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&pair[..32]);
+    Some(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(out: &mut Vec<u8>, data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(data);
+    }
+
+    /// An `openssh-key-v1` file holding one key, as `ssh-keygen` lays it out.
+    fn key_file(cipher: &str, key_type: &str, public: &[u8], pair: &[u8]) -> String {
+        let mut public_blob = Vec::new();
+        string(&mut public_blob, key_type.as_bytes());
+        string(&mut public_blob, public);
+        let mut private = Vec::new();
+        private.extend_from_slice(&[7, 7, 7, 7, 7, 7, 7, 7]);
+        string(&mut private, key_type.as_bytes());
+        string(&mut private, public);
+        string(&mut private, pair);
+        string(&mut private, b"test@example");
+        private.extend_from_slice(&[1, 2, 3]);
+        let mut all = MAGIC.to_vec();
+        string(&mut all, cipher.as_bytes());
+        string(&mut all, b"none");
+        string(&mut all, b"");
+        all.extend_from_slice(&1u32.to_be_bytes());
+        string(&mut all, &public_blob);
+        string(&mut all, &private);
+        let body = base64::engine::general_purpose::STANDARD.encode(all);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(70)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!("{BEGIN}\n{}\n{END}\n", lines.join("\n"))
+    }
+
+    #[test]
+    fn reads_the_seed_and_rejects_everything_else() {
+        let seed: Vec<u8> = (0u8..32).collect();
+        let public = [9u8; 32];
+        let pair = [seed.as_slice(), &public].concat();
+        let good = key_file("none", "ssh-ed25519", &public, &pair);
+        assert_eq!(&ed25519_seed(&good).expect("seed")[..], &seed[..]);
+
+        assert!(ed25519_seed("").is_none());
+        assert!(ed25519_seed(&key_file("aes256-ctr", "ssh-ed25519", &public, &pair)).is_none());
+        assert!(ed25519_seed(&key_file("none", "ssh-rsa", &public, &pair)).is_none());
+        // The private half must carry the same public key.
+        let other = [seed.as_slice(), &[8u8; 32]].concat();
+        assert!(ed25519_seed(&key_file("none", "ssh-ed25519", &public, &other)).is_none());
+        // A truncated body.
+        let cut: String = good.lines().take(3).collect::<Vec<_>>().join("\n") + "\n" + END;
+        assert!(ed25519_seed(&cut).is_none());
+    }
+}
