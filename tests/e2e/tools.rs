@@ -244,3 +244,70 @@ impl Drop for ReadOnlyDir {
         let _ = fs::set_permissions(&self.path, fs::Permissions::from_mode(0o755));
     }
 }
+
+/// Where a test finds something that lives outside the repository: `$var`
+/// (else `default`, relative to the repository root) joined with `entry`.
+/// Missing: with `CI` set the test fails; otherwise it says loudly (past the
+/// harness's output capture) what it skips, and the caller returns.
+fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(default),
+    };
+    let path = dir.join(entry);
+    if path.exists() {
+        return Some(path);
+    }
+    let why = format!("`{}` does not exist (set {var})", path.display());
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why}");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
+    None
+}
+
+/// An oracle program (`ssh-to-age`, `sops-install-secrets`): from
+/// `$ARTIFACTS_ORACLE_TOOLS`, default `../shared/tools/bin`.
+pub fn oracle(name: &str, test: &str) -> Option<PathBuf> {
+    outside_repo("ARTIFACTS_ORACLE_TOOLS", "../shared/tools/bin", name, test)
+}
+
+/// `ssh-to-age` (the oracle) on a public key: its `age1…` recipient.
+pub fn ssh_to_age_public(oracle: &Path, public: &str, cwd: &Path) -> String {
+    let mut child = Command::new(oracle)
+        .current_dir(cwd)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", oracle.display()));
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), public.as_bytes()).unwrap();
+    let out = ok("ssh-to-age", child.wait_with_output().unwrap());
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+/// `ssh-to-age -private-key` (the oracle) on a private key, written as an
+/// age key file (0600) at `out`.
+pub fn ssh_to_age_private(oracle: &Path, key: &Path, out: &Path) {
+    let secret = ok(
+        "ssh-to-age -private-key",
+        run_tool(
+            oracle,
+            &[
+                OsStr::new("-private-key"),
+                OsStr::new("-i"),
+                key.as_os_str(),
+                OsStr::new("-o"),
+                out.as_os_str(),
+            ],
+            &[],
+            out.parent().unwrap(),
+        ),
+    );
+    assert!(secret.is_empty());
+    fs::set_permissions(out, fs::Permissions::from_mode(0o600)).unwrap();
+}
