@@ -4,6 +4,7 @@
 mod activate;
 mod cli;
 mod cmp;
+mod consumers;
 mod failures;
 mod flake;
 mod generate;

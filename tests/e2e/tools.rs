@@ -264,8 +264,10 @@ fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<Pat
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {why}");
     }
+    // One write, so parallel tests do not interleave it.
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
+    let line = format!("\n*** SKIPPED {test}: {why} ***\n\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     None
 }
 
@@ -273,6 +275,17 @@ fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<Pat
 /// `$ARTIFACTS_ORACLE_TOOLS`, default `../shared/tools/bin`.
 pub fn oracle(name: &str, test: &str) -> Option<PathBuf> {
     outside_repo("ARTIFACTS_ORACLE_TOOLS", "../shared/tools/bin", name, test)
+}
+
+/// The NixOS evaluation kit: `$ARTIFACTS_NIXOS_EVAL_KIT`, default `../shared/nixos-eval-kit`.
+pub fn nixos_eval_kit(test: &str) -> Option<PathBuf> {
+    let kit = outside_repo(
+        "ARTIFACTS_NIXOS_EVAL_KIT",
+        "../shared/nixos-eval-kit",
+        "nixpkgs/nixos/lib/eval-config.nix",
+        test,
+    )?;
+    Some(kit.ancestors().nth(4).unwrap().canonicalize().unwrap())
 }
 
 /// `ssh-to-age` (the oracle) on a public key: its `age1…` recipient.

@@ -216,7 +216,9 @@ pub fn oracle(name: &str, test: &str) -> Option<PathBuf> {
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {why}");
     }
-    // Straight to the stderr handle: the test harness captures `eprintln!`.
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
+    // Straight to the stderr handle (the test harness captures `eprintln!`),
+    // in one write so parallel tests do not interleave it.
+    let line = format!("\n*** SKIPPED {test}: {why} ***\n\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     None
 }
