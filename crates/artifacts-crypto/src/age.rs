@@ -269,9 +269,13 @@ enum IdentityKind {
 
 /// The X25519 identity of an ssh-ed25519 key: the first half of SHA-512 of
 /// its seed, as Ed25519 derives its scalar (what `ssh-to-age -private-key`
-/// prints, and what sops-nix decrypts with). `text` is the OpenSSH key.
-fn ssh_ed25519_to_x25519(text: &str) -> Option<age::x25519::Identity> {
-    let seed = crate::openssh::ed25519_seed(text)?;
+/// prints, and what sops-nix decrypts with). `text` is the OpenSSH key,
+/// protected by `passphrase` or not.
+fn ssh_ed25519_to_x25519(
+    text: &str,
+    passphrase: Option<&SecretString>,
+) -> Option<age::x25519::Identity> {
+    let seed = crate::openssh::ed25519_seed(text, passphrase)?;
     let mut digest = Sha512::digest(&seed[..]);
     let mut encoded = Zeroizing::new(String::with_capacity(80));
     let written = bech32::encode_upper_to_fmt::<bech32::Bech32, String>(
@@ -380,17 +384,18 @@ pub fn parse_identities(
         let filename = origin.path().map(|p| p.display().to_string());
         let parsed = age::ssh::Identity::from_buffer(BufReader::new(trimmed.as_bytes()), filename)
             .map_err(|_| invalid("not a valid OpenSSH private key"))?;
-        let ssh = match parsed {
-            age::ssh::Identity::Unencrypted(_) => parsed,
+        let (ssh, converted) = match parsed {
+            age::ssh::Identity::Unencrypted(_) => (parsed, ssh_ed25519_to_x25519(trimmed, None)),
             age::ssh::Identity::Encrypted(enc) => {
                 let description = format!("passphrase for {origin}");
                 let Some(pass) = passphrase.passphrase(&description) else {
                     return Err(Error::PassphraseRequired { origin });
                 };
+                let converted = ssh_ed25519_to_x25519(trimmed, Some(&pass));
                 let key = enc.decrypt(pass).map_err(|_| Error::WrongPassphrase {
                     origin: origin.clone(),
                 })?;
-                age::ssh::Identity::Unencrypted(key)
+                (age::ssh::Identity::Unencrypted(key), converted)
             }
             age::ssh::Identity::Unsupported(u) => {
                 let reason = match u {
@@ -408,7 +413,6 @@ pub fn parse_identities(
                 return Err(invalid(&reason));
             }
         };
-        let converted = ssh_ed25519_to_x25519(trimmed);
         return Ok(vec![Identity {
             origin,
             kind: IdentityKind::Ssh(ssh, converted),

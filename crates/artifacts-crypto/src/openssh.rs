@@ -1,17 +1,24 @@
-//! Reads the Ed25519 seed out of an unencrypted OpenSSH private key
-//! (`-----BEGIN OPENSSH PRIVATE KEY-----`, format `openssh-key-v1`, see
-//! OpenSSH's PROTOCOL.key), for the X25519 conversion in [`crate::age`].
+//! Reads the Ed25519 seed out of an OpenSSH private key (`-----BEGIN
+//! OPENSSH PRIVATE KEY-----`, format `openssh-key-v1`, see OpenSSH's
+//! PROTOCOL.key), for the X25519 conversion in [`crate::age`].
 //!
 //! The `age` crate parses these keys too but keeps the key material in a
-//! type it does not export, so the seed is read here. Passphrase-protected
-//! keys are not decrypted here: they are still read by `age` (ssh stanzas).
+//! type it does not export, so the seed is read here: unencrypted keys, and
+//! passphrase-protected ones in `ssh-keygen`'s format (bcrypt KDF,
+//! `aes256-ctr`). Other ciphers give no seed; `age` still reads those keys
+//! (ssh stanzas only).
 
+use aes::cipher::{KeyIvInit, StreamCipher};
 use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 const END: &str = "-----END OPENSSH PRIVATE KEY-----";
 const MAGIC: &[u8] = b"openssh-key-v1\0";
+
+/// OpenSSH's `aes256-ctr`: a 128-bit big-endian counter.
+type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 
 /// A cursor over the key's binary encoding (RFC 4251 `string` and `uint32`).
 struct Reader<'a>(&'a [u8]);
@@ -34,10 +41,42 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The 32-byte seed of the only key of an unencrypted OpenSSH ssh-ed25519
-/// private key; `None` for anything else (other key types, encrypted keys,
-/// several keys, malformed data).
-pub(crate) fn ed25519_seed(text: &str) -> Option<Zeroizing<[u8; 32]>> {
+/// The private section decrypted with `passphrase` (bcrypt KDF, aes256-ctr).
+fn decrypt_private(
+    cipher: &[u8],
+    kdf: &[u8],
+    kdf_options: &[u8],
+    encrypted: &[u8],
+    passphrase: Option<&SecretString>,
+) -> Option<Zeroizing<Vec<u8>>> {
+    if cipher != b"aes256-ctr" || kdf != b"bcrypt" {
+        return None;
+    }
+    let mut options = Reader(kdf_options);
+    let (salt, rounds) = (options.string()?, options.u32()?);
+    let mut key_iv = Zeroizing::new([0u8; 48]);
+    bcrypt_pbkdf::bcrypt_pbkdf(
+        passphrase?.expose_secret().as_bytes(),
+        salt,
+        rounds,
+        &mut key_iv[..],
+    )
+    .ok()?;
+    let mut plain = Zeroizing::new(encrypted.to_vec());
+    Aes256Ctr::new_from_slices(&key_iv[..32], &key_iv[32..])
+        .ok()?
+        .apply_keystream(&mut plain);
+    Some(plain)
+}
+
+/// The 32-byte seed of the only key of an OpenSSH ssh-ed25519 private key,
+/// decrypted with `passphrase` when it is protected; `None` for anything
+/// else (other key types, a wrong or missing passphrase, an unsupported
+/// cipher, several keys, malformed data).
+pub(crate) fn ed25519_seed(
+    text: &str,
+    passphrase: Option<&SecretString>,
+) -> Option<Zeroizing<[u8; 32]>> {
     let body = text
         .trim()
         .strip_prefix(BEGIN)?
@@ -51,13 +90,19 @@ pub(crate) fn ed25519_seed(text: &str) -> Option<Zeroizing<[u8; 32]>> {
             .ok()?,
     );
     let mut r = Reader(bytes.strip_prefix(MAGIC)?);
-    let (cipher, kdf, _kdf_options) = (r.string()?, r.string()?, r.string()?);
-    if cipher != b"none" || kdf != b"none" || r.u32()? != 1 {
+    let (cipher, kdf, kdf_options) = (r.string()?, r.string()?, r.string()?);
+    if r.u32()? != 1 {
         return None;
     }
     let _public = r.string()?;
-    let mut private = Reader(r.string()?);
-    // Two equal check words guard against a wrong decryption key.
+    let section = r.string()?;
+    let section = if cipher == b"none" && kdf == b"none" {
+        Zeroizing::new(section.to_vec())
+    } else {
+        decrypt_private(cipher, kdf, kdf_options, section, passphrase)?
+    };
+    let mut private = Reader(&section);
+    // Two equal check words: a wrong passphrase gives different ones.
     if private.u32()? != private.u32()? || private.string()? != b"ssh-ed25519" {
         return None;
     }
@@ -115,16 +160,18 @@ mod tests {
         let public = [9u8; 32];
         let pair = [seed.as_slice(), &public].concat();
         let good = key_file("none", "ssh-ed25519", &public, &pair);
-        assert_eq!(&ed25519_seed(&good).expect("seed")[..], &seed[..]);
+        assert_eq!(&ed25519_seed(&good, None).expect("seed")[..], &seed[..]);
 
-        assert!(ed25519_seed("").is_none());
-        assert!(ed25519_seed(&key_file("aes256-ctr", "ssh-ed25519", &public, &pair)).is_none());
-        assert!(ed25519_seed(&key_file("none", "ssh-rsa", &public, &pair)).is_none());
+        assert!(ed25519_seed("", None).is_none());
+        assert!(
+            ed25519_seed(&key_file("aes256-ctr", "ssh-ed25519", &public, &pair), None).is_none()
+        );
+        assert!(ed25519_seed(&key_file("none", "ssh-rsa", &public, &pair), None).is_none());
         // The private half must carry the same public key.
         let other = [seed.as_slice(), &[8u8; 32]].concat();
-        assert!(ed25519_seed(&key_file("none", "ssh-ed25519", &public, &other)).is_none());
+        assert!(ed25519_seed(&key_file("none", "ssh-ed25519", &public, &other), None).is_none());
         // A truncated body.
         let cut: String = good.lines().take(3).collect::<Vec<_>>().join("\n") + "\n" + END;
-        assert!(ed25519_seed(&cut).is_none());
+        assert!(ed25519_seed(&cut, None).is_none());
     }
 }

@@ -35,23 +35,27 @@ fn ssh_ed25519_keys_convert_exactly_as_ssh_to_age_does() {
     };
     let dir = TestDir::new("ssh-to-age");
     for n in 0..6 {
-        let key = SshKey::new(&dir, &format!("host{n}"), "ed25519", "");
+        // Two of them passphrase-protected (ssh-keygen's bcrypt + aes256-ctr).
+        let passphrase = if n % 3 == 2 { "a pass phrase" } else { "" };
+        let key = SshKey::new(&dir, &format!("host{n}"), "ed25519", passphrase);
         let public = ssh_to_age(&oracle, &dir, &[], key.public.as_bytes());
         let converted = Recipient::parse(&key.public).unwrap().to_x25519().unwrap();
         assert_eq!(converted.as_str(), public, "public key {n}");
         assert!(public.starts_with("age1"), "{public}");
 
-        let private = ssh_to_age(
-            &oracle,
-            &dir,
-            &[
-                OsStr::new("-private-key"),
-                OsStr::new("-i"),
-                key.private.as_os_str(),
-            ],
-            b"",
-        );
-        let ids = key.identities();
+        let mut args = vec![
+            OsStr::new("-private-key"),
+            OsStr::new("-i"),
+            key.private.as_os_str(),
+        ];
+        if !passphrase.is_empty() {
+            args.push(OsStr::new("-stdinpass"));
+        }
+        let private = ssh_to_age(&oracle, &dir, &args, passphrase.as_bytes());
+        let ids = age::read_identity_file(&key.private, &|_: &str| {
+            Some(SecretString::from(passphrase))
+        })
+        .unwrap();
         let secret = ids[0].x25519_secret_key().expect("an X25519 form");
         assert_eq!(secret.expose_secret(), private, "private key {n}");
         // The converted identity belongs to the converted recipient.
@@ -133,7 +137,7 @@ fn converted_keys_interoperate_with_the_real_age() {
 }
 
 #[test]
-fn ssh_rsa_and_protected_keys_have_no_x25519_form() {
+fn ssh_rsa_and_other_ciphers_have_no_x25519_form() {
     let dir = TestDir::new("ssh-to-age-rsa");
     let rsa = SshKey::new(&dir, "id_rsa", "rsa", "");
     let recipient = Recipient::parse(&rsa.public).unwrap();
@@ -143,18 +147,43 @@ fn ssh_rsa_and_protected_keys_have_no_x25519_form() {
     assert!(ids[0].to_x25519().is_none());
     assert!(ids[0].x25519_secret_key().is_none());
 
-    // A passphrase-protected ssh-ed25519 key decrypts its ssh stanzas only.
-    let protected = SshKey::new(&dir, "id_ed25519", "ed25519", "pass phrase");
-    let ids = age::read_identity_file(&protected.private, &|_: &str| {
-        Some(SecretString::from("pass phrase"))
-    })
-    .unwrap();
+    // A key protected with another cipher than ssh-keygen's default: no
+    // X25519 form, but its ssh stanzas still decrypt.
+    let private = dir.join("id_gcm");
+    let out = run(
+        &tool("ssh-keygen"),
+        &[
+            OsStr::new("-q"),
+            OsStr::new("-t"),
+            OsStr::new("ed25519"),
+            OsStr::new("-Z"),
+            OsStr::new("aes256-gcm@openssh.com"),
+            OsStr::new("-N"),
+            OsStr::new("pass phrase"),
+            OsStr::new("-f"),
+            private.as_os_str(),
+        ],
+        &[],
+        dir.path(),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = age::read_identity_file(&private, &|_: &str| Some(SecretString::from("pass phrase")))
+        .unwrap();
     assert!(ids[0].to_x25519().is_none());
-    let ssh = Recipient::parse(&protected.public).unwrap();
+    let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
+    let ssh = Recipient::parse(&public).unwrap();
     assert_eq!(ssh.key_type(), "ssh-ed25519");
     let ct = age::encrypt(&[ssh], MESSAGE, false).unwrap();
     assert_eq!(
         &age::decrypt(&ids, &ct, &Origin::Stdin).unwrap()[..],
         MESSAGE
     );
+    // A wrong passphrase is still an error, not a silently missing form.
+    let wrong = age::read_identity_file(&private, &|_: &str| Some(SecretString::from("nope")));
+    assert!(wrong.is_err());
 }
