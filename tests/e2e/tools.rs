@@ -247,8 +247,7 @@ impl Drop for ReadOnlyDir {
 
 /// Where a test finds something that lives outside the repository: `$var`
 /// (else `default`, relative to the repository root) joined with `entry`.
-/// Missing: with `CI` set the test fails; otherwise it says loudly (past the
-/// harness's output capture) what it skips, and the caller returns.
+/// Missing: see [`skip_outside_ci`].
 fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<PathBuf> {
     let dir = match std::env::var_os(var) {
         Some(path) => PathBuf::from(path),
@@ -260,7 +259,16 @@ fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<Pat
     if path.exists() {
         return Some(path);
     }
-    let why = format!("`{}` does not exist (set {var})", path.display());
+    skip_outside_ci(
+        test,
+        &format!("`{}` does not exist (set {var})", path.display()),
+    );
+    None
+}
+
+/// A test cannot run here: with `CI` set it fails, otherwise it says so
+/// loudly, past the harness's output capture (the caller then returns).
+pub fn skip_outside_ci(test: &str, why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("{test}: {why}");
     }
@@ -268,7 +276,6 @@ fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<Pat
     use std::io::Write;
     let line = format!("\n*** SKIPPED {test}: {why} ***\n\n");
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    None
 }
 
 /// An oracle program (`ssh-to-age`, `sops-install-secrets`): from
