@@ -321,7 +321,19 @@ fn db_artifact(backend: &str) -> Value {
     })
 }
 
+/// The artifact `psk`, shared by every machine declaring it: one file,
+/// encrypted to all their keys.
+fn psk_artifact(backend: &str) -> Value {
+    json!({
+        "backend": backend,
+        "shared": true,
+        "generator": "generators/psk.sh",
+        "files": { "psk": { "path": "/run/keys/psk", "mode": "0400" } }
+    })
+}
+
 fn generate(p: &Project) {
+    p.generator("psk.sh", r#"printf 'shared-psk\n' > "$out/psk""#);
     let mut command = p.command(["generate"]);
     command.env("ARTIFACTS_PROMPT_DB_PASSWORD", "pw\nwith a second line");
     p.finish(&mut command).success();
@@ -349,7 +361,7 @@ fn agenix_activation_installs_what_we_wrote_for_ed25519_and_rsa_hosts() {
             json!({
                 "machine": name,
                 "config": { "agenix": { "publicHostKey": host.public(kind) } },
-                "artifacts": { "db": db_artifact("agenix") }
+                "artifacts": { "db": db_artifact("agenix"), "psk": psk_artifact("agenix") }
             })
         })
         .collect();
@@ -369,7 +381,7 @@ fn agenix_activation_installs_what_we_wrote_for_ed25519_and_rsa_hosts() {
         names.sort();
         assert_eq!(
             names,
-            ["db-blob", "db-password"],
+            ["db-blob", "db-password", "psk-psk"],
             "{name}: the public note gets no entry"
         );
         let snippets: Vec<(String, String)> = machine["snippets"]
@@ -387,14 +399,18 @@ fn agenix_activation_installs_what_we_wrote_for_ed25519_and_rsa_hosts() {
         let installed = host.activate(
             &nixos_activation(&snippets),
             &[],
-            &["/run/artifacts/db/password", "/run/keys/db-blob"],
+            &[
+                "/run/artifacts/db/password",
+                "/run/keys/db-blob",
+                "/run/keys/psk",
+            ],
         );
         assert!(
             !installed.log.contains("WARNING") && !installed.log.contains("failed"),
             "{name}: {}",
             installed.log
         );
-        let [password, blob] = &installed.files[..] else {
+        let [password, blob, psk] = &installed.files[..] else {
             panic!("{name}: {:?}\n{}", installed.files, installed.log);
         };
         assert_eq!(password.path, "/run/artifacts/db/password");
@@ -411,7 +427,13 @@ fn agenix_activation_installs_what_we_wrote_for_ed25519_and_rsa_hosts() {
         assert_eq!(password.bytes, b"pw\nwith a second line");
         assert_eq!(blob.bytes, show(&p, name, "db", "blob", &key), "{name}");
         assert_eq!(blob.bytes, b"\0\xffbinary\n");
+        assert_eq!(psk.link, "/run/agenix/psk-psk");
+        assert_eq!(psk.meta, "400 root:root");
+        assert_eq!(psk.bytes, show(&p, name, "psk", "psk", &key), "{name}");
+        assert_eq!(psk.bytes, b"shared-psk\n");
     }
+    // One shared file, encrypted to both hosts' keys (ed25519 and RSA).
+    assert!(p.root.join("secrets/shared/psk/psk.age").is_file());
 }
 
 #[test]
@@ -441,7 +463,7 @@ fn sops_install_secrets_installs_what_we_wrote_with_the_ssh_ed25519_host_key() {
                 "publicHostKey": host.public("ed25519"),
                 "publicUserKeys": [admin.public]
             } },
-            "artifacts": { "db": artifact }
+            "artifacts": { "db": artifact, "psk": psk_artifact("sops-nix") }
         }] }))
         .unwrap(),
     );
@@ -461,7 +483,13 @@ echo "public note" > "$out/note""#,
         json!(["/etc/ssh/ssh_host_ed25519_key"])
     );
     let secrets = manifest["secrets"].as_array().unwrap();
-    assert_eq!(secrets.len(), 2, "{manifest:#}");
+    assert_eq!(secrets.len(), 3, "{manifest:#}");
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s["sopsFile"].as_str().unwrap().ends_with("-psk.sops.yaml")),
+        "the shared artifact comes from its own file: {manifest:#}"
+    );
     let manifest_path = host.dir.join("manifest.json");
     fs::write(&manifest_path, machine["manifest"].as_str().unwrap()).unwrap();
     // The manifest's own check first: every key exists in its sops file.
@@ -485,9 +513,13 @@ echo "public note" > "$out/note""#,
     let installed = host.activate(
         &activation,
         &[("SOPS_BIN", sops.as_os_str())],
-        &["/run/artifacts/db/password", "/run/keys/db-token"],
+        &[
+            "/run/artifacts/db/password",
+            "/run/keys/db-token",
+            "/run/keys/psk",
+        ],
     );
-    let [password, token] = &installed.files[..] else {
+    let [password, token, psk] = &installed.files[..] else {
         panic!("{:?}\n{}", installed.files, installed.log);
     };
     assert_eq!(
@@ -503,6 +535,10 @@ echo "public note" > "$out/note""#,
     assert_eq!(password.bytes, b"pw\nwith a second line");
     assert_eq!(token.bytes, show(&p, "sopshost", "db", "token", &key));
     assert_eq!(token.bytes, b"token\n");
+    assert_eq!(psk.link, "/run/secrets/psk/psk");
+    assert_eq!(psk.meta, "400 root:root");
+    assert_eq!(psk.bytes, show(&p, "sopshost", "psk", "psk", &key));
+    assert_eq!(psk.bytes, b"shared-psk\n");
 }
 
 /// Single-quotes a path for bash.
