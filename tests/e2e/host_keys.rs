@@ -115,6 +115,13 @@ fn sops_nix_ssh_ed25519_host_reads_with_the_key_sops_nix_derives() {
         decrypt.success().stdout_has("password: pw-for-the-host");
     }
 
+    // Also as sops names it, without -i.
+    let mut command = p.command(["show", "db", "--file", "password"]);
+    command.env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &host.path);
+    let show = p.finish(&mut command);
+    show.success();
+    assert_eq!(show.stdout, "pw-for-the-host");
+
     // A file as earlier versions wrote it: age's ssh stanza, which sops-nix
     // cannot read. `check` reports it, `rekey` with the host key fixes it.
     let plain = ok(
