@@ -105,6 +105,8 @@ builtins.listToAttrs (map (entry: {
 
 fn evaluate(p: &Project, kit: &Path, consumer: &str) -> Value {
     let expr = p.file("eval.nix", EVAL);
+    // Read-write: evaluating `projectRoot + "/secrets/…"` copies the files into
+    // the store, which the consumers then read.
     let out = Command::new(tool("nix-instantiate", "nix-bin"))
         .args(["--eval", "--strict", "--json", "--read-write-mode"])
         .arg("--argstr")
@@ -477,6 +479,9 @@ echo "public note" > "$out/note""#,
     let evaluated = evaluate(&p, &kit, "sops-nix");
     let machine = &evaluated["sopshost"];
     assert_eq!(machine["failed"], json!([]));
+    let password = &machine["secrets"]["db/password"];
+    assert_eq!(password["key"], "db/password");
+    assert_eq!(password["owner"], "postgres");
     let manifest: Value = serde_json::from_str(machine["manifest"].as_str().unwrap()).unwrap();
     assert_eq!(
         manifest["ageSshKeyPaths"],
