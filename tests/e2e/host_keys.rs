@@ -164,6 +164,9 @@ fn sops_nix_ssh_ed25519_host_reads_with_the_key_sops_nix_derives() {
         .success();
     p.run(["check"]).success();
     assert_eq!(stored_recipients(&file), converted);
+    // Configuring the host by its age1 form instead is the same recipient.
+    p.manifest(&manifest(&host_age, &[&admin.public]));
+    p.run(["check"]).success();
     assert_eq!(
         ok(
             "sops -d after rekey",
