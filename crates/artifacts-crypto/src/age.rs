@@ -263,7 +263,8 @@ pub struct Identity {
 
 enum IdentityKind {
     X25519(age::x25519::Identity),
-    /// An SSH key, with its X25519 form when it is an unencrypted ssh-ed25519 key.
+    /// An SSH key, with its X25519 form when it is an ssh-ed25519 key whose
+    /// seed we can read (unencrypted, or ssh-keygen's aes256-ctr; see openssh.rs).
     Ssh(age::ssh::Identity, Option<age::x25519::Identity>),
 }
 
