@@ -174,4 +174,29 @@ mod tests {
         let cut: String = good.lines().take(3).collect::<Vec<_>>().join("\n") + "\n" + END;
         assert!(ed25519_seed(&cut, None).is_none());
     }
+
+    proptest::proptest! {
+        /// Damaged keys give no seed and never panic: every byte string, and
+        /// every truncation and bit flip of a good key.
+        #[test]
+        fn damaged_keys_never_panic(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            cut in 0usize..300,
+            flip in 0usize..300,
+        ) {
+            let wrap = |bytes: &[u8]| {
+                format!("{BEGIN}\n{}\n{END}\n", base64::engine::general_purpose::STANDARD.encode(bytes))
+            };
+            let _ = ed25519_seed(&wrap(&junk), None);
+            let seed = [5u8; 32];
+            let public = [6u8; 32];
+            let good = key_file("none", "ssh-ed25519", &public, &[seed, public].concat());
+            let body: String = good.lines().filter(|l| !l.starts_with("-----")).collect();
+            let mut bytes = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+            let n = bytes.len();
+            bytes[flip % n] ^= 0x10;
+            let _ = ed25519_seed(&wrap(&bytes), None);
+            let _ = ed25519_seed(&wrap(&bytes[..cut % n]), None);
+        }
+    }
 }
