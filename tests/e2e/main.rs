@@ -4,9 +4,11 @@
 mod activate;
 mod cli;
 mod cmp;
+mod consumers;
 mod failures;
 mod flake;
 mod generate;
+mod host_keys;
 mod lifecycle;
 mod migrate_gc;
 mod nix;

@@ -385,16 +385,9 @@ fn sops_nix_round_trip_ssh_host_key_sops_edits_and_rekey() {
         ),
         b"s3cret-sops"
     );
-    assert_eq!(
-        sops_extract(
-            &p,
-            &file,
-            r#"["db"]["password"]"#,
-            "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-            &host.path
-        ),
-        b"s3cret-sops"
-    );
+    // The host key is stored in its X25519 form, as sops-nix reads it
+    // (tests/e2e/host_keys.rs checks that with ssh-to-age); we convert too.
+    assert_eq!(show(&p, "db", "password", &host.path), b"s3cret-sops");
 
     // A second artifact in the same file: adding needs a key among its recipients.
     p.run(["generate", "api"])

@@ -244,3 +244,90 @@ impl Drop for ReadOnlyDir {
         let _ = fs::set_permissions(&self.path, fs::Permissions::from_mode(0o755));
     }
 }
+
+/// Where a test finds something that lives outside the repository: `$var`
+/// (else `default`, relative to the repository root) joined with `entry`.
+/// Missing: see [`skip_outside_ci`].
+fn outside_repo(var: &str, default: &str, entry: &str, test: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(default),
+    };
+    let path = dir.join(entry);
+    if path.exists() {
+        return Some(path);
+    }
+    skip_outside_ci(
+        test,
+        &format!("`{}` does not exist (set {var})", path.display()),
+    );
+    None
+}
+
+/// A test cannot run here: with `CI` set it fails, otherwise it says so
+/// loudly, past the harness's output capture (the caller then returns).
+pub fn skip_outside_ci(test: &str, why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why}");
+    }
+    // One write, so parallel tests do not interleave it.
+    use std::io::Write;
+    let line = format!("\n*** SKIPPED {test}: {why} ***\n\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// An oracle program (`ssh-to-age`, `sops-install-secrets`): from
+/// `$ARTIFACTS_ORACLE_TOOLS`, default `../shared/tools/bin`.
+pub fn oracle(name: &str, test: &str) -> Option<PathBuf> {
+    outside_repo("ARTIFACTS_ORACLE_TOOLS", "../shared/tools/bin", name, test)
+}
+
+/// The NixOS evaluation kit: `$ARTIFACTS_NIXOS_EVAL_KIT`, default `../shared/nixos-eval-kit`.
+pub fn nixos_eval_kit(test: &str) -> Option<PathBuf> {
+    let kit = outside_repo(
+        "ARTIFACTS_NIXOS_EVAL_KIT",
+        "../shared/nixos-eval-kit",
+        "nixpkgs/nixos/lib/eval-config.nix",
+        test,
+    )?;
+    Some(kit.ancestors().nth(4).unwrap().canonicalize().unwrap())
+}
+
+/// `ssh-to-age` (the oracle) on a public key: its `age1…` recipient.
+pub fn ssh_to_age_public(oracle: &Path, public: &str, cwd: &Path) -> String {
+    let mut child = Command::new(oracle)
+        .current_dir(cwd)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", oracle.display()));
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), public.as_bytes()).unwrap();
+    let out = ok("ssh-to-age", child.wait_with_output().unwrap());
+    String::from_utf8(out).unwrap().trim().to_owned()
+}
+
+/// `ssh-to-age -private-key` (the oracle) on a private key, written as an
+/// age key file (0600) at `out`.
+pub fn ssh_to_age_private(oracle: &Path, key: &Path, out: &Path) {
+    let secret = ok(
+        "ssh-to-age -private-key",
+        run_tool(
+            oracle,
+            &[
+                OsStr::new("-private-key"),
+                OsStr::new("-i"),
+                key.as_os_str(),
+                OsStr::new("-o"),
+                out.as_os_str(),
+            ],
+            &[],
+            out.parent().unwrap(),
+        ),
+    );
+    assert!(secret.is_empty());
+    fs::set_permissions(out, fs::Permissions::from_mode(0o600)).unwrap();
+}

@@ -5,6 +5,12 @@
 //! recipient files, `.pub` files, age key files, OpenSSH private keys), and
 //! one-shot [`encrypt`]/[`decrypt`] helpers that buffer the plaintext so a
 //! failure never leaves half a plaintext behind. No global state.
+//!
+//! ssh-ed25519 keys also have an X25519 form: the standard Ed25519→X25519
+//! birational map, as `ssh-to-age` and sops-nix compute it (sops-nix turns a
+//! host's `/etc/ssh/ssh_host_ed25519_key` into an age identity that way and
+//! only matches X25519 stanzas). [`Recipient::to_x25519`] gives it for
+//! recipients, and an ssh-ed25519 [`Identity`] decrypts both stanza kinds.
 
 use std::fmt;
 use std::io::{BufReader, Read, Write};
@@ -13,9 +19,14 @@ use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
 use secrecy::SecretString;
-use zeroize::Zeroizing;
+use sha2::{Digest, Sha512};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Origin, Result};
+
+/// The bech32 prefixes of age's X25519 keys (its own format, not re-exported).
+const PUBLIC_KEY_HRP: bech32::Hrp = bech32::Hrp::parse_unchecked("age");
+const SECRET_KEY_HRP: bech32::Hrp = bech32::Hrp::parse_unchecked("AGE-SECRET-KEY-");
 
 /// An age recipient: who a file is encrypted to. Public; safe to print.
 #[derive(Clone)]
@@ -122,6 +133,36 @@ impl Recipient {
         matches!(self.kind, RecipientKind::Ssh(_))
     }
 
+    /// The key type: `X25519`, `ssh-ed25519` or `ssh-rsa`.
+    pub fn key_type(&self) -> &'static str {
+        match &self.kind {
+            RecipientKind::X25519(_) => "X25519",
+            RecipientKind::Ssh(age::ssh::Recipient::SshEd25519(..)) => "ssh-ed25519",
+            RecipientKind::Ssh(age::ssh::Recipient::SshRsa(..)) => "ssh-rsa",
+        }
+    }
+
+    /// The X25519 recipient (`age1…`) that reaches the same private key: the
+    /// recipient itself, or for ssh-ed25519 the Montgomery form of its
+    /// Edwards point (what `ssh-to-age < key.pub` prints). `None` for ssh-rsa,
+    /// which has no X25519 form.
+    pub fn to_x25519(&self) -> Option<Recipient> {
+        let point = match &self.kind {
+            RecipientKind::X25519(_) => return Some(self.clone()),
+            RecipientKind::Ssh(age::ssh::Recipient::SshEd25519(_, point)) => point,
+            RecipientKind::Ssh(age::ssh::Recipient::SshRsa(..)) => return None,
+        };
+        let bytes = point.to_montgomery().to_bytes();
+        let text = bech32::encode::<bech32::Bech32>(PUBLIC_KEY_HRP, &bytes)
+            .expect("32 bytes fit a bech32 string");
+        let recipient =
+            age::x25519::Recipient::from_str(&text).expect("a freshly encoded X25519 key parses");
+        Some(Recipient {
+            text: recipient.to_string(),
+            kind: RecipientKind::X25519(recipient),
+        })
+    }
+
     pub(crate) fn as_age(&self) -> &dyn age::Recipient {
         match &self.kind {
             RecipientKind::X25519(r) => r,
@@ -222,14 +263,37 @@ pub struct Identity {
 
 enum IdentityKind {
     X25519(age::x25519::Identity),
-    Ssh(age::ssh::Identity),
+    /// An SSH key, with its X25519 form when it is an ssh-ed25519 key whose
+    /// seed we can read (unencrypted, or ssh-keygen's aes256-ctr; see openssh.rs).
+    Ssh(age::ssh::Identity, Option<age::x25519::Identity>),
+}
+
+/// The X25519 identity of an ssh-ed25519 key: the first half of SHA-512 of
+/// its seed, as Ed25519 derives its scalar (what `ssh-to-age -private-key`
+/// prints, and what sops-nix decrypts with). `text` is the OpenSSH key,
+/// protected by `passphrase` or not.
+fn ssh_ed25519_to_x25519(
+    text: &str,
+    passphrase: Option<&SecretString>,
+) -> Option<age::x25519::Identity> {
+    let seed = crate::openssh::ed25519_seed(text, passphrase)?;
+    let mut digest = Sha512::digest(&seed[..]);
+    let mut encoded = Zeroizing::new(String::with_capacity(80));
+    let written = bech32::encode_upper_to_fmt::<bech32::Bech32, String>(
+        &mut encoded,
+        SECRET_KEY_HRP,
+        &digest[..32],
+    );
+    digest.as_mut_slice().zeroize();
+    written.ok()?;
+    age::x25519::Identity::from_str(&encoded).ok()
 }
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             IdentityKind::X25519(_) => "x25519",
-            IdentityKind::Ssh(_) => "ssh",
+            IdentityKind::Ssh(..) => "ssh",
         };
         write!(f, "Identity({kind} from {})", self.origin)
     }
@@ -251,7 +315,7 @@ impl Identity {
                     kind: RecipientKind::X25519(r),
                 })
             }
-            IdentityKind::Ssh(i) => {
+            IdentityKind::Ssh(i, _) => {
                 let r = age::ssh::Recipient::try_from(i.clone()).map_err(|_| {
                     Error::InvalidIdentity {
                         origin: self.origin.clone(),
@@ -266,11 +330,39 @@ impl Identity {
         }
     }
 
-    pub(crate) fn as_age(&self) -> &dyn age::Identity {
+    /// The X25519 identity that decrypts what [`Recipient::to_x25519`] of
+    /// this identity's recipient can read: the identity itself, or the
+    /// conversion of an ssh-ed25519 key. `None` for ssh-rsa.
+    pub fn to_x25519(&self) -> Option<Identity> {
+        let identity = match &self.kind {
+            IdentityKind::X25519(i) => i.clone(),
+            IdentityKind::Ssh(_, converted) => converted.clone()?,
+        };
+        Some(Identity {
+            origin: self.origin.clone(),
+            kind: IdentityKind::X25519(identity),
+        })
+    }
+
+    /// The `AGE-SECRET-KEY-1…` text of [`Identity::to_x25519`] (for an
+    /// ssh-ed25519 key, what `ssh-to-age -private-key` prints). Secret.
+    pub fn x25519_secret_key(&self) -> Option<SecretString> {
         match &self.kind {
-            IdentityKind::X25519(i) => i,
-            IdentityKind::Ssh(i) => i,
+            IdentityKind::X25519(i) => Some(i.to_string()),
+            IdentityKind::Ssh(_, converted) => converted.as_ref().map(|i| i.to_string()),
         }
+    }
+
+    /// The age identities this one decrypts with: an ssh-ed25519 key reads
+    /// both its SSH stanzas and the X25519 stanzas of its converted form.
+    pub(crate) fn age_identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        let (first, second): (&dyn age::Identity, Option<&dyn age::Identity>) = match &self.kind {
+            IdentityKind::X25519(i) => (i, None),
+            IdentityKind::Ssh(i, converted) => {
+                (i, converted.as_ref().map(|c| c as &dyn age::Identity))
+            }
+        };
+        std::iter::once(first).chain(second)
     }
 }
 
@@ -293,17 +385,18 @@ pub fn parse_identities(
         let filename = origin.path().map(|p| p.display().to_string());
         let parsed = age::ssh::Identity::from_buffer(BufReader::new(trimmed.as_bytes()), filename)
             .map_err(|_| invalid("not a valid OpenSSH private key"))?;
-        let ssh = match parsed {
-            age::ssh::Identity::Unencrypted(_) => parsed,
+        let (ssh, converted) = match parsed {
+            age::ssh::Identity::Unencrypted(_) => (parsed, ssh_ed25519_to_x25519(trimmed, None)),
             age::ssh::Identity::Encrypted(enc) => {
                 let description = format!("passphrase for {origin}");
                 let Some(pass) = passphrase.passphrase(&description) else {
                     return Err(Error::PassphraseRequired { origin });
                 };
+                let converted = ssh_ed25519_to_x25519(trimmed, Some(&pass));
                 let key = enc.decrypt(pass).map_err(|_| Error::WrongPassphrase {
                     origin: origin.clone(),
                 })?;
-                age::ssh::Identity::Unencrypted(key)
+                (age::ssh::Identity::Unencrypted(key), converted)
             }
             age::ssh::Identity::Unsupported(u) => {
                 let reason = match u {
@@ -323,7 +416,7 @@ pub fn parse_identities(
         };
         return Ok(vec![Identity {
             origin,
-            kind: IdentityKind::Ssh(ssh),
+            kind: IdentityKind::Ssh(ssh, converted),
         }]);
     }
     if trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
@@ -460,7 +553,7 @@ pub fn decrypt(
         return Err(fail("passphrase-encrypted age files are not supported"));
     }
     let mut reader = decryptor
-        .decrypt(identities.iter().map(|i| i.as_age()))
+        .decrypt(identities.iter().flat_map(|i| i.age_identities()))
         .map_err(|e| match e {
             age::DecryptError::NoMatchingKeys => Error::NoMatchingIdentity {
                 origin: origin.clone(),

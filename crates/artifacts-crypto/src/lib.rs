@@ -11,6 +11,10 @@
 //!     OpenSSH keys; a [`age::PassphraseProvider`] answers passphrase
 //!     prompts), or let [`keys::discover_identities`] collect them from
 //!     explicit files and the environment you pass in as a [`keys::KeyEnv`].
+//!   - For readers that only know X25519 (sops-nix with a host's ssh key):
+//!     [`age::Recipient::to_x25519`], [`age::Identity::to_x25519`] (as
+//!     `ssh-to-age` converts ssh-ed25519 keys); an ssh-ed25519 identity
+//!     decrypts both its ssh stanzas and its X25519 form's.
 //!   - Then [`age::encrypt`] / [`age::decrypt`] (binary or armored),
 //!     [`age::reencrypt`] to change recipients, [`age::keygen`] for new keys.
 //! - **Keep a structured secrets file with readable keys and encrypted
@@ -58,6 +62,7 @@ pub mod age;
 pub mod error;
 pub mod fsutil;
 pub mod keys;
+mod openssh;
 pub mod sops;
 pub mod time;
 

@@ -195,3 +195,30 @@ impl SshKey {
 pub fn key_env(file: &Path) -> Vec<(&'static str, &OsStr)> {
     vec![("SOPS_AGE_KEY_FILE", file.as_os_str())]
 }
+
+/// A third-party oracle program (`ssh-to-age`, `sops-install-secrets`) from
+/// `$ARTIFACTS_ORACLE_TOOLS`, default `../shared/tools/bin` next to the
+/// repository. Missing: with `CI` set the test fails; otherwise it says
+/// loudly what it skips and the caller returns.
+pub fn oracle(name: &str, test: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os("ARTIFACTS_ORACLE_TOOLS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/bin"),
+    };
+    let path = dir.join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "the oracle `{name}` is not at `{}` (set ARTIFACTS_ORACLE_TOOLS to its directory)",
+        path.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: {why}");
+    }
+    // Straight to the stderr handle (the test harness captures `eprintln!`),
+    // in one write so parallel tests do not interleave it.
+    let line = format!("\n*** SKIPPED {test}: {why} ***\n\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    None
+}

@@ -61,6 +61,10 @@ impl ShippedError {
     }
 }
 
+/// Turns a configured recipient into the one a target's consumer decrypts
+/// (see [`TargetEntry::recipients_for`]), or says why it cannot.
+pub type ReaderForm = dyn Fn(&TargetEntry, Recipient) -> Result<Recipient, String>;
+
 /// One target of `$targets`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TargetEntry {
@@ -82,6 +86,17 @@ impl TargetEntry {
 
     /// `publicHostKey` and `publicUserKeys`, each a string or a list of strings.
     pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, ShippedError> {
+        self.recipients_for(backend, &|_, recipient| Ok(recipient))
+    }
+
+    /// [`TargetEntry::recipients`], each passed through `reader`: the form in
+    /// which the target's consumer can decrypt it, or why it cannot (the
+    /// error is prefixed with the target and the configuration key).
+    pub fn recipients_for(
+        &self,
+        backend: &str,
+        reader: &ReaderForm,
+    ) -> Result<Vec<Recipient>, ShippedError> {
         let mut out = Vec::new();
         for key in ["publicHostKey", "publicUserKeys"] {
             let values: Vec<&str> = match self.config.get(key) {
@@ -98,12 +113,16 @@ impl TargetEntry {
                 }
             };
             for value in values {
-                let recipient = Recipient::parse(value).map_err(|error| {
-                    ShippedError::Config(format!(
-                        "{} `{}`: artifacts.config.{backend}.{key}: {error}",
+                let at = || {
+                    format!(
+                        "{} `{}`: artifacts.config.{backend}.{key}",
                         self.kind, self.name
-                    ))
-                })?;
+                    )
+                };
+                let recipient = Recipient::parse(value)
+                    .map_err(|error| ShippedError::Config(format!("{}: {error}", at())))?;
+                let recipient = reader(self, recipient)
+                    .map_err(|reason| ShippedError::Config(format!("{}: {reason}", at())))?;
                 out.push(recipient);
             }
         }
@@ -247,9 +266,19 @@ impl Call {
 
     /// The union of every target's recipients, sorted and without duplicates.
     pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, ShippedError> {
+        self.recipients_for(backend, &|_, recipient| Ok(recipient))
+    }
+
+    /// [`Call::recipients`] in the form each target's consumer decrypts
+    /// (see [`TargetEntry::recipients_for`]).
+    pub fn recipients_for(
+        &self,
+        backend: &str,
+        reader: &ReaderForm,
+    ) -> Result<Vec<Recipient>, ShippedError> {
         let mut all: Vec<Recipient> = Vec::new();
         for target in &self.targets {
-            for recipient in target.recipients(backend)? {
+            for recipient in target.recipients_for(backend, reader)? {
                 if !all.iter().any(|r| r.as_str() == recipient.as_str()) {
                     all.push(recipient);
                 }

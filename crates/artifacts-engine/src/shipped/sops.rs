@@ -10,7 +10,11 @@
 //! ```
 //!
 //! Recipients come from `artifacts.config.sops-nix.{publicHostKey,
-//! publicUserKeys}` (or the agenix keys of the same names), age or SSH. Each
+//! publicUserKeys}` (or the agenix keys of the same names), age or SSH. On
+//! machines and Home Manager users, sops-nix decrypts with X25519 identities
+//! only (`sops.age.keyFile`, or `sops.age.sshKeyPaths` converted as
+//! `ssh-to-age` does), so ssh-ed25519 keys are encrypted to their X25519 form
+//! and ssh-rsa keys are refused (see [`sops_nix_form`]). Each
 //! write decrypts the file, sets this artifact's values and writes the whole
 //! file atomically: other artifacts in the same file keep their ciphertext.
 //! Adding to an existing file needs an identity among its recipients.
@@ -23,9 +27,36 @@ use artifacts_crypto::fsutil::Dir;
 use artifacts_crypto::sops::path::Step;
 use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
 
-use super::contract::{Call, ShippedError};
+use artifacts_model::TargetKind;
+
+use super::contract::{Call, ShippedError, TargetEntry};
 
 const BACKEND: &str = "sops-nix";
+
+/// The recipient a target's reader decrypts with.
+///
+/// sops-nix (NixOS and Home Manager) turns `sops.age.sshKeyPaths` into X25519
+/// identities and never reads age's ssh stanzas: an ssh-ed25519 key becomes
+/// its X25519 form (what `ssh-to-age` prints), and ssh-rsa, which has none,
+/// is refused. Tanka environments are read by the real `sops` (the ArgoCD
+/// plugin with an age key file, people with `SOPS_AGE_KEY_FILE` or
+/// `SOPS_AGE_SSH_PRIVATE_KEY_FILE`), which reads ssh stanzas with an ssh key
+/// and would not convert one: their keys stay as configured.
+fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient, String> {
+    if target.kind() == Some(TargetKind::Tanka) {
+        return Ok(recipient);
+    }
+    recipient.to_x25519().ok_or_else(|| {
+        format!(
+            "sops-nix cannot decrypt for an {} key (it reads age X25519 keys, and ssh-ed25519 host keys converted to them); use an age key (`artifacts age keygen`) or an ssh-ed25519 key, or store the artifact with the agenix backend, which reads ssh-rsa keys",
+            recipient.key_type()
+        )
+    })
+}
+
+fn recipients(call: &Call) -> Result<Vec<Recipient>, ShippedError> {
+    call.recipients_for(BACKEND, &sops_nix_form)
+}
 
 /// Where the target's file is, relative to the project root: its directory
 /// and its name. Nothing on the way is a link ([`Dir`] refuses them).
@@ -139,7 +170,7 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
     if !complete {
         return Ok(1);
     }
-    if !same_recipients(&file, &call.recipients(BACKEND)?) {
+    if !same_recipients(&file, &recipients(call)?) {
         eprintln!(
             "sops-nix: {} is encrypted to other recipients than configured",
             file.origin()
@@ -154,7 +185,7 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
 /// recipients changed; creates the file when it does not exist.
 pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
-    let recipients = call.recipients(BACKEND)?;
+    let recipients = recipients(call)?;
     let mut values = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
