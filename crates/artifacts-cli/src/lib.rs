@@ -2,7 +2,11 @@
 //!
 //! [`run`] takes argv as a parameter so tests can call it in-process. Global
 //! state: the signal-handling thread installed by [`signals::install`], which
-//! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP.
+//! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP/SIGQUIT,
+//! and the process hardening done first thing
+//! ([`artifacts_engine::process::harden_current_process`]: no core dumps,
+//! not dumpable, inherited descriptors close-on-exec). A closed stdout
+//! (`artifacts … | head`) ends any command with exit code 0.
 
 mod args;
 mod ask;
@@ -28,6 +32,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    artifacts_engine::process::harden_current_process();
+    exit::install_broken_pipe_hook();
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(error) => {
@@ -87,13 +93,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
         Some(Command::Completions(args)) => {
-            let mut command = Cli::command();
-            clap_complete::generate(
-                args.shell,
-                &mut command,
-                "artifacts",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics when a write fails
+            // (`artifacts completions bash | head -c1`); ours report it.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "artifacts", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
             Ok(exit::SUCCESS)
         }
         Some(Command::Man) => {

@@ -43,6 +43,15 @@ pub enum GeneratorError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// Its directories or the copy of it could not be prepared.
+    #[error("failed to prepare the sandbox for the generator of artifact `{artifact}`")]
+    Prepare {
+        /// The artifact.
+        artifact: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// It could not start or timed out.
     #[error("generator of artifact `{artifact}`: {source}{}", timeout_stderr(.source))]
     Process {
@@ -125,7 +134,12 @@ pub fn run(
             target.id.name.clone().into(),
         ));
     }
-    let mut command = sandbox.command(generator, dirs, &env);
+    let prepare = |source| GeneratorError::Prepare {
+        artifact: artifact.clone(),
+        source,
+    };
+    dirs.hand_over(generator).map_err(prepare)?;
+    let mut command = sandbox.command(generator, dirs, &env).map_err(prepare)?;
     command.stdout(Stdout::Discard).timeout(timeout);
     let output = command.run().map_err(|source| GeneratorError::Process {
         artifact: artifact.clone(),

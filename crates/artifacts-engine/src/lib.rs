@@ -30,6 +30,7 @@ pub mod public;
 pub mod sandbox;
 pub mod scratch;
 pub mod script;
+pub mod seccomp;
 pub mod shipped;
 
 pub use engine::{Engine, EngineError, Observer, Settings, Silent, Status, Timeouts, error_chain};

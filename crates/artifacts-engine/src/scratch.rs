@@ -31,8 +31,14 @@ pub fn remove_all() {
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     for dir in dirs {
-        let _ = make_writable(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
+        // A thread still writing into it (no child can start any more, see
+        // `process::terminate_all`) can make one pass fail with ENOTEMPTY.
+        for _ in 0..3 {
+            let _ = make_writable(&dir);
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+        }
     }
     std::mem::forget(guard);
 }
@@ -66,15 +72,20 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Creates one under the system temporary directory (`$TMPDIR`).
+    /// Creates one under [`base_dir`].
     pub fn new(purpose: &str) -> std::io::Result<Scratch> {
+        Scratch::new_in(purpose, &base_dir())
+    }
+
+    /// Creates one under `base`.
+    pub fn new_in(purpose: &str, base: &Path) -> std::io::Result<Scratch> {
         let _creating = CLEANUP
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::Builder::new()
             .prefix(&format!("artifacts-{purpose}-"))
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(base_dir())?;
+            .tempdir_in(base)?;
         let path = dir.path().to_owned();
         if let Ok(mut live) = LIVE.lock() {
             live.insert(path.clone());

@@ -32,12 +32,13 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             continue;
         }
         if args.dry_run {
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "would move {} from {} to {}",
                 unit.label(),
                 unit.backend.name,
                 args.to
-            );
+            )?;
             continue;
         }
         match engine.migrate(&plan, index, &args.to, &mut lock) {
