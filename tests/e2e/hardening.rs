@@ -1,0 +1,406 @@
+//! Runtime hardening (issue 12): generators never run as root, the sandbox
+//! keeps them away from the kernel's knobs and the host's keys, no
+//! descriptor of ours reaches any child, the binary itself is not dumpable,
+//! and a closed stdout is a clean exit.
+//!
+//! These tests run as root, as `activate` does at boot, and where the user
+//! matters also as `nobody` (the project handed to it with `chown`).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::{Project, Run};
+
+/// `nobody` and `nogroup`.
+const NOBODY: (u32, u32) = (65534, 65534);
+
+#[track_caller]
+fn assert_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the hardening tests run as root: they prove that generators started by root do not run as root"
+    );
+}
+
+/// Opens `file` as descriptor 7 of the child, not close-on-exec, as a
+/// shell's `7<file` does.
+fn with_fd7(command: &mut Command, file: &fs::File) {
+    let fd = file.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if nix::libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Hands the project, its `$TMPDIR` and `$HOME` to `nobody` and makes
+/// `command` run as it.
+fn as_nobody(p: &Project, command: &mut Command) {
+    for dir in [&p.root, &p.tmp, &p.home] {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown {}", dir.display());
+    }
+    command.uid(NOBODY.0).gid(NOBODY.1);
+}
+
+/// A secret only root can read, outside the project: what a caller might
+/// have open when it starts us (`artifacts generate 7<key`).
+fn secret_file(p: &Project, text: &str) -> fs::File {
+    let path = p.home.join("caller-secret");
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    fs::File::open(&path).unwrap()
+}
+
+/// A generator that reports what it can do, one `key:value` a line.
+const PROBE: &str = r#"exec > "$out/report" 2>&1
+echo "uid:$(id -u)"
+echo "gid:$(id -g)"
+echo "nnp:$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status)"
+echo "capeff:$(awk '/^CapEff/ {print $2}' /proc/self/status)"
+echo "seccomp:$(awk '/^Seccomp:/ {print $2}' /proc/self/status)"
+# The same value back: harmless where it works, and it must not work.
+if (cat /proc/sys/vm/overcommit_memory > /proc/sys/vm/overcommit_memory) 2>/dev/null; then
+  echo "procsys:writable"
+else
+  echo "procsys:refused"
+fi
+grep -q ' /proc/sys ro,' /proc/self/mountinfo && echo "procsys-mount:ro" || echo "procsys-mount:rw"
+test -e /etc/ssl/private && echo "ssl-private:visible" || echo "ssl-private:hidden"
+test -e /etc/ssl/certs && echo "ssl-certs:visible" || echo "ssl-certs:hidden"
+test -e /etc/shadow && echo "shadow:visible" || echo "shadow:hidden"
+test -e /sys/kernel && echo "sys:visible" || echo "sys:hidden"
+unshare -U true 2>&1 | sed 's/^/userns:/'
+cat /proc/self/fd/7 >/dev/null 2>&1 && echo "fd7:open" || echo "fd7:closed"
+# ls's own descriptors: 0-2 and the one reading the directory.
+echo "fds:$(ls /proc/self/fd | tr '\n' ' ')"
+"#;
+
+fn probe_project(test: &str) -> Project {
+    let p = Project::new(test);
+    p.recording_backend().generator("probe.sh", PROBE).manifest(
+        r#"
+default.backend = "rec"
+[nixos.m.artifacts.probe]
+generator = "generators/probe.sh"
+files.report = {}
+"#,
+    );
+    p
+}
+
+#[track_caller]
+fn report_has(report: &str, expected: &[&str]) {
+    for line in expected {
+        assert!(
+            report.lines().any(|l| l == *line),
+            "`{line}` not in the generator's report:\n{report}"
+        );
+    }
+}
+
+/// What every sandboxed generator reports, whoever started us.
+const CONFINED: &[&str] = &[
+    "uid:65534",
+    "gid:65534",
+    "nnp:1",
+    "capeff:0000000000000000",
+    "seccomp:2",
+    "procsys:refused",
+    "procsys-mount:ro",
+    "ssl-private:hidden",
+    "ssl-certs:visible",
+    "shadow:hidden",
+    "sys:hidden",
+    // The seccomp filter, not a missing permission, refuses a user namespace.
+    "userns:unshare: unshare failed: Function not implemented",
+    "fd7:closed",
+    "fds:0 1 2 3 ",
+];
+
+#[test]
+fn sandboxed_generator_started_by_root_runs_as_nobody_and_cannot_touch_the_kernel() {
+    assert_root();
+    let p = probe_project(
+        "sandboxed_generator_started_by_root_runs_as_nobody_and_cannot_touch_the_kernel",
+    );
+    let secret = secret_file(&p, "caller-secret-1f9e");
+    let mut command = p.command(["generate"]);
+    with_fd7(&mut command, &secret);
+    p.finish(&mut command).success();
+    let report = p.stored("nixos/m/probe/report").unwrap();
+    report_has(&report, CONFINED);
+    assert!(!report.contains("caller-secret"), "{report}");
+    // Its output still reached the backend, run as root.
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+}
+
+#[test]
+fn sandboxed_generator_started_by_a_user_is_confined_the_same_way() {
+    assert_root();
+    let p = probe_project("sandboxed_generator_started_by_a_user_is_confined_the_same_way");
+    let secret = secret_file(&p, "caller-secret-2c4d");
+    let mut command = p.command(["generate"]);
+    with_fd7(&mut command, &secret);
+    as_nobody(&p, &mut command);
+    p.finish(&mut command).success();
+    let report = p.stored("nixos/m/probe/report").unwrap();
+    report_has(&report, CONFINED);
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+}
+
+#[test]
+fn unsandboxed_generator_started_by_root_still_runs_as_nobody() {
+    assert_root();
+    let p = Project::new("unsandboxed_generator_started_by_root_still_runs_as_nobody");
+    let secret = secret_file(&p, "caller-secret-3b7a");
+    // Root's own file in the project, beside the generator: out of nobody's reach.
+    p.file("private.key", "project-secret-8d2e");
+    fs::set_permissions(
+        p.root.join("private.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    p.recording_backend()
+        .generator(
+            "probe.sh",
+            &format!(
+                r#"exec > "$out/report" 2>&1
+echo "uid:$(id -u)"
+echo "nnp:$(awk '/^NoNewPrivs/ {{print $2}}' /proc/self/status)"
+cat {key} >/dev/null 2>&1 && echo "project-key:readable" || echo "project-key:unreadable"
+cat /proc/self/fd/7 >/dev/null 2>&1 && echo "fd7:open" || echo "fd7:closed"
+touch "$TMPDIR/scratch" && echo "tmp:writable" || echo "tmp:read-only""#,
+                key = p.root.join("private.key").display()
+            ),
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.probe]
+generator = "generators/probe.sh"
+files.report = {}
+"#,
+        );
+    let mut command = p.command(["generate", "--no-sandbox"]);
+    with_fd7(&mut command, &secret);
+    p.finish(&mut command).success();
+    let report = p.stored("nixos/m/probe/report").unwrap();
+    report_has(
+        &report,
+        &[
+            "uid:65534",
+            "nnp:1",
+            "project-key:unreadable",
+            "fd7:closed",
+            "tmp:writable",
+        ],
+    );
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+}
+
+#[test]
+fn backend_scripts_get_no_inherited_descriptors() {
+    let p = Project::new("backend_scripts_get_no_inherited_descriptors");
+    let secret = secret_file(&p, "caller-secret-4e1b");
+    p.file(
+        "backend.toml",
+        "[fd.nixos]\ncheck = \"./check\"\nserialize = \"./check\"\n",
+    );
+    p.script(
+        "check",
+        r#"#!/bin/sh
+{ cat /proc/self/fd/7 2>&1 || true; ls /proc/$$/fd | tr '\n' ' '; } > "$(dirname "$0")/check-report" 2>&1
+exit 1
+"#,
+    );
+    p.generator("token.sh", r#"echo t > "$out/token""#)
+        .manifest(
+            r#"
+default.backend = "fd"
+[nixos.m.artifacts.a]
+generator = "generators/token.sh"
+files.token = {}
+"#,
+        );
+    let mut command = p.command(["check"]);
+    with_fd7(&mut command, &secret);
+    p.finish(&mut command).code(1);
+    let report = fs::read_to_string(p.root.join("check-report")).unwrap();
+    assert!(!report.contains("caller-secret"), "{report}");
+    // The shell's own: stdin, stdout, stderr and the one its redirection keeps.
+    assert!(report.contains("No such file"), "{report}");
+    assert!(!report.split_whitespace().any(|fd| fd == "7"), "{report}");
+}
+
+#[test]
+fn tk_gets_no_inherited_descriptors() {
+    let p = Project::new("tk_gets_no_inherited_descriptors");
+    let secret = secret_file(&p, "caller-secret-5a3c");
+    let key = p.root.join("key.txt");
+    p.run(["age", "keygen", "-o", key.to_str().unwrap()])
+        .success();
+    let recipient = fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    p.generator("pw.sh", r#"echo "tk-pw-7731" > "$out/password""#);
+    p.manifest(&format!(
+        "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+    ));
+    p.file("jsonnetfile.json", "{}\n");
+    p.file(
+        "environments/default/main.jsonnet",
+        "function(secrets_yaml) {}\n",
+    );
+    p.run(["generate"]).success();
+    let report = p.root.join("tk-report");
+    let tk = p.script(
+        "fake-bin/tk",
+        &format!(
+            "#!/bin/sh\n{{ cat /proc/self/fd/7 2>&1 || true; }} > {report} 2>&1\nexit 3\n",
+            report = report.display()
+        ),
+    );
+    let mut command = p.command([
+        "tanka",
+        "show",
+        "default",
+        "--engine",
+        "tk",
+        "--tk",
+        tk.to_str().unwrap(),
+    ]);
+    command.env("SOPS_AGE_KEY_FILE", &key);
+    with_fd7(&mut command, &secret);
+    p.finish(&mut command).code(1);
+    let report = fs::read_to_string(report).unwrap();
+    assert!(!report.contains("caller-secret"), "{report}");
+    assert!(report.contains("No such file"), "{report}");
+}
+
+/// The binary, run as `nobody`, while its generator runs: not dumpable (its
+/// `/proc/<pid>` files belong to root, so no other process of the same user
+/// can read its memory or environment), core dumps off; SIGQUIT cleans up
+/// like SIGTERM and leaves no core file.
+#[test]
+fn running_binary_is_not_dumpable_and_sigquit_leaves_no_core_and_no_scratch() {
+    assert_root();
+    let p =
+        Project::new("running_binary_is_not_dumpable_and_sigquit_leaves_no_core_and_no_scratch");
+    p.recording_backend()
+        .generator(
+            "slow.sh",
+            r#"cp "$prompts/pw" "$out/pw"; exec sleep 600.5813"#,
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.slow]
+generator = "generators/slow.sh"
+prompts.pw = {}
+files.pw = {}
+"#,
+        );
+    let mut command = p.command(["-v", "generate"]);
+    command
+        .env("ARTIFACTS_PROMPT_SLOW_PW", "quit-canary-6e0f")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_nobody(&p, &mut command);
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "exited early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("generating nixos/m slow") {
+            break;
+        }
+    }
+    let proc_dir = Path::new("/proc").join(child.id().to_string());
+    let status = fs::read_to_string(proc_dir.join("status")).unwrap();
+    assert!(
+        status.lines().any(|l| l.starts_with("Uid:\t65534")),
+        "{status}"
+    );
+    assert_eq!(
+        fs::metadata(proc_dir.join("environ")).unwrap().uid(),
+        0,
+        "a dumpable process's /proc files belong to its own user"
+    );
+    let limits = fs::read_to_string(proc_dir.join("limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGQUIT,
+    )
+    .unwrap();
+    let code = child.wait().unwrap().code();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(code, Some(128 + 3), "{seen}{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+    let cores: Vec<_> = fs::read_dir(&p.root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("core"))
+        .collect();
+    assert!(cores.is_empty(), "core files: {cores:?}");
+}
+
+/// Runs the binary with a stdout whose reader is gone: every write fails with EPIPE.
+fn with_closed_stdout(p: &Project, args: &[&str]) -> Run {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let mut command = p.command(args);
+    command.stdout(Stdio::from(writer));
+    let output = command.output().unwrap();
+    Run::new(format!("{command:?}"), &p.root, output)
+}
+
+#[test]
+fn closed_stdout_ends_printing_commands_with_success() {
+    let p = Project::new("closed_stdout_ends_printing_commands_with_success");
+    p.token_artifact();
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["list"],
+        &["--json", "list"],
+        &["age", "keygen"],
+    ] {
+        let run = with_closed_stdout(&p, args);
+        run.success()
+            .stderr_lacks("panicked")
+            .stderr_lacks("Broken pipe");
+    }
+}
