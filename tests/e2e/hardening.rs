@@ -404,3 +404,109 @@ fn closed_stdout_ends_printing_commands_with_success() {
             .stderr_lacks("Broken pipe");
     }
 }
+
+/// `base64 -w0` of `text`, as a generator might print it.
+fn base64_of(text: &str) -> String {
+    let output = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn failing_generator_stderr_never_shows_prompt_answers_or_generated_secrets() {
+    let p =
+        Project::new("failing_generator_stderr_never_shows_prompt_answers_or_generated_secrets");
+    let answer = "Prompt-Canary-90ab";
+    p.recording_backend()
+        .generator(
+            "xtrace.sh",
+            r#"set -x
+pw=$(cat "$prompts/pw")
+token="generated-$pw-token"
+printf '%s' "$token" > "$out/token"
+echo "$pw" | tr a-z A-Z >&2
+printf '%s' "$pw" | base64 >&2
+exit 4"#,
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.db]
+generator = "generators/xtrace.sh"
+prompts.pw = {}
+files.token = {}
+"#,
+        );
+    let mut command = p.command(["generate"]);
+    command.env("ARTIFACTS_PROMPT_DB_PW", answer);
+    let run = p.finish(&mut command);
+    run.code(1)
+        .stderr_has("exit status 4")
+        .stderr_has("+ pw=<redacted>")
+        .stderr_lacks(answer)
+        .stderr_lacks(&answer.to_uppercase())
+        .stderr_lacks(base64_of(answer).trim_end_matches('='))
+        .stderr_lacks("generated-");
+    // Asked for, the raw stderr is there (this is how the test knows the values were printed).
+    let mut command = p.command(["generate", "--show-stderr"]);
+    command.env("ARTIFACTS_PROMPT_DB_PW", answer);
+    p.finish(&mut command)
+        .code(1)
+        .stderr_has(&format!("+ pw={answer}"))
+        .stderr_has(&answer.to_uppercase());
+}
+
+#[test]
+fn failing_serialize_stderr_never_shows_the_values_it_was_given() {
+    let p = Project::new("failing_serialize_stderr_never_shows_the_values_it_was_given");
+    p.file(
+        "backend.toml",
+        "[leaky.nixos]\ncheck = \"./check\"\nserialize = \"./serialize\"\n",
+    );
+    p.script("check", "#!/bin/sh\nexit 1\n");
+    p.script(
+        "serialize",
+        r#"#!/bin/sh
+for f in "$out"/*; do echo "input $(basename "$f"): $(cat "$f")" >&2; od -An -tx1 "$f" | tr -d ' \n' >&2; echo >&2; done
+exit 5
+"#,
+    );
+    p.generator(
+        "two.sh",
+        r#"cp "$prompts/pw" "$out/pw"; head -c 24 /dev/urandom | base64 > "$out/key"; echo "not-a-secret-pubkey" > "$out/pub""#,
+    )
+    .manifest(
+        r#"
+default.backend = "leaky"
+[nixos.m.artifacts.db]
+generator = "generators/two.sh"
+prompts.pw = {}
+files.pw = {}
+files.key = {}
+files.pub = { secret = false }
+"#,
+    );
+    let answer = "Serialize-Canary-3c1d";
+    let mut command = p.command(["generate"]);
+    command.env("ARTIFACTS_PROMPT_DB_PW", answer);
+    let run = p.finish(&mut command);
+    run.code(1)
+        .stderr_has("exit status 5")
+        .stderr_has("input pw: <redacted>")
+        .stderr_has("input key: <redacted>")
+        // Public files are not secrets.
+        .stderr_has("input pub: not-a-secret-pubkey")
+        .stderr_lacks(answer);
+    // The hex dump of the prompt answer is caught too.
+    let hex: String = answer.bytes().map(|b| format!("{b:02x}")).collect();
+    run.stderr_lacks(&hex);
+}

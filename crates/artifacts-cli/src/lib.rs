@@ -47,6 +47,7 @@ where
         }
     };
     setup_output(&cli.global);
+    artifacts_engine::redact::show_unredacted(cli.global.show_stderr);
     signals::install();
     let result = dispatch(&cli);
     signals::yield_to_handler();

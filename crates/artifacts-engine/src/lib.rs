@@ -27,6 +27,7 @@ pub mod plan;
 pub mod process;
 pub mod prompts;
 pub mod public;
+pub mod redact;
 pub mod sandbox;
 pub mod scratch;
 pub mod script;

@@ -136,6 +136,25 @@ pub enum ProcessError {
     },
 }
 
+impl ProcessError {
+    /// The same error with known secrets taken out of the stderr it carries
+    /// ([`crate::redact`]).
+    pub fn redacted(self) -> ProcessError {
+        match self {
+            ProcessError::Timeout {
+                command,
+                timeout,
+                stderr,
+            } => ProcessError::Timeout {
+                command,
+                timeout,
+                stderr: crate::redact::redact(&stderr),
+            },
+            other => other,
+        }
+    }
+}
+
 impl ProcessBuilder {
     /// A builder for `program` with no arguments, inheriting our environment.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
