@@ -510,3 +510,117 @@ files.pub = { secret = false }
     let hex: String = answer.bytes().map(|b| format!("{b:02x}")).collect();
     run.stderr_lacks(&hex);
 }
+
+/// Two `generate` runs at once on one sops-nix file: the second waits for
+/// the first (saying so, with its pid), or fails at once with `--no-wait`;
+/// afterwards every entry is in the shared file and in `artifacts.lock`.
+/// The first run's generator blocks on a fifo the test holds: no sleeps.
+#[test]
+fn concurrent_runs_wait_for_the_project_lock_and_lose_nothing() {
+    use crate::tools::{artifacts_keygen, ok, sops};
+    assert_root();
+    let p = Project::new("concurrent_runs_wait_for_the_project_lock_and_lose_nothing");
+    let admin = artifacts_keygen(&p, "admin.key");
+    let fifo = p.root.join("release-a");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // The generator runs as nobody (we are root, and it is not sandboxed, to reach the fifo).
+    nix::unistd::chown(&fifo, Some(NOBODY.0.into()), Some(NOBODY.1.into())).unwrap();
+    p.generator(
+        "a.sh",
+        &format!(r#"cat {} > /dev/null; echo a > "$out/v""#, fifo.display()),
+    );
+    p.generator("b.sh", r#"echo b > "$out/v""#);
+    p.generator("c.sh", r#"echo c > "$out/v""#);
+    p.manifest(&format!(
+        r#"
+default.backend = "sops-nix"
+[nixos.m1]
+config.sops-nix.publicUserKeys = ["{}"]
+[nixos.m1.artifacts.a]
+generator = "generators/a.sh"
+files.v = {{}}
+[nixos.m1.artifacts.b]
+generator = "generators/b.sh"
+files.v = {{}}
+[nixos.m1.artifacts.c]
+generator = "generators/c.sh"
+files.v = {{}}
+"#,
+        admin.public
+    ));
+    let command = |args: &[&str]| {
+        let mut command = p.command(args);
+        command.env("SOPS_AGE_KEY_FILE", &admin.path);
+        command
+    };
+    let mut first = command(&["generate", "--no-sandbox", "a"]);
+    first.stdout(Stdio::null()).stderr(Stdio::piped());
+    let first = first.spawn().unwrap();
+    // Opening the fifo returns once a's generator has it open: the first run
+    // holds the project lock from before it ran any script until it exits.
+    let release = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+
+    let holder = format!("(pid {})", first.id());
+    let run = p.finish(&mut command(&["generate", "--no-wait", "b"]));
+    run.code(1)
+        .stderr_has("another artifacts run holds the lock on this project")
+        .stderr_has(&holder);
+
+    let mut second = command(&["generate", "b", "c"]);
+    second.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut second = second.spawn().unwrap();
+    let mut second_err = BufReader::new(second.stderr.take().unwrap());
+    let mut seen = String::new();
+    let waited = loop {
+        let mut line = String::new();
+        if second_err.read_line(&mut line).unwrap() == 0 {
+            break false;
+        }
+        seen.push_str(&line);
+        if line.contains("waiting for another artifacts run on this project") {
+            break true;
+        }
+    };
+    // Let the first run finish whatever happened, then judge.
+    drop(release);
+    let first = first.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut second_err, &mut rest).unwrap();
+    let second_status = second.wait().unwrap();
+    assert!(
+        waited,
+        "the second run did not wait for the first:\n{seen}{rest}"
+    );
+    assert!(seen.contains(&holder), "{seen}");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(second_status.success(), "{seen}{rest}");
+
+    p.run(["check"]).success();
+    let lock = p.lock();
+    for name in ["a", "b", "c"] {
+        assert!(
+            lock.to_string().contains(&format!("\"{name}\"")),
+            "`{name}` missing from artifacts.lock: {lock}"
+        );
+    }
+    let file = p.root.join("secrets/per-machine/m1.sops.yaml");
+    let plain = ok(
+        "sops -d",
+        sops(
+            &p.root,
+            &["-d", file.to_str().unwrap()],
+            &[("SOPS_AGE_KEY_FILE", admin.path.as_os_str())],
+        ),
+    );
+    let plain = String::from_utf8(plain).unwrap();
+    for name in ["a", "b", "c"] {
+        assert!(
+            plain.contains(&format!("{name}:\n    v: |\n        {name}")),
+            "`{name}` missing from the sops file:\n{plain}"
+        );
+    }
+}

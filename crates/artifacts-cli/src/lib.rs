@@ -131,12 +131,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
         Some(Command::Migrate(args)) => commands::lifecycle::migrate(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
         Some(Command::Gc(args)) => commands::lifecycle::gc(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -151,7 +151,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             args,
         ),
         Some(Command::Rekey(args)) => commands::stored::rekey(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -172,7 +172,7 @@ fn generate(
     force: bool,
     older_than: Option<std::time::Duration>,
 ) -> Result<i32> {
-    let ctx = Context::load(global)?.with_identities(&prompts.identity.identities)?;
+    let ctx = Context::load_exclusive(global)?.with_identities(&prompts.identity.identities)?;
     let request = Request {
         artifacts,
         prompts,
@@ -221,8 +221,14 @@ fn tool(
 /// Bare `artifacts`: in a terminal, the status table and an offer to generate
 /// what is missing; otherwise the same as `list`.
 fn guided(global: &GlobalArgs) -> Result<i32> {
-    let ctx = Context::load(global)?;
-    if !ask::interactive() || global.json {
+    let interactive = ask::interactive() && !global.json;
+    // Only the interactive mode may go on to generate: only it takes the project lock.
+    let ctx = if interactive {
+        Context::load_exclusive(global)?
+    } else {
+        Context::load(global)?
+    };
+    if !interactive {
         return commands::status::list(&ctx, global.json);
     }
     let plan = ctx.plan()?;

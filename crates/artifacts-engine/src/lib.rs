@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod plan;
 pub mod process;
+pub mod project_lock;
 pub mod prompts;
 pub mod public;
 pub mod redact;
