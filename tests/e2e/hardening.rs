@@ -624,3 +624,81 @@ files.v = {{}}
         );
     }
 }
+
+/// Starts `generate` with a generator that blocks, and returns once it runs.
+fn start_blocked_generation(
+    p: &Project,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut command = p.command(["-v", "generate"]);
+    command
+        .env("ARTIFACTS_PROMPT_SLOW_PW", "kill-canary-77aa")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(
+            stderr.read_line(&mut line).unwrap(),
+            0,
+            "exited early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("generating nixos/m slow") {
+            break;
+        }
+    }
+    (child, stderr)
+}
+
+#[test]
+fn scratch_left_by_a_killed_run_is_removed_by_the_next_run_but_not_while_in_use() {
+    let p = Project::new(
+        "scratch_left_by_a_killed_run_is_removed_by_the_next_run_but_not_while_in_use",
+    );
+    p.recording_backend()
+        .generator(
+            "slow.sh",
+            r#"cp "$prompts/pw" "$out/pw"; exec sleep 600.7071"#,
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.slow]
+generator = "generators/slow.sh"
+prompts.pw = {}
+files.pw = {}
+"#,
+        );
+    // Killed outright: no chance to clean up, the prompt answer stays behind.
+    let (mut killed, _) = start_blocked_generation(&p);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let left = p.tmp_leftovers();
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // The next run removes it before it starts its own work.
+    let (mut running, mut stderr) = start_blocked_generation(&p);
+    let now = p.tmp_leftovers();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now, left, "the killed run's directory is still there");
+
+    // A read-only run at the same time leaves the live one alone.
+    p.run(["check"]).code(1);
+    assert_eq!(p.tmp_leftovers(), now);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(running.wait().unwrap().code(), Some(128 + 15));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(
+        p.tmp_leftovers().is_empty(),
+        "{:?}\n{rest}",
+        p.tmp_leftovers()
+    );
+}
