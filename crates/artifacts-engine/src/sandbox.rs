@@ -124,7 +124,7 @@ pub enum SandboxError {
     NotInstalled,
     /// `bwrap` exists but cannot create namespaces.
     #[error(
-        "bubblewrap at `{path}` cannot create a sandbox here ({stderr}); enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0), run in a container that allows them, or pass --no-sandbox to run generators unconfined"
+        "bubblewrap at `{path}` cannot create a sandbox here ({stderr}); enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or user.max_user_namespaces > 0; also when running as root, since generators then run as nobody), run in a container that allows them, or pass --no-sandbox to run generators unconfined"
     )]
     Unusable {
         /// The bwrap found.
