@@ -675,6 +675,27 @@ mod tests {
     }
 
     #[test]
+    fn children_get_no_descriptor_beyond_stdio_except_the_one_passed() {
+        use nix::libc;
+        let inherited = std::fs::File::open("/dev/null").unwrap();
+        // As if a caller had handed it to us: not close-on-exec.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(inherited.as_raw_fd(), libc::F_SETFD, 0) };
+        let (passed, _writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let script = format!(
+            "test -e /proc/self/fd/{} && echo inherited; test -e /proc/self/fd/{} && echo passed; true",
+            inherited.as_raw_fd(),
+            passed.as_raw_fd()
+        );
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", &script])
+            .pass_fd(Arc::new(passed))
+            .run()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
+    }
+
+    #[test]
     fn describes_signals_by_name() {
         let output = ProcessBuilder::new("/bin/sh")
             .args(["-c", "kill -9 $$"])
