@@ -160,9 +160,16 @@ pub fn show(
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)?;
-            // Failing (kernels before 5.9) is fine: everything we open is
-            // close-on-exec, and the binary marks inherited descriptors so at start.
-            let _ = nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            // Close-on-exec, not closed: std reports a failed exec through a
+            // pipe of its own. Failing (kernels before 5.11) is fine: everything
+            // we open is close-on-exec, and the binary marks inherited
+            // descriptors so at start.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
