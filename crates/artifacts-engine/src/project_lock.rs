@@ -65,8 +65,11 @@ impl ProjectLock {
     pub fn acquire(dir: &Path) -> Result<ProjectLock, ProjectLockError> {
         match Self::lock(dir, FlockArg::LockExclusive)? {
             Attempt::Acquired(lock) => Ok(lock),
-            // A blocking flock only returns once it has the lock.
-            Attempt::Held(_) => unreachable!("a blocking flock returned without the lock"),
+            // A blocking flock returns with the lock or an error, never "held".
+            Attempt::Held(_) => Err(ProjectLockError::Io {
+                path: Self::path(dir),
+                source: std::io::ErrorKind::WouldBlock.into(),
+            }),
         }
     }
 
