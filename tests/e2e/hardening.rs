@@ -42,6 +42,18 @@ fn with_fd7(command: &mut Command, file: &fs::File) {
     }
 }
 
+/// Runs `command` with umask 077, as a careful root shell has it: what we
+/// hand to the generator's user must not depend on a permissive umask.
+fn with_strict_umask(command: &mut Command) {
+    // SAFETY: umask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::libc::umask(0o077);
+            Ok(())
+        });
+    }
+}
+
 /// Hands the project, its `$TMPDIR` and `$HOME` to `nobody` and makes
 /// `command` run as it.
 fn as_nobody(p: &Project, command: &mut Command) {
@@ -140,6 +152,7 @@ fn sandboxed_generator_started_by_root_runs_as_nobody_and_cannot_touch_the_kerne
     let secret = secret_file(&p, "caller-secret-1f9e");
     let mut command = p.command(["generate"]);
     with_fd7(&mut command, &secret);
+    with_strict_umask(&mut command);
     p.finish(&mut command).success();
     let report = p.stored("nixos/m/probe/report").unwrap();
     report_has(&report, CONFINED);
@@ -197,6 +210,7 @@ files.report = {}
         );
     let mut command = p.command(["generate", "--no-sandbox"]);
     with_fd7(&mut command, &secret);
+    with_strict_umask(&mut command);
     p.finish(&mut command).success();
     let report = p.stored("nixos/m/probe/report").unwrap();
     report_has(

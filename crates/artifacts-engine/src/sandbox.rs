@@ -336,9 +336,11 @@ impl GeneratorDirs {
             let mut copy = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o755)
+                .mode(0o700)
                 .open(&program)?;
             std::io::copy(&mut source, &mut copy)?;
+            // Explicitly, whatever our umask: the generator's user reads and runs it.
+            copy.set_permissions(std::fs::Permissions::from_mode(0o555))?;
         }
         let Some((uid, gid)) = generator_user() else {
             return Ok(());
