@@ -16,6 +16,8 @@
 //! [`UNPRIVILEGED`] (`nobody`/`nogroup`): bwrap's user namespace then maps
 //! to that uid, not to host root, so kernel checks that trust uid 0 (such
 //! as `/proc/sys` writes) and root-owned files stay out of reach.
+//! (`bwrap --uid 65534` alone would not do: bwrap maps the sandbox's uid to
+//! the uid that started it, so the generator would still be host root.)
 //! [`GeneratorDirs::hand_over`] gives that user `$out` and the private
 //! `/tmp` and lets it read `$prompts`, `$in` and a copy of the generator;
 //! everything else of ours stays `0700` root. Not started as root, the
