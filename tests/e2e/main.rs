@@ -8,6 +8,7 @@ mod consumers;
 mod failures;
 mod flake;
 mod generate;
+mod hardening;
 mod host_keys;
 mod lifecycle;
 mod migrate_gc;

@@ -65,6 +65,12 @@ pub struct GlobalArgs {
     /// When to use colors.
     #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
+    /// Show generators' and backend scripts' stderr without redacting secrets.
+    #[arg(long, global = true)]
+    pub show_stderr: bool,
+    /// Fail instead of waiting when another run holds the project lock.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
     /// Kill any backend script or generator still running after SECS seconds.
     #[arg(long, global = true, value_name = "SECS")]
     pub timeout: Option<u64>,

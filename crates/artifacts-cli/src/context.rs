@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use artifacts_engine::backend::BackendRegistry;
 use artifacts_engine::lock::{LOCK_FILE, Lock};
 use artifacts_engine::plan::Plan;
+use artifacts_engine::project_lock::{Attempt, ProjectLock};
 use artifacts_engine::sandbox::Sandbox;
 use artifacts_engine::{Engine, Settings, Timeouts};
 use artifacts_model::{Model, TargetId, TargetKind};
@@ -32,10 +33,25 @@ pub struct Context {
     pub settings: Settings,
     pub targets: Vec<TargetId>,
     pub jobs: usize,
+    /// Held by mutating commands ([`Context::load_exclusive`]) until the
+    /// context is dropped; never read.
+    _project_lock: Option<ProjectLock>,
 }
 
 impl Context {
+    /// Loads for reading: no project lock.
     pub fn load(global: &GlobalArgs) -> Result<Context> {
+        Context::load_with(global, false)
+    }
+
+    /// Loads for a command that changes stores or `artifacts.lock`: takes the
+    /// project lock first (waiting for another run, or failing with
+    /// `--no-wait`), so `artifacts.lock` is read only once it is ours.
+    pub fn load_exclusive(global: &GlobalArgs) -> Result<Context> {
+        Context::load_with(global, true)
+    }
+
+    fn load_with(global: &GlobalArgs, exclusive: bool) -> Result<Context> {
         let dir = working_dir(global)?;
         let source = find_source(&dir, global)?;
         let root = source.root();
@@ -61,6 +77,11 @@ impl Context {
                     })?;
                 (loaded.model, loaded.derivations)
             }
+        };
+        let project_lock = if exclusive {
+            Some(lock_project(&model.root, global.no_wait)?)
+        } else {
+            None
         };
         let mut lock = Lock::load(&model.root.join(LOCK_FILE))
             .map_err(|e| UsageError(anyhow::Error::new(e)))?;
@@ -115,6 +136,7 @@ impl Context {
             settings,
             targets,
             jobs,
+            _project_lock: project_lock,
         })
     }
 
@@ -328,6 +350,23 @@ fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>
         out.push(id);
     }
     Ok(out)
+}
+
+/// Takes the project lock of `root`, saying so while another run holds it.
+fn lock_project(root: &Path, no_wait: bool) -> Result<ProjectLock> {
+    let path = ProjectLock::path(root);
+    let holder = match ProjectLock::try_acquire(root)? {
+        Attempt::Acquired(lock) => return Ok(lock),
+        Attempt::Held(pid) => pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+    };
+    if no_wait {
+        bail!(
+            "another artifacts run holds the lock on this project{holder} (`{}`); rerun when it is done, or without --no-wait to wait for it",
+            path.display()
+        );
+    }
+    eprintln!("waiting for another artifacts run on this project{holder} to finish");
+    Ok(ProjectLock::acquire(root)?)
 }
 
 /// Decides the sandbox: off when asked (with a warning), else bwrap, which must work.

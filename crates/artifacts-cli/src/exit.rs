@@ -1,7 +1,11 @@
 //! Exit codes and the error kinds that choose them.
 //!
 //! 0 success; 1 something missing/stale or an operation failed; 2 usage or
-//! declaration errors (and checks that could not run).
+//! declaration errors (and checks that could not run). A closed stdout is
+//! success, as in ripgrep: the reader has seen what it wanted.
+//!
+//! Global state: a panic hook ([`install_broken_pipe_hook`]) for the
+//! `println!`/`eprintln!` in code we do not own that panic on a closed pipe.
 
 use std::fmt;
 
@@ -46,8 +50,45 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
 /// Whether an error is a closed stdout (`artifacts list | head`), which is not a failure.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        let io = cause.downcast_ref::<std::io::Error>().map(|e| e.kind());
+        // serde_json's error does not give its io error as `source()`.
+        let json = cause
+            .downcast_ref::<serde_json::Error>()
+            .and_then(|e| e.io_error_kind());
+        io.or(json) == Some(std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Turns the panic `println!` and `eprintln!` raise on a closed pipe (in our
+/// code or a library's) into a quiet exit: stop children, remove scratch
+/// directories, exit 0 for stdout (the reader is done) or 1 for stderr (the
+/// run was cut short). Any other panic goes to the default hook.
+pub fn install_broken_pipe_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let code = if !message.contains("Broken pipe") {
+            None
+        } else if message.starts_with("failed printing to stdout") {
+            Some(SUCCESS)
+        } else if message.starts_with("failed printing to stderr") {
+            Some(FAILURE)
+        } else {
+            None
+        };
+        match code {
+            Some(code) => {
+                artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
+                artifacts_engine::scratch::remove_all();
+                artifacts_tanka::tk::remove_private_dirs();
+                std::process::exit(code);
+            }
+            None => default(info),
+        }
+    }));
 }

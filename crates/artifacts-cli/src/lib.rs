@@ -2,7 +2,11 @@
 //!
 //! [`run`] takes argv as a parameter so tests can call it in-process. Global
 //! state: the signal-handling thread installed by [`signals::install`], which
-//! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP.
+//! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP/SIGQUIT,
+//! and the process hardening done first thing
+//! ([`artifacts_engine::process::harden_current_process`]: no core dumps,
+//! not dumpable, inherited descriptors close-on-exec). A closed stdout
+//! (`artifacts … | head`) ends any command with exit code 0.
 
 mod args;
 mod ask;
@@ -28,6 +32,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    artifacts_engine::process::harden_current_process();
+    exit::install_broken_pipe_hook();
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(error) => {
@@ -41,6 +47,7 @@ where
         }
     };
     setup_output(&cli.global);
+    artifacts_engine::redact::show_unredacted(cli.global.show_stderr);
     signals::install();
     let result = dispatch(&cli);
     signals::yield_to_handler();
@@ -87,13 +94,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
         Some(Command::Completions(args)) => {
-            let mut command = Cli::command();
-            clap_complete::generate(
-                args.shell,
-                &mut command,
-                "artifacts",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: clap_complete panics when a write fails
+            // (`artifacts completions bash | head -c1`); ours report it.
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "artifacts", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script)?;
+            out.flush()?;
             Ok(exit::SUCCESS)
         }
         Some(Command::Man) => {
@@ -128,15 +135,15 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
         Some(Command::Accept(args)) => {
-            commands::lifecycle::accept(&Context::load(global)?, global, args)
+            commands::lifecycle::accept(&Context::load_exclusive(global)?, global, args)
         }
         Some(Command::Migrate(args)) => commands::lifecycle::migrate(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
         Some(Command::Gc(args)) => commands::lifecycle::gc(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -151,7 +158,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             args,
         ),
         Some(Command::Rekey(args)) => commands::stored::rekey(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -172,7 +179,7 @@ fn generate(
     (force, older_than): (bool, Option<std::time::Duration>),
     regenerate_elsewhere: bool,
 ) -> Result<i32> {
-    let ctx = Context::load(global)?.with_identities(&prompts.identity.identities)?;
+    let ctx = Context::load_exclusive(global)?.with_identities(&prompts.identity.identities)?;
     let request = Request {
         artifacts,
         prompts,
@@ -222,8 +229,14 @@ fn tool(
 /// Bare `artifacts`: in a terminal, the status table and an offer to generate
 /// what is missing; otherwise the same as `list`.
 fn guided(global: &GlobalArgs) -> Result<i32> {
-    let ctx = Context::load(global)?;
-    if !ask::interactive() || global.json {
+    let interactive = ask::interactive() && !global.json;
+    // Only the interactive mode may go on to generate: only it takes the project lock.
+    let ctx = if interactive {
+        Context::load_exclusive(global)?
+    } else {
+        Context::load(global)?
+    };
+    if !interactive {
         return commands::status::list(&ctx, global.json);
     }
     let plan = ctx.plan()?;

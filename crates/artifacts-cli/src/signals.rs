@@ -1,4 +1,4 @@
-//! Signal handling: on SIGINT, SIGTERM or SIGHUP, give the terminal back its
+//! Signal handling: on SIGINT, SIGTERM, SIGHUP or SIGQUIT, give the terminal back its
 //! settings (echo, if a hidden prompt was running), stop every child (their
 //! process groups get SIGTERM, SIGKILL after 5 s) and wait for them, remove
 //! every scratch directory (prompt answers and generated files included), and
@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -26,7 +26,7 @@ pub fn yield_to_handler() {
 }
 
 pub fn install() {
-    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) else {
         tracing::warn!(
             "could not install signal handlers; an interrupted run may leave temporary files"
         );

@@ -628,13 +628,8 @@ impl<'a> Engine<'a> {
         observer: &dyn Observer,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let unit = &plan.units[index];
-        let scratch = Scratch::new("generate").map_err(io("create a scratch directory"))?;
-        let dirs = GeneratorDirs {
-            out: scratch.subdir("out").map_err(io("create $out"))?,
-            prompts: scratch.subdir("prompts").map_err(io("create $prompts"))?,
-            input: scratch.subdir("in").map_err(io("create $in"))?,
-            tmp: scratch.subdir("tmp").map_err(io("create a private tmp"))?,
-        };
+        let (scratch, dirs) =
+            GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         answers
             .write(unit.name(), &prompt_names, &dirs.prompts)

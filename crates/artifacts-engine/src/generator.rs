@@ -3,7 +3,8 @@
 //! The generator must write exactly the declared files into `$out`, each a
 //! regular file no larger than [`MAX_FILE_SIZE`]. Anything else (a missing
 //! file, an extra one, a directory, symlink or fifo) is named in the error.
-//! Its stdout is discarded (it may hold secrets); its stderr is shown when it fails.
+//! Its stdout is discarded (it may hold secrets); its stderr is shown when it
+//! fails, with every known secret value redacted ([`crate::redact`]).
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;
@@ -42,6 +43,15 @@ pub enum GeneratorError {
         path: String,
         /// What is wrong.
         problem: &'static str,
+    },
+    /// Its directories or the copy of it could not be prepared.
+    #[error("failed to prepare the sandbox for the generator of artifact `{artifact}`")]
+    Prepare {
+        /// The artifact.
+        artifact: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// It could not start or timed out.
     #[error("generator of artifact `{artifact}`: {source}{}", timeout_stderr(.source))]
@@ -125,18 +135,29 @@ pub fn run(
             target.id.name.clone().into(),
         ));
     }
-    let mut command = sandbox.command(generator, dirs, &env);
-    command.stdout(Stdout::Discard).timeout(timeout);
-    let output = command.run().map_err(|source| GeneratorError::Process {
+    let prepare = |source| GeneratorError::Prepare {
         artifact: artifact.clone(),
         source,
+    };
+    dirs.hand_over(generator).map_err(prepare)?;
+    let mut command = sandbox.command(generator, dirs, &env).map_err(prepare)?;
+    command.stdout(Stdout::Discard).timeout(timeout);
+    let output = command.run();
+    // What it left in `$out` is secret (unless declared public), finished or
+    // not: a `set -x` generator prints the values it computes on stderr.
+    crate::redact::register_dir(&dirs.out, &|name| {
+        unit.artifact.files.get(name).is_some_and(|f| !f.secret)
+    });
+    let output = output.map_err(|source| GeneratorError::Process {
+        artifact: artifact.clone(),
+        source: source.redacted(),
     })?;
     if !output.status.success() {
         return Err(GeneratorError::Failed {
             artifact,
             path: generator.display().to_string(),
             status: describe_status(&output.status),
-            stderr: output.stderr,
+            stderr: crate::redact::redact(&output.stderr),
         });
     }
     validate_output(unit, &dirs.out)

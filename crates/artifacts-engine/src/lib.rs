@@ -25,11 +25,14 @@ pub mod lifecycle;
 pub mod lock;
 pub mod plan;
 pub mod process;
+pub mod project_lock;
 pub mod prompts;
 pub mod public;
+pub mod redact;
 pub mod sandbox;
 pub mod scratch;
 pub mod script;
+pub mod seccomp;
 pub mod shipped;
 
 pub use engine::{

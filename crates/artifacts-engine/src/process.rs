@@ -6,7 +6,15 @@
 //! Each child gets its own process group, so a timeout can kill the whole
 //! tree (a script's own children included) and Ctrl-C reaches children only
 //! through us. stdin is `/dev/null`; stdout and stderr are read on their own
-//! threads so neither pipe can fill up and stall the child.
+//! threads so neither pipe can fill up and stall the child. No other
+//! descriptor of ours reaches a child: everything from 3 up is closed
+//! between fork and exec (`artifacts generate 7<key` must not hand the key
+//! to a generator), except one descriptor a builder passes on purpose
+//! (bwrap's seccomp program).
+//!
+//! [`harden_current_process`] is for the binary's start: no core dumps, no
+//! ptrace or `/proc/<pid>/mem` reads by other processes of the same user,
+//! and every inherited descriptor close-on-exec.
 //!
 //! Where we differ from cargo's process builder: a generator's stdout may be
 //! secret, so only stderr ever goes into errors, and environment variables are
@@ -16,12 +24,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -33,6 +42,9 @@ const STDERR_LIMIT: usize = 64 * 1024;
 
 static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 static FINISHED: Condvar = Condvar::new();
+/// Set (under the `RUNNING` lock) once [`terminate_all`] started: no child
+/// may start after it, or it would write into scratch directories being removed.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// Stops every running child: SIGTERM to each process group, then, for
 /// groups whose leader has not been reaped within `grace`, SIGKILL.
@@ -40,6 +52,7 @@ static FINISHED: Condvar = Condvar::new();
 pub fn terminate_all(grace: Duration) {
     let signal_all = |signal: Signal| {
         if let Ok(running) = RUNNING.lock() {
+            STOPPING.store(true, Ordering::SeqCst);
             for group in running.iter() {
                 let _ = killpg(Pid::from_raw(*group), signal);
             }
@@ -82,6 +95,9 @@ pub struct ProcessBuilder {
     env: BTreeMap<OsString, Option<OsString>>,
     timeout: Option<Duration>,
     stdout: Stdout,
+    user: Option<(u32, u32)>,
+    no_new_privs: bool,
+    pass_fd: Option<Arc<OwnedFd>>,
 }
 
 /// What a finished child left.
@@ -120,6 +136,25 @@ pub enum ProcessError {
     },
 }
 
+impl ProcessError {
+    /// The same error with known secrets taken out of the stderr it carries
+    /// ([`crate::redact`]).
+    pub fn redacted(self) -> ProcessError {
+        match self {
+            ProcessError::Timeout {
+                command,
+                timeout,
+                stderr,
+            } => ProcessError::Timeout {
+                command,
+                timeout,
+                stderr: crate::redact::redact(&stderr),
+            },
+            other => other,
+        }
+    }
+}
+
 impl ProcessBuilder {
     /// A builder for `program` with no arguments, inheriting our environment.
     pub fn new(program: impl AsRef<OsStr>) -> Self {
@@ -131,6 +166,9 @@ impl ProcessBuilder {
             env: BTreeMap::new(),
             timeout: None,
             stdout: Stdout::Capture,
+            user: None,
+            no_new_privs: false,
+            pass_fd: None,
         }
     }
 
@@ -184,6 +222,25 @@ impl ProcessBuilder {
         self
     }
 
+    /// Runs the child as `uid`/`gid` with no supplementary groups (we must be root).
+    pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// Sets `no_new_privs` in the child: no setuid binary or file
+    /// capability can give it back what it does not have.
+    pub fn no_new_privs(&mut self) -> &mut Self {
+        self.no_new_privs = true;
+        self
+    }
+
+    /// Passes `fd` to the child under its own number (every other one from 3 up is closed).
+    pub fn pass_fd(&mut self, fd: Arc<OwnedFd>) -> &mut Self {
+        self.pass_fd = Some(fd);
+        self
+    }
+
     /// Runs the child to completion. A non-zero exit is not an error here:
     /// callers give exit codes their own meaning (see [`describe_status`]).
     pub fn run(&self) -> Result<Output, ProcessError> {
@@ -209,14 +266,34 @@ impl ProcessBuilder {
                 None => command.env_remove(key),
             };
         }
+        if let Some((uid, gid)) = self.user {
+            // std drops the supplementary groups too when we are root.
+            command.uid(uid).gid(gid);
+        }
+        let pass = self.pass_fd.as_ref().map(|fd| fd.as_raw_fd());
+        let no_new_privs = self.no_new_privs;
+        // SAFETY: between fork and exec the closure only makes raw system
+        // calls (fcntl, close_range, getrlimit, prctl), which are
+        // async-signal-safe; it allocates nothing and takes no locks.
+        unsafe {
+            command.pre_exec(move || prepare_child(pass, no_new_privs));
+        }
+        // Spawning under the lock: a signal handler's `terminate_all` sees
+        // this child, or this sees that it ran and starts nothing.
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        if STOPPING.load(Ordering::SeqCst) {
+            return Err(ProcessError::Spawn {
+                command: self.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
+            });
+        }
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             command: self.to_string(),
             source,
         })?;
         let group = child.id() as i32;
-        if let Ok(mut running) = RUNNING.lock() {
-            running.insert(group);
-        }
+        running.insert(group);
+        drop(running);
         let collected = collect(&mut child, group, self.timeout);
         // Whatever the child left behind in its group goes with it, so no
         // straggler keeps our pipes open or outlives the run.
@@ -274,6 +351,94 @@ impl fmt::Debug for ProcessBuilder {
             .field("cwd", &self.cwd)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
+    }
+}
+
+/// Runs in the child between fork and exec: every descriptor from 3 up
+/// becomes close-on-exec except `pass`, and `no_new_privs` is set if asked.
+/// (Close-on-exec rather than closed: std reports a failed exec to the
+/// parent through a close-on-exec pipe of its own.)
+fn prepare_child(pass: Option<RawFd>, no_new_privs: bool) -> std::io::Result<()> {
+    use nix::libc;
+    cloexec_from(3);
+    if let Some(fd) = pass {
+        // SAFETY: fcntl on a descriptor we own; clears FD_CLOEXEC only.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from `first` up close-on-exec: one `close_range`
+/// (Linux 5.11), else one `fcntl` per possible descriptor below the soft
+/// `RLIMIT_NOFILE`. Async-signal-safe.
+fn cloexec_from(first: u32) {
+    use nix::libc;
+    // SAFETY: close_range takes two descriptor numbers and flags.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } == 0;
+    if done {
+        return;
+    }
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as i32
+    } else {
+        65536
+    };
+    for fd in first as i32..max {
+        // SAFETY: fcntl on a descriptor number; EBADF for unused ones is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// For the start of the binary, before any thread or child exists: makes
+/// every inherited descriptor from 3 up close-on-exec, disables core dumps
+/// (`RLIMIT_CORE` 0, inherited by every child) and marks the process
+/// non-dumpable, so a crash, SIGQUIT or another process of the same user
+/// (ptrace, `/proc/<pid>/mem`) cannot get at prompt answers or keys in memory.
+pub fn harden_current_process() {
+    use nix::libc;
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: fcntl on a descriptor number; failure (the directory's own, closed by now) is harmless.
+            unsafe {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+        }
+    }
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass; prctl takes integers.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
 
@@ -507,6 +672,27 @@ mod tests {
             error.to_string(),
             "could not execute `/nonexistent/program`"
         );
+    }
+
+    #[test]
+    fn children_get_no_descriptor_beyond_stdio_except_the_one_passed() {
+        use nix::libc;
+        let inherited = std::fs::File::open("/dev/null").unwrap();
+        // As if a caller had handed it to us: not close-on-exec.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(inherited.as_raw_fd(), libc::F_SETFD, 0) };
+        let (passed, _writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let script = format!(
+            "test -e /proc/self/fd/{} && echo inherited; test -e /proc/self/fd/{} && echo passed; true",
+            inherited.as_raw_fd(),
+            passed.as_raw_fd()
+        );
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", &script])
+            .pass_fd(Arc::new(passed))
+            .run()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
     }
 
     #[test]

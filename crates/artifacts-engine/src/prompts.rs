@@ -183,6 +183,9 @@ impl Answers {
                 }
             }
         }
+        for value in answers.values.values() {
+            crate::redact::register(value.expose_secret().as_bytes());
+        }
         Ok(answers)
     }
 

@@ -1,19 +1,39 @@
 //! Private scratch directories and secret file writes.
 //!
 //! Global state: the set of live scratch directories, so that a signal
-//! handler can remove them all before the process exits ([`remove_all`]).
+//! handler can remove them all before the process exits ([`remove_all`]),
+//! and the base directories already swept for leftovers this run.
 //! Every directory is created `0700`, every file in it `0600` with
 //! `create_new` (no racing an existing file); each directory is removed when
 //! its [`Scratch`] is dropped, on success and failure alike.
+//!
+//! A run killed outright (SIGKILL, a power cut with a disk-backed `$TMPDIR`)
+//! cannot clean up, so each directory holds an exclusive `flock` on itself
+//! for its whole life and, once locked, a [`MARKER`] file. The first scratch
+//! directory a run creates in a base directory sweeps it: every
+//! `artifacts-*` directory there owned by us, with the marker, whose lock
+//! can be taken is a dead run's and is removed. One still being set up has
+//! no marker yet; one in use is locked.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
+use nix::fcntl::{Flock, FlockArg};
+
 static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Base directories swept for leftovers of killed runs in this process.
+static SWEPT: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Written into each scratch directory once it is locked: "a run owns this".
+pub const MARKER: &str = ".artifacts-scratch";
+
+/// Every scratch directory's name starts with this.
+const PREFIX: &str = "artifacts-";
 
 /// Creating or removing a scratch directory holds this for reading;
 /// [`remove_all`] takes it for writing and never gives it back.
@@ -31,8 +51,14 @@ pub fn remove_all() {
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     for dir in dirs {
-        let _ = make_writable(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
+        // A thread still writing into it (no child can start any more, see
+        // `process::terminate_all`) can make one pass fail with ENOTEMPTY.
+        for _ in 0..3 {
+            let _ = make_writable(&dir);
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+        }
     }
     std::mem::forget(guard);
 }
@@ -63,25 +89,41 @@ pub fn base_dir() -> PathBuf {
 pub struct Scratch {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
+    /// Held until after the directory is gone (fields drop after `Drop::drop`).
+    _lock: Flock<File>,
 }
 
 impl Scratch {
-    /// Creates one under the system temporary directory (`$TMPDIR`).
+    /// Creates one under [`base_dir`].
     pub fn new(purpose: &str) -> std::io::Result<Scratch> {
+        Scratch::new_in(purpose, &base_dir())
+    }
+
+    /// Creates one under `base`.
+    pub fn new_in(purpose: &str, base: &Path) -> std::io::Result<Scratch> {
+        sweep_once(base);
         let _creating = CLEANUP
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::Builder::new()
-            .prefix(&format!("artifacts-{purpose}-"))
+            .prefix(&format!("{PREFIX}{purpose}-"))
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(base_dir())?;
+            .tempdir_in(base)?;
         let path = dir.path().to_owned();
         if let Ok(mut live) = LIVE.lock() {
             live.insert(path.clone());
         }
+        // Blocking: only a sweeper looking at it can hold it, and only briefly.
+        let lock = Flock::lock(open_dir(&path)?, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| std::io::Error::from(errno))?;
+        write_private(
+            &path.join(MARKER),
+            std::process::id().to_string().as_bytes(),
+        )?;
         Ok(Scratch {
             dir: Some(dir),
             path,
+            _lock: lock,
         })
     }
 
@@ -114,6 +156,60 @@ impl Drop for Scratch {
     }
 }
 
+/// Opens a directory (never through a link) for `flock`.
+fn open_dir(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Sweeps `base` unless this process already did.
+fn sweep_once(base: &Path) {
+    let first = SWEPT
+        .lock()
+        .map(|mut swept| swept.insert(base.to_owned()))
+        .unwrap_or(false);
+    if first {
+        sweep(base);
+    }
+}
+
+/// Removes the scratch directories in `base` that killed runs left behind:
+/// ours by name, owner and marker, and unlocked (see the module doc).
+pub fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with(PREFIX)
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me)
+            && std::fs::symlink_metadata(path.join(MARKER)).is_ok();
+        if !ours {
+            continue;
+        }
+        let Ok(dir) = open_dir(&path) else {
+            continue;
+        };
+        let Ok(_lock) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
+            continue;
+        };
+        let _ = make_writable(&path);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!(
+                "removed `{}`, left behind by an interrupted run",
+                path.display()
+            ),
+            Err(error) => tracing::warn!(
+                "could not remove `{}`, left behind by an interrupted run: {error}",
+                path.display()
+            ),
+        }
+    }
+}
+
 fn make_writable(dir: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -141,7 +237,6 @@ pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn scratch_is_private_and_removed_on_drop() {
@@ -162,5 +257,28 @@ mod tests {
         write_private(&file, b"one").unwrap();
         assert!(write_private(&file, b"two").is_err());
         assert_eq!(std::fs::read(&file).unwrap(), b"one");
+    }
+
+    #[test]
+    fn sweep_removes_dead_runs_dirs_and_keeps_live_and_unmarked_ones() {
+        let base = tempfile::tempdir().unwrap();
+        let live = Scratch::new_in("live", base.path()).unwrap();
+        // A killed run's: marked, nobody holds its lock.
+        let dead = base.path().join("artifacts-generate-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(MARKER), "1").unwrap();
+        std::fs::create_dir(dead.join("out")).unwrap();
+        std::fs::write(dead.join("out/secret"), "left behind").unwrap();
+        // Being set up by another run (no marker yet), and not ours by name.
+        let fresh = base.path().join("artifacts-generate-fresh");
+        std::fs::create_dir(&fresh).unwrap();
+        let other = base.path().join("other-tool");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join(MARKER), "1").unwrap();
+        sweep(base.path());
+        assert!(!dead.exists());
+        assert!(live.path().join(MARKER).exists());
+        assert!(fresh.exists());
+        assert!(other.exists());
     }
 }

@@ -341,8 +341,20 @@ fn run(
     if kind != ScriptKind::List {
         builder.stdout(crate::process::Stdout::Discard);
     }
-    let output = builder.run()?;
+    let output = builder.run().map_err(ProcessError::redacted);
     drop(prepared.scratch);
+    // `deserialize` just wrote secrets there (serialize's were registered
+    // when generated): its stderr, or a later script's, may print them.
+    if let Some(out) = out {
+        crate::redact::register_dir(out, &|name| {
+            scope
+                .files
+                .and_then(|files| files.get(name))
+                .is_some_and(|f| !f.secret)
+        });
+    }
+    let mut output = output?;
+    output.stderr = crate::redact::redact(&output.stderr);
     Ok(output)
 }
 

@@ -8,8 +8,8 @@
 //! is killed). The value never travels in argv or the environment, and the
 //! child does not inherit the key variables (`SOPS_AGE_KEY`,
 //! `SOPS_AGE_KEY_FILE`, `SOPS_AGE_SSH_PRIVATE_KEY_FILE`,
-//! `ARTIFACTS_IDENTITY`). stdin is `/dev/null`; stdout and stderr are read
-//! together (`Command::output`).
+//! `ARTIFACTS_IDENTITY`), nor any of our descriptors beyond 0-2. stdin is
+//! `/dev/null`; stdout and stderr are read together (`Command::output`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -152,12 +152,25 @@ pub fn show(
         .env_clear()
         .stdin(Stdio::null());
     // tk dies with us, even when we are killed outright (an ArgoCD timeout):
-    // it must not keep reading the secrets file, or render for nobody.
-    // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+    // it must not keep reading the secrets file, or render for nobody. And it
+    // gets no descriptor of ours beyond 0-2 (a key file opened by the caller).
+    // SAFETY: prctl and close_range are async-signal-safe system calls, and
+    // nothing else runs between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+            // Close-on-exec, not closed: std reports a failed exec through a
+            // pipe of its own. Failing (kernels before 5.11) is fine: everything
+            // we open is close-on-exec, and the binary marks inherited
+            // descriptors so at start.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
         });
     }
     for (k, v) in &config.env {

@@ -48,7 +48,11 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
         };
         if args.dry_run {
-            println!("would move {} from {from} to {to}", unit.label());
+            writeln!(
+                std::io::stdout(),
+                "would move {} from {from} to {to}",
+                unit.label()
+            )?;
             continue;
         }
         match engine.migrate(&plan, index, &from, to, &mut lock) {

@@ -106,7 +106,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
             _ => continue,
         }
         if args.dry_run {
-            println!("would re-encrypt {}", unit.label());
+            writeln!(std::io::stdout(), "would re-encrypt {}", unit.label())?;
             continue;
         }
         // Artifacts sharing a file (sops) may have been re-encrypted with an
