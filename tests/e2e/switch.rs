@@ -21,7 +21,8 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if path.file_name() != Some(".artifacts.lock.flock".as_ref()) {
+                // The project lock's file holds the last holder's pid: not content.
                 let name = path.strip_prefix(dir).unwrap().display().to_string();
                 files.insert(name, std::fs::read(&path).unwrap());
             }
