@@ -32,6 +32,8 @@ pub struct Context {
     pub settings: Settings,
     pub targets: Vec<TargetId>,
     pub jobs: usize,
+    /// Unlocked copies of passphrase-protected identity files, for backend scripts.
+    unlocked: Option<artifacts_engine::scratch::Scratch>,
 }
 
 impl Context {
@@ -103,22 +105,81 @@ impl Context {
             settings,
             targets,
             jobs,
+            unlocked: None,
         })
     }
 
-    /// `--identity FILE…` reaches backend scripts as `ARTIFACTS_IDENTITY`
-    /// (paths joined like `PATH`, before any already set): file names, never keys.
+    /// The identity files backend scripts may use, handed to them as
+    /// `ARTIFACTS_IDENTITY` (paths joined like `PATH`: file names, never
+    /// keys): `-i FILE` and `$ARTIFACTS_IDENTITY`, relative to the current
+    /// directory, then the manifest's `identities`, relative to the manifest
+    /// (`~/` is the home directory; a missing one is skipped). A
+    /// passphrase-protected file is asked for once on the terminal and handed
+    /// over unlocked, in a `0600` file of a private scratch directory that is
+    /// removed when the run ends (signals included); without a terminal it is
+    /// handed over as it is, and whatever needs it says it has no passphrase.
     pub fn with_identities(mut self, identities: &[PathBuf]) -> Result<Context> {
-        if identities.is_empty() {
+        let cwd = std::env::current_dir().context("failed to read the current directory")?;
+        let mut files: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
+        if let Some(existing) = std::env::var_os("ARTIFACTS_IDENTITY") {
+            files.extend(
+                std::env::split_paths(&existing)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| cwd.join(p)),
+            );
+        }
+        for name in &self.model.identities {
+            let path = match name.strip_prefix("~/") {
+                Some(rest) => match std::env::var_os("HOME") {
+                    Some(home) => PathBuf::from(home).join(rest),
+                    None => {
+                        return Err(UsageError(anyhow::anyhow!(
+                            "identity file `{name}` in the manifest starts with `~/`, and HOME is not set"
+                        ))
+                        .into());
+                    }
+                },
+                None => self.model.root.join(name),
+            };
+            if path.exists() {
+                files.push(path);
+            } else {
+                tracing::info!(
+                    "identity file `{name}` named in the manifest does not exist; skipped"
+                );
+            }
+        }
+        if files.is_empty() {
             return Ok(self);
         }
-        let cwd = std::env::current_dir().context("failed to read the current directory")?;
-        let mut paths: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
-        if let Some(existing) = std::env::var_os("ARTIFACTS_IDENTITY") {
-            paths.extend(std::env::split_paths(&existing));
+        let mut handed = Vec::with_capacity(files.len());
+        for (n, file) in files.into_iter().enumerate() {
+            match artifacts_crypto::age::unlock_identity_file(&file, &crate::ask::TtyPassphrase) {
+                Ok(None) => handed.push(file),
+                Ok(Some(unlocked)) => {
+                    let scratch = match &self.unlocked {
+                        Some(scratch) => scratch,
+                        None => self.unlocked.insert(
+                            artifacts_engine::scratch::Scratch::new("identities").context(
+                                "failed to create a private directory for unlocked identities",
+                            )?,
+                        ),
+                    };
+                    let path = scratch.path().join(format!("identity-{n}"));
+                    artifacts_engine::scratch::write_private(&path, unlocked.as_bytes())
+                        .with_context(|| format!("failed to write `{}`", path.display()))?;
+                    handed.push(path);
+                }
+                // No terminal: the backend that needs it reports it.
+                Err(artifacts_crypto::Error::PassphraseRequired { .. }) => handed.push(file),
+                Err(error) => {
+                    let hint = error.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+                    return Err(UsageError(anyhow::anyhow!("{error}{hint}")).into());
+                }
+            }
         }
-        let joined = std::env::join_paths(paths)
-            .map_err(|e| UsageError(anyhow::anyhow!("--identity: {e}")))?;
+        let joined = std::env::join_paths(handed)
+            .map_err(|e| UsageError(anyhow::anyhow!("identity files: {e}")))?;
         self.settings
             .extra_env
             .push(("ARTIFACTS_IDENTITY".to_owned(), joined));

@@ -197,7 +197,7 @@ fn tool(
         stderr: &mut stderr,
         env: &env,
         cwd,
-        passphrase: &artifacts_crypto::cli::TerminalPassphrase,
+        passphrase: &ask::TtyPassphrase,
     };
     match run(&mut io) {
         Ok(()) => {
@@ -233,6 +233,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
     }
     let question = format!("Generate {} missing artifact(s)?", summary.missing);
     if summary.missing > 0 && ask::confirm(&question)? {
+        let ctx = ctx.with_identities(&[])?;
         let prompts = args::PromptArgs {
             prompts_file: None,
             yes: false,

@@ -247,6 +247,26 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Before asking anything or running any generator: which of the units
+    /// at `indexes` could not be stored with the identities at hand, and why
+    /// (e.g. adding to an existing SOPS file needs its data key). Only shipped
+    /// backends can be asked; the others are assumed writable.
+    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for &index in indexes {
+            let unit = &plan.units[index];
+            let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit) else {
+                continue;
+            };
+            match script::writable(unit, backend, scripts, &self.script_env) {
+                Ok(None) => {}
+                Ok(Some(why)) => out.push((index, why)),
+                Err(error) => out.push((index, error_chain(&error))),
+            }
+        }
+        out
+    }
+
     /// Checks one unit.
     pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
         let unit = &plan.units[index];
