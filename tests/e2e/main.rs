@@ -7,6 +7,7 @@ mod cmp;
 mod failures;
 mod flake;
 mod generate;
+mod identities;
 mod lifecycle;
 mod migrate_gc;
 mod nix;

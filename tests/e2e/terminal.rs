@@ -11,23 +11,23 @@ use std::time::Duration;
 use crate::util::Project;
 
 /// A child on the slave side of a pty, read through the master.
-struct Session {
+pub(crate) struct Session {
     child: Child,
-    master: std::fs::File,
-    transcript: String,
+    pub(crate) master: std::fs::File,
+    pub(crate) transcript: String,
     /// Where the next [`Session::expect`] starts looking.
     cursor: usize,
     bytes: mpsc::Receiver<Vec<u8>>,
 }
 
 impl Session {
-    fn start(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Session {
+    pub(crate) fn start(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Session {
         Session::start_typed_ahead(p, args, env, b"")
     }
 
     /// Like [`Session::start`], with `typed` already waiting in the terminal's
     /// input queue before the program starts, as if typed while it loaded.
-    fn start_typed_ahead(
+    pub(crate) fn start_typed_ahead(
         p: &Project,
         args: &[&str],
         env: &[(&str, &str)],
@@ -36,7 +36,11 @@ impl Session {
         Session::spawn(p.command(args), env, typed)
     }
 
-    fn spawn(mut command: std::process::Command, env: &[(&str, &str)], typed: &[u8]) -> Session {
+    pub(crate) fn spawn(
+        mut command: std::process::Command,
+        env: &[(&str, &str)],
+        typed: &[u8],
+    ) -> Session {
         let pty = nix::pty::openpty(None, None).unwrap();
         let slave: OwnedFd = pty.slave;
         for (key, value) in env {
@@ -82,7 +86,7 @@ impl Session {
     }
 
     /// Reads until `text` has appeared after the previous match, and moves past it.
-    fn expect(&mut self, text: &str) {
+    pub(crate) fn expect(&mut self, text: &str) {
         loop {
             if let Some(found) = self.transcript[self.cursor..].find(text) {
                 self.cursor += found + text.len();
@@ -97,18 +101,18 @@ impl Session {
     }
 
     /// What arrived so far, without waiting.
-    fn arrived(&mut self) -> &str {
+    pub(crate) fn arrived(&mut self) -> &str {
         while let Ok(chunk) = self.bytes.try_recv() {
             self.transcript.push_str(&String::from_utf8_lossy(&chunk));
         }
         &self.transcript[self.cursor..]
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.master.write_all(bytes).unwrap();
     }
 
-    fn finish(mut self) -> (Option<i32>, String) {
+    pub(crate) fn finish(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
         // Drain until the reader thread sees end-of-file (every slave end closed)
         // and drops its sender; the bound only guards against a hang.

@@ -395,7 +395,10 @@ fn decrypt_identity_file(
             origin: origin.clone(),
         });
     };
-    let identity = age::scrypt::Identity::new(pass);
+    let mut identity = age::scrypt::Identity::new(pass);
+    // The limit of the `age` CLI (its files use 18), instead of a guess from
+    // this machine's speed that refuses what `age` decrypts.
+    identity.set_max_work_factor(22);
     let mut reader = decryptor
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| match e {
