@@ -445,3 +445,31 @@ fn a_relative_artifacts_identity_is_relative_to_the_current_directory() {
     )
     .success();
 }
+
+#[test]
+fn ctrl_c_at_a_passphrase_question_exits_130_with_echo_back() {
+    let p = Project::new("ctrl_c_at_a_passphrase_question_exits_130");
+    let key = protected_ssh_key(&p, "id_ed25519");
+    let file = age_encrypt(&p, &key.public, "never shown\n", "secret.age");
+    let mut session = Session::start(
+        &p,
+        &[
+            "age",
+            "decrypt",
+            "-i",
+            key.path.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    session.expect("Enter passphrase for");
+    session.send(b"\x03");
+    let master = session.master.try_clone().unwrap();
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(130), "{transcript}");
+    let flags = nix::sys::termios::tcgetattr(&master).unwrap().local_flags;
+    assert!(
+        flags.contains(nix::sys::termios::LocalFlags::ECHO),
+        "echo left off: {flags:?}"
+    );
+}
