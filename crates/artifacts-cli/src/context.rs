@@ -173,8 +173,12 @@ impl Context {
                 // No terminal: the backend that needs it reports it.
                 Err(artifacts_crypto::Error::PassphraseRequired { .. }) => handed.push(file),
                 Err(error) => {
-                    let hint = error.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-                    return Err(UsageError(anyhow::anyhow!("{error}{hint}")).into());
+                    let hint = error
+                        .hint()
+                        .map(|h| format!("\nhint: {h}"))
+                        .unwrap_or_default();
+                    let chain = artifacts_engine::error_chain(&error);
+                    return Err(UsageError(anyhow::anyhow!("{chain}{hint}")).into());
                 }
             }
         }
