@@ -300,6 +300,27 @@ fn generate_adds_to_a_sops_file_with_a_protected_ssh_key_in_a_terminal() {
             .env("ARTIFACTS_PROMPT_FIRST_V", "one"),
     )
     .success();
+    // Without a terminal: said at once, before the prompt and the generator.
+    let output = without_terminal(
+        &p,
+        &[
+            OsStr::new("--no-sandbox"),
+            OsStr::new("--target"),
+            OsStr::new("m1"),
+            OsStr::new("generate"),
+            OsStr::new("second"),
+            OsStr::new("-i"),
+            key.path.as_os_str(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot store 1 artifact(s) with the identities at hand")
+            && stderr.contains("is passphrase-protected and no passphrase is available"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "a generator ran");
     let mut session = Session::start(
         &p,
         &[

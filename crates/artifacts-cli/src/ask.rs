@@ -1,4 +1,5 @@
-//! Asking a person: prompts in the terminal, confirmations, and the prompts file.
+//! Asking a person: prompts in the terminal, confirmations, passphrases of
+//! identity files, and the prompts file.
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
