@@ -454,17 +454,24 @@ fn a_relative_artifacts_identity_is_relative_to_the_current_directory() {
         "a_relative_artifacts_identity_is_relative_to_the_current_directory",
         "",
     );
-    p.finish(
-        p.command([
-            "--manifest",
-            "proj/artifacts.toml",
-            "--no-sandbox",
-            "generate",
-        ])
-        .env("ARTIFACTS_PROMPT_SECOND_NOTE", "n")
-        .env("ARTIFACTS_IDENTITY", "proj/keys/me.txt"),
-    )
-    .success();
+    let generate = |target: &str, variable: &str| {
+        p.finish(
+            p.command([
+                "--manifest",
+                "proj/artifacts.toml",
+                "--no-sandbox",
+                "--target",
+                target,
+                "generate",
+            ])
+            .env("ARTIFACTS_PROMPT_SECOND_NOTE", "n")
+            .env(variable, "proj/keys/me.txt"),
+        )
+        .success();
+    };
+    generate("m1", "ARTIFACTS_IDENTITY");
+    // sops' own variable names a file the same way.
+    generate("m2", "SOPS_AGE_KEY_FILE");
 }
 
 #[test]

@@ -384,3 +384,21 @@ fn ctrl_c_at_a_confirmation_exits_130_with_the_terminal_intact() {
     );
     assert!(p.stored("nixos/m/app/pw").is_none());
 }
+
+#[test]
+fn ctrl_c_at_a_line_prompt_exits_130_with_the_terminal_intact() {
+    let p = project("ctrl_c_at_a_line_prompt_exits_130");
+    let mut session = Session::start(&p, &["generate"], &[]);
+    session.expect("zeta (Asked first): ");
+    session.send(b"half an ans\x03");
+    let master = session.master.try_clone().unwrap();
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(130), "{transcript}");
+    use nix::sys::termios::LocalFlags;
+    let flags = nix::sys::termios::tcgetattr(&master).unwrap().local_flags;
+    assert!(
+        flags.contains(LocalFlags::ECHO) && flags.contains(LocalFlags::ICANON),
+        "terminal left without echo or line mode after Ctrl-C: {flags:?}"
+    );
+    assert!(p.stored("nixos/m/app/all").is_none());
+}

@@ -118,6 +118,8 @@ impl Context {
     /// over unlocked, in a `0600` file of a private scratch directory that is
     /// removed when the run ends (signals included); without a terminal it is
     /// handed over as it is, and whatever needs it says it has no passphrase.
+    /// `SOPS_AGE_KEY_FILE` and `SOPS_AGE_SSH_PRIVATE_KEY_FILE` are made
+    /// absolute and unlocked the same way.
     pub fn with_identities(mut self, identities: &[PathBuf]) -> Result<Context> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
         let mut files: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
@@ -149,45 +151,63 @@ impl Context {
                 );
             }
         }
-        if files.is_empty() {
-            return Ok(self);
+        if !files.is_empty() {
+            let mut handed = Vec::with_capacity(files.len());
+            for file in files {
+                handed.push(self.hand_over(file)?);
+            }
+            let joined = std::env::join_paths(handed)
+                .map_err(|e| UsageError(anyhow::anyhow!("identity files: {e}")))?;
+            self.settings
+                .extra_env
+                .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
         }
-        let mut handed = Vec::with_capacity(files.len());
-        for (n, file) in files.into_iter().enumerate() {
-            match artifacts_crypto::age::unlock_identity_file(&file, &crate::ask::TtyPassphrase) {
-                Ok(None) => handed.push(file),
-                Ok(Some(unlocked)) => {
-                    let scratch = match &self.unlocked {
-                        Some(scratch) => scratch,
-                        None => self.unlocked.insert(
-                            artifacts_engine::scratch::Scratch::new("identities").context(
-                                "failed to create a private directory for unlocked identities",
-                            )?,
-                        ),
-                    };
-                    let path = scratch.path().join(format!("identity-{n}"));
-                    artifacts_engine::scratch::write_private(&path, unlocked.as_bytes())
-                        .with_context(|| format!("failed to write `{}`", path.display()))?;
-                    handed.push(path);
-                }
-                // No terminal: the backend that needs it reports it.
-                Err(artifacts_crypto::Error::PassphraseRequired { .. }) => handed.push(file),
-                Err(error) => {
-                    let hint = error
-                        .hint()
-                        .map(|h| format!("\nhint: {h}"))
-                        .unwrap_or_default();
-                    let chain = artifacts_engine::error_chain(&error);
-                    return Err(UsageError(anyhow::anyhow!("{chain}{hint}")).into());
-                }
+        // The sops variables name files too: the same for them.
+        for variable in [
+            artifacts_crypto::keys::ENV_SOPS_AGE_KEY_FILE,
+            artifacts_crypto::keys::ENV_SOPS_AGE_SSH_PRIVATE_KEY_FILE,
+        ] {
+            if let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
+                let handed = self.hand_over(cwd.join(value))?;
+                self.settings
+                    .extra_env
+                    .push((variable.to_owned(), handed.into_os_string()));
             }
         }
-        let joined = std::env::join_paths(handed)
-            .map_err(|e| UsageError(anyhow::anyhow!("identity files: {e}")))?;
-        self.settings
-            .extra_env
-            .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
         Ok(self)
+    }
+
+    /// The identity file a backend script gets for `file`: itself, or an
+    /// unlocked copy when it is passphrase-protected and a terminal can ask.
+    fn hand_over(&mut self, file: PathBuf) -> Result<PathBuf> {
+        match artifacts_crypto::age::unlock_identity_file(&file, &crate::ask::TtyPassphrase) {
+            Ok(None) => Ok(file),
+            Ok(Some(unlocked)) => {
+                let scratch = match self.unlocked.take() {
+                    Some(scratch) => scratch,
+                    None => artifacts_engine::scratch::Scratch::new("identities")
+                        .context("failed to create a private directory for unlocked identities")?,
+                };
+                // Numbered in the order handed over: one file per unlocked identity.
+                let taken = std::fs::read_dir(scratch.path()).map_or(0, |d| d.count());
+                let path = scratch.path().join(format!("identity-{taken}"));
+                let written = artifacts_engine::scratch::write_private(&path, unlocked.as_bytes())
+                    .with_context(|| format!("failed to write `{}`", path.display()));
+                self.unlocked = Some(scratch);
+                written?;
+                Ok(path)
+            }
+            // No terminal: the backend that needs it says so.
+            Err(artifacts_crypto::Error::PassphraseRequired { .. }) => Ok(file),
+            Err(error) => {
+                let hint = error
+                    .hint()
+                    .map(|h| format!("\nhint: {h}"))
+                    .unwrap_or_default();
+                let chain = artifacts_engine::error_chain(&error);
+                Err(UsageError(anyhow::anyhow!("{chain}{hint}")).into())
+            }
+        }
     }
 
     /// Builds the flake's generator derivations (one `nix build`), if any.
