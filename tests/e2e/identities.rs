@@ -501,3 +501,19 @@ fn ctrl_c_at_a_passphrase_question_exits_130_with_echo_back() {
         "echo left off: {flags:?}"
     );
 }
+
+// As `age` asks only for a key it needs: agenix encrypts to recipients, so
+// generating asks for no passphrase, even with a protected identity at hand.
+#[test]
+fn a_passphrase_is_asked_only_when_an_identity_is_needed() {
+    let p = Project::new("a_passphrase_is_asked_only_when_an_identity_is_needed");
+    let key = protected_ssh_key(&p, "id_ed25519");
+    agenix_manifest(&p, &key.public);
+    let mut session = Session::start(&p, &["generate", "-i", key.path.to_str().unwrap()], &[]);
+    session.expect("app › pw: ");
+    session.send(b"typed\r");
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(!transcript.contains("Enter passphrase"), "{transcript}");
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+}

@@ -166,6 +166,17 @@ impl Drop for EchoOff {
 /// fails with "no passphrase is available" instead of waiting.
 pub struct TtyPassphrase;
 
+impl TtyPassphrase {
+    /// Whether there is a terminal to ask on.
+    pub fn available() -> bool {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+    }
+}
+
 impl PassphraseProvider for TtyPassphrase {
     fn passphrase(&self, description: &str) -> Option<SecretString> {
         use nix::sys::termios::{FlushArg, LocalFlags, SetArg, tcflush, tcgetattr, tcsetattr};

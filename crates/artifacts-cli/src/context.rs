@@ -32,8 +32,11 @@ pub struct Context {
     pub settings: Settings,
     pub targets: Vec<TargetId>,
     pub jobs: usize,
-    /// Unlocked copies of passphrase-protected identity files, for backend scripts.
+    /// Where unlocked copies of passphrase-protected identity files go.
     unlocked: Option<artifacts_engine::scratch::Scratch>,
+    /// Protected identity files not unlocked yet: the file, and the copy's
+    /// path, which backend scripts were already told.
+    locked: std::sync::Mutex<Vec<(PathBuf, PathBuf)>>,
 }
 
 impl Context {
@@ -106,6 +109,7 @@ impl Context {
             targets,
             jobs,
             unlocked: None,
+            locked: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -113,13 +117,14 @@ impl Context {
     /// `ARTIFACTS_IDENTITY` (paths joined like `PATH`: file names, never
     /// keys): `-i FILE` and `$ARTIFACTS_IDENTITY`, relative to the current
     /// directory, then the manifest's `identities`, relative to the manifest
-    /// (`~/` is the home directory; a missing one is skipped). A
-    /// passphrase-protected file is asked for once on the terminal and handed
-    /// over unlocked, in a `0600` file of a private scratch directory that is
-    /// removed when the run ends (signals included); without a terminal it is
-    /// handed over as it is, and whatever needs it says it has no passphrase.
+    /// (`~/` is the home directory; a missing one is skipped);
     /// `SOPS_AGE_KEY_FILE` and `SOPS_AGE_SSH_PRIVATE_KEY_FILE` are made
-    /// absolute and unlocked the same way.
+    /// absolute the same way. A passphrase-protected file, when a terminal can
+    /// ask, is handed over as the path of an unlocked copy in a private
+    /// scratch directory (removed when the run ends, signals included), which
+    /// [`Context::unlock_identities`] writes once something needs it, as
+    /// `age` asks only when a key is needed. Without a terminal it is handed
+    /// over as it is, and whatever needs it says it has no passphrase.
     pub fn with_identities(mut self, identities: &[PathBuf]) -> Result<Context> {
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
         let mut files: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
@@ -177,37 +182,63 @@ impl Context {
         Ok(self)
     }
 
-    /// The identity file a backend script gets for `file`: itself, or an
-    /// unlocked copy when it is passphrase-protected and a terminal can ask.
+    /// The identity file a backend script gets for `file`: itself, or the
+    /// path its unlocked copy will have when it is passphrase-protected and a
+    /// terminal can ask.
     fn hand_over(&mut self, file: PathBuf) -> Result<PathBuf> {
-        match artifacts_crypto::age::unlock_identity_file(&file, &crate::ask::TtyPassphrase) {
-            Ok(None) => Ok(file),
-            Ok(Some(unlocked)) => {
+        use artifacts_crypto::age::{NoPassphrase, unlock_identity_file};
+        match unlock_identity_file(&file, &NoPassphrase) {
+            Ok(_) => Ok(file),
+            Err(artifacts_crypto::Error::PassphraseRequired { .. })
+                if crate::ask::TtyPassphrase::available() =>
+            {
                 let scratch = match self.unlocked.take() {
                     Some(scratch) => scratch,
                     None => artifacts_engine::scratch::Scratch::new("identities")
                         .context("failed to create a private directory for unlocked identities")?,
                 };
-                // Numbered in the order handed over: one file per unlocked identity.
-                let taken = std::fs::read_dir(scratch.path()).map_or(0, |d| d.count());
-                let path = scratch.path().join(format!("identity-{taken}"));
-                let written = artifacts_engine::scratch::write_private(&path, unlocked.as_bytes())
-                    .with_context(|| format!("failed to write `{}`", path.display()));
+                let locked = self.locked.get_mut().unwrap_or_else(|e| e.into_inner());
+                let copy = scratch.path().join(format!("identity-{}", locked.len()));
+                locked.push((file, copy.clone()));
                 self.unlocked = Some(scratch);
-                written?;
-                Ok(path)
+                Ok(copy)
             }
             // No terminal: the backend that needs it says so.
             Err(artifacts_crypto::Error::PassphraseRequired { .. }) => Ok(file),
-            Err(error) => {
-                let hint = error
-                    .hint()
-                    .map(|h| format!("\nhint: {h}"))
-                    .unwrap_or_default();
-                let chain = artifacts_engine::error_chain(&error);
-                Err(UsageError(anyhow::anyhow!("{chain}{hint}")).into())
-            }
+            Err(error) => Err(identity_error(&error)),
         }
+    }
+
+    /// Asks for the passphrase of each protected identity file not unlocked
+    /// yet (once each) and writes the unlocked copies backend scripts were
+    /// told about. Whether there was anything to unlock.
+    pub fn unlock_identities(&self) -> Result<bool> {
+        let pending: Vec<(PathBuf, PathBuf)> = {
+            let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+            locked.drain(..).collect()
+        };
+        for (file, copy) in &pending {
+            let unlocked =
+                artifacts_crypto::age::unlock_identity_file(file, &crate::ask::TtyPassphrase)
+                    .map_err(|error| identity_error(&error))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "identity file `{}` lost its passphrase while running",
+                            file.display()
+                        )
+                    })?;
+            artifacts_engine::scratch::write_private(copy, unlocked.as_bytes())
+                .with_context(|| format!("failed to write `{}`", copy.display()))?;
+        }
+        Ok(!pending.is_empty())
+    }
+
+    /// [`Context::with_identities`], unlocked at once: for commands that read
+    /// stored secrets.
+    pub fn with_unlocked_identities(self, identities: &[PathBuf]) -> Result<Context> {
+        let ctx = self.with_identities(identities)?;
+        ctx.unlock_identities()?;
+        Ok(ctx)
     }
 
     /// Builds the flake's generator derivations (one `nix build`), if any.
@@ -253,6 +284,16 @@ impl Context {
             })
             .collect())
     }
+}
+
+/// An identity file that cannot be used: the cause, then the fix.
+fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
+    let hint = error
+        .hint()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default();
+    let chain = artifacts_engine::error_chain(error);
+    UsageError(anyhow::anyhow!("{chain}{hint}")).into()
 }
 
 /// `-C DIR`, relative to the current directory.

@@ -124,12 +124,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
         Some(Command::Migrate(args)) => commands::lifecycle::migrate(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
         Some(Command::Gc(args)) => commands::lifecycle::gc(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -140,11 +140,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::activate::run(&Context::load(global)?, global, args)
         }
         Some(Command::Show(args)) => commands::stored::show(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             args,
         ),
         Some(Command::Rekey(args)) => commands::stored::rekey(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),

@@ -267,6 +267,17 @@ impl<'a> Engine<'a> {
         out
     }
 
+    /// Whether [`Engine::unwritable`] can tell for this unit: nothing to
+    /// store, or a shipped backend.
+    pub fn tells_writable(&self, unit: &Unit<'_>) -> bool {
+        match self.storage(unit) {
+            Ok(Storage::Scripts(_, scripts)) => {
+                matches!(scripts.serialize, crate::backend::Script::Shipped { .. })
+            }
+            Ok(Storage::Passthrough) | Err(_) => true,
+        }
+    }
+
     /// Checks one unit.
     pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
         let unit = &plan.units[index];

@@ -9,8 +9,22 @@ use artifacts_engine::plan::Plan;
 use crate::context::Context;
 
 /// Fails with one message listing every unit that could not be stored.
+/// Protected identity files are unlocked (their passphrases asked) only when
+/// something needs them: a store that cannot be written without, stored
+/// dependencies to read back, or a backend that cannot be asked.
 pub fn require_writable(ctx: &Context, plan: &Plan<'_>, indexes: &[usize]) -> Result<()> {
-    let missing = ctx.engine().unwritable(plan, indexes);
+    let engine = ctx.engine();
+    let reads_or_unknown = indexes.iter().any(|&i| {
+        let unit = &plan.units[i];
+        !unit.artifact.dependencies.is_empty() || !engine.tells_writable(unit)
+    });
+    if reads_or_unknown {
+        ctx.unlock_identities()?;
+    }
+    let mut missing = engine.unwritable(plan, indexes);
+    if !missing.is_empty() && ctx.unlock_identities()? {
+        missing = engine.unwritable(plan, indexes);
+    }
     if missing.is_empty() {
         return Ok(());
     }
