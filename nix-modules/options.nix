@@ -42,6 +42,17 @@ let
           default = "hidden";
           description = "How the answer is typed: one line or several, shown or hidden.";
         };
+        # Keep these two in sync with `Prompt` in crates/artifacts-model/src/model.rs.
+        allowEmpty = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Accept an empty answer; otherwise it is refused (asked again in a terminal).";
+        };
+        confirm = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Ask a hidden answer twice and require both to match; set false for long pasted values.";
+        };
       };
     }
   );

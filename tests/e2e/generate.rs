@@ -405,3 +405,43 @@ files.token = {}
         .stderr_has("dependency cycle: a -> b -> a")
         .stderr_has("depends on `nope`, which nixos machine `m` does not declare");
 }
+
+// See: issue 11 (empty answers were stored from variables and prompts files).
+#[test]
+fn empty_answers_from_variables_and_prompts_files_are_refused_unless_allowed() {
+    let p = Project::new("empty_answers_from_variables_and_prompts_files_are_refused");
+    p.recording_backend()
+        .generator(
+            "copy.sh",
+            r#"cat "$prompts/pw" "$prompts/note" > "$out/both""#,
+        )
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.app]
+generator = "generators/copy.sh"
+prompts.pw = {}
+prompts.note = { type = "line", allowEmpty = true }
+files.both = {}
+"#,
+        );
+    p.finish(
+        p.command(["generate"])
+            .env("ARTIFACTS_PROMPT_APP_PW", "")
+            .env("ARTIFACTS_PROMPT_APP_NOTE", ""),
+    )
+    .code(2)
+    .stderr_has("prompt `pw` of artifact `app` from `ARTIFACTS_PROMPT_APP_PW` is empty")
+    .stderr_has("allowEmpty = true");
+    assert!(p.stored("nixos/m/app/both").is_none());
+    p.file("answers.yaml", "app:\n  pw: \"\"\n  note: \"\"\n");
+    p.run(["generate", "--prompts-file", "answers.yaml"])
+        .code(2)
+        .stderr_has("prompt `pw` of artifact `app` from the prompts file is empty");
+    assert!(p.stored("nixos/m/app/both").is_none());
+    // `note` may be empty; `pw` is not.
+    p.file("answers.yaml", "app:\n  pw: \"x\"\n  note: \"\"\n");
+    p.run(["generate", "--prompts-file", "answers.yaml"])
+        .success();
+    assert_eq!(p.stored("nixos/m/app/both").as_deref(), Some("x"));
+}

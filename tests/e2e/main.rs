@@ -10,6 +10,7 @@ mod flake;
 mod generate;
 mod hardening;
 mod host_keys;
+mod identities;
 mod lifecycle;
 mod migrate_gc;
 mod nix;

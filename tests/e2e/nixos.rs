@@ -186,7 +186,8 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
     assert_eq!(store["machineName"], "agenix-box");
     assert_eq!(
         store["store"]["api"]["prompts"]["password"],
-        json!({ "name": "password", "description": "API password", "type": "hidden" })
+        json!({ "name": "password", "description": "API password", "type": "hidden",
+                "allowEmpty": false, "confirm": true })
     );
     assert_eq!(
         store["store"]["api"]["files"]["token"]["value"],

@@ -1,13 +1,14 @@
-//! Asking a person: prompts in the terminal, confirmations, and the prompts file.
+//! Asking a person: prompts in the terminal, confirmations, passphrases of
+//! identity files, and the prompts file.
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
+use artifacts_crypto::age::PassphraseProvider;
 use artifacts_engine::prompts::{Asker, PromptsFile};
-use artifacts_model::{Prompt, PromptKind};
-use console::Term;
-use secrecy::SecretString;
+use artifacts_model::Prompt;
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::exit::UsageError;
@@ -17,7 +18,16 @@ pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Asks in the terminal with dialoguer, in declaration order.
+/// How many refused answers (empty, or a mismatched second entry) in a row
+/// end the run: a terminal that hung up answers with end-of-file forever.
+const ATTEMPTS: usize = 3;
+
+/// Asks in the terminal, in declaration order. Every answer is a whole line
+/// read in the terminal's own line mode (so Ctrl-C is a SIGINT, handled by
+/// [`crate::signals`]: exit 130, terminal restored). Hidden answers are read
+/// with echo off after discarding typed-ahead input, and typed twice unless
+/// the prompt says `confirm = false`; empty answers are refused unless it says
+/// `allowEmpty = true`.
 pub struct TerminalAsker;
 
 impl Asker for TerminalAsker {
@@ -26,39 +36,61 @@ impl Asker for TerminalAsker {
             Some(description) => format!("{artifact} › {name} ({description})"),
             None => format!("{artifact} › {name}"),
         };
-        let term = Term::stderr();
-        match prompt.kind {
-            PromptKind::Line => dialoguer::Input::<String>::new()
-                .with_prompt(label)
-                .allow_empty(true)
-                .interact_text_on(&term)
-                .map(SecretString::from)
-                .map_err(|e| e.to_string()),
-            PromptKind::Hidden => {
-                read_hidden(&format!("{label}: "), false).map_err(|e| e.to_string())
-            }
-            PromptKind::Multiline | PromptKind::MultilineHidden => {
-                let hidden = prompt.kind.is_hidden();
-                let header = format!(
-                    "{label}\n  (several lines{}; finish with Ctrl-D on an empty line)\n",
-                    if hidden { ", not shown" } else { "" }
-                );
-                if hidden {
-                    read_hidden(&header, true).map_err(|e| e.to_string())
-                } else {
-                    let _ = term.write_str(&header);
-                    read_lines(true).map_err(|e| e.to_string())
-                }
-            }
-        }
+        ask_until_accepted(&label, prompt).map_err(|e| e.to_string())
     }
 }
 
+fn ask_until_accepted(label: &str, prompt: &Prompt) -> std::io::Result<SecretString> {
+    let hidden = prompt.kind.is_hidden();
+    let multiline = prompt.kind.is_multiline();
+    let header = |again: bool| {
+        let again = if again { " (again)" } else { "" };
+        if multiline {
+            format!(
+                "{label}{again}\n  (several lines{}; finish with Ctrl-D on an empty line)\n",
+                if hidden { ", not shown" } else { "" }
+            )
+        } else {
+            format!("{label}{again}: ")
+        }
+    };
+    let read = |again: bool| -> std::io::Result<SecretString> {
+        if hidden {
+            read_hidden(&header(again), multiline, !again)
+        } else {
+            eprint!("{}", header(again));
+            read_lines(multiline)
+        }
+    };
+    for _ in 0..ATTEMPTS {
+        let value = read(false)?;
+        if value.expose_secret().is_empty() && !prompt.allow_empty {
+            eprintln!("  an answer is required (this prompt does not allow an empty one)");
+            continue;
+        }
+        if hidden && prompt.confirm {
+            let again = read(true)?;
+            if again.expose_secret() != value.expose_secret() {
+                eprintln!("  the two answers differ; asking again");
+                continue;
+            }
+        }
+        return Ok(value);
+    }
+    Err(std::io::Error::other(format!(
+        "no acceptable answer after {ATTEMPTS} attempts"
+    )))
+}
+
 /// Shows `prompt` and reads one line (or, with `until_eof`, lines up to
-/// end-of-file) with echo off. Echo goes off *before* the prompt appears, so
-/// answers typed or pasted right away are neither shown nor discarded.
-fn read_hidden(prompt: &str, until_eof: bool) -> std::io::Result<SecretString> {
+/// end-of-file) with echo off. With `flush`, input typed before the prompt
+/// appeared is discarded first: it was meant for something else (an `Enter`
+/// after a confirmation must never become a password).
+fn read_hidden(prompt: &str, until_eof: bool, flush: bool) -> std::io::Result<SecretString> {
     let echo = EchoOff::new();
+    if flush {
+        discard_typed_ahead();
+    }
     eprint!("{prompt}");
     let value = read_lines(until_eof);
     drop(echo);
@@ -66,7 +98,14 @@ fn read_hidden(prompt: &str, until_eof: bool) -> std::io::Result<SecretString> {
     value
 }
 
+/// Drops whatever the terminal received but nobody has read yet.
+fn discard_typed_ahead() {
+    let _ = nix::sys::termios::tcflush(std::io::stdin(), nix::sys::termios::FlushArg::TCIFLUSH);
+}
+
 /// Reads one line without its newline, or everything up to end-of-file.
+/// One line that ends in end-of-file without any text is an error: the
+/// terminal is gone (or Ctrl-D was typed), and nothing was answered.
 fn read_lines(until_eof: bool) -> std::io::Result<SecretString> {
     let mut text = Zeroizing::new(String::new());
     let stdin = std::io::stdin();
@@ -75,6 +114,12 @@ fn read_lines(until_eof: bool) -> std::io::Result<SecretString> {
     loop {
         line.clear();
         if lock.read_line(&mut line)? == 0 {
+            if !until_eof && text.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the input ended before an answer",
+                ));
+            }
             break;
         }
         if !until_eof {
@@ -114,16 +159,76 @@ impl Drop for EchoOff {
     }
 }
 
-/// Asks yes/no in the terminal; `false` when nobody can answer.
+/// Asks for passphrases of identity files on the controlling terminal
+/// (`/dev/tty`), as `age` does: stdin may be the data being decrypted, and
+/// whoever runs may hold its lock. One question per file, answer hidden,
+/// typed-ahead input discarded; `None` without a terminal, so the caller
+/// fails with "no passphrase is available" instead of waiting.
+pub struct TtyPassphrase;
+
+impl TtyPassphrase {
+    /// Whether there is a terminal to ask on.
+    pub fn available() -> bool {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+    }
+}
+
+impl PassphraseProvider for TtyPassphrase {
+    fn passphrase(&self, description: &str) -> Option<SecretString> {
+        use nix::sys::termios::{FlushArg, LocalFlags, SetArg, tcflush, tcgetattr, tcsetattr};
+        use std::io::Write;
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let saved = tcgetattr(&tty).ok()?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&tty, SetArg::TCSANOW, &quiet).ok()?;
+        let _ = tcflush(&tty, FlushArg::TCIFLUSH);
+        let mut writer = &tty;
+        let _ = write!(writer, "Enter {description}: ");
+        // The terminal's line mode hands over one line per read: no buffering
+        // past it, so a byte at a time is not needed.
+        let mut line = Zeroizing::new(String::new());
+        let read = std::io::BufReader::new(&tty).read_line(&mut line);
+        let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
+        let _ = writeln!(writer);
+        match read {
+            Ok(n) if n > 0 => Some(SecretString::from(line.trim_end_matches(['\n', '\r']))),
+            _ => None,
+        }
+    }
+}
+
+/// Asks yes/no in the terminal; `false` when nobody can answer. The answer is
+/// a whole line (`y` or `yes`, then Enter; anything else is no), so a
+/// keystroke meant for the next question is never taken as the answer, and
+/// the Enter after `y` is never left over for the next question. Input typed
+/// before the question appeared is discarded.
 pub fn confirm(question: &str) -> Result<bool> {
     if !interactive() {
         return Ok(false);
     }
-    dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(false)
-        .interact_on(&Term::stderr())
-        .context("failed to read the answer")
+    discard_typed_ahead();
+    eprint!("{question} [y/N] ");
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("failed to read the answer")?;
+    if read == 0 {
+        // Ctrl-D: no, on a line of its own.
+        eprintln!();
+        return Ok(false);
+    }
+    let answer = line.trim().to_ascii_lowercase();
+    Ok(answer == "y" || answer == "yes")
 }
 
 /// Reads a prompts file: a JSON or YAML map artifact -> prompt -> string; `-` is stdin.

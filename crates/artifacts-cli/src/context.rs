@@ -36,6 +36,11 @@ pub struct Context {
     /// Held by mutating commands ([`Context::load_exclusive`]) until the
     /// context is dropped; never read.
     _project_lock: Option<ProjectLock>,
+    /// Where unlocked copies of passphrase-protected identity files go.
+    unlocked: Option<artifacts_engine::scratch::Scratch>,
+    /// Protected identity files not unlocked yet: the file, and the copy's
+    /// path, which backend scripts were already told.
+    locked: std::sync::Mutex<Vec<(PathBuf, PathBuf)>>,
 }
 
 impl Context {
@@ -137,26 +142,137 @@ impl Context {
             targets,
             jobs,
             _project_lock: project_lock,
+            unlocked: None,
+            locked: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// `--identity FILE…` reaches backend scripts as `ARTIFACTS_IDENTITY`
-    /// (paths joined like `PATH`, before any already set): file names, never keys.
+    /// The identity files backend scripts may use, handed to them as
+    /// `ARTIFACTS_IDENTITY` (paths joined like `PATH`: file names, never
+    /// keys): `-i FILE` and `$ARTIFACTS_IDENTITY`, relative to the current
+    /// directory, then the manifest's `identities`, relative to the manifest
+    /// (`~/` is the home directory; a missing one is skipped);
+    /// `SOPS_AGE_KEY_FILE` and `SOPS_AGE_SSH_PRIVATE_KEY_FILE` are made
+    /// absolute the same way. A passphrase-protected file, when a terminal can
+    /// ask, is handed over as the path of an unlocked copy in a private
+    /// scratch directory (removed when the run ends, signals included), which
+    /// [`Context::unlock_identities`] writes once something needs it, as
+    /// `age` asks only when a key is needed. Without a terminal it is handed
+    /// over as it is, and whatever needs it says it has no passphrase.
     pub fn with_identities(mut self, identities: &[PathBuf]) -> Result<Context> {
-        if identities.is_empty() {
-            return Ok(self);
-        }
         let cwd = std::env::current_dir().context("failed to read the current directory")?;
-        let mut paths: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
+        let mut files: Vec<PathBuf> = identities.iter().map(|p| cwd.join(p)).collect();
         if let Some(existing) = std::env::var_os("ARTIFACTS_IDENTITY") {
-            paths.extend(std::env::split_paths(&existing));
+            files.extend(
+                std::env::split_paths(&existing)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map(|p| cwd.join(p)),
+            );
         }
-        let joined = std::env::join_paths(paths)
-            .map_err(|e| UsageError(anyhow::anyhow!("--identity: {e}")))?;
-        self.settings
-            .extra_env
-            .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
+        for name in &self.model.identities {
+            let path = match name.strip_prefix("~/") {
+                Some(rest) => match std::env::var_os("HOME") {
+                    Some(home) => PathBuf::from(home).join(rest),
+                    None => {
+                        return Err(UsageError(anyhow::anyhow!(
+                            "identity file `{name}` in the manifest starts with `~/`, and HOME is not set"
+                        ))
+                        .into());
+                    }
+                },
+                None => self.model.root.join(name),
+            };
+            if path.exists() {
+                files.push(path);
+            } else {
+                tracing::info!(
+                    "identity file `{name}` named in the manifest does not exist; skipped"
+                );
+            }
+        }
+        if !files.is_empty() {
+            let mut handed = Vec::with_capacity(files.len());
+            for file in files {
+                handed.push(self.hand_over(file)?);
+            }
+            let joined = std::env::join_paths(handed)
+                .map_err(|e| UsageError(anyhow::anyhow!("identity files: {e}")))?;
+            self.settings
+                .extra_env
+                .push(("ARTIFACTS_IDENTITY".to_owned(), joined));
+        }
+        // The sops variables name files too: the same for them.
+        for variable in [
+            artifacts_crypto::keys::ENV_SOPS_AGE_KEY_FILE,
+            artifacts_crypto::keys::ENV_SOPS_AGE_SSH_PRIVATE_KEY_FILE,
+        ] {
+            if let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
+                let handed = self.hand_over(cwd.join(value))?;
+                self.settings
+                    .extra_env
+                    .push((variable.to_owned(), handed.into_os_string()));
+            }
+        }
         Ok(self)
+    }
+
+    /// The identity file a backend script gets for `file`: itself, or the
+    /// path its unlocked copy will have when it is passphrase-protected and a
+    /// terminal can ask.
+    fn hand_over(&mut self, file: PathBuf) -> Result<PathBuf> {
+        use artifacts_crypto::age::{NoPassphrase, unlock_identity_file};
+        match unlock_identity_file(&file, &NoPassphrase) {
+            Ok(_) => Ok(file),
+            Err(artifacts_crypto::Error::PassphraseRequired { .. })
+                if crate::ask::TtyPassphrase::available() =>
+            {
+                let scratch = match self.unlocked.take() {
+                    Some(scratch) => scratch,
+                    None => artifacts_engine::scratch::Scratch::new("identities")
+                        .context("failed to create a private directory for unlocked identities")?,
+                };
+                let locked = self.locked.get_mut().unwrap_or_else(|e| e.into_inner());
+                let copy = scratch.path().join(format!("identity-{}", locked.len()));
+                locked.push((file, copy.clone()));
+                self.unlocked = Some(scratch);
+                Ok(copy)
+            }
+            // No terminal: the backend that needs it says so.
+            Err(artifacts_crypto::Error::PassphraseRequired { .. }) => Ok(file),
+            Err(error) => Err(identity_error(&error)),
+        }
+    }
+
+    /// Asks for the passphrase of each protected identity file not unlocked
+    /// yet (once each) and writes the unlocked copies backend scripts were
+    /// told about. Whether there was anything to unlock.
+    pub fn unlock_identities(&self) -> Result<bool> {
+        let pending: Vec<(PathBuf, PathBuf)> = {
+            let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+            locked.drain(..).collect()
+        };
+        for (file, copy) in &pending {
+            let unlocked =
+                artifacts_crypto::age::unlock_identity_file(file, &crate::ask::TtyPassphrase)
+                    .map_err(|error| identity_error(&error))?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "identity file `{}` lost its passphrase while running",
+                            file.display()
+                        )
+                    })?;
+            artifacts_engine::scratch::write_private(copy, unlocked.as_bytes())
+                .with_context(|| format!("failed to write `{}`", copy.display()))?;
+        }
+        Ok(!pending.is_empty())
+    }
+
+    /// [`Context::with_identities`], unlocked at once: for commands that read
+    /// stored secrets.
+    pub fn with_unlocked_identities(self, identities: &[PathBuf]) -> Result<Context> {
+        let ctx = self.with_identities(identities)?;
+        ctx.unlock_identities()?;
+        Ok(ctx)
     }
 
     /// Builds the flake's generator derivations (one `nix build`), if any.
@@ -202,6 +318,16 @@ impl Context {
             })
             .collect())
     }
+}
+
+/// An identity file that cannot be used: the cause, then the fix.
+fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
+    let hint = error
+        .hint()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default();
+    let chain = artifacts_engine::error_chain(error);
+    UsageError(anyhow::anyhow!("{chain}{hint}")).into()
 }
 
 /// `-C DIR`, relative to the current directory.

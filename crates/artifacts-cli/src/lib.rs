@@ -138,12 +138,14 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::lifecycle::accept(&Context::load_exclusive(global)?, global, args)
         }
         Some(Command::Migrate(args)) => commands::lifecycle::migrate(
-            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
         Some(Command::Gc(args)) => commands::lifecycle::gc(
-            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -154,11 +156,12 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             commands::activate::run(&Context::load(global)?, global, args)
         }
         Some(Command::Show(args)) => commands::stored::show(
-            &Context::load(global)?.with_identities(&args.identity.identities)?,
+            &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             args,
         ),
         Some(Command::Rekey(args)) => commands::stored::rekey(
-            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
@@ -212,7 +215,7 @@ fn tool(
         stderr: &mut stderr,
         env: &env,
         cwd,
-        passphrase: &artifacts_crypto::cli::TerminalPassphrase,
+        passphrase: &ask::TtyPassphrase,
     };
     match run(&mut io) {
         Ok(()) => {
@@ -262,6 +265,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
         }
     }
     if summary.missing > 0 && ask::confirm(&question)? {
+        let ctx = ctx.with_identities(&[])?;
         let prompts = args::PromptArgs {
             prompts_file: None,
             yes: false,

@@ -7,6 +7,7 @@
 //! Children run in their own process groups, so a terminal's Ctrl-C reaches
 //! them only through this forwarding.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -33,17 +34,26 @@ pub fn install() {
         return;
     };
     // The terminal as it was before any prompt turned echo off, to give it
-    // back if a signal ends the run in the middle of a hidden prompt.
-    let terminal = nix::sys::termios::tcgetattr(std::io::stdin()).ok();
+    // back if a signal ends the run in the middle of a hidden prompt: the
+    // controlling terminal (passphrases are read there even when stdin is a
+    // pipe), else stdin.
+    let terminal: Option<(std::os::fd::OwnedFd, nix::sys::termios::Termios)> =
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map(std::os::fd::OwnedFd::from)
+            .or_else(|_| std::io::stdin().as_fd().try_clone_to_owned())
+            .ok()
+            .and_then(|fd| {
+                let saved = nix::sys::termios::tcgetattr(&fd).ok()?;
+                Some((fd, saved))
+            });
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             INTERRUPTED.store(true, Ordering::SeqCst);
-            if let Some(saved) = &terminal {
-                let _ = nix::sys::termios::tcsetattr(
-                    std::io::stdin(),
-                    nix::sys::termios::SetArg::TCSANOW,
-                    saved,
-                );
+            if let Some((fd, saved)) = &terminal {
+                let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, saved);
             }
             artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
             artifacts_engine::scratch::remove_all();

@@ -422,9 +422,8 @@ pub fn parse_identities(
     if trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
         || trimmed.starts_with("age-encryption.org/")
     {
-        return Err(invalid(
-            "passphrase-encrypted identity files are not supported",
-        ));
+        let plain = decrypt_identity_file(text.as_bytes(), &origin, passphrase)?;
+        return parse_plain_identities(&plain, &origin);
     }
     if trimmed.starts_with("-----BEGIN") {
         return Err(invalid("unsupported private key format"));
@@ -458,12 +457,142 @@ pub fn parse_identities(
     Ok(out)
 }
 
-/// Reads an identity file (age key file or OpenSSH private key).
+/// Whether bytes are an age file, binary or armored (an `age -p` identity file).
+fn is_age_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"age-encryption.org/") || is_armored(bytes)
+}
+
+/// Decrypts an identity file that `age -p` encrypted with a passphrase, as the
+/// `age` CLI does: one passphrase prompt, naming the file. Only the native
+/// X25519 identities may be inside (as with `age`), never another encrypted file.
+fn decrypt_identity_file(
+    bytes: &[u8],
+    origin: &Origin,
+    passphrase: &dyn PassphraseProvider,
+) -> Result<Zeroizing<String>> {
+    let invalid = |reason: &str| Error::InvalidIdentity {
+        origin: origin.clone(),
+        reason: reason.to_string(),
+    };
+    let reader = age::armor::ArmoredReader::new(bytes);
+    let decryptor = age::Decryptor::new_buffered(BufReader::new(reader))
+        .map_err(|_| invalid("not a valid age-encrypted identity file"))?;
+    if !decryptor.is_scrypt() {
+        return Err(invalid(
+            "an age file encrypted to recipients, not with a passphrase (`age -p`), cannot be an identity file",
+        ));
+    }
+    let Some(pass) = passphrase.passphrase(&format!("passphrase for identity file {origin}"))
+    else {
+        return Err(Error::PassphraseRequired {
+            origin: origin.clone(),
+        });
+    };
+    let mut identity = age::scrypt::Identity::new(pass);
+    // The limit of the `age` CLI (its files use 18), instead of a guess from
+    // this machine's speed that refuses what `age` decrypts.
+    identity.set_max_work_factor(22);
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::DecryptionFailed
+            | age::DecryptError::KeyDecryptionFailed
+            | age::DecryptError::NoMatchingKeys => Error::WrongPassphrase {
+                origin: origin.clone(),
+            },
+            other => invalid(&map_decrypt_error(&other)),
+        })?;
+    let mut plain = Zeroizing::new(Vec::new());
+    reader
+        .read_to_end(&mut plain)
+        .map_err(|_| invalid("the file is truncated or was modified"))?;
+    let text =
+        std::str::from_utf8(&plain).map_err(|_| invalid("its contents are not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+/// Parses the decrypted contents of an encrypted identity file: no second
+/// passphrase, no nesting.
+fn parse_plain_identities(text: &str, origin: &Origin) -> Result<Vec<Identity>> {
+    if is_age_file(text.trim_start().as_bytes()) {
+        return Err(Error::InvalidIdentity {
+            origin: origin.clone(),
+            reason: "an encrypted identity file inside an encrypted identity file".into(),
+        });
+    }
+    parse_identities(text, origin.clone(), &NoPassphrase)
+}
+
+/// An identity file's contents once its passphrase is applied, for programs
+/// that cannot ask (backend scripts without a terminal): `None` when the file
+/// is not passphrase-protected (use it as it is), else the equivalent
+/// unprotected file, an age key file or an OpenSSH key. Asks `passphrase` at
+/// most once. The result is secret: keep it in `0600` files only.
+pub fn unlock_identity_file(
+    path: &Path,
+    passphrase: &dyn PassphraseProvider,
+) -> Result<Option<Zeroizing<String>>> {
+    let origin = Origin::file(path);
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read", path, e))?);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    if is_age_file(&bytes[start..]) {
+        let plain = decrypt_identity_file(&bytes, &origin, passphrase)?;
+        parse_plain_identities(&plain, &origin)?;
+        return Ok(Some(plain));
+    }
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(None);
+    };
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return Ok(None);
+    }
+    let filename = Some(path.display().to_string());
+    let Ok(age::ssh::Identity::Encrypted(_)) =
+        age::ssh::Identity::from_buffer(BufReader::new(trimmed.as_bytes()), filename)
+    else {
+        return Ok(None);
+    };
+    let Some(pass) = passphrase.passphrase(&format!("passphrase for {origin}")) else {
+        return Err(Error::PassphraseRequired { origin });
+    };
+    let invalid = |reason: String| Error::InvalidIdentity {
+        origin: origin.clone(),
+        reason,
+    };
+    match crate::openssh::unlock(trimmed, pass.expose_secret().as_bytes()) {
+        crate::openssh::Unlocked::Key(text) => {
+            // What we hand over must be what the key was.
+            parse_identities(&text, origin.clone(), &NoPassphrase)?;
+            Ok(Some(text))
+        }
+        crate::openssh::Unlocked::WrongPassphrase => Err(Error::WrongPassphrase { origin }),
+        crate::openssh::Unlocked::NotEncrypted => Ok(None),
+        crate::openssh::Unlocked::Unsupported(what) => Err(invalid(format!(
+            "cannot unlock an OpenSSH key protected with {what} (re-protect it with `ssh-keygen -p`)"
+        ))),
+        crate::openssh::Unlocked::Invalid => {
+            Err(invalid("not a valid OpenSSH private key".to_owned()))
+        }
+    }
+}
+
+/// Reads an identity file (age key file, OpenSSH private key, or either
+/// encrypted with a passphrase).
 pub fn read_identity_file(
     path: &Path,
     passphrase: &dyn PassphraseProvider,
 ) -> Result<Vec<Identity>> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("read", path, e))?);
+    if bytes.starts_with(b"age-encryption.org/") {
+        // Binary `age -p` output is not UTF-8.
+        let origin = Origin::file(path);
+        let plain = decrypt_identity_file(&bytes, &origin, passphrase)?;
+        return parse_plain_identities(&plain, &origin);
+    }
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::InvalidIdentity {
         origin: Origin::file(path),
         reason: "the file is not UTF-8 text".into(),

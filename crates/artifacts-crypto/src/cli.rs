@@ -9,10 +9,9 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::age::{self, Identity, PassphraseProvider, Recipient};
@@ -34,26 +33,11 @@ pub struct Io<'a> {
     pub env: &'a BTreeMap<String, OsString>,
     /// Working directory, where `.sops.yaml` lookup starts.
     pub cwd: PathBuf,
-    /// Asked for the passphrase of encrypted SSH keys.
+    /// Asked for the passphrase of encrypted SSH keys and identity files.
+    /// A binary asks on its controlling terminal (`/dev/tty`, as `age` does,
+    /// since stdin may carry the data), and must not hold the stdin lock
+    /// while it asks through stdin.
     pub passphrase: &'a dyn PassphraseProvider,
-}
-
-/// Asks for passphrases on the terminal when there is one.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TerminalPassphrase;
-
-impl PassphraseProvider for TerminalPassphrase {
-    fn passphrase(&self, description: &str) -> Option<SecretString> {
-        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-            return None;
-        }
-        dialoguer::Password::new()
-            .with_prompt(description.to_string())
-            .allow_empty_password(true)
-            .interact()
-            .ok()
-            .map(SecretString::from)
-    }
 }
 
 /// A failed command: the error, its exit code and an optional fix.

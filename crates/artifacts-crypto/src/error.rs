@@ -99,13 +99,14 @@ pub enum Error {
         /// Why it was rejected (never the key itself).
         reason: String,
     },
-    /// An SSH key is passphrase-protected and no passphrase could be obtained.
+    /// An SSH key or an identity file is passphrase-protected and no
+    /// passphrase could be obtained.
     #[error("{origin} is passphrase-protected and no passphrase is available")]
     PassphraseRequired {
         /// The key file.
         origin: Origin,
     },
-    /// The passphrase for an SSH key was wrong.
+    /// The passphrase for an SSH key or an identity file was wrong.
     #[error("wrong passphrase for {origin}")]
     WrongPassphrase {
         /// The key file.

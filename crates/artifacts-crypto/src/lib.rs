@@ -8,8 +8,8 @@
 //!   - Parse who to encrypt to: [`age::Recipient::parse`],
 //!     [`age::read_recipients_file`] (also `.pub` files).
 //!   - Load private keys: [`age::read_identity_file`] (age key files and
-//!     OpenSSH keys; a [`age::PassphraseProvider`] answers passphrase
-//!     prompts), or let [`keys::discover_identities`] collect them from
+//!     OpenSSH keys, either one passphrase-protected; a
+//!     [`age::PassphraseProvider`] answers passphrase prompts), or let [`keys::discover_identities`] collect them from
 //!     explicit files and the environment you pass in as a [`keys::KeyEnv`].
 //!   - For readers that only know X25519 (sops-nix with a host's ssh key):
 //!     [`age::Recipient::to_x25519`], [`age::Identity::to_x25519`] (as
@@ -36,7 +36,9 @@
 //! # Supported and refused
 //!
 //! Supported: age X25519, `ssh-ed25519` and `ssh-rsa` recipients and
-//! identities (passphrase-protected OpenSSH keys through a callback); SOPS
+//! identities (passphrase-protected OpenSSH keys and `age -p` identity files
+//! through a callback; [`age::unlock_identity_file`] hands either over,
+//! unlocked, to a program that cannot ask); SOPS
 //! YAML (several documents, comments, dates), JSON, dotenv and binary files;
 //! every type sops writes (`str`, `int`, `float`, `bool`, `time`, `comment`);
 //! `unencrypted_suffix`, `encrypted_suffix`, `unencrypted_regex`,
@@ -48,7 +50,7 @@
 //! threshold (more than one key group), pgp/kms/vault master keys when the
 //! data key would have to be re-wrapped (files that also carry age keys still
 //! decrypt), age plugin recipients/identities, passphrase-encrypted age files
-//! and identity files, INI documents.
+//! (other than identity files), INI documents.
 //!
 //! # Secrets
 //!

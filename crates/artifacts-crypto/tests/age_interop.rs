@@ -261,3 +261,94 @@ fn damaged_age_files_fail_without_returning_plaintext() {
     let e = age::decrypt(&x.identities(), b"not age at all", &origin).unwrap_err();
     assert!(e.to_string().contains("f.age"), "{e}");
 }
+
+#[test]
+fn unlocked_ssh_keys_are_the_same_keys_for_ssh_keygen_and_age() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TestDir::new("ssh-unlock");
+    let right = |_: &str| Some(SecretString::from("correct horse".to_string()));
+    for (name, kind, cipher) in [
+        ("ed_ctr", "ed25519", None),
+        ("ed_gcm", "ed25519", Some("aes256-gcm@openssh.com")),
+        ("rsa_ctr", "rsa", None),
+    ] {
+        let key = SshKey::new(&dir, name, kind, "correct horse");
+        if let Some(cipher) = cipher {
+            let flags = [
+                "-q",
+                "-p",
+                "-P",
+                "correct horse",
+                "-N",
+                "correct horse",
+                "-Z",
+                cipher,
+                "-f",
+            ];
+            let args: Vec<&OsStr> = flags
+                .iter()
+                .map(OsStr::new)
+                .chain([key.private.as_os_str()])
+                .collect();
+            let out = run(&tool("ssh-keygen"), &args, &[], dir.path(), None);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let e = age::unlock_identity_file(&key.private, &NoPassphrase).unwrap_err();
+        assert!(matches!(e, Error::PassphraseRequired { .. }), "{name}: {e}");
+        let wrong = |_: &str| Some(SecretString::from("nope".to_string()));
+        let e = age::unlock_identity_file(&key.private, &wrong).unwrap_err();
+        assert!(matches!(e, Error::WrongPassphrase { .. }), "{name}: {e}");
+
+        let text = age::unlock_identity_file(&key.private, &right)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: a protected key came back as unprotected"));
+        let unlocked = dir.join(&format!("{name}.unlocked"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&unlocked)
+            .unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        // The real ssh-keygen reads it without a passphrase, as the same key.
+        let out = run(
+            &tool("ssh-keygen"),
+            &[
+                OsStr::new("-y"),
+                OsStr::new("-P"),
+                OsStr::new(""),
+                OsStr::new("-f"),
+                unlocked.as_os_str(),
+            ],
+            &[],
+            dir.path(),
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let derived = String::from_utf8(out.stdout).unwrap();
+        let first_two = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        assert_eq!(first_two(&derived), first_two(&key.public), "{name}");
+        // And age decrypts with it, asking nothing.
+        let ct = age::encrypt(&[Recipient::parse(&key.public).unwrap()], MESSAGE, false).unwrap();
+        let ids = age::read_identity_file(&unlocked, &NoPassphrase).unwrap();
+        assert_eq!(
+            &age::decrypt(&ids, &ct, &Origin::Stdin).unwrap()[..],
+            MESSAGE,
+            "{name}"
+        );
+        // An unprotected key needs no unlocking.
+        assert!(
+            age::unlock_identity_file(&unlocked, &right)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

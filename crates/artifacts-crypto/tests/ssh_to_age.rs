@@ -137,7 +137,7 @@ fn converted_keys_interoperate_with_the_real_age() {
 }
 
 #[test]
-fn ssh_rsa_and_other_ciphers_have_no_x25519_form() {
+fn ssh_rsa_has_no_x25519_form_and_gcm_protected_keys_have_one() {
     let dir = TestDir::new("ssh-to-age-rsa");
     let rsa = SshKey::new(&dir, "id_rsa", "rsa", "");
     let recipient = Recipient::parse(&rsa.public).unwrap();
@@ -147,8 +147,8 @@ fn ssh_rsa_and_other_ciphers_have_no_x25519_form() {
     assert!(ids[0].to_x25519().is_none());
     assert!(ids[0].x25519_secret_key().is_none());
 
-    // A key protected with another cipher than ssh-keygen's default: no
-    // X25519 form, but its ssh stanzas still decrypt.
+    // A key protected with another cipher than ssh-keygen's default
+    // (aes256-gcm) has its X25519 form too, and its ssh stanzas still decrypt.
     let private = dir.join("id_gcm");
     let out = run(
         &tool("ssh-keygen"),
@@ -174,10 +174,16 @@ fn ssh_rsa_and_other_ciphers_have_no_x25519_form() {
     );
     let ids = age::read_identity_file(&private, &|_: &str| Some(SecretString::from("pass phrase")))
         .unwrap();
-    assert!(ids[0].to_x25519().is_none());
     let public = std::fs::read_to_string(private.with_extension("pub")).unwrap();
     let ssh = Recipient::parse(&public).unwrap();
     assert_eq!(ssh.key_type(), "ssh-ed25519");
+    let converted = ssh.to_x25519().unwrap();
+    let x25519 = ids[0].to_x25519().expect("an X25519 form");
+    let ct = age::encrypt(&[converted], MESSAGE, false).unwrap();
+    assert_eq!(
+        &age::decrypt(&[x25519], &ct, &Origin::Stdin).unwrap()[..],
+        MESSAGE
+    );
     let ct = age::encrypt(&[ssh], MESSAGE, false).unwrap();
     assert_eq!(
         &age::decrypt(&ids, &ct, &Origin::Stdin).unwrap()[..],

@@ -316,6 +316,37 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Before asking anything or running any generator: which of the units
+    /// at `indexes` could not be stored with the identities at hand, and why
+    /// (e.g. adding to an existing SOPS file needs its data key). Only shipped
+    /// backends can be asked; the others are assumed writable.
+    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for &index in indexes {
+            let unit = &plan.units[index];
+            let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit) else {
+                continue;
+            };
+            match script::writable(unit, backend, scripts, &self.script_env) {
+                Ok(None) => {}
+                Ok(Some(why)) => out.push((index, why)),
+                Err(error) => out.push((index, error_chain(&error))),
+            }
+        }
+        out
+    }
+
+    /// Whether [`Engine::unwritable`] can tell for this unit: nothing to
+    /// store, or a shipped backend.
+    pub fn tells_writable(&self, unit: &Unit<'_>) -> bool {
+        match self.storage(unit) {
+            Ok(Storage::Scripts(_, scripts)) => {
+                matches!(scripts.serialize, crate::backend::Script::Shipped { .. })
+            }
+            Ok(Storage::Passthrough) | Err(_) => true,
+        }
+    }
+
     /// Checks one unit: asks its declared backend, and when that stores
     /// nothing, every other backend that could (see [`Engine::stored_elsewhere`]).
     pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {

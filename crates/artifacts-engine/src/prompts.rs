@@ -70,6 +70,18 @@ pub enum PromptError {
         /// Why.
         message: String,
     },
+    /// An answer is empty and the prompt does not declare `allowEmpty`.
+    #[error(
+        "the answer to prompt `{prompt}` of artifact `{artifact}` from {source_name} is empty, and the prompt does not allow an empty answer (declare `allowEmpty = true` on it to accept one)"
+    )]
+    Empty {
+        /// The artifact.
+        artifact: String,
+        /// The prompt.
+        prompt: String,
+        /// Where the answer came from: the prompts file, or a variable.
+        source_name: String,
+    },
     /// A prompts file names an artifact or prompt that the plan does not have.
     #[error(
         "prompts file answers `{artifact}/{prompt}`, which is not a declared prompt of any artifact"
@@ -130,15 +142,27 @@ impl Answers {
         let mut missing = Vec::new();
         for &index in selected {
             let unit = &plan.units[index];
-            for name in unit.artifact.prompts.keys() {
+            for (name, prompt) in &unit.artifact.prompts {
                 let key = (unit.name().to_owned(), name.clone());
                 if answers.values.contains_key(&key) {
                     continue;
                 }
+                let refuse_empty = |value: &SecretString, source_name: String| {
+                    if value.expose_secret().is_empty() && !prompt.allow_empty {
+                        Err(PromptError::Empty {
+                            artifact: unit.name().to_owned(),
+                            prompt: name.clone(),
+                            source_name,
+                        })
+                    } else {
+                        Ok(())
+                    }
+                };
                 if let Some(value) = file
                     .and_then(|f| f.get(unit.name()))
                     .and_then(|p| p.get(name))
                 {
+                    refuse_empty(value, "the prompts file".to_owned())?;
                     answers.values.insert(key, value.clone());
                     continue;
                 }
@@ -152,7 +176,9 @@ impl Answers {
                             second: claimants[1].clone(),
                         });
                     }
-                    answers.values.insert(key, SecretString::from(value));
+                    let value = SecretString::from(value);
+                    refuse_empty(&value, format!("`{variable}`"))?;
+                    answers.values.insert(key, value);
                     continue;
                 }
                 // With an asker, ask later: only once nothing else can fail.

@@ -66,6 +66,8 @@ pub enum ScriptKind {
     List,
     /// `remove`
     Remove,
+    /// `writable`: shipped backends only, asked before generating.
+    Writable,
 }
 
 impl ScriptKind {
@@ -77,6 +79,7 @@ impl ScriptKind {
             ScriptKind::Deserialize => "deserialize",
             ScriptKind::List => "list",
             ScriptKind::Remove => "remove",
+            ScriptKind::Writable => "writable",
         }
     }
 }
@@ -317,8 +320,8 @@ fn script_of<'s>(
             script: "deserialize",
             context: unit.context,
         }),
-        ScriptKind::List | ScriptKind::Remove => {
-            unreachable!("list and remove run through their own functions")
+        ScriptKind::List | ScriptKind::Remove | ScriptKind::Writable => {
+            unreachable!("list, remove and writable run through their own functions")
         }
     }
 }
@@ -442,4 +445,37 @@ pub fn remove(
 ) -> Result<(), ScriptError> {
     let output = run(scope, backend, script, ScriptKind::Remove, env, None)?;
     succeeded(output, ScriptKind::Remove, script).map(drop)
+}
+
+/// Asks a shipped backend whether the unit's `serialize` can write with the
+/// identities at hand (`writable`): `None` yes, else why not. Backends from
+/// files cannot be asked (the contract has no such script): `None`.
+pub fn writable(
+    unit: &Unit<'_>,
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Result<Option<String>, ScriptError> {
+    let Script::Shipped { backend: name, .. } = &scripts.serialize else {
+        return Ok(None);
+    };
+    let script = Script::Shipped {
+        backend: name,
+        script: "writable",
+    };
+    let output = run(
+        &Scope::of(unit),
+        backend,
+        &script,
+        ScriptKind::Writable,
+        env,
+        None,
+    )?;
+    Ok(match output.status.code() {
+        Some(0) => None,
+        _ => Some(match output.stderr.trim() {
+            "" => format!("`{script}` failed ({})", describe_status(&output.status)),
+            stderr => stderr.to_owned(),
+        }),
+    })
 }

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! default.backend = "…"                         manifest default
+//! identities = ["~/.ssh/id_ed25519", "keys.txt"]  operator identity files
 //! nixos  = [{machine, artifacts, config, default}]   nix-eval shape, or
 //! [nixos.<machine>]   artifacts, config, default     table shape
 //! home   = [{user, …}]       / [home.<user>]
@@ -241,12 +242,41 @@ impl Reader {
         self.optional_string(default, "backend", location, "default.")
     }
 
+    /// `identities = ["~/.config/…", "keys/me.txt"]`: the operator's identity files.
+    fn identities(&mut self, map: &Map<String, Value>, location: &Location) -> Vec<String> {
+        let Some(value) = map.get("identities").filter(|v| !v.is_null()) else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.problem(
+                location.field("identities"),
+                format!("expected a list of file names, found {}", kind_of(value)),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            if let Some(text) = self.string(item, location.field(format!("identities[{n}]"))) {
+                if text.is_empty() {
+                    self.problem(
+                        location.field(format!("identities[{n}]")),
+                        "an identity file name cannot be empty",
+                    );
+                } else {
+                    out.push(text);
+                }
+            }
+        }
+        out
+    }
+
     fn model(&mut self, value: &Value) -> Model {
         let base = self.base.clone();
         let mut model = Model {
             source: PathBuf::new(),
             root: PathBuf::new(),
             default_backend: None,
+            identities: Vec::new(),
             targets: Vec::new(),
         };
         let Some(top) = self.object(value, &base) else {
@@ -254,11 +284,19 @@ impl Reader {
         };
         self.known_keys(
             top,
-            &["default", "nixos", "home", "tanka", "artifacts"],
+            &[
+                "default",
+                "identities",
+                "nixos",
+                "home",
+                "tanka",
+                "artifacts",
+            ],
             &base,
             "",
         );
         model.default_backend = self.default_backend(top, &base);
+        model.identities = self.identities(top, &base);
         for kind in TargetKind::ALL {
             if let Some(section) = top.get(kind.manifest_key()) {
                 self.targets(kind, section, &mut model.targets);
@@ -571,7 +609,12 @@ impl Reader {
     fn prompt(&mut self, name: &str, value: &Value, location: &Location) -> Option<Prompt> {
         let prefix = format!("prompts.{name}.");
         let map = self.object(value, &location.field(format!("prompts.{name}")))?;
-        self.known_keys(map, &["name", "description", "type"], location, &prefix);
+        self.known_keys(
+            map,
+            &["name", "description", "type", "allowEmpty", "confirm"],
+            location,
+            &prefix,
+        );
         let kind = match self.optional_string(map, "type", location, &prefix) {
             None => PromptKind::Hidden,
             Some(text) => match PromptKind::parse(&text) {
@@ -588,6 +631,8 @@ impl Reader {
         Some(Prompt {
             description: self.optional_string(map, "description", location, &prefix),
             kind,
+            allow_empty: self.bool(map, "allowEmpty", false, location, &prefix),
+            confirm: self.bool(map, "confirm", true, location, &prefix),
         })
     }
 

@@ -242,6 +242,13 @@ pub struct Prompt {
     /// How to ask.
     #[serde(rename = "type")]
     pub kind: PromptKind,
+    /// An empty answer is accepted (`allowEmpty`); otherwise it is refused
+    /// (re-asked in a terminal, an error from a variable or prompts file).
+    #[serde(rename = "allowEmpty")]
+    pub allow_empty: bool,
+    /// A hidden answer is typed twice and must match (`confirm`, default
+    /// true); `false` for long pasted values.
+    pub confirm: bool,
 }
 
 /// An artifact as declared on one target.
@@ -290,6 +297,9 @@ pub struct Model {
     pub root: PathBuf,
     /// The manifest-wide default backend.
     pub default_backend: Option<String>,
+    /// Identity files of the operator (`identities = [...]`), as written:
+    /// relative to [`Model::root`], or starting with `~/` for the home directory.
+    pub identities: Vec<String>,
     /// Targets in declaration order.
     pub targets: Vec<Target>,
 }

@@ -349,3 +349,49 @@ fn name_field_must_match_its_key() {
     );
     has(&found, "`name = \"b\"` differs from the key `a`");
 }
+
+#[test]
+fn prompts_declare_whether_empty_answers_and_a_single_entry_are_accepted() {
+    let model = toml_model(
+        r#"
+identities = ["~/.config/sops/age/keys.txt", "keys/me.txt"]
+default.backend = "b"
+[nixos.m.artifacts.a]
+generator = "g"
+prompts.plain = {}
+prompts.open = { type = "line", allowEmpty = true }
+prompts.pasted = { type = "multiline-hidden", confirm = false }
+files.f = {}
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        model.identities,
+        ["~/.config/sops/age/keys.txt", "keys/me.txt"]
+    );
+    let prompts = &model.targets[0].artifacts["a"].prompts;
+    assert!(!prompts["plain"].allow_empty && prompts["plain"].confirm);
+    assert!(prompts["open"].allow_empty && prompts["open"].confirm);
+    assert!(!prompts["pasted"].allow_empty && !prompts["pasted"].confirm);
+
+    let found = problems(
+        r#"
+identities = "keys/me.txt"
+default.backend = "b"
+[nixos.m.artifacts.a]
+generator = "g"
+prompts.p = { allowEmpty = "yes", confirm = 1 }
+files.f = {}
+"#,
+        &["b"],
+    );
+    has(
+        &found,
+        "field `identities`: expected a list of file names, found a string",
+    );
+    has(
+        &found,
+        "field `prompts.p.allowEmpty`: expected true or false",
+    );
+    has(&found, "field `prompts.p.confirm`: expected true or false");
+}

@@ -182,6 +182,8 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             exit::SUCCESS
         });
     }
+    let indexes: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+    crate::commands::preflight::require_writable(ctx, &plan, &indexes)?;
     if request.force && !request.prompts.yes {
         let labels: Vec<String> = order
             .iter()
@@ -203,7 +205,6 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             return Ok(exit::FAILURE);
         }
     }
-    let indexes: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
     let prompts_file = match &request.prompts.prompts_file {
         Some(path) => Some(ask::read_prompts_file(path)?),
         None => None,

@@ -4,5 +4,6 @@ pub mod activate;
 pub mod explain;
 pub mod generate;
 pub mod lifecycle;
+pub mod preflight;
 pub mod status;
 pub mod stored;

@@ -8,6 +8,7 @@
 //! no jq, age or sops: encryption comes from `artifacts-crypto`.
 //!
 //! Exit codes: `check` 0 stored, 1 missing, 3 recipients changed, 2 error;
+//! `writable` (asked before generating) 0 yes, 1 no identity for the store, 2 error;
 //! `serialize`/`deserialize` 0 success, 1 failure. Errors go to stderr and
 //! never contain secret values.
 
@@ -115,18 +116,22 @@ pub fn backends() -> Vec<Backend> {
 /// Runs a shipped backend's script in this process, reading the contract's
 /// environment; returns the exit code.
 pub fn run(backend: &str, script: &str) -> i32 {
-    let is_check = script == "check";
+    // Their exit codes carry an answer: a failure is 2, not 1.
+    let is_check = script == "check" || script == "writable";
     let result = Call::from_env().and_then(|call| match (backend, script) {
         ("agenix", "check") => agenix::check(&call),
         ("agenix", "serialize") => agenix::serialize(&call).map(|()| 0),
         ("agenix", "deserialize") => agenix::deserialize(&call).map(|()| 0),
         ("agenix", "list") => agenix::list(&call).map(|()| 0),
         ("agenix", "remove") => agenix::remove(&call).map(|()| 0),
+        // Encrypting to recipients needs no identity.
+        ("agenix", "writable") => Ok(0),
         ("sops-nix" | "sops", "check") => sops::check(&call),
         ("sops-nix" | "sops", "serialize") => sops::serialize(&call).map(|()| 0),
         ("sops-nix" | "sops", "deserialize") => sops::deserialize(&call).map(|()| 0),
         ("sops-nix" | "sops", "list") => sops::list(&call).map(|()| 0),
         ("sops-nix" | "sops", "remove") => sops::remove(&call).map(|()| 0),
+        ("sops-nix" | "sops", "writable") => sops::writable(&call),
         _ => Err(ShippedError::Usage(format!(
             "no shipped backend script `{backend} {script}` (backends: agenix, sops-nix, sops; scripts: check, serialize, deserialize)"
         ))),

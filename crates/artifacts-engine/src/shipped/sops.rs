@@ -246,6 +246,37 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     write_file(&dir, &name, &encrypted.to_bytes())
 }
 
+/// Whether `serialize` can write with the identities at hand, asked before
+/// any prompt or generator: a new file needs no identity, adding to an
+/// existing one needs its data key, so an identity among its recipients.
+/// 0 yes, 1 no (stderr says which recipients would do).
+pub fn writable(call: &Call) -> Result<i32, ShippedError> {
+    let Some((dir, name, file)) = read_file(call)? else {
+        return Ok(0);
+    };
+    match file.data_key(&call.identities()?) {
+        Ok(_) => Ok(0),
+        Err(artifacts_crypto::Error::NoIdentities { .. })
+        | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
+            let path = dir.path().join(name);
+            let shown = path.strip_prefix(&call.root).unwrap_or(&path);
+            let recipients: Vec<String> = file
+                .metadata()
+                .age
+                .iter()
+                .map(|key| key.recipient.trim().to_owned())
+                .collect();
+            eprintln!(
+                "`{}` exists, and adding to it needs an identity of one of its recipients: {}",
+                shown.display(),
+                recipients.join(", ")
+            );
+            Ok(1)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
 /// Decrypts the file and writes this artifact's values into `$out`.
 pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
     let out = call.out()?;
