@@ -61,11 +61,12 @@ impl fmt::Display for Location {
         if let Some(target) = &self.target {
             write!(f, ", {target}")?;
         }
+        // Names come from the declarations: never print them raw.
         if let Some(artifact) = &self.artifact {
-            write!(f, ", artifact `{artifact}`")?;
+            write!(f, ", artifact `{}`", crate::names::escape(artifact))?;
         }
         if let Some(field) = &self.field {
-            write!(f, ", field `{field}`")?;
+            write!(f, ", field `{}`", crate::names::escape(field))?;
         }
         Ok(())
     }
