@@ -572,6 +572,64 @@ fn cmp_fails_closed_with_nothing_on_stdout() {
     objects(&sc.generate(Some("default")));
 }
 
+/// `cmp generate` under caps of 4 GiB of address space and 120 s of CPU, so
+/// that a run without the evaluation limits fails this test instead of
+/// taking the machine's memory or running forever.
+fn capped(mut command: Command) -> Command {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            for (resource, cap) in [
+                (nix::libc::RLIMIT_AS, 4 << 30),
+                (nix::libc::RLIMIT_CPU, 120),
+            ] {
+                let cap = nix::libc::rlimit {
+                    rlim_cur: cap,
+                    rlim_max: cap,
+                };
+                if nix::libc::setrlimit(resource, &cap) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+#[test]
+fn cmp_evaluation_is_limited_in_memory_and_time() {
+    let ex = Example::new("cmp_evaluation_is_limited_in_memory_and_time");
+    let canaries = ex.canaries();
+
+    // Memory that grows without end (11 GB of RSS in 40 s before the limit).
+    let sc = ex.sidecar();
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.length(std.foldl(function(acc, i) acc + [std.makeArray(100, function(j) i * j)], std.range(1, 100000000), [])) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate"], None));
+    command.env("ARTIFACTS_CMP_MAX_MEMORY", "256");
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "unbounded memory");
+    run.stderr_has(
+        "evaluating environment `default` used more than the memory limit of 256 MiB (--max-memory)",
+    );
+
+    // A loop without end.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.foldl(function(a, i) a + i, std.range(1, 2000000000), 0) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate", "--eval-timeout", "2"], None));
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "endless loop");
+    run.stderr_has("evaluating environment `default` took longer than the time limit of 2 s");
+
+    // The limits leave ordinary environments alone.
+    objects(&sc.generate(Some("staging")));
+}
+
 #[test]
 fn cmp_jsonnet_cannot_read_outside_the_repository() {
     let ex = Example::new("cmp_jsonnet_cannot_read_outside_the_repository");
