@@ -83,7 +83,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        // Messages quote names and keys from the declarations.
+        write!(
+            f,
+            "{}: {}",
+            self.location,
+            crate::names::escape(&self.message)
+        )
     }
 }
 

@@ -37,7 +37,13 @@ pub fn load_manifest(path: &Path) -> Result<Model, ModelError> {
         path: path.to_owned(),
         source,
     })?;
-    let value = parse_text(path, &text)?;
+    load_manifest_text(path, &text)
+}
+
+/// [`load_manifest`] of text already read; `path` names the format (by its
+/// extension) and the project root (its directory).
+pub fn load_manifest_text(path: &Path, text: &str) -> Result<Model, ModelError> {
+    let value = parse_text(path, text)?;
     from_value(path, &manifest_root(path), &value)
 }
 
@@ -56,7 +62,8 @@ pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, Mo
 fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
     let parse_error = |message: String| ModelError::Parse {
         path: path.to_owned(),
-        message,
+        // Parsers quote the source: nothing in it may print raw.
+        message: crate::names::escape_multiline(&message),
     };
     // Before any parser: libyaml's time grows with the square of the nesting.
     crate::limits::check_nesting(text).map_err(parse_error)?;

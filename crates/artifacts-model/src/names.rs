@@ -120,9 +120,21 @@ pub fn escape_for_message(text: &str) -> String {
 /// `text` with control, invisible and bidirectional characters escaped, so
 /// that printing it cannot hide or reorder anything.
 pub fn escape(text: &str) -> String {
+    escape_but(text, None)
+}
+
+/// [`escape`], except for line breaks: for multi-line messages (a parser's
+/// message quoting a source line).
+pub fn escape_multiline(text: &str) -> String {
+    escape_but(text, Some('\n'))
+}
+
+fn escape_but(text: &str, keep: Option<char>) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_invisible(c) {
+        if Some(c) == keep {
+            out.push(c);
+        } else if is_invisible(c) {
             out.extend(c.escape_unicode());
         } else if c.is_control() {
             out.extend(c.escape_debug());
