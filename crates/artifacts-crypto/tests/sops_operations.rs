@@ -407,3 +407,16 @@ fn sops_comment_regex_and_mac_only_encrypted_files_decrypt_with_ours() {
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
+
+#[test]
+fn files_larger_than_the_cap_are_not_read_whole() {
+    // /dev/zero never ends: only the cap stops the read.
+    let e = EncryptedFile::read(std::path::Path::new("/dev/zero"), Some(Format::Yaml)).unwrap_err();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(text.contains("larger than 67108864 bytes"), "{text}");
+}
