@@ -46,6 +46,20 @@ fn generator_writing_an_extra_file_names_it() {
 }
 
 #[test]
+fn generator_file_names_with_bidi_characters_are_escaped_in_the_error() {
+    let p = Project::new("generator_file_names_with_bidi_characters");
+    // U+202E (right-to-left override) would show `exe.txt` as `txt.exe`.
+    single(
+        &p,
+        r#"echo x > "$out/private"; echo y > "$out/public"; echo z > "$out/a$(printf '\342\200\256')exe.txt""#,
+    );
+    p.run(["generate"])
+        .code(1)
+        .stderr_has("unexpected file `a\\u{202e}exe.txt`")
+        .stderr_lacks("\u{202e}");
+}
+
+#[test]
 fn generator_writing_a_directory_or_symlink_instead_of_a_file_is_rejected() {
     let p = Project::new("generator_writing_a_directory_or_symlink");
     single(
