@@ -97,7 +97,7 @@ impl Recipient {
                     _ => "invalid SSH public key",
                 })
             })?;
-            if ed25519_is_low_order(&key) {
+            if key.starts_with("ssh-ed25519 ") && ed25519_is_low_order(&key) {
                 return Err(err(LOW_ORDER));
             }
             return Ok(Recipient {
@@ -168,9 +168,10 @@ fn ed25519_is_low_order(key: &str) -> bool {
         return false;
     };
     // The SSH wire format: string "ssh-ed25519", string key (32 bytes).
-    let Some(point) = blob.len().checked_sub(32).map(|at| &blob[at..]) else {
+    if blob.len() != 4 + 11 + 4 + 32 {
         return false;
-    };
+    }
+    let point = &blob[blob.len() - 32..];
     let Ok(point) = <[u8; 32]>::try_from(point) else {
         return false;
     };
@@ -782,6 +783,9 @@ mod tests {
             &decrypt(&[key.to_identity()], &ct, &Origin::Stdin).unwrap()[..],
             b"x"
         );
+        // An RSA key is no curve point at all.
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1Cqw6C64+OP6Ah4Gb05SckGVOs/AkFAZFERWe+KovDggF3bt9dXffwKVuASxOZuIE9cDLnsz0x/dqSCGINJYrdtuDswVX+FQCDDHIMUXQqIbTp0edPTDtwyUWYaqr6jF5dDU/WN4rVSE/JD/hjwVJjdkpOlABOWmJsoxY0tM1RUF5hrVl36KzNqEXovGeALENBpkSXv8X6EYos6ohk3PHXbyODSa+8r47hJ1P2oXx9XtV0CM0y2g8kkl7IlFoKscymZLitzBUvmyDl8vDJFE543lBaePM+VCLmfFeEY8Ejs3T81P/03xrOcc0Ij+xxoV4BvgtV0rPl4YisIzhNq7P";
+        assert!(Recipient::parse(rsa).is_ok());
         // The Ed25519 base point is a fine key.
         let base = hex::decode("5866666666666666666666666666666666666666666666666666666666666666");
         assert!(Recipient::parse(&ssh_ed25519(base.unwrap().try_into().unwrap())).is_ok());
