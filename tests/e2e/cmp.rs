@@ -616,6 +616,19 @@ fn cmp_evaluation_is_limited_in_memory_and_time() {
         "evaluating environment `default` used more than the memory limit of 256 MiB (--max-memory)",
     );
 
+    // One allocation far past the limit: the address-space limit fails it
+    // before any sampling could see it, and the abort names the limit.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.length(std.makeArray(200000000, function(i) i)) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate", "--max-memory", "256"], None));
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "one huge allocation");
+    run.code(1).stderr_has(
+        "evaluating environment `default` was aborted, most likely by the memory limit of 256 MiB (--max-memory)",
+    );
+
     // A loop without end.
     sc.write(
         "environments/default/environment.libsonnet",

@@ -7,15 +7,18 @@
 //! stderr and ends the process with exit code 1 (the only way to stop
 //! jrsonnet; the builtin engine leaves no files behind). An address-space
 //! limit (`RLIMIT_AS`, twice the memory limit plus 1 GiB) stops allocations
-//! that grow faster than the sampling. Global state: the process's
-//! `RLIMIT_AS`, restored when the watchdog is dropped.
+//! that grow faster than the sampling; Rust aborts on such a failed
+//! allocation, so a `SIGABRT` handler names the limit before the process
+//! ends. Global state: the process's `RLIMIT_AS` and `SIGABRT` disposition,
+//! restored when the watchdog is dropped, and the handler's message.
 
 use std::io::Write;
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 /// Default memory limit, in MiB.
 pub const DEFAULT_MAX_MEMORY_MIB: u64 = 2048;
@@ -49,6 +52,21 @@ pub struct Watchdog {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     old_as: Option<(u64, u64)>,
+    old_abort: Option<SigAction>,
+}
+
+/// What the `SIGABRT` handler prints, written once before it is installed.
+static ABORT_MESSAGE: OnceLock<Vec<u8>> = OnceLock::new();
+
+extern "C" fn on_abort(_: nix::libc::c_int) {
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the message is
+    // never freed, and reading an initialized OnceLock is an atomic load.
+    unsafe {
+        if let Some(message) = ABORT_MESSAGE.get() {
+            nix::libc::write(2, message.as_ptr().cast(), message.len());
+        }
+        nix::libc::_exit(1);
+    }
 }
 
 impl Watchdog {
@@ -63,6 +81,23 @@ impl Watchdog {
                 let _ = setrlimit(Resource::RLIMIT_AS, backstop, hard);
             }
         }
+        // The handler is only installed when its message is the one set.
+        let message = format!(
+            "error: evaluating environment `{env}` was aborted, most likely by the memory limit of {} MiB (--max-memory)\n",
+            limits.max_memory_mib
+        );
+        let old_abort = (ABORT_MESSAGE.get_or_init(|| message.clone().into_bytes())
+            == message.as_bytes())
+        .then(|| {
+            let action = SigAction::new(
+                SigHandler::Handler(on_abort),
+                SaFlags::empty(),
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only calls async-signal-safe functions.
+            unsafe { sigaction(Signal::SIGABRT, &action) }.ok()
+        })
+        .flatten();
         let (stop, stopped) = mpsc::channel::<()>();
         let env = env.to_owned();
         let started = Instant::now();
@@ -93,6 +128,7 @@ impl Watchdog {
             stop: Some(stop),
             thread,
             old_as,
+            old_abort,
         }
     }
 }
@@ -105,6 +141,10 @@ impl Drop for Watchdog {
         }
         if let Some((soft, hard)) = self.old_as {
             let _ = setrlimit(Resource::RLIMIT_AS, soft, hard);
+        }
+        if let Some(old) = self.old_abort.take() {
+            // SAFETY: restores the disposition that was in place before.
+            let _ = unsafe { sigaction(Signal::SIGABRT, &old) };
         }
     }
 }
