@@ -395,3 +395,29 @@ files.pw = {}
     );
     assert!(p.stored("nixos/m/first/token").is_none());
 }
+
+#[test]
+fn deeply_nested_prompts_files_and_manifests_are_refused_before_parsing() {
+    // libyaml spent minutes on 100,000 nested brackets before giving up.
+    let p = Project::new("deeply_nested_prompts_files_and_manifests");
+    p.recording_backend();
+    p.generator("t.sh", r#"cat "$prompts/p" > "$out/t""#)
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.a]
+generator = "generators/t.sh"
+prompts.p = { type = "line" }
+files.t = {}
+"#,
+        );
+    let deep = format!("a: {{p: {}\n", "[".repeat(100_000));
+    p.file("answers.yaml", &deep);
+    p.run(["generate", "--prompts-file", "answers.yaml"])
+        .code(2)
+        .stderr_has("prompts file `answers.yaml` nests deeper than 128 levels");
+    p.file("deep.yaml", &format!("nixos: {}\n", "[".repeat(100_000)));
+    p.run(["--manifest", "deep.yaml", "list"])
+        .code(2)
+        .stderr_has("nests deeper than 128 levels");
+}
