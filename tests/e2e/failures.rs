@@ -421,3 +421,37 @@ files.t = {}
         .code(2)
         .stderr_has("nests deeper than 128 levels");
 }
+
+#[test]
+fn backend_includes_never_print_what_they_include_nor_hang() {
+    let p = Project::new("backend_includes_never_print_what_they_include");
+    p.recording_backend();
+    let key = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+    // Outside the project: refused by where it is, whatever it holds.
+    for outside in ["/etc/shadow", "/proc/self/environ", "/dev/zero"] {
+        p.file("backend.toml", &format!("include = [{outside:?}]\n"));
+        p.run(["backends"])
+            .code(2)
+            .stderr_has("which is outside")
+            .stderr_lacks("root:")
+            .stderr_lacks("PATH=");
+    }
+    // Inside: a key file is not TOML, and its text stays out of the error.
+    p.file("keys/host.txt", &format!("# host key\n{key}\n"));
+    p.file("backend.toml", "include = [\"./keys/host.txt\"]\n");
+    p.run(["backends"])
+        .code(2)
+        .stderr_has("at line 2, column")
+        .stderr_lacks("QQQQ");
+    // A FIFO would block the open until something writes to it.
+    let fifo = p.root.join("conf.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    p.file("backend.toml", "include = [\"./conf.toml\"]\n");
+    p.run(["backends"]).code(2).stderr_has("not a regular file");
+}
