@@ -572,6 +572,33 @@ fn cmp_fails_closed_with_nothing_on_stdout() {
     objects(&sc.generate(Some("default")));
 }
 
+#[test]
+fn cmp_errors_redact_transformed_secrets() {
+    let ex = Example::new("cmp_errors_redact_transformed_secrets");
+    let canaries = ex.canaries();
+    let password = ex.secrets("default")["db"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sc = ex.sidecar();
+    // Each form a jsonnet error could print a secret in.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) local p = secrets.db.password; error std.join(' | ', [std.asciiUpper(p), std.substr(p, 0, 11), std.join('', std.reverse(std.stringChars(p))), std.base64(p), std.base64('user:' + p)])\n",
+    );
+    let run = sc.generate(None);
+    refused(&run, &canaries, "transformed secrets");
+    let upper = password.to_uppercase();
+    let reversed: String = password.chars().rev().collect();
+    for shown in [&upper, &password[..11], &reversed] {
+        run.stderr_lacks(shown);
+    }
+    // The five forms, base64 ones included (only the few characters that
+    // mix in the neighbouring bytes may remain, like `A=`).
+    let redacted = run.stderr.matches("<redacted>").count();
+    assert_eq!(redacted, 5, "{}", run.stderr);
+}
+
 /// `cmp generate` under caps of 4 GiB of address space and 120 s of CPU, so
 /// that a run without the evaluation limits fails this test instead of
 /// taking the machine's memory or running forever.
