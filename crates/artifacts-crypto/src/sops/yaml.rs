@@ -604,7 +604,7 @@ fn check_unique_keys(entries: &[Entry]) -> Result<(), YamlError> {
     match keys.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(YamlError(format!(
             "mapping key `{}` is defined twice",
-            w[0]
+            w[0].escape_debug()
         ))),
         None => Ok(()),
     }
@@ -733,10 +733,9 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 None
             }
             events::Kind::Alias(name) => {
-                let (v, cost, depth) = anchors
-                    .0
-                    .get(&name)
-                    .ok_or_else(|| YamlError(format!("unknown anchor `{name}`")))?;
+                let (v, cost, depth) = anchors.0.get(&name).ok_or_else(|| {
+                    YamlError(format!("unknown anchor `{}`", name.escape_debug()))
+                })?;
                 check_depth(stack.len() + depth)?;
                 // Aliases of aliases grow exponentially ("billion laughs"):
                 // refuse a document whose copies would exceed the budget.
@@ -1536,6 +1535,9 @@ mod tests {
         assert!(e.0.contains("`x` is defined twice"), "{}", e.0);
         assert!(parse("a: 1\nsops: {}\nsops: {}\n").is_err());
         assert!(parse("a: {x: 1}\nb: {x: 2}\n---\na: 2\n").is_ok());
+        // Keys come from the file: a right-to-left override is escaped.
+        let e = parse("\"k\u{202E}\": 1\n\"k\u{202E}\": 2\n").unwrap_err();
+        assert!(e.0.contains("`k\\u{202e}` is defined twice"), "{}", e.0);
     }
 
     #[test]
