@@ -103,7 +103,7 @@ fn apply(text: &str, edits: &[Edit]) -> String {
 
 proptest! {
     // Bounded for CI; `scripts/test` fixes PROPTEST_RNG_SEED.
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn mutated_seeds_pass_the_checks(
