@@ -573,6 +573,104 @@ fn cmp_fails_closed_with_nothing_on_stdout() {
 }
 
 #[test]
+fn cmp_errors_redact_transformed_secrets() {
+    let ex = Example::new("cmp_errors_redact_transformed_secrets");
+    let canaries = ex.canaries();
+    let password = ex.secrets("default")["db"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sc = ex.sidecar();
+    // Each form a jsonnet error could print a secret in.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) local p = secrets.db.password; error std.join(' | ', [std.asciiUpper(p), std.substr(p, 0, 11), std.join('', std.reverse(std.stringChars(p))), std.base64(p), std.base64('user:' + p)])\n",
+    );
+    let run = sc.generate(None);
+    refused(&run, &canaries, "transformed secrets");
+    let upper = password.to_uppercase();
+    let reversed: String = password.chars().rev().collect();
+    for shown in [&upper, &password[..11], &reversed] {
+        run.stderr_lacks(shown);
+    }
+    // The five forms, base64 ones included (only the few characters that
+    // mix in the neighbouring bytes may remain, like `A=`).
+    let redacted = run.stderr.matches("<redacted>").count();
+    assert_eq!(redacted, 5, "{}", run.stderr);
+}
+
+/// `cmp generate` under caps of 4 GiB of address space and 120 s of CPU, so
+/// that a run without the evaluation limits fails this test instead of
+/// taking the machine's memory or running forever.
+fn capped(mut command: Command) -> Command {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(|| {
+            for (resource, cap) in [
+                (nix::libc::RLIMIT_AS, 4 << 30),
+                (nix::libc::RLIMIT_CPU, 120),
+            ] {
+                let cap = nix::libc::rlimit {
+                    rlim_cur: cap,
+                    rlim_max: cap,
+                };
+                if nix::libc::setrlimit(resource, &cap) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    command
+}
+
+#[test]
+fn cmp_evaluation_is_limited_in_memory_and_time() {
+    let ex = Example::new("cmp_evaluation_is_limited_in_memory_and_time");
+    let canaries = ex.canaries();
+
+    // Memory that grows without end (11 GB of RSS in 40 s before the limit).
+    let sc = ex.sidecar();
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.length(std.foldl(function(acc, i) acc + [std.makeArray(100, function(j) i * j)], std.range(1, 100000000), [])) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate"], None));
+    command.env("ARTIFACTS_CMP_MAX_MEMORY", "256");
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "unbounded memory");
+    run.stderr_has(
+        "evaluating environment `default` used more than the memory limit of 256 MiB (--max-memory)",
+    );
+
+    // One allocation far past the limit: the address-space limit fails it
+    // before any sampling could see it, and the abort names the limit.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.length(std.makeArray(200000000, function(i) i)) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate", "--max-memory", "256"], None));
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "one huge allocation");
+    run.code(1).stderr_has(
+        "evaluating environment `default` was aborted, most likely by the memory limit of 256 MiB (--max-memory)",
+    );
+
+    // A loop without end.
+    sc.write(
+        "environments/default/environment.libsonnet",
+        "function(secrets) { n: std.foldl(function(a, i) a + i, std.range(1, 2000000000), 0) }\n",
+    );
+    let mut command = capped(sc.cmp(&["generate", "--eval-timeout", "2"], None));
+    let run = sc.run(&mut command);
+    refused(&run, &canaries, "endless loop");
+    run.stderr_has("evaluating environment `default` took longer than the time limit of 2 s");
+
+    // The limits leave ordinary environments alone.
+    objects(&sc.generate(Some("staging")));
+}
+
+#[test]
 fn cmp_jsonnet_cannot_read_outside_the_repository() {
     let ex = Example::new("cmp_jsonnet_cannot_read_outside_the_repository");
     let canaries = ex.canaries();

@@ -46,6 +46,20 @@ fn generator_writing_an_extra_file_names_it() {
 }
 
 #[test]
+fn generator_file_names_with_bidi_characters_are_escaped_in_the_error() {
+    let p = Project::new("generator_file_names_with_bidi_characters");
+    // U+202E (right-to-left override) would show `exe.txt` as `txt.exe`.
+    single(
+        &p,
+        r#"echo x > "$out/private"; echo y > "$out/public"; echo z > "$out/a$(printf '\342\200\256')exe.txt""#,
+    );
+    p.run(["generate"])
+        .code(1)
+        .stderr_has("unexpected file `a\\u{202e}exe.txt`")
+        .stderr_lacks("\u{202e}");
+}
+
+#[test]
 fn generator_writing_a_directory_or_symlink_instead_of_a_file_is_rejected() {
     let p = Project::new("generator_writing_a_directory_or_symlink");
     single(
@@ -380,4 +394,64 @@ files.pw = {}
         "something was generated"
     );
     assert!(p.stored("nixos/m/first/token").is_none());
+}
+
+#[test]
+fn deeply_nested_prompts_files_and_manifests_are_refused_before_parsing() {
+    // libyaml spent minutes on 100,000 nested brackets before giving up.
+    let p = Project::new("deeply_nested_prompts_files_and_manifests");
+    p.recording_backend();
+    p.generator("t.sh", r#"cat "$prompts/p" > "$out/t""#)
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.a]
+generator = "generators/t.sh"
+prompts.p = { type = "line" }
+files.t = {}
+"#,
+        );
+    let deep = format!("a: {{p: {}\n", "[".repeat(100_000));
+    p.file("answers.yaml", &deep);
+    p.run(["generate", "--prompts-file", "answers.yaml"])
+        .code(2)
+        .stderr_has("prompts file `answers.yaml` nests deeper than 128 levels");
+    p.file("deep.yaml", &format!("nixos: {}\n", "[".repeat(100_000)));
+    p.run(["--manifest", "deep.yaml", "list"])
+        .code(2)
+        .stderr_has("nests deeper than 128 levels");
+}
+
+#[test]
+fn backend_includes_never_print_what_they_include_nor_hang() {
+    let p = Project::new("backend_includes_never_print_what_they_include");
+    p.recording_backend();
+    let key = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+    // Outside the project: refused by where it is, whatever it holds.
+    for outside in ["/etc/shadow", "/proc/self/environ", "/dev/zero"] {
+        p.file("backend.toml", &format!("include = [{outside:?}]\n"));
+        p.run(["backends"])
+            .code(2)
+            .stderr_has("which is outside")
+            .stderr_lacks("root:")
+            .stderr_lacks("PATH=");
+    }
+    // Inside: a key file is not TOML, and its text stays out of the error.
+    p.file("keys/host.txt", &format!("# host key\n{key}\n"));
+    p.file("backend.toml", "include = [\"./keys/host.txt\"]\n");
+    p.run(["backends"])
+        .code(2)
+        .stderr_has("at line 2, column")
+        .stderr_lacks("QQQQ");
+    // A FIFO would block the open until something writes to it.
+    let fifo = p.root.join("conf.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    p.file("backend.toml", "include = [\"./conf.toml\"]\n");
+    p.run(["backends"]).code(2).stderr_has("not a regular file");
 }

@@ -482,6 +482,29 @@ fn sops_nix_round_trip_ssh_host_key_sops_edits_and_rekey() {
 }
 
 #[test]
+fn low_order_host_keys_are_refused_by_both_serializers() {
+    // The all-zero X25519 point: the `age` crate panicked encrypting to it.
+    let low = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+    let p = Project::new("low_order_host_keys_are_refused_by_both_serializers");
+    p.generator("db.sh", DB_GENERATOR);
+    p.manifest(&agenix_manifest(low, &[]));
+    let run = generate_db(&p, "pw", &[]);
+    run.code(1)
+        .stderr_has("bad input point")
+        .stderr_lacks("panicked");
+    assert!(!p.root.join("secrets").exists());
+
+    p.generator("db.sh", SOPS_DB_GENERATOR);
+    p.generator("api.sh", API_GENERATOR);
+    p.manifest(&sops_manifest(low, &[]));
+    let run = generate_db(&p, "pw", &[]);
+    run.code(1)
+        .stderr_has("bad input point")
+        .stderr_lacks("panicked");
+    assert!(!p.root.join("secrets/per-machine/m1.sops.yaml").exists());
+}
+
+#[test]
 fn sops_nix_failed_serialize_keeps_the_stored_file() {
     let p = project_with_read_only_dirs("sops_nix_failed_serialize_keeps_the_stored_file");
     let key = age_keygen(&p, "admin.key");

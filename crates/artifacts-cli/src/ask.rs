@@ -244,6 +244,9 @@ pub fn read_prompts_file(path: &Path) -> Result<PromptsFile> {
             .with_context(|| format!("failed to read prompts file `{}`", path.display()))?
     });
     let shown = path.display();
+    // Measured before parsing: libyaml's time grows with the square of the nesting.
+    artifacts_model::limits::check_nesting(&text)
+        .map_err(|e| UsageError(anyhow::anyhow!("prompts file `{shown}` {e}")))?;
     // Parse errors of serde would quote the offending text, which may be a secret: report only where.
     let value: serde_json::Value = if text.trim_start().starts_with('{') {
         serde_json::from_str(&text).map_err(|e| {

@@ -80,6 +80,9 @@ impl Recipient {
                 return Err(err("age plugin recipients are not supported"));
             }
             let r = age::x25519::Recipient::from_str(t).map_err(err)?;
+            if x25519_is_low_order(t) {
+                return Err(err(LOW_ORDER));
+            }
             return Ok(Recipient {
                 text: r.to_string(),
                 kind: RecipientKind::X25519(r),
@@ -105,6 +108,9 @@ impl Recipient {
                     _ => "invalid SSH public key",
                 })
             })?;
+            if key.starts_with("ssh-ed25519 ") && ed25519_is_low_order(&key) {
+                return Err(err(LOW_ORDER));
+            }
             return Ok(Recipient {
                 text: r.to_string(),
                 kind: RecipientKind::Ssh(r),
@@ -169,6 +175,50 @@ impl Recipient {
             RecipientKind::Ssh(r) => r,
         }
     }
+}
+
+/// Why a low-order public key is refused, in the words of the age tools.
+const LOW_ORDER: &str =
+    "bad input point: low order point (anyone could read what is encrypted to it)";
+
+/// Whether an `age1…` key (already validated by the `age` crate) is a point
+/// of small order: every shared secret with it is all zeroes. The `age` crate
+/// panics on encryption to such a key; age (Go) refuses it.
+fn x25519_is_low_order(text: &str) -> bool {
+    let Ok((_, data)) = bech32::decode(text) else {
+        return false;
+    };
+    let Ok(point) = <[u8; 32]>::try_from(data) else {
+        return false;
+    };
+    // A clamped scalar is a multiple of the cofactor 8, so the product is the
+    // identity exactly for points of order 1, 2, 4 or 8 (curve or twist).
+    let product = curve25519_dalek::montgomery::MontgomeryPoint(point).mul_clamped([0x42; 32]);
+    product.to_bytes() == [0u8; 32]
+}
+
+/// Whether an `ssh-ed25519 BASE64` key is a point of small order, which
+/// would make age's shared secret all zeroes (age refuses it).
+fn ed25519_is_low_order(key: &str) -> bool {
+    use base64::Engine;
+    let Some(blob) = key
+        .split_whitespace()
+        .nth(1)
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    else {
+        return false;
+    };
+    // The SSH wire format: string "ssh-ed25519", string key (32 bytes).
+    if blob.len() != 4 + 11 + 4 + 32 {
+        return false;
+    }
+    let point = &blob[blob.len() - 32..];
+    let Ok(point) = <[u8; 32]>::try_from(point) else {
+        return false;
+    };
+    curve25519_dalek::edwards::CompressedEdwardsY(point)
+        .decompress()
+        .is_none_or(|p| p.is_small_order())
 }
 
 impl FromStr for Recipient {
@@ -670,8 +720,26 @@ pub fn decrypt(
         origin: origin.clone(),
         reason: reason.to_string(),
     };
-    let reader = age::armor::ArmoredReader::new(ciphertext);
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(reader)).map_err(|e| match e {
+    // Dearmor first, so the header can be measured before `age` parses it.
+    let dearmored;
+    let binary = if is_armored(ciphertext) {
+        let mut reader = age::armor::ArmoredReader::new(ciphertext);
+        let mut out = Vec::with_capacity(ciphertext.len());
+        reader
+            .read_to_end(&mut out)
+            .map_err(|_| fail("the ASCII armor is malformed or truncated"))?;
+        dearmored = out;
+        &dearmored[..]
+    } else {
+        ciphertext
+    };
+    let header_end = header_end(binary).map_err(|reason| fail(&reason))?;
+    let input = HeaderAtOnce {
+        data: binary,
+        pos: 0,
+        header_end,
+    };
+    let decryptor = age::Decryptor::new_buffered(input).map_err(|e| match e {
         age::DecryptError::UnknownFormat => fail("not an age file (or a newer age format)"),
         age::DecryptError::Io(_) | age::DecryptError::InvalidHeader => {
             fail("not an age file, or its header is truncated or corrupted")
@@ -695,6 +763,110 @@ pub fn decrypt(
         .read_to_end(&mut out)
         .map_err(|_| fail("the payload is truncated or was modified"))?;
     Ok(out)
+}
+
+/// The largest age header [`decrypt`] reads: far above what a file
+/// encrypted to hundreds of recipients carries (an X25519 stanza takes about
+/// 110 bytes, an ssh-rsa one about 750).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// The most recipient stanzas [`decrypt`] accepts in a header; each is tried
+/// against each identity.
+pub const MAX_STANZAS: usize = 4096;
+
+/// Where the header of an age v1 file ends (after its `---` MAC line), or
+/// the end of the input when it has none; refuses a header beyond
+/// [`MAX_HEADER_BYTES`] or [`MAX_STANZAS`]. One pass over the header.
+fn header_end(data: &[u8]) -> std::result::Result<usize, String> {
+    const MAGIC: &[u8] = b"age-encryption.org/";
+    if !data.starts_with(MAGIC) {
+        // Not ours to measure: `age` refuses it after the first line.
+        return Ok(data.len().min(MAGIC.len()));
+    }
+    let too_large = || format!("the age header is larger than {MAX_HEADER_BYTES} bytes");
+    let mut stanzas = 0usize;
+    let mut line_start = 0usize;
+    while line_start < data.len() {
+        if line_start > MAX_HEADER_BYTES {
+            return Err(too_large());
+        }
+        let line_end = data[line_start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |p| line_start + p + 1);
+        let line = &data[line_start..line_end];
+        if line.starts_with(b"-> ") {
+            stanzas += 1;
+            if stanzas > MAX_STANZAS {
+                return Err(format!(
+                    "the age header has more than {MAX_STANZAS} recipient stanzas"
+                ));
+            }
+        } else if line.starts_with(b"---") {
+            return if line_end > MAX_HEADER_BYTES {
+                Err(too_large())
+            } else {
+                Ok(line_end)
+            };
+        }
+        line_start = line_end;
+    }
+    if data.len() > MAX_HEADER_BYTES {
+        return Err(too_large());
+    }
+    Ok(data.len())
+}
+
+/// The input of [`decrypt`], read by `age` as a [`std::io::BufRead`].
+///
+/// `age` reads a header line by line and parses the whole header again after
+/// each line, which takes time quadratic in the header's size (a 1.3 MB
+/// stanza took 40 s). This reader hands over the whole header, measured by
+/// [`header_end`], at the first `read_until`, so `age` parses it once.
+struct HeaderAtOnce<'a> {
+    data: &'a [u8],
+    pos: usize,
+    header_end: usize,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How often `age` asked [`HeaderAtOnce`] for header lines.
+    static HEADER_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Read for HeaderAtOnce<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (&self.data[self.pos..]).read(buf)?;
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for HeaderAtOnce<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        Ok(&self.data[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.data.len());
+    }
+
+    fn read_until(&mut self, _byte: u8, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        #[cfg(test)]
+        HEADER_READS.with(|n| n.set(n.get() + 1));
+        // The whole header at once; past it (a header `age` still finds
+        // incomplete), everything that is left, so `age` never asks again.
+        let end = if self.pos < self.header_end {
+            self.header_end
+        } else {
+            self.data.len()
+        };
+        buf.extend_from_slice(&self.data[self.pos..end]);
+        let n = end - self.pos;
+        self.pos = end;
+        Ok(n)
+    }
 }
 
 fn map_decrypt_error(e: &age::DecryptError) -> String {
@@ -805,5 +977,131 @@ impl GeneratedKey {
 pub fn keygen() -> GeneratedKey {
     GeneratedKey {
         identity: age::x25519::Identity::generate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The all-zero X25519 point, from the review that found the panic.
+    const ZERO_POINT: &str = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+
+    fn ssh_ed25519(point: [u8; 32]) -> String {
+        use base64::Engine;
+        let mut blob = Vec::new();
+        for part in [&b"ssh-ed25519"[..], &point[..]] {
+            blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        format!(
+            "ssh-ed25519 {}",
+            base64::engine::general_purpose::STANDARD.encode(blob)
+        )
+    }
+
+    #[test]
+    fn low_order_recipients_are_refused_like_age_does() {
+        let hrp = bech32::Hrp::parse("age").unwrap();
+        // 0, 1, and a point of order 8 (from the list of X25519's small-order points).
+        let order8 = "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800";
+        let mut points = vec![[0u8; 32], {
+            let mut p = [0u8; 32];
+            p[0] = 1;
+            p
+        }];
+        points.push(hex::decode(order8).unwrap().try_into().unwrap());
+        let mut texts: Vec<String> = points
+            .iter()
+            .map(|p| bech32::encode::<bech32::Bech32>(hrp, p).unwrap())
+            .collect();
+        assert_eq!(texts[0], ZERO_POINT);
+        // The Ed25519 identity point (y = 1), as an SSH key.
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        texts.push(ssh_ed25519(one));
+        for text in &texts {
+            let e = Recipient::parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
+            assert!(e.to_string().contains("bad input point"), "{e}");
+        }
+        // Ordinary keys still parse and encrypt.
+        let key = keygen();
+        let r = Recipient::parse(&key.recipient()).unwrap();
+        let ct = encrypt(&[r], b"x", false).unwrap();
+        assert_eq!(
+            &decrypt(&[key.to_identity()], &ct, &Origin::Stdin).unwrap()[..],
+            b"x"
+        );
+        // An RSA key is no curve point at all.
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC1Cqw6C64+OP6Ah4Gb05SckGVOs/AkFAZFERWe+KovDggF3bt9dXffwKVuASxOZuIE9cDLnsz0x/dqSCGINJYrdtuDswVX+FQCDDHIMUXQqIbTp0edPTDtwyUWYaqr6jF5dDU/WN4rVSE/JD/hjwVJjdkpOlABOWmJsoxY0tM1RUF5hrVl36KzNqEXovGeALENBpkSXv8X6EYos6ohk3PHXbyODSa+8r47hJ1P2oXx9XtV0CM0y2g8kkl7IlFoKscymZLitzBUvmyDl8vDJFE543lBaePM+VCLmfFeEY8Ejs3T81P/03xrOcc0Ij+xxoV4BvgtV0rPl4YisIzhNq7P";
+        assert!(Recipient::parse(rsa).is_ok());
+        // The Ed25519 base point is a fine key.
+        let base = hex::decode("5866666666666666666666666666666666666666666666666666666666666666");
+        assert!(Recipient::parse(&ssh_ed25519(base.unwrap().try_into().unwrap())).is_ok());
+    }
+
+    fn header(stanzas: &[String]) -> Vec<u8> {
+        let mut h = b"age-encryption.org/v1\n".to_vec();
+        for s in stanzas {
+            h.extend_from_slice(s.as_bytes());
+        }
+        h.extend_from_slice(b"--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        h.extend_from_slice(&[0u8; 32]);
+        h
+    }
+
+    fn grease(body_bytes: usize) -> String {
+        // Body lines hold 48 bytes (64 base64 characters); the last is shorter.
+        let mut s = String::from("-> grease\n");
+        let full = body_bytes / 48;
+        for _ in 0..full {
+            s.push_str(&"A".repeat(64));
+            s.push('\n');
+        }
+        s.push_str("AAAA\n");
+        s
+    }
+
+    #[test]
+    fn oversized_headers_and_too_many_stanzas_are_refused_before_age_parses_them() {
+        let ids = [keygen().to_identity()];
+        let origin = Origin::Described("test".into());
+        let big = header(&[grease(1_300_000)]);
+        HEADER_READS.with(|n| n.set(0));
+        let e = decrypt(&ids, &big, &origin).unwrap_err().to_string();
+        assert!(e.contains("larger than 1048576 bytes"), "{e}");
+        let many = header(&vec![grease(0); MAX_STANZAS + 1]);
+        let e = decrypt(&ids, &many, &origin).unwrap_err().to_string();
+        assert!(e.contains("more than 4096 recipient stanzas"), "{e}");
+        // Refused before `age` read a single line.
+        assert_eq!(HEADER_READS.with(|n| n.get()), 0);
+    }
+
+    #[test]
+    fn age_parses_a_large_header_once() {
+        // 2,000 lines of header: `age` alone would parse the header 2,000
+        // times; through `HeaderAtOnce` it gets it in one piece.
+        let ids = [keygen().to_identity()];
+        let origin = Origin::Described("test".into());
+        let file = header(&vec![grease(48 * 19); 100]);
+        HEADER_READS.with(|n| n.set(0));
+        let e = decrypt(&ids, &file, &origin).unwrap_err();
+        // The header parsed (the MAC is only checked after a stanza matched).
+        assert!(matches!(e, Error::NoMatchingIdentity { .. }), "{e}");
+        assert_eq!(HEADER_READS.with(|n| n.get()), 1);
+        // The same for a real file with many recipients, armored.
+        let recipients: Vec<Recipient> = (0..300)
+            .map(|_| Recipient::parse(&keygen().recipient()).unwrap())
+            .collect();
+        let key = keygen();
+        let mut all = recipients.clone();
+        all.push(Recipient::parse(&key.recipient()).unwrap());
+        let ct = encrypt(&all, b"payload", true).unwrap();
+        HEADER_READS.with(|n| n.set(0));
+        let plain = decrypt(&[key.to_identity()], &ct, &origin).unwrap();
+        assert_eq!(&plain[..], b"payload");
+        assert_eq!(HEADER_READS.with(|n| n.get()), 1);
     }
 }

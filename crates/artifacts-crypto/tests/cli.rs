@@ -393,3 +393,31 @@ fn age_commands_round_trip_and_interoperate_with_age_cli() {
     let out = run_cli(dir.path(), &["age", "encrypt"], &[], b"x");
     assert!(out.stderr.contains("no recipients given"), "{}", out.stderr);
 }
+
+/// The all-zero X25519 point: the `age` crate panicked encrypting to it.
+const LOW_ORDER: &str = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+
+#[test]
+fn low_order_recipients_are_refused_with_ages_message() {
+    let dir = TestDir::new("cli-low-order");
+    let out = run_cli(
+        dir.path(),
+        &["age", "encrypt", "-r", LOW_ORDER, "-o", "msg.age"],
+        &[],
+        b"hello",
+    );
+    assert!(out.result.is_err());
+    assert!(out.stderr.contains("bad input point"), "{}", out.stderr);
+    assert!(out.stdout.is_empty() && !dir.join("msg.age").exists());
+
+    dir.write("s.yaml", PLAIN);
+    let out = run_cli(
+        dir.path(),
+        &["sops", "encrypt", "--age", LOW_ORDER, "-i", "s.yaml"],
+        &[],
+        b"",
+    );
+    assert!(out.result.is_err());
+    assert!(out.stderr.contains("bad input point"), "{}", out.stderr);
+    assert_eq!(std::fs::read(dir.join("s.yaml")).unwrap(), PLAIN);
+}

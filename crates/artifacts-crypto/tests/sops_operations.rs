@@ -407,3 +407,34 @@ fn sops_comment_regex_and_mac_only_encrypted_files_decrypt_with_ours() {
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
+
+#[test]
+fn files_larger_than_the_cap_are_not_read_whole() {
+    // /dev/zero never ends: only the cap stops the read.
+    let e = EncryptedFile::read(std::path::Path::new("/dev/zero"), Some(Format::Yaml)).unwrap_err();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(text.contains("larger than 67108864 bytes"), "{text}");
+}
+
+#[test]
+fn files_listing_too_many_age_recipients_are_refused_before_decryption() {
+    let key = artifacts_crypto::age::keygen();
+    let origin = Origin::Described("many".into());
+    let doc = sops::parse_plain(br#"{"a": "b"}"#, Format::Json, &origin).unwrap();
+    let opts = EncryptOptions {
+        recipients: vec![Recipient::parse(&key.recipient()).unwrap()],
+        ..Default::default()
+    };
+    let enc = sops::encrypt(doc, Format::Json, &opts, &origin).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&enc.to_bytes()).unwrap();
+    let entry = v["sops"]["age"][0].clone();
+    v["sops"]["age"] = serde_json::Value::Array(vec![entry; sops::metadata::MAX_AGE_KEYS + 1]);
+    let text = serde_json::to_vec(&v).unwrap();
+    let e = EncryptedFile::parse(&text, Format::Json, &origin).unwrap_err();
+    assert!(e.to_string().contains("more than 4096 recipients"), "{e}");
+}

@@ -9,6 +9,14 @@
 //! deserialize = "./deserialize"    # addition, optional
 //! ```
 //!
+//! What may be included: a regular file (never a FIFO, device or
+//! directory) of at most [`MAX_CONFIG_BYTES`], inside the directory tree of
+//! the top-level file (the project), or another backend's own
+//! `backend.toml` anywhere (`include = ["/path/to/backends/agenix/backend.toml"]`),
+//! whose own includes then stay inside its directory tree. Parse errors give
+//! the parser's message and a position, never the file's text: an include
+//! of a key file must not print the key.
+//!
 //! A section without scripts is a *passthrough*: the backend stores nothing
 //! (check reports "not stored by design"). Script paths are relative to the
 //! file that names them and are checked at load: they must exist, be regular
@@ -219,6 +227,18 @@ pub enum BackendError {
         /// The parser's message.
         message: String,
     },
+    /// An include names a file outside the tree it may include from.
+    #[error(
+        "backend config `{path}` includes `{included}`, which is outside `{root}` (an include must stay in the project, or name another backend's `backend.toml`)"
+    )]
+    Include {
+        /// The including file.
+        path: PathBuf,
+        /// The included file, resolved.
+        included: PathBuf,
+        /// The directory includes must stay in.
+        root: PathBuf,
+    },
     /// A file includes itself, directly or through others.
     #[error("circular include in backend config: {}", .chain.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(" includes "))]
     CircularInclude {
@@ -272,7 +292,7 @@ impl BackendRegistry {
     /// Loads a `backend.toml` and everything it includes.
     pub fn load(path: &Path) -> Result<Self, BackendError> {
         let mut registry = BackendRegistry::new();
-        registry.load_file(path, &mut Vec::new())?;
+        registry.load_file(path, None, &mut Vec::new())?;
         Ok(registry)
     }
 
@@ -297,7 +317,14 @@ impl BackendRegistry {
         self.backends.values()
     }
 
-    fn load_file(&mut self, path: &Path, stack: &mut Vec<PathBuf>) -> Result<(), BackendError> {
+    /// Loads one file; `tree` is the directory its includes must stay in
+    /// (`None` for the top-level file, which starts its own).
+    fn load_file(
+        &mut self,
+        path: &Path,
+        tree: Option<(&Path, &Path)>,
+        stack: &mut Vec<PathBuf>,
+    ) -> Result<(), BackendError> {
         let canonical = path.canonicalize().map_err(|source| BackendError::Read {
             path: path.to_owned(),
             source,
@@ -307,15 +334,31 @@ impl BackendRegistry {
             chain.push(canonical);
             return Err(BackendError::CircularInclude { chain });
         }
-        let text = std::fs::read_to_string(&canonical).map_err(|source| BackendError::Read {
+        let dir = canonical.parent().unwrap_or(Path::new("/")).to_owned();
+        // Includes stay in the tree they started in, unless they name
+        // another backend's own `backend.toml`, which starts a tree.
+        let root = match tree {
+            Some((root, including)) if !canonical.starts_with(root) => {
+                if canonical.file_name() != Some("backend.toml".as_ref()) {
+                    return Err(BackendError::Include {
+                        path: including.to_owned(),
+                        included: canonical,
+                        root: root.to_owned(),
+                    });
+                }
+                dir.clone()
+            }
+            Some((root, _)) => root.to_owned(),
+            None => dir.clone(),
+        };
+        let text = read_config(&canonical).map_err(|source| BackendError::Read {
             path: canonical.clone(),
             source,
         })?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| BackendError::Parse {
             path: canonical.clone(),
-            message: e.to_string(),
+            message: parse_message(&e, &text),
         })?;
-        let dir = canonical.parent().unwrap_or(Path::new("/")).to_owned();
         let invalid = |message: String| BackendError::Invalid {
             path: canonical.clone(),
             message,
@@ -329,7 +372,7 @@ impl BackendRegistry {
                 let relative = entry
                     .as_str()
                     .ok_or_else(|| invalid("`include` entries must be strings".into()))?;
-                self.load_file(&dir.join(relative), stack)?;
+                self.load_file(&dir.join(relative), Some((&root, &canonical)), stack)?;
             }
         }
         stack.pop();
@@ -352,6 +395,66 @@ impl BackendRegistry {
             self.backends.insert(name.clone(), backend);
         }
         Ok(())
+    }
+}
+
+/// The largest `backend.toml` read (1 MiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Reads a config file that must be a regular file of at most
+/// [`MAX_CONFIG_BYTES`]. Opened without blocking, so a FIFO cannot hang
+/// the run, and checked on the open file, so it cannot be swapped.
+fn read_config(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(invalid(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    let mut bytes = Vec::new();
+    // Files in /proc report a size of 0: the cap applies to what is read.
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(invalid(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))
+}
+
+/// The TOML parser's message and position, without the quoted source line
+/// it would show and without quoted text longer than a few characters
+/// (punctuation such as `=` stays): the file may not be a config at all.
+fn parse_message(error: &toml::de::Error, text: &str) -> String {
+    let mut message = String::new();
+    for (i, part) in error.message().trim().split('`').enumerate() {
+        if i % 2 == 1 {
+            message.push('`');
+            message.push_str(if part.chars().count() <= 3 {
+                part
+            } else {
+                "…"
+            });
+            message.push('`');
+        } else {
+            message.push_str(part);
+        }
+    }
+    let message = message.lines().next().unwrap_or_default().to_owned();
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("{message} at line {line}, column {column}")
+        }
+        None => message,
     }
 }
 
@@ -480,4 +583,90 @@ pub fn check_script(path: &Path) -> Result<(), &'static str> {
         return Err("is not executable (chmod +x it)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("conf")).unwrap();
+        dir
+    }
+
+    fn load_err(dir: &Path, include: &str) -> String {
+        let top = dir.join("backend.toml");
+        std::fs::write(&top, format!("include = [{include:?}]\n")).unwrap();
+        let e = BackendRegistry::load(&top).unwrap_err();
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    }
+
+    #[test]
+    fn includes_outside_the_project_are_refused_unless_another_backend_toml() {
+        let dir = project();
+        let e = load_err(dir.path(), "/proc/self/environ");
+        assert!(e.contains("which is outside"), "{e}");
+        assert!(!e.contains("PATH="), "{e}");
+        // Through a link inside the project: where it leads counts.
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("conf/link.toml")).unwrap();
+        let e = load_err(dir.path(), "./conf/link.toml");
+        assert!(e.contains("`/etc/passwd`, which is outside"), "{e}");
+        assert!(!e.contains("root:"), "{e}");
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.toml")).unwrap();
+        assert!(load_err(dir.path(), "./zero.toml").contains("which is outside"));
+        // Another backend's own backend.toml may live anywhere; its own
+        // includes stay beside it.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(
+            other.path().join("backend.toml"),
+            "include = [\"./more.toml\"]\n",
+        )
+        .unwrap();
+        std::fs::write(other.path().join("more.toml"), "[x.nixos]\n").unwrap();
+        let top = dir.path().join("backend.toml");
+        std::fs::write(
+            &top,
+            format!("include = [{:?}]\n", other.path().join("backend.toml")),
+        )
+        .unwrap();
+        let registry = BackendRegistry::load(&top).unwrap();
+        assert_eq!(registry.names(), ["x"]);
+    }
+
+    #[test]
+    fn parse_errors_never_show_the_file_and_fifos_and_devices_are_not_read() {
+        let dir = project();
+        std::fs::write(dir.path().join("conf/key.txt"), format!("# key\n{KEY}\n")).unwrap();
+        let e = load_err(dir.path(), "./conf/key.txt");
+        assert!(e.contains("failed to parse backend config"), "{e}");
+        assert!(e.contains("at line 2, column"), "{e}");
+        assert!(!e.contains("QQQQ") && !e.contains("AGE-SECRET"), "{e}");
+        // A key that happens to read as TOML: only short quoted text stays.
+        std::fs::write(
+            dir.path().join("conf/kv.toml"),
+            "a = \"SECRET-VALUE-1\"\na = \"SECRET-VALUE-2\"\n",
+        )
+        .unwrap();
+        let e = load_err(dir.path(), "./conf/kv.toml");
+        assert!(!e.contains("SECRET-VALUE"), "{e}");
+
+        // A FIFO would block the open until someone writes to it.
+        let fifo = dir.path().join("conf/fifo.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = load_err(dir.path(), "./conf/fifo.toml");
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(read_config(Path::new("/dev/zero")).is_err());
+        let big = dir.path().join("conf/big.toml");
+        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
+        assert!(load_err(dir.path(), "./conf/big.toml").contains("larger than 1048576 bytes"));
+    }
 }

@@ -179,9 +179,11 @@ pub fn validate_output(unit: &Unit<'_>, out: &Path) -> Result<(), GeneratorError
         let kind = metadata.file_type();
         let declared = unit.artifact.files.contains_key(&name);
         if !declared {
+            // The generator chose this name: never print it raw.
             problems.push(format!(
-                "unexpected {} `{name}` (declared files: {})",
+                "unexpected {} `{}` (declared files: {})",
                 describe_type(&kind),
+                artifacts_model::names::escape(&name),
                 declared_list(unit)
             ));
             continue;

@@ -61,11 +61,12 @@ impl fmt::Display for Location {
         if let Some(target) = &self.target {
             write!(f, ", {target}")?;
         }
+        // Names come from the declarations: never print them raw.
         if let Some(artifact) = &self.artifact {
-            write!(f, ", artifact `{artifact}`")?;
+            write!(f, ", artifact `{}`", crate::names::escape(artifact))?;
         }
         if let Some(field) = &self.field {
-            write!(f, ", field `{field}`")?;
+            write!(f, ", field `{}`", crate::names::escape(field))?;
         }
         Ok(())
     }
@@ -82,7 +83,13 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        // Messages quote names and keys from the declarations.
+        write!(
+            f,
+            "{}: {}",
+            self.location,
+            crate::names::escape(&self.message)
+        )
     }
 }
 

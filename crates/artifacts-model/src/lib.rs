@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod limits;
 pub mod load;
 mod model;
 pub mod names;

@@ -34,11 +34,17 @@ use crate::model::{
 /// Relative generator paths are taken from the manifest's directory, which is
 /// also the project root.
 pub fn load_manifest(path: &Path) -> Result<Model, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+    let text = crate::limits::read_document(path).map_err(|source| ModelError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let value = parse_text(path, &text)?;
+    load_manifest_text(path, &text)
+}
+
+/// [`load_manifest`] of text already read; `path` names the format (by its
+/// extension) and the project root (its directory).
+pub fn load_manifest_text(path: &Path, text: &str) -> Result<Model, ModelError> {
+    let value = parse_text(path, text)?;
     from_value(path, &manifest_root(path), &value)
 }
 
@@ -57,8 +63,11 @@ pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, Mo
 fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
     let parse_error = |message: String| ModelError::Parse {
         path: path.to_owned(),
-        message,
+        // Parsers quote the source: nothing in it may print raw.
+        message: crate::names::escape_multiline(&message),
     };
+    // Before any parser: libyaml's time grows with the square of the nesting.
+    crate::limits::check_nesting(text).map_err(parse_error)?;
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => toml::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
         Some("json") => serde_json::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
@@ -84,7 +93,7 @@ pub fn from_value(source: &Path, root: &Path, value: &Value) -> Result<Model, Mo
 /// Loads a manifest and validates it against `known_backends`, reporting the
 /// problems of both stages together (a bad mode does not hide a bad backend).
 pub fn load_manifest_validated(path: &Path, known_backends: &[&str]) -> Result<Model, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+    let text = crate::limits::read_document(path).map_err(|source| ModelError::Read {
         path: path.to_owned(),
         source,
     })?;

@@ -144,7 +144,12 @@ impl TargetId {
 
 impl fmt::Display for TargetId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} `{}`", self.kind.noun(), self.name)
+        write!(
+            f,
+            "{} `{}`",
+            self.kind.noun(),
+            crate::names::escape(&self.name)
+        )
     }
 }
 

@@ -5,35 +5,93 @@
 //! must not be able to leave the directory they are joined to. Spaces, dots,
 //! underscores and mixed case are allowed, as upstream nixos-artifacts allows them.
 
+/// The longest name, in bytes. Names become file names (with suffixes such
+/// as `.age`, at most 255 bytes on Linux), SOPS keys and environment
+/// variable names; no declaration needs more.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The suffix that makes sops leave a key, and everything under it, in
+/// plaintext (sops' default `unencrypted_suffix`).
+pub const SOPS_UNENCRYPTED_SUFFIX: &str = "_unencrypted";
+
+/// Characters that are invisible or reorder text when printed: format
+/// characters (bidirectional overrides and isolates, zero-width ones, the
+/// byte order mark, tags) and line and paragraph separators.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{61C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
+}
+
 /// Checks one name; returns what is wrong with it, in words.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("name is empty".into());
     }
-    if name == "." || name == ".." || name.contains("..") {
-        return Err(format!("name `{name}` contains `..`"));
-    }
-    if name.contains('/') {
-        return Err(format!("name `{name}` contains `/`"));
-    }
     if name.contains('\0') {
         return Err("name contains a NUL byte".into());
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
         return Err(format!(
-            "name {} contains a control character",
+            "name {} contains a control, invisible or bidirectional character",
             escape_for_message(name)
         ));
     }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "name {} is {} bytes long (at most {MAX_NAME_LEN})",
+            escape_for_message(&shorten(name)),
+            name.len()
+        ));
+    }
+    let shown = escape_for_message(name);
+    if name == "." || name == ".." || name.contains("..") {
+        return Err(format!("name {shown} contains `..`"));
+    }
+    if name.contains('/') {
+        return Err(format!("name {shown} contains `/`"));
+    }
     if name.starts_with('-') {
         return Err(format!(
-            "name `{name}` starts with `-` (it would read as an option)"
+            "name {shown} starts with `-` (it would read as an option)"
         ));
     }
     if name.trim() != name {
-        return Err(format!("name `{name}` has leading or trailing whitespace"));
+        return Err(format!("name {shown} has leading or trailing whitespace"));
     }
     Ok(())
+}
+
+/// Checks the name of an artifact or of one of its files: [`check_name`],
+/// and no clash with what SOPS files give meaning to, since the SOPS-based
+/// backends store `<artifact>: {<file>: value}`.
+pub fn check_stored_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if name == "sops" {
+        return Err(
+            "name `sops` is reserved: SOPS files keep their metadata under the key `sops`".into(),
+        );
+    }
+    if name.ends_with(SOPS_UNENCRYPTED_SUFFIX) {
+        return Err(format!(
+            "name {} ends in `{SOPS_UNENCRYPTED_SUFFIX}`, which makes sops store the value in plaintext",
+            escape_for_message(name)
+        ));
+    }
+    Ok(())
+}
+
+/// The first 40 characters of a long text, with `…` when cut.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// Checks an owner or group name.
@@ -53,9 +111,38 @@ pub fn check_account(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Shows a string in an error message with control characters escaped.
+/// Shows a string in an error message, in backticks, with control,
+/// invisible and bidirectional characters escaped (`\u{202e}`).
 pub fn escape_for_message(text: &str) -> String {
-    format!("`{}`", text.escape_debug())
+    format!("`{}`", escape(text))
+}
+
+/// `text` with control, invisible and bidirectional characters escaped, so
+/// that printing it cannot hide or reorder anything.
+pub fn escape(text: &str) -> String {
+    escape_but(text, None)
+}
+
+/// [`escape`], except for line breaks: for multi-line messages (a parser's
+/// message quoting a source line).
+pub fn escape_multiline(text: &str) -> String {
+    escape_but(text, Some('\n'))
+}
+
+fn escape_but(text: &str, keep: Option<char>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if Some(c) == keep {
+            out.push(c);
+        } else if is_invisible(c) {
+            out.extend(c.escape_unicode());
+        } else if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The environment variable carrying a prompt's answer:
@@ -105,6 +192,35 @@ mod tests {
         ] {
             assert!(check_name(name).is_err(), "{name:?} accepted");
         }
+    }
+
+    #[test]
+    fn rejects_long_names_and_invisible_characters_and_escapes_them() {
+        assert_eq!(check_name(&"a".repeat(MAX_NAME_LEN)), Ok(()));
+        let e = check_name(&"a".repeat(300)).unwrap_err();
+        assert!(e.contains("300 bytes long (at most 128)"), "{e}");
+        assert!(e.len() < 120, "{e}");
+        for name in [
+            "pay\u{202E}gpj.exe",
+            "a\u{200B}b",
+            "x\u{2066}y",
+            "\u{FEFF}bom",
+        ] {
+            let e = check_name(name).unwrap_err();
+            assert!(e.contains("bidirectional"), "{e}");
+            assert!(!e.chars().any(is_invisible), "{e:?} prints it raw");
+        }
+        assert_eq!(escape("a\u{202E}b\n'"), "a\\u{202e}b\\n'");
+    }
+
+    #[test]
+    fn stored_names_must_not_clash_with_sops() {
+        assert_eq!(check_stored_name("db"), Ok(()));
+        assert_eq!(check_stored_name("sops-key"), Ok(()));
+        assert!(check_stored_name("sops").unwrap_err().contains("reserved"));
+        let e = check_stored_name("token_unencrypted").unwrap_err();
+        assert!(e.contains("plaintext"), "{e}");
+        assert!(check_stored_name("a/b").is_err());
     }
 
     #[test]

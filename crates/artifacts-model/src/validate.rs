@@ -10,7 +10,7 @@ use std::path::Component;
 
 use crate::error::{Location, ModelError, Problem};
 use crate::model::{Artifact, Model, Target, TargetKind};
-use crate::names::{check_account, check_name, escape_for_message};
+use crate::names::{check_account, check_name, check_stored_name, escape_for_message};
 
 /// Validates declarations against the set of known backend names.
 pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError> {
@@ -88,7 +88,7 @@ fn check_artifact(
     location: &Location,
     problems: &mut Vec<Problem>,
 ) {
-    if let Err(message) = check_name(&artifact.name) {
+    if let Err(message) = check_stored_name(&artifact.name) {
         problems.push(problem(location.clone(), format!("artifact {message}")));
     }
     if let Some(name) = &artifact.backend {
@@ -112,16 +112,16 @@ fn check_artifact(
     for name in artifact.prompts.keys() {
         if let Err(message) = check_name(name) {
             problems.push(problem(
-                location.field(format!("prompts.{}", name.escape_debug())),
+                location.field(format!("prompts.{name}")),
                 format!("prompt {message}"),
             ));
         }
     }
     for (name, file) in &artifact.files {
-        let field = |key: &str| location.field(format!("files.{}.{key}", name.escape_debug()));
-        if let Err(message) = check_name(name) {
+        let field = |key: &str| location.field(format!("files.{name}.{key}"));
+        if let Err(message) = check_stored_name(name) {
             problems.push(problem(
-                location.field(format!("files.{}", name.escape_debug())),
+                location.field(format!("files.{name}")),
                 format!("file {message}"),
             ));
         }

@@ -232,6 +232,62 @@ prompts."p\n" = {}
 }
 
 #[test]
+fn names_clashing_with_sops_too_long_or_with_bidi_characters_are_rejected_and_escaped() {
+    let long = "n".repeat(300);
+    let found = problems(
+        &format!(
+            r#"
+default.backend = "b"
+[nixos.m.artifacts.sops]
+generator = "g"
+files.f = {{}}
+[nixos.m.artifacts.{long}]
+generator = "g"
+files.f = {{}}
+[nixos.m.artifacts."evil\u202Etxt.exe"]
+generator = "g"
+files.key_unencrypted = {{}}
+"#
+        ),
+        &["b"],
+    );
+    has(&found, "artifact name `sops` is reserved");
+    has(&found, "is 300 bytes long (at most 128)");
+    has(&found, "artifact `evil\\u{202e}txt.exe`");
+    has(
+        &found,
+        "contains a control, invisible or bidirectional character",
+    );
+    has(&found, "file name `key_unencrypted` ends in `_unencrypted`");
+    let all = found.join("\n");
+    assert!(!all.contains('\u{202E}'), "printed raw:\n{all}");
+}
+
+#[test]
+fn deeply_nested_manifests_are_refused_before_they_are_parsed() {
+    // libyaml took over 30 s for this before the nesting was measured first;
+    // the other formats must give the same clear message.
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    for (name, text) in [
+        ("a.yaml", format!("x: {}{}\n", "[".repeat(n), "]".repeat(n))),
+        (
+            "a.json",
+            format!("{{\"x\": {}{}}}", "[".repeat(n), "]".repeat(n)),
+        ),
+        (
+            "a.toml",
+            format!("x = {}{}\n", "[".repeat(n), "]".repeat(n)),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let e = load_manifest(&path).unwrap_err().to_string();
+        assert!(e.contains("nests deeper than 128 levels"), "{name}: {e}");
+    }
+}
+
+#[test]
 fn file_paths_must_be_absolute_outside_the_store_and_without_parent_references() {
     let found = problems(
         r#"

@@ -300,6 +300,22 @@ pub struct GenerateArgs {
     /// Refuse repositories whose URL is not a line of PATH (default: ARTIFACTS_CMP_ALLOWLIST).
     #[arg(long = "allow-list", value_name = "PATH")]
     pub allow_list: Option<PathBuf>,
+    /// Stop the builtin engine's evaluation when the process uses more than MIB MiB of memory.
+    #[arg(
+        long = "max-memory",
+        value_name = "MIB",
+        env = "ARTIFACTS_CMP_MAX_MEMORY",
+        default_value_t = crate::limits::DEFAULT_MAX_MEMORY_MIB
+    )]
+    pub max_memory: u64,
+    /// Stop the builtin engine's evaluation after SECS seconds.
+    #[arg(
+        long = "eval-timeout",
+        value_name = "SECS",
+        env = "ARTIFACTS_CMP_EVAL_TIMEOUT",
+        default_value_t = crate::limits::DEFAULT_TIMEOUT_SECS
+    )]
+    pub eval_timeout: u64,
 }
 
 impl CmpCommand {
@@ -320,6 +336,16 @@ impl CmpCommand {
                 let project = Project::find(&io.cwd)?;
                 let env = project.environment(&name)?;
                 let vars = with_commit_hash(Vars::default(), io.env);
+                // jsonnet from the repository may allocate or loop without end.
+                let _watchdog = (a.render.engine == EngineArg::Builtin).then(|| {
+                    crate::limits::Watchdog::start(
+                        &name,
+                        crate::limits::EvalLimits {
+                            max_memory_mib: a.max_memory,
+                            timeout: std::time::Duration::from_secs(a.eval_timeout),
+                        },
+                    )
+                });
                 // Diagnostics (std.trace, tk warnings) are dropped: ArgoCD
                 // shows stderr in its UI, and a clean run prints nothing there.
                 let rendered = render(

@@ -40,6 +40,7 @@ pub mod cmp;
 pub mod error;
 pub mod eval;
 pub mod import;
+pub mod limits;
 pub mod natives;
 pub mod output;
 pub mod process;

@@ -29,6 +29,8 @@ fn json_to_val(v: serde_json::Value) -> Result<Val> {
 
 /// Parses a YAML stream into its documents, as JSON values.
 pub(crate) fn yaml_documents(text: &str) -> std::result::Result<Vec<serde_json::Value>, String> {
+    // Measured first: libyaml's time grows with the square of the nesting.
+    artifacts_model::limits::check_nesting(text)?;
     let mut out = Vec::new();
     for doc in serde_norway::Deserializer::from_str(text) {
         let v = serde_json::Value::deserialize(doc).map_err(|e| e.to_string())?;
@@ -156,6 +158,9 @@ mod tests {
             vec![serde_json::json!([1, 2])]
         );
         assert!(yaml_documents("a: [\n").is_err());
+        // Refused before libyaml spends quadratic time on it.
+        let deep = yaml_documents(&"[".repeat(200_000)).unwrap_err();
+        assert!(deep.contains("deeper than 128"), "{deep}");
     }
 
     #[test]

@@ -123,6 +123,10 @@ pub fn find_config(start: &Path) -> Option<PathBuf> {
     None
 }
 
+/// How deep a `.sops.yaml` may nest (`creation_rules[].key_groups[].age[]`
+/// is four levels).
+const MAX_CONFIG_DEPTH: usize = 32;
+
 impl SopsConfig {
     /// Reads a config file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -135,6 +139,12 @@ impl SopsConfig {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
+            // A config nests a few levels; deeper ones would cost libyaml
+            // quadratic time (see `yaml::check_nesting`).
+            super::yaml::check_nesting(text, MAX_CONFIG_DEPTH).map_err(|e| Error::Config {
+                path: path.to_path_buf(),
+                reason: e.0,
+            })?;
             serde_norway::from_str(text).map_err(|e| Error::Config {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
@@ -236,6 +246,16 @@ mod tests {
 
     const R1: &str = "age16ldl346h2qlpu9w32tp5yf58n2dsesfdz7dtqqfdjy8d4quucvhqjwq5zd";
     const R2: &str = "age1n2r88qcmupqlkevx5k6l93x48gaw8um2drlrjsg599ucmsgltd4swzrqq9";
+
+    #[test]
+    fn deeply_nested_configs_are_refused_before_serde_parses_them() {
+        let deep = format!("creation_rules: {}\n", "[".repeat(200_000));
+        let e = SopsConfig::parse(&deep, Path::new("/p/.sops.yaml")).unwrap_err();
+        assert!(e.to_string().contains("deeper than 32 levels"), "{e}");
+        // libyaml was stopped right after the limit.
+        let pulled = crate::sops::yaml::events_pulled();
+        assert!(pulled < 64, "{pulled} events pulled");
+    }
 
     #[test]
     fn first_matching_creation_rule_wins() {

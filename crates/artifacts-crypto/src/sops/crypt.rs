@@ -295,7 +295,12 @@ pub(crate) fn decrypt_tree(
                                 parse_yaml_timestamp(text()?)
                                     .ok_or_else(|| invalid("the plaintext is not a timestamp"))?,
                             ),
-                            other => return Err(invalid(&format!("unknown type `{other}`"))),
+                            other => {
+                                return Err(invalid(&format!(
+                                    "unknown type `{}`",
+                                    other.escape_debug()
+                                )));
+                            }
                         };
                         stash.remember(&ad, &ev.ty, &plain, &ev.iv);
                         *v = typed;

@@ -197,6 +197,9 @@ fn text_of(v: &Value) -> Option<String> {
     }
 }
 
+/// The most age recipients a SOPS file may list (per key group).
+pub const MAX_AGE_KEYS: usize = 4096;
+
 fn age_keys(v: &Value, origin: &Origin) -> Result<Vec<AgeKey>> {
     let bad = |reason: &str| Error::Metadata {
         origin: origin.clone(),
@@ -208,6 +211,12 @@ fn age_keys(v: &Value, origin: &Origin) -> Result<Vec<AgeKey>> {
             _ => Err(bad("`age` must be a list")),
         };
     };
+    // Decryption tries each entry in turn: a file may not make that unbounded.
+    if items.len() > MAX_AGE_KEYS {
+        return Err(bad(&format!(
+            "`age` lists more than {MAX_AGE_KEYS} recipients"
+        )));
+    }
     let mut out = Vec::new();
     for it in items {
         let Item::Value(Value::Map(m)) = it else {

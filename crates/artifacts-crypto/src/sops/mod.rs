@@ -281,6 +281,31 @@ pub fn encrypt(
     })
 }
 
+/// The largest SOPS file [`EncryptedFile::read`] reads (64 MiB): far above
+/// any secrets file, and a bound on the memory a repository can make us use.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads at most [`MAX_FILE_BYTES`] of `path`; more is an error.
+fn read_limited(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("read", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::io(
+            "read",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {MAX_FILE_BYTES} bytes"),
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl EncryptedFile {
     /// Parses an encrypted document. Binary documents are stored as JSON.
     pub fn parse(bytes: &[u8], format: Format, origin: &Origin) -> Result<Self> {
@@ -325,8 +350,9 @@ impl EncryptedFile {
     }
 
     /// Reads and parses a file, picking the format from its name unless given.
+    /// Files larger than [`MAX_FILE_BYTES`] are refused.
     pub fn read(path: &Path, format: Option<Format>) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        let bytes = read_limited(path)?;
         Self::parse(
             &bytes,
             format.unwrap_or_else(|| Format::from_path(path)),

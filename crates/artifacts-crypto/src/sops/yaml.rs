@@ -74,9 +74,30 @@ mod events {
         }
     }
 
-    /// Parses `input` into events; `Err(())` on a syntax error (the caller
-    /// asks `serde_norway` for a readable message).
-    pub(super) fn parse(input: &[u8]) -> Result<Vec<Event>, ()> {
+    /// Why [`parse`] stopped.
+    #[derive(Debug, PartialEq)]
+    pub(super) enum Stop {
+        /// A syntax error (the caller asks `serde_norway` for a readable
+        /// message).
+        Syntax,
+        /// Collections nest deeper than the limit given.
+        TooDeep,
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// How many events the last [`parse`] pulled from libyaml.
+        pub(super) static PULLED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Parses `input` into events, stopping as soon as collections nest
+    /// deeper than `max_depth`.
+    ///
+    /// libyaml's scanner checks every pending simple key on every token, and
+    /// each open flow collection (`[`, `{`) keeps one pending: 200 KB of `[`
+    /// took 30 s and more. Stopping at the depth limit, while the scanner is
+    /// at most its look-ahead (1,024 characters) further, bounds that work.
+    pub(super) fn parse(input: &[u8], max_depth: usize) -> Result<Vec<Event>, Stop> {
         let mut parser: Box<MaybeUninit<unsafe_yaml::yaml_parser_t>> =
             Box::new(MaybeUninit::uninit());
         let p = parser.as_mut_ptr();
@@ -85,7 +106,7 @@ mod events {
         // the guard is dropped before `input`'s borrow ends).
         unsafe {
             if unsafe_yaml::yaml_parser_initialize(p).fail {
-                return Err(());
+                return Err(Stop::Syntax);
             }
         }
         let _guard = ParserGuard(p);
@@ -95,12 +116,17 @@ mod events {
             unsafe_yaml::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
         }
         let mut out = Vec::new();
+        let mut depth = 0usize;
+        #[cfg(test)]
+        PULLED.with(|n| n.set(0));
         loop {
             let mut ev = MaybeUninit::<unsafe_yaml::yaml_event_t>::uninit();
             let evp = ev.as_mut_ptr();
+            #[cfg(test)]
+            PULLED.with(|n| n.set(n.get() + 1));
             // SAFETY: the parser is initialized; `evp` is writable event memory.
             if unsafe { unsafe_yaml::yaml_parser_parse(p, evp).fail } {
-                return Err(());
+                return Err(Stop::Syntax);
             }
             // SAFETY: parse succeeded, so the event is initialized; its
             // strings are valid until `yaml_event_delete`.
@@ -138,7 +164,7 @@ mod events {
                     unsafe_yaml::YAML_MAPPING_END_EVENT => Kind::MapEnd,
                     _ => {
                         unsafe_yaml::yaml_event_delete(evp);
-                        return Err(());
+                        return Err(Stop::Syntax);
                     }
                 };
                 let ev = Event {
@@ -150,6 +176,16 @@ mod events {
                 unsafe_yaml::yaml_event_delete(evp);
                 ev
             };
+            match converted.kind {
+                Kind::SeqStart { .. } | Kind::MapStart { .. } => {
+                    depth += 1;
+                    if depth > max_depth {
+                        return Err(Stop::TooDeep);
+                    }
+                }
+                Kind::SeqEnd | Kind::MapEnd => depth = depth.saturating_sub(1),
+                _ => {}
+            }
             let done = matches!(converted.kind, Kind::StreamEnd);
             out.push(converted);
             if done {
@@ -504,11 +540,13 @@ const ALIAS_BUDGET: usize = 64 << 20;
 /// Refuses a collection that would nest `depth` levels deep.
 fn check_depth(depth: usize) -> Result<(), YamlError> {
     if depth > MAX_DEPTH {
-        return Err(YamlError(format!(
-            "the document nests deeper than {MAX_DEPTH} levels"
-        )));
+        return Err(depth_error());
     }
     Ok(())
+}
+
+fn depth_error() -> YamlError {
+    YamlError(format!("the document nests deeper than {MAX_DEPTH} levels"))
 }
 
 /// Roughly the bytes one copy of a value takes: a fixed cost per node plus
@@ -566,7 +604,7 @@ fn check_unique_keys(entries: &[Entry]) -> Result<(), YamlError> {
     match keys.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(YamlError(format!(
             "mapping key `{}` is defined twice",
-            w[0]
+            w[0].escape_debug()
         ))),
         None => Ok(()),
     }
@@ -590,6 +628,25 @@ fn nesting(v: &Value) -> usize {
     }
 }
 
+/// How many events the last parse on this thread pulled from libyaml.
+#[cfg(test)]
+pub(crate) fn events_pulled() -> usize {
+    events::PULLED.with(|n| n.get())
+}
+
+/// Checks, in time linear in its size, that `src` is YAML whose collections
+/// nest at most `max_depth` levels, so that handing it to `serde_norway`
+/// (the same libyaml) afterwards takes linear time too. Syntax errors are
+/// left to the caller's parser, which reports them with a position.
+pub(crate) fn check_nesting(src: &str, max_depth: usize) -> Result<(), YamlError> {
+    match events::parse(src.as_bytes(), max_depth) {
+        Err(events::Stop::TooDeep) => Err(YamlError(format!(
+            "the document nests deeper than {max_depth} levels"
+        ))),
+        Ok(_) | Err(events::Stop::Syntax) => Ok(()),
+    }
+}
+
 /// Parses YAML into branches (one per document). Comments are kept as
 /// entries; anchors/aliases are expanded; only mapping documents are allowed
 /// (like sops).
@@ -597,14 +654,18 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
     // libyaml skips a byte order mark without counting it in its marks,
     // which would shift every position we map back into `src`.
     let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);
-    let events = events::parse(src.as_bytes()).map_err(|()| {
-        // libyaml's error text sits in private fields; serde_norway reports
-        // the same parser's error with a position.
-        let msg = serde_norway::from_str::<serde_norway::Value>(src)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_else(|| "invalid YAML".to_string());
-        YamlError(msg)
+    let events = events::parse(src.as_bytes(), MAX_DEPTH).map_err(|stop| match stop {
+        events::Stop::TooDeep => depth_error(),
+        events::Stop::Syntax => {
+            // libyaml's error text sits in private fields; serde_norway
+            // reports the same parser's error with a position (parsing
+            // again costs no more than the first parse, which got this far).
+            let msg = serde_norway::from_str::<serde_norway::Value>(src)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "invalid YAML".to_string());
+            YamlError(msg)
+        }
     })?;
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -672,10 +733,9 @@ pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
                 None
             }
             events::Kind::Alias(name) => {
-                let (v, cost, depth) = anchors
-                    .0
-                    .get(&name)
-                    .ok_or_else(|| YamlError(format!("unknown anchor `{name}`")))?;
+                let (v, cost, depth) = anchors.0.get(&name).ok_or_else(|| {
+                    YamlError(format!("unknown anchor `{}`", name.escape_debug()))
+                })?;
                 check_depth(stack.len() + depth)?;
                 // Aliases of aliases grow exponentially ("billion laughs"):
                 // refuse a document whose copies would exceed the budget.
@@ -1452,6 +1512,22 @@ mod tests {
     }
 
     #[test]
+    fn deep_flow_nesting_stops_at_the_limit_without_parsing_the_rest() {
+        // libyaml's work grows with the square of the open flow collections;
+        // the parser must stop pulling events once the limit is passed.
+        for src in [
+            format!("a: {}{}\n", "[".repeat(20_000), "]".repeat(20_000)),
+            format!("a: {}\n", "{x: ".repeat(50_000)),
+            "[".repeat(200_000),
+        ] {
+            let e = parse(&src).unwrap_err();
+            assert!(e.0.contains("deeper than 512"), "{}", e.0);
+            let pulled = events::PULLED.with(|n| n.get());
+            assert!(pulled <= 2 * MAX_DEPTH + 8, "{pulled} events pulled");
+        }
+    }
+
+    #[test]
     fn duplicate_keys_are_refused_like_sops_does() {
         // The fuzzer found a document with two `sops` keys: the second one
         // stayed in the data and came back as metadata on the next read.
@@ -1459,6 +1535,9 @@ mod tests {
         assert!(e.0.contains("`x` is defined twice"), "{}", e.0);
         assert!(parse("a: 1\nsops: {}\nsops: {}\n").is_err());
         assert!(parse("a: {x: 1}\nb: {x: 2}\n---\na: 2\n").is_ok());
+        // Keys come from the file: a right-to-left override is escaped.
+        let e = parse("\"k\u{202E}\": 1\n\"k\u{202E}\": 2\n").unwrap_err();
+        assert!(e.0.contains("`k\\u{202e}` is defined twice"), "{}", e.0);
     }
 
     #[test]
