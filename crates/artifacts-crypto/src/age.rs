@@ -524,8 +524,15 @@ fn decrypt_identity_file(
         origin: origin.clone(),
         reason: reason.to_string(),
     };
-    let reader = age::armor::ArmoredReader::new(bytes);
-    let decryptor = age::Decryptor::new_buffered(BufReader::new(reader))
+    // Measured like every age file we read: a hostile header cannot make
+    // `age` parse for minutes.
+    let (binary, header_end) = dearmor_and_measure(bytes).map_err(|reason| invalid(&reason))?;
+    let input = HeaderAtOnce {
+        data: &binary,
+        pos: 0,
+        header_end,
+    };
+    let decryptor = age::Decryptor::new_buffered(input)
         .map_err(|_| invalid("not a valid age-encrypted identity file"))?;
     if !decryptor.is_scrypt() {
         return Err(invalid(
@@ -720,22 +727,9 @@ pub fn decrypt(
         origin: origin.clone(),
         reason: reason.to_string(),
     };
-    // Dearmor first, so the header can be measured before `age` parses it.
-    let dearmored;
-    let binary = if is_armored(ciphertext) {
-        let mut reader = age::armor::ArmoredReader::new(ciphertext);
-        let mut out = Vec::with_capacity(ciphertext.len());
-        reader
-            .read_to_end(&mut out)
-            .map_err(|_| fail("the ASCII armor is malformed or truncated"))?;
-        dearmored = out;
-        &dearmored[..]
-    } else {
-        ciphertext
-    };
-    let header_end = header_end(binary).map_err(|reason| fail(&reason))?;
+    let (binary, header_end) = dearmor_and_measure(ciphertext).map_err(|reason| fail(&reason))?;
     let input = HeaderAtOnce {
-        data: binary,
+        data: &binary,
         pos: 0,
         header_end,
     };
@@ -763,6 +757,26 @@ pub fn decrypt(
         .read_to_end(&mut out)
         .map_err(|_| fail("the payload is truncated or was modified"))?;
     Ok(out)
+}
+
+/// An age file without its ASCII armor, and where its header ends (see
+/// [`header_end`]): armor is removed first, so the header is measured before
+/// `age` parses it.
+fn dearmor_and_measure(
+    ciphertext: &[u8],
+) -> std::result::Result<(std::borrow::Cow<'_, [u8]>, usize), String> {
+    let binary = if is_armored(ciphertext) {
+        let mut reader = age::armor::ArmoredReader::new(ciphertext);
+        let mut out = Vec::with_capacity(ciphertext.len());
+        reader
+            .read_to_end(&mut out)
+            .map_err(|_| "the ASCII armor is malformed or truncated".to_owned())?;
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(ciphertext)
+    };
+    let end = header_end(&binary)?;
+    Ok((binary, end))
 }
 
 /// The largest age header [`decrypt`] reads: far above what a file
@@ -1076,6 +1090,20 @@ mod tests {
         let e = decrypt(&ids, &many, &origin).unwrap_err().to_string();
         assert!(e.contains("more than 4096 recipient stanzas"), "{e}");
         // Refused before `age` read a single line.
+        assert_eq!(HEADER_READS.with(|n| n.get()), 0);
+    }
+
+    #[test]
+    fn identity_files_are_measured_like_every_age_file() {
+        // An `age -p` identity file is an age file too: the same limits hold
+        // before `age` parses its header (found by the fuzz check hanging).
+        let origin = Origin::Described("test".into());
+        let many = header(&vec![grease(0); MAX_STANZAS + 1]);
+        HEADER_READS.with(|n| n.set(0));
+        let e = parse_identities(&String::from_utf8_lossy(&many), origin, &NoPassphrase)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 4096 recipient stanzas"), "{e}");
         assert_eq!(HEADER_READS.with(|n| n.get()), 0);
     }
 
