@@ -195,3 +195,6 @@ impl StoreBackend for SopsNix {
         with(call, sops::writable)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -604,3 +604,208 @@ fn register_secrets(scope: &Scope<'_>, out: &Path) {
             .is_some_and(|f| !f.secret)
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::backend::Section;
+    use crate::store::{InProcess, StoreError, Writable};
+
+    /// Records the calls it gets and answers what it is told to.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(String, Call)>>,
+        fail_with: Option<String>,
+    }
+
+    impl Recorder {
+        fn answer<T>(&self, script: &str, call: &Call, ok: T) -> Result<T, StoreError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((script.to_owned(), call.clone()));
+            match &self.fail_with {
+                Some(message) => Err(StoreError::new(message.clone())
+                    .with_hint(Some("restore it from version control".into()))),
+                None => Ok(ok),
+            }
+        }
+    }
+
+    impl StoreBackend for Recorder {
+        fn check(&self, call: &Call) -> Result<Checked, StoreError> {
+            self.answer("check", call, Checked::Stored)
+        }
+        fn serialize(&self, call: &Call, _out: &Path) -> Result<(), StoreError> {
+            self.answer("serialize", call, ())
+        }
+        fn deserialize(&self, call: &Call, _out: &Path) -> Result<(), StoreError> {
+            self.answer("deserialize", call, ())
+        }
+        fn list(&self, call: &Call) -> Result<Vec<String>, StoreError> {
+            self.answer("list", call, vec!["a".into()])
+        }
+        fn remove(&self, call: &Call) -> Result<(), StoreError> {
+            self.answer("remove", call, ())
+        }
+        fn writable(&self, call: &Call) -> Result<Writable, StoreError> {
+            self.answer("writable", call, Writable::Yes)
+        }
+    }
+
+    fn backend(recorder: Arc<Recorder>) -> (Backend, Scripts) {
+        let script = |script| Script::InProcess {
+            backend: "rec".into(),
+            script,
+        };
+        let scripts = Scripts {
+            check: script("check"),
+            serialize: script("serialize"),
+            deserialize: Some(script("deserialize")),
+            list: None,
+            remove: None,
+        };
+        let backend = Backend {
+            name: "rec".into(),
+            defined_in: PathBuf::from("<test>"),
+            sections: [(
+                crate::backend::SectionKind::Nixos,
+                Section {
+                    enabled: true,
+                    scripts: Some(scripts.clone()),
+                },
+            )]
+            .into(),
+            // The engine hands over the first present config key.
+            config_keys: vec!["rec".into(), "fallback".into()],
+            storage: "rec".into(),
+            in_process: Some(InProcess(recorder)),
+        };
+        (backend, scripts)
+    }
+
+    fn env(root: &Path) -> ScriptEnv {
+        ScriptEnv {
+            root: root.join("."),
+            log_level: "info".into(),
+            timeout: None,
+            // A binary that does not exist: nothing may be spawned.
+            self_exe: Some(root.join("no-such-artifacts")),
+            extra_env: vec![("ARTIFACTS_IDENTITY".into(), "/keys/k.txt".into())],
+            prompt_variables: Vec::new(),
+        }
+    }
+
+    const MANIFEST: &str = r#"
+default.backend = "rec"
+[nixos.m1]
+config.fallback.publicHostKey = "age1fallback"
+[artifacts.api]
+targets = ["m1"]
+generator = "gen.sh"
+files.token = {}
+files.cert = { secret = false }
+"#;
+
+    /// The engine calls an in-process backend with the typed contract (the
+    /// target's config by the backend's keys, files sorted with their
+    /// secrecy, the physical root, the identity variables) and spawns nothing.
+    #[test]
+    fn in_process_scripts_get_the_contract_as_a_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            artifacts_model::load::load_manifest_text(&dir.path().join("artifacts.toml"), MANIFEST)
+                .unwrap();
+        let plan = crate::plan::Plan::new(&model).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let (backend, scripts) = backend(recorder.clone());
+        let env = env(dir.path());
+        let unit = &plan.units[0];
+
+        assert_eq!(
+            check(unit, &backend, &scripts, &env).unwrap(),
+            CheckOutcome::Stored
+        );
+        store(
+            unit,
+            &backend,
+            &scripts,
+            ScriptKind::Serialize,
+            &env,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(writable(unit, &backend, &scripts, &env).unwrap(), None);
+
+        let calls = recorder.calls.lock().unwrap();
+        let scripts: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(scripts, ["check", "serialize", "writable"]);
+        let call = &calls[0].1;
+        assert_eq!(call.backend, "rec");
+        assert_eq!(call.artifact.as_deref(), Some("api"));
+        assert_eq!(call.context, Context::Nixos);
+        assert_eq!(call.targets.len(), 1);
+        assert_eq!(call.targets[0].name, "m1");
+        assert_eq!(call.targets[0].kind, TargetKind::Nixos);
+        assert_eq!(
+            call.targets[0].config,
+            serde_json::json!({ "publicHostKey": "age1fallback" })
+        );
+        let files: Vec<(&str, bool)> = call
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.secret))
+            .collect();
+        assert_eq!(files, [("cert", false), ("token", true)]);
+        assert_eq!(call.root, dir.path().canonicalize().unwrap());
+        let vars = call.identities.vars();
+        let identity = vars.iter().rev().find(|(k, _)| k == "ARTIFACTS_IDENTITY");
+        assert_eq!(
+            identity.map(|(_, v)| v.as_os_str()),
+            Some("/keys/k.txt".as_ref())
+        );
+    }
+
+    /// A failing in-process `check` is an error (never "needs generation"),
+    /// named after the backend and script, with the hint, redacted like a
+    /// script's stderr; `writable` turns a failure into a reason.
+    #[test]
+    fn in_process_failures_are_errors_with_hint_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            artifacts_model::load::load_manifest_text(&dir.path().join("artifacts.toml"), MANIFEST)
+                .unwrap();
+        let plan = crate::plan::Plan::new(&model).unwrap();
+        let secret = "in-process-canary-3b1f9a";
+        crate::redact::register(secret.as_bytes());
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(format!("`store.age` is damaged near {secret}")),
+            ..Recorder::default()
+        });
+        let (backend, scripts) = backend(recorder);
+        let env = env(dir.path());
+        let unit = &plan.units[0];
+
+        let error = check(unit, &backend, &scripts, &env).unwrap_err();
+        let text = crate::engine::error_chain(&error);
+        assert!(
+            text.starts_with("check of backend `rec` failed: `store.age` is damaged near "),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: restore it from version control"),
+            "{text}"
+        );
+        assert!(!text.contains(secret), "{text}");
+        assert!(!error.may_be_half_done());
+
+        let reason = writable(unit, &backend, &scripts, &env).unwrap().unwrap();
+        assert!(
+            reason.starts_with("rec writable: `store.age` is damaged"),
+            "{reason}"
+        );
+        assert!(!reason.contains(secret), "{reason}");
+    }
+}
