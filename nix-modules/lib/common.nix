@@ -60,7 +60,7 @@ rec {
 
   # `config.<backend>` of a target, taking the first namespace present, as
   # the CLI does (agenix reads agenix, then sops-nix; sops-nix the reverse).
-  # Keep in sync with crates/artifacts-engine/src/shipped/mod.rs (config_keys).
+  # Keep in sync with crates/artifacts-backends/src/lib.rs (config_keys).
   backendConfig =
     keys: config:
     let
@@ -109,7 +109,7 @@ rec {
   storeDir = backendConfig: backendConfig.storeDir or "secrets";
 
   # The store's subdirectory of a target kind. Keep in sync with
-  # crates/artifacts-engine/src/shipped/{agenix,sops}.rs.
+  # crates/artifacts-backends/src/{agenix,sops}.rs.
   kindDir =
     kind:
     if kind == "nixos" then

@@ -814,3 +814,71 @@ files.cert = { secret = false }
     ])
     .code(1);
 }
+
+/// `artifacts __backend NAME SCRIPT`, as the wrapper scripts run it: the
+/// contract's environment in, the contract's exit codes and messages out
+/// (check 0/1/3/2, writable 0/1, list on stdout), for the same code the
+/// engine calls in-process.
+#[test]
+fn backend_entry_point_speaks_the_script_contract() {
+    let p = Project::new("backend_entry_point_speaks_the_script_contract");
+    let key = artifacts_keygen(&p, "k.key");
+    let other = artifacts_keygen(&p, "other.key");
+    let targets = |recipient: &str| {
+        p.file(
+            &format!("contract/targets-{}.json", &recipient[..12]),
+            &format!(
+                r#"{{"context": "nixos", "targets": [{{"name": "m1", "type": "nixos", "config": {{"publicHostKey": "{recipient}"}}}}]}}"#
+            ),
+        )
+    };
+    p.file("contract/inputs/token", r#"{"secret": true}"#);
+    p.file("contract/out/token", "from-the-entry-point");
+    let mine = targets(&key.public);
+    let theirs = targets(&other.public);
+    let backend = |name: &str, script: &str, targets: &Path, identity: &Path| {
+        let mut command = p.command(["__backend", name, script]);
+        command
+            .env("artifact", "api")
+            .env("artifact_context", "nixos")
+            .env("targets", targets)
+            .env("inputs", p.root.join("contract/inputs"))
+            .env("out", p.root.join("contract/out"))
+            .env("ARTIFACTS_IDENTITY", identity);
+        p.finish(&mut command)
+    };
+
+    p.run(["__backend", "agenix", "check"])
+        .code(2)
+        .stderr_has("agenix check: $artifact_context is not set");
+    backend("agenix", "frobnicate", &mine, &key.path)
+        .code(1)
+        .stderr_has("no shipped backend script `agenix frobnicate`");
+    for name in ["agenix", "sops-nix"] {
+        backend(name, "check", &mine, &key.path).code(1);
+        backend(name, "serialize", &mine, &key.path).success();
+        backend(name, "check", &mine, &key.path).success();
+        backend(name, "list", &mine, &key.path)
+            .success()
+            .stdout_has("api\n");
+        backend(name, "check", &theirs, &key.path)
+            .code(3)
+            .stderr_has("is encrypted to other recipients than configured");
+    }
+    // Adding to the SOPS file needs one of its recipients' identities.
+    backend("sops-nix", "writable", &mine, &other.path)
+        .code(1)
+        .stderr_has("secrets/per-machine/m1.sops.yaml` exists")
+        .stderr_has(&key.public);
+    backend("sops-nix", "writable", &mine, &key.path).success();
+    backend("sops-nix", "serialize", &mine, &other.path)
+        .code(1)
+        .stderr_has("sops-nix serialize: ")
+        .stderr_has("hint: ")
+        .stderr_lacks("from-the-entry-point");
+    // A damaged store: check fails with 2, never "missing" (1).
+    fs::write(p.root.join("secrets/per-machine/m1/api/token.age"), "").unwrap();
+    backend("agenix", "check", &mine, &key.path)
+        .code(2)
+        .stderr_has("token.age` is not a valid age file");
+}

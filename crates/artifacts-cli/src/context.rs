@@ -353,7 +353,7 @@ fn load_registry(global: &GlobalArgs, dir: &Path, root: &Path) -> Result<Backend
         None => BackendRegistry::new(),
     };
     // Shipped backends work by name; a backend.toml entry of the same name wins.
-    for backend in artifacts_engine::shipped::backends() {
+    for backend in artifacts_backends::backends() {
         registry.add_fallback(backend);
     }
     Ok(registry)

@@ -166,7 +166,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             args,
         ),
         Some(Command::ShippedBackend(args)) => {
-            Ok(artifacts_engine::shipped::run(&args.backend, &args.script))
+            Ok(commands::backend::run(&args.backend, &args.script))
         }
         Some(Command::Backends) => {
             commands::explain::backends(&context::registry_only(global)?, global.json)

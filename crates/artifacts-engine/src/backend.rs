@@ -80,12 +80,13 @@ impl SectionKind {
 pub enum Script {
     /// An executable file.
     File(PathBuf),
-    /// A backend shipped inside the binary, run as `$ARTIFACTS __backend NAME SCRIPT`
-    /// with the same environment as a file script.
-    Shipped {
-        /// The shipped backend.
-        backend: &'static str,
-        /// `check`, `serialize` or `deserialize`.
+    /// A script of a backend running in this process (its
+    /// [`Backend::in_process`]); for the shipped ones, the same as running
+    /// `artifacts __backend NAME SCRIPT`.
+    InProcess {
+        /// The backend's name.
+        backend: String,
+        /// `check`, `serialize`, `deserialize`, `list` or `remove`.
         script: &'static str,
     },
 }
@@ -94,7 +95,7 @@ impl std::fmt::Display for Script {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Script::File(path) => write!(f, "{}", path.display()),
-            Script::Shipped { backend, script } => {
+            Script::InProcess { backend, script } => {
                 write!(f, "artifacts __backend {backend} {script}")
             }
         }
@@ -144,6 +145,10 @@ pub struct Backend {
     /// Where it stores: backends with the same value share their files (its
     /// own name, except for another name of the same backend, like `sops`).
     pub storage: String,
+    /// The implementation of a backend running in this process (its
+    /// scripts are [`Script::InProcess`]); `None` for backends from files.
+    #[serde(skip)]
+    pub in_process: Option<crate::store::InProcess>,
 }
 
 /// What a backend offers, for `artifacts backends`.
@@ -567,6 +572,7 @@ fn read_backend(
         sections: out,
         config_keys: vec![name.to_owned()],
         storage: name.to_owned(),
+        in_process: None,
     })
 }
 

@@ -46,7 +46,7 @@ pub struct Settings {
     pub log_level: String,
     /// Time limits.
     pub timeouts: Timeouts,
-    /// The `artifacts` binary, for `$ARTIFACTS` and shipped backends.
+    /// The `artifacts` binary, for `$ARTIFACTS`.
     pub self_exe: Option<PathBuf>,
     /// More variables for backend scripts (e.g. `ARTIFACTS_IDENTITY`).
     pub extra_env: Vec<(String, std::ffi::OsString)>,
@@ -318,8 +318,8 @@ impl<'a> Engine<'a> {
 
     /// Before asking anything or running any generator: which of the units
     /// at `indexes` could not be stored with the identities at hand, and why
-    /// (e.g. adding to an existing SOPS file needs its data key). Only shipped
-    /// backends can be asked; the others are assumed writable.
+    /// (e.g. adding to an existing SOPS file needs its data key). Only
+    /// in-process backends can be asked; the others are assumed writable.
     pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
         let mut out = Vec::new();
         for &index in indexes {
@@ -337,11 +337,11 @@ impl<'a> Engine<'a> {
     }
 
     /// Whether [`Engine::unwritable`] can tell for this unit: nothing to
-    /// store, or a shipped backend.
+    /// store, or an in-process backend.
     pub fn tells_writable(&self, unit: &Unit<'_>) -> bool {
         match self.storage(unit) {
             Ok(Storage::Scripts(_, scripts)) => {
-                matches!(scripts.serialize, crate::backend::Script::Shipped { .. })
+                matches!(scripts.serialize, crate::backend::Script::InProcess { .. })
             }
             Ok(Storage::Passthrough) | Err(_) => true,
         }

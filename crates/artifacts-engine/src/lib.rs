@@ -10,6 +10,8 @@
 //!   the environment or an [`prompts::Asker`], before anything runs.
 //! * Doing: [`engine::Engine`] checks units in parallel and generates them
 //!   (sandboxed generator, output validation, serialize, lock update).
+//! * Storing in this process: [`store::StoreBackend`] is the one trait an
+//!   in-process backend (the shipped ones, in `artifacts-backends`) implements.
 //! * Cleaning up on signals: [`process::terminate_all`] and [`scratch::remove_all`].
 //!
 //! This crate knows no terminal.
@@ -33,7 +35,7 @@ pub mod sandbox;
 pub mod scratch;
 pub mod script;
 pub mod seccomp;
-pub mod shipped;
+pub mod store;
 
 pub use engine::{
     Engine, EngineError, Observer, Settings, Silent, StaleCause, Status, Timeouts, error_chain,

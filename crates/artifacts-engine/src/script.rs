@@ -15,6 +15,10 @@
 //! working directory, our environment minus prompt answers
 //! (`ARTIFACTS_PROMPT_*`), and `ARTIFACTS` set to this binary so scripts can
 //! call `$ARTIFACTS age …`.
+//!
+//! A backend running in this process ([`Script::InProcess`]) gets the same
+//! inputs as a typed [`Call`] instead, and its answers and failures are
+//! treated as a script's exit codes and stderr.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +30,7 @@ use crate::backend::{Backend, Script, Scripts};
 use crate::plan::Unit;
 use crate::process::{Output, ProcessBuilder, ProcessError, describe_status};
 use crate::scratch::{Scratch, write_private};
+use crate::store::{Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError};
 
 /// Settings every script run shares.
 #[derive(Debug, Clone)]
@@ -36,9 +41,10 @@ pub struct ScriptEnv {
     pub log_level: String,
     /// Time limit per script.
     pub timeout: Option<Duration>,
-    /// The `artifacts` binary, exported as `$ARTIFACTS` and running shipped backends.
+    /// The `artifacts` binary, exported as `$ARTIFACTS`.
     pub self_exe: Option<PathBuf>,
-    /// More variables for every script (e.g. `ARTIFACTS_IDENTITY` from `--identity`).
+    /// More variables for every script (e.g. `ARTIFACTS_IDENTITY` from
+    /// `--identity`); in-process backends read identities with them.
     pub extra_env: Vec<(String, std::ffi::OsString)>,
     /// Our `ARTIFACTS_PROMPT_*` variables, removed from every script's environment
     /// (see [`prompt_variables`]; read once, not per script).
@@ -66,7 +72,7 @@ pub enum ScriptKind {
     List,
     /// `remove`
     Remove,
-    /// `writable`: shipped backends only, asked before generating.
+    /// `writable`: in-process backends only, asked before generating.
     Writable,
 }
 
@@ -110,6 +116,16 @@ pub enum ScriptError {
     /// The process could not start or timed out.
     #[error(transparent)]
     Process(#[from] ProcessError),
+    /// An in-process backend failed.
+    #[error("{script} of backend `{backend}` failed: {message}")]
+    InProcess {
+        /// Which script.
+        script: &'static str,
+        /// Backend name.
+        backend: String,
+        /// Its error (redacted), with the suggested fix when there is one.
+        message: String,
+    },
     /// The script exited in a way that means failure.
     #[error("{script} script `{command}` failed ({status}){}", stderr_suffix(.stderr))]
     Failed {
@@ -130,7 +146,10 @@ impl ScriptError {
     /// kept the previously stored version, as the backend contract asks.
     pub fn may_be_half_done(&self) -> bool {
         match self {
-            ScriptError::Missing { .. } | ScriptError::Prepare { .. } => false,
+            // In-process backends write all or nothing.
+            ScriptError::Missing { .. }
+            | ScriptError::Prepare { .. }
+            | ScriptError::InProcess { .. } => false,
             ScriptError::Process(error) => !matches!(error, ProcessError::Spawn { .. }),
             // `describe_status` words a normal exit this way.
             ScriptError::Failed { status, .. } => !status.starts_with("exit status"),
@@ -200,17 +219,20 @@ impl<'a> Scope<'a> {
     }
 }
 
+/// `artifacts.config.<key>` of a target for the backend's first present key, else `{}`.
+fn config_of(backend: &Backend, target: &artifacts_model::Target) -> serde_json::Value {
+    backend
+        .config_keys
+        .iter()
+        .find_map(|key| target.config.get(key))
+        .cloned()
+        .unwrap_or_else(|| json!({}))
+}
+
 fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let scratch = Scratch::new("script")?;
     let targets = scratch.path().join("targets.json");
-    let config_of = |target: &artifacts_model::Target| {
-        backend
-            .config_keys
-            .iter()
-            .find_map(|key| target.config.get(key))
-            .cloned()
-            .unwrap_or_else(|| json!({}))
-    };
+    let config_of = |target: &artifacts_model::Target| config_of(backend, target);
     let document = json!({
         "context": scope.context.as_str(),
         "targets": scope.targets.iter().map(|t| json!({
@@ -257,7 +279,9 @@ fn command(
 ) -> ProcessBuilder {
     let mut builder = match script {
         Script::File(path) => ProcessBuilder::new(path),
-        Script::Shipped { backend, script } => {
+        // Routed to `in_process` before anything is prepared; running the
+        // equivalent command keeps the contract should one get here.
+        Script::InProcess { backend, script } => {
             let exe = env
                 .self_exe
                 .clone()
@@ -346,15 +370,9 @@ fn run(
     }
     let output = builder.run().map_err(ProcessError::redacted);
     drop(prepared.scratch);
-    // `deserialize` just wrote secrets there (serialize's were registered
-    // when generated): its stderr, or a later script's, may print them.
+    // Its stderr, or a later script's, may print what `deserialize` wrote.
     if let Some(out) = out {
-        crate::redact::register_dir(out, &|name| {
-            scope
-                .files
-                .and_then(|files| files.get(name))
-                .is_some_and(|f| !f.secret)
-        });
+        register_secrets(scope, out);
     }
     let mut output = output?;
     output.stderr = crate::redact::redact(&output.stderr);
@@ -369,6 +387,14 @@ pub fn check(
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<CheckOutcome, ScriptError> {
+    if let Some((store, call)) = in_process(&Scope::of(unit), backend, &scripts.check, env)? {
+        return match store.check(&call) {
+            Ok(Checked::Stored) => Ok(CheckOutcome::Stored),
+            Ok(Checked::Missing) => Ok(CheckOutcome::NeedsGeneration),
+            Ok(Checked::RecipientsChanged { .. }) => Ok(CheckOutcome::RecipientsChanged),
+            Err(error) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
+        };
+    }
     let output = run(
         &Scope::of(unit),
         backend,
@@ -401,7 +427,16 @@ pub fn store(
     out: &Path,
 ) -> Result<(), ScriptError> {
     let script = script_of(unit, scripts, kind)?;
-    let output = run(&Scope::of(unit), backend, script, kind, env, Some(out))?;
+    let scope = Scope::of(unit);
+    if let Some((store, call)) = in_process(&scope, backend, script, env)? {
+        let result = match kind {
+            ScriptKind::Serialize => store.serialize(&call, out),
+            _ => store.deserialize(&call, out),
+        };
+        register_secrets(&scope, out);
+        return result.map_err(|error| in_process_failed(kind, backend, &error));
+    }
+    let output = run(&scope, backend, script, kind, env, Some(out))?;
     succeeded(output, kind, script).map(drop)
 }
 
@@ -426,6 +461,11 @@ pub fn list(
     script: &Script,
     env: &ScriptEnv,
 ) -> Result<Vec<String>, ScriptError> {
+    if let Some((store, call)) = in_process(scope, backend, script, env)? {
+        return store
+            .list(&call)
+            .map_err(|error| in_process_failed(ScriptKind::List, backend, &error));
+    }
     let output = run(scope, backend, script, ScriptKind::List, env, None)?;
     let output = succeeded(output, ScriptKind::List, script)?;
     Ok(String::from_utf8_lossy(&output.stdout)
@@ -443,39 +483,329 @@ pub fn remove(
     script: &Script,
     env: &ScriptEnv,
 ) -> Result<(), ScriptError> {
+    if let Some((store, call)) = in_process(scope, backend, script, env)? {
+        return store
+            .remove(&call)
+            .map_err(|error| in_process_failed(ScriptKind::Remove, backend, &error));
+    }
     let output = run(scope, backend, script, ScriptKind::Remove, env, None)?;
     succeeded(output, ScriptKind::Remove, script).map(drop)
 }
 
-/// Asks a shipped backend whether the unit's `serialize` can write with the
-/// identities at hand (`writable`): `None` yes, else why not. Backends from
-/// files cannot be asked (the contract has no such script): `None`.
+/// Asks an in-process backend whether the unit's `serialize` can write with
+/// the identities at hand (`writable`): `None` yes, else why not (a failure
+/// to tell is a reason too). Backends from files cannot be asked (the
+/// contract has no such script): `None`.
 pub fn writable(
     unit: &Unit<'_>,
     backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<Option<String>, ScriptError> {
-    let Script::Shipped { backend: name, .. } = &scripts.serialize else {
+    let Some((store, call)) = in_process(&Scope::of(unit), backend, &scripts.serialize, env)?
+    else {
         return Ok(None);
     };
-    let script = Script::Shipped {
-        backend: name,
-        script: "writable",
-    };
-    let output = run(
-        &Scope::of(unit),
-        backend,
-        &script,
-        ScriptKind::Writable,
-        env,
-        None,
-    )?;
-    Ok(match output.status.code() {
-        Some(0) => None,
-        _ => Some(match output.stderr.trim() {
-            "" => format!("`{script}` failed ({})", describe_status(&output.status)),
-            stderr => stderr.to_owned(),
-        }),
+    Ok(match store.writable(&call) {
+        Ok(crate::store::Writable::Yes) => None,
+        Ok(crate::store::Writable::No { reason }) => Some(crate::redact::redact(&reason)),
+        Err(error) => Some(format!(
+            "{} writable: {}",
+            backend.name,
+            failure_text(&error)
+        )),
     })
+}
+
+/// The in-process backend behind `script` and the call it gets, or `None`
+/// when `script` is a file.
+fn in_process<'b>(
+    scope: &Scope<'_>,
+    backend: &'b Backend,
+    script: &Script,
+    env: &ScriptEnv,
+) -> Result<Option<(&'b dyn StoreBackend, Call)>, ScriptError> {
+    let Script::InProcess { script: name, .. } = script else {
+        return Ok(None);
+    };
+    let store = backend.in_process.as_ref().ok_or_else(|| ScriptError::Prepare {
+        script: name,
+        source: std::io::Error::other(format!(
+            "backend `{}` runs in this process but has no implementation registered (this is a bug in artifacts)",
+            backend.name
+        )),
+    })?;
+    // What a script's working directory would be: the physical path, so that
+    // no link on the way is followed below it.
+    let root = env
+        .root
+        .canonicalize()
+        .map_err(|source| ScriptError::Prepare {
+            script: name,
+            source,
+        })?;
+    let mut files: Vec<CallFile> = scope
+        .files
+        .into_iter()
+        .flatten()
+        .map(|(name, file)| CallFile {
+            name: name.clone(),
+            secret: file.secret,
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let call = Call {
+        backend: backend.name.clone(),
+        artifact: scope.artifact.map(str::to_owned),
+        context: scope.context,
+        targets: scope
+            .targets
+            .iter()
+            .map(|t| CallTarget {
+                name: t.id.name.clone(),
+                kind: t.id.kind,
+                config: config_of(backend, t),
+            })
+            .collect(),
+        files,
+        root,
+        identities: KeySources::new(env.extra_env.clone()),
+    };
+    Ok(Some((store.0.as_ref(), call)))
+}
+
+/// An in-process failure's text as a person reads it: the chain, then the
+/// suggested fix; redacted like a script's stderr.
+fn failure_text(error: &StoreError) -> String {
+    let mut text = crate::engine::error_chain(error);
+    if let Some(hint) = error.hint() {
+        text.push_str("\n    hint: ");
+        text.push_str(hint);
+    }
+    crate::redact::redact(&text)
+}
+
+fn in_process_failed(kind: ScriptKind, backend: &Backend, error: &StoreError) -> ScriptError {
+    ScriptError::InProcess {
+        script: kind.as_str(),
+        backend: backend.name.clone(),
+        message: failure_text(error),
+    }
+}
+
+/// Registers the files in `out` for redaction: `deserialize` just wrote
+/// secrets there (serialize's were registered when generated), and a later
+/// message may print them.
+fn register_secrets(scope: &Scope<'_>, out: &Path) {
+    crate::redact::register_dir(out, &|name| {
+        scope
+            .files
+            .and_then(|files| files.get(name))
+            .is_some_and(|f| !f.secret)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::backend::Section;
+    use crate::store::{InProcess, StoreError, Writable};
+
+    /// Records the calls it gets and answers what it is told to.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        calls: Mutex<Vec<(String, Call)>>,
+        fail_with: Option<String>,
+    }
+
+    impl Recorder {
+        fn answer<T>(&self, script: &str, call: &Call, ok: T) -> Result<T, StoreError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push((script.to_owned(), call.clone()));
+            match &self.fail_with {
+                Some(message) => Err(StoreError::new(message.clone())
+                    .with_hint(Some("restore it from version control".into()))),
+                None => Ok(ok),
+            }
+        }
+    }
+
+    impl StoreBackend for Recorder {
+        fn check(&self, call: &Call) -> Result<Checked, StoreError> {
+            self.answer("check", call, Checked::Stored)
+        }
+        fn serialize(&self, call: &Call, _out: &Path) -> Result<(), StoreError> {
+            self.answer("serialize", call, ())
+        }
+        fn deserialize(&self, call: &Call, _out: &Path) -> Result<(), StoreError> {
+            self.answer("deserialize", call, ())
+        }
+        fn list(&self, call: &Call) -> Result<Vec<String>, StoreError> {
+            self.answer("list", call, vec!["a".into()])
+        }
+        fn remove(&self, call: &Call) -> Result<(), StoreError> {
+            self.answer("remove", call, ())
+        }
+        fn writable(&self, call: &Call) -> Result<Writable, StoreError> {
+            self.answer("writable", call, Writable::Yes)
+        }
+    }
+
+    fn backend(recorder: Arc<Recorder>) -> (Backend, Scripts) {
+        let script = |script| Script::InProcess {
+            backend: "rec".into(),
+            script,
+        };
+        let scripts = Scripts {
+            check: script("check"),
+            serialize: script("serialize"),
+            deserialize: Some(script("deserialize")),
+            list: None,
+            remove: None,
+        };
+        let backend = Backend {
+            name: "rec".into(),
+            defined_in: PathBuf::from("<test>"),
+            sections: [(
+                crate::backend::SectionKind::Nixos,
+                Section {
+                    enabled: true,
+                    scripts: Some(scripts.clone()),
+                },
+            )]
+            .into(),
+            // The engine hands over the first present config key.
+            config_keys: vec!["rec".into(), "fallback".into()],
+            storage: "rec".into(),
+            in_process: Some(InProcess(recorder)),
+        };
+        (backend, scripts)
+    }
+
+    fn env(root: &Path) -> ScriptEnv {
+        ScriptEnv {
+            root: root.join("."),
+            log_level: "info".into(),
+            timeout: None,
+            // A binary that does not exist: nothing may be spawned.
+            self_exe: Some(root.join("no-such-artifacts")),
+            extra_env: vec![("ARTIFACTS_IDENTITY".into(), "/keys/k.txt".into())],
+            prompt_variables: Vec::new(),
+        }
+    }
+
+    const MANIFEST: &str = r#"
+default.backend = "rec"
+[nixos.m1]
+config.fallback.publicHostKey = "age1fallback"
+[artifacts.api]
+targets = ["m1"]
+generator = "gen.sh"
+files.token = {}
+files.cert = { secret = false }
+"#;
+
+    /// The engine calls an in-process backend with the typed contract (the
+    /// target's config by the backend's keys, files sorted with their
+    /// secrecy, the physical root, the identity variables) and spawns nothing.
+    #[test]
+    fn in_process_scripts_get_the_contract_as_a_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            artifacts_model::load::load_manifest_text(&dir.path().join("artifacts.toml"), MANIFEST)
+                .unwrap();
+        let plan = crate::plan::Plan::new(&model).unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let (backend, scripts) = backend(recorder.clone());
+        let env = env(dir.path());
+        let unit = &plan.units[0];
+
+        assert_eq!(
+            check(unit, &backend, &scripts, &env).unwrap(),
+            CheckOutcome::Stored
+        );
+        store(
+            unit,
+            &backend,
+            &scripts,
+            ScriptKind::Serialize,
+            &env,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(writable(unit, &backend, &scripts, &env).unwrap(), None);
+
+        let calls = recorder.calls.lock().unwrap();
+        let scripts: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(scripts, ["check", "serialize", "writable"]);
+        let call = &calls[0].1;
+        assert_eq!(call.backend, "rec");
+        assert_eq!(call.artifact.as_deref(), Some("api"));
+        assert_eq!(call.context, Context::Nixos);
+        assert_eq!(call.targets.len(), 1);
+        assert_eq!(call.targets[0].name, "m1");
+        assert_eq!(call.targets[0].kind, TargetKind::Nixos);
+        assert_eq!(
+            call.targets[0].config,
+            serde_json::json!({ "publicHostKey": "age1fallback" })
+        );
+        let files: Vec<(&str, bool)> = call
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.secret))
+            .collect();
+        assert_eq!(files, [("cert", false), ("token", true)]);
+        assert_eq!(call.root, dir.path().canonicalize().unwrap());
+        let vars = call.identities.vars();
+        let identity = vars.iter().rev().find(|(k, _)| k == "ARTIFACTS_IDENTITY");
+        assert_eq!(
+            identity.map(|(_, v)| v.as_os_str()),
+            Some("/keys/k.txt".as_ref())
+        );
+    }
+
+    /// A failing in-process `check` is an error (never "needs generation"),
+    /// named after the backend and script, with the hint, redacted like a
+    /// script's stderr; `writable` turns a failure into a reason.
+    #[test]
+    fn in_process_failures_are_errors_with_hint_and_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let model =
+            artifacts_model::load::load_manifest_text(&dir.path().join("artifacts.toml"), MANIFEST)
+                .unwrap();
+        let plan = crate::plan::Plan::new(&model).unwrap();
+        let secret = "in-process-canary-3b1f9a";
+        crate::redact::register(secret.as_bytes());
+        let recorder = Arc::new(Recorder {
+            fail_with: Some(format!("`store.age` is damaged near {secret}")),
+            ..Recorder::default()
+        });
+        let (backend, scripts) = backend(recorder);
+        let env = env(dir.path());
+        let unit = &plan.units[0];
+
+        let error = check(unit, &backend, &scripts, &env).unwrap_err();
+        let text = crate::engine::error_chain(&error);
+        assert!(
+            text.starts_with("check of backend `rec` failed: `store.age` is damaged near "),
+            "{text}"
+        );
+        assert!(
+            text.contains("hint: restore it from version control"),
+            "{text}"
+        );
+        assert!(!text.contains(secret), "{text}");
+        assert!(!error.may_be_half_done());
+
+        let reason = writable(unit, &backend, &scripts, &env).unwrap().unwrap();
+        assert!(
+            reason.starts_with("rec writable: `store.age` is damaged"),
+            "{reason}"
+        );
+        assert!(!reason.contains(secret), "{reason}");
+    }
 }

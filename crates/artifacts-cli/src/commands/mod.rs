@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod activate;
+pub mod backend;
 pub mod explain;
 pub mod generate;
 pub mod lifecycle;

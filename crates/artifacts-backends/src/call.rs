@@ -1,17 +1,19 @@
-//! The contract as a shipped backend sees it: the environment read into a [`Call`].
+//! The engine's [`store::Call`] as a shipped backend works with it, and
+//! the shipped backends' [`Error`].
 
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::age::{NoPassphrase, Recipient};
 use artifacts_crypto::keys::{KeyEnv, Purpose, discover_identities};
+use artifacts_engine::store::{self, KeySources};
 use artifacts_model::TargetKind;
-use serde::Deserialize;
 
 /// Why a shipped backend failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ShippedError {
-    /// A contract variable is missing or unreadable.
+pub enum Error {
+    /// The call lacks something the contract promises (for `__backend`: a
+    /// variable is missing or unreadable).
     #[error("{0}")]
     Contract(String),
     /// Called wrongly.
@@ -39,21 +41,18 @@ pub enum ShippedError {
     },
 }
 
-impl ShippedError {
+impl Error {
     /// A suggested fix, where one is known.
     pub fn hint(&self) -> Option<String> {
         match self {
-            ShippedError::Crypto(error) => error.hint().map(|h| h.to_string()),
+            Error::Crypto(error) => error.hint().map(|h| h.to_string()),
             _ => None,
         }
     }
 
-    pub(super) fn io(
-        action: &'static str,
-        path: &Path,
-    ) -> impl FnOnce(std::io::Error) -> ShippedError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.to_owned();
-        move |source| ShippedError::Io {
+        move |source| Error::Io {
             action,
             path,
             source,
@@ -65,38 +64,29 @@ impl ShippedError {
 /// (see [`TargetEntry::recipients_for`]), or says why it cannot.
 pub type ReaderForm = dyn Fn(&TargetEntry, Recipient) -> Result<Recipient, String>;
 
-/// One target of `$targets`.
-#[derive(Debug, Clone, Deserialize)]
+/// One target of the call.
+#[derive(Debug, Clone)]
 pub struct TargetEntry {
     /// Machine, user or environment name.
     pub name: String,
-    /// `nixos`, `homemanager` or `tanka`.
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// `nixos`, `homemanager` or `tanka`, as messages name it.
+    pub kind: &'static str,
+    /// Its kind.
+    pub target_kind: TargetKind,
     /// `config.<backend>` of the target.
-    #[serde(default)]
     pub config: serde_json::Value,
 }
 
 impl TargetEntry {
-    /// The target kind.
-    pub fn kind(&self) -> Option<TargetKind> {
-        TargetKind::parse(&self.kind)
-    }
-
-    /// `publicHostKey` and `publicUserKeys`, each a string or a list of strings.
-    pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, ShippedError> {
-        self.recipients_for(backend, &|_, recipient| Ok(recipient))
-    }
-
-    /// [`TargetEntry::recipients`], each passed through `reader`: the form in
+    /// `publicHostKey` and `publicUserKeys` (each a string or a list of
+    /// strings), each passed through `reader`: the form in
     /// which the target's consumer can decrypt it, or why it cannot (the
     /// error is prefixed with the target and the configuration key).
     pub fn recipients_for(
         &self,
         backend: &str,
         reader: &ReaderForm,
-    ) -> Result<Vec<Recipient>, ShippedError> {
+    ) -> Result<Vec<Recipient>, Error> {
         let mut out = Vec::new();
         for key in ["publicHostKey", "publicUserKeys"] {
             let values: Vec<&str> = match self.config.get(key) {
@@ -106,7 +96,7 @@ impl TargetEntry {
                     list.iter().filter_map(|v| v.as_str()).collect()
                 }
                 Some(_) => {
-                    return Err(ShippedError::Config(format!(
+                    return Err(Error::Config(format!(
                         "{} `{}`: artifacts.config.{backend}.{key} must be a string or a list of strings",
                         self.kind, self.name
                     )));
@@ -120,9 +110,9 @@ impl TargetEntry {
                     )
                 };
                 let recipient = Recipient::parse(value)
-                    .map_err(|error| ShippedError::Config(format!("{}: {error}", at())))?;
+                    .map_err(|error| Error::Config(format!("{}: {error}", at())))?;
                 let recipient = reader(self, recipient)
-                    .map_err(|reason| ShippedError::Config(format!("{}: {reason}", at())))?;
+                    .map_err(|reason| Error::Config(format!("{}: {reason}", at())))?;
                 out.push(recipient);
             }
         }
@@ -133,12 +123,12 @@ impl TargetEntry {
     /// project (no leading `/`, no `..`), so that a declaration cannot make
     /// `generate` or `gc` write or delete elsewhere, and so that the Nix side
     /// (`projectRoot + "/${storeDir}"`) finds the same files.
-    pub fn store_dir(&self, backend: &str) -> Result<PathBuf, ShippedError> {
+    pub fn store_dir(&self, backend: &str) -> Result<PathBuf, Error> {
         let value = match self.config.get("storeDir") {
             None | Some(serde_json::Value::Null) => return Ok(PathBuf::from("secrets")),
             Some(serde_json::Value::String(value)) => value,
             Some(_) => {
-                return Err(ShippedError::Config(format!(
+                return Err(Error::Config(format!(
                     "{} `{}`: artifacts.config.{backend}.storeDir must be a string",
                     self.kind, self.name
                 )));
@@ -148,7 +138,7 @@ impl TargetEntry {
         let plain = artifacts_crypto::fsutil::plain_components(&path, Path::new("."))
             .is_ok_and(|parts| !parts.is_empty());
         if !plain {
-            return Err(ShippedError::Config(format!(
+            return Err(Error::Config(format!(
                 "{} `{}`: artifacts.config.{backend}.storeDir `{value}` must be a relative path inside the project (no leading `/`, no `..`)",
                 self.kind, self.name
             )));
@@ -157,84 +147,51 @@ impl TargetEntry {
     }
 }
 
-/// One declared file, from `$inputs`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FileEntry {
-    /// Whether it is secret (public files are kept in the public store, not by us).
-    #[serde(default = "yes")]
-    pub secret: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A shipped backend's view of one invocation.
+/// A shipped backend's view of one call.
 #[derive(Debug)]
 pub struct Call {
-    /// `$artifact`.
+    /// The artifact (empty for `list`, which runs for targets).
     pub artifact: String,
-    /// `$artifact_context`.
+    /// The context: `nixos`, `homemanager`, `tanka` or `shared`.
     pub context: String,
-    /// `$targets`' entries.
+    /// The targets; never empty.
     pub targets: Vec<TargetEntry>,
-    /// `$inputs`, sorted by file name.
-    pub files: Vec<(String, FileEntry)>,
-    /// `$out`, for serialize and deserialize.
-    pub out: Option<PathBuf>,
-    /// The project root (the working directory).
+    /// The declared files, sorted by name: name and whether it is secret.
+    pub files: Vec<(String, bool)>,
+    /// The project root.
     pub root: PathBuf,
-}
-
-fn var(name: &str) -> Result<String, ShippedError> {
-    std::env::var(name).map_err(|_| {
-        ShippedError::Contract(format!(
-            "${name} is not set: shipped backends run under `artifacts`, which sets the contract's variables"
-        ))
-    })
+    /// Where identities come from.
+    identities: KeySources,
 }
 
 impl Call {
-    /// Reads the contract's environment.
-    pub fn from_env() -> Result<Call, ShippedError> {
-        // `list` runs for a target, not an artifact.
-        let artifact = std::env::var("artifact").unwrap_or_default();
-        let context = var("artifact_context")?;
-        let targets_path = PathBuf::from(var("targets")?);
-        #[derive(Deserialize)]
-        struct TargetsFile {
-            targets: Vec<TargetEntry>,
+    /// The engine's call, as the shipped backends use it.
+    pub fn new(call: &store::Call) -> Result<Call, Error> {
+        if call.targets.is_empty() {
+            return Err(Error::Contract("$targets lists no target".into()));
         }
-        let text = std::fs::read_to_string(&targets_path)
-            .map_err(ShippedError::io("read", &targets_path))?;
-        let targets: TargetsFile = serde_json::from_str(&text).map_err(|e| {
-            ShippedError::Contract(format!(
-                "$targets `{}` is not valid: {e}",
-                targets_path.display()
-            ))
-        })?;
-        let inputs = PathBuf::from(var("inputs")?);
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&inputs).map_err(ShippedError::io("read", &inputs))? {
-            let entry = entry.map_err(ShippedError::io("read", &inputs))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(entry.path())
-                .map_err(ShippedError::io("read", &entry.path()))?;
-            let spec: FileEntry = serde_json::from_str(&text)
-                .map_err(|e| ShippedError::Contract(format!("$inputs/{name} is not valid: {e}")))?;
-            files.push((name, spec));
-        }
+        let mut files: Vec<(String, bool)> = call
+            .files
+            .iter()
+            .map(|file| (file.name.clone(), file.secret))
+            .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
-        if targets.targets.is_empty() {
-            return Err(ShippedError::Contract("$targets lists no target".into()));
-        }
         Ok(Call {
-            artifact,
-            context,
-            targets: targets.targets,
+            artifact: call.artifact.clone().unwrap_or_default(),
+            context: call.context.as_str().to_owned(),
+            targets: call
+                .targets
+                .iter()
+                .map(|target| TargetEntry {
+                    name: target.name.clone(),
+                    kind: target.kind.as_str(),
+                    target_kind: target.kind,
+                    config: target.config.clone(),
+                })
+                .collect(),
             files,
-            out: std::env::var_os("out").map(PathBuf::from),
-            root: std::env::current_dir().map_err(ShippedError::io("read", Path::new(".")))?,
+            root: call.root.clone(),
+            identities: call.identities.clone(),
         })
     }
 
@@ -242,14 +199,14 @@ impl Call {
     pub fn secret_files(&self) -> impl Iterator<Item = &str> {
         self.files
             .iter()
-            .filter(|(_, f)| f.secret)
+            .filter(|(_, secret)| *secret)
             .map(|(n, _)| n.as_str())
     }
 
     /// The project root, opened so that nothing below it is reached through a link.
-    pub fn root_dir(&self) -> Result<artifacts_crypto::fsutil::Dir, ShippedError> {
+    pub fn root_dir(&self) -> Result<artifacts_crypto::fsutil::Dir, Error> {
         artifacts_crypto::fsutil::Dir::open_root(&self.root)
-            .map_err(ShippedError::io("open the project root", &self.root))
+            .map_err(Error::io("open the project root", &self.root))
     }
 
     /// The first (for non-shared contexts: the only) target.
@@ -257,15 +214,8 @@ impl Call {
         &self.targets[0]
     }
 
-    /// `$out`, which serialize and deserialize receive.
-    pub fn out(&self) -> Result<&Path, ShippedError> {
-        self.out
-            .as_deref()
-            .ok_or_else(|| ShippedError::Contract("$out is not set".into()))
-    }
-
     /// The union of every target's recipients, sorted and without duplicates.
-    pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, ShippedError> {
+    pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, Error> {
         self.recipients_for(backend, &|_, recipient| Ok(recipient))
     }
 
@@ -275,7 +225,7 @@ impl Call {
         &self,
         backend: &str,
         reader: &ReaderForm,
-    ) -> Result<Vec<Recipient>, ShippedError> {
+    ) -> Result<Vec<Recipient>, Error> {
         let mut all: Vec<Recipient> = Vec::new();
         for target in &self.targets {
             for recipient in target.recipients_for(backend, reader)? {
@@ -291,7 +241,7 @@ impl Call {
                 .iter()
                 .map(|t| format!("{} `{}`", t.kind, t.name))
                 .collect();
-            return Err(ShippedError::Config(format!(
+            return Err(Error::Config(format!(
                 "no recipients for {}: set artifacts.config.{backend}.publicHostKey (machines) or publicUserKeys",
                 names.join(", ")
             )));
@@ -300,8 +250,9 @@ impl Call {
     }
 
     /// Identities from `ARTIFACTS_IDENTITY` and the sops variables and defaults.
-    pub fn identities(&self) -> Result<Vec<artifacts_crypto::age::Identity>, ShippedError> {
-        let env = KeyEnv::from_process();
+    pub fn identities(&self) -> Result<Vec<artifacts_crypto::age::Identity>, Error> {
+        let vars = self.identities.vars();
+        let env = KeyEnv::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())));
         Ok(discover_identities(
             &[],
             &env,

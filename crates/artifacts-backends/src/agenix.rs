@@ -25,13 +25,14 @@
 //! from a git merge) from a stored artifact. Nothing is read, written or
 //! removed through a symbolic link ([`artifacts_crypto::fsutil::Dir`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::fsutil::{Dir, Temp};
+use artifacts_engine::store::Checked;
 use sha2::{Digest, Sha256};
 
-use super::contract::{Call, ShippedError};
+use crate::call::{Call, Error};
 
 const BACKEND: &str = "agenix";
 const RECIPIENTS_FILE: &str = ".recipients";
@@ -40,9 +41,9 @@ const GENERATION_HEADER: &str =
     "# artifacts agenix generation: the SHA-256 of each file of this generation";
 
 /// A name used as one path component: not empty, no `/`, not `.`/`..`, not hidden.
-fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, ShippedError> {
+fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, Error> {
     if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
-        return Err(ShippedError::Usage(format!(
+        return Err(Error::Usage(format!(
             "{what} `{name}` cannot be a directory name in the agenix store"
         )));
     }
@@ -51,7 +52,7 @@ fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, ShippedError> {
 
 /// The directory holding every artifact of the context (per target, or
 /// shared), relative to the project root.
-fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
+fn context_dir(call: &Call) -> Result<PathBuf, Error> {
     let target = call.target();
     let store = target.store_dir(BACKEND)?;
     Ok(match call.context.as_str() {
@@ -63,7 +64,7 @@ fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
             .join("per-user")
             .join(component(&target.name, "user")?),
         other => {
-            return Err(ShippedError::Usage(format!(
+            return Err(Error::Usage(format!(
                 "agenix does not store {other} artifacts (use sops-nix for tanka environments)"
             )));
         }
@@ -71,13 +72,11 @@ fn context_dir(call: &Call) -> Result<PathBuf, ShippedError> {
 }
 
 /// The artifact's directory, relative to the project root.
-fn artifact_dir(call: &Call) -> Result<PathBuf, ShippedError> {
+fn artifact_dir(call: &Call) -> Result<PathBuf, Error> {
     Ok(context_dir(call)?.join(component(&call.artifact, "artifact")?))
 }
 
-fn recipients_text(
-    call: &Call,
-) -> Result<(Vec<artifacts_crypto::age::Recipient>, String), ShippedError> {
+fn recipients_text(call: &Call) -> Result<(Vec<artifacts_crypto::age::Recipient>, String), Error> {
     let recipients = call.recipients(BACKEND)?;
     let mut text = String::new();
     for recipient in &recipients {
@@ -101,28 +100,28 @@ fn generation_record(files: &[(String, Vec<u8>)]) -> String {
 }
 
 /// Reads a file of the artifact's directory, refusing links and non-files.
-fn read(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>, ShippedError> {
+fn read(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>, Error> {
     dir.read(name)
-        .map_err(ShippedError::io("read", &dir.path().join(name)))
+        .map_err(Error::io("read", &dir.path().join(name)))
 }
 
-/// 0 stored for the configured recipients, 1 missing, 3 recipients changed.
+/// Stored for the configured recipients, missing, or recipients changed.
 /// A damaged `.age` file (empty, merge-conflicted, not age) or a directory
 /// mixing two generations is an error, never "stored".
-pub fn check(call: &Call) -> Result<i32, ShippedError> {
+pub fn check(call: &Call) -> Result<Checked, Error> {
     let relative = artifact_dir(call)?;
     let root = call.root_dir()?;
     let Some(dir) = root
         .open(&relative)
-        .map_err(ShippedError::io("open", &call.root.join(&relative)))?
+        .map_err(Error::io("open", &call.root.join(&relative)))?
     else {
-        return Ok(1);
+        return Ok(Checked::Missing);
     };
     let mut present = Vec::new();
     for name in call.secret_files() {
         let file = format!("{name}.age");
         let Some(content) = read(&dir, &file)? else {
-            return Ok(1);
+            return Ok(Checked::Missing);
         };
         artifacts_crypto::age::check_structure(&content, &Origin::File(dir.path().join(&file)))?;
         present.push((file, content));
@@ -137,7 +136,7 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
     if let Some(record) = read(&dir, GENERATION_FILE)? {
         let record = String::from_utf8_lossy(&record);
         let damaged = |reason: String| {
-            ShippedError::Damaged(format!(
+            Error::Damaged(format!(
                 "`{}` {reason}; regenerate it (`artifacts regenerate {}`)",
                 dir.path().display(),
                 call.artifact
@@ -172,19 +171,19 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
     }
     let (_, expected) = recipients_text(call)?;
     if recorded != expected.as_bytes() {
-        eprintln!(
-            "agenix: {} is encrypted to other recipients than configured",
-            dir.path().display()
-        );
-        return Ok(3);
+        return Ok(Checked::RecipientsChanged {
+            message: format!(
+                "agenix: {} is encrypted to other recipients than configured",
+                dir.path().display()
+            ),
+        });
     }
-    Ok(0)
+    Ok(Checked::Stored)
 }
 
 /// Encrypts every secret file of `$out` into a new generation and switches
 /// to it in one step; all or nothing.
-pub fn serialize(call: &Call) -> Result<(), ShippedError> {
-    let out = call.out()?;
+pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     let artifact = component(&call.artifact, "artifact")?;
     let relative = context_dir(call)?;
     let (recipients, recipients_text) = recipients_text(call)?;
@@ -192,9 +191,8 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let mut files = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
-        let plaintext = zeroize::Zeroizing::new(
-            std::fs::read(&source).map_err(ShippedError::io("read", &source))?,
-        );
+        let plaintext =
+            zeroize::Zeroizing::new(std::fs::read(&source).map_err(Error::io("read", &source))?);
         let ciphertext = artifacts_crypto::age::encrypt(&recipients, &plaintext, true)?;
         files.push((format!("{name}.age"), ciphertext));
     }
@@ -206,14 +204,14 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let context_path = call.root.join(&relative);
     let context = root
         .create_dirs(&relative, 0o755)
-        .map_err(ShippedError::io("create", &context_path))?;
+        .map_err(Error::io("create", &context_path))?;
     let staged_prefix = format!(".agenix-{artifact}.");
     context
         .remove_leftovers(|name| {
             name.strip_prefix(&staged_prefix)
                 .is_some_and(artifacts_crypto::fsutil::is_tag)
         })
-        .map_err(ShippedError::io(
+        .map_err(Error::io(
             "remove leftovers of an interrupted run in",
             &context_path,
         ))?;
@@ -221,23 +219,17 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     let staged = Temp::random(&context, &staged_prefix, "");
     let staged_dir = context
         .create_dir(staged.name(), 0o755)
-        .map_err(ShippedError::io(
-            "create a temporary directory in",
-            &context_path,
-        ))?;
+        .map_err(Error::io("create a temporary directory in", &context_path))?;
     for (name, content) in &files {
         staged_dir
             .write_new(name, content, 0o644)
-            .map_err(ShippedError::io(
-                "write",
-                &context_path.join(artifact).join(name),
-            ))?;
+            .map_err(Error::io("write", &context_path.join(artifact).join(name)))?;
     }
     staged_dir.sync();
     // …then swapped with the current one in one step.
     let previous = context
         .replace_dir(staged.name(), artifact)
-        .map_err(ShippedError::io("replace", &context_path.join(artifact)))?;
+        .map_err(Error::io("replace", &context_path.join(artifact)))?;
     match previous {
         // The staged name now holds the old generation: dropping `staged` removes it.
         Some(old) if old == staged.name() => drop(staged),
@@ -252,16 +244,15 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
 }
 
 /// Decrypts every secret file into `$out`.
-pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
-    let out = call.out()?;
+pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
     let relative = artifact_dir(call)?;
     let path = call.root.join(&relative);
     let dir = call
         .root_dir()?
         .open(&relative)
-        .map_err(ShippedError::io("open", &path))?
+        .map_err(Error::io("open", &path))?
         .ok_or_else(|| {
-            ShippedError::Usage(format!(
+            Error::Usage(format!(
                 "`{}` does not exist; run `artifacts generate`",
                 path.display()
             ))
@@ -271,64 +262,61 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
         let file = format!("{name}.age");
         let path = dir.path().join(&file);
         let ciphertext = read(&dir, &file)?.ok_or_else(|| {
-            ShippedError::Usage(format!(
+            Error::Usage(format!(
                 "`{}` does not exist; run `artifacts generate`",
                 path.display()
             ))
         })?;
         let plaintext =
             artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path.clone()))?;
-        crate::scratch::write_private(&out.join(name), &plaintext)
-            .map_err(ShippedError::io("write", &out.join(name)))?;
+        artifacts_engine::scratch::write_private(&out.join(name), &plaintext)
+            .map_err(Error::io("write", &out.join(name)))?;
     }
     Ok(())
 }
 
-/// Prints the artifacts stored for the target (or shared): one directory
-/// each; links and hidden entries are not artifacts.
-pub fn list(call: &Call) -> Result<(), ShippedError> {
+/// The artifacts stored for the target (or shared): one directory each;
+/// links and hidden entries are not artifacts.
+pub fn list(call: &Call) -> Result<Vec<String>, Error> {
     let relative = context_dir(call)?;
     let path = call.root.join(&relative);
     let Some(dir) = call
         .root_dir()?
         .open(&relative)
-        .map_err(ShippedError::io("open", &path))?
+        .map_err(Error::io("open", &path))?
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
-    for (name, kind) in dir.entries().map_err(ShippedError::io("read", &path))? {
+    let mut names = Vec::new();
+    for (name, kind) in dir.entries().map_err(Error::io("read", &path))? {
         let name = name.to_string_lossy();
         if !name.starts_with('.') && kind == artifacts_crypto::fsutil::FileType::Directory {
-            println!("{name}");
+            names.push(name.into_owned());
         }
     }
-    Ok(())
+    Ok(names)
 }
 
 /// Removes an artifact's directory: renamed away first, so it disappears at
 /// once, then removed without following any link.
-pub fn remove(call: &Call) -> Result<(), ShippedError> {
-    let artifact = component(&call.artifact, "artifact").map_err(|_| {
-        ShippedError::Usage(format!("refusing to remove artifact `{}`", call.artifact))
-    })?;
+pub fn remove(call: &Call) -> Result<(), Error> {
+    let artifact = component(&call.artifact, "artifact")
+        .map_err(|_| Error::Usage(format!("refusing to remove artifact `{}`", call.artifact)))?;
     let relative = context_dir(call)?;
     let path = call.root.join(&relative);
     let Some(dir) = call
         .root_dir()?
         .open(&relative)
-        .map_err(ShippedError::io("open", &path))?
+        .map_err(Error::io("open", &path))?
     else {
         return Ok(());
     };
-    match dir
-        .kind(artifact)
-        .map_err(ShippedError::io("read", &path))?
-    {
+    match dir.kind(artifact).map_err(Error::io("read", &path))? {
         None => Ok(()),
         Some(artifacts_crypto::fsutil::FileType::Directory) => dir
             .remove(artifact)
-            .map_err(ShippedError::io("remove", &path.join(artifact))),
-        Some(_) => Err(ShippedError::Usage(format!(
+            .map_err(Error::io("remove", &path.join(artifact))),
+        Some(_) => Err(Error::Usage(format!(
             "refusing to remove `{}`: not a directory of the agenix store",
             path.join(artifact).display()
         ))),

@@ -19,7 +19,7 @@
 //! file atomically: other artifacts in the same file keep their ciphertext.
 //! Adding to an existing file needs an identity among its recipients.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
@@ -27,9 +27,10 @@ use artifacts_crypto::fsutil::Dir;
 use artifacts_crypto::sops::path::Step;
 use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
 
+use artifacts_engine::store::{Checked, Writable};
 use artifacts_model::TargetKind;
 
-use super::contract::{Call, ShippedError, TargetEntry};
+use crate::call::{Call, Error, TargetEntry};
 
 const BACKEND: &str = "sops-nix";
 
@@ -43,7 +44,7 @@ const BACKEND: &str = "sops-nix";
 /// `SOPS_AGE_SSH_PRIVATE_KEY_FILE`), which reads ssh stanzas with an ssh key
 /// and would not convert one: their keys stay as configured.
 fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient, String> {
-    if target.kind() == Some(TargetKind::Tanka) {
+    if target.target_kind == TargetKind::Tanka {
         return Ok(recipient);
     }
     recipient.to_x25519().ok_or_else(|| {
@@ -54,17 +55,17 @@ fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient
     })
 }
 
-fn recipients(call: &Call) -> Result<Vec<Recipient>, ShippedError> {
+fn recipients(call: &Call) -> Result<Vec<Recipient>, Error> {
     call.recipients_for(BACKEND, &sops_nix_form)
 }
 
 /// Where the target's file is, relative to the project root: its directory
 /// and its name. Nothing on the way is a link ([`Dir`] refuses them).
-fn file_path(call: &Call) -> Result<(PathBuf, String), ShippedError> {
+fn file_path(call: &Call) -> Result<(PathBuf, String), Error> {
     let target = call.target();
     let plain = |name: &str, what: &str| {
         if name.is_empty() || name.contains('/') || name.starts_with('.') || name.contains('\0') {
-            Err(ShippedError::Usage(format!(
+            Err(Error::Usage(format!(
                 "{what} `{name}` cannot be part of a file name in the sops-nix store"
             )))
         } else {
@@ -91,21 +92,21 @@ fn file_path(call: &Call) -> Result<(PathBuf, String), ShippedError> {
 }
 
 /// The target's file: its directory (when it exists) and its full path, for messages.
-fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), ShippedError> {
+fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), Error> {
     let (relative, name) = file_path(call)?;
     let path = call.root.join(&relative).join(&name);
     let dir = call
         .root_dir()?
         .open(&relative)
-        .map_err(ShippedError::io("open", &call.root.join(&relative)))?;
+        .map_err(Error::io("open", &call.root.join(&relative)))?;
     Ok((dir, name, path))
 }
 
 /// Reads and parses the target's file; `None` when it does not exist.
-fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, ShippedError> {
+fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
-    let Some(bytes) = dir.read(&name).map_err(ShippedError::io("read", &path))? else {
+    let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
         return Ok(None);
     };
     let file = EncryptedFile::parse(&bytes, Format::Yaml, &Origin::File(path))?;
@@ -114,18 +115,18 @@ fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, Shippe
 
 /// Replaces the target's file atomically, keeping its mode (0600 for a new
 /// one), after removing temporary files a killed run left beside it.
-fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), ShippedError> {
+fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), Error> {
     let path = dir.path().join(name);
-    dir.remove_leftovers(|_| false).map_err(ShippedError::io(
+    dir.remove_leftovers(|_| false).map_err(Error::io(
         "remove leftovers of an interrupted run in",
         dir.path(),
     ))?;
     let mode = dir
         .file_mode(name)
-        .map_err(ShippedError::io("read", &path))?
+        .map_err(Error::io("read", &path))?
         .unwrap_or(0o600);
     dir.write_atomic(name, data, mode)
-        .map_err(ShippedError::io("write", &path))
+        .map_err(Error::io("write", &path))
 }
 
 fn value_path(call: &Call, file: &str) -> TreePath {
@@ -152,11 +153,11 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient]) -> bool {
     have == want
 }
 
-/// 0 stored for the configured recipients, 1 missing, 3 recipients changed.
+/// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
-pub fn check(call: &Call) -> Result<i32, ShippedError> {
+pub fn check(call: &Call) -> Result<Checked, Error> {
     let Some((dir, _, file)) = read_file(call)? else {
-        return Ok(1);
+        return Ok(Checked::Missing);
     };
     let stored = file
         .document()
@@ -168,30 +169,30 @@ pub fn check(call: &Call) -> Result<i32, ShippedError> {
         _ => false,
     };
     if !complete {
-        return Ok(1);
+        return Ok(Checked::Missing);
     }
     if !same_recipients(&file, &recipients(call)?) {
-        eprintln!(
-            "sops-nix: {} is encrypted to other recipients than configured",
-            file.origin()
-        );
         drop(dir);
-        return Ok(3);
+        return Ok(Checked::RecipientsChanged {
+            message: format!(
+                "sops-nix: {} is encrypted to other recipients than configured",
+                file.origin()
+            ),
+        });
     }
-    Ok(0)
+    Ok(Checked::Stored)
 }
 
 /// Sets this artifact's values in the target's file, re-keying it when the
 /// recipients changed; creates the file when it does not exist.
-pub fn serialize(call: &Call) -> Result<(), ShippedError> {
-    let out = call.out()?;
+pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     let recipients = recipients(call)?;
     let mut values = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
-        let bytes = std::fs::read(&source).map_err(ShippedError::io("read", &source))?;
+        let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
         let text = String::from_utf8(bytes).map_err(|_| {
-            ShippedError::Usage(format!(
+            Error::Usage(format!(
                 "file `{name}` of artifact `{}` is not UTF-8 text, and SOPS values are text; store it with agenix, or base64-encode it in the generator",
                 call.artifact
             ))
@@ -239,7 +240,7 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
             let dir = call
                 .root_dir()?
                 .create_dirs(&relative, 0o755)
-                .map_err(ShippedError::io("create", &call.root.join(&relative)))?;
+                .map_err(Error::io("create", &call.root.join(&relative)))?;
             (dir, name, encrypted)
         }
     };
@@ -249,13 +250,13 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
 /// Whether `serialize` can write with the identities at hand, asked before
 /// any prompt or generator: a new file needs no identity, adding to an
 /// existing one needs its data key, so an identity among its recipients.
-/// 0 yes, 1 no (stderr says which recipients would do).
-pub fn writable(call: &Call) -> Result<i32, ShippedError> {
+/// When it cannot, the reason says which recipients would do.
+pub fn writable(call: &Call) -> Result<Writable, Error> {
     let Some((dir, name, file)) = read_file(call)? else {
-        return Ok(0);
+        return Ok(Writable::Yes);
     };
     match file.data_key(&call.identities()?) {
-        Ok(_) => Ok(0),
+        Ok(_) => Ok(Writable::Yes),
         Err(artifacts_crypto::Error::NoIdentities { .. })
         | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
             let path = dir.path().join(name);
@@ -266,23 +267,23 @@ pub fn writable(call: &Call) -> Result<i32, ShippedError> {
                 .iter()
                 .map(|key| key.recipient.trim().to_owned())
                 .collect();
-            eprintln!(
-                "`{}` exists, and adding to it needs an identity of one of its recipients: {}",
-                shown.display(),
-                recipients.join(", ")
-            );
-            Ok(1)
+            Ok(Writable::No {
+                reason: format!(
+                    "`{}` exists, and adding to it needs an identity of one of its recipients: {}",
+                    shown.display(),
+                    recipients.join(", ")
+                ),
+            })
         }
         Err(other) => Err(other.into()),
     }
 }
 
 /// Decrypts the file and writes this artifact's values into `$out`.
-pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
-    let out = call.out()?;
+pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
     let Some((_, _, file)) = read_file(call)? else {
         let (relative, name) = file_path(call)?;
-        return Err(ShippedError::Usage(format!(
+        return Err(Error::Usage(format!(
             "`{}` does not exist; run `artifacts generate`",
             call.root.join(relative).join(name).display()
         )));
@@ -300,28 +301,28 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
         let bytes: Vec<u8> = match value {
             Some(Value::Str(text)) => text.as_bytes().to_vec(),
             Some(_) => {
-                return Err(ShippedError::Usage(format!(
+                return Err(Error::Usage(format!(
                     "`{}` in {path} is not a string",
                     value_path(call, name),
                 )));
             }
             None => {
-                return Err(ShippedError::Usage(format!(
+                return Err(Error::Usage(format!(
                     "`{}` is missing from {path}; run `artifacts generate`",
                     value_path(call, name),
                 )));
             }
         };
         let bytes = zeroize::Zeroizing::new(bytes);
-        crate::scratch::write_private(&out.join(name), &bytes)
-            .map_err(ShippedError::io("write", &out.join(name)))?;
+        artifacts_engine::scratch::write_private(&out.join(name), &bytes)
+            .map_err(Error::io("write", &out.join(name)))?;
     }
     Ok(())
 }
 
-/// Prints the artifacts stored for the target (top-level keys of its file) or,
+/// The artifacts stored for the target (top-level keys of its file) or,
 /// in the shared context, one per `shared/<artifact>.sops.yaml`.
-pub fn list(call: &Call) -> Result<(), ShippedError> {
+pub fn list(call: &Call) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
     if call.context == "shared" {
         let relative = call.target().store_dir(BACKEND)?.join("shared");
@@ -329,9 +330,9 @@ pub fn list(call: &Call) -> Result<(), ShippedError> {
         if let Some(dir) = call
             .root_dir()?
             .open(&relative)
-            .map_err(ShippedError::io("open", &path))?
+            .map_err(Error::io("open", &path))?
         {
-            for (name, kind) in dir.entries().map_err(ShippedError::io("read", &path))? {
+            for (name, kind) in dir.entries().map_err(Error::io("read", &path))? {
                 let name = name.to_string_lossy();
                 if let Some(artifact) = name.strip_suffix(".sops.yaml")
                     && kind == artifacts_crypto::fsutil::FileType::RegularFile
@@ -348,22 +349,18 @@ pub fn list(call: &Call) -> Result<(), ShippedError> {
     }
     names.sort();
     names.dedup();
-    for name in names {
-        println!("{name}");
-    }
-    Ok(())
+    Ok(names)
 }
 
 /// Removes an artifact: its shared file, or its key from the target's file
 /// (which needs an identity among the file's recipients; an emptied file is deleted).
-pub fn remove(call: &Call) -> Result<(), ShippedError> {
+pub fn remove(call: &Call) -> Result<(), Error> {
     let Some((dir, name, file)) = read_file(call)? else {
         return Ok(());
     };
     let path = dir.path().join(&name);
     if call.context == "shared" {
-        dir.remove(&name)
-            .map_err(ShippedError::io("remove", &path))?;
+        dir.remove(&name).map_err(Error::io("remove", &path))?;
         return Ok(());
     }
     let mut decrypted = file.decrypt(&call.identities()?)?;
@@ -374,8 +371,7 @@ pub fn remove(call: &Call) -> Result<(), ShippedError> {
         .iter()
         .all(|b| b.0.iter().all(|e| entry_key(e).is_none()));
     if empty {
-        dir.remove(&name)
-            .map_err(ShippedError::io("remove", &path))?;
+        dir.remove(&name).map_err(Error::io("remove", &path))?;
     } else {
         write_file(&dir, &name, &decrypted.encrypt()?.to_bytes())?;
     }

@@ -1,0 +1,200 @@
+//! The backends shipped with `artifacts`: `agenix`, `sops-nix` (also named
+//! `sops`) and `dummy`, implementing the engine's one in-process backend
+//! trait, [`artifacts_engine::store::StoreBackend`].
+//!
+//! Which part do you need?
+//!
+//! * Registering them: [`backends`] gives the registry entries (a
+//!   `backend.toml` entry of the same name overrides them); the binary adds
+//!   them with [`artifacts_engine::backend::BackendRegistry::add_fallback`].
+//! * Calling one by name, as `artifacts __backend NAME SCRIPT` does for the
+//!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.
+//!
+//! They need no jq, age or sops: encryption comes from `artifacts-crypto`.
+//! Stores are written without following links ([`artifacts_crypto::fsutil::Dir`]);
+//! errors never contain secret values. `dummy` stores nothing (its sections
+//! have no scripts), so it has no implementation.
+
+#![deny(missing_docs)]
+
+mod agenix;
+mod call;
+mod sops;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use artifacts_engine::backend::{Backend, Script, Scripts, Section, SectionKind};
+use artifacts_engine::store::{self, Checked, InProcess, StoreBackend, StoreError, Writable};
+
+use call::Call;
+pub use call::Error;
+
+/// The shipped backends, as registry entries.
+pub fn backends() -> Vec<Backend> {
+    use SectionKind::{Home, Nixos, Shared, Tanka};
+    let agenix = InProcess(Arc::new(Agenix));
+    let sops = InProcess(Arc::new(SopsNix));
+    vec![
+        storing(
+            "agenix",
+            "agenix",
+            &[Nixos, Home, Shared],
+            &["agenix", "sops-nix"],
+            agenix,
+        ),
+        storing(
+            "sops-nix",
+            "sops-nix",
+            &[Nixos, Home, Shared, Tanka],
+            &["sops-nix", "agenix"],
+            sops.clone(),
+        ),
+        // Another name of `sops-nix`: same storage, its own config key first.
+        storing(
+            "sops",
+            "sops-nix",
+            &[Nixos, Home, Shared, Tanka],
+            &["sops", "sops-nix", "agenix"],
+            sops,
+        ),
+        Backend {
+            name: "dummy".to_owned(),
+            storage: "dummy".to_owned(),
+            defined_in: PathBuf::from("<shipped>"),
+            sections: [Nixos, Home]
+                .into_iter()
+                .map(|kind| {
+                    let passthrough = Section {
+                        enabled: true,
+                        scripts: None,
+                    };
+                    (kind, passthrough)
+                })
+                .collect::<BTreeMap<_, _>>(),
+            config_keys: vec!["dummy".to_owned()],
+            in_process: None,
+        },
+    ]
+}
+
+/// A backend storing in every section of `kinds` through `implementation`.
+fn storing(
+    name: &str,
+    storage: &str,
+    kinds: &[SectionKind],
+    config_keys: &[&str],
+    implementation: InProcess,
+) -> Backend {
+    let script = |script: &'static str| Script::InProcess {
+        backend: name.to_owned(),
+        script,
+    };
+    let scripts = Scripts {
+        check: script("check"),
+        serialize: script("serialize"),
+        deserialize: Some(script("deserialize")),
+        list: Some(script("list")),
+        remove: Some(script("remove")),
+    };
+    Backend {
+        name: name.to_owned(),
+        storage: storage.to_owned(),
+        defined_in: PathBuf::from("<shipped>"),
+        sections: kinds
+            .iter()
+            .map(|&kind| {
+                let section = Section {
+                    enabled: true,
+                    scripts: Some(scripts.clone()),
+                };
+                (kind, section)
+            })
+            .collect(),
+        config_keys: config_keys.iter().map(|k| k.to_string()).collect(),
+        in_process: Some(implementation),
+    }
+}
+
+/// The shipped backend called `name` that stores something (`dummy` does not).
+pub fn get(name: &str) -> Option<Arc<dyn StoreBackend>> {
+    backends()
+        .into_iter()
+        .find(|backend| backend.name == name)
+        .and_then(|backend| backend.in_process)
+        .map(|implementation| implementation.0)
+}
+
+/// Runs `f` on the backend's view of `call`; an error as the engine takes
+/// it, with its suggested fix.
+fn with<T>(call: &store::Call, f: impl FnOnce(&Call) -> Result<T, Error>) -> Result<T, StoreError> {
+    Call::new(call).and_then(|call| f(&call)).map_err(|error| {
+        let hint = error.hint();
+        StoreError::new(error).with_hint(hint)
+    })
+}
+
+/// agenix: one age file per secret file (see the `agenix` module).
+#[derive(Debug)]
+struct Agenix;
+
+impl StoreBackend for Agenix {
+    fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
+        with(call, agenix::check)
+    }
+
+    fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| agenix::serialize(call, out))
+    }
+
+    fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| agenix::deserialize(call, out))
+    }
+
+    fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
+        with(call, agenix::list)
+    }
+
+    fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
+        with(call, agenix::remove)
+    }
+
+    /// Encrypting to recipients needs no identity.
+    fn writable(&self, _call: &store::Call) -> Result<Writable, StoreError> {
+        Ok(Writable::Yes)
+    }
+}
+
+/// sops-nix: one SOPS file per target (see the `sops` module).
+#[derive(Debug)]
+struct SopsNix;
+
+impl StoreBackend for SopsNix {
+    fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
+        with(call, sops::check)
+    }
+
+    fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| sops::serialize(call, out))
+    }
+
+    fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| sops::deserialize(call, out))
+    }
+
+    fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
+        with(call, sops::list)
+    }
+
+    fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
+        with(call, sops::remove)
+    }
+
+    fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
+        with(call, sops::writable)
+    }
+}
+
+#[cfg(test)]
+mod tests;

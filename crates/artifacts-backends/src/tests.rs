@@ -1,0 +1,226 @@
+//! The shipped backends called through the engine's trait, as the engine
+//! calls them: real age keys and files, in a temporary project.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use artifacts_engine::store::{
+    Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, Writable,
+};
+use artifacts_model::{Context, TargetKind};
+
+/// A project root, a key pair and its identity file.
+struct Project {
+    dir: tempfile::TempDir,
+    key: artifacts_crypto::age::GeneratedKey,
+    key_file: PathBuf,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let key = artifacts_crypto::age::keygen();
+        let key_file = dir.path().join("key.txt");
+        std::fs::write(&key_file, key.identity_file().as_bytes()).unwrap();
+        Project { dir, key, key_file }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().canonicalize().unwrap()
+    }
+
+    /// A call for artifact `api` (files `token`, secret, and `token.pub`,
+    /// public) of machine `m1`, encrypting to `recipient`, whose identities
+    /// are `identity` alone (nothing from our environment or home).
+    fn call(&self, backend: &str, recipient: &str, identity: Option<&Path>) -> Call {
+        let unset = |name: &str| (name.to_owned(), OsString::new());
+        let mut overrides = vec![
+            unset("SOPS_AGE_KEY"),
+            unset("SOPS_AGE_KEY_FILE"),
+            unset("SOPS_AGE_SSH_PRIVATE_KEY_FILE"),
+            ("HOME".to_owned(), self.dir.path().join("home").into()),
+            unset("XDG_CONFIG_HOME"),
+        ];
+        overrides.push((
+            "ARTIFACTS_IDENTITY".to_owned(),
+            identity
+                .map(|p| p.as_os_str().to_owned())
+                .unwrap_or_default(),
+        ));
+        Call {
+            backend: backend.to_owned(),
+            artifact: Some("api".to_owned()),
+            context: Context::Nixos,
+            targets: vec![CallTarget {
+                name: "m1".to_owned(),
+                kind: TargetKind::Nixos,
+                config: serde_json::json!({ "publicHostKey": recipient }),
+            }],
+            files: vec![
+                CallFile {
+                    name: "token".to_owned(),
+                    secret: true,
+                },
+                CallFile {
+                    name: "token.pub".to_owned(),
+                    secret: false,
+                },
+            ],
+            root: self.root(),
+            identities: KeySources::new(overrides),
+        }
+    }
+
+    /// A directory holding the generated files.
+    fn out(&self, name: &str, token: &str) -> PathBuf {
+        let out = self.dir.path().join(name);
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("token"), token).unwrap();
+        std::fs::write(out.join("token.pub"), "public").unwrap();
+        out
+    }
+}
+
+fn backend(name: &str) -> std::sync::Arc<dyn StoreBackend> {
+    crate::get(name).unwrap_or_else(|| panic!("no shipped backend {name}"))
+}
+
+/// Every answer of the trait, in one life of an artifact, for both storing
+/// backends: missing, stored, read back, listed, recipients changed, removed.
+#[test]
+fn each_storing_backend_answers_through_the_trait() {
+    for name in ["agenix", "sops-nix"] {
+        let p = Project::new();
+        let store = backend(name);
+        let recipient = p.key.recipient();
+        let call = p.call(name, &recipient, Some(&p.key_file));
+        assert_eq!(store.check(&call).unwrap(), Checked::Missing, "{name}");
+        assert_eq!(store.writable(&call).unwrap(), Writable::Yes, "{name}");
+
+        store.serialize(&call, &p.out("out", "s3cret")).unwrap();
+        assert_eq!(store.check(&call).unwrap(), Checked::Stored, "{name}");
+
+        let back = p.dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        store.deserialize(&call, &back).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(back.join("token")).unwrap(),
+            "s3cret"
+        );
+        // Public files are the public store's business, not the backend's.
+        assert!(!back.join("token.pub").exists(), "{name}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(back.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+
+        let mut listing = call.clone();
+        listing.artifact = None;
+        listing.files.clear();
+        assert_eq!(
+            store.list(&listing).unwrap(),
+            vec!["api".to_owned()],
+            "{name}"
+        );
+
+        let other = artifacts_crypto::age::keygen().recipient();
+        match store.check(&p.call(name, &other, None)).unwrap() {
+            Checked::RecipientsChanged { message } => assert!(
+                message.contains("is encrypted to other recipients than configured")
+                    && message.contains("m1"),
+                "{name}: {message}"
+            ),
+            answer => panic!("{name}: {answer:?}"),
+        }
+
+        store.remove(&call).unwrap();
+        assert_eq!(store.check(&call).unwrap(), Checked::Missing, "{name}");
+        assert!(store.list(&listing).unwrap().is_empty(), "{name}");
+        // Removing what is not there is fine.
+        store.remove(&call).unwrap();
+    }
+}
+
+/// sops-nix's pre-flight: adding to an existing file needs an identity of
+/// one of its recipients, and the answer names the file and who would do.
+#[test]
+fn sops_writable_names_the_file_and_the_recipients_that_would_do() {
+    let p = Project::new();
+    let store = backend("sops-nix");
+    let recipient = p.key.recipient();
+    let call = p.call("sops-nix", &recipient, Some(&p.key_file));
+    store.serialize(&call, &p.out("out", "s3cret")).unwrap();
+
+    let stranger = Project::new();
+    let without = p.call("sops-nix", &recipient, Some(&stranger.key_file));
+    match store.writable(&without).unwrap() {
+        Writable::No { reason } => {
+            assert!(
+                reason.contains("secrets/per-machine/m1.sops.yaml"),
+                "{reason}"
+            );
+            assert!(reason.contains(&recipient), "{reason}");
+        }
+        answer => panic!("{answer:?}"),
+    }
+    // And serialize itself refuses, with the fix as the hint.
+    let error = store
+        .serialize(&without, &p.out("again", "other"))
+        .unwrap_err();
+    assert!(error.hint().is_some(), "{error}");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+    assert_eq!(store.writable(&call).unwrap(), Writable::Yes);
+}
+
+/// A damaged store is an error, never "missing" (which would regenerate
+/// over it), and the error names the file; no secret in it.
+#[test]
+fn a_damaged_agenix_file_is_an_error_naming_it() {
+    let p = Project::new();
+    let store = backend("agenix");
+    let call = p.call("agenix", &p.key.recipient(), Some(&p.key_file));
+    store.serialize(&call, &p.out("out", "s3cret")).unwrap();
+    let file = p.root().join("secrets/per-machine/m1/api/token.age");
+    std::fs::write(&file, "").unwrap();
+    let error = store.check(&call).unwrap_err();
+    let text = artifacts_engine::error_chain(&error);
+    assert!(text.contains("is not a valid age file"), "{text}");
+    assert!(text.contains(&file.display().to_string()), "{text}");
+}
+
+/// A declaration cannot make a backend write outside the project.
+#[test]
+fn a_store_dir_leaving_the_project_is_refused() {
+    let p = Project::new();
+    let store = backend("agenix");
+    let mut call = p.call("agenix", &p.key.recipient(), None);
+    call.targets[0].config["storeDir"] = serde_json::json!("../elsewhere");
+    let error = store.serialize(&call, &p.out("out", "s3cret")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("must be a relative path inside the project"),
+        "{error}"
+    );
+    assert!(!p.dir.path().parent().unwrap().join("elsewhere").exists());
+}
+
+/// The registry entries: each storing backend's scripts run in-process,
+/// `sops` is `sops-nix` under another name, `dummy` stores nothing.
+#[test]
+fn registry_entries_carry_their_implementation() {
+    let backends = crate::backends();
+    let get = |name: &str| backends.iter().find(|b| b.name == name).unwrap();
+    for name in ["agenix", "sops-nix", "sops"] {
+        assert!(get(name).in_process.is_some(), "{name}");
+        assert!(get(name).is_shipped(), "{name}");
+    }
+    assert_eq!(get("sops").in_process, get("sops-nix").in_process);
+    assert_ne!(get("agenix").in_process, get("sops-nix").in_process);
+    assert_eq!(get("sops").storage, "sops-nix");
+    assert!(get("dummy").in_process.is_none());
+    assert!(get("dummy").capabilities().passthrough);
+    assert!(crate::get("dummy").is_none());
+}
