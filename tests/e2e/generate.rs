@@ -1,5 +1,7 @@
 //! Generating: prompts, several artifacts, machines, users, shared artifacts, names.
 
+use std::os::unix::fs::PermissionsExt;
+
 use crate::util::Project;
 
 const TOKEN: &str = r#"head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$out/token""#;
@@ -444,4 +446,63 @@ files.both = {}
     p.run(["generate", "--prompts-file", "answers.yaml"])
         .success();
     assert_eq!(p.stored("nixos/m/app/both").as_deref(), Some("x"));
+}
+
+/// A third-party backend's `writable` script is asked before any prompt or
+/// generator, like the shipped ones: its "no" stops the run with its reason,
+/// nothing asked, nothing generated; its "yes" lets the run go on.
+#[test]
+fn third_party_writable_script_is_asked_before_prompts_and_generators() {
+    let p = Project::new("third_party_writable_script");
+    p.recording_backend();
+    // The reason names the key the store needs; only a key file makes it writable.
+    p.script(
+        "backends/rec/writable",
+        "#!/bin/sh\n[ -n \"${ARTIFACTS_IDENTITY:-}\" ] && exit 0\necho \"store of $artifact on $machine needs the vault key\" >&2\nexit 1\n",
+    );
+    let toml = std::fs::read_to_string(p.root.join("backend.toml")).unwrap();
+    p.file(
+        "backend.toml",
+        &toml.replace(
+            "deserialize = \"./backends/rec/deserialize\"",
+            "deserialize = \"./backends/rec/deserialize\"\nwritable = \"./backends/rec/writable\"",
+        ),
+    );
+    let markers = p.root.join("markers");
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::set_permissions(&markers, std::fs::Permissions::from_mode(0o777)).unwrap();
+    p.generator(
+        "token.sh",
+        &format!(
+            "touch {}/ran\necho \"$(cat \"$prompts/word\")\" > \"$out/token\"",
+            markers.display()
+        ),
+    )
+    .manifest(
+        r#"
+default.backend = "rec"
+[nixos.m.artifacts.a]
+generator = "generators/token.sh"
+prompts.word = { description = "A word" }
+files.token = {}
+"#,
+    );
+    p.finish(
+        p.command(["--no-sandbox", "generate"])
+            .env("ARTIFACTS_PROMPT_A_WORD", "hello"),
+    )
+    .code(1)
+    .stderr_has("store of a on m needs the vault key");
+    assert!(!markers.join("ran").exists(), "the generator ran");
+    assert_eq!(p.stored("nixos/m/a/token"), None);
+
+    let key = p.file("vault.key", "not a secret\n");
+    p.finish(
+        p.command(["--no-sandbox", "generate"])
+            .env("ARTIFACTS_PROMPT_A_WORD", "hello")
+            .env("ARTIFACTS_IDENTITY", &key),
+    )
+    .success();
+    assert!(markers.join("ran").exists());
+    assert_eq!(p.stored("nixos/m/a/token").as_deref(), Some("hello\n"));
 }

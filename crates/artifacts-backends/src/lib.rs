@@ -97,6 +97,7 @@ fn storing(
         deserialize: Some(script("deserialize")),
         list: Some(script("list")),
         remove: Some(script("remove")),
+        writable: Some(script("writable")),
     };
     Backend {
         name: name.to_owned(),

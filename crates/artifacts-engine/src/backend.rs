@@ -119,6 +119,11 @@ pub struct Scripts {
     /// Removes `$artifact` for `$targets` (optional, with `list`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remove: Option<Script>,
+    /// Says, before any prompt or generator, whether `serialize` can write
+    /// with the identities at hand: exit 0 yes, 1 no with the reason on
+    /// stderr (optional; without it the store is assumed writable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writable: Option<Script>,
 }
 
 /// One section of a backend.
@@ -496,11 +501,12 @@ fn read_backend(
                 "deserialize",
                 "list",
                 "remove",
+                "writable",
             ]
             .contains(&entry.as_str())
             {
                 return Err(invalid(format!(
-                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize, list, remove)"
+                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize, list, remove, writable)"
                 )));
             }
         }
@@ -529,6 +535,7 @@ fn read_backend(
         let deserialize = script("deserialize")?;
         let list = script("list")?;
         let remove = script("remove")?;
+        let writable = script("writable")?;
         if list.is_some() != remove.is_some() {
             return Err(invalid(format!(
                 "[{name}.{key}] list and remove come as a pair (garbage collection needs both)"
@@ -550,11 +557,12 @@ fn read_backend(
                 deserialize,
                 list,
                 remove,
+                writable,
             }),
-            (None, None) if deserialize.is_none() && list.is_none() => None,
+            (None, None) if deserialize.is_none() && list.is_none() && writable.is_none() => None,
             (None, None) => {
                 return Err(invalid(format!(
-                    "[{name}.{key}] has deserialize but no check and serialize"
+                    "[{name}.{key}] has deserialize, list or writable but no check and serialize"
                 )));
             }
             (Some(_), None) => {

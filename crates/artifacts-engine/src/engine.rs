@@ -319,7 +319,8 @@ impl<'a> Engine<'a> {
     /// Before asking anything or running any generator: which of the units
     /// at `indexes` could not be stored with the identities at hand, and why
     /// (e.g. adding to an existing SOPS file needs its data key). Only
-    /// in-process backends can be asked; the others are assumed writable.
+    /// backends with a `writable` script (the shipped ones, and third-party
+    /// backends that declare one) can be asked; the others are assumed writable.
     pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
         let mut out = Vec::new();
         for &index in indexes {
@@ -337,12 +338,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Whether [`Engine::unwritable`] can tell for this unit: nothing to
-    /// store, or an in-process backend.
+    /// store, or a backend with a `writable` script.
     pub fn tells_writable(&self, unit: &Unit<'_>) -> bool {
         match self.storage(unit) {
-            Ok(Storage::Scripts(_, scripts)) => {
-                matches!(scripts.serialize, crate::backend::Script::InProcess { .. })
-            }
+            Ok(Storage::Scripts(_, scripts)) => scripts.writable.is_some(),
             Ok(Storage::Passthrough) | Err(_) => true,
         }
     }

@@ -492,27 +492,46 @@ pub fn remove(
     succeeded(output, ScriptKind::Remove, script).map(drop)
 }
 
-/// Asks an in-process backend whether the unit's `serialize` can write with
-/// the identities at hand (`writable`): `None` yes, else why not (a failure
-/// to tell is a reason too). Backends from files cannot be asked (the
-/// contract has no such script): `None`.
+/// Asks the backend's `writable` script (in-process, or a file: exit 0 yes,
+/// 1 no with the reason on stderr) whether the unit's `serialize` can write
+/// with the identities at hand: `None` yes, else why not (a failure to tell
+/// is a reason too). A backend without one is assumed writable: `None`.
 pub fn writable(
     unit: &Unit<'_>,
     backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<Option<String>, ScriptError> {
-    let Some((store, call)) = in_process(&Scope::of(unit), backend, &scripts.serialize, env)?
-    else {
+    let Some(script) = &scripts.writable else {
         return Ok(None);
     };
-    Ok(match store.writable(&call) {
-        Ok(crate::store::Writable::Yes) => None,
-        Ok(crate::store::Writable::No { reason }) => Some(crate::redact::redact(&reason)),
-        Err(error) => Some(format!(
-            "{} writable: {}",
-            backend.name,
-            failure_text(&error)
+    if let Some((store, call)) = in_process(&Scope::of(unit), backend, script, env)? {
+        return Ok(match store.writable(&call) {
+            Ok(crate::store::Writable::Yes) => None,
+            Ok(crate::store::Writable::No { reason }) => Some(crate::redact::redact(&reason)),
+            Err(error) => Some(format!(
+                "{} writable: {}",
+                backend.name,
+                failure_text(&error)
+            )),
+        });
+    }
+    let output = run(
+        &Scope::of(unit),
+        backend,
+        script,
+        ScriptKind::Writable,
+        env,
+        None,
+    )?;
+    let stderr = output.stderr.trim();
+    Ok(match output.status.code() {
+        Some(0) => None,
+        Some(1) if !stderr.is_empty() => Some(stderr.to_owned()),
+        _ => Some(format!(
+            "`{script}` failed ({}){}",
+            describe_status(&output.status),
+            stderr_suffix(&output.stderr)
         )),
     })
 }
@@ -666,6 +685,7 @@ mod tests {
             deserialize: Some(script("deserialize")),
             list: None,
             remove: None,
+            writable: Some(script("writable")),
         };
         let backend = Backend {
             name: "rec".into(),
