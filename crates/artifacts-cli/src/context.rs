@@ -322,12 +322,7 @@ impl Context {
 
 /// An identity file that cannot be used: the cause, then the fix.
 fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
-    let hint = error
-        .hint()
-        .map(|h| format!("\nhint: {h}"))
-        .unwrap_or_default();
-    let chain = artifacts_engine::error_chain(error);
-    UsageError(anyhow::anyhow!("{chain}{hint}")).into()
+    crate::exit::usage(artifacts_engine::error_chain(error), error.hint())
 }
 
 /// `-C DIR`, relative to the current directory.
