@@ -1,10 +1,11 @@
 //! `list` and `check`: what is declared, and where it stands.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use anyhow::Result;
 use artifacts_engine::plan::{Plan, Unit};
-use artifacts_engine::{StaleCause, Status, suggestion};
+use artifacts_engine::{StaleCause, Status, selection, suggestion};
 use serde_json::json;
 
 use crate::args::CheckArgs;
@@ -144,7 +145,7 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     if let Some(limit) = args.max_age {
         for row in &mut rows {
             if row.status == Status::Ok
-                && let Some(age) = age(ctx, row.unit)
+                && let Some(age) = selection::age(row.unit, &ctx.lock, SystemTime::now())
                 && age > limit
             {
                 row.status = Status::Stale {
@@ -342,10 +343,4 @@ fn commands(plan: &Plan<'_>, command: &str, units: &[&Unit<'_>]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// How long ago a unit was generated, per artifacts.lock.
-pub fn age(ctx: &Context, unit: &Unit<'_>) -> Option<std::time::Duration> {
-    let generated = ctx.lock.get(&unit.scope(), unit.name())?.generated_at()?;
-    std::time::SystemTime::now().duration_since(generated).ok()
 }
