@@ -90,22 +90,8 @@ fn setup_output(global: &GlobalArgs) {
 fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
-        Some(Command::Completions(args)) => {
-            // Into memory first: clap_complete panics when a write fails
-            // (`artifacts completions bash | head -c1`); ours report it.
-            let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "artifacts", &mut script);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&script)?;
-            out.flush()?;
-            Ok(exit::SUCCESS)
-        }
-        Some(Command::Man) => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            out.flush()?;
-            Ok(exit::SUCCESS)
-        }
+        Some(Command::Completions(args)) => completions(args.shell),
+        Some(Command::Man) => man(),
         Some(Command::Age(command)) => tool(global, |io| command.run(io)),
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
@@ -170,6 +156,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         None => guided(global),
     }
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    // Into memory first: clap_complete panics when a write fails
+    // (`artifacts completions bash | head -c1`); ours report it.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "artifacts", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn man() -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
 }
 
 fn generate(
