@@ -405,3 +405,20 @@ fn low_order_recipients_are_refused_with_ages_message() {
     assert!(out.stderr.contains("bad input point"), "{}", out.stderr);
     assert_eq!(std::fs::read(dir.join("s.yaml")).unwrap(), PLAIN);
 }
+
+#[test]
+fn usage_errors_exit_2_with_their_hint_on_a_line_of_its_own() {
+    let dir = TestDir::new("cli-usage");
+    let out = run_cli(
+        dir.path(),
+        &["sops", "encrypt", "--age", "x"],
+        &[],
+        b"a: b\n",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.stderr,
+        "error: cannot tell the format of standard input\nhint: pass --input-type or --filename-override\n"
+    );
+}
