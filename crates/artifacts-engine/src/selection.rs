@@ -426,6 +426,56 @@ mod tests {
     }
 
     #[test]
+    fn checked_units_are_chosen_left_for_the_stale_question_or_told() {
+        let mut candidates = Candidates {
+            chosen: Vec::new(),
+            stale: Vec::new(),
+            findings: Vec::new(),
+            check_errors: 0,
+            known: BTreeMap::new(),
+            cascade: true,
+            replace_elsewhere: false,
+            jobs: 1,
+        };
+        let statuses = [
+            Status::Ok,
+            Status::Missing,
+            elsewhere(),
+            Status::Untracked {
+                artifact: "u".into(),
+            },
+            Status::Stale {
+                cause: crate::engine::StaleCause::Declaration,
+                reason: "generator changed".into(),
+            },
+            Status::RecipientsChanged,
+            Status::error("backend check failed"),
+            Status::Passthrough,
+        ];
+        for (index, status) in statuses.iter().enumerate() {
+            candidates.sort(index, status);
+        }
+        assert_eq!(
+            candidates.chosen,
+            vec![(1, Reason::Missing), (2, Reason::Elsewhere)]
+        );
+        assert_eq!(candidates.stale, vec![(4, "generator changed".to_owned())]);
+        assert_eq!(
+            candidates.findings,
+            vec![
+                Finding::Untracked(3),
+                Finding::RecipientsChanged(5),
+                Finding::CheckFailed {
+                    unit: 6,
+                    reason: "backend check failed".into()
+                },
+            ]
+        );
+        // A failing check is never taken for "missing", and fails the run.
+        assert_eq!(candidates.check_errors, 1);
+    }
+
+    #[test]
     fn reasons_read_as_the_dry_run_prints_them() {
         let age = Duration::from_secs(2 * 86_400 + 5 * 3600 + 59 * 60);
         assert_eq!(Reason::Older(age).to_string(), "generated 2days 5h ago");
