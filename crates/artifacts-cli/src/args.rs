@@ -136,16 +136,16 @@ pub enum Command {
     ShippedBackend(ShippedBackendArgs),
     /// Encrypt and decrypt age files (interoperable with `age`).
     #[command(subcommand)]
-    Age(artifacts_crypto::cli::AgeCommand),
+    Age(crate::tools::age::AgeCommand),
     /// Work with SOPS files (interoperable with `sops`).
     #[command(subcommand)]
-    Sops(artifacts_crypto::cli::SopsCommand),
+    Sops(crate::tools::sops::SopsCommand),
     /// Decrypted secrets and rendered manifests of tanka environments.
     #[command(subcommand)]
-    Tanka(artifacts_tanka::cli::TankaCommand),
+    Tanka(crate::tools::tanka::TankaCommand),
     /// ArgoCD config-management-plugin entry points (discover, generate, plugin-yaml).
     #[command(subcommand)]
-    Cmp(artifacts_tanka::cli::CmpCommand),
+    Cmp(crate::tools::tanka::CmpCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).

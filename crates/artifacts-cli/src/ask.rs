@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
-use artifacts_engine::prompts::{Asker, PromptsFile};
+use artifacts_engine::plan::Plan;
+use artifacts_engine::prompts::{Answers, Asker, PromptsFile};
 use artifacts_model::Prompt;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -229,6 +230,25 @@ pub fn confirm(question: &str) -> Result<bool> {
     }
     let answer = line.trim().to_ascii_lowercase();
     Ok(answer == "y" || answer == "yes")
+}
+
+/// The answers to the prompts of `units`, before anything runs: from the
+/// prompts file, the environment, or (in a terminal) asked.
+pub fn collect_answers(
+    plan: &Plan<'_>,
+    units: &[usize],
+    prompts_file: Option<&Path>,
+) -> Result<Answers> {
+    let file = prompts_file.map(read_prompts_file).transpose()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let mut asker = TerminalAsker;
+    let asker: Option<&mut dyn Asker> = if interactive() {
+        Some(&mut asker)
+    } else {
+        None
+    };
+    Answers::collect(plan, units, file.as_ref(), &env, asker)
+        .map_err(|e| UsageError(anyhow::Error::new(e)).into())
 }
 
 /// Reads a prompts file: a JSON or YAML map artifact -> prompt -> string; `-` is stdin.

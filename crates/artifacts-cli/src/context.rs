@@ -61,28 +61,7 @@ impl Context {
         let source = find_source(&dir, global)?;
         let root = source.root();
         let registry = load_registry(global, &dir, &root)?;
-        let timeout = global.timeout.map(std::time::Duration::from_secs);
-        let (model, derivations) = match &source {
-            Source::Manifest(manifest) => (
-                artifacts_model::load::load_manifest_validated(manifest, &registry.names())
-                    .map_err(UsageError::from_model)?,
-                Vec::new(),
-            ),
-            Source::Flake(flake) => {
-                let loaded = artifacts_engine::flake::load(flake, &registry.names(), timeout)
-                    .map_err(|e| match e {
-                        artifacts_engine::flake::FlakeError::Model(model) => {
-                            anyhow::Error::new(UsageError::from_model(model))
-                        }
-                        // A declaration error, like a target declared twice.
-                        same @ artifacts_engine::flake::FlakeError::SameName { .. } => {
-                            anyhow::Error::new(UsageError(anyhow::Error::new(same)))
-                        }
-                        other => anyhow::Error::new(other),
-                    })?;
-                (loaded.model, loaded.derivations)
-            }
-        };
+        let (model, derivations) = load_model(&source, &registry, global)?;
         let project_lock = if exclusive {
             Some(lock_project(&model.root, global.no_wait)?)
         } else {
@@ -99,32 +78,7 @@ impl Context {
             plan.upgrade_lock(&mut lock, &names);
         }
         let targets = resolve_targets(&model, &global.targets)?;
-        let log_level =
-            global
-                .log_level
-                .map(|l| l.as_str())
-                .unwrap_or(match (global.quiet, global.verbose) {
-                    (true, _) => "error",
-                    (false, 0) => "info",
-                    (false, _) => "debug",
-                });
-        let timeouts = match global.timeout {
-            Some(secs) => {
-                let limit = Some(std::time::Duration::from_secs(secs));
-                Timeouts {
-                    script: limit,
-                    generator: limit,
-                }
-            }
-            None => Timeouts::default(),
-        };
-        let settings = Settings {
-            root: model.root.clone(),
-            log_level: log_level.to_owned(),
-            timeouts,
-            self_exe: std::env::current_exe().ok(),
-            extra_env: Vec::new(),
-        };
+        let settings = settings(global, &model.root);
         let jobs = global
             .jobs
             .unwrap_or_else(|| {
@@ -320,14 +274,72 @@ impl Context {
     }
 }
 
+/// The declarations of a manifest or a flake, and the flake's generator
+/// derivations; declaration errors are usage errors.
+fn load_model(
+    source: &Source,
+    registry: &BackendRegistry,
+    global: &GlobalArgs,
+) -> Result<(Model, Vec<String>)> {
+    let timeout = global.timeout.map(std::time::Duration::from_secs);
+    Ok(match source {
+        Source::Manifest(manifest) => (
+            artifacts_model::load::load_manifest_validated(manifest, &registry.names())
+                .map_err(UsageError::from_model)?,
+            Vec::new(),
+        ),
+        Source::Flake(flake) => {
+            let loaded =
+                artifacts_engine::flake::load(flake, &registry.names(), timeout).map_err(|e| {
+                    match e {
+                        artifacts_engine::flake::FlakeError::Model(model) => {
+                            anyhow::Error::new(UsageError::from_model(model))
+                        }
+                        // A declaration error, like a target declared twice.
+                        same @ artifacts_engine::flake::FlakeError::SameName { .. } => {
+                            anyhow::Error::new(UsageError(anyhow::Error::new(same)))
+                        }
+                        other => anyhow::Error::new(other),
+                    }
+                })?;
+            (loaded.model, loaded.derivations)
+        }
+    })
+}
+
+/// The engine's settings from the global flags.
+fn settings(global: &GlobalArgs, root: &Path) -> Settings {
+    let log_level =
+        global
+            .log_level
+            .map(|l| l.as_str())
+            .unwrap_or(match (global.quiet, global.verbose) {
+                (true, _) => "error",
+                (false, 0) => "info",
+                (false, _) => "debug",
+            });
+    let timeouts = match global.timeout {
+        Some(secs) => {
+            let limit = Some(std::time::Duration::from_secs(secs));
+            Timeouts {
+                script: limit,
+                generator: limit,
+            }
+        }
+        None => Timeouts::default(),
+    };
+    Settings {
+        root: root.to_path_buf(),
+        log_level: log_level.to_owned(),
+        timeouts,
+        self_exe: std::env::current_exe().ok(),
+        extra_env: Vec::new(),
+    }
+}
+
 /// An identity file that cannot be used: the cause, then the fix.
 fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
-    let hint = error
-        .hint()
-        .map(|h| format!("\nhint: {h}"))
-        .unwrap_or_default();
-    let chain = artifacts_engine::error_chain(error);
-    UsageError(anyhow::anyhow!("{chain}{hint}")).into()
+    crate::exit::usage(artifacts_engine::error_chain(error), error.hint())
 }
 
 /// `-C DIR`, relative to the current directory.

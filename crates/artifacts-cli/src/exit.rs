@@ -38,6 +38,58 @@ impl fmt::Debug for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A message with a suggested fix, printed on its own `hint:` line.
+#[derive(Debug)]
+pub struct Hinted {
+    pub message: String,
+    pub hint: Option<&'static str>,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hinted {}
+
+/// A usage error (exit code 2) with an optional fix.
+pub fn usage(message: impl Into<String>, hint: Option<&'static str>) -> anyhow::Error {
+    UsageError(anyhow::Error::new(Hinted {
+        message: message.into(),
+        hint,
+    }))
+    .into()
+}
+
+/// The fix suggested by the outermost error in the chain that knows one.
+fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        if let Some(usage) = cause.downcast_ref::<UsageError>() {
+            Some(hint(&usage.0))
+        } else if let Some(e) = cause.downcast_ref::<Hinted>() {
+            Some(e.hint)
+        } else if let Some(e) = cause.downcast_ref::<artifacts_crypto::Error>() {
+            Some(e.hint())
+        } else {
+            cause
+                .downcast_ref::<artifacts_tanka::Error>()
+                .map(artifacts_tanka::Error::hint)
+        }
+    })?
+}
+
+/// Prints `error: …` (the whole chain) and the hint on stderr, and returns
+/// the exit code: the one place every command's failure goes through.
+pub fn report(error: &anyhow::Error) -> i32 {
+    let style = console::Style::new().red().bold().for_stderr();
+    eprintln!("{} {:#}", style.apply_to("error:"), error);
+    if let Some(hint) = hint(error) {
+        eprintln!("hint: {hint}");
+    }
+    code_for(error)
+}
+
 /// The exit code for an error.
 pub fn code_for(error: &anyhow::Error) -> i32 {
     if error.downcast_ref::<UsageError>().is_some() {

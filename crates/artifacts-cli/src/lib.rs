@@ -15,6 +15,7 @@ mod context;
 mod exit;
 mod output;
 mod signals;
+mod tools;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -54,11 +55,7 @@ where
     match result {
         Ok(code) => code,
         Err(error) if exit::is_broken_pipe(&error) => exit::SUCCESS,
-        Err(error) => {
-            let style = console::Style::new().red().bold().for_stderr();
-            eprintln!("{} {:#}", style.apply_to("error:"), error);
-            exit::code_for(&error)
-        }
+        Err(error) => exit::report(&error),
     }
 }
 
@@ -93,22 +90,8 @@ fn setup_output(global: &GlobalArgs) {
 fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
-        Some(Command::Completions(args)) => {
-            // Into memory first: clap_complete panics when a write fails
-            // (`artifacts completions bash | head -c1`); ours report it.
-            let mut script = Vec::new();
-            clap_complete::generate(args.shell, &mut Cli::command(), "artifacts", &mut script);
-            let mut out = std::io::stdout().lock();
-            out.write_all(&script)?;
-            out.flush()?;
-            Ok(exit::SUCCESS)
-        }
-        Some(Command::Man) => {
-            let mut out = std::io::stdout().lock();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
-            out.flush()?;
-            Ok(exit::SUCCESS)
-        }
+        Some(Command::Completions(args)) => completions(args.shell),
+        Some(Command::Man) => man(),
         Some(Command::Age(command)) => tool(global, |io| command.run(io)),
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
@@ -175,6 +158,24 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
+fn completions(shell: clap_complete::Shell) -> Result<i32> {
+    // Into memory first: clap_complete panics when a write fails
+    // (`artifacts completions bash | head -c1`); ours report it.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "artifacts", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
+fn man() -> Result<i32> {
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    out.flush()?;
+    Ok(exit::SUCCESS)
+}
+
 fn generate(
     global: &GlobalArgs,
     artifacts: &[String],
@@ -194,10 +195,7 @@ fn generate(
 }
 
 /// Runs an `age`, `sops`, `tanka` or `cmp` subcommand: plaintext only through stdin, stdout and files.
-fn tool(
-    global: &GlobalArgs,
-    run: impl FnOnce(&mut artifacts_crypto::cli::Io<'_>) -> Result<(), artifacts_crypto::cli::CliError>,
-) -> Result<i32> {
+fn tool(global: &GlobalArgs, run: impl FnOnce(&mut tools::Io<'_>) -> Result<()>) -> Result<i32> {
     let env: std::collections::BTreeMap<String, OsString> = std::env::vars_os()
         .filter_map(|(key, value)| key.into_string().ok().map(|key| (key, value)))
         .collect();
@@ -209,7 +207,7 @@ fn tool(
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
-    let mut io = artifacts_crypto::cli::Io {
+    let mut io = tools::Io {
         stdin: &mut stdin,
         stdout: &mut stdout,
         stderr: &mut stderr,
@@ -217,16 +215,9 @@ fn tool(
         cwd,
         passphrase: &ask::TtyPassphrase,
     };
-    match run(&mut io) {
-        Ok(()) => {
-            stdout.flush()?;
-            Ok(exit::SUCCESS)
-        }
-        Err(error) => {
-            error.report(&mut std::io::stderr());
-            Ok(error.exit_code())
-        }
-    }
+    run(&mut io)?;
+    stdout.flush()?;
+    Ok(exit::SUCCESS)
 }
 
 /// Bare `artifacts`: in a terminal, the status table and an offer to generate

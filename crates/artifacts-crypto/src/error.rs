@@ -275,8 +275,8 @@ fn fmt_recipients(recipients: &[String]) -> String {
 }
 
 impl Error {
-    /// An I/O error on a file.
-    pub(crate) fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    /// An I/O error on a file (also for callers reading files themselves).
+    pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             action,
             path: path.as_ref().to_path_buf(),

@@ -31,7 +31,8 @@
 //!   project's stores, where no symbolic link may be followed,
 //!   [`fsutil::Dir`] (also swaps whole directories atomically).
 //! - **Offer `artifacts age …` / `artifacts sops …` in a binary**: the
-//!   `cli` feature's `cli` module (clap types and `run` functions).
+//!   functions above; the command line itself (flags, exit codes, the
+//!   passphrase prompt) lives in the `artifacts` binary.
 //!
 //! # Supported and refused
 //!
@@ -67,8 +68,5 @@ pub mod keys;
 mod openssh;
 pub mod sops;
 pub mod time;
-
-#[cfg(feature = "cli")]
-pub mod cli;
 
 pub use error::{Error, Origin, Result};

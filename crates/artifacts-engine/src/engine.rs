@@ -734,6 +734,26 @@ impl<'a> Engine<'a> {
         results
     }
 
+    /// The units of `selected` whose files are not all in place under
+    /// `root`: those [`Engine::activate`] generates, so whose prompts need
+    /// answers.
+    pub fn pending_activation(
+        &self,
+        plan: &Plan<'_>,
+        selected: &[usize],
+        root: &std::path::Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<usize>, EngineError> {
+        let mut pending = Vec::new();
+        for &index in selected {
+            let files = install::destinations(plan.units[index].artifact, root, env)?;
+            if !install::all_in_place(root, &files)? {
+                pending.push(index);
+            }
+        }
+        Ok(pending)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn activate_one(
         &self,
@@ -748,12 +768,7 @@ impl<'a> Engine<'a> {
     ) -> Result<Activated, EngineError> {
         let unit = &plan.units[index];
         let system = unit.targets[0].id.kind == artifacts_model::TargetKind::Nixos;
-        let files: Vec<(PathBuf, &artifacts_model::FileSpec)> = unit
-            .artifact
-            .files
-            .values()
-            .map(|spec| install::destination(&spec.path, root, env).map(|path| (path, spec)))
-            .collect::<Result<_, _>>()?;
+        let files = install::destinations(unit.artifact, root, env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
             if plan.units.iter().any(|u| u.dependencies.contains(&index)) {

@@ -22,7 +22,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::fsutil::{Dir, Temp};
-use artifacts_model::FileSpec;
+use artifacts_model::{Artifact, FileSpec};
 use nix::unistd::{Gid, Group, Uid, User, fchown};
 
 /// Temporary files next to a destination: this, then 16 hex digits.
@@ -313,6 +313,20 @@ pub fn install(
     temp.keep();
     dir.sync();
     Ok(Installed::Written)
+}
+
+/// Where an artifact's files go under `root`, with their declarations, in
+/// declaration order.
+pub fn destinations<'a>(
+    artifact: &'a Artifact,
+    root: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(PathBuf, &'a FileSpec)>, InstallError> {
+    artifact
+        .files
+        .values()
+        .map(|spec| destination(&spec.path, root, env).map(|path| (path, spec)))
+        .collect()
 }
 
 /// Whether every file is in place with the right metadata (nothing to generate).

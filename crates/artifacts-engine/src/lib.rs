@@ -8,6 +8,9 @@
 //!   (one per target and artifact, one per shared artifact) in dependency order.
 //! * Asking: [`prompts::Answers::collect`] gathers prompt answers from a file,
 //!   the environment or an [`prompts::Asker`], before anything runs.
+//! * Choosing what to generate: [`engine::Engine::candidates`], then
+//!   [`engine::Engine::select`] (missing, stale, forced, older than; cascade;
+//!   the guard for secrets another backend stores), see [`selection`].
 //! * Doing: [`engine::Engine`] checks units in parallel and generates them
 //!   (sandboxed generator, output validation, serialize, lock update).
 //! * Storing in this process: [`store::StoreBackend`] is the one trait an
@@ -35,6 +38,7 @@ pub mod sandbox;
 pub mod scratch;
 pub mod script;
 pub mod seccomp;
+pub mod selection;
 pub mod store;
 
 pub use engine::{

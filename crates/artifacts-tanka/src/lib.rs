@@ -21,7 +21,7 @@
 //! - **ArgoCD**: [`cmp`] (environment name, allow-list, discovery, the
 //!   ConfigManagementPlugin manifest).
 //! - **Offer `artifacts tanka …` / `artifacts cmp …` in a binary**: the
-//!   `cli` feature's `cli` module.
+//!   functions above; the command line itself lives in the `artifacts` binary.
 //!
 //! # Guarantees
 //!
@@ -49,8 +49,5 @@ pub mod redact;
 pub mod render;
 pub mod secrets;
 pub mod tk;
-
-#[cfg(feature = "cli")]
-pub mod cli;
 
 pub use error::{Error, Result};

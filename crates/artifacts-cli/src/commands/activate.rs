@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifacts_engine::install::{self, Installed};
-use artifacts_engine::prompts::Answers;
+use artifacts_engine::install::Installed;
 use artifacts_engine::{Silent, error_chain};
 
 use crate::args::{ActivateArgs, GlobalArgs};
@@ -38,31 +37,8 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
-    let mut to_generate = Vec::new();
-    for &index in &selected {
-        let unit = &plan.units[index];
-        let files: Vec<(PathBuf, &artifacts_model::FileSpec)> = unit
-            .artifact
-            .files
-            .values()
-            .map(|spec| install::destination(&spec.path, &root, &env).map(|path| (path, spec)))
-            .collect::<Result<_, _>>()?;
-        if !install::all_in_place(&root, &files)? {
-            to_generate.push(index);
-        }
-    }
-    let prompts_file = match &args.prompts_file {
-        Some(path) => Some(ask::read_prompts_file(path)?),
-        None => None,
-    };
-    let mut asker = ask::TerminalAsker;
-    let asker: Option<&mut dyn artifacts_engine::prompts::Asker> = if ask::interactive() {
-        Some(&mut asker)
-    } else {
-        None
-    };
-    let answers = Answers::collect(&plan, &to_generate, prompts_file.as_ref(), &env, asker)
-        .map_err(|e| UsageError(anyhow::Error::new(e)))?;
+    let to_generate = engine.pending_activation(&plan, &selected, &root, &env)?;
+    let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
         artifacts_engine::sandbox::Sandbox::Off
     } else {

@@ -4,10 +4,10 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::backend::{BackendRegistry, SectionKind};
-use artifacts_engine::plan::Comparison;
+use artifacts_engine::plan::{Comparison, Plan, Unit};
 use serde_json::json;
 
-use crate::commands::status::{rows, unit_json};
+use crate::commands::status::{Row, rows, unit_json};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
 use crate::output::Table;
@@ -24,121 +24,138 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
     let rows = rows(ctx, &plan, &selected);
     let mut out = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                let unit = row.unit;
-                let mut value = unit_json(row);
-                value["backend_rule"] = json!(unit.backend.rule);
-                value["generator"] = json!(unit.artifact.generator);
-                let declared = unit.declared(&plan, &ctx.lock).ok();
-                value["fingerprint"] = json!(declared.as_ref().map(|d| &d.fingerprint));
-                value["placement"] = json!(declared.as_ref().map(|d| &d.placement));
-                value["lock"] = json!(ctx.lock.get(&unit.scope(), unit.name()));
-                value["file_specs"] = json!(unit.artifact.files);
-                value["prompts"] = json!(unit.artifact.prompts);
-                value["dependencies"] = json!(unit.artifact.dependencies);
-                value
-            })
-            .collect();
+        let list: Vec<_> = rows.iter().map(|row| row_json(ctx, &plan, row)).collect();
         serde_json::to_writer_pretty(&mut out, &json!({ "artifacts": list }))?;
         writeln!(out)?;
         return Ok(exit::SUCCESS);
     }
     for (n, row) in rows.iter().enumerate() {
-        let unit = row.unit;
         if n > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "artifact   {}", unit.name())?;
-        if let Some(description) = &unit.artifact.description {
-            writeln!(out, "about      {description}")?;
-        }
-        writeln!(out, "context    {}", unit.context)?;
-        let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
-        writeln!(out, "targets    {}", targets.join(", "))?;
-        writeln!(
-            out,
-            "backend    {} ({})",
-            unit.backend.name, unit.backend.rule
-        )?;
-        if let Some(backend) = ctx.registry.get(&unit.backend.name) {
-            writeln!(
-                out,
-                "           defined in {}",
-                backend.defined_in.display()
-            )?;
-        }
-        match &unit.artifact.generator {
-            Some(generator) => writeln!(out, "generator  {}", generator.display())?,
-            None => writeln!(out, "generator  (none)")?,
-        }
-        if !unit.artifact.prompts.is_empty() {
-            let prompts: Vec<String> = unit
-                .artifact
-                .prompts
-                .iter()
-                .map(|(name, p)| format!("{name} ({})", p.kind.as_str()))
-                .collect();
-            writeln!(out, "prompts    {}", prompts.join(", "))?;
-        }
-        if !unit.artifact.dependencies.is_empty() {
-            writeln!(out, "depends on {}", unit.artifact.dependencies.join(", "))?;
-        }
-        let mut table = Table::new(&["FILE", "PATH", "OWNER", "GROUP", "MODE", "SECRET"]);
-        for (name, file) in &unit.artifact.files {
-            table.row(vec![
-                name.clone(),
-                file.path.clone(),
-                file.owner.clone().unwrap_or_else(|| "-".into()),
-                file.group.clone().unwrap_or_else(|| "-".into()),
-                file.mode.to_string(),
-                file.secret.to_string(),
-            ]);
-        }
-        table.print(&mut out)?;
-        let declared = unit.declared(&plan, &ctx.lock);
-        match &declared {
-            Ok(declared) => {
-                writeln!(out, "fingerprint {}", declared.fingerprint)?;
-                writeln!(out, "placement  {}", declared.placement)?;
-            }
-            Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
-        }
-        match ctx.lock.get(&unit.scope(), unit.name()) {
-            Some(entry) => {
-                writeln!(
-                    out,
-                    "lock       {} generated {}{}",
-                    entry.fingerprint,
-                    entry
-                        .generated_at
-                        .as_deref()
-                        .unwrap_or("at an unknown time (adopted)"),
-                    entry
-                        .backend
-                        .as_ref()
-                        .map(|b| format!(", stored by {b}"))
-                        .unwrap_or_default()
-                )?;
-                if let Ok(declared) = &declared
-                    && declared.compare(entry)
-                        == (Comparison::Current {
-                            placement_changed: true,
-                        })
-                {
-                    writeln!(
-                        out,
-                        "           placement changed since: nothing to do, files are placed at activation"
-                    )?;
-                }
-            }
-            None => writeln!(out, "lock       no entry")?,
-        }
-        let status = row.status.describe();
-        writeln!(out, "status     {status}")?;
+        write_declaration(&mut out, ctx, row.unit)?;
+        write_state(&mut out, ctx, &plan, row)?;
     }
     Ok(exit::SUCCESS)
+}
+
+/// Everything `explain --json` says about one unit.
+fn row_json(ctx: &Context, plan: &Plan<'_>, row: &Row<'_, '_>) -> serde_json::Value {
+    let unit = row.unit;
+    let mut value = unit_json(row);
+    value["backend_rule"] = json!(unit.backend.rule);
+    value["generator"] = json!(unit.artifact.generator);
+    let declared = unit.declared(plan, &ctx.lock).ok();
+    value["fingerprint"] = json!(declared.as_ref().map(|d| &d.fingerprint));
+    value["placement"] = json!(declared.as_ref().map(|d| &d.placement));
+    value["lock"] = json!(ctx.lock.get(&unit.scope(), unit.name()));
+    value["file_specs"] = json!(unit.artifact.files);
+    value["prompts"] = json!(unit.artifact.prompts);
+    value["dependencies"] = json!(unit.artifact.dependencies);
+    value
+}
+
+/// What is declared: the artifact, its backend, generator, prompts,
+/// dependencies and files.
+fn write_declaration(out: &mut dyn Write, ctx: &Context, unit: &Unit<'_>) -> Result<()> {
+    writeln!(out, "artifact   {}", unit.name())?;
+    if let Some(description) = &unit.artifact.description {
+        writeln!(out, "about      {description}")?;
+    }
+    writeln!(out, "context    {}", unit.context)?;
+    let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
+    writeln!(out, "targets    {}", targets.join(", "))?;
+    writeln!(
+        out,
+        "backend    {} ({})",
+        unit.backend.name, unit.backend.rule
+    )?;
+    if let Some(backend) = ctx.registry.get(&unit.backend.name) {
+        writeln!(
+            out,
+            "           defined in {}",
+            backend.defined_in.display()
+        )?;
+    }
+    match &unit.artifact.generator {
+        Some(generator) => writeln!(out, "generator  {}", generator.display())?,
+        None => writeln!(out, "generator  (none)")?,
+    }
+    if !unit.artifact.prompts.is_empty() {
+        let prompts: Vec<String> = unit
+            .artifact
+            .prompts
+            .iter()
+            .map(|(name, p)| format!("{name} ({})", p.kind.as_str()))
+            .collect();
+        writeln!(out, "prompts    {}", prompts.join(", "))?;
+    }
+    if !unit.artifact.dependencies.is_empty() {
+        writeln!(out, "depends on {}", unit.artifact.dependencies.join(", "))?;
+    }
+    let mut table = Table::new(&["FILE", "PATH", "OWNER", "GROUP", "MODE", "SECRET"]);
+    for (name, file) in &unit.artifact.files {
+        table.row(vec![
+            name.clone(),
+            file.path.clone(),
+            file.owner.clone().unwrap_or_else(|| "-".into()),
+            file.group.clone().unwrap_or_else(|| "-".into()),
+            file.mode.to_string(),
+            file.secret.to_string(),
+        ]);
+    }
+    table.print(out)?;
+    Ok(())
+}
+
+/// Where it stands: the declared fingerprint, the lock entry, the status.
+fn write_state(
+    out: &mut dyn Write,
+    ctx: &Context,
+    plan: &Plan<'_>,
+    row: &Row<'_, '_>,
+) -> Result<()> {
+    let unit = row.unit;
+    let declared = unit.declared(plan, &ctx.lock);
+    match &declared {
+        Ok(declared) => {
+            writeln!(out, "fingerprint {}", declared.fingerprint)?;
+            writeln!(out, "placement  {}", declared.placement)?;
+        }
+        Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
+    }
+    match ctx.lock.get(&unit.scope(), unit.name()) {
+        Some(entry) => {
+            writeln!(
+                out,
+                "lock       {} generated {}{}",
+                entry.fingerprint,
+                entry
+                    .generated_at
+                    .as_deref()
+                    .unwrap_or("at an unknown time (adopted)"),
+                entry
+                    .backend
+                    .as_ref()
+                    .map(|b| format!(", stored by {b}"))
+                    .unwrap_or_default()
+            )?;
+            if let Ok(declared) = &declared
+                && declared.compare(entry)
+                    == (Comparison::Current {
+                        placement_changed: true,
+                    })
+            {
+                writeln!(
+                    out,
+                    "           placement changed since: nothing to do, files are placed at activation"
+                )?;
+            }
+        }
+        None => writeln!(out, "lock       no entry")?,
+    }
+    writeln!(out, "status     {}", row.status.describe())?;
+    Ok(())
 }
 
 pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {

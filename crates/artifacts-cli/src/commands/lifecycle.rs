@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::lifecycle::Accepted;
+use artifacts_engine::plan::Unit;
 use artifacts_engine::{StaleCause, Status, error_chain};
 
 use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
@@ -13,14 +14,17 @@ use crate::context::Context;
 use crate::exit::{self, UsageError};
 
 pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
-    for name in args.to.iter().chain(&args.from) {
-        if ctx.registry.get(name).is_none() {
-            return Err(UsageError(anyhow::anyhow!(
-                "unknown backend `{name}` (known: {})",
-                ctx.registry.names().join(", ")
-            ))
-            .into());
-        }
+    if let Some(name) = args
+        .to
+        .iter()
+        .chain(&args.from)
+        .find(|n| ctx.registry.get(n).is_none())
+    {
+        return Err(UsageError(anyhow::anyhow!(
+            "unknown backend `{name}` (known: {})",
+            ctx.registry.names().join(", ")
+        ))
+        .into());
     }
     let plan = ctx.plan()?;
     let selected = ctx.select(&plan, &args.artifacts)?;
@@ -78,27 +82,34 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
         }
     }
-    if !undeclared.is_empty()
-        && let Some(to) = &args.to
-    {
-        undeclared.sort();
-        undeclared.dedup();
-        let source = ctx.model.source.display();
-        let them = if undeclared.len() == 1 { "it" } else { "them" };
-        eprintln!(
-            "now change the declaration: set `backend = \"{to}\"` on {} in `{source}`; until then `artifacts check` reports {them} stored elsewhere",
-            undeclared
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+    if let Some(to) = &args.to {
+        tell_undeclared(ctx, to, undeclared);
     }
     Ok(if failures == 0 {
         exit::SUCCESS
     } else {
         exit::FAILURE
     })
+}
+
+/// After moving artifacts away from their declared backend: the declaration
+/// has to follow.
+fn tell_undeclared(ctx: &Context, to: &str, mut undeclared: Vec<String>) {
+    if undeclared.is_empty() {
+        return;
+    }
+    undeclared.sort();
+    undeclared.dedup();
+    let source = ctx.model.source.display();
+    let them = if undeclared.len() == 1 { "it" } else { "them" };
+    eprintln!(
+        "now change the declaration: set `backend = \"{to}\"` on {} in `{source}`; until then `artifacts check` reports {them} stored elsewhere",
+        undeclared
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
 }
 
 /// Where a migration starts.
@@ -164,45 +175,11 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
     let mut recorded = 0;
     for (&index, status) in selected.iter().zip(statuses) {
         let unit = &plan.units[index];
-        let what = match &status {
-            Status::Untracked { .. } => "adopted: stored, not in artifacts.lock".to_owned(),
-            Status::Stale {
-                cause: StaleCause::Declaration,
-                reason,
-            } => reason.split(':').next().unwrap_or_default().to_owned(),
-            // Made from an older dependency: accepting it is a deliberate choice.
-            Status::Stale {
-                cause: StaleCause::Dependency,
-                reason,
-            } => {
-                let what = reason.split(':').next().unwrap_or_default().to_owned();
-                if !named {
-                    eprintln!(
-                        "note: {} not accepted: {what}, so it was made from an older version of it; regenerate it, or name it to accept it anyway",
-                        unit.label()
-                    );
-                    continue;
-                }
-                what
-            }
-            Status::Ok | Status::RecipientsChanged | Status::Stale { .. } => {
-                "the recorded placement or backend changed".to_owned()
-            }
-            Status::Passthrough => continue,
-            Status::Missing | Status::Elsewhere { .. } | Status::Error { .. } => {
-                let why = match &status {
-                    Status::Missing => format!(
-                        "not stored, so there is nothing to accept (run `{}`)",
-                        artifacts_engine::suggestion("generate", &[&unit.artifact.name])
-                    ),
-                    other => other.describe(),
-                };
-                if named || matches!(status, Status::Error { .. }) {
-                    failures += 1;
-                    eprintln!("error: {}: {why}", unit.label());
-                } else if !global.quiet {
-                    eprintln!("note: {}: {why}", unit.label());
-                }
+        let what = match decide(unit, &status, named, global.quiet) {
+            Decision::Accept(what) => what,
+            Decision::Skip => continue,
+            Decision::Refuse => {
+                failures += 1;
                 continue;
             }
         };
@@ -246,6 +223,65 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
     } else {
         exit::FAILURE
     })
+}
+
+/// What `accept` does with one unit.
+enum Decision {
+    /// Records it; what changed.
+    Accept(String),
+    /// Leaves it (already said why, if anything).
+    Skip,
+    /// Leaves it and fails the run (already said why).
+    Refuse,
+}
+
+/// Whether to accept a unit, from its status; says why not. `named`: the
+/// artifacts were named on the command line, which accepts what was made
+/// from an older dependency and makes a missing one an error.
+fn decide(unit: &Unit<'_>, status: &Status, named: bool, quiet: bool) -> Decision {
+    let what = match status {
+        Status::Untracked { .. } => "adopted: stored, not in artifacts.lock".to_owned(),
+        Status::Stale {
+            cause: StaleCause::Declaration,
+            reason,
+        } => reason.split(':').next().unwrap_or_default().to_owned(),
+        // Made from an older dependency: accepting it is a deliberate choice.
+        Status::Stale {
+            cause: StaleCause::Dependency,
+            reason,
+        } => {
+            let what = reason.split(':').next().unwrap_or_default().to_owned();
+            if !named {
+                eprintln!(
+                    "note: {} not accepted: {what}, so it was made from an older version of it; regenerate it, or name it to accept it anyway",
+                    unit.label()
+                );
+                return Decision::Skip;
+            }
+            what
+        }
+        Status::Ok | Status::RecipientsChanged | Status::Stale { .. } => {
+            "the recorded placement or backend changed".to_owned()
+        }
+        Status::Passthrough => return Decision::Skip,
+        Status::Missing | Status::Elsewhere { .. } | Status::Error { .. } => {
+            let why = match status {
+                Status::Missing => format!(
+                    "not stored, so there is nothing to accept (run `{}`)",
+                    artifacts_engine::suggestion("generate", &[&unit.artifact.name])
+                ),
+                other => other.describe(),
+            };
+            if named || matches!(status, Status::Error { .. }) {
+                eprintln!("error: {}: {why}", unit.label());
+                return Decision::Refuse;
+            } else if !quiet {
+                eprintln!("note: {}: {why}", unit.label());
+            }
+            return Decision::Skip;
+        }
+    };
+    Decision::Accept(what)
 }
 
 pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {

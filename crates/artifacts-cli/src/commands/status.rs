@@ -1,10 +1,11 @@
 //! `list` and `check`: what is declared, and where it stands.
 
 use std::io::Write;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use artifacts_engine::plan::{Plan, Unit};
-use artifacts_engine::{StaleCause, Status, suggestion};
+use artifacts_engine::{StaleCause, Status, selection, suggestion};
 use serde_json::json;
 
 use crate::args::CheckArgs;
@@ -119,6 +120,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The counts line `check` ends with.
+    fn counts(&self) -> String {
+        let mut counts = format!(
+            "{} ok, {} missing, {} stale",
+            self.ok, self.missing, self.stale
+        );
+        if self.elsewhere > 0 {
+            counts.push_str(&format!(", {} stored elsewhere", self.elsewhere));
+        }
+        if self.untracked > 0 {
+            counts.push_str(&format!(", {} untracked", self.untracked));
+        }
+        let plural = if self.errors == 1 { "" } else { "s" };
+        format!("{counts}, {} error{plural}", self.errors)
+    }
+
     /// Whether something needs doing before the declaration holds (untracked ones are fine).
     pub fn needs_work(&self) -> bool {
         self.missing + self.stale + self.elsewhere > 0
@@ -142,23 +159,7 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     let selected = ctx.select(&plan, &args.artifacts)?;
     let mut rows = rows(ctx, &plan, &selected);
     if let Some(limit) = args.max_age {
-        for row in &mut rows {
-            if row.status == Status::Ok
-                && let Some(age) = age(ctx, row.unit)
-                && age > limit
-            {
-                row.status = Status::Stale {
-                    cause: StaleCause::Age,
-                    reason: format!(
-                        "generated {} ago, longer than --max-age {}",
-                        humantime::format_duration(std::time::Duration::from_secs(
-                            age.as_secs() / 3600 * 3600
-                        )),
-                        humantime::format_duration(limit)
-                    ),
-                };
-            }
-        }
+        mark_older_than(ctx, &mut rows, limit);
     }
     let summary = summarize(&rows);
     let code = if summary.errors > 0 {
@@ -168,6 +169,7 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     } else {
         exit::SUCCESS
     };
+    let mut stdout = std::io::stdout().lock();
     if json_output {
         let list: Vec<_> = rows.iter().map(unit_json).collect();
         let document = json!({
@@ -182,18 +184,47 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
             },
             "artifacts": list,
         });
-        let mut stdout = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut stdout, &document)?;
         writeln!(stdout)?;
         return Ok(code);
     }
-    let mut stdout = std::io::stdout().lock();
-    for row in &rows {
+    print_problems(&mut stdout, &rows)?;
+    if !quiet {
+        writeln!(stdout, "{}", summary.counts())?;
+        for line in advice(&plan, &rows, args.strict) {
+            writeln!(stdout, "{line}")?;
+        }
+    }
+    Ok(code)
+}
+
+/// `check --max-age`: what is current but generated longer ago than `limit` is stale.
+fn mark_older_than(ctx: &Context, rows: &mut [Row<'_, '_>], limit: Duration) {
+    for row in rows {
+        if row.status == Status::Ok
+            && let Some(age) = selection::age(row.unit, &ctx.lock, SystemTime::now())
+            && age > limit
+        {
+            row.status = Status::Stale {
+                cause: StaleCause::Age,
+                reason: format!(
+                    "{}, longer than --max-age {}",
+                    selection::Reason::Older(age),
+                    humantime::format_duration(limit)
+                ),
+            };
+        }
+    }
+}
+
+/// Each unit that is not fine, with its reason indented below.
+fn print_problems(out: &mut dyn Write, rows: &[Row<'_, '_>]) -> Result<()> {
+    for row in rows {
         if matches!(row.status, Status::Ok | Status::Passthrough) {
             continue;
         }
         writeln!(
-            stdout,
+            out,
             "{:<8} {} {}",
             paint_status(&row.status, row.status.word()),
             row.unit.scope(),
@@ -201,32 +232,11 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
         )?;
         if let Some(reason) = row.status.reason() {
             for line in reason.lines() {
-                writeln!(stdout, "         {line}")?;
+                writeln!(out, "         {line}")?;
             }
         }
     }
-    if !quiet {
-        let mut counts = format!(
-            "{} ok, {} missing, {} stale",
-            summary.ok, summary.missing, summary.stale
-        );
-        if summary.elsewhere > 0 {
-            counts.push_str(&format!(", {} stored elsewhere", summary.elsewhere));
-        }
-        if summary.untracked > 0 {
-            counts.push_str(&format!(", {} untracked", summary.untracked));
-        }
-        writeln!(
-            stdout,
-            "{counts}, {} error{}",
-            summary.errors,
-            if summary.errors == 1 { "" } else { "s" }
-        )?;
-        for line in advice(&plan, &rows, args.strict) {
-            writeln!(stdout, "{line}")?;
-        }
-    }
-    Ok(code)
+    Ok(())
 }
 
 /// What to run next, one line per kind of finding: exactly the commands
@@ -342,10 +352,4 @@ fn commands(plan: &Plan<'_>, command: &str, units: &[&Unit<'_>]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// How long ago a unit was generated, per artifacts.lock.
-pub fn age(ctx: &Context, unit: &Unit<'_>) -> Option<std::time::Duration> {
-    let generated = ctx.lock.get(&unit.scope(), unit.name())?.generated_at()?;
-    std::time::SystemTime::now().duration_since(generated).ok()
 }

@@ -1,70 +1,59 @@
-//! The `age` and `sops` command groups run in-process through clap, the way
-//! the `artifacts` binary embeds them: flags, exit codes, atomic in-place
-//! writes, and nothing on stdout or in errors that should not be there.
+//! The `age` and `sops` command groups of the `artifacts` binary: flags,
+//! exit codes, atomic in-place writes, and nothing on stdout or in errors
+//! that should not be there.
 
+#[path = "../../artifacts-crypto/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use artifacts_crypto::age::NoPassphrase;
-use artifacts_crypto::cli::{AgeCommand, CliError, Io, SopsCommand};
-use clap::Parser;
 use common::*;
 
-#[derive(Parser)]
-struct TestCli {
-    #[command(subcommand)]
-    top: Top,
-}
-
-#[derive(clap::Subcommand)]
-enum Top {
-    #[command(subcommand)]
-    Age(AgeCommand),
-    #[command(subcommand)]
-    Sops(SopsCommand),
-}
-
 struct Outcome {
-    result: Result<(), CliError>,
+    /// The exit code.
+    code: i32,
     stdout: Vec<u8>,
     stderr: String,
 }
 
+impl Outcome {
+    fn assert_ok(&self) {
+        assert_eq!(self.code, 0, "{}", self.stderr);
+    }
+}
+
+/// Runs the `artifacts` binary in `dir` with exactly `env` (nothing
+/// inherited from the test process) and `stdin`.
 fn run_cli(dir: &Path, args: &[&str], env: &[(&str, &Path)], stdin: &[u8]) -> Outcome {
-    let mut argv = vec!["artifacts"];
-    argv.extend_from_slice(args);
-    let cli = TestCli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let env: BTreeMap<String, OsString> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_os_str().to_os_string()))
         .collect();
-    let mut stdin = stdin;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let result = {
-        let mut io = Io {
-            stdin: &mut stdin,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-            env: &env,
-            cwd: dir.to_path_buf(),
-            passphrase: &NoPassphrase,
-        };
-        match &cli.top {
-            Top::Age(c) => c.run(&mut io),
-            Top::Sops(c) => c.run(&mut io),
-        }
-    };
-    if let Err(e) = &result {
-        e.report(&mut stderr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_artifacts"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to run artifacts {args:?}: {e}"));
+    // A command that fails before reading its input closes the pipe early.
+    match child.stdin.take().unwrap().write_all(stdin) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result.unwrap(),
     }
+    let out = child.wait_with_output().unwrap();
     Outcome {
-        result,
-        stdout,
-        stderr: String::from_utf8(stderr).unwrap(),
+        code: out.status.code().expect("artifacts was killed by a signal"),
+        stdout: out.stdout,
+        stderr: String::from_utf8(out.stderr).unwrap(),
     }
 }
 
@@ -83,7 +72,7 @@ fn sops_encrypt_with_age_flag_then_decrypt_to_stdout_and_extract() {
         &[],
         b"",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.is_empty());
     let enc = std::fs::read_to_string(dir.join("s.yaml")).unwrap();
     assert!(!enc.contains("hunter2") && enc.contains("ENC[AES256_GCM"));
@@ -97,7 +86,7 @@ fn sops_encrypt_with_age_flag_then_decrypt_to_stdout_and_extract() {
 
     let env = [("SOPS_AGE_KEY_FILE", b.file.as_path())];
     let out = run_cli(dir.path(), &["sops", "decrypt", "s.yaml"], &env, b"");
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, PLAIN);
     let out = run_cli(
         dir.path(),
@@ -151,7 +140,7 @@ fn sops_encrypt_uses_sops_yaml_creation_rules() {
         &[],
         b"",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let enc = String::from_utf8(out.stdout).unwrap();
     assert!(
         enc.contains("port: 5432"),
@@ -160,9 +149,8 @@ fn sops_encrypt_uses_sops_yaml_creation_rules() {
     assert!(enc.contains("encrypted_regex: ^password$"));
     dir.write("elsewhere.yaml", PLAIN);
     let out = run_cli(dir.path(), &["sops", "encrypt", "elsewhere.yaml"], &[], b"");
-    let e = out.result.unwrap_err();
-    assert_eq!(e.exit_code(), 1);
-    assert!(e.to_string().contains("no creation rule"), "{e}");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no creation rule"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
 
@@ -177,8 +165,7 @@ fn sops_set_reads_the_value_from_stdin_or_a_file_never_argv() {
         &[],
         b"",
     )
-    .result
-    .unwrap();
+    .assert_ok();
     let env = [("SOPS_AGE_KEY_FILE", a.file.as_path())];
     let out = run_cli(
         dir.path(),
@@ -186,7 +173,7 @@ fn sops_set_reads_the_value_from_stdin_or_a_file_never_argv() {
         &env,
         br#""from stdin""#,
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let v = dir.write("v.txt", b"raw value\n");
     let out = run_cli(
         dir.path(),
@@ -202,14 +189,14 @@ fn sops_set_reads_the_value_from_stdin_or_a_file_never_argv() {
         &env,
         b"",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run_cli(
         dir.path(),
         &["sops", "unset", "s.yaml", r#"["db"]["port"]"#],
         &env,
         b"",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let real = sops_ok(
         &dir,
         &["decrypt", dir.join("s.yaml").to_str().unwrap()],
@@ -226,9 +213,9 @@ fn sops_set_reads_the_value_from_stdin_or_a_file_never_argv() {
         &env,
         b"not json secret",
     );
-    let e = out.result.unwrap_err();
+    assert_ne!(out.code, 0);
+    // The message and any hint are both on stderr.
     assert!(!out.stderr.contains("secret"), "{}", out.stderr);
-    assert!(e.hint().is_none() || !e.hint().unwrap().contains("secret"));
 }
 
 #[test]
@@ -243,8 +230,7 @@ fn failed_in_place_changes_leave_the_file_byte_identical_and_keep_its_mode() {
         &[],
         b"",
     )
-    .result
-    .unwrap();
+    .assert_ok();
     let path = dir.join("s.yaml");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let before = std::fs::read(&path).unwrap();
@@ -255,7 +241,7 @@ fn failed_in_place_changes_leave_the_file_byte_identical_and_keep_its_mode() {
         &[("SOPS_AGE_KEY_FILE", other.file.as_path())],
         br#""x""#,
     );
-    assert_eq!(out.result.unwrap_err().exit_code(), 1);
+    assert_eq!(out.code, 1, "{}", out.stderr);
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // Success keeps the mode.
     let out = run_cli(
@@ -264,7 +250,7 @@ fn failed_in_place_changes_leave_the_file_byte_identical_and_keep_its_mode() {
         &[("SOPS_AGE_KEY_FILE", a.file.as_path())],
         b"",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     assert_ne!(std::fs::read(&path).unwrap(), before);
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -291,8 +277,7 @@ fn decrypt_failures_print_nothing_on_stdout_and_name_the_file() {
         &[],
         b"",
     )
-    .result
-    .unwrap();
+    .assert_ok();
     let text = std::fs::read_to_string(dir.join("s.yaml")).unwrap();
     let tampered = text.replacen(
         "port: ENC[AES256_GCM,data:",
@@ -310,8 +295,7 @@ fn decrypt_failures_print_nothing_on_stdout_and_name_the_file() {
     ] {
         let out = run_cli(dir.path(), &["sops", "decrypt", file], &env, b"");
         assert!(out.stdout.is_empty(), "{file}: stdout not empty");
-        let e = out.result.unwrap_err();
-        assert_eq!(e.exit_code(), 1);
+        assert_eq!(out.code, 1, "{file}: {}", out.stderr);
         assert!(out.stderr.contains(want), "{file}: {}", out.stderr);
         assert!(!out.stderr.contains("hunter2"));
         assert!(out.stderr.lines().next().unwrap().starts_with("error: "));
@@ -332,14 +316,14 @@ fn decrypt_failures_print_nothing_on_stdout_and_name_the_file() {
 fn age_commands_round_trip_and_interoperate_with_age_cli() {
     let dir = TestDir::new("cli-age");
     let out = run_cli(dir.path(), &["age", "keygen", "-o", "key.txt"], &[], b"");
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let key = dir.join("key.txt");
     assert_eq!(
         std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let again = run_cli(dir.path(), &["age", "keygen", "-o", "key.txt"], &[], b"");
-    assert!(again.result.is_err(), "keygen must not overwrite a key");
+    assert_ne!(again.code, 0, "keygen must not overwrite a key");
     let out = run_cli(dir.path(), &["age", "recipients", "key.txt"], &[], b"");
     let recipient = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(recipient.starts_with("age1"));
@@ -359,7 +343,7 @@ fn age_commands_round_trip_and_interoperate_with_age_cli() {
         &[],
         b"hello age",
     );
-    assert!(out.result.is_ok(), "{}", out.stderr);
+    assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(
         &tool("age"),
         &[
@@ -406,7 +390,7 @@ fn low_order_recipients_are_refused_with_ages_message() {
         &[],
         b"hello",
     );
-    assert!(out.result.is_err());
+    assert_ne!(out.code, 0);
     assert!(out.stderr.contains("bad input point"), "{}", out.stderr);
     assert!(out.stdout.is_empty() && !dir.join("msg.age").exists());
 
@@ -417,7 +401,24 @@ fn low_order_recipients_are_refused_with_ages_message() {
         &[],
         b"",
     );
-    assert!(out.result.is_err());
+    assert_ne!(out.code, 0);
     assert!(out.stderr.contains("bad input point"), "{}", out.stderr);
     assert_eq!(std::fs::read(dir.join("s.yaml")).unwrap(), PLAIN);
+}
+
+#[test]
+fn usage_errors_exit_2_with_their_hint_on_a_line_of_its_own() {
+    let dir = TestDir::new("cli-usage");
+    let out = run_cli(
+        dir.path(),
+        &["sops", "encrypt", "--age", "x"],
+        &[],
+        b"a: b\n",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        out.stderr,
+        "error: cannot tell the format of standard input\nhint: pass --input-type or --filename-override\n"
+    );
 }

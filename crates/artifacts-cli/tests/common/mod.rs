@@ -1,5 +1,5 @@
 //! Shared harness: a fresh project per test, real tools found or the test
-//! fails naming the package, and the commands run in-process with an
+//! fails naming the package, and the `artifacts` binary run with an
 //! explicit environment (nothing inherited from the test process).
 
 #![allow(dead_code)]
@@ -9,26 +9,6 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use artifacts_crypto::age::NoPassphrase;
-use artifacts_tanka::cli::{CmpCommand, Io, TankaCommand};
-use clap::Parser;
-
-#[derive(Parser)]
-struct TestCli {
-    #[command(subcommand)]
-    command: Top,
-}
-
-#[derive(clap::Subcommand)]
-enum Top {
-    #[command(subcommand)]
-    Tanka(TankaCommand),
-    #[command(subcommand)]
-    Cmp(CmpCommand),
-    #[command(subcommand)]
-    Sops(artifacts_crypto::cli::SopsCommand),
-}
 
 /// What a command did.
 #[derive(Debug)]
@@ -182,41 +162,21 @@ impl Fixture {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Runs `artifacts <args…>` in-process in `cwd` with exactly `env`.
+    /// Runs the `artifacts` binary with `args` in `cwd` with exactly `env`
+    /// (nothing inherited from the test process) and an empty stdin.
     pub fn run_in(&self, cwd: &Path, env: &BTreeMap<String, OsString>, args: &[&str]) -> Outcome {
-        let cli = TestCli::try_parse_from(std::iter::once("artifacts").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"));
-        let mut stdin: &[u8] = b"";
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let result = {
-            let mut io = Io {
-                stdin: &mut stdin,
-                stdout: &mut stdout,
-                stderr: &mut stderr,
-                env,
-                cwd: cwd.to_path_buf(),
-                passphrase: &NoPassphrase,
-            };
-            match &cli.command {
-                Top::Tanka(c) => c.run(&mut io).map_err(|e| {
-                    e.report(io.stderr);
-                    e.exit_code()
-                }),
-                Top::Cmp(c) => c.run(&mut io).map_err(|e| {
-                    e.report(io.stderr);
-                    e.exit_code()
-                }),
-                Top::Sops(c) => c.run(&mut io).map_err(|e| {
-                    e.report(io.stderr);
-                    e.exit_code()
-                }),
-            }
-        };
+        let out = Command::new(env!("CARGO_BIN_EXE_artifacts"))
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run artifacts {args:?}: {e}"));
         Outcome {
-            code: result.err().unwrap_or(0),
-            stdout: String::from_utf8(stdout).unwrap(),
-            stderr: String::from_utf8(stderr).unwrap(),
+            code: out.status.code().expect("artifacts was killed by a signal"),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
         }
     }
 

@@ -190,3 +190,22 @@ fn environment_names_that_are_paths_are_usage_errors() {
         assert_eq!(out.code, 2, "{bad}: {out:?}");
     }
 }
+
+#[test]
+fn outside_a_project_the_error_comes_with_its_hint_on_a_line_of_its_own() {
+    let fx = Fixture::new("no-project");
+    // The fixture's temporary directory, above the project: no jsonnetfile.json.
+    let out = fx.run_in(
+        fx.dir.path(),
+        &fx.with_key_file(),
+        &["tanka", "secrets", "default"],
+    );
+    out.assert_failed_closed();
+    assert_eq!(out.code, 1, "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(lines[0].starts_with("error: "), "{out:?}");
+    assert_eq!(
+        lines[1], "hint: run from inside a tanka project, or create `jsonnetfile.json` at its root",
+        "{out:?}"
+    );
+}

@@ -1,52 +1,35 @@
-//! `artifacts tanka …` and `artifacts cmp …`: clap argument types and `run`
-//! functions, for embedding in a binary (feature `cli`).
+//! `artifacts tanka …` and `artifacts cmp …`: a tanka environment's secrets
+//! and manifests, and the ArgoCD config-management-plugin entry points.
 //!
-//! Same shape as `artifacts_crypto::cli`: the command runs against an
-//! [`Io`] (stdin, stdout, stderr, environment and working directory passed
-//! in, never read from the process). Output is built in memory and written
-//! only after everything succeeded, so a failure prints nothing on stdout.
 //! Error messages never contain secret values.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use anyhow::Result;
 use artifacts_crypto::age::Identity;
-use artifacts_crypto::keys::{self, KeyEnv, Purpose};
+use artifacts_crypto::keys::Purpose;
+use artifacts_tanka::cmp;
+use artifacts_tanka::error::Error;
+use artifacts_tanka::eval::Vars;
+use artifacts_tanka::limits;
+use artifacts_tanka::project::{Environment, Project};
+use artifacts_tanka::render::{self, Engine};
+use artifacts_tanka::secrets;
+use artifacts_tanka::tk::TkConfig;
 
-pub use artifacts_crypto::cli::Io;
+use super::{Io, load_identities, resolve, write_stdout};
+use crate::exit::UsageError;
 
-use crate::cmp;
-use crate::error::Error;
-use crate::eval::Vars;
-use crate::project::{Environment, Project};
-use crate::render::{self, Engine};
-use crate::secrets;
-use crate::tk::TkConfig;
-
-/// The error of a tanka or cmp subcommand: the same type as the `age` and
-/// `sops` tools' (message, separate hint, exit code 1 or 2), so the binary
-/// reports all of them alike.
-pub use artifacts_crypto::cli::CliError;
-
-impl From<Error> for CliError {
-    fn from(e: Error) -> Self {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
-        let code = match e {
-            Error::InvalidEnvironment { .. } | Error::Argument { .. } => 2,
-            _ => 1,
-        };
-        CliError::new(message, e.hint().map(str::to_string), code)
+/// A failed tanka command, as a usage error (exit code 2) when the command
+/// line or the environment's declaration is at fault.
+fn classify(error: anyhow::Error) -> anyhow::Error {
+    match error.downcast_ref::<Error>() {
+        Some(Error::InvalidEnvironment { .. } | Error::Argument { .. }) => UsageError(error).into(),
+        _ => error,
     }
 }
-
-type CliResult<T = ()> = std::result::Result<T, CliError>;
 
 // ---------------------------------------------------------------------------
 // shared flags
@@ -129,43 +112,24 @@ pub struct ShowArgs {
 
 impl TankaCommand {
     /// Runs the command. `Ok` means exit code 0.
-    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
+    pub fn run(&self, io: &mut Io<'_>) -> Result<()> {
         match self {
             TankaCommand::Secrets(a) => tanka_secrets(a, io),
             TankaCommand::Show(a) => tanka_show(a, io),
         }
+        .map_err(classify)
     }
 }
 
-fn resolve(io: &Io<'_>, p: &Path) -> PathBuf {
-    io.cwd.join(p)
-}
-
-fn load_identities(io: &Io<'_>, keys: &KeyArgs, env: &str) -> crate::Result<Vec<Identity>> {
-    let files: Vec<PathBuf> = keys.identities.iter().map(|f| resolve(io, f)).collect();
-    let key_env = KeyEnv::from_pairs(io.env.iter().map(|(k, v)| (k.as_str(), v.as_os_str())));
-    keys::discover_identities(&files, &key_env, Purpose::Sops, io.passphrase).map_err(|source| {
-        Error::Decrypt {
-            env: env.to_string(),
-            source,
-        }
+/// The identities for `env`'s secrets.
+fn identities(io: &Io<'_>, keys: &KeyArgs, env: &str) -> artifacts_tanka::Result<Vec<Identity>> {
+    load_identities(io, &keys.identities, Purpose::Sops).map_err(|source| Error::Decrypt {
+        env: env.to_string(),
+        source,
     })
 }
 
-fn write_stdout(io: &mut Io<'_>, data: &[u8]) -> CliResult {
-    match io.stdout.write_all(data).and_then(|()| io.stdout.flush()) {
-        Ok(()) => Ok(()),
-        // A closed pipe is the reader's choice, not our failure.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(source) => Err(Error::Stream {
-            stream: "standard output",
-            source,
-        }
-        .into()),
-    }
-}
-
-fn tanka_secrets(a: &SecretsArgs, io: &mut Io<'_>) -> CliResult {
+fn tanka_secrets(a: &SecretsArgs, io: &mut Io<'_>) -> Result<()> {
     let project = Project::find(&io.cwd)?;
     let env = project.environment(&a.env)?;
     if !env.secrets_file().exists() {
@@ -175,7 +139,7 @@ fn tanka_secrets(a: &SecretsArgs, io: &mut Io<'_>) -> CliResult {
         }
         .into());
     }
-    let identities = load_identities(io, &a.keys, env.name())?;
+    let identities = identities(io, &a.keys, env.name())?;
     let secrets = secrets::decrypt(&env, &identities)?;
     write_stdout(io, secrets.yaml().as_bytes())
 }
@@ -207,14 +171,14 @@ fn temp_parent(env: &BTreeMap<String, OsString>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
-fn render(req: RenderRequest<'_>, io: &Io<'_>) -> crate::Result<render::Rendered> {
+fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render::Rendered> {
     let manifest = match &req.render.manifest {
         Some(p) => Some(resolve(io, p)),
         None => req.project.manifest(),
     };
     let env_name = req.env.name().to_string();
     let secrets = secrets::for_render(&req.env, manifest.as_deref(), &|| {
-        load_identities(io, req.keys, &env_name)
+        identities(io, req.keys, &env_name)
     })?;
     let engine = match req.render.engine {
         EngineArg::Builtin => Engine::Builtin,
@@ -238,7 +202,7 @@ fn with_commit_hash(mut vars: Vars, env: &BTreeMap<String, OsString>) -> Vars {
     vars
 }
 
-fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> CliResult {
+fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> Result<()> {
     let mut vars = Vars::default();
     for s in &a.ext_str {
         vars.ext_str.push(Vars::parse_pair("--ext-str", s)?);
@@ -305,7 +269,7 @@ pub struct GenerateArgs {
         long = "max-memory",
         value_name = "MIB",
         env = "ARTIFACTS_CMP_MAX_MEMORY",
-        default_value_t = crate::limits::DEFAULT_MAX_MEMORY_MIB
+        default_value_t = limits::DEFAULT_MAX_MEMORY_MIB
     )]
     pub max_memory: u64,
     /// Stop the builtin engine's evaluation after SECS seconds.
@@ -313,54 +277,59 @@ pub struct GenerateArgs {
         long = "eval-timeout",
         value_name = "SECS",
         env = "ARTIFACTS_CMP_EVAL_TIMEOUT",
-        default_value_t = crate::limits::DEFAULT_TIMEOUT_SECS
+        default_value_t = limits::DEFAULT_TIMEOUT_SECS
     )]
     pub eval_timeout: u64,
 }
 
 impl CmpCommand {
     /// Runs the command. `Ok` means exit code 0.
-    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
+    pub fn run(&self, io: &mut Io<'_>) -> Result<()> {
         match self {
-            CmpCommand::Discover(a) => {
-                let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
-                match cmp::discover(&io.cwd, io.env, list.as_deref())? {
-                    Some(name) => write_stdout(io, format!("{name}\n").as_bytes()),
-                    None => Ok(()),
-                }
-            }
-            CmpCommand::Generate(a) => {
-                let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
-                cmp::check_allowed(list.as_deref(), io.env)?;
-                let name = cmp::environment_name(io.env);
-                let project = Project::find(&io.cwd)?;
-                let env = project.environment(&name)?;
-                let vars = with_commit_hash(Vars::default(), io.env);
-                // jsonnet from the repository may allocate or loop without end.
-                let _watchdog = (a.render.engine == EngineArg::Builtin).then(|| {
-                    crate::limits::Watchdog::start(
-                        &name,
-                        crate::limits::EvalLimits {
-                            max_memory_mib: a.max_memory,
-                            timeout: std::time::Duration::from_secs(a.eval_timeout),
-                        },
-                    )
-                });
-                // Diagnostics (std.trace, tk warnings) are dropped: ArgoCD
-                // shows stderr in its UI, and a clean run prints nothing there.
-                let rendered = render(
-                    RenderRequest {
-                        project,
-                        env,
-                        keys: &a.keys,
-                        render: &a.render,
-                        vars,
-                    },
-                    io,
-                )?;
-                write_stdout(io, rendered.yaml.as_bytes())
-            }
+            CmpCommand::Discover(a) => cmp_discover(a, io),
+            CmpCommand::Generate(a) => cmp_generate(a, io),
             CmpCommand::PluginYaml => write_stdout(io, cmp::PLUGIN_YAML.as_bytes()),
         }
+        .map_err(classify)
     }
+}
+
+fn cmp_discover(a: &DiscoverArgs, io: &mut Io<'_>) -> Result<()> {
+    let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
+    match cmp::discover(&io.cwd, io.env, list.as_deref())? {
+        Some(name) => write_stdout(io, format!("{name}\n").as_bytes()),
+        None => Ok(()),
+    }
+}
+
+fn cmp_generate(a: &GenerateArgs, io: &mut Io<'_>) -> Result<()> {
+    let list = cmp::allowlist_path(a.allow_list.as_deref(), io.env, &io.cwd);
+    cmp::check_allowed(list.as_deref(), io.env)?;
+    let name = cmp::environment_name(io.env);
+    let project = Project::find(&io.cwd)?;
+    let env = project.environment(&name)?;
+    let vars = with_commit_hash(Vars::default(), io.env);
+    // jsonnet from the repository may allocate or loop without end.
+    let _watchdog = (a.render.engine == EngineArg::Builtin).then(|| {
+        limits::Watchdog::start(
+            &name,
+            limits::EvalLimits {
+                max_memory_mib: a.max_memory,
+                timeout: std::time::Duration::from_secs(a.eval_timeout),
+            },
+        )
+    });
+    // Diagnostics (std.trace, tk warnings) are dropped: ArgoCD shows stderr
+    // in its UI, and a clean run prints nothing there.
+    let rendered = render(
+        RenderRequest {
+            project,
+            env,
+            keys: &a.keys,
+            render: &a.render,
+            vars,
+        },
+        io,
+    )?;
+    write_stdout(io, rendered.yaml.as_bytes())
 }

@@ -1,350 +1,20 @@
-//! `artifacts age …` and `artifacts sops …`: clap argument types and `run`
-//! functions, for embedding in a binary (feature `cli`).
-//!
-//! Plaintext only travels through stdin, stdout and files, never argv.
-//! Output is buffered and written only after the whole operation succeeded,
-//! so a failure prints nothing on stdout. Files are replaced atomically.
-//! The process environment is not read here: callers pass it in [`Io`].
+//! `artifacts sops …`: SOPS files, flags as in the real `sops`.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::fmt;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::Result;
+use artifacts_crypto::age::Recipient;
+use artifacts_crypto::error::{Error, Origin};
+use artifacts_crypto::fsutil::write_atomic;
+use artifacts_crypto::keys::Purpose;
+use artifacts_crypto::sops::config::{SopsConfig, find_config};
+use artifacts_crypto::sops::{
+    self, EncryptOptions, EncryptedFile, EncryptionRules, Format, TreePath,
+};
 use zeroize::Zeroizing;
 
-use crate::age::{self, Identity, PassphraseProvider, Recipient};
-use crate::error::{Error, Origin};
-use crate::fsutil::write_atomic;
-use crate::keys::{self, KeyEnv, Purpose};
-use crate::sops::config::{SopsConfig, find_config};
-use crate::sops::{self, EncryptOptions, EncryptedFile, EncryptionRules, Format, TreePath};
-
-/// The handles and environment a command runs with.
-pub struct Io<'a> {
-    /// Standard input.
-    pub stdin: &'a mut dyn Read,
-    /// Standard output (plaintext or ciphertext results).
-    pub stdout: &'a mut dyn Write,
-    /// Standard error (messages, never secrets).
-    pub stderr: &'a mut dyn Write,
-    /// Environment variables (`ARTIFACTS_IDENTITY`, `SOPS_AGE_KEY_FILE`, …).
-    pub env: &'a BTreeMap<String, OsString>,
-    /// Working directory, where `.sops.yaml` lookup starts.
-    pub cwd: PathBuf,
-    /// Asked for the passphrase of encrypted SSH keys and identity files.
-    /// A binary asks on its controlling terminal (`/dev/tty`, as `age` does,
-    /// since stdin may carry the data), and must not hold the stdin lock
-    /// while it asks through stdin.
-    pub passphrase: &'a dyn PassphraseProvider,
-}
-
-/// A failed command: the error, its exit code and an optional fix.
-#[derive(Debug)]
-pub struct CliError {
-    message: String,
-    hint: Option<String>,
-    code: i32,
-    source: Option<Box<Error>>,
-}
-
-impl CliError {
-    /// An error with its message, optional hint and exit code, for other
-    /// tools built on this one (the tanka subcommands).
-    pub fn new(message: impl Into<String>, hint: Option<String>, code: i32) -> Self {
-        CliError {
-            message: message.into(),
-            hint,
-            code,
-            source: None,
-        }
-    }
-
-    /// A usage error (exit code 2).
-    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
-        CliError {
-            message: message.into(),
-            hint: hint.map(str::to_string),
-            code: 2,
-            source: None,
-        }
-    }
-
-    /// The exit code: 1 for failures, 2 for usage errors.
-    pub fn exit_code(&self) -> i32 {
-        self.code
-    }
-
-    /// A suggested fix, to print apart from the message.
-    pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
-    }
-
-    /// The library error behind this one, if any.
-    pub fn error(&self) -> Option<&Error> {
-        self.source.as_deref()
-    }
-
-    /// Prints `error: …` and the hint to `stderr`.
-    pub fn report(&self, stderr: &mut dyn Write) {
-        let _ = writeln!(stderr, "error: {self}");
-        if let Some(h) = &self.hint {
-            let _ = writeln!(stderr, "hint: {h}");
-        }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CliError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as _)
-    }
-}
-
-impl From<Error> for CliError {
-    fn from(e: Error) -> Self {
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
-        CliError {
-            message,
-            hint: e.hint().map(str::to_string),
-            code: 1,
-            source: Some(Box::new(e)),
-        }
-    }
-}
-
-type CliResult<T = ()> = std::result::Result<T, CliError>;
-
-fn key_env(io: &Io<'_>) -> KeyEnv {
-    KeyEnv::from_pairs(io.env.iter().map(|(k, v)| (k.as_str(), v.as_os_str())))
-}
-
-fn resolve(io: &Io<'_>, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        io.cwd.join(p)
-    }
-}
-
-fn is_stdin(p: &Option<PathBuf>) -> bool {
-    p.as_deref().is_none_or(|p| p == Path::new("-"))
-}
-
-fn read_input(io: &mut Io<'_>, input: &Option<PathBuf>) -> CliResult<(Zeroizing<Vec<u8>>, Origin)> {
-    if is_stdin(input) {
-        let mut buf = Zeroizing::new(Vec::new());
-        io.stdin.read_to_end(&mut buf).map_err(|source| {
-            CliError::from(Error::Stream {
-                action: "read",
-                stream: "standard input",
-                source,
-            })
-        })?;
-        Ok((buf, Origin::Stdin))
-    } else {
-        let p = resolve(io, input.as_deref().expect("checked"));
-        let bytes = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
-        Ok((
-            Zeroizing::new(bytes),
-            Origin::file(input.as_deref().expect("checked")),
-        ))
-    }
-}
-
-fn write_output(io: &mut Io<'_>, output: &Option<PathBuf>, data: &[u8]) -> CliResult {
-    match output.as_deref() {
-        None => write_stdout(io, data),
-        Some(p) if p == Path::new("-") => write_stdout(io, data),
-        Some(p) => {
-            write_atomic(&resolve(io, p), data)?;
-            Ok(())
-        }
-    }
-}
-
-fn write_stdout(io: &mut Io<'_>, data: &[u8]) -> CliResult {
-    match io.stdout.write_all(data).and_then(|()| io.stdout.flush()) {
-        Ok(()) => Ok(()),
-        // A closed pipe is the reader's choice, not our failure.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(source) => Err(Error::Stream {
-            action: "write",
-            stream: "standard output",
-            source,
-        }
-        .into()),
-    }
-}
-
-fn load_identities(io: &Io<'_>, files: &[PathBuf], purpose: Purpose) -> CliResult<Vec<Identity>> {
-    let files: Vec<PathBuf> = files.iter().map(|f| resolve(io, f)).collect();
-    Ok(keys::discover_identities(
-        &files,
-        &key_env(io),
-        purpose,
-        io.passphrase,
-    )?)
-}
-
-// ---------------------------------------------------------------------------
-// age
-// ---------------------------------------------------------------------------
-
-/// `artifacts age …`: encrypt and decrypt files like the `age` tool.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum AgeCommand {
-    /// Encrypt a file (or stdin) to recipients.
-    Encrypt(AgeEncryptArgs),
-    /// Decrypt a file (or stdin) with identities.
-    Decrypt(AgeDecryptArgs),
-    /// Generate a new X25519 identity.
-    Keygen(AgeKeygenArgs),
-    /// Print the recipients (public keys) of identity files.
-    Recipients(AgeRecipientsArgs),
-}
-
-/// Arguments of `age encrypt`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgeEncryptArgs {
-    /// Encrypt to RECIPIENT (age1…, ssh-ed25519 …, ssh-rsa …). Repeatable.
-    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
-    pub recipients: Vec<String>,
-    /// Encrypt to the recipients listed in PATH (one per line, # comments). Repeatable.
-    #[arg(short = 'R', long = "recipients-file", value_name = "PATH")]
-    pub recipients_files: Vec<PathBuf>,
-    /// Write ASCII-armored (PEM) output.
-    #[arg(short = 'a', long)]
-    pub armor: bool,
-    /// Write the result to OUTPUT instead of stdout.
-    #[arg(short = 'o', long, value_name = "OUTPUT")]
-    pub output: Option<PathBuf>,
-    /// The file to encrypt (stdin when absent or `-`).
-    #[arg(value_name = "INPUT")]
-    pub input: Option<PathBuf>,
-}
-
-/// Arguments of `age decrypt`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgeDecryptArgs {
-    /// Decrypt with the identity file PATH (age key file or OpenSSH key). Repeatable; ARTIFACTS_IDENTITY adds more.
-    #[arg(short = 'i', long = "identity", value_name = "PATH")]
-    pub identities: Vec<PathBuf>,
-    /// Write the plaintext to OUTPUT (created 0600) instead of stdout.
-    #[arg(short = 'o', long, value_name = "OUTPUT")]
-    pub output: Option<PathBuf>,
-    /// The file to decrypt, binary or armored (stdin when absent or `-`).
-    #[arg(value_name = "INPUT")]
-    pub input: Option<PathBuf>,
-}
-
-/// Arguments of `age keygen`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgeKeygenArgs {
-    /// Write the identity to OUTPUT (created 0600, never overwritten) instead of stdout.
-    #[arg(short = 'o', long, value_name = "OUTPUT")]
-    pub output: Option<PathBuf>,
-}
-
-/// Arguments of `age recipients`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgeRecipientsArgs {
-    /// Identity files to convert (stdin when none).
-    #[arg(value_name = "IDENTITY_FILE")]
-    pub identities: Vec<PathBuf>,
-}
-
-impl AgeCommand {
-    /// Runs the command. `Ok` means exit code 0.
-    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
-        match self {
-            AgeCommand::Encrypt(a) => age_encrypt(a, io),
-            AgeCommand::Decrypt(a) => age_decrypt(a, io),
-            AgeCommand::Keygen(a) => age_keygen(a, io),
-            AgeCommand::Recipients(a) => age_recipients(a, io),
-        }
-    }
-}
-
-fn age_encrypt(a: &AgeEncryptArgs, io: &mut Io<'_>) -> CliResult {
-    let files: Vec<PathBuf> = a.recipients_files.iter().map(|f| resolve(io, f)).collect();
-    let recipients = keys::collect_recipients(&a.recipients, &files)?;
-    let (input, origin) = read_input(io, &a.input)?;
-    if recipients.is_empty() {
-        return Err(Error::NoRecipients { origin }.into());
-    }
-    let mut out = Vec::with_capacity(input.len() + 512);
-    age::encrypt_stream(&recipients, &input[..], &mut out, a.armor, &origin)?;
-    write_output(io, &a.output, &out)
-}
-
-fn age_decrypt(a: &AgeDecryptArgs, io: &mut Io<'_>) -> CliResult {
-    let identities = load_identities(io, &a.identities, Purpose::Age)?;
-    let (input, origin) = read_input(io, &a.input)?;
-    let plain = age::decrypt(&identities, &input, &origin)?;
-    write_output(io, &a.output, &plain)
-}
-
-fn age_keygen(a: &AgeKeygenArgs, io: &mut Io<'_>) -> CliResult {
-    let key = age::keygen();
-    let text = key.identity_file();
-    match &a.output {
-        None => write_stdout(io, text.as_bytes()),
-        Some(p) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let path = resolve(io, p);
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| Error::io("create", p, e))?;
-            f.write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| Error::io("write", p, e))?;
-            let _ = writeln!(io.stderr, "Public key: {}", key.recipient());
-            Ok(())
-        }
-    }
-}
-
-fn age_recipients(a: &AgeRecipientsArgs, io: &mut Io<'_>) -> CliResult {
-    let mut ids = Vec::new();
-    if a.identities.is_empty() {
-        let (input, origin) = read_input(io, &None)?;
-        let text = std::str::from_utf8(&input).map_err(|_| Error::InvalidIdentity {
-            origin: origin.clone(),
-            reason: "not UTF-8 text".into(),
-        })?;
-        ids.extend(age::parse_identities(text, origin, io.passphrase)?);
-    } else {
-        for f in &a.identities {
-            ids.extend(age::read_identity_file(&resolve(io, f), io.passphrase)?);
-        }
-    }
-    let mut out = String::new();
-    for i in &ids {
-        out.push_str(i.to_recipient()?.as_str());
-        out.push('\n');
-    }
-    write_stdout(io, out.as_bytes())
-}
-
-// ---------------------------------------------------------------------------
-// sops
-// ---------------------------------------------------------------------------
+use super::{Io, load_identities, read_input, resolve, write_output, write_stdout};
+use crate::exit::usage;
 
 /// `artifacts sops …`: SOPS files, flags as in the real `sops`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -555,7 +225,7 @@ pub struct SopsVerifyArgs {
 
 impl SopsCommand {
     /// Runs the command. `Ok` means exit code 0.
-    pub fn run(&self, io: &mut Io<'_>) -> Result<(), CliError> {
+    pub fn run(&self, io: &mut Io<'_>) -> Result<()> {
         match self {
             SopsCommand::Encrypt(a) => sops_encrypt(a, io),
             SopsCommand::Decrypt(a) => sops_decrypt(a, io),
@@ -569,11 +239,11 @@ impl SopsCommand {
     }
 }
 
-fn format_arg(name: &Option<String>) -> CliResult<Option<Format>> {
+fn format_arg(name: &Option<String>) -> Result<Option<Format>> {
     name.as_deref()
         .map(|n| {
             Format::from_name(n).ok_or_else(|| {
-                CliError::usage(
+                usage(
                     format!("unknown format `{n}`"),
                     Some("use yaml, json, dotenv or binary"),
                 )
@@ -586,7 +256,7 @@ fn pick_format(
     explicit: Option<Format>,
     file: &Option<PathBuf>,
     name_override: &Option<PathBuf>,
-) -> CliResult<Format> {
+) -> Result<Format> {
     if let Some(f) = explicit {
         return Ok(f);
     }
@@ -595,7 +265,7 @@ fn pick_format(
     }
     match file {
         Some(p) if p != Path::new("-") => Ok(Format::from_path(p)),
-        _ => Err(CliError::usage(
+        _ => Err(usage(
             "cannot tell the format of standard input",
             Some("pass --input-type or --filename-override"),
         )),
@@ -606,34 +276,28 @@ fn in_place_target(
     in_place: bool,
     file: &Option<PathBuf>,
     output: &Option<PathBuf>,
-) -> CliResult<Option<PathBuf>> {
+) -> Result<Option<PathBuf>> {
     if !in_place {
         return Ok(output.clone());
     }
     if output.is_some() {
-        return Err(CliError::usage(
-            "--in-place and --output cannot be combined",
-            None,
-        ));
+        return Err(usage("--in-place and --output cannot be combined", None));
     }
     match file {
         Some(p) if p != Path::new("-") => Ok(Some(p.clone())),
-        _ => Err(CliError::usage(
-            "--in-place needs a file, not standard input",
-            None,
-        )),
+        _ => Err(usage("--in-place needs a file, not standard input", None)),
     }
 }
 
-fn parse_recipients(list: &[String]) -> CliResult<Vec<Recipient>> {
+fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
     Ok(list
         .iter()
         .filter(|s| !s.trim().is_empty())
         .map(|s| Recipient::parse_from(s, Origin::Described("--age".into())))
-        .collect::<crate::Result<Vec<_>>>()?)
+        .collect::<artifacts_crypto::Result<Vec<_>>>()?)
 }
 
-fn load_config(io: &Io<'_>, explicit: &Option<PathBuf>) -> CliResult<Option<SopsConfig>> {
+fn load_config(io: &Io<'_>, explicit: &Option<PathBuf>) -> Result<Option<SopsConfig>> {
     let path = match explicit {
         Some(p) => Some(resolve(io, p)),
         None => find_config(&io.cwd),
@@ -641,7 +305,7 @@ fn load_config(io: &Io<'_>, explicit: &Option<PathBuf>) -> CliResult<Option<Sops
     Ok(path.map(|p| SopsConfig::load(&p)).transpose()?)
 }
 
-fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> Result<()> {
     let target = in_place_target(a.in_place, &a.file, &a.output)?;
     let in_format = pick_format(format_arg(&a.input_type)?, &a.file, &a.filename_override)?;
     let out_format = format_arg(&a.output_type)?.unwrap_or(in_format);
@@ -693,13 +357,13 @@ fn read_encrypted(
     file: &Option<PathBuf>,
     input_type: &Option<String>,
     name_override: &Option<PathBuf>,
-) -> CliResult<EncryptedFile> {
+) -> Result<EncryptedFile> {
     let format = pick_format(format_arg(input_type)?, file, name_override)?;
     let (bytes, origin) = read_input(io, file)?;
     Ok(EncryptedFile::parse(&bytes, format, &origin)?)
 }
 
-fn sops_decrypt(a: &SopsDecryptArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_decrypt(a: &SopsDecryptArgs, io: &mut Io<'_>) -> Result<()> {
     let target = in_place_target(a.in_place, &a.file, &a.output)?;
     let out_format = format_arg(&a.output_type)?;
     let path = a.extract.as_deref().map(TreePath::parse).transpose()?;
@@ -713,7 +377,7 @@ fn sops_decrypt(a: &SopsDecryptArgs, io: &mut Io<'_>) -> CliResult {
     write_output(io, &target, &out)
 }
 
-fn sops_get(a: &SopsGetArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_get(a: &SopsGetArgs, io: &mut Io<'_>) -> Result<()> {
     let path = TreePath::parse(&a.path)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &Some(a.file.clone()), &a.keys.input_type, &None)?;
@@ -722,7 +386,7 @@ fn sops_get(a: &SopsGetArgs, io: &mut Io<'_>) -> CliResult {
     write_stdout(io, &out)
 }
 
-fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> Result<()> {
     let path = TreePath::parse(&a.path)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &Some(a.file.clone()), &a.keys.input_type, &None)?;
@@ -742,7 +406,7 @@ fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> CliResult {
     Ok(())
 }
 
-fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> Result<()> {
     let path = TreePath::parse(&a.path)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &Some(a.file.clone()), &a.keys.input_type, &None)?;
@@ -753,12 +417,12 @@ fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> CliResult {
     Ok(())
 }
 
-fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> Result<()> {
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let explicit = parse_recipients(&a.age)?;
     let config = if explicit.is_empty() {
         Some(load_config(io, &a.config)?.ok_or_else(|| {
-            CliError::usage(
+            usage(
                 "no recipients given and no .sops.yaml found",
                 Some("pass --age R1,R2 or add a .sops.yaml with creation_rules"),
             )
@@ -789,7 +453,7 @@ fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> CliResult {
     Ok(())
 }
 
-fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
     let file_opt = Some(a.file.clone());
     let target = in_place_target(a.in_place, &file_opt, &a.output)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
@@ -801,7 +465,7 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> CliResult {
         .age
         .iter()
         .map(|k| Recipient::parse_from(&k.recipient, file.origin().clone()))
-        .collect::<crate::Result<_>>()?;
+        .collect::<artifacts_crypto::Result<_>>()?;
     recipients.retain(|r| !rm.contains(r));
     for r in add {
         if !recipients.contains(&r) {
@@ -813,7 +477,7 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> CliResult {
     write_output(io, &target, &bytes)
 }
 
-fn sops_verify(a: &SopsVerifyArgs, io: &mut Io<'_>) -> CliResult {
+fn sops_verify(a: &SopsVerifyArgs, io: &mut Io<'_>) -> Result<()> {
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     for f in &a.files {
         let file = read_encrypted(io, &Some(f.clone()), &a.keys.input_type, &None)?;
