@@ -16,10 +16,10 @@ use zeroize::Zeroizing;
 
 use crate::age::{self, Identity, PassphraseProvider, Recipient};
 use crate::error::{Error, Origin};
-use crate::fsutil::write_atomic;
 use crate::keys::{self, KeyEnv, Purpose};
 use crate::sops::config::{SopsConfig, find_config};
 use crate::sops::{self, EncryptOptions, EncryptedFile, EncryptionRules, Format, TreePath};
+use artifacts_os::fs::write_atomic;
 
 /// The handles and environment a command runs with.
 pub struct Io<'a> {
@@ -169,7 +169,7 @@ fn write_output(io: &mut Io<'_>, output: &Option<PathBuf>, data: &[u8]) -> CliRe
         None => write_stdout(io, data),
         Some(p) if p == Path::new("-") => write_stdout(io, data),
         Some(p) => {
-            write_atomic(&resolve(io, p), data)?;
+            write_atomic(&resolve(io, p), data).map_err(Error::from)?;
             Ok(())
         }
     }
@@ -738,7 +738,7 @@ fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> CliResult {
     let mut dec = file.decrypt(&identities)?;
     dec.set(&path, value)?;
     let bytes = dec.encrypt()?.to_bytes();
-    write_atomic(&resolve(io, &a.file), &bytes)?;
+    write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
     Ok(())
 }
 
@@ -749,7 +749,7 @@ fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> CliResult {
     let mut dec = file.decrypt(&identities)?;
     dec.unset(&path)?;
     let bytes = dec.encrypt()?.to_bytes();
-    write_atomic(&resolve(io, &a.file), &bytes)?;
+    write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
     Ok(())
 }
 
@@ -778,7 +778,7 @@ fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> CliResult {
             let _ = writeln!(io.stderr, "{}: already up to date", f.display());
             continue;
         }
-        write_atomic(&path, &file.to_bytes())?;
+        write_atomic(&path, &file.to_bytes()).map_err(Error::from)?;
         for r in &changes.added {
             let _ = writeln!(io.stderr, "{}: added {r}", f.display());
         }

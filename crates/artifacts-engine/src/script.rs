@@ -24,8 +24,8 @@ use serde_json::json;
 
 use crate::backend::{Backend, Script, Scripts};
 use crate::plan::Unit;
-use crate::process::{Output, ProcessBuilder, ProcessError, describe_status};
-use crate::scratch::{Scratch, write_private};
+use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_status};
+use artifacts_os::scratch::{Scratch, write_private};
 
 /// Settings every script run shares.
 #[derive(Debug, Clone)]
@@ -342,14 +342,14 @@ fn run(
     // Only `list` has something to say on stdout (upstream's check prints EXISTS
     // there, which nobody reads); otherwise only stderr is shown.
     if kind != ScriptKind::List {
-        builder.stdout(crate::process::Stdout::Discard);
+        builder.stdout(artifacts_os::process::Stdout::Discard);
     }
     let output = builder.run().map_err(ProcessError::redacted);
     drop(prepared.scratch);
     // `deserialize` just wrote secrets there (serialize's were registered
     // when generated): its stderr, or a later script's, may print them.
     if let Some(out) = out {
-        crate::redact::register_dir(out, &|name| {
+        artifacts_os::redact::register_dir(out, crate::generator::MAX_FILE_SIZE, &|name| {
             scope
                 .files
                 .and_then(|files| files.get(name))
@@ -357,7 +357,7 @@ fn run(
         });
     }
     let mut output = output?;
-    output.stderr = crate::redact::redact(&output.stderr);
+    output.stderr = artifacts_os::redact::redact(&output.stderr);
     Ok(output)
 }
 

@@ -23,12 +23,12 @@
 //! removed by the next `serialize` of the artifact. `.generation`, written
 //! into each generation, lets `check` tell a mix of two generations (say,
 //! from a git merge) from a stored artifact. Nothing is read, written or
-//! removed through a symbolic link ([`artifacts_crypto::fsutil::Dir`]).
+//! removed through a symbolic link ([`artifacts_os::fs::Dir`]).
 
 use std::path::PathBuf;
 
 use artifacts_crypto::Origin;
-use artifacts_crypto::fsutil::{Dir, Temp};
+use artifacts_os::fs::{Dir, Temp};
 use sha2::{Digest, Sha256};
 
 use super::contract::{Call, ShippedError};
@@ -211,7 +211,7 @@ pub fn serialize(call: &Call) -> Result<(), ShippedError> {
     context
         .remove_leftovers(|name| {
             name.strip_prefix(&staged_prefix)
-                .is_some_and(artifacts_crypto::fsutil::is_tag)
+                .is_some_and(artifacts_os::fs::is_tag)
         })
         .map_err(ShippedError::io(
             "remove leftovers of an interrupted run in",
@@ -278,7 +278,7 @@ pub fn deserialize(call: &Call) -> Result<(), ShippedError> {
         })?;
         let plaintext =
             artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path.clone()))?;
-        crate::scratch::write_private(&out.join(name), &plaintext)
+        artifacts_os::scratch::write_private(&out.join(name), &plaintext)
             .map_err(ShippedError::io("write", &out.join(name)))?;
     }
     Ok(())
@@ -298,7 +298,7 @@ pub fn list(call: &Call) -> Result<(), ShippedError> {
     };
     for (name, kind) in dir.entries().map_err(ShippedError::io("read", &path))? {
         let name = name.to_string_lossy();
-        if !name.starts_with('.') && kind == artifacts_crypto::fsutil::FileType::Directory {
+        if !name.starts_with('.') && kind == artifacts_os::fs::FileType::Directory {
             println!("{name}");
         }
     }
@@ -325,7 +325,7 @@ pub fn remove(call: &Call) -> Result<(), ShippedError> {
         .map_err(ShippedError::io("read", &path))?
     {
         None => Ok(()),
-        Some(artifacts_crypto::fsutil::FileType::Directory) => dir
+        Some(artifacts_os::fs::FileType::Directory) => dir
             .remove(artifact)
             .map_err(ShippedError::io("remove", &path.join(artifact))),
         Some(_) => Err(ShippedError::Usage(format!(

@@ -145,7 +145,7 @@ impl TargetEntry {
             }
         };
         let path = PathBuf::from(value);
-        let plain = artifacts_crypto::fsutil::plain_components(&path, Path::new("."))
+        let plain = artifacts_os::fs::plain_components(&path, Path::new("."))
             .is_ok_and(|parts| !parts.is_empty());
         if !plain {
             return Err(ShippedError::Config(format!(
@@ -247,8 +247,8 @@ impl Call {
     }
 
     /// The project root, opened so that nothing below it is reached through a link.
-    pub fn root_dir(&self) -> Result<artifacts_crypto::fsutil::Dir, ShippedError> {
-        artifacts_crypto::fsutil::Dir::open_root(&self.root)
+    pub fn root_dir(&self) -> Result<artifacts_os::fs::Dir, ShippedError> {
+        artifacts_os::fs::Dir::open_root(&self.root)
             .map_err(ShippedError::io("open the project root", &self.root))
     }
 

@@ -224,7 +224,7 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
 
 /// Writes a new `0600` file, failing if it exists. Not fsynced: these are
 /// scratch files, removed when the run ends; stored files go through
-/// [`artifacts_crypto::fsutil::Dir`] or a backend.
+/// [`crate::fs::Dir`] or a backend.
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
