@@ -10,7 +10,7 @@
 //!   the environment or an [`prompts::Asker`], before anything runs.
 //! * Doing: [`engine::Engine`] checks units in parallel and generates them
 //!   (sandboxed generator, output validation, serialize, lock update).
-//! * Cleaning up on signals: [`process::terminate_all`] and [`scratch::remove_all`].
+//! * Processes, scratch directories, files and signals: the `artifacts-os` crate.
 //!
 //! This crate knows no terminal.
 
