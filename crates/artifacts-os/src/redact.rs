@@ -358,15 +358,22 @@ mod tests {
                 out.starts_with("error near ") && out.ends_with(" here"),
                 "{out}"
             );
+            assert!(out.contains(REPLACEMENT), "{out}");
             assert!(
                 !out.to_lowercase()
                     .contains(&secret[..PREFIX_LEN].to_lowercase()),
                 "{out}"
             );
         }
+        // Short prefixes and unrelated text stay.
         assert_eq!(
             r.redact("s3cr3t-To and other words"),
             "s3cr3t-To and other words"
         );
+        // Multi-byte text around a match is cut on character boundaries.
+        let mut r = Redactor::none();
+        r.add("päss-wörd-ünicode-value");
+        r.finish();
+        assert_eq!(r.redact("«päss-wörd-üx»"), "«<redacted>x»");
     }
 }

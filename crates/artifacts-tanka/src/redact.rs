@@ -64,51 +64,6 @@ mod tests {
     }
 
     #[test]
-    fn redacts_prefixes_case_variants_reversed_and_base64_forms() {
-        use base64::Engine;
-        let secret = "s3cr3t-Token-0123456789";
-        let r = from_yaml(&format!("api:\n  token: {secret}\n"));
-        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-        let url = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-        let reversed: String = secret.chars().rev().collect();
-        for shown in [
-            secret.to_string(),
-            secret.to_uppercase(),
-            secret[..PREFIX_LEN].to_string(),
-            secret[..15].to_lowercase(),
-            reversed,
-            b64(secret.as_bytes()),
-            url(secret.as_bytes()),
-            // Inside a longer base64 text, at every alignment.
-            b64(format!("user:{secret}").as_bytes()),
-            b64(format!("ab{secret}cd").as_bytes()),
-            b64(format!("a{secret}").as_bytes()),
-        ] {
-            let text = format!("error near {shown} here");
-            assert!(r.leaks(&text), "{shown} not found");
-            let out = r.redact(&text);
-            assert!(
-                out.starts_with("error near ") && out.ends_with(" here"),
-                "{out}"
-            );
-            assert!(out.contains(REPLACEMENT), "{out}");
-            assert!(
-                !out.to_lowercase()
-                    .contains(&secret[..PREFIX_LEN].to_lowercase()),
-                "{out}"
-            );
-        }
-        // Short prefixes and unrelated text stay.
-        assert_eq!(
-            r.redact("s3cr3t-To and other words"),
-            "s3cr3t-To and other words"
-        );
-        // Multi-byte text around a match is cut on character boundaries.
-        let r = from_yaml("k: päss-wörd-ünicode-value\n");
-        assert_eq!(r.redact("«päss-wörd-üx»"), "«<redacted>x»");
-    }
-
-    #[test]
     fn unparseable_text_redacts_its_lines() {
         let r = from_yaml("key: [unclosed\n  secret-line-1\n");
         assert_eq!(r.redact("... secret-line-1 ..."), "... <redacted> ...");
