@@ -4,7 +4,7 @@
 //! regular file no larger than [`MAX_FILE_SIZE`]. Anything else (a missing
 //! file, an extra one, a directory, symlink or fifo) is named in the error.
 //! Its stdout is discarded (it may hold secrets); its stderr is shown when it
-//! fails, with every known secret value redacted ([`crate::redact`]).
+//! fails, with every known secret value redacted ([`artifacts_os::redact`]).
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;

@@ -147,7 +147,7 @@ fn random_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Whether `text` is a suffix made by [`random_tag`].
+/// Whether `text` is a random suffix of the temporary names made here.
 pub fn is_tag(text: &str) -> bool {
     text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
