@@ -1056,39 +1056,8 @@ spec:
     }
 }
 
-#[test]
-fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
-    use std::io::BufRead;
-    let p =
-        crate::util::Project::new("interrupting_the_tk_engine_removes_its_private_secrets_file");
-    let key = p.root.join("key.txt");
-    p.run(["age", "keygen", "-o", key.to_str().unwrap()])
-        .success();
-    let recipient = fs::read_to_string(&key)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
-        .unwrap();
-    p.generator("pw.sh", r#"echo "tk-canary-5521" > "$out/password""#);
-    p.manifest(&format!(
-        "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
-    ));
-    p.file("jsonnetfile.json", "{}\n");
-    p.file(
-        "environments/default/main.jsonnet",
-        "function(secrets_yaml) {}\n",
-    );
-    p.run(["generate"]).success();
-    // A stand-in tk that says it is running (through a fifo: no polling) and waits.
-    let fifo = p.root.join("tk-running");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let tk = p.script(
-        "fake-bin/tk",
-        &format!(
-            "#!/bin/sh\necho running > {}\nexec sleep 600.4242\n",
-            fifo.display()
-        ),
-    );
+/// `artifacts tanka show default --engine tk --tk <tk>`, stderr piped.
+fn tk_show(p: &Project, tk: &Path, key: &Path) -> Command {
     let mut command = p.command([
         "tanka",
         "show",
@@ -1099,10 +1068,29 @@ fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
         tk.to_str().unwrap(),
     ]);
     command
-        .env("SOPS_AGE_KEY_FILE", &key)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
+        .env("SOPS_AGE_KEY_FILE", key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
+    use std::io::BufRead;
+    let p =
+        crate::util::Project::new("interrupting_the_tk_engine_removes_its_private_secrets_file");
+    let key = p.tanka_with_sops_secret("tk-canary-5521");
+    // A stand-in tk that says it is running (through a fifo: no polling) and waits.
+    let fifo = p.root.join("tk-running");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let tk = p.script(
+        "fake-bin/tk",
+        &format!(
+            "#!/bin/sh\necho running > {}\nexec sleep 600.4242\n",
+            fifo.display()
+        ),
+    );
+    let child = tk_show(&p, &tk, &key).spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(fs::File::open(&fifo).unwrap())
         .read_line(&mut line)
@@ -1153,4 +1141,70 @@ fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
         let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
         assert_eq!(ready, 1, "the stand-in tk (pid {pid}) outlived artifacts");
     }
+}
+
+#[test]
+fn killing_artifacts_during_tk_stops_tk_and_the_next_run_sweeps_its_private_dir() {
+    use std::io::BufRead;
+    let p = crate::util::Project::new(
+        "killing_artifacts_during_tk_stops_tk_and_the_next_run_sweeps_its_private_dir",
+    );
+    let key = p.tanka_with_sops_secret("tk-canary-7713");
+    // A stand-in tk that reports its pid (through a fifo: no polling) and waits.
+    let fifo = p.root.join("tk-running");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let tk = p.script(
+        "fake-bin/tk",
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600.7713\n",
+            fifo.display()
+        ),
+    );
+    let mut child = tk_show(&p, &tk, &key).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(fs::File::open(&fifo).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let tk_pid: i32 = line.trim().parse().unwrap();
+    // SAFETY: pidfd_open returns a new descriptor or -1; we own it.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, tk_pid, 0) };
+    assert!(fd >= 0, "the stand-in tk is running");
+    let tk_exit =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // No signal handler runs: nothing of ours can clean up.
+    child.kill().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&child.wait().unwrap()),
+        Some(9)
+    );
+    // The kernel kills tk with us (parent-death signal).
+    let mut fds = [nix::poll::PollFd::new(
+        std::os::fd::AsFd::as_fd(&tk_exit),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(
+        ready, 1,
+        "the stand-in tk (pid {tk_pid}) outlived artifacts"
+    );
+    let left = p.tmp_leftovers();
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed run's private directory: {left:?}"
+    );
+    let secrets_left = p.tmp.join(&left[0]).join("secrets.yaml");
+    assert!(secrets_left.exists(), "{}", secrets_left.display());
+    // The next run (its tk fails at once) sweeps the killed run's directory.
+    let failing = p.script("fake-bin/tk-fails", "#!/bin/sh\nexit 3\n");
+    let output = tk_show(&p, &failing, &key).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("exit status 3"), "{stderr}");
+    assert!(!stderr.contains("tk-canary-7713"), "{stderr}");
+    assert!(
+        p.tmp_leftovers().is_empty(),
+        "left behind: {:?}",
+        p.tmp_leftovers()
+    );
 }

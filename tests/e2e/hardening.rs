@@ -264,24 +264,7 @@ files.token = {}
 fn tk_gets_no_inherited_descriptors() {
     let p = Project::new("tk_gets_no_inherited_descriptors");
     let secret = secret_file(&p, "caller-secret-5a3c");
-    let key = p.root.join("key.txt");
-    p.run(["age", "keygen", "-o", key.to_str().unwrap()])
-        .success();
-    let recipient = fs::read_to_string(&key)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
-        .unwrap();
-    p.generator("pw.sh", r#"echo "tk-pw-7731" > "$out/password""#);
-    p.manifest(&format!(
-        "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
-    ));
-    p.file("jsonnetfile.json", "{}\n");
-    p.file(
-        "environments/default/main.jsonnet",
-        "function(secrets_yaml) {}\n",
-    );
-    p.run(["generate"]).success();
+    let key = p.tanka_with_sops_secret("tk-pw-7731");
     let report = p.root.join("tk-report");
     let tk = p.script(
         "fake-bin/tk",

@@ -165,6 +165,31 @@ impl Project {
         fs::read_to_string(self.root.join("store").join(relative)).ok()
     }
 
+    /// A tanka project (environment `default`, a jsonnet that ignores its
+    /// secrets) whose sops artifact `db` holds `password` = `canary`,
+    /// generated; returns the age key file that decrypts it.
+    pub fn tanka_with_sops_secret(&self, canary: &str) -> PathBuf {
+        let key = self.root.join("key.txt");
+        self.run(["age", "keygen", "-o", key.to_str().unwrap()])
+            .success();
+        let recipient = fs::read_to_string(&key)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+            .unwrap();
+        self.generator("pw.sh", &format!(r#"echo "{canary}" > "$out/password""#));
+        self.manifest(&format!(
+            "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+        ));
+        self.file("jsonnetfile.json", "{}\n");
+        self.file(
+            "environments/default/main.jsonnet",
+            "function(secrets_yaml) {}\n",
+        );
+        self.run(["generate"]).success();
+        key
+    }
+
     /// Whatever is left in `$TMPDIR`.
     pub fn tmp_leftovers(&self) -> Vec<String> {
         fs::read_dir(&self.tmp)

@@ -23,13 +23,13 @@
 //! removed by the next `serialize` of the artifact. `.generation`, written
 //! into each generation, lets `check` tell a mix of two generations (say,
 //! from a git merge) from a stored artifact. Nothing is read, written or
-//! removed through a symbolic link ([`artifacts_crypto::fsutil::Dir`]).
+//! removed through a symbolic link ([`artifacts_os::fs::Dir`]).
 
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
-use artifacts_crypto::fsutil::{Dir, Temp};
 use artifacts_engine::store::Checked;
+use artifacts_os::fs::{Dir, Temp};
 use sha2::{Digest, Sha256};
 
 use crate::call::{Call, Error};
@@ -209,7 +209,7 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     context
         .remove_leftovers(|name| {
             name.strip_prefix(&staged_prefix)
-                .is_some_and(artifacts_crypto::fsutil::is_tag)
+                .is_some_and(artifacts_os::fs::is_tag)
         })
         .map_err(Error::io(
             "remove leftovers of an interrupted run in",
@@ -269,7 +269,7 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
         })?;
         let plaintext =
             artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path.clone()))?;
-        artifacts_engine::scratch::write_private(&out.join(name), &plaintext)
+        artifacts_os::scratch::write_private(&out.join(name), &plaintext)
             .map_err(Error::io("write", &out.join(name)))?;
     }
     Ok(())
@@ -290,7 +290,7 @@ pub fn list(call: &Call) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
     for (name, kind) in dir.entries().map_err(Error::io("read", &path))? {
         let name = name.to_string_lossy();
-        if !name.starts_with('.') && kind == artifacts_crypto::fsutil::FileType::Directory {
+        if !name.starts_with('.') && kind == artifacts_os::fs::FileType::Directory {
             names.push(name.into_owned());
         }
     }
@@ -313,7 +313,7 @@ pub fn remove(call: &Call) -> Result<(), Error> {
     };
     match dir.kind(artifact).map_err(Error::io("read", &path))? {
         None => Ok(()),
-        Some(artifacts_crypto::fsutil::FileType::Directory) => dir
+        Some(artifacts_os::fs::FileType::Directory) => dir
             .remove(artifact)
             .map_err(Error::io("remove", &path.join(artifact))),
         Some(_) => Err(Error::Usage(format!(

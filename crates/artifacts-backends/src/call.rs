@@ -135,7 +135,7 @@ impl TargetEntry {
             }
         };
         let path = PathBuf::from(value);
-        let plain = artifacts_crypto::fsutil::plain_components(&path, Path::new("."))
+        let plain = artifacts_os::fs::plain_components(&path, Path::new("."))
             .is_ok_and(|parts| !parts.is_empty());
         if !plain {
             return Err(Error::Config(format!(
@@ -204,8 +204,8 @@ impl Call {
     }
 
     /// The project root, opened so that nothing below it is reached through a link.
-    pub fn root_dir(&self) -> Result<artifacts_crypto::fsutil::Dir, Error> {
-        artifacts_crypto::fsutil::Dir::open_root(&self.root)
+    pub fn root_dir(&self) -> Result<artifacts_os::fs::Dir, Error> {
+        artifacts_os::fs::Dir::open_root(&self.root)
             .map_err(Error::io("open the project root", &self.root))
     }
 

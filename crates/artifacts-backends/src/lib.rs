@@ -11,7 +11,7 @@
 //!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.
 //!
 //! They need no jq, age or sops: encryption comes from `artifacts-crypto`.
-//! Stores are written without following links ([`artifacts_crypto::fsutil::Dir`]);
+//! Stores are written without following links ([`artifacts_os::fs::Dir`]);
 //! errors never contain secret values. `dummy` stores nothing (its sections
 //! have no scripts), so it has no implementation.
 

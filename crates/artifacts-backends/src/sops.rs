@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
-use artifacts_crypto::fsutil::Dir;
 use artifacts_crypto::sops::path::Step;
 use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
+use artifacts_os::fs::Dir;
 
 use artifacts_engine::store::{Checked, Writable};
 use artifacts_model::TargetKind;
@@ -314,7 +314,7 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
             }
         };
         let bytes = zeroize::Zeroizing::new(bytes);
-        artifacts_engine::scratch::write_private(&out.join(name), &bytes)
+        artifacts_os::scratch::write_private(&out.join(name), &bytes)
             .map_err(Error::io("write", &out.join(name)))?;
     }
     Ok(())
@@ -335,7 +335,7 @@ pub fn list(call: &Call) -> Result<Vec<String>, Error> {
             for (name, kind) in dir.entries().map_err(Error::io("read", &path))? {
                 let name = name.to_string_lossy();
                 if let Some(artifact) = name.strip_suffix(".sops.yaml")
-                    && kind == artifacts_crypto::fsutil::FileType::RegularFile
+                    && kind == artifacts_os::fs::FileType::RegularFile
                     && !artifact.starts_with('.')
                 {
                     names.push(artifact.to_owned());

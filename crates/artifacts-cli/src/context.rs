@@ -7,10 +7,10 @@ use anyhow::{Context as _, Result, bail};
 use artifacts_engine::backend::BackendRegistry;
 use artifacts_engine::lock::{LOCK_FILE, Lock};
 use artifacts_engine::plan::Plan;
-use artifacts_engine::project_lock::{Attempt, ProjectLock};
 use artifacts_engine::sandbox::Sandbox;
 use artifacts_engine::{Engine, Settings, Timeouts};
 use artifacts_model::{Model, TargetId, TargetKind};
+use artifacts_os::project_lock::{Attempt, ProjectLock};
 
 use crate::args::GlobalArgs;
 use crate::exit::UsageError;
@@ -37,7 +37,7 @@ pub struct Context {
     /// context is dropped; never read.
     _project_lock: Option<ProjectLock>,
     /// Where unlocked copies of passphrase-protected identity files go.
-    unlocked: Option<artifacts_engine::scratch::Scratch>,
+    unlocked: Option<artifacts_os::scratch::Scratch>,
     /// Protected identity files not unlocked yet: the file, and the copy's
     /// path, which backend scripts were already told.
     locked: std::sync::Mutex<Vec<(PathBuf, PathBuf)>>,
@@ -182,7 +182,7 @@ impl Context {
             {
                 let scratch = match self.unlocked.take() {
                     Some(scratch) => scratch,
-                    None => artifacts_engine::scratch::Scratch::new("identities")
+                    None => artifacts_os::scratch::Scratch::new("identities")
                         .context("failed to create a private directory for unlocked identities")?,
                 };
                 let locked = self.locked.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -215,7 +215,7 @@ impl Context {
                             file.display()
                         )
                     })?;
-            artifacts_engine::scratch::write_private(copy, unlocked.as_bytes())
+            artifacts_os::scratch::write_private(copy, unlocked.as_bytes())
                 .with_context(|| format!("failed to write `{}`", copy.display()))?;
         }
         Ok(!pending.is_empty())

@@ -135,9 +135,7 @@ pub fn install_broken_pipe_hook() {
         };
         match code {
             Some(code) => {
-                artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
-                artifacts_engine::scratch::remove_all();
-                artifacts_tanka::tk::remove_private_dirs();
+                artifacts_os::signals::stop_children_and_remove_scratch();
                 std::process::exit(code);
             }
             None => default(info),

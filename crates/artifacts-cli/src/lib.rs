@@ -1,10 +1,10 @@
 //! The `artifacts` command: parse, run, turn errors into exit codes.
 //!
 //! [`run`] takes argv as a parameter so tests can call it in-process. Global
-//! state: the signal-handling thread installed by [`signals::install`], which
+//! state: the signal-handling thread installed by [`artifacts_os::signals::install`], which
 //! removes scratch directories and stops children on SIGINT/SIGTERM/SIGHUP/SIGQUIT,
 //! and the process hardening done first thing
-//! ([`artifacts_engine::process::harden_current_process`]: no core dumps,
+//! ([`artifacts_os::process::harden_current_process`]: no core dumps,
 //! not dumpable, inherited descriptors close-on-exec). A closed stdout
 //! (`artifacts … | head`) ends any command with exit code 0.
 
@@ -14,7 +14,6 @@ mod commands;
 mod context;
 mod exit;
 mod output;
-mod signals;
 mod tools;
 
 use std::ffi::OsString;
@@ -33,7 +32,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    artifacts_engine::process::harden_current_process();
+    artifacts_os::process::harden_current_process();
     exit::install_broken_pipe_hook();
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
@@ -48,10 +47,10 @@ where
         }
     };
     setup_output(&cli.global);
-    artifacts_engine::redact::show_unredacted(cli.global.show_stderr);
-    signals::install();
+    artifacts_os::redact::show_unredacted(cli.global.show_stderr);
+    artifacts_os::signals::install();
     let result = dispatch(&cli);
-    signals::yield_to_handler();
+    artifacts_os::signals::yield_to_handler();
     match result {
         Ok(code) => code,
         Err(error) if exit::is_broken_pipe(&error) => exit::SUCCESS,

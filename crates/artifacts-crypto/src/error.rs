@@ -274,6 +274,16 @@ fn fmt_recipients(recipients: &[String]) -> String {
     }
 }
 
+impl From<artifacts_os::fs::IoError> for Error {
+    fn from(e: artifacts_os::fs::IoError) -> Self {
+        Error::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
     /// An I/O error on a file (also for callers reading files themselves).
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {

@@ -27,9 +27,9 @@
 //!     [`sops::Decrypted`] you can `extract`, `set`, `unset`, and encrypt
 //!     again ([`sops::Decrypted::encrypt`]) or [`sops::Decrypted::rotate`];
 //!     [`sops::EncryptedFile::update_keys`] changes recipients only.
-//! - **Write the result back safely**: [`fsutil::write_atomic`]; inside a
-//!   project's stores, where no symbolic link may be followed,
-//!   [`fsutil::Dir`] (also swaps whole directories atomically).
+//! - **Write the result back safely**: `artifacts_os::fs::write_atomic`;
+//!   inside a project's stores, where no symbolic link may be followed,
+//!   `artifacts_os::fs::Dir` (also swaps whole directories atomically).
 //! - **Offer `artifacts age …` / `artifacts sops …` in a binary**: the
 //!   functions above; the command line itself (flags, exit codes, the
 //!   passphrase prompt) lives in the `artifacts` binary.
@@ -63,7 +63,6 @@
 
 pub mod age;
 pub mod error;
-pub mod fsutil;
 pub mod keys;
 mod openssh;
 pub mod sops;

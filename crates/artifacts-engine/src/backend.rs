@@ -23,7 +23,6 @@
 //! files and be executable.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use artifacts_model::Context;
@@ -586,17 +585,7 @@ fn read_backend(
 
 /// Checks that a script can be executed: exists, is a regular file, has an execute bit.
 pub fn check_script(path: &Path) -> Result<(), &'static str> {
-    let metadata = std::fs::metadata(path).map_err(|_| "does not exist")?;
-    if metadata.is_dir() {
-        return Err("is a directory, not a script");
-    }
-    if !metadata.is_file() {
-        return Err("is not a regular file");
-    }
-    if metadata.permissions().mode() & 0o111 == 0 {
-        return Err("is not executable (chmod +x it)");
-    }
-    Ok(())
+    artifacts_os::path::check_executable(path)
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use crate::lock::{Lock, LockError};
 use crate::plan::{Comparison, Plan, Unit};
 use crate::prompts::Answers;
 use crate::sandbox::{GeneratorDirs, Sandbox};
-use crate::scratch::{Scratch, write_private};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
+use artifacts_os::scratch::{Scratch, write_private};
 
 /// Time limits.
 #[derive(Debug, Clone, Copy)]

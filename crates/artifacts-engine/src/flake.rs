@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use artifacts_model::{Model, ModelError};
 
-use crate::process::{ProcessBuilder, ProcessError, describe_status};
-use crate::sandbox::find_in_path;
 use crate::script::stderr_suffix;
+use artifacts_os::path::find_executable;
+use artifacts_os::process::{ProcessBuilder, ProcessError, describe_status};
 
 /// Keep in sync with the option tree of nix-modules/ (artifacts.store, .config, .default).
 const EXPRESSION: &str = r#"
@@ -140,7 +140,7 @@ pub struct FlakeDeclarations {
 }
 
 fn nix(dir: &Path, timeout: Option<Duration>) -> Result<ProcessBuilder, FlakeError> {
-    let nix = find_in_path("nix").ok_or_else(|| FlakeError::NixMissing {
+    let nix = find_executable("nix").ok_or_else(|| FlakeError::NixMissing {
         dir: dir.to_owned(),
     })?;
     let mut builder = ProcessBuilder::new(nix);

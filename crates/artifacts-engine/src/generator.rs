@@ -4,7 +4,7 @@
 //! regular file no larger than [`MAX_FILE_SIZE`]. Anything else (a missing
 //! file, an extra one, a directory, symlink or fifo) is named in the error.
 //! Its stdout is discarded (it may hold secrets); its stderr is shown when it
-//! fails, with every known secret value redacted ([`crate::redact`]).
+//! fails, with every known secret value redacted ([`artifacts_os::redact`]).
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;
@@ -14,9 +14,9 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::plan::Unit;
-use crate::process::{ProcessError, Stdout, describe_status};
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::script::stderr_suffix;
+use artifacts_os::process::{ProcessError, Stdout, describe_status};
 
 /// An artifact's files in memory: (file name, content), zeroized on drop.
 pub type ArtifactFiles = Vec<(String, Zeroizing<Vec<u8>>)>;
@@ -145,7 +145,7 @@ pub fn run(
     let output = command.run();
     // What it left in `$out` is secret (unless declared public), finished or
     // not: a `set -x` generator prints the values it computes on stderr.
-    crate::redact::register_dir(&dirs.out, &|name| {
+    artifacts_os::redact::register_dir(&dirs.out, crate::generator::MAX_FILE_SIZE, &|name| {
         unit.artifact.files.get(name).is_some_and(|f| !f.secret)
     });
     let output = output.map_err(|source| GeneratorError::Process {
@@ -157,7 +157,7 @@ pub fn run(
             artifact,
             path: generator.display().to_string(),
             status: describe_status(&output.status),
-            stderr: crate::redact::redact(&output.stderr),
+            stderr: artifacts_os::redact::redact(&output.stderr),
         });
     }
     validate_output(unit, &dirs.out)

@@ -21,8 +21,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use artifacts_crypto::fsutil::{Dir, Temp};
 use artifacts_model::{Artifact, FileSpec};
+use artifacts_os::fs::{Dir, Temp};
 use nix::unistd::{Gid, Group, Uid, User, fchown};
 
 /// Temporary files next to a destination: this, then 16 hex digits.
@@ -212,8 +212,8 @@ fn remove_leftovers(dir: &Dir) -> std::io::Result<()> {
         let ours = entry
             .to_str()
             .and_then(|name| name.strip_prefix(INSTALL_PREFIX))
-            .is_some_and(artifacts_crypto::fsutil::is_tag);
-        if ours && kind == artifacts_crypto::fsutil::FileType::RegularFile {
+            .is_some_and(artifacts_os::fs::is_tag);
+        if ours && kind == artifacts_os::fs::FileType::RegularFile {
             dir.remove(&entry)?;
         }
     }
@@ -234,7 +234,7 @@ fn existing_in(
     destination: &Path,
 ) -> Result<Option<std::fs::File>, InstallError> {
     match dir.kind(name).map_err(io("inspect", destination))? {
-        Some(artifacts_crypto::fsutil::FileType::RegularFile) => {
+        Some(artifacts_os::fs::FileType::RegularFile) => {
             dir.open_file(name).map_err(io("open", destination))
         }
         _ => Ok(None),

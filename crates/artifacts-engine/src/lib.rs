@@ -15,7 +15,7 @@
 //!   (sandboxed generator, output validation, serialize, lock update).
 //! * Storing in this process: [`store::StoreBackend`] is the one trait an
 //!   in-process backend (the shipped ones, in `artifacts-backends`) implements.
-//! * Cleaning up on signals: [`process::terminate_all`] and [`scratch::remove_all`].
+//! * Processes, scratch directories, files and signals: the `artifacts-os` crate.
 //!
 //! This crate knows no terminal.
 
@@ -29,13 +29,9 @@ pub mod install;
 pub mod lifecycle;
 pub mod lock;
 pub mod plan;
-pub mod process;
-pub mod project_lock;
 pub mod prompts;
 pub mod public;
-pub mod redact;
 pub mod sandbox;
-pub mod scratch;
 pub mod script;
 pub mod seccomp;
 pub mod selection;

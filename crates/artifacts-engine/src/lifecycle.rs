@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use artifacts_crypto::fsutil::{Dir, FileType};
+use artifacts_os::fs::{Dir, FileType};
 
 use artifacts_model::{Context, Model, Target, TargetKind};
 use serde::Serialize;
@@ -26,8 +26,8 @@ use crate::backend::{Backend, SectionKind};
 use crate::engine::{Engine, EngineError, Storage, io};
 use crate::lock::Lock;
 use crate::plan::{Plan, Unit};
-use crate::scratch::Scratch;
 use crate::script::{self, Scope, ScriptKind};
+use artifacts_os::scratch::Scratch;
 
 /// The name orphans of the public store are reported under.
 pub const PUBLIC_STORE: &str = "public-store";

@@ -30,7 +30,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use artifacts_crypto::fsutil::Dir;
+use artifacts_os::fs::Dir;
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = "artifacts.lock";

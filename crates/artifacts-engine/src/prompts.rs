@@ -15,7 +15,7 @@ use artifacts_model::names::prompt_variable;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::plan::Plan;
-use crate::scratch::write_private;
+use artifacts_os::scratch::write_private;
 
 /// Answers keyed by (artifact, prompt).
 #[derive(Default)]
@@ -210,7 +210,7 @@ impl Answers {
             }
         }
         for value in answers.values.values() {
-            crate::redact::register(value.expose_secret().as_bytes());
+            artifacts_os::redact::register(value.expose_secret().as_bytes());
         }
         Ok(answers)
     }

@@ -15,14 +15,14 @@
 //! killed runs are removed by the next store. The engine marks the lock entry
 //! pending while the secret and public halves are out of step (see
 //! `Engine::generate`). Nothing is read, written or removed through a
-//! symbolic link ([`artifacts_crypto::fsutil::Dir`]). The Nix modules read
+//! symbolic link ([`artifacts_os::fs::Dir`]). The Nix modules read
 //! the files as `files.<f>.value`; `artifacts show` prints them without any
 //! key. Keep this layout in sync with nix-modules/lib (public-file lookup).
 
 use std::path::{Path, PathBuf};
 
-use artifacts_crypto::fsutil::{Dir, Temp};
 use artifacts_model::{Context, TargetId, TargetKind};
+use artifacts_os::fs::{Dir, Temp};
 
 use crate::plan::Unit;
 
@@ -82,7 +82,7 @@ pub fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
     let prefix = format!(".artifacts-public-{}.", unit.name());
     scope.remove_leftovers(|name| {
         name.strip_prefix(&prefix)
-            .is_some_and(artifacts_crypto::fsutil::is_tag)
+            .is_some_and(artifacts_os::fs::is_tag)
     })?;
     let staged = Temp::random(&scope, &prefix, "");
     let staged_dir = scope.create_dir(staged.name(), 0o755)?;
@@ -114,7 +114,7 @@ pub fn missing(root: &Path, unit: &Unit<'_>) -> std::io::Result<Vec<String>> {
     };
     let mut missing = Vec::new();
     for name in public_files(unit) {
-        if dir.kind(name)? != Some(artifacts_crypto::fsutil::FileType::RegularFile) {
+        if dir.kind(name)? != Some(artifacts_os::fs::FileType::RegularFile) {
             missing.push(name.clone());
         }
     }
@@ -150,7 +150,7 @@ pub fn restore(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> 
                 format!("`{name}` is not stored"),
             )
         })?;
-        crate::scratch::write_private(&target, &content)?;
+        artifacts_os::scratch::write_private(&target, &content)?;
     }
     Ok(())
 }

@@ -30,8 +30,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::process::ProcessBuilder;
-use crate::scratch::Scratch;
+use artifacts_os::process::ProcessBuilder;
+use artifacts_os::scratch::Scratch;
 
 /// The uid and gid generators run as when we are root: `nobody` and
 /// `nogroup` on Debian, NixOS and most distributions.
@@ -141,7 +141,7 @@ impl Sandbox {
     pub fn detect() -> Result<Sandbox, SandboxError> {
         static PROBE: OnceLock<Result<PathBuf, (bool, PathBuf, String)>> = OnceLock::new();
         let result = PROBE.get_or_init(|| {
-            let Some(path) = find_in_path("bwrap") else {
+            let Some(path) = artifacts_os::path::find_executable("bwrap") else {
                 return Err((false, PathBuf::new(), String::new()));
             };
             // The probe runs as generators will: same user, same options.
@@ -289,11 +289,11 @@ impl GeneratorDirs {
     /// A fresh scratch directory with `out`, `prompts`, `in` and `tmp`, each
     /// `0700`. When the generator will run as another user, the scratch
     /// directory goes where that user can reach it: the usual place
-    /// ([`crate::scratch::base_dir`]) if every directory above it lets
+    /// ([`artifacts_os::scratch::base_dir`]) if every directory above it lets
     /// others through, else `/dev/shm`, else `/tmp` (root's
     /// `XDG_RUNTIME_DIR`, `/run/user/0`, is `0700`).
     pub fn create() -> std::io::Result<(Scratch, GeneratorDirs)> {
-        let base = crate::scratch::base_dir();
+        let base = artifacts_os::scratch::base_dir();
         let scratch = if generator_user().is_none() || reachable_by_others(&base) {
             Scratch::new_in("generate", &base)?
         } else {
@@ -376,12 +376,4 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Looks a program up on `$PATH`.
-pub fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| crate::backend::check_script(candidate).is_ok())
 }

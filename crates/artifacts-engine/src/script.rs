@@ -28,9 +28,9 @@ use serde_json::json;
 
 use crate::backend::{Backend, Script, Scripts};
 use crate::plan::Unit;
-use crate::process::{Output, ProcessBuilder, ProcessError, describe_status};
-use crate::scratch::{Scratch, write_private};
 use crate::store::{Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError};
+use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_status};
+use artifacts_os::scratch::{Scratch, write_private};
 
 /// Settings every script run shares.
 #[derive(Debug, Clone)]
@@ -366,7 +366,7 @@ fn run(
     // Only `list` has something to say on stdout (upstream's check prints EXISTS
     // there, which nobody reads); otherwise only stderr is shown.
     if kind != ScriptKind::List {
-        builder.stdout(crate::process::Stdout::Discard);
+        builder.stdout(artifacts_os::process::Stdout::Discard);
     }
     let output = builder.run().map_err(ProcessError::redacted);
     drop(prepared.scratch);
@@ -375,7 +375,7 @@ fn run(
         register_secrets(scope, out);
     }
     let mut output = output?;
-    output.stderr = crate::redact::redact(&output.stderr);
+    output.stderr = artifacts_os::redact::redact(&output.stderr);
     Ok(output)
 }
 
@@ -508,7 +508,9 @@ pub fn writable(
     if let Some((store, call)) = in_process(&Scope::of(unit), backend, script, env)? {
         return Ok(match store.writable(&call) {
             Ok(crate::store::Writable::Yes) => None,
-            Ok(crate::store::Writable::No { reason }) => Some(crate::redact::redact(&reason)),
+            Ok(crate::store::Writable::No { reason }) => {
+                Some(artifacts_os::redact::redact(&reason))
+            }
             Err(error) => Some(format!(
                 "{} writable: {}",
                 backend.name,
@@ -601,7 +603,7 @@ fn failure_text(error: &StoreError) -> String {
         text.push_str("\n    hint: ");
         text.push_str(hint);
     }
-    crate::redact::redact(&text)
+    artifacts_os::redact::redact(&text)
 }
 
 fn in_process_failed(kind: ScriptKind, backend: &Backend, error: &StoreError) -> ScriptError {
@@ -616,7 +618,7 @@ fn in_process_failed(kind: ScriptKind, backend: &Backend, error: &StoreError) ->
 /// secrets there (serialize's were registered when generated), and a later
 /// message may print them.
 fn register_secrets(scope: &Scope<'_>, out: &Path) {
-    crate::redact::register_dir(out, &|name| {
+    artifacts_os::redact::register_dir(out, crate::generator::MAX_FILE_SIZE, &|name| {
         scope
             .files
             .and_then(|files| files.get(name))
@@ -799,7 +801,7 @@ files.cert = { secret = false }
                 .unwrap();
         let plan = crate::plan::Plan::new(&model).unwrap();
         let secret = "in-process-canary-3b1f9a";
-        crate::redact::register(secret.as_bytes());
+        artifacts_os::redact::register(secret.as_bytes());
         let recorder = Arc::new(Recorder {
             fail_with: Some(format!("`store.age` is damaged near {secret}")),
             ..Recorder::default()

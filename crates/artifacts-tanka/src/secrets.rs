@@ -30,7 +30,7 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Wraps already decrypted YAML (for callers that decrypt elsewhere, and tests).
     pub fn from_plain(plain: Zeroizing<String>) -> Self {
-        let redactor = Redactor::from_yaml(&plain);
+        let redactor = crate::redact::from_yaml(&plain);
         Secrets { plain, redactor }
     }
 

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use artifacts_crypto::age::{Identity, PassphraseProvider};
 use artifacts_crypto::error::{Error, Origin};
-use artifacts_crypto::fsutil::write_atomic;
 use artifacts_crypto::keys::{self, KeyEnv, Purpose};
+use artifacts_os::fs::write_atomic;
 use zeroize::Zeroizing;
 
 /// The handles and environment a tool runs with.

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use artifacts_crypto::age::Recipient;
 use artifacts_crypto::error::{Error, Origin};
-use artifacts_crypto::fsutil::write_atomic;
 use artifacts_crypto::keys::Purpose;
 use artifacts_crypto::sops::config::{SopsConfig, find_config};
 use artifacts_crypto::sops::{
     self, EncryptOptions, EncryptedFile, EncryptionRules, Format, TreePath,
 };
+use artifacts_os::fs::write_atomic;
 use zeroize::Zeroizing;
 
 use super::{Io, load_identities, read_input, resolve, write_output, write_stdout};
@@ -402,7 +402,7 @@ fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> Result<()> {
     let mut dec = file.decrypt(&identities)?;
     dec.set(&path, value)?;
     let bytes = dec.encrypt()?.to_bytes();
-    write_atomic(&resolve(io, &a.file), &bytes)?;
+    write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
     Ok(())
 }
 
@@ -413,7 +413,7 @@ fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> Result<()> {
     let mut dec = file.decrypt(&identities)?;
     dec.unset(&path)?;
     let bytes = dec.encrypt()?.to_bytes();
-    write_atomic(&resolve(io, &a.file), &bytes)?;
+    write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
     Ok(())
 }
 
@@ -442,7 +442,7 @@ fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> Result<()> {
             let _ = writeln!(io.stderr, "{}: already up to date", f.display());
             continue;
         }
-        write_atomic(&path, &file.to_bytes())?;
+        write_atomic(&path, &file.to_bytes()).map_err(Error::from)?;
         for r in &changes.added {
             let _ = writeln!(io.stderr, "{}: added {r}", f.display());
         }

@@ -153,24 +153,6 @@ struct RenderRequest<'r> {
     vars: Vars,
 }
 
-/// Where the `tk` engine's private directory goes: memory-backed storage
-/// first, as for the engine's scratch directories (`$ARTIFACTS_TMPDIR`,
-/// `$XDG_RUNTIME_DIR`, `$TMPDIR`, `/dev/shm`, `/tmp`), so the secrets file
-/// never reaches a disk when it can be avoided.
-fn temp_parent(env: &BTreeMap<String, OsString>) -> PathBuf {
-    let from_env = |name: &str| {
-        env.get(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-    };
-    from_env("ARTIFACTS_TMPDIR")
-        .or_else(|| from_env("XDG_RUNTIME_DIR"))
-        .or_else(|| from_env("TMPDIR"))
-        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-}
-
 fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render::Rendered> {
     let manifest = match &req.render.manifest {
         Some(p) => Some(resolve(io, p)),
@@ -185,7 +167,8 @@ fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render
         EngineArg::Tk => Engine::Tk(TkConfig {
             program: req.render.tk.clone(),
             env: io.env.clone(),
-            temp_parent: temp_parent(io.env),
+            // Memory-backed first, as for every scratch directory.
+            temp_parent: artifacts_os::scratch::base_dir_from(&|name| io.env.get(name).cloned()),
         }),
     };
     render::show(&req.project, &req.env, secrets.as_ref(), &req.vars, &engine)

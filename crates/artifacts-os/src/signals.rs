@@ -1,4 +1,8 @@
-//! Signal handling: on SIGINT, SIGTERM, SIGHUP or SIGQUIT, give the terminal back its
+//! The signal entry point the binary installs once at start ([`install`]).
+//!
+//! Global state: a flag set once a signal arrived, and the handler thread.
+//!
+//! On SIGINT, SIGTERM, SIGHUP or SIGQUIT, give the terminal back its
 //! settings (echo, if a hidden prompt was running), stop every child (their
 //! process groups get SIGTERM, SIGKILL after 5 s) and wait for them, remove
 //! every scratch directory (prompt answers and generated files included), and
@@ -13,6 +17,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+/// How long children get between SIGTERM and SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stops every running child and removes every scratch directory, for a
+/// process about to exit outside `main`'s normal return (a signal, a broken
+/// pipe). Nothing can start a child or a scratch directory afterwards.
+pub fn stop_children_and_remove_scratch() {
+    crate::process::terminate_all(GRACE);
+    crate::scratch::remove_all();
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Called by the main thread before it exits: once a signal arrived, the
@@ -26,6 +41,8 @@ pub fn yield_to_handler() {
     }
 }
 
+/// Starts the signal-handling thread (see the module doc). Call once, early
+/// in `main`, after [`crate::process::harden_current_process`].
 pub fn install() {
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) else {
         tracing::warn!(
@@ -55,9 +72,7 @@ pub fn install() {
             if let Some((fd, saved)) = &terminal {
                 let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, saved);
             }
-            artifacts_engine::process::terminate_all(std::time::Duration::from_secs(5));
-            artifacts_engine::scratch::remove_all();
-            artifacts_tanka::tk::remove_private_dirs();
+            stop_children_and_remove_scratch();
             eprintln!("interrupted: stopped running scripts and removed temporary files");
             std::process::exit(128 + signal);
         }

@@ -29,10 +29,31 @@ use rustix::io::Errno;
 /// What a directory entry is (links are reported as links, never followed).
 pub use rustix::fs::FileType;
 
-use crate::error::{Error, Result};
+/// A file operation failed; names the file and what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {action} `{}`", path.display())]
+pub struct IoError {
+    /// What was being done, e.g. "replace".
+    pub action: &'static str,
+    /// The file involved.
+    pub path: PathBuf,
+    /// The underlying error.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    fn new(action: &'static str, path: &Path, source: std::io::Error) -> IoError {
+        IoError {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
 
 /// Replaces (or creates) `path` with `data` atomically.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -40,7 +61,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mode = match fs::metadata(path) {
         Ok(m) => m.permissions().mode() & 0o7777,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0o600,
-        Err(e) => return Err(Error::io("inspect", path, e)),
+        Err(e) => return Err(IoError::new("inspect", path, e)),
     };
     let name = path
         .file_name()
@@ -51,17 +72,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
-        .map_err(|e| Error::io("create a temporary file next to", path, e))?;
+        .map_err(|e| IoError::new("create a temporary file next to", path, e))?;
     tmp.write_all(data)
-        .map_err(|e| Error::io("write a temporary file next to", path, e))?;
+        .map_err(|e| IoError::new("write a temporary file next to", path, e))?;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("set permissions on a temporary file next to", path, e))?;
+        .map_err(|e| IoError::new("set permissions on a temporary file next to", path, e))?;
     tmp.as_file()
         .sync_all()
-        .map_err(|e| Error::io("sync a temporary file next to", path, e))?;
+        .map_err(|e| IoError::new("sync a temporary file next to", path, e))?;
     tmp.persist(path)
-        .map_err(|e| Error::io("replace", path, e.error))?;
+        .map_err(|e| IoError::new("replace", path, e.error))?;
     if let Ok(d) = fs::File::open(dir) {
         // Best effort: make the rename itself durable.
         let _ = d.sync_all();
@@ -126,7 +147,7 @@ fn random_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// Whether `text` is a suffix made by [`random_tag`].
+/// Whether `text` is a random suffix of the temporary names made here.
 pub fn is_tag(text: &str) -> bool {
     text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }

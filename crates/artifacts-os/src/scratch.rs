@@ -67,21 +67,26 @@ pub fn remove_all() {
 /// `$XDG_RUNTIME_DIR` (a per-user tmpfs), `$TMPDIR`, `/dev/shm`, `/tmp`.
 /// Memory-backed places come first so that prompt answers and generated
 /// secrets never reach a disk, and scratch work costs no disk I/O.
+/// Computed once per process, from our environment.
 pub fn base_dir() -> PathBuf {
     static BASE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BASE.get_or_init(|| {
-        let from_env = |name: &str| {
-            std::env::var_os(name)
-                .map(PathBuf::from)
-                .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
-        };
-        from_env("ARTIFACTS_TMPDIR")
-            .or_else(|| from_env("XDG_RUNTIME_DIR"))
-            .or_else(|| from_env("TMPDIR"))
-            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
-            .unwrap_or_else(std::env::temp_dir)
-    })
-    .clone()
+    BASE.get_or_init(|| base_dir_from(&|name| std::env::var_os(name)))
+        .clone()
+}
+
+/// [`base_dir`]'s choice for an environment given as a lookup (a child's
+/// environment, a test's).
+pub fn base_dir_from(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let from_env = |name: &str| {
+        env(name)
+            .map(PathBuf::from)
+            .filter(|p| !p.as_os_str().is_empty() && p.is_dir())
+    };
+    from_env("ARTIFACTS_TMPDIR")
+        .or_else(|| from_env("XDG_RUNTIME_DIR"))
+        .or_else(|| from_env("TMPDIR"))
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 /// A `0700` temporary directory, removed on drop.
@@ -224,7 +229,7 @@ fn make_writable(dir: &Path) -> std::io::Result<()> {
 
 /// Writes a new `0600` file, failing if it exists. Not fsynced: these are
 /// scratch files, removed when the run ends; stored files go through
-/// [`artifacts_crypto::fsutil::Dir`] or a backend.
+/// [`crate::fs::Dir`] or a backend.
 pub fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
@@ -248,6 +253,33 @@ mod tests {
         assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
         drop(scratch);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn base_dir_prefers_the_first_existing_directory_in_policy_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, tmp) = (dir.path().join("runtime"), dir.path().join("tmp"));
+        std::fs::create_dir(&runtime).unwrap();
+        std::fs::create_dir(&tmp).unwrap();
+        let missing = dir.path().join("missing");
+        let env = |vars: Vec<(&'static str, PathBuf)>| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.clone().into_os_string())
+            }
+        };
+        let both = env(vec![
+            ("ARTIFACTS_TMPDIR", missing.clone()),
+            ("XDG_RUNTIME_DIR", runtime.clone()),
+            ("TMPDIR", tmp.clone()),
+        ]);
+        assert_eq!(base_dir_from(&both), runtime);
+        let empty = env(vec![
+            ("XDG_RUNTIME_DIR", PathBuf::new()),
+            ("TMPDIR", tmp.clone()),
+        ]);
+        assert_eq!(base_dir_from(&empty), tmp);
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub struct ProcessBuilder {
     stdout: Stdout,
     user: Option<(u32, u32)>,
     no_new_privs: bool,
+    parent_death: bool,
     pass_fd: Option<Arc<OwnedFd>>,
 }
 
@@ -168,6 +169,7 @@ impl ProcessBuilder {
             stdout: Stdout::Capture,
             user: None,
             no_new_privs: false,
+            parent_death: false,
             pass_fd: None,
         }
     }
@@ -235,6 +237,14 @@ impl ProcessBuilder {
         self
     }
 
+    /// Has the kernel SIGKILL the child when the thread that started it
+    /// ends, even when we are killed outright (`kill -9`, an ArgoCD
+    /// timeout): a child reading a secrets file must not outlive us.
+    pub fn kill_on_parent_death(&mut self) -> &mut Self {
+        self.parent_death = true;
+        self
+    }
+
     /// Passes `fd` to the child under its own number (every other one from 3 up is closed).
     pub fn pass_fd(&mut self, fd: Arc<OwnedFd>) -> &mut Self {
         self.pass_fd = Some(fd);
@@ -272,11 +282,12 @@ impl ProcessBuilder {
         }
         let pass = self.pass_fd.as_ref().map(|fd| fd.as_raw_fd());
         let no_new_privs = self.no_new_privs;
+        let parent_death = self.parent_death;
         // SAFETY: between fork and exec the closure only makes raw system
         // calls (fcntl, close_range, getrlimit, prctl), which are
         // async-signal-safe; it allocates nothing and takes no locks.
         unsafe {
-            command.pre_exec(move || prepare_child(pass, no_new_privs));
+            command.pre_exec(move || prepare_child(pass, no_new_privs, parent_death));
         }
         // Spawning under the lock: a signal handler's `terminate_all` sees
         // this child, or this sees that it ran and starts nothing.
@@ -355,11 +366,22 @@ impl fmt::Debug for ProcessBuilder {
 }
 
 /// Runs in the child between fork and exec: every descriptor from 3 up
-/// becomes close-on-exec except `pass`, and `no_new_privs` is set if asked.
+/// becomes close-on-exec except `pass`, and `no_new_privs` and the
+/// parent-death signal are set if asked.
 /// (Close-on-exec rather than closed: std reports a failed exec to the
 /// parent through a close-on-exec pipe of its own.)
-fn prepare_child(pass: Option<RawFd>, no_new_privs: bool) -> std::io::Result<()> {
+fn prepare_child(
+    pass: Option<RawFd>,
+    no_new_privs: bool,
+    parent_death: bool,
+) -> std::io::Result<()> {
     use nix::libc;
+    if parent_death {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     cloexec_from(3);
     if let Some(fd) = pass {
         // SAFETY: fcntl on a descriptor we own; clears FD_CLOEXEC only.
