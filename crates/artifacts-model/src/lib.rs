@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod io;
 pub mod limits;
 pub mod load;
 mod model;
@@ -26,6 +27,7 @@ pub mod names;
 pub mod validate;
 
 pub use error::{Location, ModelError, Problem};
+pub use io::IoError;
 pub use model::{
     Artifact, BackendChoice, BackendRule, Context, FileSpec, Mode, Model, Prompt, PromptKind,
     SharedGroup, Target, TargetId, TargetKind,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use artifacts_crypto::age::{NoPassphrase, Recipient};
 use artifacts_crypto::keys::{KeyEnv, Purpose, discover_identities};
-use artifacts_model::TargetKind;
+use artifacts_model::{IoError, TargetKind};
 use serde::Deserialize;
 
 /// Why a shipped backend failed.
@@ -27,16 +27,8 @@ pub enum ShippedError {
     #[error(transparent)]
     Crypto(#[from] artifacts_crypto::Error),
     /// Local file work failed.
-    #[error("failed to {action} `{path}`")]
-    Io {
-        /// What we were doing.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl ShippedError {
@@ -52,12 +44,8 @@ impl ShippedError {
         action: &'static str,
         path: &Path,
     ) -> impl FnOnce(std::io::Error) -> ShippedError {
-        let path = path.to_owned();
-        move |source| ShippedError::Io {
-            action,
-            path,
-            source,
-        }
+        let io = IoError::with(action, path);
+        move |source| ShippedError::Io(io(source))
     }
 }
 
