@@ -4,8 +4,6 @@
 //! answers are refused naming the prompt (until now only checked through
 //! the binary).
 
-use std::collections::BTreeMap;
-
 use artifacts_engine::plan::Plan;
 use artifacts_engine::prompts::{Answers, Asker, PromptError, PromptsFile};
 use artifacts_model::load::load_manifest;
@@ -48,7 +46,7 @@ fn file(entries: &[(&str, &str)]) -> PromptsFile {
     let mut file = PromptsFile::new();
     for (artifact, value) in entries {
         file.entry((*artifact).to_owned())
-            .or_insert_with(BTreeMap::new)
+            .or_default()
             .insert("p".to_owned(), SecretString::from((*value).to_owned()));
     }
     file
