@@ -1132,6 +1132,7 @@ fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
         if fd < 0 {
             continue; // already gone
         }
+        // SAFETY: `fd` is the descriptor just opened above, owned by nothing else.
         let fd =
             unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
         let mut fds = [nix::poll::PollFd::new(

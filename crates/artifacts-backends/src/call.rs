@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use artifacts_crypto::age::{NoPassphrase, Recipient};
 use artifacts_crypto::keys::{KeyEnv, Purpose, discover_identities};
 use artifacts_engine::store::{self, KeySources};
-use artifacts_model::TargetKind;
+use artifacts_model::{IoError, TargetKind};
 
 /// Why a shipped backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,16 +29,8 @@ pub enum Error {
     #[error(transparent)]
     Crypto(#[from] artifacts_crypto::Error),
     /// Local file work failed.
-    #[error("failed to {action} `{path}`")]
-    Io {
-        /// What we were doing.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl Error {
@@ -51,12 +43,8 @@ impl Error {
     }
 
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.to_owned();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
+        let io = IoError::with(action, path);
+        move |source| Error::Io(io(source))
     }
 }
 

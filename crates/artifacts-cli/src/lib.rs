@@ -7,6 +7,12 @@
 //! ([`artifacts_os::process::harden_current_process`]: no core dumps,
 //! not dumpable, inherited descriptors close-on-exec). A closed stdout
 //! (`artifacts … | head`) ends any command with exit code 0.
+//!
+//! ```
+//! // What `main` does, with any argv: the exit code comes back.
+//! assert_eq!(artifacts_cli::run(["artifacts", "--version"]), 0);
+//! assert_eq!(artifacts_cli::run(["artifacts", "--no-such-flag"]), 2);
+//! ```
 
 mod args;
 mod ask;

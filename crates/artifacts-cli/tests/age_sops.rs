@@ -345,7 +345,7 @@ fn age_commands_round_trip_and_interoperate_with_age_cli() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(
-        &tool("age"),
+        &tool("age", "age"),
         &[
             "-d".as_ref(),
             "-i".as_ref(),

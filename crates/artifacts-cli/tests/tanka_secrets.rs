@@ -81,19 +81,16 @@ fn every_key_source_decrypts() {
     fx.write("environments/default/main.jsonnet", "{}");
     // An ssh-ed25519 recipient next to the age one.
     let ssh_key = fx.dir.path().join("keys/id_ed25519");
-    let keygen = Command::new(common::tool(
-        "ssh-keygen",
-        "apt-get install -y openssh-client",
-    ))
-    .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
-    .arg(&ssh_key)
-    .status()
-    .unwrap();
+    let keygen = Command::new(common::tool("ssh-keygen", "openssh-client"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "test", "-f"])
+        .arg(&ssh_key)
+        .status()
+        .unwrap();
     assert!(keygen.success());
     let ssh_pub = std::fs::read_to_string(ssh_key.with_extension("pub")).unwrap();
     let src = fx.dir.path().join("plain.yaml");
     std::fs::write(&src, PLAIN).unwrap();
-    let enc = Command::new(common::sops())
+    let enc = Command::new(common::sops_bin())
         .args(["--disable-version-check", "encrypt", "--age"])
         .arg(format!("{},{}", fx.recipient, ssh_pub.trim()))
         .args(["--input-type", "yaml", "--output-type", "yaml"])

@@ -7,6 +7,8 @@
 //! fix, which [`Error::hint`] returns.
 
 use std::fmt;
+
+pub use artifacts_model::IoError;
 use std::path::{Path, PathBuf};
 
 /// A `Result` whose error is this crate's [`Error`].
@@ -60,16 +62,8 @@ impl fmt::Display for Origin {
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
-    #[error("failed to {action} `{}`", path.display())]
-    Io {
-        /// What was being done, e.g. "read", "write", "rename".
-        action: &'static str,
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// Reading or writing a stream (stdin, stdout) failed.
     #[error("failed to {action} {stream}")]
     Stream {
@@ -274,24 +268,10 @@ fn fmt_recipients(recipients: &[String]) -> String {
     }
 }
 
-impl From<artifacts_os::fs::IoError> for Error {
-    fn from(e: artifacts_os::fs::IoError) -> Self {
-        Error::Io {
-            action: e.action,
-            path: e.path,
-            source: e.source,
-        }
-    }
-}
-
 impl Error {
     /// An I/O error on a file (also for callers reading files themselves).
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io(IoError::new(action, path.as_ref(), source))
     }
 
     /// A suggested fix, to print apart from the message.

@@ -34,6 +34,29 @@
 //!   functions above; the command line itself (flags, exit codes, the
 //!   passphrase prompt) lives in the `artifacts` binary.
 //!
+//! ```
+//! use artifacts_crypto::sops::{self, EncryptOptions, EncryptedFile, Format, TreePath};
+//! use artifacts_crypto::{Origin, age};
+//!
+//! let key = age::keygen();
+//! let recipients = vec![age::Recipient::parse(&key.recipient())?];
+//! let origin = Origin::file("secrets.yaml");
+//!
+//! // A whole file, as agenix stores it.
+//! let file = age::encrypt(&recipients, b"hunter2", true)?;
+//! assert_eq!(&age::decrypt(&[key.to_identity()], &file, &origin)?[..], b"hunter2");
+//!
+//! // A sops file: readable keys, encrypted values.
+//! let plain = sops::parse_plain(b"db:\n    password: hunter2\n", Format::Yaml, &origin)?;
+//! let options = EncryptOptions { recipients, ..EncryptOptions::default() };
+//! let bytes = sops::encrypt(plain, Format::Yaml, &options, &origin)?.to_bytes();
+//! assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
+//! let decrypted = EncryptedFile::parse(&bytes, Format::Yaml, &origin)?.decrypt(&[key.to_identity()])?;
+//! let password = decrypted.extract(&TreePath::parse(r#"["db"]["password"]"#)?, None)?;
+//! assert_eq!(&password[..], b"hunter2");
+//! # Ok::<(), artifacts_crypto::Error>(())
+//! ```
+//!
 //! # Supported and refused
 //!
 //! Supported: age X25519, `ssh-ed25519` and `ssh-rsa` recipients and

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 const MESSAGE: &[u8] = b"top secret\nwith \x00 binary \xff bytes\n";
 
 fn age_cli(dir: &TestDir, args: &[&OsStr], stdin: Option<&[u8]>) -> Vec<u8> {
-    let out = run(&tool("age"), args, &[], dir.path(), stdin);
+    let out = run(&tool("age", "age"), args, &[], dir.path(), stdin);
     assert!(
         out.status.success(),
         "age {args:?} failed: {}",
@@ -124,7 +124,7 @@ fn reencrypt_moves_age_cli_files_to_new_recipients() {
             assert_eq!(pt, MESSAGE);
         }
         let out = run(
-            &tool("age"),
+            &tool("age", "age"),
             &[
                 OsStr::new("-d"),
                 OsStr::new("-i"),
@@ -145,7 +145,7 @@ fn age_keygen_files_load_and_match_their_public_key_comment() {
     let dir = TestDir::new("keygen");
     let key = dir.join("k.txt");
     let out = run(
-        &tool("age-keygen"),
+        &tool("age-keygen", "age"),
         &[OsStr::new("-o"), key.as_os_str()],
         &[],
         dir.path(),
@@ -163,7 +163,7 @@ fn age_keygen_files_load_and_match_their_public_key_comment() {
     // Our key files are readable by age-keygen -y.
     let ours = AgeKey::new(&dir, "ours.txt");
     let out = run(
-        &tool("age-keygen"),
+        &tool("age-keygen", "age"),
         &[OsStr::new("-y"), ours.file.as_os_str()],
         &[],
         dir.path(),
@@ -290,7 +290,13 @@ fn unlocked_ssh_keys_are_the_same_keys_for_ssh_keygen_and_age() {
                 .map(OsStr::new)
                 .chain([key.private.as_os_str()])
                 .collect();
-            let out = run(&tool("ssh-keygen"), &args, &[], dir.path(), None);
+            let out = run(
+                &tool("ssh-keygen", "openssh-client"),
+                &args,
+                &[],
+                dir.path(),
+                None,
+            );
             assert!(
                 out.status.success(),
                 "{}",
@@ -316,7 +322,7 @@ fn unlocked_ssh_keys_are_the_same_keys_for_ssh_keygen_and_age() {
         std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
         // The real ssh-keygen reads it without a passphrase, as the same key.
         let out = run(
-            &tool("ssh-keygen"),
+            &tool("ssh-keygen", "openssh-client"),
             &[
                 OsStr::new("-y"),
                 OsStr::new("-P"),

@@ -95,7 +95,7 @@ fn converted_keys_interoperate_with_the_real_age() {
 
     // The real age encrypts to the converted recipient: the ssh key reads it.
     let out = run(
-        &tool("age"),
+        &tool("age", "age"),
         &[OsStr::new("-r"), OsStr::new(&converted_public)],
         &[],
         dir.path(),
@@ -112,7 +112,7 @@ fn converted_keys_interoperate_with_the_real_age() {
         &age::encrypt(&[recipient], MESSAGE, true).unwrap(),
     );
     let out = run(
-        &tool("age"),
+        &tool("age", "age"),
         &[
             OsStr::new("-d"),
             OsStr::new("-i"),
@@ -151,7 +151,7 @@ fn ssh_rsa_has_no_x25519_form_and_gcm_protected_keys_have_one() {
     // (aes256-gcm) has its X25519 form too, and its ssh stanzas still decrypt.
     let private = dir.join("id_gcm");
     let out = run(
-        &tool("ssh-keygen"),
+        &tool("ssh-keygen", "openssh-client"),
         &[
             OsStr::new("-q"),
             OsStr::new("-t"),

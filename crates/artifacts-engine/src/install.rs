@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use artifacts_model::{Artifact, FileSpec};
+use artifacts_model::{Artifact, FileSpec, IoError};
 use artifacts_os::fs::{Dir, Temp};
 use nix::unistd::{Gid, Group, Uid, User, fchown};
 
@@ -51,25 +51,13 @@ pub enum InstallError {
         path: String,
     },
     /// File system work failed.
-    #[error("failed to {action} `{path}`")]
-    Io {
-        /// What we were doing.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallError {
-    let path = path.to_owned();
-    move |source| InstallError::Io {
-        action,
-        path,
-        source,
-    }
+    let io = IoError::with(action, path);
+    move |source| InstallError::Io(io(source))
 }
 
 /// What installing a file did.
@@ -180,10 +168,12 @@ fn parent_in_root<'d>(
     create: Option<u32>,
 ) -> Result<(Option<Dir>, &'d OsStr), InstallError> {
     let relative = destination.strip_prefix(root).unwrap_or(destination);
-    let name = relative.file_name().ok_or_else(|| InstallError::Io {
-        action: "install",
-        path: destination.to_owned(),
-        source: std::io::Error::other("the path names no file"),
+    let name = relative.file_name().ok_or_else(|| {
+        InstallError::Io(IoError::new(
+            "install",
+            destination,
+            std::io::Error::other("the path names no file"),
+        ))
     })?;
     let parent = relative.parent().unwrap_or(Path::new(""));
     // The root itself is the caller's choice: created like `mkdir -p`, if need be.
@@ -243,10 +233,12 @@ fn existing_in(
 
 /// Reads an installed file (inside `root`).
 pub fn read_installed(root: &Path, destination: &Path) -> Result<Vec<u8>, InstallError> {
-    let mut file = existing(root, destination)?.ok_or_else(|| InstallError::Io {
-        action: "read",
-        path: destination.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "not installed"),
+    let mut file = existing(root, destination)?.ok_or_else(|| {
+        InstallError::Io(IoError::new(
+            "read",
+            destination,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "not installed"),
+        ))
     })?;
     let mut data = Vec::new();
     file.read_to_end(&mut data)
@@ -282,10 +274,8 @@ pub fn install(
             return Ok(Installed::Unchanged);
         }
         // Through the descriptor of the file just checked: a path could lead elsewhere.
-        fchown(&file, uid, gid).map_err(|e| InstallError::Io {
-            action: "change the owner of",
-            path: destination.to_owned(),
-            source: e.into(),
+        fchown(&file, uid, gid).map_err(|e| {
+            InstallError::Io(IoError::new("change the owner of", destination, e.into()))
         })?;
         file.set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
             .map_err(io("change the mode of", destination))?;
@@ -300,11 +290,8 @@ pub fn install(
         .create_file(temp.name(), 0o600)
         .map_err(io("create a temporary file next to", destination))?;
     file.write_all(&data).map_err(io("write", destination))?;
-    fchown(&file, uid, gid).map_err(|e| InstallError::Io {
-        action: "set the owner of",
-        path: destination.to_owned(),
-        source: e.into(),
-    })?;
+    fchown(&file, uid, gid)
+        .map_err(|e| InstallError::Io(IoError::new("set the owner of", destination, e.into())))?;
     file.set_permissions(std::fs::Permissions::from_mode(spec.mode.0))
         .map_err(io("set the mode of", destination))?;
     file.sync_all().map_err(io("sync", destination))?;

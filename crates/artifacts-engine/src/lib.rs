@@ -18,6 +18,40 @@
 //! * Processes, scratch directories, files and signals: the `artifacts-os` crate.
 //!
 //! This crate knows no terminal.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use artifacts_engine::plan::Plan;
+//! use artifacts_engine::prompts::Answers;
+//!
+//! let model = artifacts_model::load::load_manifest_text(
+//!     Path::new("/project/artifacts.toml"),
+//!     r#"
+//! default.backend = "agenix"
+//! [nixos.web1]
+//! [artifacts.ca]
+//! targets = ["web1"]
+//! generator = "/nix/store/0000-ca"
+//! files.ca = {}
+//! [artifacts.cert]
+//! targets = ["web1"]
+//! generator = "/nix/store/0000-cert"
+//! dependencies = ["ca"]
+//! prompts.name = { type = "line" }
+//! files.cert = {}
+//! "#,
+//! )?;
+//! // Dependencies first, whatever the declaration order.
+//! let plan = Plan::new(&model)?;
+//! let labels: Vec<String> = plan.units.iter().map(|u| u.label()).collect();
+//! assert_eq!(labels, ["nixos/web1 ca", "nixos/web1 cert"]);
+//! // Every answer is collected before anything runs.
+//! let env = |name: &str| (name == "ARTIFACTS_PROMPT_CERT_NAME").then(|| "web1.example".to_owned());
+//! let answers = Answers::collect(&plan, &[0, 1], None, &env, None)?;
+//! assert!(answers.get("cert", "name").is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 

@@ -30,6 +30,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use artifacts_model::IoError;
 use artifacts_os::fs::Dir;
 
 /// The lock file's name.
@@ -103,17 +104,9 @@ pub struct Lock {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LockError {
-    /// Reading or writing failed.
-    #[error("failed to {action} `{path}`")]
-    Io {
-        /// `read` or `write`.
-        action: &'static str,
-        /// The lock file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing the lock file failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The content is not a lock file we understand.
     #[error(
         "`{path}` is not a valid artifacts.lock: {message} (fix it, or delete it and run `artifacts accept` to record what is stored)"
@@ -149,11 +142,7 @@ impl Lock {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new()),
             Err(source) => {
-                return Err(LockError::Io {
-                    action: "read",
-                    path: path.to_owned(),
-                    source,
-                });
+                return Err(IoError::new("read", path, source).into());
             }
         };
         Ok(Lock {
@@ -218,11 +207,7 @@ impl Lock {
         // replaced, never written through.
         Dir::open_root(dir)
             .and_then(|dir| dir.write_atomic(name, text.as_bytes(), 0o644))
-            .map_err(|source| LockError::Io {
-                action: "write",
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(|source| IoError::new("write", &self.path, source).into())
     }
 }
 

@@ -15,10 +15,32 @@
 //!   backend stores it and which rule chose it.
 //!
 //! This crate knows no processes and no terminal.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! let model = artifacts_model::load::load_manifest_text(
+//!     Path::new("/project/artifacts.toml"),
+//!     r#"
+//! default.backend = "agenix"
+//! [nixos.web1]
+//! [artifacts.token]
+//! targets = ["web1"]
+//! generator = "/nix/store/0000-gen"
+//! files.token = { mode = "0400" }
+//! "#,
+//! )?;
+//! artifacts_model::validate::validate(&model, &["agenix"])?;
+//! let web1 = &model.targets[0];
+//! let choice = model.resolve_backend(web1, &web1.artifacts["token"]).unwrap();
+//! assert_eq!(choice.name, "agenix");
+//! # Ok::<(), artifacts_model::ModelError>(())
+//! ```
 
 #![deny(missing_docs)]
 
 mod error;
+mod io;
 pub mod limits;
 pub mod load;
 mod model;
@@ -26,6 +48,7 @@ pub mod names;
 pub mod validate;
 
 pub use error::{Location, ModelError, Problem};
+pub use io::IoError;
 pub use model::{
     Artifact, BackendChoice, BackendRule, Context, FileSpec, Mode, Model, Prompt, PromptKind,
     SharedGroup, Target, TargetId, TargetKind,

@@ -29,28 +29,7 @@ use rustix::io::Errno;
 /// What a directory entry is (links are reported as links, never followed).
 pub use rustix::fs::FileType;
 
-/// A file operation failed; names the file and what was being done.
-#[derive(Debug, thiserror::Error)]
-#[error("failed to {action} `{}`", path.display())]
-pub struct IoError {
-    /// What was being done, e.g. "replace".
-    pub action: &'static str,
-    /// The file involved.
-    pub path: PathBuf,
-    /// The underlying error.
-    #[source]
-    pub source: std::io::Error,
-}
-
-impl IoError {
-    fn new(action: &'static str, path: &Path, source: std::io::Error) -> IoError {
-        IoError {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    }
-}
+pub use crate::io::IoError;
 
 /// Replaces (or creates) `path` with `data` atomically.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), IoError> {

@@ -27,9 +27,12 @@
 #![deny(missing_docs)]
 
 pub mod fs;
+mod io;
 pub mod path;
 pub mod process;
 pub mod project_lock;
 pub mod redact;
 pub mod scratch;
 pub mod signals;
+
+pub use io::IoError;

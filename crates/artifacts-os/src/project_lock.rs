@@ -15,24 +15,23 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::io::IoError;
 use nix::fcntl::{Flock, FlockArg};
 
 /// The lock file's name, beside `artifacts.lock`.
 pub const FLOCK_FILE: &str = ".artifacts.lock.flock";
 
+/// Completes "failed to …" in the error naming the lock file.
+const LOCK_ACTION: &str = "lock the project with";
+
 /// The lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectLockError {
-    /// The lock file cannot be opened or locked.
-    #[error("failed to lock the project with `{path}`")]
-    Io {
-        /// The lock file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The lock file cannot be opened or locked: "failed to lock the
+    /// project with `{path}`".
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// A held project lock, released when dropped (or when the process ends).
@@ -66,19 +65,18 @@ impl ProjectLock {
         match Self::lock(dir, FlockArg::LockExclusive)? {
             Attempt::Acquired(lock) => Ok(lock),
             // A blocking flock returns with the lock or an error, never "held".
-            Attempt::Held(_) => Err(ProjectLockError::Io {
-                path: Self::path(dir),
-                source: std::io::ErrorKind::WouldBlock.into(),
-            }),
+            Attempt::Held(_) => Err(IoError::new(
+                LOCK_ACTION,
+                Self::path(dir),
+                std::io::ErrorKind::WouldBlock.into(),
+            )
+            .into()),
         }
     }
 
     fn lock(dir: &Path, how: FlockArg) -> Result<Attempt, ProjectLockError> {
         let path = Self::path(dir);
-        let fail = |source: std::io::Error| ProjectLockError::Io {
-            path: path.clone(),
-            source,
-        };
+        let fail = |source: std::io::Error| IoError::new(LOCK_ACTION, path.clone(), source).into();
         // Never through a link planted at that name.
         let file = OpenOptions::new()
             .read(true)

@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use artifacts_model::IoError;
+
 /// A `Result` whose error is this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -37,16 +39,8 @@ pub enum Error {
         main: PathBuf,
     },
     /// Reading or writing a file failed.
-    #[error("failed to {action} `{}`", path.display())]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// `spec.json` is not valid.
     #[error("invalid `{}`: {message}", path.display())]
     Spec {
@@ -172,11 +166,7 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(IoError::new(action, path, source))
     }
 
     /// A suggested fix, to print apart from the message.

