@@ -1170,6 +1170,8 @@ fn killing_artifacts_during_tk_stops_tk_and_the_next_run_sweeps_its_private_dir(
     // SAFETY: pidfd_open returns a new descriptor or -1; we own it.
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, tk_pid, 0) };
     assert!(fd >= 0, "the stand-in tk is running");
+    // SAFETY: `fd` was just returned by pidfd_open (checked above) and
+    // nothing else owns it.
     let tk_exit =
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
     // No signal handler runs: nothing of ours can clean up.
