@@ -69,7 +69,7 @@ fn scripts_come_as_a_pair_and_must_be_executable_files() {
     );
     assert_eq!(
         error("[b.nixos]\ndeserialize = \"./deserialize\"\n"),
-        "backend config `/p/backend.toml`: [b.nixos] has deserialize but no check and serialize"
+        "backend config `/p/backend.toml`: [b.nixos] has deserialize, list or writable but no check and serialize"
     );
     let (dir, path) = project("[b.nixos]\ncheck = \"./plain.txt\"\nserialize = \"./missing\"\n");
     match BackendRegistry::load(&path).unwrap_err() {
