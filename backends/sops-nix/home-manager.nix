@@ -5,46 +5,18 @@
 # the declared path (`$XDG_RUNTIME_DIR` given as sops-nix's `%r`) and mode.
 # Import sops-nix's Home Manager module (`sops-nix.homeManagerModules.sops`)
 # too and give it the user's key (`sops.age.keyFile` or `sops.age.sshKeyPaths`).
-# The mapping is nix-modules/lib/sops-nix.nix; the user is `artifacts.userName`.
-{ config, lib, ... }:
-let
-  cfg = config.artifacts;
-  common = import ../../nix-modules/lib/common.nix;
-  defaultBackend = cfg.default.backend or null;
-  artifacts =
-    common.artifactsUsing [ "sops-nix" "sops" ] defaultBackend (cfg.store or { });
-  used = artifacts != [ ];
-in
-{
-  imports = [ ../../nix-modules/home-backend-options.nix ];
-
-  config = lib.mkIf used {
-    assertions = [
-      {
-        assertion = cfg.projectRoot != null;
-        message = "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the sops files under `secrets/` can be found";
-      }
-    ];
-    # The files appear when sops-nix.service has run (a user unit, unlike on
-    # NixOS where activation installs them before any unit starts).
-    systemd.user.targets = builtins.listToAttrs (
-      map (artifact: {
-        name = "artifacts-${artifact.name}";
-        value.Unit = {
-          After = [ "sops-nix.service" ];
-          Requires = [ "sops-nix.service" ];
-        };
-      }) artifacts
-    );
-    sops.secrets = lib.mkIf (cfg.projectRoot != null) (
-      import ../../nix-modules/lib/sops-nix.nix {
-        store = cfg.store or { };
-        name = cfg.userName;
-        kind = "homemanager";
-        config = cfg.config or { };
-        inherit defaultBackend;
-        inherit (cfg) projectRoot;
-      }
-    );
-  };
+# The mapping is nix-modules/lib/sops-nix.nix; the user is `artifacts.userName`;
+# the module's shape is nix-modules/home-backend.nix.
+import ../../nix-modules/home-backend.nix {
+  names = [
+    "sops-nix"
+    "sops"
+  ];
+  service = "sops-nix.service";
+  option = [
+    "sops"
+    "secrets"
+  ];
+  mapping = ../../nix-modules/lib/sops-nix.nix;
+  what = "sops";
 }
