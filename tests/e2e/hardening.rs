@@ -314,26 +314,11 @@ files.pw = {}
 "#,
         );
     let mut command = p.command(["-v", "generate"]);
-    command
-        .env("ARTIFACTS_PROMPT_SLOW_PW", "quit-canary-6e0f")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    command.env("ARTIFACTS_PROMPT_SLOW_PW", "quit-canary-6e0f");
     as_nobody(&p, &mut command);
-    let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stderr.read_line(&mut line).unwrap(),
-            0,
-            "exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("generating nixos/m slow") {
-            break;
-        }
-    }
+    // Until the generator is about to run: the progress line says so.
+    let (mut child, mut stderr, seen) =
+        crate::util::spawn_until_stderr(&mut command, "generating nixos/m slow");
     let proc_dir = Path::new("/proc").join(child.id().to_string());
     let status = fs::read_to_string(proc_dir.join("status")).unwrap();
     assert!(
@@ -627,25 +612,10 @@ fn start_blocked_generation(
     p: &Project,
 ) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
     let mut command = p.command(["-v", "generate"]);
-    command
-        .env("ARTIFACTS_PROMPT_SLOW_PW", "kill-canary-77aa")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stderr.read_line(&mut line).unwrap(),
-            0,
-            "exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("generating nixos/m slow") {
-            break;
-        }
-    }
+    command.env("ARTIFACTS_PROMPT_SLOW_PW", "kill-canary-77aa");
+    // Until the generator is about to run: the progress line says so.
+    let (child, stderr, _) =
+        crate::util::spawn_until_stderr(&mut command, "generating nixos/m slow");
     (child, stderr)
 }
 

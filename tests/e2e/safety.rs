@@ -1,8 +1,6 @@
 //! The sandbox, secrets never leaking, and cleanup on every exit path.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::Stdio;
 
 use crate::util::Project;
 
@@ -224,26 +222,10 @@ files.pw = {}
 "#,
         );
     let mut command = p.command(["-v", "generate"]);
-    command
-        .env("ARTIFACTS_PROMPT_SLOW_PW", "x")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    // Wait until the generator is about to run: the progress line says so.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert_ne!(
-            stderr.read_line(&mut line).unwrap(),
-            0,
-            "exited early:\n{seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("generating nixos/m slow") {
-            break;
-        }
-    }
+    command.env("ARTIFACTS_PROMPT_SLOW_PW", "x");
+    // Until the generator is about to run: the progress line says so.
+    let (mut child, mut stderr, seen) =
+        crate::util::spawn_until_stderr(&mut command, "generating nixos/m slow");
     // The scratch directory with the prompt answer exists now.
     assert!(
         !p.tmp_leftovers().is_empty(),

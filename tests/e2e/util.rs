@@ -5,9 +5,10 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 
 /// The binary under test.
 pub fn binary() -> PathBuf {
@@ -375,3 +376,23 @@ check = "./backends/rec/check"
 serialize = "./backends/rec/serialize"
 deserialize = "./backends/rec/deserialize"
 "#;
+
+/// Spawns `command` with stdout discarded and stderr piped, and reads its
+/// stderr up to the first line containing `needle` (a progress line saying a
+/// step has begun): synchronisation on the program's own output, no sleeps.
+/// Returns the child, the rest of its stderr, and what was read so far.
+pub fn spawn_until_stderr(
+    command: &mut Command,
+    needle: &str,
+) -> (Child, BufReader<ChildStderr>, String) {
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.lines().any(|line| line.contains(needle)) {
+        let before = seen.len();
+        stderr.read_line(&mut seen).unwrap();
+        assert_ne!(seen.len(), before, "exited early:\n{seen}");
+    }
+    (child, stderr, seen)
+}
