@@ -299,20 +299,7 @@ fn running_binary_is_not_dumpable_and_sigquit_leaves_no_core_and_no_scratch() {
     assert_root();
     let p =
         Project::new("running_binary_is_not_dumpable_and_sigquit_leaves_no_core_and_no_scratch");
-    p.recording_backend()
-        .generator(
-            "slow.sh",
-            r#"cp "$prompts/pw" "$out/pw"; exec sleep 600.5813"#,
-        )
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.slow]
-generator = "generators/slow.sh"
-prompts.pw = {}
-files.pw = {}
-"#,
-        );
+    p.slow_artifact("600.5813");
     let mut command = p.command(["-v", "generate"]);
     command.env("ARTIFACTS_PROMPT_SLOW_PW", "quit-canary-6e0f");
     as_nobody(&p, &mut command);
@@ -624,20 +611,7 @@ fn scratch_left_by_a_killed_run_is_removed_by_the_next_run_but_not_while_in_use(
     let p = Project::new(
         "scratch_left_by_a_killed_run_is_removed_by_the_next_run_but_not_while_in_use",
     );
-    p.recording_backend()
-        .generator(
-            "slow.sh",
-            r#"cp "$prompts/pw" "$out/pw"; exec sleep 600.7071"#,
-        )
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.slow]
-generator = "generators/slow.sh"
-prompts.pw = {}
-files.pw = {}
-"#,
-        );
+    p.slow_artifact("600.7071");
     // Killed outright: no chance to clean up, the prompt answer stays behind.
     let (mut killed, _) = start_blocked_generation(&p);
     killed.kill().unwrap();

@@ -207,20 +207,7 @@ fn sigterm_during_generation_stops_the_generator_and_removes_temporary_files() {
 /// `token` makes the generator's sleep recognisable among all processes.
 fn interrupt_generation(name: &str, signal: nix::sys::signal::Signal, token: &str) {
     let p = Project::new(name);
-    p.recording_backend()
-        .generator(
-            "slow.sh",
-            &format!(r#"cp "$prompts/pw" "$out/pw"; exec sleep {token}"#),
-        )
-        .manifest(
-            r#"
-default.backend = "rec"
-[nixos.m.artifacts.slow]
-generator = "generators/slow.sh"
-prompts.pw = {}
-files.pw = {}
-"#,
-        );
+    p.slow_artifact(token);
     let mut command = p.command(["-v", "generate"]);
     command.env("ARTIFACTS_PROMPT_SLOW_PW", "x");
     // Until the generator is about to run: the progress line says so.

@@ -90,6 +90,26 @@ impl Project {
             .manifest(TOKEN_MANIFEST)
     }
 
+    /// Backend `rec` and artifact `slow` on machine `m`: a generator that
+    /// copies prompt `pw` to file `pw`, then blocks in `sleep TOKEN` (the
+    /// token makes it recognisable among all processes) until killed.
+    pub fn slow_artifact(&self, token: &str) -> &Self {
+        self.recording_backend()
+            .generator(
+                "slow.sh",
+                &format!(r#"cp "$prompts/pw" "$out/pw"; exec sleep {token}"#),
+            )
+            .manifest(
+                r#"
+default.backend = "rec"
+[nixos.m.artifacts.slow]
+generator = "generators/slow.sh"
+prompts.pw = {}
+files.pw = {}
+"#,
+            )
+    }
+
     /// A generator script under `generators/`.
     pub fn generator(&self, name: &str, body: &str) -> &Self {
         self.script(
