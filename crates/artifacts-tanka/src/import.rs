@@ -9,15 +9,19 @@
 //! path (symlinks resolved) is outside is refused. So a repository's jsonnet
 //! cannot read the age key mounted in the ArgoCD sidecar, `/dev/stdin`, or
 //! `/proc/self/environ`. Only regular files are read, opened with
-//! `O_NOFOLLOW` on their resolved path.
+//! `O_NOFOLLOW` on their resolved path. `import 'tk'` is tanka's in-memory
+//! library (`{ env: std.extVar('tanka.dev/environment') }`), as in tanka.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, error::ErrorKind};
+use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, SourceVirtual, error::ErrorKind};
 use jrsonnet_gcmodule::Acyclic;
 use jrsonnet_ir::SourceFile;
+
+/// The name of tanka's in-memory `tk` library.
+const TK_SOURCE: &str = "<internal>/tk.libsonnet";
 
 /// Resolves imports inside one directory tree.
 #[derive(Acyclic)]
@@ -100,6 +104,10 @@ impl ImportResolver for RootedResolver {
     ) -> jrsonnet_evaluator::Result<SourcePath> {
         let resolve_path = path.as_path();
         let rel: &Path = resolve_path.as_ref();
+        // tanka serves `import 'tk'` from memory, before any file.
+        if rel == Path::new("tk") {
+            return Ok(SourcePath::new(SourceVirtual(TK_SOURCE.into())));
+        }
         if rel.is_absolute() {
             return Err(self.refuse(rel, "absolute paths are not allowed"));
         }
@@ -116,6 +124,11 @@ impl ImportResolver for RootedResolver {
     }
 
     fn load_file_contents(&self, resolved: &SourcePath) -> jrsonnet_evaluator::Result<Vec<u8>> {
+        if let Some(v) = resolved.downcast_ref::<SourceVirtual>()
+            && v.0.as_str() == TK_SOURCE
+        {
+            return Ok(crate::eval::TK_LIBSONNET.as_bytes().to_vec());
+        }
         let Some(f) = resolved.downcast_ref::<SourceFile>() else {
             return Err(
                 ErrorKind::RuntimeError("only project files can be imported".into()).into(),
