@@ -107,7 +107,9 @@ pub enum Error {
         message: String,
     },
     /// The builtin engine cannot render this exactly as tanka does.
-    #[error("environment `{env}` uses {feature}, which the builtin engine does not render exactly as tanka does")]
+    #[error(
+        "environment `{env}` uses {feature}, which the builtin engine does not render exactly as tanka does"
+    )]
     Unsupported {
         /// The environment path.
         env: String,

@@ -90,7 +90,8 @@ mod tests {
     #[test]
     fn one_environment_anywhere_is_chosen() {
         let raw = json!({"deep": [{"x": env("only", "n1")}]});
-        let (spec, data) = select(raw, None, "environments/e", "environments/e/main.jsonnet").unwrap();
+        let (spec, data) =
+            select(raw, None, "environments/e", "environments/e/main.jsonnet").unwrap();
         assert_eq!(spec.name, "only");
         assert_eq!(spec.namespace, "n1");
         assert_eq!(spec.entrypoint, "environments/e/main.jsonnet");

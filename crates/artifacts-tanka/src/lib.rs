@@ -65,6 +65,7 @@
 pub mod cmp;
 pub mod error;
 pub mod eval;
+pub mod goyaml;
 pub mod import;
 pub mod inline;
 pub mod limits;

@@ -382,10 +382,10 @@ fn namespace(m: &mut Map<String, Value>, default: &str) {
     }
     // tanka reads the annotations through an accessor that replaces
     // anything but an object by `{}`, then drops them when empty.
-    if !md
+    if md
         .get("annotations")
         .and_then(Value::as_object)
-        .is_some_and(|a| !a.is_empty())
+        .is_none_or(Map::is_empty)
     {
         md.remove("annotations");
     }

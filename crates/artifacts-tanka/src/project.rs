@@ -79,13 +79,12 @@ impl Project {
                     path: spec_file.clone(),
                     message,
                 };
-                let value: Value =
-                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-                let mut spec =
-                    Spec::parse(&value, &format!("environments/{name}/main.jsonnet")).map_err(bad)?;
+                let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+                let mut spec = Spec::parse(&value, &format!("environments/{name}/main.jsonnet"))
+                    .map_err(bad)?;
                 // tanka names a static environment by its path, whatever spec.json says.
                 spec.name = format!("environments/{name}");
-                Kind::Static(spec)
+                Kind::Static(Box::new(spec))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Kind::Inline,
             Err(e) => return Err(Error::io("read", &spec_file, e)),
@@ -182,7 +181,7 @@ pub fn check_environment_name(name: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// `spec.json` next to `main.jsonnet`: the output is the environment's data.
-    Static(Spec),
+    Static(Box<Spec>),
     /// No `spec.json`: the output holds `tanka.dev/v1alpha1` `Environment`
     /// objects whose `data` are the resources.
     Inline,
@@ -311,7 +310,10 @@ impl Fields<'_> {
                 *out = s.clone();
                 Ok(())
             }
-            Some(v) => Err(format!("`{path}` is a {} but should be a string", type_of(v))),
+            Some(v) => Err(format!(
+                "`{path}` is a {} but should be a string",
+                type_of(v)
+            )),
         }
     }
 
@@ -322,7 +324,10 @@ impl Fields<'_> {
                 *out = *b;
                 Ok(())
             }
-            Some(v) => Err(format!("`{path}` is a {} but should be a boolean", type_of(v))),
+            Some(v) => Err(format!(
+                "`{path}` is a {} but should be a boolean",
+                type_of(v)
+            )),
         }
     }
 
@@ -344,7 +349,10 @@ impl Fields<'_> {
                     .collect::<std::result::Result<_, _>>()?;
                 Ok(())
             }
-            Some(v) => Err(format!("`{path}` is a {} but should be an array", type_of(v))),
+            Some(v) => Err(format!(
+                "`{path}` is a {} but should be an array",
+                type_of(v)
+            )),
         }
     }
 
@@ -374,7 +382,10 @@ impl Fields<'_> {
                 }
                 Ok(())
             }
-            Some(v) => Err(format!("`{path}` is a {} but should be an object", type_of(v))),
+            Some(v) => Err(format!(
+                "`{path}` is a {} but should be an object",
+                type_of(v)
+            )),
         }
     }
 }
@@ -405,7 +416,10 @@ impl Spec {
     /// `namespace`, `server` and `team` are honoured where tanka honours them.
     pub fn parse(value: &Value, entrypoint: &str) -> std::result::Result<Spec, String> {
         if !value.is_object() {
-            return Err(format!("the environment is a {}, not an object", type_of(value)));
+            return Err(format!(
+                "the environment is a {}, not an object",
+                type_of(value)
+            ));
         }
         let f = Fields(value);
         let mut s = Spec::new("", entrypoint);
@@ -418,7 +432,10 @@ impl Spec {
         f.string("spec.applyStrategy", &mut s.apply_strategy)?;
         f.bool("spec.injectLabels", &mut s.inject_labels)?;
         f.strings("spec.tankaEnvLabelFromFields", &mut s.label_from_fields)?;
-        f.map("spec.resourceDefaults.annotations", &mut s.default_annotations)?;
+        f.map(
+            "spec.resourceDefaults.annotations",
+            &mut s.default_annotations,
+        )?;
         f.map("spec.resourceDefaults.labels", &mut s.default_labels)?;
         f.string("spec.expectVersions.tanka", &mut s.expect_tanka)?;
         f.string(
@@ -429,7 +446,10 @@ impl Spec {
         let top = |key: &str| match value.get(key) {
             None => Ok(None),
             Some(Value::String(v)) => Ok(Some(v.clone())),
-            Some(v) => Err(format!("`{key}` is a {} but should be a string", type_of(v))),
+            Some(v) => Err(format!(
+                "`{key}` is a {} but should be a string",
+                type_of(v)
+            )),
         };
         if s.namespace.is_empty()
             && let Some(n) = top("namespace")?
@@ -476,7 +496,10 @@ impl Spec {
         opt("apiServer", &self.api_server);
         opt("diffStrategy", &self.diff_strategy);
         opt("applyStrategy", &self.apply_strategy);
-        opt("exportJsonnetImplementation", &self.export_jsonnet_implementation);
+        opt(
+            "exportJsonnetImplementation",
+            &self.export_jsonnet_implementation,
+        );
         if !self.context_names.is_empty() {
             spec.insert("contextNames".into(), json!(self.context_names));
         }
@@ -518,7 +541,10 @@ impl Spec {
     /// than one entry (its result is then undefined or a crash) is refused.
     pub fn name_label(&self) -> std::result::Result<String, String> {
         use sha2::Digest;
-        let defaults = [".metadata.name".to_string(), ".metadata.namespace".to_string()];
+        let defaults = [
+            ".metadata.name".to_string(),
+            ".metadata.namespace".to_string(),
+        ];
         let fields = if self.label_from_fields.is_empty() {
             &defaults[..]
         } else {
@@ -533,9 +559,7 @@ impl Spec {
     }
 
     fn label_field(&self, field: &str) -> std::result::Result<String, String> {
-        let unsupported = || {
-            format!("`spec.tankaEnvLabelFromFields` entry `{field}`")
-        };
+        let unsupported = || format!("`spec.tankaEnvLabelFromFields` entry `{field}`");
         let single = |m: &BTreeMap<String, String>| match m.len() {
             1 => m.values().next().cloned().ok_or_else(unsupported),
             _ => Err(unsupported()),

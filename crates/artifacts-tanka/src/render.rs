@@ -7,9 +7,9 @@
 
 use crate::error::{Error, Result};
 use crate::eval::{self, Vars};
+use crate::inline;
 use crate::output;
 use crate::process;
-use crate::inline;
 use crate::project::{Environment, Kind, Project};
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
@@ -76,18 +76,15 @@ pub fn show(
                 &mut diagnostics,
             )?;
             let (spec, data) = match env.kind() {
-                Kind::Static(spec) => (spec.clone(), value),
-                Kind::Inline => {
-                    inline::select(value, select, &env.path(), &env.entrypoint()).map_err(
-                        |e| match e {
-                            inline::SelectError::Extract(m) => extract_error(m),
-                            inline::SelectError::Select(m) => Error::Inline {
-                                env: env.name().to_string(),
-                                message: redactor.redact(&m),
-                            },
+                Kind::Static(spec) => ((**spec).clone(), value),
+                Kind::Inline => inline::select(value, select, &env.path(), &env.entrypoint())
+                    .map_err(|e| match e {
+                        inline::SelectError::Extract(m) => extract_error(m),
+                        inline::SelectError::Select(m) => Error::Inline {
+                            env: env.name().to_string(),
+                            message: redactor.redact(&m),
                         },
-                    )?
-                }
+                    })?,
             };
             if !spec.expect_tanka.is_empty() {
                 // tanka checks its own version against this; we are not tanka.

@@ -98,7 +98,9 @@ pub fn show(
                 VarValue::Str(s) => ("str", s),
                 VarValue::Code(c) => ("code", c),
             };
-            builder.arg(format!("--{kind}-{flag}")).arg(format!("{k}={value}"));
+            builder
+                .arg(format!("--{kind}-{flag}"))
+                .arg(format!("{k}={value}"));
         }
     }
 

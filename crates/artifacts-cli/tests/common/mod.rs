@@ -113,7 +113,10 @@ impl Fixture {
 
     /// Encrypts `plain` with the real sops into `environments/<env>/secrets.sops.yaml`.
     pub fn sops_encrypt(&self, env: &str, plain: &str) -> PathBuf {
-        let src = self.dir.path().join(format!("{env}.plain.yaml"));
+        let src = self
+            .dir
+            .path()
+            .join(format!("{}.plain.yaml", env.replace('/', "_")));
         std::fs::write(&src, plain).unwrap();
         let out = Command::new(sops_bin())
             .args(["--disable-version-check", "encrypt", "--age"])
