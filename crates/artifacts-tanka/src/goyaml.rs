@@ -691,12 +691,16 @@ fn sorted_keys(m: &Map<String, Value>, flavor: Flavor) -> Result<Vec<&String>, S
 }
 
 /// Go's `unicode.IsLetter` and `unicode.IsDigit`, where they can be told
-/// without Unicode tables (`None` otherwise).
+/// without Unicode tables (`None` otherwise): ASCII, the Latin letters of
+/// U+00C0..U+024F (every alphabetic character there is a letter), and
+/// characters that are neither alphabetic nor numeric.
 fn classify(c: char) -> Option<(bool, bool)> {
     if c.is_ascii() {
         Some((c.is_ascii_alphabetic(), c.is_ascii_digit()))
     } else if !c.is_alphabetic() && !c.is_numeric() {
         Some((false, false))
+    } else if ('\u{C0}'..='\u{24F}').contains(&c) {
+        Some((true, false))
     } else {
         None
     }
@@ -817,12 +821,22 @@ pub fn resolves_to_string(s: &str) -> bool {
         "NULL", ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
         "-.Inf", "-.INF", "<<",
     ];
+    // The first character picks what the resolver tries at all: a string
+    // starting elsewhere (`<<` included) is a string.
+    let hint = match s.as_bytes().first() {
+        None => b'N',
+        Some(b'+' | b'-') => b'S',
+        Some(b'0'..=b'9') => b'D',
+        Some(b'y' | b'Y' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'o' | b'O' | b'~') => b'M',
+        Some(b'.') => b'.',
+        Some(_) => return true,
+    };
     if SPECIAL.contains(&s) || is_base60_float(s) {
         return false;
     }
-    match s.as_bytes().first() {
-        Some(b'.') => !go_parse_float(s),
-        Some(b'+' | b'-' | b'0'..=b'9') => {
+    match hint {
+        b'.' => !go_parse_float(s),
+        b'S' | b'D' => {
             if parse_timestamp(s) {
                 return false;
             }
@@ -1185,7 +1199,6 @@ mod tests {
             "2001-12-14 21:59:43.10",
             "1:20",
             "-.inf",
-            "<<",
             "18446744073709551615",
             // too big for an integer, still a float
             "18446744073709551616",
@@ -1205,6 +1218,8 @@ mod tests {
             "._5",
             "1:60",
             "2024-01-02x",
+            // no resolver hint for `<`: the merge key stays plain
+            "<<",
         ] {
             assert!(resolves_to_string(s), "{s}");
         }

@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, SourceVirtual, error::ErrorKind};
 use jrsonnet_gcmodule::Acyclic;
-use jrsonnet_ir::SourceFile;
+use jrsonnet_ir::{SourceFifo, SourceFile};
 
 /// The name of tanka's in-memory `tk` library.
 const TK_SOURCE: &str = "<internal>/tk.libsonnet";
@@ -128,6 +128,11 @@ impl ImportResolver for RootedResolver {
             && v.0.as_str() == TK_SOURCE
         {
             return Ok(crate::eval::TK_LIBSONNET.as_bytes().to_vec());
+        }
+        // `--ext-code` / `--tla-code` values: the evaluator wraps them
+        // itself; imports inside them still come through `resolve_from`.
+        if let Some(code) = resolved.downcast_ref::<SourceFifo>() {
+            return Ok(code.1.to_vec());
         }
         let Some(f) = resolved.downcast_ref::<SourceFile>() else {
             return Err(
