@@ -383,6 +383,26 @@ fn nested_environments_by_path_in_show_and_cmp() {
         assert_eq!(out.code, 2, "{bad}: {out:?}");
     }
 
+    // a static environment's label hashes its path and entry point (tanka's
+    // `metadata.name` is the path from the root)
+    fx.write(
+        "environments/a/b/spec.json",
+        r#"{"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "metadata": {"name": "ignored"},
+            "spec": {"namespace": "ab", "injectLabels": true}}"#,
+    );
+    fx.write(
+        "environments/a/b/main.jsonnet",
+        &format!("{{ c: {CONFIG} }}"),
+    );
+    let out = show(&fx, &["a/b"]);
+    assert_eq!(
+        out.assert_ok().stdout,
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels:\n    tanka.dev/environment: {}\n  name: config\n  namespace: ab\n",
+            sha256_48("environments/a/b:environments/a/b/main.jsonnet")
+        )
+    );
+
     let argocd = |tk_env: Option<&str>| {
         let mut env: BTreeMap<String, OsString> = fx.env.clone();
         env.insert("ARGOCD_APP_REVISION".into(), "abc".into());
