@@ -1,10 +1,14 @@
 //! The builtin engine: one environment's `main.jsonnet` evaluated in-process
-//! with jrsonnet, as tanka evaluates a static environment.
+//! with jrsonnet, as tanka evaluates it.
 //!
 //! Import paths (tanka's precedence): the importing file's directory, the
 //! environment directory, `lib/`, `<env>/vendor/`, `vendor/`, confined to the
-//! project root ([`crate::import`]). Natives: [`crate::natives`]. Top-level
-//! arguments and external variables are strings only. `std.trace` output is
+//! project root ([`crate::import`]); `import 'tk'` is tanka's library.
+//! Natives: [`crate::natives`]. Top-level arguments and external variables
+//! are strings or code ([`Vars`], tanka's precedence); the ext var
+//! `tanka.dev/environment` is the static environment's spec, or tanka's
+//! error for inline ones. With `--name`, tanka's selection of inline
+//! environments runs on the lazy result. `std.trace` output is
 //! collected, redacted, and handed back instead of going to the process's
 //! stderr. Each call builds a fresh evaluator state (thread-local to jrsonnet,
 //! entered for the duration of the call).

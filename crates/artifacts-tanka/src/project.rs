@@ -1,10 +1,12 @@
-//! Tanka project layout: the project root, static environments and their
-//! `spec.json`, and whether the declarations give an environment secrets.
+//! Tanka project layout: the project root, environments and their
+//! `spec.json` ([`Spec`], tanka's `v1alpha1.Environment`), and whether the
+//! declarations give an environment secrets.
 //!
 //! As tanka does: the root is the nearest directory at or above the start
-//! holding `tkrc.yaml`, else the nearest holding `jsonnetfile.json`; a static
-//! environment is `environments/<env>/` with `main.jsonnet` and an optional
-//! `spec.json`. No global state.
+//! holding `tkrc.yaml`, else the nearest holding `jsonnetfile.json`; an
+//! environment is a directory below `environments/` (at any depth, named by
+//! its path) with `main.jsonnet`: static when `spec.json` is beside it,
+//! inline otherwise. No global state.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
