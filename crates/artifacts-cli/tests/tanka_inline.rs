@@ -571,6 +571,12 @@ fn what_the_builtin_engine_cannot_render_exactly_is_refused_by_cmp_generate() {
             format!("{{ c: {} }}", cm(", data: { '日本': 'a', 'ab': 'b' }")),
             "the order of the map keys",
         ),
+        // a List in a List: whether tanka unwraps it depends on Go's map order
+        (
+            r#"{"namespace": "x"}"#,
+            "{ l: { apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'List', items: [] }] } }".to_string(),
+            "a List inside a List (at `.l.items[0]`)",
+        ),
         // tanka reads "the" value of a map with two entries: random
         (
             r#"{"namespace": "x", "injectLabels": true, "tankaEnvLabelFromFields": [".metadata.labels.a"]}"#,

@@ -335,6 +335,11 @@ fn unwrap_lists(
                 ));
             };
             verify(&item, &name)?;
+            if is_list(&item) {
+                // tanka adds the items to the map it is iterating over, so
+                // whether it unwraps this one too is up to Go's map order.
+                return Err(unsupported(format!("a List inside a List (at `{name}`)")));
+            }
             out.push(item);
         }
     }
@@ -455,6 +460,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("metadata.name") && e.contains(".x"), "{e}");
+    }
+
+    #[test]
+    fn a_list_inside_a_list_is_refused() {
+        let inner = json!({"apiVersion": "v1", "kind": "List", "items": []});
+        let e = process(
+            json!({"l": {"apiVersion": "v1", "kind": "List", "items": [inner]}}),
+            &spec(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(UNSUPPORTED) && e.contains(".l.items[0]"),
+            "{e}"
+        );
     }
 
     #[test]
