@@ -372,3 +372,56 @@ fn our_yaml_equals_go_yaml_v2_in_kubectl() {
     }
     assert!(checked >= 20, "{checked}");
 }
+
+/// tanka holds every number as a float64 and prints it with
+/// `strconv.FormatFloat(f, 'g', -1, 64)`; kubectl prints fractional numbers
+/// the same way (integers it keeps as integers, so only fractions here).
+#[test]
+fn fractional_numbers_equal_go_formatfloat_in_kubectl() {
+    let kubectl = artifacts_testkit::tool("kubectl", "kubernetes-client");
+    let values = [
+        0.5,
+        -2.25,
+        0.0001,
+        0.00001,
+        1.5e-7,
+        0.1 + 0.2,
+        1.0 / 3.0,
+        123456.789,
+        1234567.5,
+        6.02e23,
+        1.7976931348623157e308,
+        5e-324,
+    ];
+    let data: serde_json::Map<String, Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (format!("v{i:02}"), serde_json::json!(v)))
+        .collect();
+    let doc = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "floats", "annotations": {}},
+        "values": data,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("floats.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = Command::new(kubectl)
+        .args(["annotate", "--local", "-o", "yaml", "-f"])
+        .arg(&file)
+        .arg("corpus.invalid/absent-")
+        .env("KUBECONFIG", dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = goyaml::marshal(&doc, goyaml::Flavor::V2).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), ours);
+    assert!(
+        ours.contains("1.2345675e+06") && ours.contains("1e-05"),
+        "{ours}"
+    );
+}
