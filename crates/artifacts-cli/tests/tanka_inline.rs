@@ -577,6 +577,12 @@ fn what_the_builtin_engine_cannot_render_exactly_is_refused_by_cmp_generate() {
             "{ l: { apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'List', items: [] }] } }".to_string(),
             "a List inside a List (at `.l.items[0]`)",
         ),
+        // yaml.v3 reads the plain `017` as a number, our parser as a string
+        (
+            r#"{"namespace": "x"}"#,
+            format!("{{ c: {} }}", cm(", data: { v: std.toString(std.native('parseYaml')('pin: 017')) }")),
+            "parseYaml of a plain scalar that tanka's yaml.v3 reads as a number",
+        ),
         // tanka reads "the" value of a map with two entries: random
         (
             r#"{"namespace": "x", "injectLabels": true, "tankaEnvLabelFromFields": [".metadata.labels.a"]}"#,

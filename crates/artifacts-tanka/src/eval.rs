@@ -261,6 +261,15 @@ pub fn evaluate(
     };
     traces.extend(collected.borrow().iter().map(|t| redactor.redact(t)));
     result.map_err(|e| {
+        // A native refusing what it cannot do exactly (see process::UNSUPPORTED).
+        if let ErrorKind::RuntimeError(m) = e.error()
+            && let Some(feature) = m.strip_prefix(crate::process::UNSUPPORTED)
+        {
+            return Error::Unsupported {
+                env: env.name().to_string(),
+                feature: redactor.redact(feature),
+            };
+        }
         let format = CompactFormat {
             resolver: PathResolver::Relative(root),
             max_trace: 20,

@@ -847,6 +847,69 @@ pub fn resolves_to_string(s: &str) -> bool {
     }
 }
 
+/// Whether yaml.v3's decoder reads the plain scalar `s` as something other
+/// than a string (its resolver without the output-only rules: YAML 1.1
+/// booleans, timestamps and base-60 numbers decode as strings).
+fn v3_decodes_as_non_string(s: &str) -> bool {
+    const V3_MAP: &[&str] = &[
+        "true", "True", "TRUE", "false", "False", "FALSE", "", "~", "null", "Null", "NULL", ".nan",
+        ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf",
+        "-.INF",
+    ];
+    match s.as_bytes().first() {
+        Some(b'.') => V3_MAP.contains(&s) || go_parse_float(s),
+        Some(b'+' | b'-' | b'0'..=b'9') => {
+            if parse_timestamp(s) {
+                return false;
+            }
+            let plain: String = s.chars().filter(|&c| c != '_').collect();
+            go_parse_int(&plain) || (yaml_style_float(&plain) && go_parse_float(&plain))
+        }
+        _ => V3_MAP.contains(&s),
+    }
+}
+
+/// `std.native('parseYaml')` parses with a YAML 1.2 resolver; tanka's
+/// yaml.v3 also reads `017` (octal), `1_000` or `0X1F` as numbers.
+/// A string of the result that yaml.v3 would have read as a number, and
+/// that the text holds unquoted, is refused (the value is not named: it
+/// may be a secret).
+pub fn check_v3_plain_scalars(text: &str, docs: &[Value]) -> Result<(), String> {
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+            Value::Object(m) => {
+                for (k, v) in m {
+                    out.push(k);
+                    strings(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    docs.iter().for_each(|d| strings(d, &mut all));
+    let unquoted = |s: &str| {
+        text.match_indices(s).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + s.len()..].chars().next();
+            before.is_none_or(|c| c.is_whitespace() || matches!(c, ':' | '-' | '[' | '{' | ','))
+                && after
+                    .is_none_or(|c| c.is_whitespace() || matches!(c, ':' | ',' | ']' | '}' | '#'))
+        })
+    };
+    if all
+        .into_iter()
+        .any(|s| v3_decodes_as_non_string(s) && unquoted(s))
+    {
+        return Err(format!(
+            "{UNSUPPORTED}parseYaml of a plain scalar that tanka's yaml.v3 reads as a number (leading zeros, `_`, or an upper-case base prefix); quote it"
+        ));
+    }
+    Ok(())
+}
+
 fn all_digits(s: &str, radix: u32) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_digit(radix))
 }
@@ -1266,6 +1329,31 @@ mod tests {
             marshal(&v, Flavor::V2).unwrap(),
             "k: \"tab\\there \\U0001F600 ü\"\n"
         );
+    }
+
+    #[test]
+    fn plain_scalars_yaml_v3_reads_as_numbers_are_refused() {
+        let check = |text: &str| {
+            let docs = crate::natives::yaml_documents(text).unwrap();
+            check_v3_plain_scalars(text, &docs)
+        };
+        for text in ["a: 017\n", "a: 1_000\n", "- 0X1F\n", "017: a\n"] {
+            let e = check(text).unwrap_err();
+            assert!(
+                e.starts_with(UNSUPPORTED) && !e.contains("017"),
+                "{text}: {e}"
+            );
+        }
+        for text in [
+            "a: '017'\n",
+            "a: \"1_000\"\n",
+            "a: 17\n",
+            "a: yes\n",
+            "a: 2024-01-02\n",
+            "a: x017\n",
+        ] {
+            assert!(check(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

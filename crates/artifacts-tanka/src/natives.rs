@@ -60,6 +60,7 @@ fn native_parse_json(json: IStr) -> Result<Val> {
 #[builtin]
 fn native_parse_yaml(yaml: IStr) -> Result<Val> {
     let docs = yaml_documents(&yaml).map_err(|e| fail(format!("parsing yaml: {e}")))?;
+    crate::goyaml::check_v3_plain_scalars(&yaml, &docs).map_err(fail)?;
     json_to_val(serde_json::Value::Array(docs))
 }
 
