@@ -5,7 +5,7 @@
 //! | name | parameters | result |
 //! |---|---|---|
 //! | `parseJson` | `json` | the value |
-//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text) |
+//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text); what yaml.v3 reads otherwise (`017`, `<<`) is refused |
 //! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline (Go's `json.Indent`: order and spelling kept) |
 //! | `manifestYamlFromJson` | `json` | YAML as Go's yaml.v3 writes it ([`crate::goyaml`]) |
 //! | `escapeStringRegex` | `str` | `str` with RE2 metacharacters escaped |
