@@ -418,6 +418,15 @@ fn nested_environments_by_path_in_show_and_cmp() {
         assert_eq!(out.assert_ok().stdout, expected);
         assert_eq!(out.stderr, "");
     }
+    // no environment named and no `default`: every environment, so the
+    // plugin applies and generate fails naming `default`
+    std::fs::remove_dir_all(fx.root().join("environments/default")).unwrap();
+    let out = fx.run(&argocd(None), &["cmp", "discover"]);
+    assert_eq!(out.assert_ok().stdout, "a/b\nprom-grafana/dev\n");
+    refused(
+        &fx.run(&argocd(None), &["cmp", "generate"]),
+        "environment `default` not found",
+    );
     // no such environment, the parent directory, a traversal: no match
     for name in [
         "prom-grafana",

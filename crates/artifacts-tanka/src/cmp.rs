@@ -105,10 +105,13 @@ pub fn check_allowed(list: Option<&Path>, env: &BTreeMap<String, OsString>) -> R
     }
 }
 
-/// Discovery: the environment's path when `environments/<env>/main.jsonnet`
-/// exists under `dir` (at any depth) and the repository is allowed; `None`
-/// otherwise (the plugin does not apply). Errors only for an unreadable
-/// allow-list.
+/// Discovery, for an allowed repository: the environment's path when
+/// `environments/<env>/main.jsonnet` exists under `dir` (at any depth).
+/// When the Application names no environment and there is no `default`,
+/// every environment below `environments/` (one path per line): the plugin
+/// applies, and `generate` then fails naming the missing environment
+/// instead of ArgoCD rendering the directory some other way. `None`: the
+/// plugin does not apply. Errors only for an unreadable allow-list.
 pub fn discover(
     dir: &Path,
     env: &BTreeMap<String, OsString>,
@@ -117,16 +120,28 @@ pub fn discover(
     let Ok(name) = crate::project::environment_name(&environment_name(env)) else {
         return Ok(None);
     };
-    if !dir
-        .join("environments")
-        .join(&name)
-        .join("main.jsonnet")
-        .is_file()
-    {
+    let exists = |name: &str| {
+        dir.join("environments")
+            .join(name)
+            .join("main.jsonnet")
+            .is_file()
+    };
+    let named = var(env, ENV_TK_ENV_ARGOCD).is_some() || var(env, ENV_TK_ENV).is_some();
+    let found = if exists(&name) {
+        name
+    } else if named {
         return Ok(None);
-    }
+    } else {
+        let all = crate::project::Project::at(dir)
+            .and_then(|p| p.environments())
+            .unwrap_or_default();
+        if all.is_empty() {
+            return Ok(None);
+        }
+        all.join("\n")
+    };
     match check_allowed(allowlist, env) {
-        Ok(()) => Ok(Some(name)),
+        Ok(()) => Ok(Some(found)),
         Err(Error::NotAllowed { .. }) => Ok(None),
         Err(e) => Err(e),
     }
