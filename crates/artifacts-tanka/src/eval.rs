@@ -195,7 +195,6 @@ impl jrsonnet_stdlib::TracePrinter for CollectTraces {
 /// the inline environments whose `metadata.name` contains this text are
 /// kept, everything else in the output becomes `{}` without being
 /// evaluated (tanka's `--name`).
-#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     project: &Project,
     env: &Environment,
