@@ -59,8 +59,12 @@
 pub mod cmp;
 pub mod error;
 pub mod eval;
+pub mod external;
+pub mod helm;
 pub mod import;
+pub mod kustomize;
 pub mod limits;
+pub mod listmap;
 pub mod natives;
 pub mod output;
 pub mod process;
