@@ -241,6 +241,21 @@ fn helm_values_reach_helm_in_a_private_file_never_in_argv() {
         "the values file outlived helm"
     );
     assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+
+    // helm failing with the values on its stderr: shown, the secret redacted.
+    p.script(
+        "fake-bin/helm",
+        "#!/bin/sh\nwhile [ \"$1\" != --values ]; do shift; done\necho \"Error: bad values:\" >&2\ncat \"$2\" >&2\nexit 1\n",
+    );
+    let run = p.finish(&mut command);
+    run.code(1)
+        .stderr_has("Error: bad values:")
+        .stderr_has("<redacted>")
+        .stderr_lacks(canary);
+    if !run.stdout.is_empty() {
+        run.fail("stdout is not empty");
+    }
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
 }
 
 #[test]
@@ -344,12 +359,16 @@ fn paths_outside_the_project_are_refused_with_empty_stdout() {
         &p.root.join("lib/demo/charts/demo"),
         &p.root.join("environments/inner-link/chart"),
     );
+    // helm follows symlinks in a chart: without the check this renders the secret.
     symlink(
         outside.join("secret.txt"),
-        p.root
-            .join("environments/inner-link/chart/templates/leak.yaml"),
+        p.root.join("environments/inner-link/chart/leak.txt"),
     )
     .unwrap();
+    p.file(
+        "environments/inner-link/chart/templates/leak.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leak\ndata:\n  stolen: {{ .Files.Get \"leak.txt\" | quote }}\n",
+    );
     p.file(
         "environments/k-base/overlay/kustomization.yaml",
         "resources:\n- ../../../../outside/base\n",
