@@ -6,12 +6,12 @@
 //! - **Paths**: as tanka, relative to the directory of `opts.calledFrom`
 //!   (what `std.thisFile` gives: relative to the project root in the builtin
 //!   engine, absolute in tanka). Confined by the import rule
-//!   ([`crate::import::resolve_inside`]): nothing outside the project root,
+//!   (`import::resolve_inside`): nothing outside the project root,
 //!   no `..` escape, no symlink escape, absolute paths refused; and every
 //!   symlink inside the handed-over directory must resolve inside the root
-//!   too ([`crate::import::check_tree`]), since the programs follow them.
+//!   too (`import::check_tree`), since the programs follow them.
 //! - **Running**: through the crate's one way of running programs
-//!   ([`crate::tk::confine`], [`crate::tk::finish`]): our environment minus
+//!   (`tk::confine`, `tk::finish`): our environment minus
 //!   the key variables, cwd the project root, stdin `/dev/null`, own process
 //!   group, a time limit, killed if we die; never through a shell.
 //!

@@ -84,7 +84,7 @@ const FIELDS: &[&str] = &[
 ];
 
 impl HelmOpts {
-    /// Reads `opts` as tanka does (Go's JSON rules, see [`read_opts`]).
+    /// Reads `opts` as tanka does (Go's JSON rules: keys in any case, `null` keeps the default).
     pub fn parse(opts: &Value) -> Result<HelmOpts, String> {
         let mut o = HelmOpts::default();
         read_opts(NATIVE, opts, FIELDS, |field, v| {

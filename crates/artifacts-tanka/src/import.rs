@@ -10,6 +10,10 @@
 //! cannot read the age key mounted in the ArgoCD sidecar, `/dev/stdin`, or
 //! `/proc/self/environ`. Only regular files are read, opened with
 //! `O_NOFOLLOW` on their resolved path.
+//!
+//! The same rule confines the charts and kustomizations `helmTemplate` and
+//! `kustomizeBuild` hand to programs (`resolve_inside`, and
+//! `check_tree` for the symlinks inside them): one implementation for all.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;

@@ -4,9 +4,9 @@
 //!
 //! - `path` is relative to the directory of `opts.calledFrom`
 //!   (`std.thisFile`), confined to the project ([`crate::external`]).
-//! - The program: `$TANKA_KUSTOMIZE_PATH build <dir>` or `kustomize build
-//!   <dir>` as tanka runs it, else `kubectl kustomize <dir>` (the same
-//!   kustomize, built into kubectl; Debian's `kubernetes-client`).
+//! - The program: `$TANKA_KUSTOMIZE_PATH build DIR` or `kustomize build DIR`
+//!   as tanka runs it, else `kubectl kustomize DIR` (the same kustomize,
+//!   built into kubectl; Debian's `kubernetes-client`).
 //! - Confinement beyond the directory itself: kustomize reads the files a
 //!   kustomization names only from inside its own directory (its default
 //!   load restrictor, which resolves symlinks), but it follows
