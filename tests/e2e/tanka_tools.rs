@@ -423,3 +423,70 @@ fn missing_helm_or_kubectl_is_a_clear_error_with_empty_stdout() {
         }
     }
 }
+
+#[test]
+fn interrupting_a_render_during_helm_stops_helm_and_removes_the_values_file() {
+    use std::io::BufRead;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    let p =
+        Project::new("interrupting_a_render_during_helm_stops_helm_and_removes_the_values_file");
+    let canary = "helm-interrupt-canary-3b8e";
+    let key = p.tanka_with_sops_secret(canary);
+    fs::create_dir_all(p.root.join("environments/default/charts/demo")).unwrap();
+    p.file(
+        "environments/default/main.jsonnet",
+        "function(secrets_yaml) std.native('helmTemplate')('app', './charts/demo', \
+         { calledFrom: std.thisFile, values: { s: secrets_yaml } })\n",
+    );
+    // A stand-in helm that reports its pid (through a fifo: no polling) and waits.
+    let fifo = p.root.join("helm-running");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fake = p.script(
+        "fake-bin/helm",
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600.3b8e\n",
+            fifo.display()
+        ),
+    );
+    let mut command = p.command(["tanka", "show", "default"]);
+    command
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .env("TANKA_HELM_PATH", &fake)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(fs::File::open(&fifo).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line.trim().parse().unwrap();
+    // SAFETY: pidfd_open returns a new descriptor or -1; we own it.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    assert!(fd >= 0, "pidfd_open of the stand-in helm failed");
+    // SAFETY: `fd` is the descriptor just opened above, owned by nothing else.
+    let helm_exit = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let private: Vec<_> = fs::read_dir(&p.tmp).unwrap().flatten().collect();
+    assert_eq!(
+        private.len(),
+        1,
+        "the values directory exists while helm runs"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert!(output.stdout.is_empty());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(canary));
+    assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
+    // The stand-in was stopped with us: its pidfd becomes readable on exit.
+    let mut fds = [nix::poll::PollFd::new(
+        helm_exit.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+    assert_eq!(ready, 1, "the stand-in helm (pid {pid}) outlived artifacts");
+}
