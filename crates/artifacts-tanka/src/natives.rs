@@ -12,7 +12,6 @@
 //! | `regexMatch` | `regex, string` | whether the regex matches anywhere |
 //! | `regexSubst` | `regex, src, repl` | every match replaced (`$1`, `${name}` expand) |
 //! | `sha256` | `str` | lowercase hex digest |
-//!
 //! | `helmTemplate` | `name, chart, opts` | the chart's objects by name ([`crate::helm`]) |
 //! | `kustomizeBuild` | `path, opts` | the kustomization's objects by name ([`crate::kustomize`]) |
 //!
