@@ -242,6 +242,17 @@ fn helm_values_reach_helm_in_a_private_file_never_in_argv() {
     );
     assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
 
+    // A relative TANKA_HELM_PATH is relative to where we run, as for tanka
+    // (helm itself runs in the project root).
+    let mut from_env_dir = p.command(["tanka", "show", "default"]);
+    from_env_dir
+        .current_dir(p.root.join("environments/default"))
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .env("TANKA_HELM_PATH", "../../fake-bin/helm");
+    p.finish(&mut from_env_dir)
+        .success()
+        .stdout_has("name: from-stand-in");
+
     // helm failing with the values on its stderr: shown, the secret redacted.
     p.script(
         "fake-bin/helm",

@@ -60,11 +60,13 @@ impl Tools {
     /// `TANKA_KUSTOMIZE_PATH`), when set and not empty.
     pub(crate) fn named_by(&self, var: &str) -> Option<PathBuf> {
         let v = self.env.get(var).filter(|v| !v.is_empty())?;
-        artifacts_os::path::find_executable_in(
+        let found = artifacts_os::path::find_executable_in(
             Path::new(v),
             self.env.get("PATH").map(OsString::as_os_str),
         )
-        .or_else(|| Some(PathBuf::from(v)))
+        .unwrap_or_else(|| PathBuf::from(v));
+        // Relative to our directory, as for tanka: the program runs in the root.
+        Some(std::path::absolute(&found).unwrap_or(found))
     }
 
     /// `name` in `PATH`.
