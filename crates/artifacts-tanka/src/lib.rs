@@ -17,6 +17,9 @@
 //! - **Render**: [`render::show`] with [`render::Engine::Builtin`]
 //!   (jrsonnet, [`eval`]) or [`render::Engine::Tk`] ([`tk`]); it returns
 //!   the YAML stream only when at least one object came out.
+//!   - `std.native('helmTemplate')` / `('kustomizeBuild')` run the real
+//!     programs on charts and kustomizations inside the project ([`helm`],
+//!     [`kustomize`], [`external`], keyed by [`listmap`]).
 //!   - The pieces: [`eval::evaluate`] (jsonnet → JSON), [`inline::select`]
 //!     (an inline environment's spec and data), [`process::process`]
 //!     (tanka's extraction, namespace/labels, ordering), [`output::stream`].
@@ -65,10 +68,14 @@
 pub mod cmp;
 pub mod error;
 pub mod eval;
+pub mod external;
 pub mod goyaml;
+pub mod helm;
 pub mod import;
 pub mod inline;
+pub mod kustomize;
 pub mod limits;
+pub mod listmap;
 pub mod natives;
 pub mod output;
 pub mod process;
