@@ -205,6 +205,9 @@ impl Error {
             ),
             Error::Spawn { .. } => Some("install Grafana Tanka (`tk`), or use --engine builtin"),
             Error::Unsupported { .. } => Some("render it with the real tanka: --engine tk"),
+            Error::Inline { .. } => Some(
+                "select an inline environment by its metadata.name with --name NAME (plugin.env TK_NAME under ArgoCD)",
+            ),
             Error::NotAllowed { .. } => {
                 Some("add the repository URL as a whole line to the allow-list")
             }
