@@ -303,3 +303,167 @@ fn security_key_ssh_host_keys_are_refused_by_name() {
         .stderr_has("not supported by age");
     assert!(!Path::new(&p.root.join("secrets/per-machine/m1/db")).exists());
 }
+
+/// A test fixture plugin, `age-plugin-pin`, that asks like hardware plugins
+/// do (no software plugin on crates.io asks anything): speaking the real
+/// plugin protocol, it shows a message, asks to confirm and asks for a PIN
+/// (`1234`) before it hands over the file key. NOT encryption: its stanza
+/// holds the file key in the clear. Recipient and identity are fixed
+/// (bech32 of "fixture-key-0001").
+const PIN_PLUGIN: &str = r#"#!/bin/bash
+set -eu
+b64d() { local s=$1; while (( ${#s} % 4 )); do s+="="; done; printf '%s' "$s" | base64 -d; }
+b64e() { base64 -w0 | tr -d '='; }
+# One stanza from the client: TAG, ARGS, BODY (base64, lines joined).
+read_stanza() {
+  IFS= read -r head || exit 1
+  read -r -a words <<< "${head#-> }"
+  TAG=${words[0]}; ARGS=("${words[@]:1}"); BODY=""
+  while IFS= read -r line; do BODY+=$line; (( ${#line} < 64 )) && break; done
+  return 0
+}
+# send TAG ARGS… with base64 body $OUT (empty by default).
+send() {
+  printf -- '-> %s\n' "$*"
+  local b=${OUT:-}
+  while (( ${#b} >= 64 )); do printf '%s\n' "${b:0:64}"; b=${b:64}; done
+  printf '%s\n' "$b"
+  OUT=""
+}
+case "${1:-}" in
+--age-plugin=recipient-v1)
+  KEY=""
+  while read_stanza; do
+    case $TAG in wrap-file-key) KEY=$BODY ;; done) break ;; esac
+  done
+  OUT=$KEY send recipient-stanza 0 pin-fixture; read_stanza
+  send done
+  ;;
+--age-plugin=identity-v1)
+  KEY=""
+  while read_stanza; do
+    case $TAG in
+      recipient-stanza) [ "${ARGS[1]}" = pin-fixture ] && KEY=$BODY ;;
+      done) break ;;
+    esac
+  done
+  if [ -n "$KEY" ]; then
+    OUT=$(printf 'touch the fixture key' | b64e) send msg; read_stanza
+    OUT=$(printf 'use the fixture key?' | b64e) send confirm "$(printf Use | b64e)" "$(printf Skip | b64e)"
+    read_stanza
+    if [ "$TAG ${ARGS[*]:-}" = "ok yes" ]; then
+      OUT=$(printf 'Enter the PIN of the fixture key:' | b64e) send request-secret; read_stanza
+      if [ "$TAG" = ok ] && [ "$(b64d "$BODY")" = 1234 ]; then
+        OUT=$KEY send file-key 0; read_stanza
+      elif [ "$TAG" = ok ]; then
+        OUT=$(printf 'wrong PIN' | b64e) send error identity 0; read_stanza
+      fi
+    fi
+  fi
+  send done
+  ;;
+esac
+"#;
+const PIN_RECIPIENT: &str = "age1pin1ve5hsar4wfjj66m90yknqvpsxysnzcta";
+const PIN_IDENTITY: &str = "AGE-PLUGIN-PIN-1VE5HSAR4WFJJ66M90YKNQVPSXYF5ZKMZ";
+
+/// A project whose artifact `db` (agenix, machine `m1`) is stored for the
+/// fixture plugin's recipient; returns the identity file and the `PATH`
+/// holding the plugin.
+fn pin_project(test: &str) -> (Project, std::path::PathBuf, OsString) {
+    let p = Project::new(test);
+    let plugin_dir = p.home.join("plugins");
+    fs::create_dir_all(&plugin_dir).unwrap();
+    let plugin = plugin_dir.join("age-plugin-pin");
+    fs::write(&plugin, PIN_PLUGIN).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut dirs = vec![plugin_dir];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(dirs).unwrap();
+    let identity = p.home.join("pin.key");
+    fs::write(&identity, format!("# the fixture token\n{PIN_IDENTITY}\n")).unwrap();
+    let admin = artifacts_keygen(&p, "admin.key");
+    p.generator("secret.sh", GENERATOR);
+    p.manifest(&manifest(PIN_RECIPIENT, &admin.public));
+    run_env(
+        &p,
+        &[OsStr::new("generate"), OsStr::new("db")],
+        &[("PATH", path.as_os_str())],
+    )
+    .success();
+    (p, identity, path)
+}
+
+#[test]
+fn a_plugin_asks_in_the_terminal_for_confirmation_and_a_hidden_pin() {
+    let (p, identity, path) = pin_project("a_plugin_asks_in_the_terminal");
+    let show = |pin: &str| {
+        let args = [
+            "show",
+            "db",
+            "--file",
+            "password",
+            "-i",
+            identity.to_str().unwrap(),
+        ];
+        let env = [("PATH", path.to_str().unwrap())];
+        let mut session = crate::terminal::Session::start(&p, &args, &env);
+        session.expect("age-plugin-pin: touch the fixture key");
+        session.expect("age-plugin-pin: use the fixture key? [y: Use / n: Skip] ");
+        session.send(b"y\r");
+        session.expect("age-plugin-pin: Enter the PIN of the fixture key: ");
+        session.send(format!("{pin}\r").as_bytes());
+        session.finish()
+    };
+    let (code, transcript) = show("1234");
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(transcript.contains("plugin-s3cret"), "{transcript}");
+    assert!(!transcript.contains("1234"), "PIN echoed: {transcript}");
+    // The plugin's own refusal is reported with what it was for.
+    let (code, transcript) = show("0000");
+    assert_eq!(code, Some(1), "{transcript}");
+    assert!(
+        transcript.contains(&format!(
+            "`age-plugin-pin` failed for the age plugin identity in `{}` line 2: wrong PIN",
+            identity.display()
+        )),
+        "{transcript}"
+    );
+    assert!(!transcript.contains("plugin-s3cret"), "{transcript}");
+}
+
+#[test]
+fn a_plugin_question_without_a_terminal_is_a_clear_error() {
+    let (p, identity, path) = pin_project("a_plugin_question_without_a_terminal");
+    let mut command = p.command([
+        OsStr::new("show"),
+        OsStr::new("db"),
+        OsStr::new("--file"),
+        OsStr::new("password"),
+        OsStr::new("-i"),
+        identity.as_os_str(),
+    ]);
+    command.env("PATH", &path);
+    // No controlling terminal at all: a new session.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls setsid, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let run = p.finish(&mut command);
+    run.code(1)
+        .stderr_has(&format!(
+            "`age-plugin-pin` (for the age plugin identity in `{}` line 2) asked for \"use the fixture key?\" and got no answer",
+            identity.display()
+        ))
+        .stderr_has("run in a terminal so that the plugin can ask")
+        // Its message still reached the person.
+        .stderr_has("age-plugin-pin: touch the fixture key")
+        .stdout_lacks("plugin-s3cret");
+}
