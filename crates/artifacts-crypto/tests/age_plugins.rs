@@ -188,6 +188,32 @@ fn security_key_ssh_keys_are_refused_naming_the_key_type() {
         assert!(e.contains("not supported by age"), "{e}");
         assert!(e.contains("age-plugin-fido2-hmac"), "{e}");
     }
+    // The private side, as `ssh-keygen -t ed25519-sk` writes it (a handle
+    // to the token, no key): refused by name too.
+    use base64::Engine;
+    let string = |b: &[u8]| [&(b.len() as u32).to_be_bytes()[..], b].concat();
+    let kind = b"sk-ssh-ed25519@openssh.com";
+    let public = [string(kind), string(&[1u8; 32]), string(b"ssh:")].concat();
+    let private = [&[7u8; 8][..], &string(kind), &string(&[1u8; 32])].concat();
+    let blob = [
+        &b"openssh-key-v1\0"[..],
+        &string(b"none"),
+        &string(b"none"),
+        &string(b""),
+        &1u32.to_be_bytes(),
+        &string(&public),
+        &string(&private),
+    ]
+    .concat();
+    let pem = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    let e = age::parse_identities(&pem, Origin::Stdin, &NoPassphrase)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sk-ssh-ed25519@openssh.com"), "{e}");
+    assert!(e.contains("not supported by age"), "{e}");
 }
 
 #[test]
