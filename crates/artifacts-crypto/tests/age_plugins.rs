@@ -248,4 +248,14 @@ fn sops_files_with_a_plugin_recipient_work_both_ways_with_the_real_sops() {
         .extract(&TreePath::parse(r#"["token"]"#).unwrap(), None)
         .unwrap();
     assert_eq!(&token[..], b"abc");
+    // A `.sops.yaml` rule lists it like any age recipient.
+    let x = AgeKey::new(&dir, "x.txt");
+    let text = format!(
+        "creation_rules:\n  - age: >-\n      {xwing},\n      {}\n",
+        x.recipient
+    );
+    let config = sops::config::SopsConfig::parse(&text, &dir.join(".sops.yaml")).unwrap();
+    let rule = config.rule_for(&dir.join("s.yaml")).unwrap();
+    let listed: Vec<&str> = rule.recipients.iter().map(|r| r.as_str()).collect();
+    assert_eq!(listed, [xwing.as_str(), x.recipient.as_str()]);
 }
