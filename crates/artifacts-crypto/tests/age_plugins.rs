@@ -162,6 +162,24 @@ fn a_missing_plugin_names_the_program_and_who_needs_it_never_the_identity() {
 }
 
 #[test]
+fn plugin_names_that_are_paths_are_refused_before_anything_runs() {
+    // Bech32 allows `/` and `.` in the prefix; age's plugin names do not.
+    let hrp = bech32::Hrp::parse("age1../../../../bin/sh").unwrap();
+    let recipient = bech32::encode::<bech32::Bech32>(hrp, &[1u8; 32]).unwrap();
+    let e = Recipient::parse(&recipient).unwrap_err().to_string();
+    assert!(
+        e.contains("not a valid age plugin recipient (invalid plugin name)"),
+        "{e}"
+    );
+    let hrp = bech32::Hrp::parse("AGE-PLUGIN-../../../BIN/SH-").unwrap();
+    let identity = bech32::encode_upper::<bech32::Bech32>(hrp, &[1u8; 32]).unwrap();
+    let e = age::parse_identities(&identity, Origin::Stdin, &NoPassphrase)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid age plugin identity"), "{e}");
+}
+
+#[test]
 fn a_recipient_the_plugin_refuses_fails_with_its_reason() {
     artifacts_testkit::age_plugin_xwing();
     // Valid bech32 for the xwing plugin, but not an X-Wing key (32 bytes).
