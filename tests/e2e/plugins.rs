@@ -172,6 +172,24 @@ fn shipped_backends_store_for_plugin_recipients_and_read_back_with_plugin_identi
         age_decrypt(&other.path, &dir.join("password.age")),
     );
     assert_eq!(plain, b"plugin-s3cret");
+    // The SOPS file's data key went to the new admin and again to the plugin
+    // recipient: the real sops reads it with either.
+    for key in [&other.path, &host.path] {
+        let plain = ok(
+            "sops -d",
+            sops(
+                &p.root,
+                &[
+                    "-d",
+                    "--extract",
+                    r#"["api"]["password"]"#,
+                    file.to_str().unwrap(),
+                ],
+                &[("SOPS_AGE_KEY_FILE", key.as_os_str())],
+            ),
+        );
+        assert_eq!(plain, b"plugin-s3cret");
+    }
 }
 
 #[test]
