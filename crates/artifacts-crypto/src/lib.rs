@@ -17,6 +17,9 @@
 //!     decrypts both its ssh stanzas and its X25519 form's.
 //!   - Then [`age::encrypt`] / [`age::decrypt`] (binary or armored),
 //!     [`age::reencrypt`] to change recipients, [`age::keygen`] for new keys.
+//!   - Age plugins (`age1yubikey1…`, `AGE-PLUGIN-…` lines) need nothing
+//!     extra but their program on `PATH`; a binary lets them ask the person
+//!     (PIN, touch) by installing a [`plugin::PluginUi`] with [`plugin::set_ui`].
 //! - **Keep a structured secrets file with readable keys and encrypted
 //!   values** (sops-nix, tanka `secrets.sops.yaml`): [`sops`].
 //!   - New file: [`sops::parse_plain`] then [`sops::encrypt`] with
