@@ -485,3 +485,62 @@ fn a_plugin_question_without_a_terminal_is_a_clear_error() {
         .stderr_has("age-plugin-pin: touch the fixture key")
         .stdout_lacks("plugin-s3cret");
 }
+
+/// A plugin asking while `generate` draws its progress bar: adding a second
+/// artifact to a SOPS file whose only key at hand is the plugin identity
+/// (the pre-flight check and the write each read the data key, so the
+/// plugin asks twice).
+#[test]
+fn a_plugin_asks_during_generate_with_the_progress_bar_on_screen() {
+    let (p, identity, path) = pin_project("a_plugin_asks_during_generate");
+    let admin = artifacts_keygen(&p, "admin2.key");
+    p.manifest(&format!(
+        r#"
+[nixos.m2]
+config.sops-nix.publicHostKey = "{PIN_RECIPIENT}"
+config.sops-nix.publicUserKeys = ["{}"]
+[nixos.m2.artifacts.api]
+backend = "sops-nix"
+generator = "generators/secret.sh"
+files.password = {{}}
+[nixos.m2.artifacts.web]
+backend = "sops-nix"
+generator = "generators/secret.sh"
+files.password = {{}}
+"#,
+        admin.public
+    ));
+    run_env(
+        &p,
+        &[OsStr::new("generate"), OsStr::new("api")],
+        &[("PATH", path.as_os_str())],
+    )
+    .success();
+    let args = ["generate", "web", "-i", identity.to_str().unwrap()];
+    let env = [("PATH", path.to_str().unwrap())];
+    let mut session = crate::terminal::Session::start(&p, &args, &env);
+    for _ in 0..2 {
+        session.expect("age-plugin-pin: use the fixture key? [y: Use / n: Skip] ");
+        session.send(b"y\r");
+        session.expect("age-plugin-pin: Enter the PIN of the fixture key: ");
+        session.send(b"1234\r");
+    }
+    session.expect("generated nixos/m2 web");
+    let (code, transcript) = session.finish();
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(!transcript.contains("1234"), "PIN echoed: {transcript}");
+    let shown = run_env(
+        &p,
+        &[
+            OsStr::new("show"),
+            OsStr::new("web"),
+            OsStr::new("--file"),
+            OsStr::new("password"),
+            OsStr::new("-i"),
+            admin.path.as_os_str(),
+        ],
+        &[],
+    );
+    shown.success();
+    assert_eq!(shown.stdout, "plugin-s3cret");
+}

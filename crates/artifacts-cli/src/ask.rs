@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
@@ -224,6 +225,31 @@ fn ask_tty(question: &str, hidden: bool) -> Option<Zeroizing<String>> {
     }
 }
 
+/// The progress bar on the terminal while one is drawn (`generate`): hidden
+/// while a plugin talks to the person, or its next tick would overwrite the
+/// message or the question.
+static PROGRESS: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Registers the progress bar drawn on the terminal, or with `None` forgets it.
+pub fn progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS.lock().unwrap_or_else(PoisonError::into_inner) = bar;
+}
+
+/// Runs `f` with the progress bar hidden, one plugin at a time (parallel
+/// units may each start one).
+fn on_screen<T>(f: impl FnOnce() -> T) -> T {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let bar = PROGRESS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
 /// Lets age plugins talk to the person on the controlling terminal (touch
 /// the key, type the PIN, confirm), each line prefixed with the plugin's
 /// program name. Without a terminal, messages go to stderr and questions get
@@ -235,35 +261,39 @@ impl artifacts_crypto::plugin::PluginUi for TtyPluginUi {
     fn message(&self, plugin: &str, message: &str) {
         use std::io::Write;
         let line = format!("{plugin}: {}\n", message.trim_end());
-        match open_tty() {
+        on_screen(|| match open_tty() {
             Some(mut tty) => {
                 let _ = tty.write_all(line.as_bytes());
             }
             None => {
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
-        }
+        })
     }
 
     fn confirm(&self, plugin: &str, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
         let message = message.trim_end();
         let Some(no) = no else {
             // Only one way on: Enter takes it.
-            ask_tty(&format!("{plugin}: {message} (Enter: {yes}) "), false)?;
+            let question = format!("{plugin}: {message} (Enter: {yes}) ");
+            on_screen(|| ask_tty(&question, false))?;
             return Some(true);
         };
-        let answer = ask_tty(&format!("{plugin}: {message} [y: {yes} / n: {no}] "), false)?;
+        let question = format!("{plugin}: {message} [y: {yes} / n: {no}] ");
+        let answer = on_screen(|| ask_tty(&question, false))?;
         let answer = answer.trim().to_lowercase();
         Some(answer == "y" || answer == "yes" || answer == yes.to_lowercase())
     }
 
     fn request_public(&self, plugin: &str, description: &str) -> Option<String> {
-        let answer = ask_tty(&format!("{plugin}: {} ", description.trim_end()), false)?;
+        let question = format!("{plugin}: {} ", description.trim_end());
+        let answer = on_screen(|| ask_tty(&question, false))?;
         Some(answer.to_string())
     }
 
     fn request_secret(&self, plugin: &str, description: &str) -> Option<SecretString> {
-        let answer = ask_tty(&format!("{plugin}: {} ", description.trim_end()), true)?;
+        let question = format!("{plugin}: {} ", description.trim_end());
+        let answer = on_screen(|| ask_tty(&question, true))?;
         Some(SecretString::from(answer.as_str()))
     }
 }
