@@ -58,8 +58,17 @@ pub fn program_name(name: &str) -> String {
     format!("age-plugin-{name}")
 }
 
-/// Where the program of plugin `name` is on `PATH`, if anywhere.
+/// Where the program of plugin `name` is on `PATH`, if anywhere; `None` for
+/// a name that is not a plugin name (age's rule: letters, digits, `+-._`),
+/// so that no name can become a path.
 pub fn find(name: &str) -> Option<PathBuf> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.' | b'_'));
+    if !valid {
+        return None;
+    }
     artifacts_os::path::find_executable(program_name(name))
 }
 
@@ -381,6 +390,13 @@ mod tests {
             e,
             "`age-plugin-test` (for recipient `age1test1…`) asked for \"PIN for key 1\" and got no answer (no terminal to ask on, or the question was cancelled)"
         );
+    }
+
+    #[test]
+    fn a_name_that_is_a_path_is_never_looked_up() {
+        // `age-plugin-../../../bin/sh` would be taken as a path as it is.
+        assert_eq!(find("../../../bin/sh"), None);
+        assert_eq!(find(""), None);
     }
 
     struct Scripted;
