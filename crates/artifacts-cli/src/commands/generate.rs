@@ -244,6 +244,8 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        // Age plugins' questions hide it (see ask::progress_bar).
+        crate::ask::progress_bar(bar.clone());
         Progress { bar, quiet }
     }
 
@@ -251,6 +253,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        crate::ask::progress_bar(None);
     }
 }
 
