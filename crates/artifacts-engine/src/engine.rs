@@ -1,6 +1,6 @@
 //! The engine: status of every unit, and generation in dependency order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::backend::{Backend, BackendRegistry, Scripts};
 use crate::generator::{self, ArtifactFiles, GeneratorError};
 use crate::lock::{Lock, LockError};
-use crate::plan::{Comparison, Plan, Unit};
+use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
@@ -304,11 +304,11 @@ impl<'a> Engine<'a> {
     pub(crate) fn storage(&self, unit: &Unit<'_>) -> Result<Storage<'a>, EngineError> {
         let backend = self.backend(unit)?;
         let section = backend
-            .section(unit.context)
+            .section(unit.context())
             .ok_or_else(|| EngineError::Unsupported {
                 backend: backend.name.clone(),
-                context: unit.context,
-                section: crate::backend::SectionKind::for_context(unit.context).key(),
+                context: unit.context(),
+                section: crate::backend::SectionKind::for_context(unit.context()).key(),
             })?;
         Ok(match &section.scripts {
             None => Storage::Passthrough,
@@ -321,10 +321,10 @@ impl<'a> Engine<'a> {
     /// (e.g. adding to an existing SOPS file needs its data key). Only
     /// backends with a `writable` script (the shipped ones, and third-party
     /// backends that declare one) can be asked; the others are assumed writable.
-    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
+    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[UnitId]) -> Vec<(UnitId, String)> {
         let mut out = Vec::new();
         for &index in indexes {
-            let unit = &plan.units[index];
+            let unit = &plan[index];
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit) else {
                 continue;
             };
@@ -348,8 +348,8 @@ impl<'a> Engine<'a> {
 
     /// Checks one unit: asks its declared backend, and when that stores
     /// nothing, every other backend that could (see [`Engine::stored_elsewhere`]).
-    pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
-        let unit = &plan.units[index];
+    pub fn status(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Status {
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
@@ -460,7 +460,7 @@ impl<'a> Engine<'a> {
         let relevant = |backend: &Backend| {
             backend.is_shipped()
                 || recorded.as_deref() == Some(backend.name.as_str())
-                || plan.units.iter().any(|u| u.backend.name == backend.name)
+                || plan.units().any(|u| u.backend.name == backend.name)
         };
         let mut seen = std::collections::BTreeSet::from([declared.storage.clone()]);
         let candidates = recorded
@@ -472,7 +472,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let Some(scripts) = backend
-                .section(unit.context)
+                .section(unit.context())
                 .and_then(|section| section.scripts.as_ref())
             else {
                 continue;
@@ -506,7 +506,7 @@ impl<'a> Engine<'a> {
     pub fn statuses(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         lock: &Lock,
         jobs: usize,
     ) -> Vec<Status> {
@@ -545,29 +545,29 @@ impl<'a> Engine<'a> {
     pub fn generate(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         answers: &Answers,
         sandbox: &Sandbox,
         lock: &mut Lock,
         observer: &dyn Observer,
-    ) -> Vec<(usize, Result<(), EngineError>)> {
-        let mut outputs: BTreeMap<usize, ArtifactFiles> = BTreeMap::new();
-        let mut failed: BTreeMap<usize, ()> = BTreeMap::new();
+    ) -> Vec<(UnitId, Result<(), EngineError>)> {
+        let mut outputs: BTreeMap<UnitId, ArtifactFiles> = BTreeMap::new();
+        let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
         let mut order = selected.to_vec();
         order.sort_unstable();
         for index in order {
-            let unit = &plan.units[index];
-            let result = match unit.dependencies.iter().find(|d| failed.contains_key(d)) {
+            let unit = &plan[index];
+            let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
-                    dependency: plan.units[dependency].name().to_owned(),
+                    dependency: plan[dependency].name().to_owned(),
                 }),
                 None => {
                     self.generate_one(plan, index, answers, sandbox, lock, &mut outputs, observer)
                 }
             };
             if result.is_err() {
-                failed.insert(index, ());
+                failed.insert(index);
             }
             observer.finished(unit, &result);
             results.push((index, result));
@@ -579,14 +579,14 @@ impl<'a> Engine<'a> {
     fn generate_one(
         &self,
         plan: &Plan<'_>,
-        index: usize,
+        index: UnitId,
         answers: &Answers,
         sandbox: &Sandbox,
         lock: &mut Lock,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
         observer: &dyn Observer,
     ) -> Result<(), EngineError> {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),
@@ -651,13 +651,13 @@ impl<'a> Engine<'a> {
     fn produce(
         &self,
         plan: &Plan<'_>,
-        index: usize,
+        index: UnitId,
         answers: &Answers,
         sandbox: &Sandbox,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
         observer: &dyn Observer,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let (scratch, dirs) =
             GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
@@ -669,7 +669,7 @@ impl<'a> Engine<'a> {
                 Some(files) => files.clone(),
                 None => self.deserialize(plan, dependency)?,
             };
-            let dir = dirs.input.join(plan.units[dependency].name());
+            let dir = dirs.input.join(plan[dependency].name());
             std::fs::create_dir(&dir).map_err(io("create $in directory"))?;
             for (name, content) in &files {
                 write_private(&dir.join(name), content).map_err(io("write $in files"))?;
@@ -683,7 +683,7 @@ impl<'a> Engine<'a> {
             &self.settings.log_level,
             self.settings.timeouts.generator,
         )?;
-        if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
+        if plan.has_dependents(index) {
             outputs.insert(index, generator::read_output(unit, &dirs.out)?);
         }
         Ok((scratch, dirs))
@@ -699,21 +699,21 @@ impl<'a> Engine<'a> {
     pub fn activate(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         answers: &Answers,
         sandbox: &Sandbox,
         root: &std::path::Path,
         env: &dyn Fn(&str) -> Option<String>,
         observer: &dyn Observer,
-    ) -> Vec<(usize, Result<Activated, EngineError>)> {
+    ) -> Vec<(UnitId, Result<Activated, EngineError>)> {
         let mut outputs = BTreeMap::new();
-        let mut failed: Vec<usize> = Vec::new();
+        let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
         for &index in selected {
-            let unit = &plan.units[index];
+            let unit = &plan[index];
             let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
-                    dependency: plan.units[dependency].name().to_owned(),
+                    dependency: plan[dependency].name().to_owned(),
                 }),
                 None => self.activate_one(
                     plan,
@@ -727,7 +727,7 @@ impl<'a> Engine<'a> {
                 ),
             };
             if result.is_err() {
-                failed.push(index);
+                failed.insert(index);
             }
             results.push((index, result));
         }
@@ -740,13 +740,13 @@ impl<'a> Engine<'a> {
     pub fn pending_activation(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         root: &std::path::Path,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<usize>, EngineError> {
+    ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan.units[index].artifact, root, env)?;
+            let files = install::destinations(plan[index].artifact, root, env)?;
             if !install::all_in_place(root, &files)? {
                 pending.push(index);
             }
@@ -758,20 +758,20 @@ impl<'a> Engine<'a> {
     fn activate_one(
         &self,
         plan: &Plan<'_>,
-        index: usize,
+        index: UnitId,
         answers: &Answers,
         sandbox: &Sandbox,
         root: &std::path::Path,
         env: &dyn Fn(&str) -> Option<String>,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
         observer: &dyn Observer,
     ) -> Result<Activated, EngineError> {
-        let unit = &plan.units[index];
-        let system = unit.targets[0].id.kind == artifacts_model::TargetKind::Nixos;
+        let unit = &plan[index];
+        let system = unit.context() == Context::Nixos;
         let files = install::destinations(unit.artifact, root, env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
-            if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
+            if plan.has_dependents(index) {
                 let installed = files
                     .iter()
                     .zip(unit.artifact.files.keys())
@@ -800,8 +800,12 @@ impl<'a> Engine<'a> {
 
     /// Restores a unit's files: secret ones through the backend's
     /// `deserialize`, public ones from the public store.
-    pub fn deserialize(&self, plan: &Plan<'_>, index: usize) -> Result<ArtifactFiles, EngineError> {
-        let unit = &plan.units[index];
+    pub fn deserialize(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+    ) -> Result<ArtifactFiles, EngineError> {
+        let unit = &plan[index];
         let scratch = Scratch::new("deserialize").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(unit, &out)?;
@@ -852,8 +856,8 @@ impl<'a> Engine<'a> {
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
     /// (fingerprint, generation time) stays as it is.
-    pub fn rekey(&self, plan: &Plan<'_>, index: usize) -> Result<(), EngineError> {
-        let unit = &plan.units[index];
+    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId) -> Result<(), EngineError> {
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),

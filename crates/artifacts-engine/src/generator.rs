@@ -123,12 +123,11 @@ pub fn run(
     })?;
     let mut env: Vec<(String, OsString)> = vec![
         ("artifact".into(), artifact.clone().into()),
-        ("artifact_context".into(), unit.context.as_str().into()),
+        ("artifact_context".into(), unit.context().as_str().into()),
         ("LOG_LEVEL".into(), log_level.into()),
     ];
     // Shared generators make one artifact for many targets: no target identity.
-    if unit.context != artifacts_model::Context::Shared {
-        let target = unit.targets[0];
+    if let Some(target) = unit.targets.one() {
         env.push(("target".into(), target.id.name.clone().into()));
         env.push((
             target.id.kind.identity_variable().into(),

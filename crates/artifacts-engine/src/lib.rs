@@ -44,11 +44,12 @@
 //! )?;
 //! // Dependencies first, whatever the declaration order.
 //! let plan = Plan::new(&model)?;
-//! let labels: Vec<String> = plan.units.iter().map(|u| u.label()).collect();
+//! let labels: Vec<String> = plan.units().map(|u| u.label()).collect();
 //! assert_eq!(labels, ["nixos/web1 ca", "nixos/web1 cert"]);
 //! // Every answer is collected before anything runs.
 //! let env = |name: &str| (name == "ARTIFACTS_PROMPT_CERT_NAME").then(|| "web1.example".to_owned());
-//! let answers = Answers::collect(&plan, &[0, 1], None, &env, None)?;
+//! let all: Vec<_> = plan.iter().map(|(id, _)| id).collect();
+//! let answers = Answers::collect(&plan, &all, None, &env, None)?;
 //! assert!(answers.get("cert", "name").is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

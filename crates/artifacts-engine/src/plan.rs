@@ -18,19 +18,64 @@ use sha2::{Digest, Sha256};
 
 use crate::lock::{Lock, LockEntry};
 
+/// A unit of a [`Plan`]: its place in dependency order, so a unit's
+/// dependencies always have smaller ids. Only meaningful for the plan it
+/// came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitId(pub(crate) usize);
+
+/// Whom a unit is for: every declaring target of a shared artifact, or
+/// exactly one target. Nothing else can be expressed.
+#[derive(Debug, Clone)]
+pub enum Targets<'m> {
+    /// A shared artifact, generated once for all these targets (at least one).
+    Shared(Vec<&'m Target>),
+    /// One target's own artifact.
+    One(&'m Target),
+}
+
+impl<'m> Targets<'m> {
+    /// Every target, in declaration order.
+    pub fn as_slice(&self) -> &[&'m Target] {
+        match self {
+            Targets::Shared(targets) => targets,
+            Targets::One(target) => std::slice::from_ref(target),
+        }
+    }
+
+    /// Every target, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = &'m Target> + '_ {
+        self.as_slice().iter().copied()
+    }
+
+    /// The target of a non-shared unit.
+    pub fn one(&self) -> Option<&'m Target> {
+        match self {
+            Targets::Shared(_) => None,
+            Targets::One(target) => Some(target),
+        }
+    }
+
+    /// The context scripts see: `shared`, or the one target's kind.
+    pub fn context(&self) -> Context {
+        match self {
+            Targets::Shared(_) => Context::Shared,
+            Targets::One(target) => target.id.kind.context(),
+        }
+    }
+}
+
 /// One thing to check or generate.
 #[derive(Debug, Clone)]
 pub struct Unit<'m> {
     /// The artifact's declaration (the first target's, for shared artifacts).
     pub artifact: &'m Artifact,
-    /// The context scripts see.
-    pub context: Context,
-    /// The declaring targets: one, or every target of a shared artifact.
-    pub targets: Vec<&'m Target>,
+    /// The declaring targets: every target of a shared artifact, or one.
+    pub targets: Targets<'m>,
     /// The backend and the rule that chose it.
     pub backend: BackendChoice,
-    /// Indexes (into the plan) of the units this one depends on.
-    pub dependencies: Vec<usize>,
+    /// The units this one depends on.
+    pub dependencies: Vec<UnitId>,
 }
 
 impl<'m> Unit<'m> {
@@ -39,12 +84,16 @@ impl<'m> Unit<'m> {
         &self.artifact.name
     }
 
+    /// The context scripts see (`shared` for shared artifacts).
+    pub fn context(&self) -> Context {
+        self.targets.context()
+    }
+
     /// The lock scope: `kind/name` of the target, or `shared`.
     pub fn scope(&self) -> String {
-        if self.context == Context::Shared {
-            "shared".into()
-        } else {
-            self.targets[0].id.reference()
+        match &self.targets {
+            Targets::Shared(_) => "shared".into(),
+            Targets::One(target) => target.id.reference(),
         }
     }
 
@@ -127,8 +176,8 @@ impl<'m> Unit<'m> {
             dependencies: self
                 .dependencies
                 .iter()
-                .map(|&index| {
-                    let dependency = &plan.units[index];
+                .map(|&id| {
+                    let dependency = plan.unit(id);
                     let generation = lock
                         .get(&dependency.scope(), dependency.name())
                         .and_then(|e| e.generated_at.clone());
@@ -147,12 +196,13 @@ impl<'m> Unit<'m> {
     }
 
     fn shared_targets(&self) -> Vec<String> {
-        if self.context == Context::Shared {
-            let mut refs: Vec<String> = self.targets.iter().map(|t| t.id.reference()).collect();
-            refs.sort();
-            refs
-        } else {
-            Vec::new()
+        match &self.targets {
+            Targets::Shared(targets) => {
+                let mut refs: Vec<String> = targets.iter().map(|t| t.id.reference()).collect();
+                refs.sort();
+                refs
+            }
+            Targets::One(_) => Vec::new(),
         }
     }
 
@@ -215,8 +265,8 @@ impl<'m> Unit<'m> {
             dependencies: self
                 .dependencies
                 .iter()
-                .map(|&index| {
-                    let dependency = &plan.units[index];
+                .map(|&id| {
+                    let dependency = plan.unit(id);
                     let entry = lock.get(&dependency.scope(), dependency.name()).map(|e| {
                         (
                             e.fingerprint.clone(),
@@ -321,8 +371,8 @@ impl Declared {
 /// Every unit of a model, dependencies before dependents.
 #[derive(Debug)]
 pub struct Plan<'m> {
-    /// Units in topological order.
-    pub units: Vec<Unit<'m>>,
+    /// Units in topological order ([`UnitId`] is the position).
+    units: Vec<Unit<'m>>,
     /// Generator identities already computed: one generator often serves
     /// hundreds of units, and checks run on several threads.
     generator_ids: Mutex<HashMap<PathBuf, String>>,
@@ -346,6 +396,25 @@ pub enum PlanError {
 }
 
 impl<'m> Plan<'m> {
+    /// The unit `id` stands for.
+    ///
+    /// # Panics
+    ///
+    /// If `id` comes from another plan with more units.
+    pub fn unit(&self, id: UnitId) -> &Unit<'m> {
+        &self.units[id.0]
+    }
+
+    /// Every unit and its id, dependencies before dependents.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (UnitId, &Unit<'m>)> + '_ {
+        self.units.iter().enumerate().map(|(i, u)| (UnitId(i), u))
+    }
+
+    /// Every unit, dependencies before dependents.
+    pub fn units(&self) -> impl ExactSizeIterator<Item = &Unit<'m>> + '_ {
+        self.units.iter()
+    }
+
     /// Builds the plan of a validated model.
     pub fn new(model: &'m Model) -> Result<Plan<'m>, PlanError> {
         let mut units: Vec<Unit<'m>> = Vec::new();
@@ -363,8 +432,7 @@ impl<'m> Plan<'m> {
             index.insert(("shared".into(), first.name.clone()), units.len());
             units.push(Unit {
                 artifact: first,
-                context: Context::Shared,
-                targets: group.members.iter().map(|(t, _)| *t).collect(),
+                targets: Targets::Shared(group.members.iter().map(|(t, _)| *t).collect()),
                 backend,
                 dependencies: Vec::new(),
             });
@@ -380,8 +448,7 @@ impl<'m> Plan<'m> {
                 index.insert((target.id.reference(), artifact.name.clone()), units.len());
                 units.push(Unit {
                     artifact,
-                    context: target.id.kind.context(),
-                    targets: vec![target],
+                    targets: Targets::One(target),
                     backend,
                     dependencies: Vec::new(),
                 });
@@ -397,7 +464,7 @@ impl<'m> Plan<'m> {
                     index
                         .get(&(scope.clone(), name.clone()))
                         .or_else(|| index.get(&("shared".to_owned(), name.clone())))
-                        .copied()
+                        .map(|&i| UnitId(i))
                 })
                 .collect();
         }
@@ -412,7 +479,11 @@ impl<'m> Plan<'m> {
             .iter()
             .map(|&old| {
                 let mut unit = slots[old].take().expect("each unit placed once");
-                unit.dependencies = unit.dependencies.iter().map(|&d| position[d]).collect();
+                unit.dependencies = unit
+                    .dependencies
+                    .iter()
+                    .map(|&d| UnitId(position[d.0]))
+                    .collect();
                 unit
             })
             .collect();
@@ -478,19 +549,35 @@ impl<'m> Plan<'m> {
         lock.set_upgraded();
     }
 
-    /// Indexes of units that depend, directly or not, on unit `index`.
-    pub fn dependents_of(&self, index: usize) -> Vec<usize> {
+    /// The units that depend, directly or not, on unit `id`, in plan order.
+    pub fn dependents_of(&self, id: UnitId) -> Vec<UnitId> {
         let mut found = vec![false; self.units.len()];
-        let mut stack = vec![index];
+        let mut stack = vec![id];
         while let Some(current) = stack.pop() {
             for (i, unit) in self.units.iter().enumerate() {
                 if !found[i] && unit.dependencies.contains(&current) {
                     found[i] = true;
-                    stack.push(i);
+                    stack.push(UnitId(i));
                 }
             }
         }
-        (0..self.units.len()).filter(|&i| found[i]).collect()
+        (0..self.units.len())
+            .filter(|&i| found[i])
+            .map(UnitId)
+            .collect()
+    }
+
+    /// Whether any unit depends directly on unit `id`.
+    pub(crate) fn has_dependents(&self, id: UnitId) -> bool {
+        self.units.iter().any(|u| u.dependencies.contains(&id))
+    }
+}
+
+impl<'m> std::ops::Index<UnitId> for Plan<'m> {
+    type Output = Unit<'m>;
+
+    fn index(&self, id: UnitId) -> &Unit<'m> {
+        self.unit(id)
     }
 }
 
@@ -511,7 +598,7 @@ fn topological_order(units: &[Unit<'_>]) -> Result<Vec<usize>, PlanError> {
         order.push(next);
         for (i, unit) in units.iter().enumerate() {
             if !done[i] {
-                remaining[i] -= unit.dependencies.iter().filter(|&&d| d == next).count();
+                remaining[i] -= unit.dependencies.iter().filter(|&&d| d.0 == next).count();
             }
         }
     }

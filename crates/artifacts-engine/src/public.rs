@@ -21,10 +21,10 @@
 
 use std::path::{Path, PathBuf};
 
-use artifacts_model::{Context, TargetId, TargetKind};
+use artifacts_model::{TargetId, TargetKind};
 use artifacts_os::fs::{Dir, Temp};
 
-use crate::plan::Unit;
+use crate::plan::{Targets, Unit};
 
 /// The public store's directory under the project root.
 pub const PUBLIC_DIR: &str = "public";
@@ -46,10 +46,9 @@ pub fn target_dir(root: &Path, target: &TargetId) -> PathBuf {
 
 /// The directory holding a unit's artifact directories, relative to the root.
 fn scope_relative(unit: &Unit<'_>) -> PathBuf {
-    if unit.context == Context::Shared {
-        Path::new(PUBLIC_DIR).join("shared")
-    } else {
-        target_relative(&unit.targets[0].id)
+    match &unit.targets {
+        Targets::Shared(_) => Path::new(PUBLIC_DIR).join("shared"),
+        Targets::One(target) => target_relative(&target.id),
     }
 }
 

@@ -27,7 +27,7 @@ use artifacts_model::{Context, TargetKind};
 use serde_json::json;
 
 use crate::backend::{Backend, Script, Scripts};
-use crate::plan::Unit;
+use crate::plan::{Targets, Unit};
 use crate::store::{Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError};
 use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_status};
 use artifacts_os::scratch::{Scratch, write_private};
@@ -194,10 +194,8 @@ struct Prepared {
 pub struct Scope<'a> {
     /// `$artifact`, when there is one.
     pub artifact: Option<&'a str>,
-    /// `$artifact_context`.
-    pub context: Context,
-    /// The targets in `$targets`.
-    pub targets: &'a [&'a artifacts_model::Target],
+    /// The targets in `$targets`; they give `$artifact_context`.
+    pub targets: &'a Targets<'a>,
     /// The declared files for `$inputs` (none for orphans and `list`).
     pub files: Option<&'a indexmap::IndexMap<String, artifacts_model::FileSpec>>,
 }
@@ -207,15 +205,19 @@ impl<'a> Scope<'a> {
     pub fn of(unit: &'a Unit<'a>) -> Scope<'a> {
         Scope {
             artifact: Some(unit.name()),
-            context: unit.context,
             targets: &unit.targets,
             files: Some(&unit.artifact.files),
         }
     }
 
+    /// `$artifact_context`.
+    fn context(&self) -> Context {
+        self.targets.context()
+    }
+
     /// The target whose identity scripts get outside the shared context.
     fn single_target(&self) -> Option<&'a artifacts_model::Target> {
-        (self.context != Context::Shared).then(|| self.targets[0])
+        self.targets.one()
     }
 }
 
@@ -234,7 +236,7 @@ fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let targets = scratch.path().join("targets.json");
     let config_of = |target: &artifacts_model::Target| config_of(backend, target);
     let document = json!({
-        "context": scope.context.as_str(),
+        "context": scope.context().as_str(),
         "targets": scope.targets.iter().map(|t| json!({
             "name": t.id.name,
             "type": t.id.kind.as_str(),
@@ -297,7 +299,7 @@ fn command(
     builder
         .cwd(&env.root)
         .timeout(env.timeout)
-        .env("artifact_context", scope.context.as_str())
+        .env("artifact_context", scope.context().as_str())
         .env("targets", &prepared.targets)
         .env("inputs", &prepared.inputs)
         .env("LOG_LEVEL", &env.log_level);
@@ -342,7 +344,7 @@ fn script_of<'s>(
         ScriptKind::Deserialize => scripts.deserialize.as_ref().ok_or(ScriptError::Missing {
             backend: unit.backend.name.clone(),
             script: "deserialize",
-            context: unit.context,
+            context: unit.context(),
         }),
         ScriptKind::List | ScriptKind::Remove | ScriptKind::Writable => {
             unreachable!("list, remove and writable run through their own functions")
@@ -578,7 +580,7 @@ fn in_process<'b>(
     let call = Call {
         backend: backend.name.clone(),
         artifact: scope.artifact.map(str::to_owned),
-        context: scope.context,
+        context: scope.context(),
         targets: scope
             .targets
             .iter()
@@ -744,7 +746,7 @@ files.cert = { secret = false }
         let recorder = Arc::new(Recorder::default());
         let (backend, scripts) = backend(recorder.clone());
         let env = env(dir.path());
-        let unit = &plan.units[0];
+        let unit = plan.unit(crate::plan::UnitId(0));
 
         assert_eq!(
             check(unit, &backend, &scripts, &env).unwrap(),
@@ -808,7 +810,7 @@ files.cert = { secret = false }
         });
         let (backend, scripts) = backend(recorder);
         let env = env(dir.path());
-        let unit = &plan.units[0];
+        let unit = plan.unit(crate::plan::UnitId(0));
 
         let error = check(unit, &backend, &scripts, &env).unwrap_err();
         let text = crate::engine::error_chain(&error);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use artifacts_engine::install::Installed;
+use artifacts_engine::plan::UnitId;
 use artifacts_engine::{Silent, error_chain};
 
 use crate::args::{ActivateArgs, GlobalArgs};
@@ -21,10 +22,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     };
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let selected: Vec<usize> = ctx
+    let selected: Vec<UnitId> = ctx
         .select(&plan, &args.artifacts)?
         .into_iter()
-        .filter(|&i| engine.is_passthrough(&plan.units[i]))
+        .filter(|&i| engine.is_passthrough(&plan[i]))
         .collect();
     if selected.is_empty() {
         if !global.quiet {
@@ -48,7 +49,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);
     let mut failures = 0;
     for (index, result) in results {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match result {
             Ok(files) => {
                 for (path, outcome) in files {

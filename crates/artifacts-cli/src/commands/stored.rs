@@ -25,7 +25,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
         many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan.units[i].scope()).collect();
+            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
             return Err(usage(format!(
                 "artifact `{}` is declared on {} targets; pass --target with one of: {}",
                 args.artifact,
@@ -34,7 +34,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
     };
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let files: Vec<&String> = unit.artifact.files.keys().collect();
     let file = match &args.file {
         Some(file) if unit.artifact.files.contains_key(file) => file.clone(),
@@ -95,7 +95,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     let mut failures = 0;
     let mut changed = 0;
     for (&index, status) in selected.iter().zip(statuses) {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match status {
             Status::RecipientsChanged => {}
             Status::Error { reason } => {
