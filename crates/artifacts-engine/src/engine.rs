@@ -1,7 +1,7 @@
 //! The engine: status of every unit, and generation in dependency order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -263,6 +263,34 @@ pub trait Observer: Sync {
 /// An observer that ignores everything.
 pub struct Silent;
 impl Observer for Silent {}
+
+/// What [`Engine::generate`] and [`Engine::activate`] run: which units of
+/// which plan, with which prompt answers, in which sandbox, and who hears
+/// about progress.
+#[derive(Clone, Copy)]
+pub struct GenerateRequest<'r, 'm> {
+    /// The plan the units belong to.
+    pub plan: &'r Plan<'m>,
+    /// The units to generate.
+    pub units: &'r [UnitId],
+    /// Every answer their prompts need ([`Answers::collect`]).
+    pub answers: &'r Answers,
+    /// Where generators run.
+    pub sandbox: &'r Sandbox,
+    /// Hears about each step.
+    pub observer: &'r dyn Observer,
+}
+
+/// Where [`Engine::activate`] installs files: declared paths, with `$VAR`
+/// and `~/` expanded through `env`, placed under `root` (`/` for the real
+/// system).
+#[derive(Clone, Copy)]
+pub struct InstallRoot<'r> {
+    /// The directory declared paths are placed under.
+    pub root: &'r Path,
+    /// Looks up the variables declared paths use.
+    pub env: &'r dyn Fn(&str) -> Option<String>,
+}
 
 /// The engine over one plan.
 pub struct Engine<'a> {
@@ -540,21 +568,18 @@ impl<'a> Engine<'a> {
         matches!(self.storage(unit), Ok(Storage::Passthrough))
     }
 
-    /// Generates and serializes `selected` (indexes into `plan`, in plan order),
+    /// Generates and serializes the request's units (in plan order),
     /// recording each success in the lock right away. Returns per-unit results.
     pub fn generate(
         &self,
-        plan: &Plan<'_>,
-        selected: &[UnitId],
-        answers: &Answers,
-        sandbox: &Sandbox,
+        request: &GenerateRequest<'_, '_>,
         lock: &mut Lock,
-        observer: &dyn Observer,
     ) -> Vec<(UnitId, Result<(), EngineError>)> {
+        let plan = request.plan;
         let mut outputs: BTreeMap<UnitId, ArtifactFiles> = BTreeMap::new();
         let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
-        let mut order = selected.to_vec();
+        let mut order = request.units.to_vec();
         order.sort_unstable();
         for index in order {
             let unit = &plan[index];
@@ -562,37 +587,32 @@ impl<'a> Engine<'a> {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
                     dependency: plan[dependency].name().to_owned(),
                 }),
-                None => {
-                    self.generate_one(plan, index, answers, sandbox, lock, &mut outputs, observer)
-                }
+                None => self.generate_one(request, index, lock, &mut outputs),
             };
             if result.is_err() {
                 failed.insert(index);
             }
-            observer.finished(unit, &result);
+            request.observer.finished(unit, &result);
             results.push((index, result));
         }
         results
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn generate_one(
         &self,
-        plan: &Plan<'_>,
+        request: &GenerateRequest<'_, '_>,
         index: UnitId,
-        answers: &Answers,
-        sandbox: &Sandbox,
         lock: &mut Lock,
         outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
-        observer: &dyn Observer,
     ) -> Result<(), EngineError> {
+        let plan = request.plan;
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),
         };
-        let (_scratch, dirs) = self.produce(plan, index, answers, sandbox, outputs, observer)?;
-        observer.step(unit, "serializing");
+        let (_scratch, dirs) = self.produce(request, index, outputs)?;
+        request.observer.step(unit, "serializing");
         // The dependency entries are current now, so the declaration is too.
         let declared = unit
             .declared(plan, lock)
@@ -650,18 +670,17 @@ impl<'a> Engine<'a> {
     /// the returned [`Scratch`].
     fn produce(
         &self,
-        plan: &Plan<'_>,
+        request: &GenerateRequest<'_, '_>,
         index: UnitId,
-        answers: &Answers,
-        sandbox: &Sandbox,
         outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
-        observer: &dyn Observer,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
+        let plan = request.plan;
         let unit = &plan[index];
         let (scratch, dirs) =
             GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
-        answers
+        request
+            .answers
             .write(unit.name(), &prompt_names, &dirs.prompts)
             .map_err(io("write prompt answers"))?;
         for &dependency in &unit.dependencies {
@@ -675,10 +694,10 @@ impl<'a> Engine<'a> {
                 write_private(&dir.join(name), content).map_err(io("write $in files"))?;
             }
         }
-        observer.step(unit, "generating");
+        request.observer.step(unit, "generating");
         generator::run(
             unit,
-            sandbox,
+            request.sandbox,
             &dirs,
             &self.settings.log_level,
             self.settings.timeouts.generator,
@@ -689,42 +708,28 @@ impl<'a> Engine<'a> {
         Ok((scratch, dirs))
     }
 
-    /// Generates the passthrough (`dummy`) units in `selected` and installs
-    /// their files at their declared paths under `root`, with their owner,
+    /// Generates the request's passthrough (`dummy`) units and installs
+    /// their files at their declared paths under `into`, with their owner,
     /// group and mode. A unit whose files are all in place is left alone
     /// (owner/group/mode corrected if needed); a failing generator leaves the
-    /// previous files untouched. `system` chooses root-owned `0755` parent
-    /// directories (NixOS) over user `0700` ones (Home Manager).
-    #[allow(clippy::too_many_arguments)]
+    /// previous files untouched. NixOS units get root-owned `0755` parent
+    /// directories, Home Manager ones user `0700` ones.
     pub fn activate(
         &self,
-        plan: &Plan<'_>,
-        selected: &[UnitId],
-        answers: &Answers,
-        sandbox: &Sandbox,
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
-        observer: &dyn Observer,
+        request: &GenerateRequest<'_, '_>,
+        into: &InstallRoot<'_>,
     ) -> Vec<(UnitId, Result<Activated, EngineError>)> {
+        let plan = request.plan;
         let mut outputs = BTreeMap::new();
         let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
-        for &index in selected {
+        for &index in request.units {
             let unit = &plan[index];
             let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
                     dependency: plan[dependency].name().to_owned(),
                 }),
-                None => self.activate_one(
-                    plan,
-                    index,
-                    answers,
-                    sandbox,
-                    root,
-                    env,
-                    &mut outputs,
-                    observer,
-                ),
+                None => self.activate_one(request, into, index, &mut outputs),
             };
             if result.is_err() {
                 failed.insert(index);
@@ -735,40 +740,36 @@ impl<'a> Engine<'a> {
     }
 
     /// The units of `selected` whose files are not all in place under
-    /// `root`: those [`Engine::activate`] generates, so whose prompts need
+    /// `into`: those [`Engine::activate`] generates, so whose prompts need
     /// answers.
     pub fn pending_activation(
         &self,
         plan: &Plan<'_>,
         selected: &[UnitId],
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
+        into: &InstallRoot<'_>,
     ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan[index].artifact, root, env)?;
-            if !install::all_in_place(root, &files)? {
+            let files = install::destinations(plan[index].artifact, into.root, into.env)?;
+            if !install::all_in_place(into.root, &files)? {
                 pending.push(index);
             }
         }
         Ok(pending)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn activate_one(
         &self,
-        plan: &Plan<'_>,
+        request: &GenerateRequest<'_, '_>,
+        into: &InstallRoot<'_>,
         index: UnitId,
-        answers: &Answers,
-        sandbox: &Sandbox,
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
         outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
-        observer: &dyn Observer,
     ) -> Result<Activated, EngineError> {
+        let plan = request.plan;
+        let root = into.root;
         let unit = &plan[index];
         let system = unit.context() == Context::Nixos;
-        let files = install::destinations(unit.artifact, root, env)?;
+        let files = install::destinations(unit.artifact, root, into.env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
             if plan.has_dependents(index) {
@@ -784,7 +785,7 @@ impl<'a> Engine<'a> {
             }
             None
         } else {
-            Some(self.produce(plan, index, answers, sandbox, outputs, observer)?)
+            Some(self.produce(request, index, outputs)?)
         };
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {

@@ -73,6 +73,6 @@ pub mod selection;
 pub mod store;
 
 pub use engine::{
-    Engine, EngineError, Observer, Settings, Silent, StaleCause, Status, Timeouts, error_chain,
-    suggestion,
+    Engine, EngineError, GenerateRequest, InstallRoot, Observer, Settings, Silent, StaleCause,
+    Status, Timeouts, error_chain, suggestion,
 };

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use artifacts_engine::install::Installed;
 use artifacts_engine::plan::UnitId;
-use artifacts_engine::{Silent, error_chain};
+use artifacts_engine::{GenerateRequest, InstallRoot, Silent, error_chain};
 
 use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
@@ -38,7 +38,11 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
-    let to_generate = engine.pending_activation(&plan, &selected, &root, &env)?;
+    let into = InstallRoot {
+        root: &root,
+        env: &env,
+    };
+    let to_generate = engine.pending_activation(&plan, &selected, &into)?;
     let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
         artifacts_engine::sandbox::Sandbox::Off
@@ -46,7 +50,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         ctx.realise_generators()?;
         context::sandbox(global)?
     };
-    let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &selected,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &Silent,
+    };
+    let results = engine.activate(&request, &into);
     let mut failures = 0;
     for (index, result) in results {
         let unit = &plan[index];

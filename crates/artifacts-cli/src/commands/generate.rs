@@ -8,7 +8,7 @@ use anyhow::Result;
 use artifacts_engine::engine::Observer;
 use artifacts_engine::plan::{Plan, Unit, UnitId};
 use artifacts_engine::selection::{Finding, Reason, SelectionRequest};
-use artifacts_engine::{EngineError, error_chain};
+use artifacts_engine::{EngineError, GenerateRequest, error_chain};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, PromptArgs};
@@ -79,7 +79,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
     let progress = Progress::new(indexes.len() as u64, global.quiet);
     let mut lock = ctx.lock.clone();
-    let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &indexes,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &progress,
+    };
+    let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
     let failed = report(&plan, &results, global.quiet);
