@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
-use artifacts_engine::plan::{Plan, UnitId};
-use artifacts_engine::prompts::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::Prompt;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;

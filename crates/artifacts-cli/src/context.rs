@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use artifacts_engine::backend::BackendRegistry;
-use artifacts_engine::lock::{LOCK_FILE, Lock};
-use artifacts_engine::plan::{Plan, UnitId};
-use artifacts_engine::sandbox::Sandbox;
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::Sandbox;
+use artifacts_engine::lock::Lock;
 use artifacts_engine::{Engine, Settings, Timeouts};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::{Model, TargetId, TargetKind};
 use artifacts_os::project_lock::{Attempt, ProjectLock};
 
@@ -67,7 +67,7 @@ impl Context {
         } else {
             None
         };
-        let mut lock = Lock::load(&model.root.join(LOCK_FILE))
+        let mut lock = Lock::load(&model.root.join(Lock::FILE_NAME))
             .map_err(|e| UsageError(anyhow::Error::new(e)))?;
         // A version-1 lock is upgraded in memory (written on the next change);
         // a model that cannot be planned fails later, in the command.

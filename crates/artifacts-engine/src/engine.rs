@@ -9,11 +9,11 @@ use std::time::Duration;
 use artifacts_model::Context;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendRegistry, Scripts};
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lock::{Lock, LockError};
+use crate::lockfile::{Lock, LockError};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
+use crate::registry::{Backend, BackendRegistry, Scripts};
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
@@ -336,7 +336,7 @@ impl<'a> Engine<'a> {
             .ok_or_else(|| EngineError::Unsupported {
                 backend: backend.name.clone(),
                 context: unit.context(),
-                section: crate::backend::SectionKind::for_context(unit.context()).key(),
+                section: crate::registry::SectionKind::for_context(unit.context()).key(),
             })?;
         Ok(match &section.scripts {
             None => Storage::Passthrough,
@@ -563,6 +563,20 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
+    /// Where a unit's public file `name` is kept in the public store (it may not be stored yet).
+    pub fn public_file_path(&self, unit: &Unit<'_>, name: &str) -> PathBuf {
+        public::artifact_dir(&self.settings.root, unit).join(name)
+    }
+
+    /// A unit's public file `name` as stored (no key needed); `None` when it is not stored.
+    pub fn read_public_file(
+        &self,
+        unit: &Unit<'_>,
+        name: &str,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        public::read(&self.settings.root, unit, name)
+    }
+
     /// Whether a unit's backend stores nothing (so there is nothing to generate ahead of time).
     pub fn is_passthrough(&self, unit: &Unit<'_>) -> bool {
         matches!(self.storage(unit), Ok(Storage::Passthrough))
@@ -625,7 +639,7 @@ impl<'a> Engine<'a> {
             let mut marked = previous.clone().unwrap_or_else(|| {
                 declared
                     .clone()
-                    .entry(&unit.backend.name, Some(crate::lock::now()))
+                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
             });
             marked.incomplete = true;
             lock.set(&unit.scope(), unit.name(), marked);
@@ -657,7 +671,7 @@ impl<'a> Engine<'a> {
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry = declared.entry(&unit.backend.name, Some(crate::lock::now()));
+        let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())

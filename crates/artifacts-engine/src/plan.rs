@@ -16,7 +16,7 @@ use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::lock::{Lock, LockEntry};
+use crate::lockfile::{Lock, LockEntry};
 
 /// A unit of a [`Plan`]: its place in dependency order, so a unit's
 /// dependencies always have smaller ids. Only meaningful for the plan it

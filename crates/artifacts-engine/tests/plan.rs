@@ -2,8 +2,9 @@
 //! in which order, and how a lock entry compares with the declaration
 //! (until now only checked through the binary).
 
-use artifacts_engine::lock::{LOCK_FILE, Lock};
-use artifacts_engine::plan::{Comparison, Plan, PlanError, Targets, UnitId};
+use artifacts_engine::error::PlanError;
+use artifacts_engine::lock::{Comparison, Lock};
+use artifacts_engine::{Plan, Targets, UnitId};
 use artifacts_model::Model;
 use artifacts_model::load::load_manifest;
 
@@ -128,7 +129,7 @@ files.b = {}
 /// compares the unit `key` of `manifest` with its entry.
 fn compare(recorded: &str, manifest: &str) -> Comparison {
     let (dir, before) = project(recorded);
-    let lock_path = dir.path().join(LOCK_FILE);
+    let lock_path = dir.path().join(Lock::FILE_NAME);
     let mut lock = Lock::load(&lock_path).unwrap();
     let plan = Plan::new(&before).unwrap();
     for unit in plan.units() {
@@ -195,7 +196,7 @@ files.key = {}
 "#,
     );
     let plan = Plan::new(&model).unwrap();
-    let mut lock = Lock::load(&dir.path().join(LOCK_FILE)).unwrap();
+    let mut lock = Lock::load(&dir.path().join(Lock::FILE_NAME)).unwrap();
     for (unit, at) in plan
         .units()
         .zip(["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"])
@@ -226,7 +227,7 @@ files.key = {}
 #[test]
 fn a_lock_from_a_newer_version_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(LOCK_FILE);
+    let path = dir.path().join(Lock::FILE_NAME);
     std::fs::write(&path, r#"{"version": 3, "entries": {}}"#).unwrap();
     let error = Lock::load(&path).unwrap_err().to_string();
     assert!(error.contains(&path.display().to_string()), "{error}");

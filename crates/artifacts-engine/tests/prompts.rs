@@ -4,8 +4,9 @@
 //! answers are refused naming the prompt (until now only checked through
 //! the binary).
 
-use artifacts_engine::plan::{Plan, UnitId};
-use artifacts_engine::prompts::{Answers, Asker, PromptError, PromptsFile};
+use artifacts_engine::error::PromptError;
+use artifacts_engine::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::load::load_manifest;
 use artifacts_model::{Model, Prompt};
 use secrecy::{ExposeSecret, SecretString};

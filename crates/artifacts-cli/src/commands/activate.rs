@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifacts_engine::install::Installed;
-use artifacts_engine::plan::UnitId;
+use artifacts_engine::Installed;
+use artifacts_engine::UnitId;
 use artifacts_engine::{GenerateRequest, InstallRoot, Silent, error_chain};
 
 use crate::args::{ActivateArgs, GlobalArgs};
@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let to_generate = engine.pending_activation(&plan, &selected, &into)?;
     let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
-        artifacts_engine::sandbox::Sandbox::Off
+        artifacts_engine::Sandbox::Off
     } else {
         ctx.realise_generators()?;
         context::sandbox(global)?

@@ -3,8 +3,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::backend::{BackendRegistry, SectionKind};
-use artifacts_engine::plan::{Comparison, Plan, Unit};
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::backend::SectionKind;
+use artifacts_engine::lock::Comparison;
+use artifacts_engine::{Plan, Unit};
 use serde_json::json;
 
 use crate::commands::status::{Row, rows, unit_json};

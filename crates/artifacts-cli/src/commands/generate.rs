@@ -5,10 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::engine::Observer;
-use artifacts_engine::plan::{Plan, Unit, UnitId};
+use artifacts_engine::Observer;
 use artifacts_engine::selection::{Finding, Reason, SelectionRequest};
 use artifacts_engine::{EngineError, GenerateRequest, error_chain};
+use artifacts_engine::{Plan, Unit, UnitId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, PromptArgs};

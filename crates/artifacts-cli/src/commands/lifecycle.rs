@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::lifecycle::Accepted;
-use artifacts_engine::plan::{Unit, UnitId};
 use artifacts_engine::{StaleCause, Status, error_chain};
+use artifacts_engine::{Unit, UnitId};
 
 use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
 use crate::ask;
@@ -126,7 +126,7 @@ enum Source {
 /// unit and is not the destination, else the one other backend that stores it.
 fn source(
     engine: &artifacts_engine::Engine<'_>,
-    plan: &artifacts_engine::plan::Plan<'_>,
+    plan: &artifacts_engine::Plan<'_>,
     index: UnitId,
     lock: &artifacts_engine::lock::Lock,
     from: Option<&str>,

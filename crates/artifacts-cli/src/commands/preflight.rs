@@ -4,7 +4,7 @@
 //! only at the end.
 
 use anyhow::Result;
-use artifacts_engine::plan::{Plan, UnitId};
+use artifacts_engine::{Plan, UnitId};
 
 use crate::context::Context;
 

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::plan::{Plan, Unit, UnitId};
+use artifacts_engine::{Plan, Unit, UnitId};
 use artifacts_engine::{StaleCause, Status, selection, suggestion};
 use serde_json::json;
 

@@ -63,8 +63,10 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             .expect("deserialize validated every declared file")
     } else {
         // Public files need no key: read them straight from the public store.
-        let path = artifacts_engine::public::artifact_dir(&ctx.model.root, unit).join(&file);
-        let stored = artifacts_engine::public::read(&ctx.model.root, unit, &file)
+        let engine = ctx.engine();
+        let path = engine.public_file_path(unit, &file);
+        let stored = engine
+            .read_public_file(unit, &file)
             .map_err(|e| anyhow::anyhow!("failed to read public file `{}`: {e}", path.display()))?;
         zeroize::Zeroizing::new(stored.ok_or_else(|| {
             anyhow::anyhow!(

@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::engine::{Engine, Status};
-use crate::lock::Lock;
+use crate::lockfile::Lock;
 use crate::plan::{Plan, Unit, UnitId};
 
 /// What to select among the units a command names (indexes into the plan).

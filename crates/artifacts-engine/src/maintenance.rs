@@ -22,15 +22,15 @@ use artifacts_os::fs::{Dir, FileType};
 use artifacts_model::{Context, Model, Target, TargetKind};
 use serde::Serialize;
 
-use crate::backend::{Backend, SectionKind};
 use crate::engine::{Engine, EngineError, Storage, io};
-use crate::lock::Lock;
+use crate::lockfile::Lock;
 use crate::plan::{Plan, Targets, Unit, UnitId};
+use crate::registry::{Backend, SectionKind};
 use crate::script::{self, Scope, ScriptKind};
 use artifacts_os::scratch::Scratch;
 
 /// The name orphans of the public store are reported under.
-pub const PUBLIC_STORE: &str = "public-store";
+pub(crate) const PUBLIC_STORE: &str = "public-store";
 
 /// What a migration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,7 +323,7 @@ impl Engine<'_> {
             if !seen.insert(backend.storage.as_str()) {
                 continue;
             }
-            let storing: Vec<(&SectionKind, &crate::backend::Scripts)> = backend
+            let storing: Vec<(&SectionKind, &crate::registry::Scripts)> = backend
                 .sections
                 .iter()
                 .filter(|(_, s)| s.enabled)
@@ -426,7 +426,7 @@ impl Engine<'_> {
         plan: &Plan<'_>,
         backend: &Backend,
         kind: SectionKind,
-        list: &crate::backend::Script,
+        list: &crate::registry::Script,
     ) -> Result<Vec<Orphan>, EngineError> {
         let target_kind = match kind {
             SectionKind::Nixos => TargetKind::Nixos,
@@ -454,7 +454,7 @@ impl Engine<'_> {
         model: &Model,
         plan: &Plan<'_>,
         backend: &Backend,
-        list: &crate::backend::Script,
+        list: &crate::registry::Script,
     ) -> Result<Vec<Orphan>, EngineError> {
         // Every declared target, for their configuration (where the store is).
         if model.targets.is_empty() {
@@ -479,7 +479,7 @@ impl Engine<'_> {
         &self,
         plan: &Plan<'_>,
         backend: &Backend,
-        list: &crate::backend::Script,
+        list: &crate::registry::Script,
         targets: &Targets<'_>,
         scoped: impl Fn(&Unit<'_>) -> bool,
     ) -> Result<Vec<String>, EngineError> {

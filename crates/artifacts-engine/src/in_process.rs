@@ -3,7 +3,7 @@
 //!
 //! The shipped backends (agenix, sops-nix, dummy) implement it in the
 //! `artifacts-backends` crate, and the binary registers them
-//! ([`crate::backend::BackendRegistry::add_fallback`] with a
+//! ([`crate::BackendRegistry::add_fallback`] with a
 //! [`Backend`](crate::backend::Backend) whose scripts are
 //! [`Script::InProcess`](crate::backend::Script::InProcess)). A call carries
 //! what a script would find in its environment, typed: the artifact, the
