@@ -169,16 +169,8 @@ impl Engine<'_> {
             .copied()
             .filter(|&i| !self.is_passthrough(&plan[i]))
             .collect();
-        let mut candidates = Candidates {
-            chosen: Vec::new(),
-            stale: Vec::new(),
-            findings: Vec::new(),
-            check_errors: 0,
-            known: BTreeMap::new(),
-            cascade: request.cascade,
-            replace_elsewhere: request.replace_elsewhere,
-            jobs: request.jobs,
-        };
+        let mut candidates =
+            Candidates::empty(request.cascade, request.replace_elsewhere, request.jobs);
         if request.force {
             for index in storing {
                 match request.older_than {
@@ -257,6 +249,20 @@ impl Engine<'_> {
 }
 
 impl Candidates {
+    /// Nothing chosen yet; remembers what [`Engine::select`] needs of the request.
+    fn empty(cascade: bool, replace_elsewhere: bool, jobs: usize) -> Candidates {
+        Candidates {
+            chosen: Vec::new(),
+            stale: Vec::new(),
+            findings: Vec::new(),
+            check_errors: 0,
+            known: BTreeMap::new(),
+            cascade,
+            replace_elsewhere,
+            jobs,
+        }
+    }
+
     /// Files one checked unit under chosen, stale or a finding.
     fn sort(&mut self, index: UnitId, status: &Status) {
         match status {
@@ -437,16 +443,7 @@ mod tests {
 
     #[test]
     fn checked_units_are_chosen_left_for_the_stale_question_or_told() {
-        let mut candidates = Candidates {
-            chosen: Vec::new(),
-            stale: Vec::new(),
-            findings: Vec::new(),
-            check_errors: 0,
-            known: BTreeMap::new(),
-            cascade: true,
-            replace_elsewhere: false,
-            jobs: 1,
-        };
+        let mut candidates = Candidates::empty(true, false, 1);
         let statuses = [
             Status::Ok,
             Status::Missing,
