@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use artifacts_model::{Context, TargetKind};
 
+use crate::plan::Targets;
+
 /// A backend implemented in Rust and called in this process.
 ///
 /// Every method gets the [`Call`] a script of the same name would get in
@@ -139,16 +141,25 @@ pub struct Call {
     pub backend: String,
     /// The artifact; `None` for `list`, which runs for targets.
     pub artifact: Option<String>,
-    /// The context.
-    pub context: Context,
-    /// The targets: exactly one, except in the shared context. Never empty.
-    pub targets: Vec<CallTarget>,
+    /// The targets: all of a shared artifact's (or, for `list` and
+    /// `remove` in the shared context, every declared target), or exactly one.
+    pub targets: Targets<CallTarget>,
     /// The declared files, sorted by name (none for `list`).
     pub files: Vec<CallFile>,
     /// The project root.
     pub root: PathBuf,
     /// Where identities come from.
     pub identities: KeySources,
+}
+
+impl Call {
+    /// `$artifact_context`: `shared`, or the one target's kind.
+    pub fn context(&self) -> Context {
+        match &self.targets {
+            Targets::Shared(_) => Context::Shared,
+            Targets::One(target) => target.kind.context(),
+        }
+    }
 }
 
 /// Why an in-process backend failed: its own error (the message says what

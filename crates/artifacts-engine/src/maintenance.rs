@@ -480,7 +480,7 @@ impl Engine<'_> {
         plan: &Plan<'_>,
         backend: &Backend,
         list: &crate::registry::Script,
-        targets: &Targets<'_>,
+        targets: &Targets<&Target>,
         scoped: impl Fn(&Unit<'_>) -> bool,
     ) -> Result<Vec<String>, EngineError> {
         let scope = Scope {

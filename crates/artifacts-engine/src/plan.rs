@@ -24,19 +24,23 @@ use crate::lockfile::{Lock, LockEntry};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UnitId(pub(crate) usize);
 
-/// Whom a unit is for: every declaring target of a shared artifact, or
-/// exactly one target. Nothing else can be expressed.
-#[derive(Debug, Clone)]
-pub enum Targets<'m> {
-    /// A shared artifact, generated once for all these targets (at least one).
-    Shared(Vec<&'m Target>),
+/// Whom something is for: every target of a shared artifact, or exactly
+/// one target. Nothing else can be expressed, so the context follows from
+/// it: `shared`, or the one target's kind. A unit holds the model's targets
+/// ([`Unit::targets`]); an in-process backend's call holds their
+/// descriptions ([`crate::store::Call::targets`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets<T> {
+    /// A shared artifact: all its targets (for listing and removing in the
+    /// shared context, every declared target).
+    Shared(Vec<T>),
     /// One target's own artifact.
-    One(&'m Target),
+    One(T),
 }
 
-impl<'m> Targets<'m> {
+impl<T> Targets<T> {
     /// Every target, in declaration order.
-    pub fn as_slice(&self) -> &[&'m Target] {
+    pub fn as_slice(&self) -> &[T] {
         match self {
             Targets::Shared(targets) => targets,
             Targets::One(target) => std::slice::from_ref(target),
@@ -44,19 +48,29 @@ impl<'m> Targets<'m> {
     }
 
     /// Every target, in declaration order.
-    pub fn iter(&self) -> impl Iterator<Item = &'m Target> + '_ {
-        self.as_slice().iter().copied()
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.as_slice().iter()
     }
 
-    /// The target of a non-shared unit.
-    pub fn one(&self) -> Option<&'m Target> {
+    /// The target, outside the shared context.
+    pub fn one(&self) -> Option<&T> {
         match self {
             Targets::Shared(_) => None,
             Targets::One(target) => Some(target),
         }
     }
 
-    /// The context scripts see: `shared`, or the one target's kind.
+    /// The same shape with each target mapped.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> Targets<U> {
+        match self {
+            Targets::Shared(targets) => Targets::Shared(targets.iter().map(f).collect()),
+            Targets::One(target) => Targets::One(f(target)),
+        }
+    }
+}
+
+impl Targets<&Target> {
+    /// `shared`, or the one target's kind.
     pub fn context(&self) -> Context {
         match self {
             Targets::Shared(_) => Context::Shared,
@@ -71,7 +85,7 @@ pub struct Unit<'m> {
     /// The artifact's declaration (the first target's, for shared artifacts).
     pub artifact: &'m Artifact,
     /// The declaring targets: every target of a shared artifact, or one.
-    pub targets: Targets<'m>,
+    pub targets: Targets<&'m Target>,
     /// The backend and the rule that chose it.
     pub backend: BackendChoice,
     /// The units this one depends on.

@@ -197,7 +197,7 @@ pub(crate) struct Scope<'a> {
     /// `$artifact`, when there is one.
     pub artifact: Option<&'a str>,
     /// The targets in `$targets`; they give `$artifact_context`.
-    pub targets: &'a Targets<'a>,
+    pub targets: &'a Targets<&'a artifacts_model::Target>,
     /// The declared files for `$inputs` (none for orphans and `list`).
     pub files: Option<&'a indexmap::IndexMap<String, artifacts_model::FileSpec>>,
 }
@@ -219,7 +219,7 @@ impl<'a> Scope<'a> {
 
     /// The target whose identity scripts get outside the shared context.
     fn single_target(&self) -> Option<&'a artifacts_model::Target> {
-        self.targets.one()
+        self.targets.one().copied()
     }
 }
 
@@ -582,16 +582,11 @@ fn in_process<'b>(
     let call = Call {
         backend: backend.name.clone(),
         artifact: scope.artifact.map(str::to_owned),
-        context: scope.context(),
-        targets: scope
-            .targets
-            .iter()
-            .map(|t| CallTarget {
-                name: t.id.name.clone(),
-                kind: t.id.kind,
-                config: config_of(backend, t),
-            })
-            .collect(),
+        targets: scope.targets.map(|t| CallTarget {
+            name: t.id.name.clone(),
+            kind: t.id.kind,
+            config: config_of(backend, t),
+        }),
         files,
         root,
         identities: KeySources::new(env.extra_env.clone()),
@@ -771,12 +766,14 @@ files.cert = { secret = false }
         let call = &calls[0].1;
         assert_eq!(call.backend, "rec");
         assert_eq!(call.artifact.as_deref(), Some("api"));
-        assert_eq!(call.context, Context::Nixos);
-        assert_eq!(call.targets.len(), 1);
-        assert_eq!(call.targets[0].name, "m1");
-        assert_eq!(call.targets[0].kind, TargetKind::Nixos);
+        assert_eq!(call.context(), Context::Nixos);
+        let Targets::One(target) = &call.targets else {
+            panic!("a machine's artifact is called for that one machine");
+        };
+        assert_eq!(target.name, "m1");
+        assert_eq!(target.kind, TargetKind::Nixos);
         assert_eq!(
-            call.targets[0].config,
+            target.config,
             serde_json::json!({ "publicHostKey": "age1fallback" })
         );
         let files: Vec<(&str, bool)> = call

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifacts_engine::Installed;
-use artifacts_engine::UnitId;
-use artifacts_engine::{GenerateRequest, InstallRoot, Silent, error_chain};
+use artifacts_engine::{
+    Activated, EngineError, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId,
+    error_chain,
+};
 
 use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
@@ -58,6 +59,19 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         observer: &Silent,
     };
     let results = engine.activate(&request, &into);
+    Ok(if report(&plan, results, global) == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Prints what was done to each file and each failure; returns how many failed.
+fn report(
+    plan: &Plan<'_>,
+    results: Vec<(UnitId, Result<Activated, EngineError>)>,
+    global: &GlobalArgs,
+) -> usize {
     let mut failures = 0;
     for (index, result) in results {
         let unit = &plan[index];
@@ -81,9 +95,5 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
             }
         }
     }
-    Ok(if failures == 0 {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    })
+    failures
 }
