@@ -19,6 +19,7 @@ mod safety;
 mod shipped;
 mod stores;
 mod switch;
+mod tanka_tools;
 mod terminal;
 mod tools;
 mod util;

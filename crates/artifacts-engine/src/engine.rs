@@ -292,7 +292,8 @@ pub struct InstallRoot<'r> {
     pub env: &'r dyn Fn(&str) -> Option<String>,
 }
 
-/// The engine over one plan.
+/// Checks, selects, generates and activates the units of a plan, with the
+/// backends of a registry.
 pub struct Engine<'a> {
     pub(crate) registry: &'a BackendRegistry,
     pub(crate) settings: Settings,

@@ -8,7 +8,8 @@
 //! recorded entry compares with it ([`Declared::compare`]), and upgrades the
 //! entries of a version-1 lock ([`Plan::upgrade_lock`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -390,6 +391,8 @@ pub struct Plan<'m> {
     /// Generator identities already computed: one generator often serves
     /// hundreds of units, and checks run on several threads.
     generator_ids: Mutex<HashMap<PathBuf, String>>,
+    /// Reverse dependency edges (indexes into `units`), for cascades.
+    dependents: Vec<Vec<usize>>,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -500,8 +503,9 @@ impl<'m> Plan<'m> {
                     .collect();
                 unit
             })
-            .collect();
+            .collect::<Vec<_>>();
         Ok(Plan {
+            dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
         })
@@ -568,10 +572,10 @@ impl<'m> Plan<'m> {
         let mut found = vec![false; self.units.len()];
         let mut stack = vec![id];
         while let Some(current) = stack.pop() {
-            for (i, unit) in self.units.iter().enumerate() {
-                if !found[i] && unit.dependencies.contains(&current) {
-                    found[i] = true;
-                    stack.push(UnitId(i));
+            for &dependent in &self.dependents[current.0] {
+                if !found[dependent] {
+                    found[dependent] = true;
+                    stack.push(UnitId(dependent));
                 }
             }
         }
@@ -583,7 +587,7 @@ impl<'m> Plan<'m> {
 
     /// Whether any unit depends directly on unit `id`.
     pub(crate) fn has_dependents(&self, id: UnitId) -> bool {
-        self.units.iter().any(|u| u.dependencies.contains(&id))
+        !self.dependents[id.0].is_empty()
     }
 }
 
@@ -596,25 +600,43 @@ impl<'m> std::ops::Index<UnitId> for Plan<'m> {
 }
 
 /// Kahn's algorithm, stable: among ready units, declaration order wins.
+/// O((N + E) log N): reverse edges, and a min-heap of the ready units.
 fn topological_order(units: &[Unit<'_>]) -> Result<Vec<usize>, PlanError> {
+    let dependents = reverse_edges(units);
     let mut remaining: Vec<usize> = units.iter().map(|u| u.dependencies.len()).collect();
-    let mut done = vec![false; units.len()];
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..units.len())
+        .filter(|&i| remaining[i] == 0)
+        .map(Reverse)
+        .collect();
     let mut order = Vec::with_capacity(units.len());
-    while order.len() < units.len() {
-        let Some(next) = (0..units.len()).find(|&i| !done[i] && remaining[i] == 0) else {
-            let stuck = (0..units.len())
-                .filter(|&i| !done[i])
-                .map(|i| units[i].label())
-                .collect();
-            return Err(PlanError::Cycle(stuck));
-        };
-        done[next] = true;
+    while let Some(Reverse(next)) = ready.pop() {
         order.push(next);
-        for (i, unit) in units.iter().enumerate() {
-            if !done[i] {
-                remaining[i] -= unit.dependencies.iter().filter(|&&d| d.0 == next).count();
+        // One entry per dependency edge, so a repeated dependency counts twice
+        // here as it does in `remaining`.
+        for &dependent in &dependents[next] {
+            remaining[dependent] -= 1;
+            if remaining[dependent] == 0 {
+                ready.push(Reverse(dependent));
             }
         }
     }
+    if order.len() < units.len() {
+        let stuck = (0..units.len())
+            .filter(|&i| remaining[i] > 0)
+            .map(|i| units[i].label())
+            .collect();
+        return Err(PlanError::Cycle(stuck));
+    }
     Ok(order)
+}
+
+/// For each unit, the units that list it as a dependency (once per listing).
+fn reverse_edges(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
+    let mut dependents = vec![Vec::new(); units.len()];
+    for (i, unit) in units.iter().enumerate() {
+        for &dependency in &unit.dependencies {
+            dependents[dependency.0].push(i);
+        }
+    }
+    dependents
 }

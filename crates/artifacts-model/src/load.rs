@@ -19,6 +19,7 @@
 //! (Home Manager, kept literal), `<artifact>/<file>` (tanka: the key in
 //! `secrets_yaml`), owner and group `root` (NixOS only), mode `0400`, `secret = true`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -415,6 +416,7 @@ impl Reader {
         let Some(entries) = self.object(value, &location) else {
             return;
         };
+        let mut index = TargetIndex::new(targets);
         for (name, entry) in entries {
             let location = self.base.artifact(name);
             let Some(map) = self.object(entry, &location) else {
@@ -445,7 +447,9 @@ impl Reader {
                 }
             };
             for reference in references {
-                let Some(index) = self.resolve_reference(&reference, targets, &location) else {
+                let Some(index) =
+                    self.resolve_reference(&reference, targets, &mut index, &location)
+                else {
                     continue;
                 };
                 let kind = targets[index].id.kind;
@@ -473,6 +477,7 @@ impl Reader {
         &mut self,
         reference: &str,
         targets: &mut Vec<Target>,
+        index: &mut TargetIndex,
         location: &Location,
     ) -> Option<usize> {
         let id = match reference.split_once('/') {
@@ -486,26 +491,22 @@ impl Reader {
                     return None;
                 }
             },
-            None => {
-                let matches: Vec<usize> = (0..targets.len())
-                    .filter(|&i| targets[i].id.name == reference)
-                    .collect();
-                match matches.as_slice() {
-                    [one] => return Some(*one),
-                    [] => TargetId::new(TargetKind::Nixos, reference),
-                    _ => {
-                        self.problem(
+            None => match index.named(reference) {
+                [one] => return Some(*one),
+                [] => TargetId::new(TargetKind::Nixos, reference),
+                _ => {
+                    self.problem(
                             location.field("targets"),
                             format!("`{reference}` names several targets; write it as nixos/{reference}, home/{reference} or tanka/{reference}"),
                         );
-                        return None;
-                    }
+                    return None;
                 }
-            }
+            },
         };
-        if let Some(index) = targets.iter().position(|t| t.id == id) {
-            return Some(index);
+        if let Some(&found) = index.by_id.get(&id) {
+            return Some(found);
         }
+        index.add(&id, targets.len());
         targets.push(Target {
             id,
             default_backend: None,
@@ -757,5 +758,38 @@ fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a table",
+    }
+}
+
+/// Targets by id and by bare name, so that resolving each of the shorthand's
+/// references is a lookup, not a scan (fleets have thousands of targets).
+struct TargetIndex {
+    by_id: HashMap<TargetId, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+impl TargetIndex {
+    fn new(targets: &[Target]) -> TargetIndex {
+        let mut index = TargetIndex {
+            by_id: HashMap::with_capacity(targets.len()),
+            by_name: HashMap::with_capacity(targets.len()),
+        };
+        for (i, target) in targets.iter().enumerate() {
+            index.add(&target.id, i);
+        }
+        index
+    }
+
+    fn add(&mut self, id: &TargetId, position: usize) {
+        self.by_id.insert(id.clone(), position);
+        self.by_name
+            .entry(id.name.clone())
+            .or_default()
+            .push(position);
+    }
+
+    /// Positions of the targets with this bare name, in declaration order.
+    fn named(&self, name: &str) -> &[usize] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 }
