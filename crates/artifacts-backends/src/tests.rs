@@ -4,10 +4,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use artifacts_engine::Targets;
 use artifacts_engine::store::{
     Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, Writable,
 };
-use artifacts_model::{Context, TargetKind};
+use artifacts_model::TargetKind;
 
 /// A project root, a key pair and its identity file.
 struct Project {
@@ -50,12 +51,11 @@ impl Project {
         Call {
             backend: backend.to_owned(),
             artifact: Some("api".to_owned()),
-            context: Context::Nixos,
-            targets: vec![CallTarget {
+            targets: Targets::One(CallTarget {
                 name: "m1".to_owned(),
                 kind: TargetKind::Nixos,
                 config: serde_json::json!({ "publicHostKey": recipient }),
-            }],
+            }),
             files: vec![
                 CallFile {
                     name: "token".to_owned(),
@@ -230,7 +230,10 @@ fn a_store_dir_leaving_the_project_is_refused() {
     let p = Project::new();
     let store = backend("agenix");
     let mut call = p.call("agenix", &p.key.recipient(), None);
-    call.targets[0].config["storeDir"] = serde_json::json!("../elsewhere");
+    let Targets::One(target) = &mut call.targets else {
+        unreachable!("the test call is for one machine")
+    };
+    target.config["storeDir"] = serde_json::json!("../elsewhere");
     let error = store.serialize(&call, &p.out("out", "s3cret")).unwrap_err();
     assert!(
         error

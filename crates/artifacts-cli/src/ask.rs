@@ -8,8 +8,8 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
-use artifacts_engine::plan::Plan;
-use artifacts_engine::prompts::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::Prompt;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -327,7 +327,7 @@ pub fn confirm(question: &str) -> Result<bool> {
 /// prompts file, the environment, or (in a terminal) asked.
 pub fn collect_answers(
     plan: &Plan<'_>,
-    units: &[usize],
+    units: &[UnitId],
     prompts_file: Option<&Path>,
 ) -> Result<Answers> {
     let file = prompts_file.map(read_prompts_file).transpose()?;

@@ -5,10 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::engine::Observer;
-use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::Observer;
 use artifacts_engine::selection::{Finding, Reason, SelectionRequest};
-use artifacts_engine::{EngineError, error_chain};
+use artifacts_engine::{EngineError, GenerateRequest, error_chain};
+use artifacts_engine::{Plan, Unit, UnitId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, PromptArgs};
@@ -79,7 +79,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
     let progress = Progress::new(indexes.len() as u64, global.quiet);
     let mut lock = ctx.lock.clone();
-    let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &indexes,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &progress,
+    };
+    let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
     let failed = report(&plan, &results, global.quiet);
@@ -92,7 +99,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
 /// Prints what the selection found, in the order found.
 fn tell(plan: &Plan<'_>, findings: &[Finding]) {
-    let label = |unit: &usize| plan.units[*unit].label();
+    let label = |unit: &UnitId| plan[*unit].label();
     for finding in findings {
         match finding {
             Finding::NoGenerationTime(unit) => eprintln!(
@@ -102,7 +109,7 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
             Finding::Untracked(unit) => eprintln!(
                 "note: {} is stored but not in artifacts.lock: left as it is (`{}` records it)",
                 label(unit),
-                artifacts_engine::suggestion("accept", &[&plan.units[*unit].artifact.name])
+                artifacts_engine::suggestion("accept", &[&plan[*unit].artifact.name])
             ),
             Finding::RecipientsChanged(unit) => eprintln!(
                 "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
@@ -128,7 +135,7 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
 /// otherwise asked (unless quiet); left as they are, they are listed.
 fn accept_stale(
     plan: &Plan<'_>,
-    stale: &[(usize, String)],
+    stale: &[(UnitId, String)],
     prompts: &PromptArgs,
     quiet: bool,
 ) -> Result<bool> {
@@ -137,7 +144,7 @@ fn accept_stale(
     }
     let list: Vec<String> = stale
         .iter()
-        .map(|(i, reason)| format!("  {} ({reason})", plan.units[*i].label()))
+        .map(|(i, reason)| format!("  {} ({reason})", plan[*i].label()))
         .collect();
     let accept = prompts.yes
         || prompts.dry_run
@@ -159,7 +166,7 @@ fn accept_stale(
 }
 
 /// `regenerate` replaces what is stored: only with --yes or a person's yes.
-fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool> {
+fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool> {
     if !ask::interactive() {
         return Err(UsageError(anyhow::anyhow!(
             "refusing to regenerate {} artifact(s) without confirmation: pass --yes (no terminal to ask)",
@@ -169,7 +176,7 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
     }
     let labels: Vec<String> = units
         .iter()
-        .map(|(i, _)| format!("  {}", plan.units[*i].label()))
+        .map(|(i, _)| format!("  {}", plan[*i].label()))
         .collect();
     eprintln!(
         "will regenerate, replacing the stored versions:\n{}",
@@ -179,16 +186,12 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
 }
 
 /// Prints each failure and the summary; returns how many failed.
-fn report(plan: &Plan<'_>, results: &[(usize, Result<(), EngineError>)], quiet: bool) -> usize {
+fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet: bool) -> usize {
     let mut failed = 0;
     for (index, result) in results {
         if let Err(error) = result {
             failed += 1;
-            eprintln!(
-                "error: {}: {}",
-                plan.units[*index].label(),
-                error_chain(error)
-            );
+            eprintln!("error: {}: {}", plan[*index].label(), error_chain(error));
         }
     }
     if !quiet {
@@ -205,13 +208,13 @@ fn report(plan: &Plan<'_>, results: &[(usize, Result<(), EngineError>)], quiet: 
     failed
 }
 
-fn print_dry_run(plan: &Plan<'_>, order: &[(usize, Reason)]) -> Result<()> {
+fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if order.is_empty() {
         writeln!(stdout, "nothing to generate")?;
     }
     for (index, reason) in order {
-        let unit = &plan.units[*index];
+        let unit = &plan[*index];
         let prompts: Vec<&str> = unit.artifact.prompts.keys().map(String::as_str).collect();
         write!(
             stdout,
