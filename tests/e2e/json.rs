@@ -1,0 +1,265 @@
+//! `--json`: every command prints exactly one document on stdout, valid
+//! against `docs/schema/output.schema.json` ([`Run::json`] checks both and
+//! the exit code), on success and on failure, with errors located.
+
+use serde_json::json;
+
+use crate::util::{Project, Run, output_schema};
+
+/// A project with `a` (backend `rec`) and `d` (backend `dummy`) on machine `m`.
+fn project(name: &str) -> Project {
+    let p = Project::new(name);
+    p.recording_backend()
+        .generator("token.sh", r#"echo t > "$out/token""#)
+        .manifest(
+            r#"
+default.backend = "rec"
+[nixos.m.artifacts.a]
+generator = "generators/token.sh"
+files.token = {}
+[nixos.m.artifacts.d]
+backend = "dummy"
+generator = "generators/token.sh"
+files.token = { mode = "0444" }
+"#,
+        );
+    p
+}
+
+/// Runs `args` with `--json`, expects `code` and the document of `command`.
+#[track_caller]
+fn document(p: &Project, args: &[&str], command: &str, code: i32) -> (serde_json::Value, Run) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let run = p.run(&all);
+    run.code(code);
+    let document = run.json();
+    assert_eq!(document["command"], command, "{document}");
+    assert_eq!(document["ok"], code == 0, "{document}");
+    (document, run)
+}
+
+/// The `result` of each entry of `artifacts`, as `artifact=result`.
+fn results(document: &serde_json::Value) -> Vec<String> {
+    document["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}={}",
+                a["artifact"].as_str().unwrap(),
+                a["result"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn json_every_project_command_prints_one_valid_document() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "activate installs as root (CI runs the tests as root)"
+    );
+    let p = project("json_every_project_command");
+
+    let (list, _) = document(&p, &["list"], "list", 0);
+    assert_eq!(list["artifacts"].as_array().unwrap().len(), 2, "{list}");
+    let (bare, _) = document(&p, &[], "list", 0);
+    assert_eq!(bare["artifacts"], list["artifacts"]);
+
+    let (missing, _) = document(&p, &["check"], "check", 1);
+    assert_eq!(missing["summary"]["missing"], 1);
+
+    let (dry, run) = document(&p, &["generate", "--dry-run"], "generate", 0);
+    assert_eq!(results(&dry), ["a=would-generate"]);
+    assert_eq!(dry["artifacts"][0]["asks"], json!([]));
+    run.stdout_lacks("would generate");
+
+    let (generated, run) = document(&p, &["generate"], "generate", 0);
+    assert_eq!(results(&generated), ["a=generated"]);
+    // Human text goes to stderr.
+    run.stderr_has("generated 1 artifact(s)");
+
+    let (ok, _) = document(&p, &["check"], "check", 0);
+    assert_eq!(ok["errors"], json!([]));
+    let (explained, _) = document(&p, &["explain", "a"], "explain", 0);
+    assert_eq!(
+        explained["artifacts"][0]["backend_rule"],
+        "manifest-default"
+    );
+    let (graph, _) = document(&p, &["graph"], "graph", 0);
+    assert_eq!(graph["graph"].as_array().unwrap().len(), 2);
+    let (backends, _) = document(&p, &["backends"], "backends", 0);
+    assert!(
+        backends["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["name"] == "rec")
+    );
+
+    let (shown, _) = document(&p, &["show", "a"], "show", 0);
+    assert_eq!(shown["artifacts"][0]["result"], "shown");
+    assert_eq!(shown["artifacts"][0]["content"], "t\n");
+
+    let (accepted, _) = document(&p, &["accept", "--dry-run"], "accept", 0);
+    assert_eq!(results(&accepted), Vec::<String>::new());
+    document(&p, &["rekey", "--dry-run"], "rekey", 0);
+    let (migrated, _) = document(&p, &["migrate", "a", "--to", "rec"], "migrate", 0);
+    assert_eq!(results(&migrated), ["a=already-there"]);
+    let (regenerated, _) = document(&p, &["regenerate", "a", "--yes"], "regenerate", 0);
+    assert_eq!(results(&regenerated), ["a=generated"]);
+    let (gc, run) = document(&p, &["gc", "--dry-run"], "gc", 0);
+    assert_eq!(gc["orphans"], json!([]));
+    run.stdout_lacks("orphan ");
+
+    let root = p.root.join("sysroot");
+    let (activated, _) = document(
+        &p,
+        &[
+            "activate",
+            "--target",
+            "m",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        "activate",
+        0,
+    );
+    assert_eq!(results(&activated), ["d=activated"]);
+    assert_eq!(
+        activated["artifacts"][0]["installed"][0]["outcome"],
+        "written"
+    );
+}
+
+#[test]
+fn json_failed_units_are_results_and_located_errors() {
+    let p = project("json_failed_units");
+    p.generator("token.sh", "echo broken >&2; exit 3");
+    let (failed, _) = document(&p, &["generate"], "generate", 1);
+    assert_eq!(results(&failed), ["a=failed"]);
+    assert!(
+        failed["artifacts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken")
+    );
+    let error = &failed["errors"][0];
+    assert_eq!(error["unit"], "nixos/m a", "{failed}");
+    assert_eq!(error["artifact"], "a");
+    assert_eq!(error["scope"], "nixos/m");
+}
+
+#[test]
+fn json_declaration_errors_carry_file_line_and_column() {
+    let p = Project::new("json_declaration_errors");
+    p.recording_backend()
+        .manifest("default.backend = \"rec\"\n[nixos.m.artifacts.a\n");
+    // Before: a declaration error under --json printed nothing on stdout.
+    let (broken, _) = document(&p, &["check"], "check", 2);
+    let error = &broken["errors"][0];
+    assert_eq!(error["kind"], "usage");
+    assert!(
+        error["file"].as_str().unwrap().ends_with("artifacts.toml"),
+        "{broken}"
+    );
+    assert_eq!(error["line"], 2, "{broken}");
+    assert!(error["column"].as_u64().unwrap() >= 1);
+
+    p.manifest(
+        r#"
+[nixos.m.artifacts.a]
+backend = "nosuch"
+generator = "generators/token.sh"
+files.token = {}
+"#,
+    );
+    let (invalid, _) = document(&p, &["generate"], "generate", 2);
+    let error = &invalid["errors"][0];
+    assert_eq!(error["target"], "nixos/m", "{invalid}");
+    assert_eq!(error["artifact"], "a");
+    assert_eq!(error["field"], "backend");
+    assert!(error["message"].as_str().unwrap().contains("nosuch"));
+}
+
+#[test]
+fn json_usage_errors_are_documents_too() {
+    let p = project("json_usage_errors");
+    let (unknown, _) = document(&p, &["check", "--no-such-flag"], "check", 2);
+    assert!(
+        unknown["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-flag"),
+        "{unknown}"
+    );
+    let (refused, _) = document(&p, &["regenerate", "a"], "regenerate", 2);
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--yes"),
+        "{refused}"
+    );
+    let (backend, _) = document(&p, &["migrate", "a", "--to", "nosuch"], "migrate", 2);
+    assert!(
+        backend["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nosuch")
+    );
+}
+
+#[test]
+fn json_is_refused_by_commands_that_print_data() {
+    let p = Project::new("json_refused_by_data_commands");
+    for (args, command) in [
+        (&["age", "keygen"][..], "age keygen"),
+        (&["completions", "bash"], "completions"),
+        (&["man"], "man"),
+        (&["sops", "verify", "x.yaml"], "sops verify"),
+    ] {
+        let (refused, run) = document(&p, args, command, 2);
+        assert_eq!(refused["errors"][0]["kind"], "usage");
+        run.stdout_lacks("AGE-SECRET-KEY")
+            .stdout_lacks("_clap_complete");
+    }
+    assert!(!p.root.join("x.yaml").exists());
+}
+
+#[test]
+fn json_schema_rejects_documents_that_break_the_contract() {
+    let good = json!({
+        "command": "generate", "ok": false, "exit_code": 1,
+        "artifacts": [{ "artifact": "a", "context": "nixos", "targets": ["nixos/m"],
+                        "backend": "rec", "result": "failed", "error": "boom" }],
+        "errors": [{ "kind": "failure", "message": "boom", "unit": "nixos/m a" }],
+    });
+    let schema = output_schema();
+    assert!(schema.is_valid(&good));
+    let broken = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut document = good.clone();
+        f(&mut document);
+        schema.is_valid(&document)
+    };
+    assert!(!broken(&|d| {
+        d.as_object_mut().unwrap().remove("errors");
+    }));
+    assert!(!broken(&|d| d["ok"] = json!(true)), "ok with exit code 1");
+    assert!(
+        !broken(&|d| {
+            d["artifacts"][0].as_object_mut().unwrap().remove("error");
+        }),
+        "a failed unit without its error"
+    );
+    assert!(
+        !broken(&|d| d["artifacts"][0]["targets"] = json!(["m"])),
+        "a target without its kind"
+    );
+    assert!(
+        !broken(&|d| d["surprise"] = json!(1)),
+        "an undocumented field"
+    );
+}
