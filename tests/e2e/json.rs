@@ -223,6 +223,11 @@ fn json_is_refused_by_commands_that_print_data() {
     ] {
         let (refused, run) = document(&p, args, command, 2);
         assert_eq!(refused["errors"][0]["kind"], "usage");
+        let message = refused["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`artifacts {command}`")),
+            "{message}"
+        );
         run.stdout_lacks("AGE-SECRET-KEY")
             .stdout_lacks("_clap_complete");
     }

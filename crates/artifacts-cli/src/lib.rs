@@ -8,6 +8,30 @@
 //! not dumpable, inherited descriptors close-on-exec). A closed stdout
 //! (`artifacts … | head`) ends any command with exit code 0.
 //!
+//! # Adding a command
+//!
+//! 1. A variant of [`args::Command`] with a one-line doc comment (its help
+//!    and man page title) and its own flags; artifact, target, backend and
+//!    file arguments get `add = ArgValueCandidates::new(shell::artifact_names)`
+//!    (or `target_names`, `backend_names`, `file_names`) to complete from the
+//!    project, path arguments a `value_hint`.
+//! 2. An entry in [`help::PAGES`]: two or three examples and the global
+//!    options it uses (the others are hidden from its help, man page and
+//!    completions). The test `every_command_has_a_page` fails without it;
+//!    `artifacts-<command>(1)` is generated from both.
+//! 3. A function in [`commands`] returning the exit code, and its arm in
+//!    `dispatch`. Under `--json` ([`report::enabled`]) it prints nothing on
+//!    stdout: it reports each unit with [`report::unit_result`] (and
+//!    [`report::unit_error`] for a unit that failed) and its own top-level
+//!    fields with [`report::set`]; the document, with the command's name,
+//!    exit code and the error it returned (located, for declaration
+//!    errors), is printed by [`run`]. People's text goes to stderr. New
+//!    `result` words or top-level fields go into
+//!    `docs/schema/output.schema.json`, which the e2e tests validate every
+//!    document against. A command whose stdout is data (a file, a script)
+//!    answers `--json` with a usage error instead: list it in
+//!    [`args::Command::has_json`].
+//!
 //! ```
 //! // What `main` does, with any argv: the exit code comes back.
 //! assert_eq!(artifacts_cli::run(["artifacts", "--version"]), 0);
@@ -157,12 +181,14 @@ fn setup_output(global: &GlobalArgs) {
 
 fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
-    if report::enabled()
+    if let Some(name) = report::command()
         && let Some(command) = &cli.command
         && !command.has_json()
     {
         return Err(exit::usage(
-            "--json does not apply to this command: it prints the data itself (or a script or page), never a report",
+            format!(
+                "--json does not apply to `artifacts {name}`: it prints the data itself (or a script or page), never a report"
+            ),
             Some("leave out --json; the project commands (list, check, generate, …) take it"),
         ));
     }

@@ -52,6 +52,11 @@ pub fn begin(command: &str) {
     });
 }
 
+/// The command the document is about, while one is being collected.
+pub fn command() -> Option<String> {
+    with(|d| d.command.clone())
+}
+
 /// Whether a document is being collected (`--json`): commands then print
 /// nothing else on stdout.
 pub fn enabled() -> bool {
