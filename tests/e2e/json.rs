@@ -68,8 +68,11 @@ fn json_every_project_command_prints_one_valid_document() {
     let (bare, _) = document(&p, &[], "list", 0);
     assert_eq!(bare["artifacts"], list["artifacts"]);
 
-    let (missing, _) = document(&p, &["check"], "check", 1);
+    let (missing, run) = document(&p, &["check"], "check", 1);
     assert_eq!(missing["summary"]["missing"], 1);
+    // People's text goes to stderr.
+    run.stderr_has("1 missing")
+        .stderr_has("artifacts generate a");
 
     let (dry, run) = document(&p, &["generate", "--dry-run"], "generate", 0);
     assert_eq!(results(&dry), ["a=would-generate"]);

@@ -161,6 +161,10 @@ fn command_paths(p: &Project, prefix: &[&str], out: &mut Vec<Vec<String>>) {
 #[test]
 fn every_help_shows_examples_and_only_the_options_that_apply() {
     let p = Project::new("every_help_shows_examples");
+    p.run(["--help"])
+        .success()
+        .stdout_has("\nExamples:\n  artifacts\n")
+        .stdout_has("Exit codes:");
     let mut paths = Vec::new();
     command_paths(&p, &[], &mut paths);
     assert!(paths.len() > 30, "{paths:?}");

@@ -9,6 +9,7 @@ use clap_complete::engine::ArgValueCandidates;
 
 use crate::shell::{artifact_names, backend_names, file_names, target_names};
 
+/// After the options of `artifacts --help`, before the examples.
 pub const AFTER_HELP: &str = "\
 Exit codes:
   0  success (check: everything stored and current; untracked ones are noted)
@@ -18,16 +19,10 @@ Exit codes:
 
 Prompt answers never go on the command line: use --prompts-file FILE (JSON or
 YAML map artifact -> prompt -> value, `-` for stdin) or the variables
-ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>; in a terminal you are asked.
+ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>; in a terminal you are asked.";
 
-Examples:
-  artifacts
-      In a terminal: the status table, then an offer to generate what is missing.
-  artifacts check --json
-      Where everything stands, as one JSON document (for CI).
-  artifacts generate --target nixos/web1
-      Generate what machine web1 is missing.
-
+/// The last lines of `artifacts --help`.
+pub const HELP_FOOTER: &str = "\
 `artifacts COMMAND --help` shows a command's options and examples;
 `artifacts man COMMAND` its manual page.";
 
@@ -39,7 +34,7 @@ pub fn command() -> clap::Command {
 
 /// Declare secrets once; generate, store and check them through pluggable backends.
 #[derive(Debug, Parser)]
-#[command(name = "artifacts", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "artifacts", version, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten, next_help_heading = "Global options")]
     pub global: GlobalArgs,

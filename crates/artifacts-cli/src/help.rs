@@ -76,8 +76,26 @@ const GENERATE: &[&str] = &[
 /// `age`, `sops`, `tanka`, `cmp`: files and streams, no declarations.
 const TOOL: &[&str] = &["directory", "verbose", "quiet", "log_level", "color"];
 
-/// The help pages, in the order of `artifacts --help`.
+/// The help pages: `artifacts` itself (name `""`), then its commands.
 pub const PAGES: &[Page] = &[
+    Page {
+        name: "",
+        globals: GENERATE,
+        examples: &[
+            (
+                "artifacts",
+                "In a terminal: the status table, then an offer to generate what is missing.",
+            ),
+            (
+                "artifacts check --json",
+                "Where everything stands, as one JSON document (for CI).",
+            ),
+            (
+                "artifacts generate --target nixos/web1",
+                "Generate what machine web1 is missing.",
+            ),
+        ],
+    },
     Page {
         name: "list",
         globals: READ,
@@ -677,6 +695,15 @@ pub fn decorate(mut command: Command) -> Command {
         .cloned()
         .collect();
     for page in PAGES {
+        if page.name.is_empty() {
+            command = command.after_help(format!(
+                "{}\n\n{}\n\n{}",
+                crate::args::AFTER_HELP,
+                examples_text(page),
+                crate::args::HELP_FOOTER
+            ));
+            continue;
+        }
         let path: Vec<&str> = page.name.split(' ').collect();
         command = mutate(command, &path, &|sub: Command| {
             let mut sub = sub.after_help(examples_text(page));
@@ -738,7 +765,7 @@ mod tests {
                 "`{path}` needs two or three examples"
             );
         }
-        for page in PAGES {
+        for page in PAGES.iter().filter(|p| !p.name.is_empty()) {
             assert!(
                 all.iter().any(|p| p == page.name),
                 "page `{}` names no command",

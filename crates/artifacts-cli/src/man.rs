@@ -145,41 +145,20 @@ fn render_command(root: &clap::Command, path: &str, w: &mut Vec<u8>) -> Result<(
     let mut roff = Roff::new();
     if let Some(page) = help::page(path) {
         examples(&mut roff, page);
-    } else if path.is_empty() {
-        roff.control("SH", ["EXAMPLES"]);
-        for (line, what) in [
-            (
-                "artifacts",
-                "In a terminal: the status table, then an offer to generate what is missing.",
-            ),
-            (
-                "artifacts check --json",
-                "Where everything stands, as one JSON document (for CI).",
-            ),
-            (
-                "artifacts generate --target nixos/web1",
-                "Generate what machine web1 is missing.",
-            ),
-        ] {
-            example(&mut roff, line, what);
-        }
     }
-    common_sections(&mut roff, path);
+    let commands = if path.is_empty() {
+        pages(root)
+    } else {
+        Vec::new()
+    };
+    common_sections(&mut roff, path, &commands);
     roff.to_writer(w)?;
     Ok(())
 }
 
 fn examples(roff: &mut Roff, page: &help::Page) {
     roff.control("SH", ["EXAMPLES"]);
-    for (line, what) in page.examples {
-        example(roff, line, what);
-    }
-}
-
-fn example(roff: &mut Roff, line: &str, what: &str) {
-    roff.control("TP", []);
-    roff.text([bold(line)]);
-    roff.text([roman(what)]);
+    list(roff, page.examples);
 }
 
 /// A `.TP` list: a bold tag, then its text.
@@ -191,8 +170,9 @@ fn list(roff: &mut Roff, items: &[(&str, &str)]) {
     }
 }
 
-/// EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO.
-fn common_sections(roff: &mut Roff, path: &str) {
+/// EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO (with the page of each
+/// of `commands`).
+fn common_sections(roff: &mut Roff, path: &str, commands: &[String]) {
     let tool = ["age", "sops", "tanka", "cmp"]
         .iter()
         .any(|t| path == *t || path.starts_with(&format!("{t} ")));
@@ -321,6 +301,11 @@ fn common_sections(roff: &mut Roff, path: &str) {
         bold("artifacts.toml"),
         roman("(5)"),
     ];
+    for command in commands {
+        also.push(roman(", "));
+        also.push(bold(format!("artifacts-{}", command.replace(' ', "-"))));
+        also.push(roman("(1)"));
+    }
     if !path.is_empty() {
         also.push(roman(", "));
         also.push(italic("artifacts COMMAND --help"));

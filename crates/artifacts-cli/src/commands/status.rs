@@ -182,14 +182,18 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
             }),
         );
         rows.iter().map(unit_json).for_each(report::artifact);
-        return Ok(code);
     }
-    let mut stdout = std::io::stdout().lock();
-    print_problems(&mut stdout, &rows)?;
+    // The same text for people: on stdout, or on stderr beside the document.
+    let mut out: Box<dyn Write> = if json_output {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    print_problems(&mut out, &rows)?;
     if !quiet {
-        writeln!(stdout, "{}", summary.counts())?;
+        writeln!(out, "{}", summary.counts())?;
         for line in advice(&plan, &rows, args.strict) {
-            writeln!(stdout, "{line}")?;
+            writeln!(out, "{line}")?;
         }
     }
     Ok(code)
