@@ -185,6 +185,28 @@ files.token = {}
     assert_eq!(error["artifact"], "a");
     assert_eq!(error["field"], "backend");
     assert!(error["message"].as_str().unwrap().contains("nosuch"));
+
+    // The other files a run reads: backend.toml and artifacts.lock.
+    p.recording_backend().token_artifact();
+    p.file("backend.toml", "[rec.nixos\n");
+    let (backends, _) = document(&p, &["list"], "list", 2);
+    assert!(
+        backends["errors"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("/backend.toml"),
+        "{backends}"
+    );
+    p.recording_backend();
+    p.file("artifacts.lock", "{ not json");
+    let (lock, _) = document(&p, &["check"], "check", 2);
+    assert!(
+        lock["errors"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("/artifacts.lock"),
+        "{lock}"
+    );
 }
 
 #[test]

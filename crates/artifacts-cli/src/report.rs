@@ -163,13 +163,24 @@ fn error_entries(error: &anyhow::Error) -> Vec<Value> {
     if let Some(hint) = crate::exit::hint(error) {
         entry["hint"] = json!(hint);
     }
-    let model = error.chain().find_map(|cause| {
-        cause.downcast_ref::<ModelError>().or_else(|| {
-            cause
+    // Usage errors wrap theirs without making it their `source()`.
+    let causes: Vec<&(dyn std::error::Error + 'static)> = error
+        .chain()
+        .flat_map(|cause| {
+            let inner: Vec<&(dyn std::error::Error + 'static)> = cause
                 .downcast_ref::<crate::exit::UsageError>()
-                .and_then(|usage| usage.0.downcast_ref::<ModelError>())
+                .map(|usage| usage.0.chain().collect())
+                .unwrap_or_default();
+            std::iter::once(cause).chain(inner)
         })
-    });
+        .collect();
+    let model = causes.iter().find_map(|c| c.downcast_ref::<ModelError>());
+    if model.is_none()
+        && let Some(file) = causes.iter().find_map(|c| other_file(*c))
+    {
+        entry["file"] = json!(file);
+        return vec![entry];
+    }
     match model {
         Some(ModelError::Parse {
             path, line, column, ..
@@ -209,5 +220,24 @@ fn error_entries(error: &anyhow::Error) -> Vec<Value> {
             })
             .collect(),
         _ => vec![entry],
+    }
+}
+
+/// The file at fault in a backend config or lock error.
+fn other_file<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a std::path::Path> {
+    use artifacts_engine::backend::BackendError;
+    use artifacts_engine::lock::LockError;
+    if let Some(
+        BackendError::Read { path, .. }
+        | BackendError::Parse { path, .. }
+        | BackendError::Include { path, .. }
+        | BackendError::Invalid { path, .. },
+    ) = cause.downcast_ref::<BackendError>()
+    {
+        return Some(path);
+    }
+    match cause.downcast_ref::<LockError>() {
+        Some(LockError::Invalid { path, .. }) => Some(path),
+        _ => None,
     }
 }
