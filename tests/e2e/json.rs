@@ -293,3 +293,86 @@ fn json_schema_rejects_documents_that_break_the_contract() {
         "an undocumented field"
     );
 }
+
+/// A new age identity in `name` under the project; its recipient.
+fn age_key(p: &Project, name: &str) -> String {
+    let key = p.root.join(name);
+    p.run(["age", "keygen", "-o", key.to_str().unwrap()])
+        .success();
+    std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap()
+}
+
+/// Artifacts `api` and `other` on machines m1 and m2, stored by agenix for `recipients`.
+fn agenix_manifest(recipients: &[&str], artifacts: &[&str]) -> String {
+    let keys = recipients
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = format!(
+        "[nixos.m1]\nconfig.agenix.publicUserKeys = [{keys}]\n[nixos.m2]\nconfig.agenix.publicUserKeys = [{keys}]\n"
+    );
+    for name in artifacts {
+        text.push_str(&format!(
+            "[artifacts.{name}]\ntargets = [\"m1\", \"m2\"]\nbackend = \"agenix\"\ngenerator = \"generators/token.sh\"\nfiles.token = {{}}\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn json_changing_commands_report_what_they_did_with_real_backends() {
+    let p = Project::new("json_changing_commands");
+    let admin = age_key(&p, "admin.key");
+    let key = p.root.join("admin.key");
+    let key = key.to_str().unwrap();
+    p.generator(
+        "token.sh",
+        r#"head -c 24 /dev/urandom | base64 > "$out/token""#,
+    );
+    p.manifest(&agenix_manifest(&[&admin], &["api", "other"]));
+    document(&p, &["generate"], "generate", 0);
+
+    let (moved, _) = document(
+        &p,
+        &["migrate", "api", "--to", "sops-nix", "-i", key],
+        "migrate",
+        0,
+    );
+    assert_eq!(results(&moved), ["api=moved", "api=moved"]);
+    assert_eq!(moved["artifacts"][0]["from"], "agenix");
+    assert_eq!(moved["artifacts"][0]["removed_old"], true);
+
+    // A changed generator: `other` is stale until accepted.
+    p.generator(
+        "token.sh",
+        r#"head -c 32 /dev/urandom | base64 > "$out/token""#,
+    );
+    let (accepted, _) = document(&p, &["accept", "other"], "accept", 0);
+    assert_eq!(results(&accepted), ["other=accepted", "other=accepted"]);
+
+    // A second recipient: what agenix stores is re-encrypted for both.
+    let second = age_key(&p, "second.key");
+    p.manifest(&agenix_manifest(&[&admin, &second], &["api", "other"]));
+    let (rekeyed, _) = document(&p, &["rekey", "other", "-i", key], "rekey", 0);
+    assert_eq!(
+        results(&rekeyed),
+        ["other=re-encrypted", "other=re-encrypted"]
+    );
+
+    // No longer declared: collected.
+    p.manifest(&agenix_manifest(&[&admin, &second], &["api"]));
+    let (collected, _) = document(&p, &["gc", "--yes", "-i", key], "gc", 0);
+    let removed: Vec<&str> = collected["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(removed.contains(&"agenix nixos/m1 other"), "{collected}");
+    assert!(!p.root.join("secrets/per-machine/m1/other").exists());
+}

@@ -145,10 +145,21 @@ pub fn finish(code: i32, failure: Option<&anyhow::Error>) -> std::io::Result<()>
     }
     top.insert("artifacts".into(), Value::Array(document.artifacts));
     top.insert("errors".into(), Value::Array(errors));
+    let mut document = Value::Object(top);
     let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &Value::Object(top))?;
-    writeln!(stdout)?;
-    stdout.flush()
+    let written = serde_json::to_writer_pretty(&mut stdout, &document)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(stdout))
+        .and_then(|()| stdout.flush());
+    // `show` puts a decrypted file in the document: wipe it after use.
+    if let Some(entries) = document["artifacts"].as_array_mut() {
+        for entry in entries {
+            if let Some(Value::String(content)) = entry.get_mut("content") {
+                zeroize::Zeroize::zeroize(content);
+            }
+        }
+    }
+    written
 }
 
 /// The entries of the error that ended a run: one per declaration problem
