@@ -84,6 +84,12 @@ fn json_every_project_command_prints_one_valid_document() {
     // Human text goes to stderr.
     run.stderr_has("generated 1 artifact(s)");
 
+    // A changed generator: stale, and without --yes (or a terminal) left as it is.
+    p.generator("token.sh", r#"echo u > "$out/token""#);
+    let (left, _) = document(&p, &["generate"], "generate", 0);
+    assert_eq!(results(&left), ["a=left-stale"]);
+    document(&p, &["accept", "a"], "accept", 0);
+
     let (ok, _) = document(&p, &["check"], "check", 0);
     assert_eq!(ok["errors"], json!([]));
     let (explained, _) = document(&p, &["explain", "a"], "explain", 0);

@@ -161,6 +161,15 @@ fn accept_stale(
             );
             ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
         });
+    if !accept {
+        for (i, reason) in stale {
+            report::unit_result(
+                &plan.units[*i],
+                "left-stale",
+                serde_json::json!({ "reason": reason }),
+            );
+        }
+    }
     if !accept && !ask::interactive() {
         eprintln!(
             "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
