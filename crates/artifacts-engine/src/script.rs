@@ -376,6 +376,28 @@ fn run(
     }
     let mut output = output?;
     output.stderr = artifacts_os::redact::redact(&output.stderr);
+    // With -v, what a script said goes to the log; a failure shows it in
+    // its error instead (check's 1 and 3 are answers, not failures).
+    let answered = match output.status.code() {
+        Some(0) => true,
+        Some(1 | 3) => kind == ScriptKind::Check,
+        _ => false,
+    };
+    if answered && !output.stderr.trim().is_empty() {
+        let what = match (scope.artifact, scope.targets.first()) {
+            (Some(artifact), Some(target)) if scope.context != Context::Shared => {
+                format!("{} {artifact}", target.id.reference())
+            }
+            (Some(artifact), _) => format!("shared {artifact}"),
+            (None, _) => scope.context.as_str().to_owned(),
+        };
+        tracing::info!(
+            "{what}: {} script of backend `{}` said:\n{}",
+            kind.as_str(),
+            backend.name,
+            output.stderr.trim_end()
+        );
+    }
     Ok(output)
 }
 
