@@ -12,6 +12,7 @@ mod hardening;
 mod host_keys;
 mod identities;
 mod lifecycle;
+mod manual;
 mod migrate_gc;
 mod nix;
 mod nixos;

@@ -385,11 +385,7 @@ fn run_editor(editor: &[String], path: &Path) -> Result<()> {
 
 /// For `import --dir DIR`: every selected unit with files under
 /// `DIR/<artifact>/`, each declared file as `<file>.age`.
-fn directory_jobs(
-    ctx: &Context,
-    plan: &Plan<'_>,
-    dir: &Path,
-) -> Result<Vec<ImportJob>> {
+fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<ImportJob>> {
     if !dir.is_dir() {
         return Err(usage(format!("`{}` is not a directory", dir.display())));
     }
