@@ -165,6 +165,14 @@ files.cert = {}
             "the declared files or targets changed since the value was put in by hand (set)",
         )
         .stdout_has("`artifacts set ca` puts in a new value");
+    // A backend that stores nothing cannot take a value.
+    p.manifest(&manifest.replace(
+        "[artifacts.api]\n",
+        "[artifacts.api]\nbackend = \"dummy\"\n",
+    ));
+    p.run(["set", "api", "--target", "m1", "--from", from])
+        .code(2)
+        .stderr_has("nixos/m1 api cannot be stored: backend `dummy` stores nothing");
     // Mismatched pairs and unknown files are usage errors naming them.
     p.run([
         "set", "ca", "--file", "cert", "--from", from, "--from", from,
@@ -461,7 +469,8 @@ fn import_decrypts_agenix_and_sops_files_checks_them_and_records_them() {
     fs::create_dir_all(dir.join("other")).unwrap();
     fs::create_dir_all(dir.join("undeclared")).unwrap();
     age_encrypt(&p, &key.public, "dir-token", &dir.join("other/token.age"));
-    age_encrypt(&p, &key.public, "dir id\n", &dir.join("other/id.age"));
+    // A public file may be there in plaintext.
+    fs::write(dir.join("other/id"), "dir id\n").unwrap();
     age_encrypt(&p, &key.public, "x", &dir.join("undeclared/x.age"));
     p.run(["import", "--dir", "agenix-secrets"])
         .success()
@@ -473,12 +482,22 @@ fn import_decrypts_agenix_and_sops_files_checks_them_and_records_them() {
         p.lock()["entries"]["nixos/m1"]["other"]["provenance"],
         "imported"
     );
+    assert_eq!(
+        fs::read_to_string(p.root.join("public/per-machine/m1/other/id")).unwrap(),
+        "dir id\n"
+    );
     // Some files of an artifact but not all: refused, naming the missing one.
-    fs::remove_file(dir.join("other/id.age")).unwrap();
+    fs::remove_file(dir.join("other/id")).unwrap();
     p.run(["import", "--dir", "agenix-secrets"])
         .code(2)
         .stderr_has("has some of its files in")
         .stderr_has("other/id.age");
+    // A secret file is never taken in plaintext.
+    fs::rename(dir.join("other/token.age"), dir.join("other/token")).unwrap();
+    age_encrypt(&p, &key.public, "dir id\n", &dir.join("other/id.age"));
+    p.run(["import", "--dir", "agenix-secrets"])
+        .code(2)
+        .stderr_has("other/token.age");
     assert!(p.tmp_leftovers().is_empty(), "{:?}", p.tmp_leftovers());
 }
 

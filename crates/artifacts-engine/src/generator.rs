@@ -100,8 +100,9 @@ fn process_problem(error: &ProcessError) -> String {
         ProcessError::Timeout {
             timeout, stderr, ..
         } => format!(
-            "did not finish within {} and was killed{}",
-            humantime::format_duration(*timeout),
+            // Seconds, as --timeout takes them and as every other timeout says.
+            "did not finish within {}s and was killed{}",
+            timeout.as_secs(),
             stderr_suffix(stderr)
         ),
         ProcessError::Spawn { source, .. } => format!("could not be started: {source}"),

@@ -96,7 +96,18 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
         }
         return Ok(exit::SUCCESS);
     }
-    store(ctx, &plan, index, vec![(file, after)], Provenance::Edited)?;
+    // Every file at hand already: nothing is read back a second time.
+    let files = stored
+        .into_iter()
+        .map(|(name, content)| {
+            if name == file {
+                (name, after.clone())
+            } else {
+                (name, content)
+            }
+        })
+        .collect();
+    store(ctx, &plan, index, files, Provenance::Edited)?;
     if !global.quiet {
         eprintln!("stored {} (edited by hand)", unit.label());
     }
@@ -141,7 +152,8 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
     for (index, pairs) in jobs {
         let mut given = Vec::new();
         for (file, source) in pairs {
-            let content = decrypter.read(&source).with_context(|| {
+            let public = !plan.units[index].artifact.files[&file].secret;
+            let content = decrypter.read(&source, public).with_context(|| {
                 format!(
                     "cannot import `{source}` as file `{file}` of {}",
                     plan.units[index].label()
@@ -384,7 +396,8 @@ fn run_editor(editor: &[String], path: &Path) -> Result<()> {
 }
 
 /// For `import --dir DIR`: every selected unit with files under
-/// `DIR/<artifact>/`, each declared file as `<file>.age`.
+/// `DIR/<artifact>/`, each declared file as `<file>.age` (a public one may
+/// also be `<file>`, in plaintext).
 fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<ImportJob>> {
     if !dir.is_dir() {
         return Err(usage(format!("`{}` is not a directory", dir.display())));
@@ -398,9 +411,18 @@ fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<Impo
         let found: Vec<(String, PathBuf)> = unit
             .artifact
             .files
-            .keys()
-            .map(|file| (file.clone(), base.join(format!("{file}.age"))))
-            .filter(|(_, path)| path.is_file())
+            .iter()
+            .filter_map(|(file, spec)| {
+                let encrypted = base.join(format!("{file}.age"));
+                let plain = base.join(file);
+                if encrypted.is_file() {
+                    Some((file.clone(), encrypted))
+                } else if !spec.secret && plain.is_file() {
+                    Some((file.clone(), plain))
+                } else {
+                    None
+                }
+            })
             .collect();
         if found.is_empty() {
             continue;
@@ -466,8 +488,9 @@ impl Decrypter {
     }
 
     /// `PATH` (an age file, or a whole SOPS file) or `PATH#KEY` (one value of
-    /// a SOPS file; `KEY` as `a/b` or sops' `["a"]["b"]`).
-    fn read(&self, source: &str) -> Result<Zeroizing<Vec<u8>>> {
+    /// a SOPS file; `KEY` as `a/b` or sops' `["a"]["b"]`). For a `public`
+    /// file, a `PATH` that is neither is taken as it is.
+    fn read(&self, source: &str, public: bool) -> Result<Zeroizing<Vec<u8>>> {
         use artifacts_crypto::sops::{EncryptedFile, TreePath};
         let (path, key) = match source.rsplit_once('#') {
             Some((path, key)) if !Path::new(source).exists() => (Path::new(path), Some(key)),
@@ -488,7 +511,11 @@ impl Decrypter {
                 &origin,
             )?);
         }
-        let file = EncryptedFile::read(path, None)?;
+        let file = match EncryptedFile::read(path, None) {
+            Ok(file) => file,
+            Err(_) if public && key.is_none() => return Ok(bytes),
+            Err(error) => return Err(error.into()),
+        };
         let decrypted = file.decrypt(&self.identities)?;
         Ok(match key {
             None if file.format() == artifacts_crypto::sops::Format::Binary => {
