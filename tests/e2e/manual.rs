@@ -84,6 +84,9 @@ fn set_stores_every_file_together_and_check_keeps_it_current_when_the_generator_
     assert!(entry.get("generator").is_none(), "{entry}");
     assert!(entry["generated_at"].is_string(), "{entry}");
     p.run(["check"]).success();
+    p.run(["explain", "api"])
+        .success()
+        .stdout_has(" set by hand 20");
 
     // A new generator makes the generated artifact stale, not the one set by hand.
     p.generator(

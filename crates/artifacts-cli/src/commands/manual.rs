@@ -42,6 +42,7 @@ pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
     let index = one_unit(ctx, &plan, &args.artifact)?;
     let unit = &plan.units[index];
     let pairs = pair_sources(unit, &args.files, &args.from, "--from")?;
+    can_store(ctx, &plan, index)?;
     let mut given = Vec::new();
     let mut stdin_used = false;
     for (file, source) in pairs {
@@ -71,6 +72,7 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
     let unit = &plan.units[index];
     let file = pick_file(unit, args.file.as_deref())?;
     let editor = editor_command()?;
+    can_store(ctx, &plan, index)?;
     let stored = ctx.engine().deserialize(&plan, index)?;
     let before = stored
         .iter()
@@ -146,6 +148,9 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
             eprintln!("nothing to import: no `<artifact>/<file>.age` matches a declared artifact");
         }
         return Ok(exit::SUCCESS);
+    }
+    for (index, _) in &jobs {
+        can_store(ctx, &plan, *index)?;
     }
     // Everything is decrypted and checked before anything is stored.
     let mut decrypted = Vec::new();
@@ -296,7 +301,21 @@ fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
     Ok(Zeroizing::new(answer.expose_secret().as_bytes().to_vec()))
 }
 
-/// Stores `given` files (the others as stored now) as put in by hand.
+/// Before a value is read, typed or decrypted: can the unit take one?
+fn can_store(ctx: &Context, plan: &Plan<'_>, index: usize) -> Result<()> {
+    let unit = &plan.units[index];
+    if ctx.engine().is_passthrough(unit) {
+        return Err(usage(format!(
+            "{} cannot be stored: backend `{}` stores nothing (its files are generated at activation)",
+            unit.label(),
+            unit.backend.name
+        )));
+    }
+    crate::commands::preflight::require_writable(ctx, plan, &[index])
+}
+
+/// Stores `given` files (the others as stored now) as put in by hand; the
+/// caller checked [`can_store`].
 fn store(
     ctx: &Context,
     plan: &Plan<'_>,
@@ -306,14 +325,6 @@ fn store(
 ) -> Result<()> {
     let unit = &plan.units[index];
     let engine = ctx.engine();
-    if engine.is_passthrough(unit) {
-        return Err(usage(format!(
-            "{} cannot be stored: backend `{}` stores nothing (its files are generated at activation)",
-            unit.label(),
-            unit.backend.name
-        )));
-    }
-    crate::commands::preflight::require_writable(ctx, plan, &[index])?;
     let mut files: BTreeMap<String, Zeroizing<Vec<u8>>> = given.into_iter().collect();
     let missing: Vec<&String> = unit
         .artifact
