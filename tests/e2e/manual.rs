@@ -148,8 +148,20 @@ files.cert = {}
     p.run(["set", "api", "--from", from])
         .code(2)
         .stderr_has("declared on 2 targets; pass --target with one of: nixos/m1, nixos/m2");
-    p.run(["set", "api", "--from", from, "--target", "m2"])
-        .success();
+    let stored = p
+        .run(["--json", "set", "api", "--from", from, "--target", "m2"])
+        .success()
+        .json();
+    assert_eq!(
+        stored,
+        serde_json::json!({"stored": [{"scope": "nixos/m2", "artifact": "api", "provenance": "set"}]})
+    );
+    // The value reached the backend in $out only: not in its argv or environment.
+    assert!(!p.records().contains("value-one"), "{}", p.records());
+    // A closed stdin is not an empty secret.
+    p.run(["set", "api", "--target", "m1"])
+        .code(2)
+        .stderr_has("stdin is empty: refusing to store an empty value for `token`");
     assert_eq!(p.stored("nixos/m2/api/token").unwrap(), "value-one");
     assert_eq!(p.stored("nixos/m1/api/token"), None);
     p.run(["set", "ca", "--from", from]).success();
@@ -401,7 +413,7 @@ fn import_decrypts_agenix_and_sops_files_checks_them_and_records_them() {
         "old/api-id.age",
     ])
     .success()
-    .stderr_has("imported nixos/m1 api")
+    .stderr_has("stored nixos/m1 api (imported)")
     .stderr_lacks("legacy-agenix-token");
     assert_eq!(stored_token(&p, &key), "legacy-agenix-token");
     assert_eq!(stored_id(&p), "legacy id\n");
@@ -477,7 +489,7 @@ fn import_decrypts_agenix_and_sops_files_checks_them_and_records_them() {
     age_encrypt(&p, &key.public, "x", &dir.join("undeclared/x.age"));
     p.run(["import", "--dir", "agenix-secrets"])
         .success()
-        .stderr_has("imported nixos/m1 other")
+        .stderr_has("stored nixos/m1 other (imported)")
         .stderr_lacks("nixos/m1 api");
     let other = p.root.join("secrets/per-machine/m1/other/token.age");
     assert_eq!(ok("age -d", age_decrypt(&key.path, &other)), b"dir-token");

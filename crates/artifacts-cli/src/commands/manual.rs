@@ -14,7 +14,7 @@
 //! a hidden prompt, or an editor working on a scratch file.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -58,8 +58,40 @@ pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
         given.push((file, content));
     }
     store(ctx, &plan, index, given, Provenance::Set)?;
-    if !global.quiet {
-        eprintln!("stored {} (set by hand)", unit.label());
+    report(global, &plan, &[index], Provenance::Set)
+}
+
+/// Says what was stored: a line each on stderr, or with --json one document
+/// on stdout, `{"stored": [{"scope", "artifact", "provenance"}]}` (empty
+/// when an edit changed nothing).
+fn report(
+    global: &GlobalArgs,
+    plan: &Plan<'_>,
+    stored: &[usize],
+    provenance: Provenance,
+) -> Result<i32> {
+    if global.json {
+        let units: Vec<serde_json::Value> = stored
+            .iter()
+            .map(|&i| {
+                serde_json::json!({
+                    "scope": plan.units[i].scope(),
+                    "artifact": plan.units[i].name(),
+                    "provenance": provenance.as_str(),
+                })
+            })
+            .collect();
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({ "stored": units }))?;
+        writeln!(stdout)?;
+    } else if !global.quiet {
+        let how = match provenance {
+            Provenance::Imported => "imported".to_owned(),
+            other => format!("{} by hand", other.as_str()),
+        };
+        for &i in stored {
+            eprintln!("stored {} ({how})", plan.units[i].label());
+        }
     }
     Ok(exit::SUCCESS)
 }
@@ -96,7 +128,7 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
         if !global.quiet {
             eprintln!("`{file}` of {} unchanged: nothing stored", unit.label());
         }
-        return Ok(exit::SUCCESS);
+        return report(global, &plan, &[], Provenance::Edited);
     }
     // Every file at hand already: nothing is read back a second time.
     let files = stored
@@ -110,10 +142,7 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
         })
         .collect();
     store(ctx, &plan, index, files, Provenance::Edited)?;
-    if !global.quiet {
-        eprintln!("stored {} (edited by hand)", unit.label());
-    }
-    Ok(exit::SUCCESS)
+    report(global, &plan, &[index], Provenance::Edited)
 }
 
 /// `artifacts import`: existing agenix `.age` files or SOPS files (whole, or
@@ -147,7 +176,7 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
         if !global.quiet {
             eprintln!("nothing to import: no `<artifact>/<file>.age` matches a declared artifact");
         }
-        return Ok(exit::SUCCESS);
+        return report(global, &plan, &[], Provenance::Imported);
     }
     for (index, _) in &jobs {
         can_store(ctx, &plan, *index)?;
@@ -168,13 +197,12 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
         }
         decrypted.push((index, given));
     }
+    let mut stored = Vec::new();
     for (index, given) in decrypted {
         store(ctx, &plan, index, given, Provenance::Imported)?;
-        if !global.quiet {
-            eprintln!("imported {}", plan.units[index].label());
-        }
+        stored.push(index);
     }
-    Ok(exit::SUCCESS)
+    report(global, &plan, &stored, Provenance::Imported)
 }
 
 /// The one unit of `artifact` on the selected targets: a shared artifact's,
@@ -283,7 +311,14 @@ fn read_limited(reader: impl Read, what: &str) -> Result<Zeroizing<Vec<u8>>> {
 /// without the line end.
 fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
     if !std::io::stdin().is_terminal() {
-        return read_limited(std::io::stdin().lock(), "stdin");
+        let value = read_limited(std::io::stdin().lock(), "stdin")?;
+        // A script run with stdin closed must not store an empty secret.
+        if value.is_empty() {
+            return Err(usage(format!(
+                "stdin is empty: refusing to store an empty value for `{file}` (pass --from /dev/null if that is what you want)"
+            )));
+        }
+        return Ok(value);
     }
     use artifacts_engine::prompts::Asker;
     use secrecy::ExposeSecret;
