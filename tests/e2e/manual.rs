@@ -649,3 +649,37 @@ fn verbose_shows_backend_scripts_stderr_with_secrets_redacted() {
         .stderr_has("nixos/m a: check script of backend `rec` said:\ncheck: looking at a");
     p.run(["check"]).success().stderr_lacks("looking at");
 }
+
+#[test]
+fn import_of_a_directory_needs_a_target_for_an_artifact_on_several_machines() {
+    let p = Project::new("import_of_a_directory_needs_a_target");
+    let key = artifacts_keygen(&p, "admin.key");
+    p.recording_backend().generator("t.sh", "true").manifest(
+        r#"
+default.backend = "rec"
+[nixos.m1]
+[nixos.m2]
+[artifacts.api]
+targets = ["m1", "m2"]
+generator = "generators/t.sh"
+files.token = {}
+"#,
+    );
+    fs::create_dir_all(p.root.join("old/api")).unwrap();
+    age_encrypt(
+        &p,
+        &key.public,
+        "machine-two-token",
+        &p.root.join("old/api/token.age"),
+    );
+    let identity = key.path.to_str().unwrap();
+    p.run(["import", "--dir", "old", "-i", identity])
+        .code(2)
+        .stderr_has("would be imported into both nixos/m1 and nixos/m2; pass --target");
+    assert!(!p.root.join("store").exists());
+    p.run(["import", "--dir", "old", "-i", identity, "--target", "m2"])
+        .success()
+        .stderr_has("stored nixos/m2 api (imported)");
+    assert_eq!(p.stored("nixos/m2/api/token").unwrap(), "machine-two-token");
+    assert_eq!(p.stored("nixos/m1/api/token"), None);
+}
