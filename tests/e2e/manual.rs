@@ -152,10 +152,13 @@ files.cert = {}
         .run(["--json", "set", "api", "--from", from, "--target", "m2"])
         .success()
         .json();
+    assert_eq!(stored["command"], "set", "{stored}");
+    assert_eq!(stored["artifacts"][0]["artifact"], "api", "{stored}");
     assert_eq!(
-        stored,
-        serde_json::json!({"stored": [{"scope": "nixos/m2", "artifact": "api", "provenance": "set"}]})
+        stored["artifacts"][0]["targets"],
+        serde_json::json!(["nixos/m2"])
     );
+    assert_eq!(stored["artifacts"][0]["result"], "set", "{stored}");
     // The value reached the backend in $out only: not in its argv or environment.
     assert!(!p.records().contains("value-one"), "{}", p.records());
     // A closed stdin is not an empty secret.

@@ -4,8 +4,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::engine::ArgValueCandidates;
 
+use crate::shell::{artifact_names, backend_names, file_names, target_names};
+
+/// After the options of `artifacts --help`, before the examples.
 pub const AFTER_HELP: &str = "\
 Exit codes:
   0  success (check: everything stored and current; untracked ones are noted)
@@ -17,11 +21,22 @@ Prompt answers never go on the command line: use --prompts-file FILE (JSON or
 YAML map artifact -> prompt -> value, `-` for stdin) or the variables
 ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>; in a terminal you are asked.";
 
+/// The last lines of `artifacts --help`.
+pub const HELP_FOOTER: &str = "\
+`artifacts COMMAND --help` shows a command's options and examples;
+`artifacts man COMMAND` its manual page.";
+
+/// The command-line definition: flags, per-command examples, and each
+/// command's unused global options hidden (see [`crate::help`]).
+pub fn command() -> clap::Command {
+    crate::help::decorate(Cli::command())
+}
+
 /// Declare secrets once; generate, store and check them through pluggable backends.
 #[derive(Debug, Parser)]
-#[command(name = "artifacts", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "artifacts", version, max_term_width = 100)]
 pub struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options")]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,19 +45,19 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub directory: Option<PathBuf>,
     /// Read declarations from FILE (.toml, .json, .yaml).
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "flake")]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "flake", value_hint = ValueHint::FilePath)]
     pub manifest: Option<PathBuf>,
     /// Read declarations from the flake in DIR.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub flake: Option<PathBuf>,
     /// Read backends from FILE (default: $NIXOS_ARTIFACTS_BACKEND_CONFIG, then backend.toml beside the manifest).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub backends: Option<PathBuf>,
     /// Only act on target NAME (kind/name or a unique name); repeatable.
-    #[arg(long = "target", global = true, value_name = "NAME")]
+    #[arg(long = "target", global = true, value_name = "NAME", add = ArgValueCandidates::new(target_names))]
     pub targets: Vec<String>,
     /// Run up to NUM backend checks at once [default: number of cores].
     #[arg(short = 'j', long, global = true, value_name = "NUM")]
@@ -132,13 +147,28 @@ pub enum Command {
     /// Re-encrypt stored artifacts to the current recipients, without regenerating.
     Rekey(RekeyArgs),
     /// Put a value you already have into an artifact (all its files, or some while the others are kept).
-    #[command(after_help = SET_HELP)]
+    ///
+    /// Without --from the value is read from stdin; when stdin is a terminal
+    /// it is asked for hidden, twice. The value is recorded in artifacts.lock
+    /// as set by hand: `check` does not call it stale when the generator
+    /// changes, and `regenerate` asks before replacing it.
     Set(SetArgs),
     /// Edit a stored file of an artifact in $VISUAL or $EDITOR; stored again only if changed.
-    #[command(after_help = EDIT_HELP)]
+    ///
+    /// The file is decrypted into a private scratch directory (memory-backed
+    /// where possible, mode 0600) and removed afterwards, whatever happens.
+    /// $VISUAL or $EDITOR (default vi) may hold arguments; it is split like a
+    /// shell would, but never run through one.
     Edit(EditArgs),
     /// Import existing agenix (.age) or SOPS files into declared artifacts.
-    #[command(after_help = IMPORT_HELP)]
+    ///
+    /// SOURCE is an age file (agenix), a whole SOPS file, or one value of a
+    /// SOPS file as FILE#KEY (KEY as a/b or ["a"]["b"]). --dir DIR imports
+    /// DIR/<artifact>/<file>.age (public files may be plain DIR/<artifact>/<file>)
+    /// for every declared artifact with files there. Everything is decrypted
+    /// with your identities (-i, ARTIFACTS_IDENTITY, the manifest's
+    /// identities, SOPS_AGE_KEY_FILE…) and checked against the declaration
+    /// before anything is stored.
     Import(ImportArgs),
     /// Run a shipped backend's script (what backends/<name>/check and friends call).
     #[command(name = "__backend", hide = true)]
@@ -157,14 +187,31 @@ pub enum Command {
     Cmp(crate::tools::tanka::CmpCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print a manual page (roff), or write them all with --dir.
+    Man(ManArgs),
+}
+
+impl Command {
+    /// Whether the command reports under `--json`; the others print data
+    /// (a decrypted file, a script, a page), never a report.
+    pub fn has_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Age(_)
+                | Command::Sops(_)
+                | Command::Tanka(_)
+                | Command::Cmp(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+                | Command::ShippedBackend(_)
+        )
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Report artifacts generated longer ago than DURATION (e.g. 90d) as stale.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -184,14 +231,14 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct IdentityArgs {
     /// Decrypt with the age or SSH identity in FILE (repeatable; also ARTIFACTS_IDENTITY).
-    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    #[arg(short = 'i', long = "identity", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub identities: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PromptArgs {
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub prompts_file: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
@@ -209,7 +256,7 @@ pub struct PromptArgs {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT", conflicts_with = "all")]
+    #[arg(value_name = "ARTIFACT", conflicts_with = "all", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Every artifact (the default when no ARTIFACT is named).
     #[arg(long)]
@@ -224,7 +271,7 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {
     /// The artifacts to regenerate.
-    #[arg(value_name = "ARTIFACT", required_unless_present_any = ["all", "older_than"])]
+    #[arg(value_name = "ARTIFACT", required_unless_present_any = ["all", "older_than"], add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Every artifact.
     #[arg(long, conflicts_with = "artifacts")]
@@ -242,20 +289,20 @@ pub struct RegenerateArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
 }
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The artifacts to move.
-    #[arg(value_name = "ARTIFACT", required = true)]
+    #[arg(value_name = "ARTIFACT", required = true, add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// The backend to move them to [default: the declared one].
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(backend_names))]
     pub to: Option<String>,
     /// The backend to move them from [default: the one storing them].
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(backend_names))]
     pub from: Option<String>,
     /// Show what would move, and change nothing.
     #[arg(short = 'n', long)]
@@ -267,7 +314,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct AcceptArgs {
     /// Only these artifacts [default: every stale or untracked one].
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Show what would be recorded, and change nothing.
     #[arg(short = 'n', long)]
@@ -296,23 +343,23 @@ pub struct GraphArgs {
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     /// Only these artifacts (the dummy module runs one unit per artifact).
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Install under DIR instead of / (for images and tests).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub root: Option<PathBuf>,
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub prompts_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
     /// The file to print (required when the artifact has several).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub file: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -321,7 +368,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Show what would be re-encrypted, and change nothing.
     #[arg(short = 'n', long)]
@@ -330,46 +377,13 @@ pub struct RekeyArgs {
     pub identity: IdentityArgs,
 }
 
-const SET_HELP: &str = "\
-Examples:
-  artifacts set api-key < key.txt
-  artifacts set tls --file cert --from cert.pem --file key --from key.pem
-  artifacts set tls --target nixos/web1 --file cert --from renewed.pem   (key kept)
-
-Without --from the value is read from stdin; when stdin is a terminal it is
-asked for hidden, twice. The value is recorded in artifacts.lock as set by hand:
-`check` does not call it stale when the generator changes, and `regenerate`
-asks before replacing it.";
-
-const EDIT_HELP: &str = "\
-Examples:
-  artifacts edit api-key
-  EDITOR='code --wait' artifacts edit tls --file cert
-
-The file is decrypted into a private scratch directory (memory-backed where
-possible, mode 0600) and removed afterwards, whatever happens. $VISUAL or
-$EDITOR (default vi) may hold arguments; it is split like a shell would, but
-never run through one.";
-
-const IMPORT_HELP: &str = "\
-Examples:
-  artifacts import api-key --from secrets/api-key.age
-  artifacts import db --file password --from secrets.yaml#db/password
-  artifacts import --dir old-secrets --target nixos/web1
-
-SOURCE is an age file (agenix), a whole SOPS file, or one value of a SOPS file
-as FILE#KEY (KEY as a/b or [\"a\"][\"b\"]). --dir DIR imports DIR/<artifact>/<file>.age
-for every declared artifact that has files there. Everything is decrypted with
-your identities (-i, ARTIFACTS_IDENTITY, the manifest's identities, SOPS_AGE_KEY_FILE…)
-and checked against the declaration before anything is stored.";
-
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
     /// The file to set (repeatable, paired in order with --from) [default: the only file].
-    #[arg(short, long = "file", value_name = "FILE")]
+    #[arg(short, long = "file", value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub files: Vec<String>,
     /// Read the value from PATH (`-` for stdin; one per --file) [default: stdin].
     #[arg(long, value_name = "PATH")]
@@ -381,10 +395,10 @@ pub struct SetArgs {
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
     /// The file to edit (required when the artifact has several).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub file: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
@@ -396,11 +410,12 @@ pub struct ImportArgs {
     #[arg(
         value_name = "ARTIFACT",
         required_unless_present = "dir",
-        conflicts_with = "dir"
+        conflicts_with = "dir",
+        add = ArgValueCandidates::new(artifact_names)
     )]
     pub artifact: Option<String>,
     /// The file to import (repeatable, paired in order with --from) [default: the only file].
-    #[arg(short, long = "file", value_name = "FILE")]
+    #[arg(short, long = "file", value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub files: Vec<String>,
     /// Read the file from SOURCE: an age file, a SOPS file, or FILE#KEY for one SOPS value.
     #[arg(long, value_name = "SOURCE", required_unless_present = "dir")]
@@ -423,6 +438,16 @@ pub struct ShippedBackendArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The page: a command (`check`, `sops-decrypt`) or `artifacts.toml` [default: artifacts(1)].
+    #[arg(value_name = "PAGE", conflicts_with = "dir")]
+    pub page: Option<String>,
+    /// Write every page to DIR/man1 and DIR/man5 instead.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_name = "SHELL")]
@@ -436,7 +461,7 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn evaluate(
     let collected = Rc::new(RefCell::new(Vec::new()));
     let ctx = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Relative(root.clone()));
     crate::natives::register(&ctx);
+    crate::natives::register_tools(&ctx, crate::external::Tools::from_process(root.clone()));
     ctx.settings_mut().trace_printer = Rc::new(CollectTraces {
         out: collected.clone(),
         resolver: PathResolver::Relative(root.clone()),
@@ -166,7 +167,7 @@ fn number(n: f64) -> Value {
 }
 
 /// Manifests a value as JSON, forcing every field (assertions included).
-fn to_json(v: Val) -> jrsonnet_evaluator::Result<Value> {
+pub(crate) fn to_json(v: Val) -> jrsonnet_evaluator::Result<Value> {
     jrsonnet_evaluator::ensure_sufficient_stack(|| {
         Ok(match v {
             Val::Null => Value::Null,

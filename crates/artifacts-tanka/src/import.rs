@@ -10,6 +10,10 @@
 //! cannot read the age key mounted in the ArgoCD sidecar, `/dev/stdin`, or
 //! `/proc/self/environ`. Only regular files are read, opened with
 //! `O_NOFOLLOW` on their resolved path.
+//!
+//! The same rule confines the charts and kustomizations `helmTemplate` and
+//! `kustomizeBuild` hand to programs (`resolve_inside`, and
+//! `check_tree` for the symlinks inside them): one implementation for all.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -46,22 +50,14 @@ impl RootedResolver {
 
     /// `Ok(None)`: no such file here, try the next place.
     fn candidate(&self, dir: &Path, rel: &Path) -> jrsonnet_evaluator::Result<Option<PathBuf>> {
-        let Some(joined) = normalize(&dir.join(rel)) else {
-            return Err(self.refuse(rel, "it climbs above `/`"));
-        };
-        if !joined.starts_with(&self.root) {
-            return Err(self.refuse(rel, "it points outside"));
-        }
-        let real = match joined.canonicalize() {
-            Ok(p) => p,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
+        let real = match resolve_inside(&self.root, dir, rel) {
+            Ok(Some(real)) => real,
+            Ok(None) => return Ok(None),
+            Err(Confined::Refused(why)) => return Err(self.refuse(rel, why)),
+            Err(Confined::Io(e)) => {
                 return Err(ErrorKind::ImportIo(format!("`{}`: {e}", rel.display())).into());
             }
         };
-        if !real.starts_with(&self.root) {
-            return Err(self.refuse(rel, "it is a symlink pointing outside"));
-        }
         let meta = std::fs::metadata(&real)
             .map_err(|e| ErrorKind::ImportIo(format!("`{}`: {e}", rel.display())))?;
         if meta.is_dir() {
@@ -72,6 +68,98 @@ impl RootedResolver {
         }
         Ok(Some(real))
     }
+}
+
+/// Why a path was not resolved inside the project root.
+#[derive(Debug)]
+pub(crate) enum Confined {
+    /// It leaves the root; says how (for "… refused: {why}").
+    Refused(&'static str),
+    /// The file system could not answer.
+    Io(std::io::Error),
+}
+
+/// Resolves `rel` against `dir` and returns its real path (symlinks
+/// resolved), or `None` when nothing is there. Refused: a `..` climbing
+/// above `/` or out of `root` (checked before touching the file system), and
+/// a real path outside `root` (a symlink pointing out). `root` must be
+/// canonical. The one confinement rule for imports, charts and kustomizations.
+pub(crate) fn resolve_inside(
+    root: &Path,
+    dir: &Path,
+    rel: &Path,
+) -> Result<Option<PathBuf>, Confined> {
+    let Some(joined) = normalize(&dir.join(rel)) else {
+        return Err(Confined::Refused("it climbs above `/`"));
+    };
+    if !joined.starts_with(root) {
+        return Err(Confined::Refused("it points outside"));
+    }
+    let real = match joined.canonicalize() {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Confined::Io(e)),
+    };
+    if !real.starts_with(root) {
+        return Err(Confined::Refused("it is a symlink pointing outside"));
+    }
+    Ok(Some(real))
+}
+
+/// At most this many entries are looked at by [`check_tree`].
+const TREE_LIMIT: usize = 50_000;
+
+/// Checks that every symlink below the directory `dir` (already resolved
+/// inside `root`) resolves inside `root`, following links to directories
+/// (each visited once). For trees handed to external programs that follow
+/// symlinks (helm loads a chart's files through them). On refusal: the
+/// offending path and why.
+pub(crate) fn check_tree(root: &Path, dir: &Path) -> Result<(), (PathBuf, Confined)> {
+    let mut visited = std::collections::BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(current) = pending.pop() {
+        if !visited.insert(current.clone()) {
+            continue;
+        }
+        let entries =
+            std::fs::read_dir(&current).map_err(|e| (current.clone(), Confined::Io(e)))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| (current.clone(), Confined::Io(e)))?;
+            seen += 1;
+            if seen > TREE_LIMIT {
+                return Err((
+                    dir.to_path_buf(),
+                    Confined::Refused("it holds more than 50000 files"),
+                ));
+            }
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| (path.clone(), Confined::Io(e)))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_symlink() {
+                let real = match path.canonicalize() {
+                    Ok(real) => real,
+                    // Dangling or unreadable: what it would be later is unknown.
+                    Err(_) => {
+                        return Err((
+                            path,
+                            Confined::Refused("it is a symlink that does not resolve"),
+                        ));
+                    }
+                };
+                if !real.starts_with(root) {
+                    return Err((path, Confined::Refused("it is a symlink pointing outside")));
+                }
+                if real.is_dir() {
+                    pending.push(real);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves `.` and `..` lexically; `None` when `..` climbs above `/`.

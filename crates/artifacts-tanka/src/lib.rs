@@ -16,6 +16,9 @@
 //! - **Render**: [`render::show`] with [`render::Engine::Builtin`]
 //!   (jrsonnet, [`eval`]) or [`render::Engine::Tk`] ([`tk`]); it returns
 //!   the YAML stream only when at least one object came out.
+//!   - `std.native('helmTemplate')` / `('kustomizeBuild')` run the real
+//!     programs on charts and kustomizations inside the project ([`helm`],
+//!     [`kustomize`], [`external`], keyed by [`listmap`]).
 //!   - The pieces: [`eval::evaluate`] (jsonnet → JSON), [`process::process`]
 //!     (tanka's extraction, namespace/labels, ordering), [`output::stream`].
 //! - **ArgoCD**: [`cmp`] (environment name, allow-list, discovery, the
@@ -59,8 +62,12 @@
 pub mod cmp;
 pub mod error;
 pub mod eval;
+pub mod external;
+pub mod helm;
 pub mod import;
+pub mod kustomize;
 pub mod limits;
+pub mod listmap;
 pub mod natives;
 pub mod output;
 pub mod process;

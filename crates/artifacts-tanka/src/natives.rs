@@ -12,12 +12,17 @@
 //! | `regexMatch` | `regex, string` | whether the regex matches anywhere |
 //! | `regexSubst` | `regex, src, repl` | every match replaced (`$1`, `${name}` expand) |
 //! | `sha256` | `str` | lowercase hex digest |
+//! | `helmTemplate` | `name, chart, opts` | the chart's objects by name ([`crate::helm`]) |
+//! | `kustomizeBuild` | `path, opts` | the kustomization's objects by name ([`crate::kustomize`]) |
 //!
-//! Not provided: `helmTemplate`, `kustomizeBuild` (they run programs) and
-//! `promQLRemoveByLabels`. Calling them is a jsonnet error.
+//! The last two run programs; [`register_tools`] adds them. Not provided:
+//! `promQLRemoveByLabels`; calling it is a jsonnet error.
 
 use jrsonnet_evaluator::{IStr, Result, Val, error::ErrorKind, function::builtin};
 use serde::Deserialize;
+use std::rc::Rc;
+
+use crate::external::Tools;
 
 fn fail(message: String) -> jrsonnet_evaluator::Error {
     ErrorKind::RuntimeError(message.into()).into()
@@ -127,6 +132,39 @@ fn native_regex_subst(regex: IStr, src: IStr, repl: IStr) -> Result<String> {
 fn native_sha256(str: IStr) -> Result<String> {
     use sha2::Digest;
     Ok(hex::encode(sha2::Sha256::digest(str.as_bytes())))
+}
+
+#[builtin(fields(tools: Rc<Tools>))]
+fn native_helm_template(
+    this: &native_helm_template,
+    name: IStr,
+    chart: IStr,
+    opts: Val,
+) -> Result<Val> {
+    let opts = crate::eval::to_json(opts)?;
+    json_to_val(serde_json::Value::Object(
+        crate::helm::template(&this.tools, &name, &chart, &opts).map_err(fail)?,
+    ))
+}
+
+#[builtin(fields(tools: Rc<Tools>))]
+fn native_kustomize_build(this: &native_kustomize_build, path: IStr, opts: Val) -> Result<Val> {
+    let opts = crate::eval::to_json(opts)?;
+    json_to_val(serde_json::Value::Object(
+        crate::kustomize::build(&this.tools, &path, &opts).map_err(fail)?,
+    ))
+}
+
+/// Registers `helmTemplate` and `kustomizeBuild`, which run programs with `tools`.
+pub fn register_tools(ctx: &jrsonnet_stdlib::ContextInitializer, tools: Tools) {
+    let tools = Rc::new(tools);
+    ctx.add_native(
+        "helmTemplate",
+        native_helm_template {
+            tools: tools.clone(),
+        },
+    );
+    ctx.add_native("kustomizeBuild", native_kustomize_build { tools });
 }
 
 /// Registers every native on a stdlib context.

@@ -14,22 +14,26 @@
 //! a hidden prompt, or an editor working on a scratch file.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use artifacts_engine::generator::{ArtifactFiles, MAX_FILE_SIZE};
 use artifacts_engine::lock::Provenance;
-use artifacts_engine::plan::Plan;
+use artifacts_engine::{ArtifactFiles, Plan, Unit, UnitId};
 use artifacts_os::scratch::{Scratch, write_private};
 use zeroize::Zeroizing;
 
 use crate::args::{EditArgs, GlobalArgs, ImportArgs, SetArgs};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
+use crate::report;
 
 /// What to import into one unit: (declared file, source) pairs.
-type ImportJob = (usize, Vec<(String, String)>);
+type ImportJob = (UnitId, Vec<(String, String)>);
+
+/// Largest value read from a file or stdin: the engine refuses larger files
+/// anyway (as it does a generator's); this only stops reading early.
+const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 fn usage(message: String) -> anyhow::Error {
     UsageError(anyhow::anyhow!(message)).into()
@@ -40,7 +44,7 @@ fn usage(message: String) -> anyhow::Error {
 pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let index = one_unit(ctx, &plan, &args.artifact)?;
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let pairs = pair_sources(unit, &args.files, &args.from, "--from")?;
     can_store(ctx, &plan, index)?;
     let mut given = Vec::new();
@@ -61,36 +65,23 @@ pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
     report(global, &plan, &[index], Provenance::Set)
 }
 
-/// Says what was stored: a line each on stderr, or with --json one document
-/// on stdout, `{"stored": [{"scope", "artifact", "provenance"}]}` (empty
-/// when an edit changed nothing).
+/// Says what was stored: a line each on stderr, and with --json one entry
+/// each in the document, its `result` `set`, `edited` or `imported` (or
+/// `unchanged`, for an edit that changed nothing).
 fn report(
     global: &GlobalArgs,
     plan: &Plan<'_>,
-    stored: &[usize],
+    stored: &[UnitId],
     provenance: Provenance,
 ) -> Result<i32> {
-    if global.json {
-        let units: Vec<serde_json::Value> = stored
-            .iter()
-            .map(|&i| {
-                serde_json::json!({
-                    "scope": plan.units[i].scope(),
-                    "artifact": plan.units[i].name(),
-                    "provenance": provenance.as_str(),
-                })
-            })
-            .collect();
-        let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({ "stored": units }))?;
-        writeln!(stdout)?;
-    } else if !global.quiet {
-        let how = match provenance {
-            Provenance::Imported => "imported".to_owned(),
-            other => format!("{} by hand", other.as_str()),
-        };
-        for &i in stored {
-            eprintln!("stored {} ({how})", plan.units[i].label());
+    let how = match provenance {
+        Provenance::Imported => "imported".to_owned(),
+        other => format!("{} by hand", other.as_str()),
+    };
+    for &i in stored {
+        report::unit_result(&plan[i], provenance.as_str(), serde_json::json!({}));
+        if !global.quiet {
+            eprintln!("stored {} ({how})", plan[i].label());
         }
     }
     Ok(exit::SUCCESS)
@@ -101,7 +92,7 @@ fn report(
 pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let index = one_unit(ctx, &plan, &args.artifact)?;
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let file = pick_file(unit, args.file.as_deref())?;
     let editor = editor_command()?;
     can_store(ctx, &plan, index)?;
@@ -125,10 +116,11 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
     let after = read_limited_file(&path)?;
     drop(scratch);
     if after == before {
+        report::unit_result(unit, "unchanged", serde_json::json!({}));
         if !global.quiet {
             eprintln!("`{file}` of {} unchanged: nothing stored", unit.label());
         }
-        return report(global, &plan, &[], Provenance::Edited);
+        return Ok(exit::SUCCESS);
     }
     // Every file at hand already: nothing is read back a second time.
     let files = stored
@@ -155,7 +147,7 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
         (Some(dir), _) => directory_jobs(ctx, &plan, dir)?,
         (None, Some(artifact)) => {
             let index = one_unit(ctx, &plan, artifact)?;
-            let pairs = pair_sources(&plan.units[index], &args.files, &args.from, "--from")?;
+            let pairs = pair_sources(&plan[index], &args.files, &args.from, "--from")?;
             let pairs = pairs
                 .into_iter()
                 .map(|(file, source)| {
@@ -186,11 +178,11 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
     for (index, pairs) in jobs {
         let mut given = Vec::new();
         for (file, source) in pairs {
-            let public = !plan.units[index].artifact.files[&file].secret;
+            let public = !plan[index].artifact.files[&file].secret;
             let content = decrypter.read(&source, public).with_context(|| {
                 format!(
                     "cannot import `{source}` as file `{file}` of {}",
-                    plan.units[index].label()
+                    plan[index].label()
                 )
             })?;
             given.push((file, content));
@@ -207,7 +199,7 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
 
 /// The one unit of `artifact` on the selected targets: a shared artifact's,
 /// or the only target's; several need `--target`.
-fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<usize> {
+fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<UnitId> {
     let selected = ctx.select(plan, &[artifact.to_owned()])?;
     match selected.as_slice() {
         [one] => Ok(*one),
@@ -215,7 +207,7 @@ fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<usize> {
             "artifact `{artifact}` is not declared on the selected targets"
         ))),
         many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan.units[i].scope()).collect();
+            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
             Err(usage(format!(
                 "artifact `{artifact}` is declared on {} targets; pass --target with one of: {}",
                 many.len(),
@@ -226,7 +218,7 @@ fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<usize> {
 }
 
 /// The declared file `file`, or the only one.
-fn pick_file(unit: &artifacts_engine::plan::Unit<'_>, file: Option<&str>) -> Result<String> {
+fn pick_file(unit: &Unit<'_>, file: Option<&str>) -> Result<String> {
     let files: Vec<&String> = unit.artifact.files.keys().collect();
     match file {
         Some(file) if unit.artifact.files.contains_key(file) => Ok(file.to_owned()),
@@ -255,7 +247,7 @@ fn quoted(names: &[&String]) -> String {
 /// `--file F --from S` pairs, in order; `--file` may be left out for an
 /// artifact with one file, and (for `set`) `--from` for one file read from stdin.
 fn pair_sources(
-    unit: &artifacts_engine::plan::Unit<'_>,
+    unit: &Unit<'_>,
     files: &[String],
     sources: &[String],
     flag: &str,
@@ -320,7 +312,7 @@ fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
         }
         return Ok(value);
     }
-    use artifacts_engine::prompts::Asker;
+    use artifacts_engine::Asker;
     use secrecy::ExposeSecret;
     let prompt = artifacts_model::Prompt {
         description: Some(format!(
@@ -337,8 +329,8 @@ fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Before a value is read, typed or decrypted: can the unit take one?
-fn can_store(ctx: &Context, plan: &Plan<'_>, index: usize) -> Result<()> {
-    let unit = &plan.units[index];
+fn can_store(ctx: &Context, plan: &Plan<'_>, index: UnitId) -> Result<()> {
+    let unit = &plan[index];
     if ctx.engine().is_passthrough(unit) {
         return Err(usage(format!(
             "{} cannot be stored: backend `{}` stores nothing (its files are generated at activation)",
@@ -354,11 +346,11 @@ fn can_store(ctx: &Context, plan: &Plan<'_>, index: usize) -> Result<()> {
 fn store(
     ctx: &Context,
     plan: &Plan<'_>,
-    index: usize,
+    index: UnitId,
     given: Vec<(String, Zeroizing<Vec<u8>>)>,
     provenance: Provenance,
 ) -> Result<()> {
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let engine = ctx.engine();
     let mut files: BTreeMap<String, Zeroizing<Vec<u8>>> = given.into_iter().collect();
     let missing: Vec<&String> = unit
@@ -450,9 +442,9 @@ fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<Impo
     }
     let selected = ctx.select(plan, &[])?;
     let mut jobs: Vec<ImportJob> = Vec::new();
-    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, UnitId> = BTreeMap::new();
     for index in selected {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let base = dir.join(unit.name());
         let found: Vec<(String, PathBuf)> = unit
             .artifact
@@ -492,7 +484,7 @@ fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<Impo
             return Err(usage(format!(
                 "`{}` would be imported into both {} and {}; pass --target with one of them",
                 base.display(),
-                plan.units[other].scope(),
+                plan[other].scope(),
                 unit.scope()
             )));
         }
