@@ -154,10 +154,14 @@ generator = "generators/hang.sh"
 files.token = {}
 "#,
         );
+    // Named by its script, not by the bubblewrap command line around it.
     p.run(["generate", "--timeout", "1"])
         .code(1)
-        .stderr_has("did not finish within 1s and was killed")
-        .stderr_has("starting");
+        .stderr_has("generator `")
+        .stderr_has("generators/hang.sh` of artifact `a` did not finish within 1s and was killed")
+        .stderr_has("starting")
+        .stderr_lacks("bwrap")
+        .stderr_lacks("--ro-bind");
     assert!(p.tmp_leftovers().is_empty());
 }
 

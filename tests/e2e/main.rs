@@ -13,6 +13,7 @@ mod host_keys;
 mod identities;
 mod json;
 mod lifecycle;
+mod manual;
 mod migrate_gc;
 mod nix;
 mod nixos;

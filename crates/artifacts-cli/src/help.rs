@@ -301,6 +301,56 @@ pub const PAGES: &[Page] = &[
         ],
     },
     Page {
+        name: "set",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts set api-key < key.txt",
+                "Store the vendor's key as the artifact's only file.",
+            ),
+            (
+                "artifacts set tls --file cert --from cert.pem --file key --from key.pem",
+                "Store both files of an artifact together.",
+            ),
+            (
+                "artifacts set tls --target nixos/web1 --file cert --from renewed.pem",
+                "Replace one file; the others are kept as stored.",
+            ),
+        ],
+    },
+    Page {
+        name: "edit",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts edit api-key",
+                "Change the stored value in $VISUAL or $EDITOR.",
+            ),
+            (
+                "EDITOR='code --wait' artifacts edit tls --file cert",
+                "An editor command with arguments.",
+            ),
+        ],
+    },
+    Page {
+        name: "import",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts import api-key --from secrets/api-key.age",
+                "Bring over an agenix file.",
+            ),
+            (
+                "artifacts import db --file password --from secrets.yaml#db/password",
+                "Bring over one value of a SOPS file.",
+            ),
+            (
+                "artifacts import --dir old-secrets --target nixos/web1",
+                "Every declared artifact with files in old-secrets/<artifact>/.",
+            ),
+        ],
+    },
+    Page {
         name: "show",
         globals: &[
             "directory",

@@ -253,6 +253,23 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             global,
             args,
         ),
+        Some(Command::Set(args)) => commands::manual::set(
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Edit(args)) => commands::manual::edit(
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Import(args)) => commands::manual::import(
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
         Some(Command::ShippedBackend(args)) => {
             Ok(commands::backend::run(&args.backend, &args.script))
         }

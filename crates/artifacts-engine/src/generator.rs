@@ -53,14 +53,16 @@ pub enum GeneratorError {
         #[source]
         source: std::io::Error,
     },
-    /// It could not start or timed out.
-    #[error("generator of artifact `{artifact}`: {source}{}", timeout_stderr(.source))]
+    /// It could not start or timed out. Named by its script: the process
+    /// error's own command line is the long bubblewrap call around it.
+    #[error("generator `{path}` of artifact `{artifact}` {}", process_problem(.error))]
     Process {
         /// The artifact.
         artifact: String,
-        /// Why.
-        #[source]
-        source: ProcessError,
+        /// The generator.
+        path: String,
+        /// Why (not a `source`: its message is the bubblewrap command line).
+        error: ProcessError,
     },
     /// It exited unsuccessfully.
     #[error("generator `{path}` of artifact `{artifact}` failed ({status}){}", stderr_suffix(.stderr))]
@@ -93,10 +95,18 @@ pub enum GeneratorError {
     },
 }
 
-fn timeout_stderr(error: &ProcessError) -> String {
+fn process_problem(error: &ProcessError) -> String {
     match error {
-        ProcessError::Timeout { stderr, .. } => stderr_suffix(stderr),
-        _ => String::new(),
+        ProcessError::Timeout {
+            timeout, stderr, ..
+        } => format!(
+            // Seconds, as --timeout takes them and as every other timeout says.
+            "did not finish within {}s and was killed{}",
+            timeout.as_secs(),
+            stderr_suffix(stderr)
+        ),
+        ProcessError::Spawn { source, .. } => format!("could not be started: {source}"),
+        other => other.to_string(),
     }
 }
 
@@ -147,9 +157,10 @@ pub(crate) fn run(
     artifacts_os::redact::register_dir(&dirs.out, crate::generator::MAX_FILE_SIZE, &|name| {
         unit.artifact.files.get(name).is_some_and(|f| !f.secret)
     });
-    let output = output.map_err(|source| GeneratorError::Process {
+    let output = output.map_err(|error| GeneratorError::Process {
         artifact: artifact.clone(),
-        source: source.redacted(),
+        path: generator.display().to_string(),
+        error: error.redacted(),
     })?;
     if !output.status.success() {
         return Err(GeneratorError::Failed {

@@ -107,7 +107,7 @@ pub mod backend {
 /// `artifacts.lock`: what was generated, from which declaration, and when;
 /// how a recorded entry compares with the current declaration.
 pub mod lock {
-    pub use crate::lockfile::{Lock, LockEntry};
+    pub use crate::lockfile::{Lock, LockEntry, Provenance};
     pub use crate::plan::{Comparison, Declared};
 }
 

@@ -17,7 +17,7 @@ use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::lockfile::{Lock, LockEntry};
+use crate::lockfile::{Lock, LockEntry, Provenance};
 
 /// A unit of a [`Plan`]: its place in dependency order, so a unit's
 /// dependencies always have smaller ids. Only meaningful for the plan it
@@ -184,7 +184,23 @@ impl<'m> Unit<'m> {
                 (name.as_str(), placement)
             })
             .collect();
+        // A value put in by hand was made by no generator from no prompts:
+        // only the files it must consist of and who knew it count.
+        #[derive(Serialize)]
+        struct ByHand<'a> {
+            version: u32,
+            by_hand: bool,
+            files: &'a BTreeMap<&'a str, bool>,
+            targets: &'a [String],
+        }
+        let by_hand = digest(&ByHand {
+            version: 2,
+            by_hand: true,
+            files: &secret.files,
+            targets: &secret.targets,
+        });
         Ok(Declared {
+            by_hand,
             fingerprint: digest(&secret),
             generator,
             placement: digest(&placement),
@@ -307,6 +323,8 @@ fn digest(value: &impl Serialize) -> String {
 pub struct Declared {
     /// What makes the secret.
     pub fingerprint: String,
+    /// What a value put in by hand must match: the files and the targets of a shared artifact.
+    pub by_hand: String,
     /// The generator's identity, if it has one.
     pub generator: Option<String>,
     /// Where the files go.
@@ -334,9 +352,25 @@ pub enum Comparison {
 impl Declared {
     /// The lock entry recording this declaration for something stored by `backend`.
     pub fn entry(self, backend: &str, generated_at: Option<String>) -> LockEntry {
+        self.entry_from(backend, generated_at, None)
+    }
+
+    /// The lock entry for a value that came in as `provenance` says (`None`:
+    /// generated), fingerprinted accordingly.
+    pub fn entry_from(
+        self,
+        backend: &str,
+        generated_at: Option<String>,
+        provenance: Option<Provenance>,
+    ) -> LockEntry {
         LockEntry {
-            fingerprint: self.fingerprint,
-            generator: self.generator,
+            fingerprint: match provenance {
+                Some(_) => self.by_hand,
+                None => self.fingerprint,
+            },
+            // A value put in by hand was made by no generator.
+            generator: self.generator.filter(|_| provenance.is_none()),
+            provenance,
             placement: Some(self.placement),
             backend: Some(backend.to_owned()),
             dependencies: self.dependencies,
@@ -346,8 +380,23 @@ impl Declared {
         }
     }
 
-    /// Compares with what the lock recorded.
+    /// Compares with what the lock recorded. A value put in by hand is
+    /// compared by its files and shared targets alone: no generator, prompt or
+    /// dependency made it, so none of their changes makes it stale.
     pub fn compare(&self, entry: &LockEntry) -> Comparison {
+        let placement_changed = entry
+            .placement
+            .as_ref()
+            .is_some_and(|p| *p != self.placement);
+        if let Some(provenance) = entry.provenance {
+            if entry.fingerprint != self.by_hand {
+                return Comparison::Changed(format!(
+                    "the declared files or targets changed since the value was put in by hand ({})",
+                    provenance.as_str()
+                ));
+            }
+            return Comparison::Current { placement_changed };
+        }
         if entry.fingerprint != self.fingerprint {
             let what = match &entry.generator {
                 Some(recorded) if Some(recorded) != self.generator.as_ref() => {
@@ -374,12 +423,7 @@ impl Declared {
                 "dependency `{label}` was regenerated since"
             ));
         }
-        Comparison::Current {
-            placement_changed: entry
-                .placement
-                .as_ref()
-                .is_some_and(|p| *p != self.placement),
-        }
+        Comparison::Current { placement_changed }
     }
 }
 

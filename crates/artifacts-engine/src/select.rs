@@ -59,17 +59,25 @@ pub enum Reason {
     Elsewhere,
 }
 
+/// An age for people, as precise as its size makes useful: seconds under a
+/// minute, whole minutes under an hour, whole hours above (`42s`, `10m`,
+/// `2days 5h`); never rounded down to zero.
+pub(crate) fn format_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    let unit = match secs {
+        0..60 => 1,
+        60..3600 => 60,
+        _ => 3600,
+    };
+    humantime::format_duration(Duration::from_secs(secs / unit * unit)).to_string()
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Missing => f.write_str("missing"),
             Reason::Forced => f.write_str("forced"),
-            // Whole hours are precise enough.
-            Reason::Older(age) => write!(
-                f,
-                "generated {} ago",
-                humantime::format_duration(Duration::from_secs(age.as_secs() / 3600 * 3600))
-            ),
+            Reason::Older(age) => write!(f, "generated {} ago", format_age(*age)),
             Reason::Stale(reason) => write!(f, "stale: {reason}"),
             Reason::DependsOn { label, .. } => write!(f, "depends on {label}"),
             Reason::ReplacesElsewhere { stored_in } => {
@@ -489,6 +497,10 @@ mod tests {
     fn reasons_read_as_the_dry_run_prints_them() {
         let age = Duration::from_secs(2 * 86_400 + 5 * 3600 + 59 * 60);
         assert_eq!(Reason::Older(age).to_string(), "generated 2days 5h ago");
+        // Shorter ages keep their minutes or seconds (10 minutes once read "0s").
+        let ten_minutes = Duration::from_secs(10 * 60 + 7);
+        assert_eq!(Reason::Older(ten_minutes).to_string(), "generated 10m ago");
+        assert_eq!(format_age(Duration::from_millis(42_900)), "42s");
         assert_eq!(Reason::Stale("x".into()).to_string(), "stale: x");
         assert_eq!(depends_on(u(3)).to_string(), "depends on unit3");
     }

@@ -120,19 +120,29 @@ fn write_state(
 ) -> Result<()> {
     let unit = row.unit;
     let declared = unit.declared(plan, &ctx.lock);
+    let entry = ctx.lock.get(&unit.scope(), unit.name());
     match &declared {
         Ok(declared) => {
-            writeln!(out, "fingerprint {}", declared.fingerprint)?;
+            // A value put in by hand is compared by its own fingerprint.
+            let fingerprint = match entry.and_then(|e| e.provenance) {
+                Some(_) => &declared.by_hand,
+                None => &declared.fingerprint,
+            };
+            writeln!(out, "fingerprint {fingerprint}")?;
             writeln!(out, "placement  {}", declared.placement)?;
         }
         Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
     }
-    match ctx.lock.get(&unit.scope(), unit.name()) {
+    match entry {
         Some(entry) => {
             writeln!(
                 out,
-                "lock       {} generated {}{}",
+                "lock       {} {} {}{}",
                 entry.fingerprint,
+                match entry.provenance {
+                    Some(provenance) => format!("{} by hand", provenance.as_str()),
+                    None => "generated".to_owned(),
+                },
                 entry
                     .generated_at
                     .as_deref()

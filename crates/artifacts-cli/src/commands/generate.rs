@@ -70,6 +70,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     }
     let indexes = selection.indexes();
     crate::commands::preflight::require_writable(ctx, &plan, &indexes)?;
+    if !request.prompts.yes && !confirm_replacing_by_hand(ctx, &plan, &selection.units)? {
+        eprintln!("nothing changed");
+        return Ok(exit::FAILURE);
+    }
     if request.force && !request.prompts.yes && !confirm_replacing(&plan, &selection.units)? {
         eprintln!("nothing changed");
         return Ok(exit::FAILURE);
@@ -205,6 +209,42 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool
         labels.join("\n")
     );
     ask::confirm("Continue?")
+}
+
+/// Values put in by hand (`set`, `edit`, `import`) are replaced by a
+/// generated one only with --yes or a person's yes: no generator can make
+/// them again.
+fn confirm_replacing_by_hand(
+    ctx: &Context,
+    plan: &Plan<'_>,
+    units: &[(UnitId, Reason)],
+) -> Result<bool> {
+    let labels: Vec<String> = units
+        .iter()
+        .filter(|(_, reason)| !matches!(reason, Reason::Missing))
+        .filter_map(|(i, _)| {
+            let unit = &plan[*i];
+            let entry = ctx.lock.get(&unit.scope(), unit.name())?;
+            let how = entry.provenance?.as_str();
+            Some(format!("  {} ({how} by hand)", unit.label()))
+        })
+        .collect();
+    if labels.is_empty() {
+        return Ok(true);
+    }
+    if !ask::interactive() {
+        return Err(UsageError(anyhow::anyhow!(
+            "refusing to replace {} value(s) put in by hand with generated ones without confirmation: pass --yes (no terminal to ask):\n{}",
+            labels.len(),
+            labels.join("\n")
+        ))
+        .into());
+    }
+    eprintln!(
+        "put in by hand, would be replaced by generated values:\n{}",
+        labels.join("\n")
+    );
+    ask::confirm("Replace them?")
 }
 
 /// Prints each failure and the summary; returns how many failed.
