@@ -587,11 +587,12 @@ impl<'a> Engine<'a> {
         observer: &dyn Observer,
     ) -> Result<(), EngineError> {
         let unit = &plan.units[index];
-        let (backend, scripts) = match self.storage(unit)? {
-            Storage::Passthrough => return Ok(()),
-            Storage::Scripts(backend, scripts) => (backend, scripts),
-        };
+        let storage = self.storage(unit)?;
         let (_scratch, dirs) = self.produce(plan, index, answers, sandbox, outputs, observer)?;
+        // A backend that stores nothing: the output was checked, and that is all.
+        let Storage::Scripts(backend, scripts) = storage else {
+            return Ok(());
+        };
         observer.step(unit, "serializing");
         // The dependency entries are current now, so the declaration is too.
         let declared = unit
@@ -658,8 +659,8 @@ impl<'a> Engine<'a> {
         observer: &dyn Observer,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let unit = &plan.units[index];
-        let (scratch, dirs) =
-            GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
+        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root)
+            .map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         answers
             .write(unit.name(), &prompt_names, &dirs.prompts)

@@ -59,6 +59,7 @@ pub mod backend;
 pub mod engine;
 pub mod flake;
 pub mod generator;
+mod inputs;
 pub mod install;
 pub mod lifecycle;
 pub mod lock;
@@ -75,3 +76,4 @@ pub use engine::{
     Engine, EngineError, Observer, Settings, Silent, StaleCause, Status, Timeouts, error_chain,
     suggestion,
 };
+pub use inputs::InputError;

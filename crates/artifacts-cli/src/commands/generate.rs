@@ -77,12 +77,22 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     ctx.realise_generators()?;
     let sandbox = context::sandbox(global)?;
 
-    let progress = Progress::new(indexes.len() as u64, global.quiet);
+    let checked_only: std::collections::BTreeSet<usize> = selection
+        .units
+        .iter()
+        .filter(|(_, reason)| *reason == Reason::Passthrough)
+        .map(|(i, _)| *i)
+        .collect();
+    let mut progress = Progress::new(indexes.len() as u64, global.quiet);
+    progress.checked_only = checked_only
+        .iter()
+        .map(|&i| plan.units[i].label())
+        .collect();
     let mut lock = ctx.lock.clone();
     let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
     progress.finish();
     drop(answers);
-    let failed = report(&plan, &results, global.quiet);
+    let failed = report(&plan, &results, &checked_only, global.quiet);
     Ok(if failed == 0 && selection.check_errors == 0 {
         exit::SUCCESS
     } else {
@@ -179,22 +189,40 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
 }
 
 /// Prints each failure and the summary; returns how many failed.
-fn report(plan: &Plan<'_>, results: &[(usize, Result<(), EngineError>)], quiet: bool) -> usize {
+/// `checked_only` are the units whose backend stores nothing.
+fn report(
+    plan: &Plan<'_>,
+    results: &[(usize, Result<(), EngineError>)],
+    checked_only: &std::collections::BTreeSet<usize>,
+    quiet: bool,
+) -> usize {
     let mut failed = 0;
+    let mut checked = 0;
     for (index, result) in results {
-        if let Err(error) = result {
-            failed += 1;
-            eprintln!(
-                "error: {}: {}",
-                plan.units[*index].label(),
-                error_chain(error)
-            );
+        match result {
+            Err(error) => {
+                failed += 1;
+                eprintln!(
+                    "error: {}: {}",
+                    plan.units[*index].label(),
+                    error_chain(error)
+                );
+            }
+            Ok(()) if checked_only.contains(index) => checked += 1,
+            Ok(()) => {}
         }
     }
     if !quiet {
         eprintln!(
-            "generated {} artifact(s){}",
-            results.len() - failed,
+            "generated {} artifact(s){}{}",
+            results.len() - failed - checked,
+            if checked == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", checked the output of {checked} whose backend stores nothing (nothing stored)"
+                )
+            },
             if failed == 0 {
                 String::new()
             } else {
@@ -231,6 +259,8 @@ fn print_dry_run(plan: &Plan<'_>, order: &[(usize, Reason)]) -> Result<()> {
 struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// Labels of the units whose backend stores nothing.
+    checked_only: std::collections::BTreeSet<String>,
 }
 
 impl Progress {
@@ -244,7 +274,11 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Progress { bar, quiet }
+        Progress {
+            bar,
+            quiet,
+            checked_only: Default::default(),
+        }
     }
 
     fn finish(&self) {
@@ -264,6 +298,11 @@ impl Observer for Progress {
 
     fn finished(&self, unit: &Unit<'_>, result: &Result<(), EngineError>) {
         let line = match result {
+            Ok(()) if self.checked_only.contains(&unit.label()) => format!(
+                "checked {}: its generator wrote the declared files; backend `{}` stores nothing",
+                unit.label(),
+                unit.backend.name
+            ),
             Ok(()) => format!("generated {}", unit.label()),
             Err(_) => format!("failed {}", unit.label()),
         };
