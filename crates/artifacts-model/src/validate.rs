@@ -235,7 +235,7 @@ pub fn warnings(model: &Model) -> Vec<Problem> {
                     base.target(&target.id)
                         .artifact(&artifact.name)
                         .field("files"),
-                    "declares no files: its generator must write nothing, and nothing is stored",
+                    "declares no files (accepted, as upstream does): its generator must write nothing",
                 ));
             }
         }
@@ -269,14 +269,14 @@ pub fn take_shared_generators(model: &mut Model, references: &[String]) -> Vec<P
             [] => problems.push(problem(
                 base.clone(),
                 format!(
-                    "--generator-from `{}`: no such target is declared",
+                    "--generator-from {}: no such target is declared",
                     escape_for_message(reference)
                 ),
             )),
             _ => problems.push(problem(
                 base.clone(),
                 format!(
-                    "--generator-from `{}` names several targets: write it as kind/name",
+                    "--generator-from {} names several targets: write it as kind/name",
                     escape_for_message(reference)
                 ),
             )),
