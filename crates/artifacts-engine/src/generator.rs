@@ -142,6 +142,12 @@ pub fn run(
         artifact: artifact.clone(),
         source,
     };
+    if !unit.artifact.inputs.is_empty() && dirs.project_view().is_none() {
+        return Err(prepare(std::io::Error::other(format!(
+            "its inputs cannot be shown at the project root `{}`, a system directory the sandbox mounts; move the project",
+            dirs.project_root.display()
+        ))));
+    }
     // The inputs are read (and checked) before anything runs.
     let entries = crate::inputs::read(&dirs.project_root, &artifact, &unit.artifact.inputs)?;
     crate::inputs::write(&entries, &dirs.project).map_err(prepare)?;

@@ -2,7 +2,12 @@
 //! view of system directories, a private `/tmp`, and only `$out` writable.
 //!
 //! Inside the sandbox the artifact's directories sit at fixed paths
-//! ([`SANDBOX_OUT`], [`SANDBOX_PROMPTS`], [`SANDBOX_IN`]). The host's home
+//! ([`SANDBOX_OUT`], [`SANDBOX_PROMPTS`], [`SANDBOX_IN`]). The working
+//! directory is the project root's path, showing a private writable copy
+//! ([`GeneratorDirs::project`]) in which only the generator and its declared
+//! inputs ([`crate::inputs`]) appear, each bound read-only at its place in
+//! the project, so `. ./generators/lib.sh` and `. "$(dirname "$0")/lib.sh"`
+//! both work. The host's home
 //! directories, `/root`, `/run` (except `/run/current-system` on NixOS),
 //! `/sys` and most of `/etc` (SSH host keys, `/etc/ssl/private`!) are not
 //! visible at all: a generator sees the programs it needs, not the keys it
@@ -347,10 +352,19 @@ impl GeneratorDirs {
     }
 
     /// Where the sandbox shows [`GeneratorDirs::project`]: the project root,
-    /// unless that is `/` (then the working directory is `/tmp`).
-    fn project_view(&self) -> Option<&Path> {
-        (self.project_root.is_absolute() && self.project_root.parent().is_some())
-            .then_some(self.project_root.as_path())
+    /// unless it is, holds or lies inside a directory the sandbox mounts
+    /// from the system (`/`, or `/nix/store`, where the manifest of a
+    /// machine's `activate` lives): then the working directory is `/tmp`
+    /// and inputs cannot be shown.
+    pub fn project_view(&self) -> Option<&Path> {
+        let root = self.project_root.as_path();
+        let clashes = |dir: &str| root.starts_with(dir) || Path::new(dir).starts_with(root);
+        let system = SYSTEM_DIRS
+            .iter()
+            .chain(ETC_ENTRIES)
+            .chain(&["/etc", "/proc", "/dev", "/artifact"])
+            .any(|dir| clashes(dir));
+        (root.is_absolute() && !system).then_some(root)
     }
 
     /// Where a generator inside the project sits relative to its root.
@@ -441,4 +455,41 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_is_shown_at_its_root_unless_that_clashes_with_system_mounts() {
+        let view = |root: &str| {
+            let dirs = GeneratorDirs {
+                root: PathBuf::from("/scratch"),
+                out: PathBuf::from("/scratch/out"),
+                prompts: PathBuf::from("/scratch/prompts"),
+                input: PathBuf::from("/scratch/in"),
+                tmp: PathBuf::from("/scratch/tmp"),
+                project: PathBuf::from("/scratch/project"),
+                project_root: PathBuf::from(root),
+            };
+            dirs.project_view().map(Path::to_owned)
+        };
+        for shown in ["/home/alice/secrets", "/tmp/x", "/srv/project", "/root/p"] {
+            assert_eq!(view(shown).as_deref(), Some(Path::new(shown)), "{shown}");
+        }
+        // `activate` on a machine reads its manifest from the store: binding
+        // a copy over /nix/store would hide every generator.
+        for hidden in [
+            "/",
+            "/nix/store",
+            "/nix",
+            "/usr/share/x",
+            "/etc",
+            "/run",
+            "relative",
+        ] {
+            assert_eq!(view(hidden), None, "{hidden}");
+        }
+    }
 }
