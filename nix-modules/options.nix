@@ -173,6 +173,8 @@ let
             default = [ ];
             description = "Artifacts whose files this generator reads from `$in`; regenerating one regenerates this one.";
           };
+          # Keep in sync with `inputs` in crates/artifacts-model (load.rs,
+          # validate.rs) and the flake loader (crates/artifacts-engine/src/flake.rs).
           inputs = mkOption {
             type = types.listOf types.str;
             default = [ ];
@@ -183,7 +185,7 @@ let
               shared between generators. The generator runs in the project
               root, where it sees them read-only at the same place
               (`. ./generators/lib.sh`); changing one makes this artifact
-              stale. Keep in sync with inputs in crates/artifacts-model.
+              stale.
             '';
           };
         }

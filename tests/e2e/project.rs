@@ -99,6 +99,15 @@ fn init_refuses_to_overwrite_and_leaves_nothing_half_written() {
         .stderr_has("artifacts.yaml` already exists");
     assert!(!p.root.join("generators/api-token.sh").exists());
 
+    // A failure half-way removes what this run wrote: `generators` is a file.
+    fs::remove_file(p.root.join("artifacts.yaml")).unwrap();
+    p.file("half/generators", "a file\n");
+    p.run(["init", "half"])
+        .code(2)
+        .stderr_has("failed to create")
+        .stderr_has("generators/api-token.sh");
+    assert!(!p.root.join("half/artifacts.toml").exists(), "rolled back");
+
     // An operator identity that exists is used, never replaced.
     p.run(["init", "one"]).success();
     let key = fs::read_to_string(identity_file(&p)).unwrap();
@@ -294,6 +303,15 @@ fn generator_inputs_are_shown_read_only_in_place_and_make_dependents_stale() {
         "the cwd is a private copy"
     );
     p.run(["check"]).success();
+    p.run(["explain", "a"])
+        .success()
+        .stdout_has("inputs     generators/lib.sh, data");
+    let explained = p.run(["explain", "b", "--json"]).success().json();
+    assert_eq!(
+        explained["artifacts"][0]["inputs"],
+        serde_json::json!(["./generators/lib.sh", "data/"]),
+        "{explained}"
+    );
 
     // Editing the shared file makes exactly the artifacts that read it stale.
     p.file("generators/lib.sh", "value() { echo \"from lib v2\"; }\n");

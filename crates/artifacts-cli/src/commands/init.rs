@@ -66,9 +66,8 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<i32> {
     }
     let identity = Identity::ensure()?;
     let manifest = manifest_text(&identity);
-    std::fs::create_dir_all(dir.join("generators"))
-        .with_context(|| format!("failed to create `{}`", dir.join("generators").display()))?;
     let mut written = Written(Vec::new());
+    written.create_dirs(&dir.join("generators"))?;
     written.create(&dir.join("artifacts.toml"), manifest.as_bytes(), 0o644)?;
     written.create(&dir.join(GENERATOR), GENERATOR_SCRIPT.as_bytes(), 0o755)?;
     written.0.clear();
@@ -230,10 +229,25 @@ fn toml_string(text: &str) -> String {
     serde_json::Value::String(text.to_owned()).to_string()
 }
 
-/// Files created so far, removed again unless the list is cleared.
+/// Files and directories created so far, removed again (newest first)
+/// unless the list is cleared.
 struct Written(Vec<PathBuf>);
 
 impl Written {
+    /// Creates `dir` and the directories above it that are missing.
+    fn create_dirs(&mut self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|d| d.symlink_metadata().is_err())
+            .collect();
+        for created in missing.into_iter().rev() {
+            std::fs::create_dir(created)
+                .with_context(|| format!("failed to create `{}`", created.display()))?;
+            self.0.push(created.to_owned());
+        }
+        Ok(())
+    }
+
     /// Creates `path` (never replacing anything) with `content` and `mode`.
     fn create(&mut self, path: &Path, content: &[u8], mode: u32) -> Result<()> {
         let mut file = OpenOptions::new()
@@ -261,8 +275,9 @@ impl Written {
 
 impl Drop for Written {
     fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
+        for path in self.0.iter().rev() {
+            // A directory is removed only if it is still empty.
+            let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir(path));
         }
     }
 }
