@@ -267,6 +267,12 @@ generator = "generators/gen.sh"
 inputs = ["./generators/lib.sh", "data/"]
 files.token = {}
 files.probe = {}
+[artifacts.d]
+targets = ["m"]
+generator = "generators/gen.sh"
+inputs = ["generators", "data"]
+files.token = {}
+files.probe = {}
 [artifacts.c]
 targets = ["m"]
 generator = "generators/plain.sh"
@@ -283,6 +289,11 @@ fn generator_inputs_are_shown_read_only_in_place_and_make_dependents_stale() {
     p.run(["generate"]).success();
     assert_eq!(
         p.stored("nixos/m/a/token").as_deref(),
+        Some("from lib v1\n")
+    );
+    // A directory input that holds the generator itself works too.
+    assert_eq!(
+        p.stored("nixos/m/d/token").as_deref(),
         Some("from lib v1\n")
     );
     let probe = p.stored("nixos/m/a/probe").unwrap();
@@ -325,7 +336,7 @@ fn generator_inputs_are_shown_read_only_in_place_and_make_dependents_stale() {
             .unwrap()
             .clone()
     };
-    for name in ["a", "b"] {
+    for name in ["a", "b", "d"] {
         assert_eq!(by_name(name)["status"], "stale", "{status}");
         assert!(
             by_name(name)["reason"]

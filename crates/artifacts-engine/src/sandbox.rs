@@ -407,6 +407,12 @@ impl GeneratorDirs {
                     .mode(0o755)
                     .create(parent)?;
             }
+            // Inputs may hold the generator already (`inputs = ["generators"]`):
+            // the copy made for running it replaces that one.
+            match std::fs::remove_file(&program) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let mut source = std::fs::File::open(generator)?;
             let mut copy = std::fs::OpenOptions::new()
                 .write(true)
