@@ -169,8 +169,12 @@ fn the_manifest_is_found_from_subdirectories_and_paths_resolve_against_the_root(
     let mut check = p.command(["check"]);
     check.current_dir(&link);
     p.finish(&mut check).success();
-    // -C names where to start, too.
+    // -C names where to start, too; one that does not exist starts nothing.
     p.run(["-C", "sub/deeper", "check"]).success();
+    p.run(["-C", "sub/typo", "check"])
+        .code(2)
+        .stderr_has("cannot use -C `")
+        .stderr_has("sub/typo`: No such file or directory");
 
     // The nearest manifest wins; --manifest still overrides the search.
     p.file(

@@ -356,9 +356,13 @@ fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
 fn working_dir(global: &GlobalArgs) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("failed to read the current directory")?;
     Ok(match &global.directory {
+        // As `git -C`: a directory that is not there is an error, not a
+        // start for the search of a manifest above it.
         Some(dir) => {
             let dir = cwd.join(dir);
-            dir.canonicalize().unwrap_or(dir)
+            dir.canonicalize().map_err(|e| {
+                UsageError(anyhow::anyhow!("cannot use -C `{}`: {e}", dir.display()))
+            })?
         }
         None => cwd,
     })
