@@ -415,7 +415,14 @@ fn generator_inputs_are_validated_naming_the_input() {
     generate_fails_with(r#"["tree"]"#, "tree/inner` is a symbolic link");
     fs::remove_file(p.root.join("tree/inner")).unwrap();
     nix::unistd::mkfifo(&p.root.join("tree/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    generate_fails_with(r#"["tree"]"#, "tree/fifo` is a fifo");
+    generate_fails_with(
+        r#"["tree"]"#,
+        "tree/fifo` is a fifo, not a regular file or directory",
+    );
+    generate_fails_with(
+        r#"["generators/gen.sh/x"]"#,
+        "generators/gen.sh` is a regular file, not a directory",
+    );
     fs::remove_file(p.root.join("tree/fifo")).unwrap();
     let big = fs::File::create(p.root.join("tree/big")).unwrap();
     big.set_len((16 << 20) + 1).unwrap();

@@ -56,9 +56,10 @@ pub enum InputError {
         /// The link.
         path: PathBuf,
     },
-    /// Something that is neither a regular file nor a directory.
+    /// Something that is not what it has to be: a regular file or a
+    /// directory, or a directory on the way to the input.
     #[error(
-        "input `{input}` of artifact `{artifact}`: `{}` is a {what}, not a regular file or directory",
+        "input `{input}` of artifact `{artifact}`: `{}` is a {what}, not a {expected}",
         .path.display()
     )]
     Kind {
@@ -70,6 +71,8 @@ pub enum InputError {
         path: PathBuf,
         /// What it is.
         what: &'static str,
+        /// What it has to be.
+        expected: &'static str,
     },
     /// The inputs are larger than the limits.
     #[error(
@@ -132,6 +135,7 @@ pub(crate) fn read(
                         input: input.clone(),
                         path: root.join(&so_far),
                         what: describe(other),
+                        expected: "directory",
                     });
                 }
             }
@@ -272,6 +276,7 @@ impl Walk<'_> {
                     input: self.input.to_owned(),
                     path: self.root.join(relative),
                     what: describe(other),
+                    expected: "regular file or directory",
                 });
             }
         }
