@@ -16,6 +16,7 @@ mod migrate_gc;
 mod nix;
 mod nixos;
 mod parity;
+mod plugins;
 mod project;
 mod safety;
 mod shipped;

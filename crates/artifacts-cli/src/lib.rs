@@ -55,6 +55,8 @@ where
     setup_output(&cli.global);
     artifacts_os::redact::show_unredacted(cli.global.show_stderr);
     artifacts_os::signals::install();
+    // Age plugins (hardware keys) may ask for a PIN or a touch wherever a key is used.
+    artifacts_crypto::plugin::set_ui(std::sync::Arc::new(ask::TtyPluginUi));
     let result = dispatch(&cli);
     artifacts_os::signals::yield_to_handler();
     match result {

@@ -40,23 +40,23 @@ use artifacts_os::scratch::Scratch;
 
 /// The uid and gid generators run as when we are root: `nobody` and
 /// `nogroup` on Debian, NixOS and most distributions.
-pub const UNPRIVILEGED: (u32, u32) = (65534, 65534);
+pub(crate) const UNPRIVILEGED: (u32, u32) = (65534, 65534);
 
 /// Who generators run as instead of us: [`UNPRIVILEGED`] when we are root,
 /// else nobody else (they run as the invoking user).
-pub fn generator_user() -> Option<(u32, u32)> {
+pub(crate) fn generator_user() -> Option<(u32, u32)> {
     nix::unistd::geteuid().is_root().then_some(UNPRIVILEGED)
 }
 
 /// `$out` inside the sandbox.
-pub const SANDBOX_OUT: &str = "/artifact/out";
+pub(crate) const SANDBOX_OUT: &str = "/artifact/out";
 /// `$prompts` inside the sandbox.
-pub const SANDBOX_PROMPTS: &str = "/artifact/prompts";
+pub(crate) const SANDBOX_PROMPTS: &str = "/artifact/prompts";
 /// `$in` inside the sandbox.
-pub const SANDBOX_IN: &str = "/artifact/in";
+pub(crate) const SANDBOX_IN: &str = "/artifact/in";
 
 /// The PATH generators get.
-pub const GENERATOR_PATH: &str =
+pub(crate) const GENERATOR_PATH: &str =
     "/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// System directories mounted read-only when they exist.
@@ -185,7 +185,7 @@ impl Sandbox {
     /// `read_only` are paths relative to the project root (the generator's
     /// inputs) that [`GeneratorDirs::project`] holds and the generator sees
     /// read-only at the same place below its working directory.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         generator: &Path,
         dirs: &GeneratorDirs,
@@ -302,7 +302,7 @@ fn add_seccomp(builder: &mut ProcessBuilder) -> std::io::Result<()> {
 
 /// Host directories handed to a generator, all inside one scratch directory.
 #[derive(Debug, Clone)]
-pub struct GeneratorDirs {
+pub(crate) struct GeneratorDirs {
     /// The scratch directory holding the others (and the generator's copy).
     pub root: PathBuf,
     /// Where it writes its files.
@@ -328,7 +328,7 @@ impl GeneratorDirs {
     /// ([`artifacts_os::scratch::base_dir`]) if every directory above it lets
     /// others through, else `/dev/shm`, else `/tmp` (root's
     /// `XDG_RUNTIME_DIR`, `/run/user/0`, is `0700`).
-    pub fn create(project_root: &Path) -> std::io::Result<(Scratch, GeneratorDirs)> {
+    pub(crate) fn create(project_root: &Path) -> std::io::Result<(Scratch, GeneratorDirs)> {
         let base = artifacts_os::scratch::base_dir();
         let scratch = if generator_user().is_none() || reachable_by_others(&base) {
             Scratch::new_in("generate", &base)?
@@ -356,7 +356,7 @@ impl GeneratorDirs {
     /// from the system (`/`, or `/nix/store`, where the manifest of a
     /// machine's `activate` lives): then the working directory is `/tmp`
     /// and inputs cannot be shown.
-    pub fn project_view(&self) -> Option<&Path> {
+    pub(crate) fn project_view(&self) -> Option<&Path> {
         let root = self.project_root.as_path();
         let clashes = |dir: &str| root.starts_with(dir) || Path::new(dir).starts_with(root);
         let system = SYSTEM_DIRS
@@ -368,7 +368,7 @@ impl GeneratorDirs {
     }
 
     /// Where a generator inside the project sits relative to its root.
-    pub fn relative_generator(&self, generator: &Path) -> Option<PathBuf> {
+    pub(crate) fn relative_generator(&self, generator: &Path) -> Option<PathBuf> {
         self.project_view()?;
         let relative = generator.strip_prefix(&self.project_root).ok()?;
         relative
@@ -398,7 +398,7 @@ impl GeneratorDirs {
     /// as another user ([`generator_user`]), gives that user `out` and
     /// `tmp`, and `prompts` and `in` with everything in them, and lets its
     /// group (alone) enter the scratch directory.
-    pub fn hand_over(&self, generator: &Path) -> std::io::Result<()> {
+    pub(crate) fn hand_over(&self, generator: &Path) -> std::io::Result<()> {
         let program = self.generator_program(generator);
         if program != generator {
             if let Some(parent) = program.parent() {

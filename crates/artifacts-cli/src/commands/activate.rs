@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifacts_engine::install::Installed;
-use artifacts_engine::{Silent, error_chain};
+use artifacts_engine::{
+    Activated, EngineError, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId,
+    error_chain,
+};
 
 use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
@@ -21,10 +23,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     };
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let selected: Vec<usize> = ctx
+    let selected: Vec<UnitId> = ctx
         .select(&plan, &args.artifacts)?
         .into_iter()
-        .filter(|&i| engine.is_passthrough(&plan.units[i]))
+        .filter(|&i| engine.is_passthrough(&plan[i]))
         .collect();
     if selected.is_empty() {
         if !global.quiet {
@@ -37,18 +39,42 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
-    let to_generate = engine.pending_activation(&plan, &selected, &root, &env)?;
+    let into = InstallRoot {
+        root: &root,
+        env: &env,
+    };
+    let to_generate = engine.pending_activation(&plan, &selected, &into)?;
     let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
-        artifacts_engine::sandbox::Sandbox::Off
+        artifacts_engine::Sandbox::Off
     } else {
         ctx.realise_generators()?;
         context::sandbox(global)?
     };
-    let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &selected,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &Silent,
+    };
+    let results = engine.activate(&request, &into);
+    Ok(if report(&plan, results, global) == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Prints what was done to each file and each failure; returns how many failed.
+fn report(
+    plan: &Plan<'_>,
+    results: Vec<(UnitId, Result<Activated, EngineError>)>,
+    global: &GlobalArgs,
+) -> usize {
     let mut failures = 0;
     for (index, result) in results {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match result {
             Ok(files) => {
                 for (path, outcome) in files {
@@ -69,9 +95,5 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
             }
         }
     }
-    Ok(if failures == 0 {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    })
+    failures
 }

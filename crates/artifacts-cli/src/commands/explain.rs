@@ -3,8 +3,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::backend::{BackendRegistry, SectionKind};
-use artifacts_engine::plan::{Comparison, Plan, Unit};
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::backend::SectionKind;
+use artifacts_engine::lock::Comparison;
+use artifacts_engine::{Plan, Unit};
 use serde_json::json;
 
 use crate::commands::status::{Row, rows, unit_json};
@@ -63,7 +65,7 @@ fn write_declaration(out: &mut dyn Write, ctx: &Context, unit: &Unit<'_>) -> Res
     if let Some(description) = &unit.artifact.description {
         writeln!(out, "about      {description}")?;
     }
-    writeln!(out, "context    {}", unit.context)?;
+    writeln!(out, "context    {}", unit.context())?;
     let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
     writeln!(out, "targets    {}", targets.join(", "))?;
     writeln!(
@@ -230,10 +232,10 @@ pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
         let nodes: Vec<_> = selected
             .iter()
             .map(|&i| {
-                let unit = &plan.units[i];
+                let unit = &plan[i];
                 json!({
                     "unit": unit.label(),
-                    "depends_on": unit.dependencies.iter().map(|&d| plan.units[d].label()).collect::<Vec<_>>(),
+                    "depends_on": unit.dependencies.iter().map(|&d| plan[d].label()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -243,13 +245,13 @@ pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
         writeln!(out, "digraph artifacts {{")?;
         writeln!(out, "  rankdir=LR;")?;
         for &i in &selected {
-            let unit = &plan.units[i];
+            let unit = &plan[i];
             writeln!(out, "  {};", dot_id(&unit.label()))?;
             for &d in &unit.dependencies {
                 writeln!(
                     out,
                     "  {} -> {};",
-                    dot_id(&plan.units[d].label()),
+                    dot_id(&plan[d].label()),
                     dot_id(&unit.label())
                 )?;
             }
@@ -257,12 +259,8 @@ pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
         writeln!(out, "}}")?;
     } else {
         for &i in &selected {
-            let unit = &plan.units[i];
-            let deps: Vec<String> = unit
-                .dependencies
-                .iter()
-                .map(|&d| plan.units[d].label())
-                .collect();
+            let unit = &plan[i];
+            let deps: Vec<String> = unit.dependencies.iter().map(|&d| plan[d].label()).collect();
             if deps.is_empty() {
                 writeln!(out, "{}", unit.label())?;
             } else {

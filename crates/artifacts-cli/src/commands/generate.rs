@@ -5,10 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::engine::Observer;
-use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::Observer;
 use artifacts_engine::selection::{Finding, Reason, SelectionRequest};
-use artifacts_engine::{EngineError, error_chain};
+use artifacts_engine::{EngineError, GenerateRequest, error_chain};
+use artifacts_engine::{Plan, Unit, UnitId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, PromptArgs};
@@ -77,19 +77,23 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     ctx.realise_generators()?;
     let sandbox = context::sandbox(global)?;
 
-    let checked_only: std::collections::BTreeSet<usize> = selection
+    let checked_only: std::collections::BTreeSet<UnitId> = selection
         .units
         .iter()
         .filter(|(_, reason)| *reason == Reason::Passthrough)
         .map(|(i, _)| *i)
         .collect();
     let mut progress = Progress::new(indexes.len() as u64, global.quiet);
-    progress.checked_only = checked_only
-        .iter()
-        .map(|&i| plan.units[i].label())
-        .collect();
+    progress.checked_only = checked_only.iter().map(|&i| plan[i].label()).collect();
     let mut lock = ctx.lock.clone();
-    let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &indexes,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &progress,
+    };
+    let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
     let failed = report(&plan, &results, &checked_only, global.quiet);
@@ -102,7 +106,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
 /// Prints what the selection found, in the order found.
 fn tell(plan: &Plan<'_>, findings: &[Finding]) {
-    let label = |unit: &usize| plan.units[*unit].label();
+    let label = |unit: &UnitId| plan[*unit].label();
     for finding in findings {
         match finding {
             Finding::NoGenerationTime(unit) => eprintln!(
@@ -112,7 +116,7 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
             Finding::Untracked(unit) => eprintln!(
                 "note: {} is stored but not in artifacts.lock: left as it is (`{}` records it)",
                 label(unit),
-                artifacts_engine::suggestion("accept", &[&plan.units[*unit].artifact.name])
+                artifacts_engine::suggestion("accept", &[&plan[*unit].artifact.name])
             ),
             Finding::RecipientsChanged(unit) => eprintln!(
                 "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
@@ -138,7 +142,7 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
 /// otherwise asked (unless quiet); left as they are, they are listed.
 fn accept_stale(
     plan: &Plan<'_>,
-    stale: &[(usize, String)],
+    stale: &[(UnitId, String)],
     prompts: &PromptArgs,
     quiet: bool,
 ) -> Result<bool> {
@@ -147,7 +151,7 @@ fn accept_stale(
     }
     let list: Vec<String> = stale
         .iter()
-        .map(|(i, reason)| format!("  {} ({reason})", plan.units[*i].label()))
+        .map(|(i, reason)| format!("  {} ({reason})", plan[*i].label()))
         .collect();
     let accept = prompts.yes
         || prompts.dry_run
@@ -169,7 +173,7 @@ fn accept_stale(
 }
 
 /// `regenerate` replaces what is stored: only with --yes or a person's yes.
-fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool> {
+fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool> {
     if !ask::interactive() {
         return Err(UsageError(anyhow::anyhow!(
             "refusing to regenerate {} artifact(s) without confirmation: pass --yes (no terminal to ask)",
@@ -179,7 +183,7 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
     }
     let labels: Vec<String> = units
         .iter()
-        .map(|(i, _)| format!("  {}", plan.units[*i].label()))
+        .map(|(i, _)| format!("  {}", plan[*i].label()))
         .collect();
     eprintln!(
         "will regenerate, replacing the stored versions:\n{}",
@@ -192,8 +196,8 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
 /// `checked_only` are the units whose backend stores nothing.
 fn report(
     plan: &Plan<'_>,
-    results: &[(usize, Result<(), EngineError>)],
-    checked_only: &std::collections::BTreeSet<usize>,
+    results: &[(UnitId, Result<(), EngineError>)],
+    checked_only: &std::collections::BTreeSet<UnitId>,
     quiet: bool,
 ) -> usize {
     let mut failed = 0;
@@ -202,11 +206,7 @@ fn report(
         match result {
             Err(error) => {
                 failed += 1;
-                eprintln!(
-                    "error: {}: {}",
-                    plan.units[*index].label(),
-                    error_chain(error)
-                );
+                eprintln!("error: {}: {}", plan[*index].label(), error_chain(error));
             }
             Ok(()) if checked_only.contains(index) => checked += 1,
             Ok(()) => {}
@@ -233,13 +233,13 @@ fn report(
     failed
 }
 
-fn print_dry_run(plan: &Plan<'_>, order: &[(usize, Reason)]) -> Result<()> {
+fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     if order.is_empty() {
         writeln!(stdout, "nothing to generate")?;
     }
     for (index, reason) in order {
-        let unit = &plan.units[*index];
+        let unit = &plan[*index];
         let prompts: Vec<&str> = unit.artifact.prompts.keys().map(String::as_str).collect();
         write!(
             stdout,
@@ -274,6 +274,8 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        // Age plugins' questions hide it (see ask::progress_bar).
+        crate::ask::progress_bar(bar.clone());
         Progress {
             bar,
             quiet,
@@ -285,6 +287,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        crate::ask::progress_bar(None);
     }
 }
 

@@ -5,8 +5,8 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::lifecycle::Accepted;
-use artifacts_engine::plan::Unit;
 use artifacts_engine::{StaleCause, Status, error_chain};
+use artifacts_engine::{Unit, UnitId};
 
 use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
 use crate::ask;
@@ -34,7 +34,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
     // Moved away from the declared backend: the declaration has to follow.
     let mut undeclared = Vec::new();
     for index in selected {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let to = args.to.as_deref().unwrap_or(&unit.backend.name);
         let from = match source(&engine, &plan, index, &lock, args.from.as_deref(), to) {
             Ok(Source::From(from)) => from,
@@ -126,13 +126,13 @@ enum Source {
 /// unit and is not the destination, else the one other backend that stores it.
 fn source(
     engine: &artifacts_engine::Engine<'_>,
-    plan: &artifacts_engine::plan::Plan<'_>,
-    index: usize,
+    plan: &artifacts_engine::Plan<'_>,
+    index: UnitId,
     lock: &artifacts_engine::lock::Lock,
     from: Option<&str>,
     to: &str,
 ) -> Result<Source> {
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     if let Some(from) = from {
         if !engine.stores(unit, from)? {
             anyhow::bail!("backend `{from}` does not store it");
@@ -174,7 +174,7 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
     let mut failures = 0;
     let mut recorded = 0;
     for (&index, status) in selected.iter().zip(statuses) {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let what = match decide(unit, &status, named, global.quiet) {
             Decision::Accept(what) => what,
             Decision::Skip => continue,

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::{Plan, Unit, UnitId};
 use artifacts_engine::{StaleCause, Status, selection, suggestion};
 use serde_json::json;
 
@@ -19,28 +19,24 @@ pub struct Row<'p, 'm> {
     pub status: Status,
 }
 
-pub fn rows<'p, 'm>(ctx: &Context, plan: &'p Plan<'m>, selected: &[usize]) -> Vec<Row<'p, 'm>> {
+pub fn rows<'p, 'm>(ctx: &Context, plan: &'p Plan<'m>, selected: &[UnitId]) -> Vec<Row<'p, 'm>> {
     let statuses = ctx.engine().statuses(plan, selected, &ctx.lock, ctx.jobs);
     selected
         .iter()
         .zip(statuses)
         .map(|(&i, status)| Row {
-            unit: &plan.units[i],
+            unit: &plan[i],
             status,
         })
         .collect()
 }
 
 pub fn targets_label(unit: &Unit<'_>) -> String {
-    if unit.context == artifacts_model::Context::Shared {
-        unit.targets
-            .iter()
-            .map(|t| t.id.reference())
-            .collect::<Vec<_>>()
-            .join(", ")
-    } else {
-        unit.targets[0].id.reference()
-    }
+    unit.targets
+        .iter()
+        .map(|t| t.id.reference())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn status_text(status: &Status) -> String {
@@ -55,7 +51,7 @@ pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
     let reason = row.status.reason();
     let mut value = json!({
         "artifact": unit.name(),
-        "context": unit.context.as_str(),
+        "context": unit.context().as_str(),
         "targets": unit.targets.iter().map(|t| t.id.reference()).collect::<Vec<_>>(),
         "backend": unit.backend.name,
         "files": unit.artifact.files.keys().collect::<Vec<_>>(),
@@ -87,7 +83,7 @@ pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
         table.row(vec![
             targets_label(unit),
             unit.name().to_owned(),
-            unit.context.as_str().to_owned(),
+            unit.context().as_str().to_owned(),
             unit.backend.name.clone(),
             unit.artifact
                 .files
@@ -324,8 +320,7 @@ fn commands(plan: &Plan<'_>, command: &str, units: &[&Unit<'_>]) -> String {
     }
     let all = names(units);
     let covered = plan
-        .units
-        .iter()
+        .units()
         .filter(|u| all.contains(&&u.artifact.name))
         .count()
         == units.len();

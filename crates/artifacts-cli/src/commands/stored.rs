@@ -25,7 +25,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
         many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan.units[i].scope()).collect();
+            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
             return Err(usage(format!(
                 "artifact `{}` is declared on {} targets; pass --target with one of: {}",
                 args.artifact,
@@ -34,7 +34,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
     };
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let files: Vec<&String> = unit.artifact.files.keys().collect();
     let file = match &args.file {
         Some(file) if unit.artifact.files.contains_key(file) => file.clone(),
@@ -63,8 +63,10 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             .expect("deserialize validated every declared file")
     } else {
         // Public files need no key: read them straight from the public store.
-        let path = artifacts_engine::public::artifact_dir(&ctx.model.root, unit).join(&file);
-        let stored = artifacts_engine::public::read(&ctx.model.root, unit, &file)
+        let engine = ctx.engine();
+        let path = engine.public_file_path(unit, &file);
+        let stored = engine
+            .read_public_file(unit, &file)
             .map_err(|e| anyhow::anyhow!("failed to read public file `{}`: {e}", path.display()))?;
         zeroize::Zeroizing::new(stored.ok_or_else(|| {
             anyhow::anyhow!(
@@ -95,7 +97,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     let mut failures = 0;
     let mut changed = 0;
     for (&index, status) in selected.iter().zip(statuses) {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match status {
             Status::RecipientsChanged => {}
             Status::Error { reason } => {

@@ -10,14 +10,14 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::engine::{Engine, Status};
-use crate::lock::Lock;
-use crate::plan::{Plan, Unit};
+use crate::lockfile::Lock;
+use crate::plan::{Plan, Unit, UnitId};
 
 /// What to select among the units a command names (indexes into the plan).
 #[derive(Debug, Clone)]
 pub struct SelectionRequest<'r> {
     /// The units named by target and artifact, in plan order.
-    pub units: &'r [usize],
+    pub units: &'r [UnitId],
     /// Regenerate even what is current (`regenerate`).
     pub force: bool,
     /// With `force`: only what was generated longer ago than this.
@@ -46,7 +46,7 @@ pub enum Reason {
     /// A unit it depends on is regenerated.
     DependsOn {
         /// The unit it depends on.
-        unit: usize,
+        unit: UnitId,
         /// That unit's label.
         label: String,
     },
@@ -88,29 +88,29 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     /// `--older-than` cannot judge a unit the lock has no time for.
-    NoGenerationTime(usize),
+    NoGenerationTime(UnitId),
     /// Stored but not in the lock: left alone.
-    Untracked(usize),
+    Untracked(UnitId),
     /// Stored for other recipients: `rekey` fixes it without regenerating.
-    RecipientsChanged(usize),
+    RecipientsChanged(UnitId),
     /// The check failed: never taken for "missing".
     CheckFailed {
         /// The unit.
-        unit: usize,
+        unit: UnitId,
         /// Why.
         reason: String,
     },
     /// Stored by another backend, and not replaced.
     HeldElsewhere {
         /// The unit.
-        unit: usize,
+        unit: UnitId,
         /// Where it is stored, as [`Status::reason`] says.
         reason: String,
     },
     /// Would follow a held-back unit, so held back too.
     HeldDependent {
         /// The unit.
-        unit: usize,
+        unit: UnitId,
         /// The label of the unit it would follow.
         dependency: String,
     },
@@ -121,15 +121,15 @@ pub enum Finding {
 #[derive(Debug)]
 pub struct Candidates {
     /// Chosen so far, in plan order.
-    pub chosen: Vec<(usize, Reason)>,
+    pub chosen: Vec<(UnitId, Reason)>,
     /// Stale units and why: regenerated only if the caller accepts.
-    pub stale: Vec<(usize, String)>,
+    pub stale: Vec<(UnitId, String)>,
     /// What to tell, in the order found.
     pub findings: Vec<Finding>,
     /// How many checks failed.
     pub check_errors: usize,
     /// Statuses already checked, so each unit is checked once.
-    known: BTreeMap<usize, Status>,
+    known: BTreeMap<UnitId, Status>,
     cascade: bool,
     replace_elsewhere: bool,
     jobs: usize,
@@ -139,7 +139,7 @@ pub struct Candidates {
 #[derive(Debug)]
 pub struct Selection {
     /// The units and why each one.
-    pub units: Vec<(usize, Reason)>,
+    pub units: Vec<(UnitId, Reason)>,
     /// What the guard held back, in the order found.
     pub findings: Vec<Finding>,
     /// How many units another backend stores were held back.
@@ -152,7 +152,7 @@ pub struct Selection {
 
 impl Selection {
     /// The unit indexes, in order.
-    pub fn indexes(&self) -> Vec<usize> {
+    pub fn indexes(&self) -> Vec<UnitId> {
         self.units.iter().map(|(i, _)| *i).collect()
     }
 }
@@ -168,26 +168,18 @@ impl Engine<'_> {
         lock: &Lock,
         request: &SelectionRequest<'_>,
     ) -> Candidates {
-        let (passthrough, storing): (Vec<usize>, Vec<usize>) = request
+        let (passthrough, storing): (Vec<UnitId>, Vec<UnitId>) = request
             .units
             .iter()
             .copied()
-            .partition(|&i| self.is_passthrough(&plan.units[i]));
-        let mut candidates = Candidates {
-            chosen: Vec::new(),
-            stale: Vec::new(),
-            findings: Vec::new(),
-            check_errors: 0,
-            known: BTreeMap::new(),
-            cascade: request.cascade,
-            replace_elsewhere: request.replace_elsewhere,
-            jobs: request.jobs,
-        };
+            .partition(|&i| self.is_passthrough(&plan[i]));
+        let mut candidates =
+            Candidates::empty(request.cascade, request.replace_elsewhere, request.jobs);
         if request.force {
             for index in storing {
                 match request.older_than {
                     None => candidates.chosen.push((index, Reason::Forced)),
-                    Some(limit) => match age(&plan.units[index], lock, request.now) {
+                    Some(limit) => match age(&plan[index], lock, request.now) {
                         Some(age) if age > limit => {
                             candidates.chosen.push((index, Reason::Older(age)))
                         }
@@ -237,12 +229,12 @@ impl Engine<'_> {
             cascade(
                 &mut order,
                 &|unit| plan.dependents_of(unit),
-                &|unit| self.is_passthrough(&plan.units[unit]),
-                &|unit| plan.units[unit].label(),
+                &|unit| self.is_passthrough(&plan[unit]),
+                &|unit| plan[unit].label(),
             );
         }
         order.sort_by_key(|(i, _)| *i);
-        let unknown: Vec<usize> = order
+        let unknown: Vec<UnitId> = order
             .iter()
             .map(|(i, _)| *i)
             .filter(|i| !candidates.known.contains_key(i))
@@ -265,8 +257,22 @@ impl Engine<'_> {
 }
 
 impl Candidates {
+    /// Nothing chosen yet; remembers what [`Engine::select`] needs of the request.
+    fn empty(cascade: bool, replace_elsewhere: bool, jobs: usize) -> Candidates {
+        Candidates {
+            chosen: Vec::new(),
+            stale: Vec::new(),
+            findings: Vec::new(),
+            check_errors: 0,
+            known: BTreeMap::new(),
+            cascade,
+            replace_elsewhere,
+            jobs,
+        }
+    }
+
     /// Files one checked unit under chosen, stale or a finding.
-    fn sort(&mut self, index: usize, status: &Status) {
+    fn sort(&mut self, index: UnitId, status: &Status) {
         match status {
             Status::Missing => self.chosen.push((index, Reason::Missing)),
             Status::Elsewhere { .. } => self.chosen.push((index, Reason::Elsewhere)),
@@ -295,10 +301,10 @@ pub fn age(unit: &Unit<'_>, lock: &Lock, now: SystemTime) -> Option<Duration> {
 /// `skip` says store nothing: a new shared CA invalidates every machine's
 /// certificate.
 fn cascade(
-    order: &mut Vec<(usize, Reason)>,
-    dependents: &dyn Fn(usize) -> Vec<usize>,
-    skip: &dyn Fn(usize) -> bool,
-    label: &dyn Fn(usize) -> String,
+    order: &mut Vec<(UnitId, Reason)>,
+    dependents: &dyn Fn(UnitId) -> Vec<UnitId>,
+    skip: &dyn Fn(UnitId) -> bool,
+    label: &dyn Fn(UnitId) -> String,
 ) {
     let mut next = 0;
     while next < order.len() {
@@ -317,11 +323,11 @@ fn cascade(
 /// backend stores (generating would replace a working secret) unless
 /// `replace`, and a unit regenerated only because of a held-back one.
 fn guard(
-    order: Vec<(usize, Reason)>,
-    known: &BTreeMap<usize, Status>,
+    order: Vec<(UnitId, Reason)>,
+    known: &BTreeMap<UnitId, Status>,
     replace: bool,
-) -> (Vec<(usize, Reason)>, Vec<Finding>) {
-    let mut held: Vec<usize> = Vec::new();
+) -> (Vec<(UnitId, Reason)>, Vec<Finding>) {
+    let mut held: Vec<UnitId> = Vec::new();
     let mut findings = Vec::new();
     let mut kept = Vec::new();
     for (index, reason) in order {
@@ -358,6 +364,10 @@ fn guard(
 mod tests {
     use super::*;
 
+    fn u(index: usize) -> UnitId {
+        UnitId(index)
+    }
+
     fn elsewhere() -> Status {
         Status::Elsewhere {
             artifact: "ca".into(),
@@ -366,31 +376,34 @@ mod tests {
         }
     }
 
-    fn depends_on(unit: usize) -> Reason {
+    fn depends_on(unit: UnitId) -> Reason {
         Reason::DependsOn {
             unit,
-            label: format!("unit{unit}"),
+            label: format!("unit{}", unit.0),
         }
     }
 
     #[test]
     fn the_guard_holds_back_what_another_backend_stores_and_what_only_follows_it() {
-        let known = BTreeMap::from([(0, elsewhere()), (2, Status::Missing)]);
+        let known = BTreeMap::from([(u(0), elsewhere()), (u(2), Status::Missing)]);
         let order = vec![
-            (0, Reason::Elsewhere),
-            (1, depends_on(0)),
-            (2, Reason::Missing),
+            (u(0), Reason::Elsewhere),
+            (u(1), depends_on(u(0))),
+            (u(2), Reason::Missing),
         ];
         let (kept, findings) = guard(order, &known, false);
-        assert_eq!(kept, vec![(2, Reason::Missing)]);
+        assert_eq!(kept, vec![(u(2), Reason::Missing)]);
         assert!(matches!(
             findings[0],
-            Finding::HeldElsewhere { unit: 0, .. }
+            Finding::HeldElsewhere {
+                unit: UnitId(0),
+                ..
+            }
         ));
         assert_eq!(
             findings[1],
             Finding::HeldDependent {
-                unit: 1,
+                unit: u(1),
                 dependency: "unit0".into()
             }
         );
@@ -398,53 +411,47 @@ mod tests {
 
     #[test]
     fn the_guard_replaces_what_another_backend_stores_when_asked() {
-        let known = BTreeMap::from([(0, elsewhere())]);
-        let order = vec![(0, Reason::Elsewhere), (1, depends_on(0))];
+        let known = BTreeMap::from([(u(0), elsewhere())]);
+        let order = vec![(u(0), Reason::Elsewhere), (u(1), depends_on(u(0)))];
         let (kept, findings) = guard(order, &known, true);
         assert!(findings.is_empty());
         assert_eq!(
             kept[0].1.to_string(),
             "stored in sops-nix; replaced by a new secret"
         );
-        assert_eq!(kept[1], (1, depends_on(0)));
+        assert_eq!(kept[1], (u(1), depends_on(u(0))));
     }
 
     #[test]
     fn the_cascade_follows_dependents_of_dependents_once_and_skips_passthrough() {
         // 0 <- 1 <- 2, 0 <- 3 (stores nothing), 1 <- 4; 2 also depends on 4.
-        let dependents = |unit: usize| match unit {
-            0 => vec![1, 2, 3, 4],
-            1 => vec![2, 4],
-            4 => vec![2],
-            _ => vec![],
+        let dependents = |unit: UnitId| {
+            let ids: &[usize] = match unit.0 {
+                0 => &[1, 2, 3, 4],
+                1 => &[2, 4],
+                4 => &[2],
+                _ => &[],
+            };
+            ids.iter().copied().map(UnitId).collect()
         };
-        let mut order = vec![(1, Reason::Missing), (0, Reason::Forced)];
-        cascade(&mut order, &dependents, &|unit| unit == 3, &|unit| {
-            format!("unit{unit}")
+        let mut order = vec![(u(1), Reason::Missing), (u(0), Reason::Forced)];
+        cascade(&mut order, &dependents, &|unit| unit == u(3), &|unit| {
+            format!("unit{}", unit.0)
         });
         assert_eq!(
             order,
             vec![
-                (1, Reason::Missing),
-                (0, Reason::Forced),
-                (2, depends_on(1)),
-                (4, depends_on(1)),
+                (u(1), Reason::Missing),
+                (u(0), Reason::Forced),
+                (u(2), depends_on(u(1))),
+                (u(4), depends_on(u(1))),
             ]
         );
     }
 
     #[test]
     fn checked_units_are_chosen_left_for_the_stale_question_or_told() {
-        let mut candidates = Candidates {
-            chosen: Vec::new(),
-            stale: Vec::new(),
-            findings: Vec::new(),
-            check_errors: 0,
-            known: BTreeMap::new(),
-            cascade: true,
-            replace_elsewhere: false,
-            jobs: 1,
-        };
+        let mut candidates = Candidates::empty(true, false, 1);
         let statuses = [
             Status::Ok,
             Status::Missing,
@@ -461,20 +468,23 @@ mod tests {
             Status::Passthrough,
         ];
         for (index, status) in statuses.iter().enumerate() {
-            candidates.sort(index, status);
+            candidates.sort(u(index), status);
         }
         assert_eq!(
             candidates.chosen,
-            vec![(1, Reason::Missing), (2, Reason::Elsewhere)]
+            vec![(u(1), Reason::Missing), (u(2), Reason::Elsewhere)]
         );
-        assert_eq!(candidates.stale, vec![(4, "generator changed".to_owned())]);
+        assert_eq!(
+            candidates.stale,
+            vec![(u(4), "generator changed".to_owned())]
+        );
         assert_eq!(
             candidates.findings,
             vec![
-                Finding::Untracked(3),
-                Finding::RecipientsChanged(5),
+                Finding::Untracked(u(3)),
+                Finding::RecipientsChanged(u(5)),
                 Finding::CheckFailed {
-                    unit: 6,
+                    unit: u(6),
                     reason: "backend check failed".into()
                 },
             ]
@@ -488,6 +498,6 @@ mod tests {
         let age = Duration::from_secs(2 * 86_400 + 5 * 3600 + 59 * 60);
         assert_eq!(Reason::Older(age).to_string(), "generated 2days 5h ago");
         assert_eq!(Reason::Stale("x".into()).to_string(), "stale: x");
-        assert_eq!(depends_on(3).to_string(), "depends on unit3");
+        assert_eq!(depends_on(u(3)).to_string(), "depends on unit3");
     }
 }

@@ -35,7 +35,7 @@ use artifacts_model::IoError;
 use artifacts_os::fs::Dir;
 
 /// The lock file's name.
-pub const LOCK_FILE: &str = "artifacts.lock";
+const LOCK_FILE: &str = "artifacts.lock";
 
 /// The version written.
 const VERSION: u32 = 2;
@@ -81,7 +81,7 @@ impl LockEntry {
 }
 
 /// The current time as the lock writes it.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
@@ -121,6 +121,9 @@ pub enum LockError {
 }
 
 impl Lock {
+    /// The lock file's name, beside the manifest: `artifacts.lock`.
+    pub const FILE_NAME: &'static str = LOCK_FILE;
+
     /// Reads the lock at `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
         let (legacy, entries) = match std::fs::read_to_string(path) {

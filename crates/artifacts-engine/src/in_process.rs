@@ -3,7 +3,7 @@
 //!
 //! The shipped backends (agenix, sops-nix, dummy) implement it in the
 //! `artifacts-backends` crate, and the binary registers them
-//! ([`crate::backend::BackendRegistry::add_fallback`] with a
+//! ([`crate::BackendRegistry::add_fallback`] with a
 //! [`Backend`](crate::backend::Backend) whose scripts are
 //! [`Script::InProcess`](crate::backend::Script::InProcess)). A call carries
 //! what a script would find in its environment, typed: the artifact, the
@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use artifacts_model::{Context, TargetKind};
+
+use crate::plan::Targets;
 
 /// A backend implemented in Rust and called in this process.
 ///
@@ -139,16 +141,25 @@ pub struct Call {
     pub backend: String,
     /// The artifact; `None` for `list`, which runs for targets.
     pub artifact: Option<String>,
-    /// The context.
-    pub context: Context,
-    /// The targets: exactly one, except in the shared context. Never empty.
-    pub targets: Vec<CallTarget>,
+    /// The targets: all of a shared artifact's (or, for `list` and
+    /// `remove` in the shared context, every declared target), or exactly one.
+    pub targets: Targets<CallTarget>,
     /// The declared files, sorted by name (none for `list`).
     pub files: Vec<CallFile>,
     /// The project root.
     pub root: PathBuf,
     /// Where identities come from.
     pub identities: KeySources,
+}
+
+impl Call {
+    /// `$artifact_context`: `shared`, or the one target's kind.
+    pub fn context(&self) -> Context {
+        match &self.targets {
+            Targets::Shared(_) => Context::Shared,
+            Targets::One(target) => target.kind.context(),
+        }
+    }
 }
 
 /// Why an in-process backend failed: its own error (the message says what

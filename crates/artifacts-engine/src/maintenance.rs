@@ -22,15 +22,15 @@ use artifacts_os::fs::{Dir, FileType};
 use artifacts_model::{Context, Model, Target, TargetKind};
 use serde::Serialize;
 
-use crate::backend::{Backend, SectionKind};
 use crate::engine::{Engine, EngineError, Storage, io};
-use crate::lock::Lock;
-use crate::plan::{Plan, Unit};
+use crate::lockfile::Lock;
+use crate::plan::{Plan, Targets, Unit, UnitId};
+use crate::registry::{Backend, SectionKind};
 use crate::script::{self, Scope, ScriptKind};
 use artifacts_os::scratch::Scratch;
 
 /// The name orphans of the public store are reported under.
-pub const PUBLIC_STORE: &str = "public-store";
+pub(crate) const PUBLIC_STORE: &str = "public-store";
 
 /// What a migration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,12 +101,12 @@ impl Engine<'_> {
     pub fn migrate(
         &self,
         plan: &Plan<'_>,
-        index: usize,
+        index: UnitId,
         from: &str,
         to: &str,
         lock: &mut Lock,
     ) -> Result<Migrated, EngineError> {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         // Moving within one storage would remove the only copy after "copying" it.
         if self.same_storage(from, to) {
             return Err(EngineError::Unavailable {
@@ -206,10 +206,10 @@ impl Engine<'_> {
     pub fn accept(
         &self,
         plan: &Plan<'_>,
-        index: usize,
+        index: UnitId,
         lock: &mut Lock,
     ) -> Result<Accepted, EngineError> {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let declared = unit
             .declared(plan, lock)
             .map_err(io(format!("read the generator of `{}`", unit.name())))?;
@@ -245,14 +245,14 @@ impl Engine<'_> {
         for orphan in orphans {
             let declared = (orphan.backend != PUBLIC_STORE)
                 .then(|| {
-                    plan.units.iter().find(|u| {
+                    plan.units().find(|u| {
                         u.name() == orphan.artifact
-                            && match &orphan.target {
-                                None => u.context == Context::Shared,
-                                Some(reference) => {
-                                    u.context != Context::Shared
-                                        && &u.targets[0].id.reference() == reference
+                            && match (&orphan.target, &u.targets) {
+                                (None, Targets::Shared(_)) => true,
+                                (Some(reference), Targets::One(target)) => {
+                                    &target.id.reference() == reference
                                 }
+                                _ => false,
                             }
                     })
                 })
@@ -323,7 +323,7 @@ impl Engine<'_> {
             if !seen.insert(backend.storage.as_str()) {
                 continue;
             }
-            let storing: Vec<(&SectionKind, &crate::backend::Scripts)> = backend
+            let storing: Vec<(&SectionKind, &crate::registry::Scripts)> = backend
                 .sections
                 .iter()
                 .filter(|(_, s)| s.enabled)
@@ -333,8 +333,7 @@ impl Engine<'_> {
                 continue;
             }
             let used = plan
-                .units
-                .iter()
+                .units()
                 .any(|u| self.stores_in(&u.backend.name, backend));
             if storing.iter().any(|(_, s)| s.list.is_none()) {
                 if used {
@@ -394,14 +393,13 @@ impl Engine<'_> {
                 if name.starts_with('.') || kind != FileType::Directory {
                     continue;
                 }
-                let needed = plan.units.iter().any(|u| {
+                let needed = plan.units().any(|u| {
                     u.name() == name
                         && crate::public::public_files(u).next().is_some()
-                        && match target {
-                            Some(target) => {
-                                u.context != Context::Shared && u.targets[0].id == target.id
-                            }
-                            None => u.context == Context::Shared,
+                        && match (target, &u.targets) {
+                            (Some(target), Targets::One(declared)) => declared.id == target.id,
+                            (None, Targets::Shared(_)) => true,
+                            _ => false,
                         }
                 });
                 if !needed {
@@ -428,7 +426,7 @@ impl Engine<'_> {
         plan: &Plan<'_>,
         backend: &Backend,
         kind: SectionKind,
-        list: &crate::backend::Script,
+        list: &crate::registry::Script,
     ) -> Result<Vec<Orphan>, EngineError> {
         let target_kind = match kind {
             SectionKind::Nixos => TargetKind::Nixos,
@@ -438,16 +436,8 @@ impl Engine<'_> {
         };
         let mut found = Vec::new();
         for target in model.targets.iter().filter(|t| t.id.kind == target_kind) {
-            let declared =
-                |u: &Unit<'_>| u.context != Context::Shared && u.targets[0].id == target.id;
-            for artifact in self.undeclared(
-                plan,
-                backend,
-                list,
-                target_kind.context(),
-                &[target],
-                declared,
-            )? {
+            let declared = |u: &Unit<'_>| u.targets.one().is_some_and(|t| t.id == target.id);
+            for artifact in self.undeclared(plan, backend, list, &Targets::One(target), declared)? {
                 found.push(Orphan {
                     backend: backend.name.clone(),
                     context: target_kind.context(),
@@ -464,16 +454,16 @@ impl Engine<'_> {
         model: &Model,
         plan: &Plan<'_>,
         backend: &Backend,
-        list: &crate::backend::Script,
+        list: &crate::registry::Script,
     ) -> Result<Vec<Orphan>, EngineError> {
         // Every declared target, for their configuration (where the store is).
-        let targets: Vec<&Target> = model.targets.iter().collect();
-        if targets.is_empty() {
+        if model.targets.is_empty() {
             return Ok(Vec::new());
         }
-        let declared = |u: &Unit<'_>| u.context == Context::Shared;
+        let targets = Targets::Shared(model.targets.iter().collect());
+        let declared = |u: &Unit<'_>| matches!(u.targets, Targets::Shared(_));
         Ok(self
-            .undeclared(plan, backend, list, Context::Shared, &targets, declared)?
+            .undeclared(plan, backend, list, &targets, declared)?
             .into_iter()
             .map(|artifact| Orphan {
                 backend: backend.name.clone(),
@@ -489,21 +479,18 @@ impl Engine<'_> {
         &self,
         plan: &Plan<'_>,
         backend: &Backend,
-        list: &crate::backend::Script,
-        context: Context,
-        targets: &[&Target],
+        list: &crate::registry::Script,
+        targets: &Targets<&Target>,
         scoped: impl Fn(&Unit<'_>) -> bool,
     ) -> Result<Vec<String>, EngineError> {
         let scope = Scope {
             artifact: None,
-            context,
             targets,
             files: None,
         };
         let stored = script::list(&scope, backend, list, &self.script_env)?;
         let declared: BTreeSet<&str> = plan
-            .units
-            .iter()
+            .units()
             .filter(|u| scoped(u) && self.stores_in(&u.backend.name, backend))
             .map(|u| u.name())
             .collect();
@@ -568,17 +555,21 @@ impl Engine<'_> {
                 artifact: orphan.label(),
                 reason: format!("backend `{}` has no remove script", backend.name),
             })?;
-        let targets: Vec<&Target> = match &orphan.target {
-            Some(reference) => model
-                .targets
-                .iter()
-                .filter(|t| &t.id.reference() == reference)
-                .collect(),
-            None => model.targets.iter().collect(),
+        let targets = match &orphan.target {
+            Some(reference) => Targets::One(
+                model
+                    .targets
+                    .iter()
+                    .find(|t| &t.id.reference() == reference)
+                    .ok_or_else(|| EngineError::Unavailable {
+                        artifact: orphan.label(),
+                        reason: format!("target `{reference}` is not declared"),
+                    })?,
+            ),
+            None => Targets::Shared(model.targets.iter().collect()),
         };
         let scope = Scope {
             artifact: Some(&orphan.artifact),
-            context: orphan.context,
             targets: &targets,
             files: None,
         };

@@ -53,7 +53,7 @@ impl SectionKind {
     ];
 
     /// The section serving a context.
-    pub fn for_context(context: Context) -> SectionKind {
+    pub(crate) fn for_context(context: Context) -> SectionKind {
         match context {
             Context::Nixos => SectionKind::Nixos,
             Context::HomeManager => SectionKind::Home,
@@ -152,7 +152,7 @@ pub struct Backend {
     /// The implementation of a backend running in this process (its
     /// scripts are [`Script::InProcess`]); `None` for backends from files.
     #[serde(skip)]
-    pub in_process: Option<crate::store::InProcess>,
+    pub in_process: Option<crate::in_process::InProcess>,
 }
 
 /// What a backend offers, for `artifacts backends`.
@@ -408,7 +408,7 @@ impl BackendRegistry {
 }
 
 /// The largest `backend.toml` read (1 MiB).
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Reads a config file that must be a regular file of at most
 /// [`MAX_CONFIG_BYTES`]. Opened without blocking, so a FIFO cannot hang
@@ -584,7 +584,7 @@ fn read_backend(
 }
 
 /// Checks that a script can be executed: exists, is a regular file, has an execute bit.
-pub fn check_script(path: &Path) -> Result<(), &'static str> {
+pub(crate) fn check_script(path: &Path) -> Result<(), &'static str> {
     artifacts_os::path::check_executable(path)
 }
 
