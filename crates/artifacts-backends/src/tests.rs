@@ -156,8 +156,10 @@ fn plugin_recipients_are_stored_and_read_back_with_a_plugin_identity() {
         std::fs::write(&xwing_file, key_text).unwrap();
         let store = backend(name);
         let mut call = p.call(name, "", Some(&xwing_file));
-        call.targets[0].config =
-            serde_json::json!({ "publicHostKey": [p.key.recipient(), xwing.clone()] });
+        let Targets::One(target) = &mut call.targets else {
+            unreachable!("a machine's own artifact")
+        };
+        target.config = serde_json::json!({ "publicHostKey": [p.key.recipient(), xwing.clone()] });
         store.serialize(&call, &p.out("out", "s3cret")).unwrap();
         assert_eq!(store.check(&call).unwrap(), Checked::Stored, "{name}");
         let back = p.dir.path().join("back");

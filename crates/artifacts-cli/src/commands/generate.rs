@@ -15,6 +15,7 @@ use crate::args::{GlobalArgs, PromptArgs};
 use crate::ask;
 use crate::context::{self, Context};
 use crate::exit::{self, UsageError};
+use crate::report;
 
 /// What the user asked for.
 pub struct Request<'a> {
@@ -122,20 +123,32 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
                 "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
                 label(unit)
             ),
-            Finding::CheckFailed { unit, reason } => eprintln!(
-                "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
-                label(unit)
-            ),
-            Finding::HeldElsewhere { unit, reason } => eprintln!(
-                "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
-                label(unit)
-            ),
+            Finding::CheckFailed { unit, reason } => {
+                eprintln!(
+                    "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("cannot check it: {reason}"));
+            }
+            Finding::HeldElsewhere { unit, reason } => {
+                eprintln!(
+                    "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("it is {reason}"));
+            }
             Finding::HeldDependent { unit, dependency } => eprintln!(
                 "note: {} not regenerated: it would follow {dependency}, which is held back",
                 label(unit)
             ),
         }
     }
+}
+
+/// A unit not generated because of an error, in the `--json` document.
+fn held(unit: &Unit<'_>, why: &str) {
+    report::unit_result(unit, "held", serde_json::json!({ "error": why }));
+    report::unit_error(unit, why);
 }
 
 /// Whether to regenerate the stale units: yes with --yes or --dry-run,
@@ -162,6 +175,15 @@ fn accept_stale(
             );
             ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
         });
+    if !accept {
+        for (i, reason) in stale {
+            report::unit_result(
+                &plan[*i],
+                "left-stale",
+                serde_json::json!({ "reason": reason }),
+            );
+        }
+    }
     if !accept && !ask::interactive() {
         eprintln!(
             "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
@@ -203,13 +225,21 @@ fn report(
     let mut failed = 0;
     let mut checked = 0;
     for (index, result) in results {
+        let unit = &plan[*index];
         match result {
+            // A backend that stores nothing: the output was checked, that is all.
+            Ok(()) if checked_only.contains(index) => {
+                checked += 1;
+                report::unit_result(unit, "checked", serde_json::json!({}));
+            }
+            Ok(()) => report::unit_result(unit, "generated", serde_json::json!({})),
             Err(error) => {
                 failed += 1;
-                eprintln!("error: {}: {}", plan[*index].label(), error_chain(error));
+                let message = error_chain(error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
             }
-            Ok(()) if checked_only.contains(index) => checked += 1,
-            Ok(()) => {}
         }
     }
     if !quiet {
@@ -234,6 +264,18 @@ fn report(
 }
 
 fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
+    if report::enabled() {
+        for (index, reason) in order {
+            let unit = &plan[*index];
+            let prompts: Vec<&String> = unit.artifact.prompts.keys().collect();
+            report::unit_result(
+                unit,
+                "would-generate",
+                serde_json::json!({ "reason": reason.to_string(), "asks": prompts }),
+            );
+        }
+        return Ok(());
+    }
     let mut stdout = std::io::stdout().lock();
     if order.is_empty() {
         writeln!(stdout, "nothing to generate")?;
