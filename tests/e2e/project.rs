@@ -75,6 +75,13 @@ fn init_then_generate_then_check_with_the_real_sandbox() {
     let shown = p.finish(&mut show);
     shown.success();
     assert_eq!(shown.stdout.trim().len(), 44, "32 random bytes, base64");
+
+    // --json: one valid document on stdout, people's text on stderr.
+    let run = p.run(["init", "--json", "second"]);
+    let document = run.success().json();
+    assert_eq!(document["command"], "init", "{document}");
+    assert_eq!(document["ok"], true);
+    run.stderr_has("next:");
 }
 
 #[test]

@@ -79,6 +79,16 @@ const GENERATE: &[&str] = &[
 /// `age`, `sops`, `tanka`, `cmp`: files and streams, no declarations.
 const TOOL: &[&str] = &["directory", "verbose", "quiet", "log_level", "color"];
 
+/// `init`: writes a new project; reads no declarations.
+const INIT: &[&str] = &[
+    "directory",
+    "json",
+    "verbose",
+    "quiet",
+    "log_level",
+    "color",
+];
+
 /// The help pages: `artifacts` itself (name `""`), then its commands.
 pub const PAGES: &[Page] = &[
     Page {
@@ -101,7 +111,7 @@ pub const PAGES: &[Page] = &[
     },
     Page {
         name: "init",
-        globals: TOOL,
+        globals: INIT,
         examples: &[
             (
                 "artifacts init",
