@@ -306,6 +306,11 @@ fn env_calling(p: &Project, env: &str, call: &str) {
         &format!("environments/{env}/main.jsonnet"),
         &format!("{{ out: {call} }}\n"),
     );
+    // static: without spec.json tanka loads an inline environment
+    p.file(
+        &format!("environments/{env}/spec.json"),
+        "{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"spec\": {\"namespace\": \"default\"}}\n",
+    );
 }
 
 #[test]
