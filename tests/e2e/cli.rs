@@ -58,9 +58,10 @@ files.token = {}
         .json();
     assert_eq!(status["artifacts"][0]["status"], "ok");
     assert_eq!(status["artifacts"][0]["reason"], "not stored by design");
+    // Stored nowhere, but the generator still runs and its output is checked.
     p.run(["generate", "--target", "m"])
         .success()
-        .stderr_has("nothing to generate");
+        .stderr_has("checked nixos/m a: its generator wrote the declared files");
     p.run(["check", "--target", "home/u"])
         .code(2)
         .stdout_has("backend `dummy` does not serve homemanager artifacts: its [dummy.home] section is missing or disabled");

@@ -86,6 +86,15 @@ pub struct GlobalArgs {
     /// Fail instead of waiting when another run holds the project lock.
     #[arg(long, global = true)]
     pub no_wait: bool,
+    /// Give shared artifacts whose generators differ per target the generator of TARGET (repeatable).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TARGET",
+        env = "ARTIFACTS_GENERATOR_FROM",
+        value_delimiter = ','
+    )]
+    pub generator_from: Vec<String>,
     /// Kill any backend script or generator still running after SECS seconds.
     #[arg(long, global = true, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -119,6 +128,8 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: artifacts.toml, an example generator, your identity.
+    Init(InitArgs),
     /// List every target and artifact with its backend and status.
     List,
     /// Check that everything is stored and current (read-only; for CI).
@@ -206,6 +217,13 @@ impl Command {
                 | Command::ShippedBackend(_)
         )
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project directory [default: the current one]; created if missing.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ const READ: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -43,6 +44,7 @@ const WRITE: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -61,6 +63,7 @@ const GENERATE: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -75,6 +78,16 @@ const GENERATE: &[&str] = &[
 
 /// `age`, `sops`, `tanka`, `cmp`: files and streams, no declarations.
 const TOOL: &[&str] = &["directory", "verbose", "quiet", "log_level", "color"];
+
+/// `init`: writes a new project; reads no declarations.
+const INIT: &[&str] = &[
+    "directory",
+    "json",
+    "verbose",
+    "quiet",
+    "log_level",
+    "color",
+];
 
 /// The help pages: `artifacts` itself (name `""`), then its commands.
 pub const PAGES: &[Page] = &[
@@ -93,6 +106,20 @@ pub const PAGES: &[Page] = &[
             (
                 "artifacts generate --target nixos/web1",
                 "Generate what machine web1 is missing.",
+            ),
+        ],
+    },
+    Page {
+        name: "init",
+        globals: INIT,
+        examples: &[
+            (
+                "artifacts init",
+                "Start here: artifacts.toml, an example generator and your identity.",
+            ),
+            (
+                "artifacts init my-secrets && cd my-secrets && artifacts generate",
+                "A new project directory, then its first secret.",
             ),
         ],
     },

@@ -197,6 +197,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Some(Command::Completions(args)) => completions(args.shell),
         Some(Command::Man(args)) => man::run(args),
+        Some(Command::Init(args)) => commands::init::run(global, args),
         Some(Command::Age(command)) => tool(global, |io| command.run(io)),
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),

@@ -640,11 +640,12 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (backend, scripts) = match self.storage(unit)? {
-            Storage::Passthrough => return Ok(()),
-            Storage::Scripts(backend, scripts) => (backend, scripts),
-        };
+        let storage = self.storage(unit)?;
         let (_scratch, dirs) = self.produce(request, index, outputs)?;
+        // A backend that stores nothing: the output was checked, and that is all.
+        let Storage::Scripts(backend, scripts) = storage else {
+            return Ok(());
+        };
         request.observer.step(unit, "serializing");
         self.store_output(plan, index, (backend, scripts), &dirs.out, lock, None)
     }
@@ -757,8 +758,8 @@ impl<'a> Engine<'a> {
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (scratch, dirs) =
-            GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
+        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root)
+            .map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         request
             .answers

@@ -53,6 +53,9 @@ pub enum GeneratorError {
         #[source]
         source: std::io::Error,
     },
+    /// Its inputs cannot be used.
+    #[error(transparent)]
+    Inputs(#[from] crate::inputs::InputError),
     /// It could not start or timed out. Named by its script: the process
     /// error's own command line is the long bubblewrap call around it.
     #[error("generator `{path}` of artifact `{artifact}` {}", process_problem(.error))]
@@ -148,8 +151,26 @@ pub(crate) fn run(
         artifact: artifact.clone(),
         source,
     };
+    if !unit.artifact.inputs.is_empty() && dirs.project_view().is_none() {
+        return Err(prepare(std::io::Error::other(format!(
+            "its inputs cannot be shown at the project root `{}`, a system directory the sandbox mounts; move the project",
+            dirs.project_root.display()
+        ))));
+    }
+    // The inputs are read (and checked) before anything runs.
+    let entries = crate::inputs::read(&dirs.project_root, &artifact, &unit.artifact.inputs)?;
+    crate::inputs::write(&entries, &dirs.project).map_err(prepare)?;
+    let mut read_only: Vec<std::path::PathBuf> = unit
+        .artifact
+        .inputs
+        .iter()
+        .filter_map(|input| artifacts_model::validate::input_path(input).ok())
+        .collect();
+    read_only.extend(dirs.relative_generator(generator));
     dirs.hand_over(generator).map_err(prepare)?;
-    let mut command = sandbox.command(generator, dirs, &env).map_err(prepare)?;
+    let mut command = sandbox
+        .command(generator, dirs, &read_only, &env)
+        .map_err(prepare)?;
     command.stdout(Stdout::Discard).timeout(timeout);
     let output = command.run();
     // What it left in `$out` is secret (unless declared public), finished or

@@ -9,7 +9,8 @@
 //!   "entries": { "nixos/m1": { "ssh": {
 //!       "fingerprint": "sha256:…",   // what makes the secret: generator, file names
 //!                                    // and `secret`, prompts, shared targets
-//!       "generator": "sha256:…",     // the generator alone (its content or store path)
+//!       "generator": "sha256:…",     // the generator alone (its content or store path,
+//!                                    // with its inputs' content when it declares any)
 //!       "placement": "sha256:…",     // paths, owners, groups, modes: never stale
 //!       "backend": "agenix",         // where it was stored
 //!       "dependencies": { "shared ca": "2026-…Z" },  // their generations it was made from

@@ -158,6 +158,15 @@ impl<'m> Unit<'m> {
             Some(path) => Some(plan.generator_identity(path)?),
             None => None,
         };
+        // Inputs are part of the generator: editing lib.sh changes what it makes.
+        let generator = match (&generator, self.artifact.inputs.is_empty()) {
+            (_, true) => generator,
+            (generator, false) => {
+                let inputs = plan.inputs_identity(self)?;
+                let both = format!("{}\n{inputs}", generator.as_deref().unwrap_or(""));
+                Some(format!("sha256:{}", hex::encode(Sha256::digest(both))))
+            }
+        };
         let secret = Secret {
             version: 2,
             generator: generator.as_deref().unwrap_or(""),
@@ -201,6 +210,7 @@ impl<'m> Unit<'m> {
         });
         Ok(Declared {
             by_hand,
+            has_inputs: !self.artifact.inputs.is_empty(),
             fingerprint: digest(&secret),
             generator,
             placement: digest(&placement),
@@ -325,8 +335,10 @@ pub struct Declared {
     pub fingerprint: String,
     /// What a value put in by hand must match: the files and the targets of a shared artifact.
     pub by_hand: String,
-    /// The generator's identity, if it has one.
+    /// The generator's identity, if it has one (its inputs included).
     pub generator: Option<String>,
+    /// Whether the generator declares inputs (which its identity covers).
+    pub has_inputs: bool,
     /// Where the files go.
     pub placement: String,
     /// Each dependency's generation, by label.
@@ -400,7 +412,11 @@ impl Declared {
         if entry.fingerprint != self.fingerprint {
             let what = match &entry.generator {
                 Some(recorded) if Some(recorded) != self.generator.as_ref() => {
-                    "the generator changed since generation"
+                    if self.has_inputs {
+                        "the generator or one of its inputs changed since generation"
+                    } else {
+                        "the generator changed since generation"
+                    }
                 }
                 Some(_) => "the declared files, prompts or targets changed since generation",
                 None => "the declaration changed since generation",
@@ -437,6 +453,10 @@ pub struct Plan<'m> {
     generator_ids: Mutex<HashMap<PathBuf, String>>,
     /// Reverse dependency edges (indexes into `units`), for cascades.
     dependents: Vec<Vec<usize>>,
+    /// Input identities already computed, by the declared list.
+    input_ids: Mutex<HashMap<Vec<String>, String>>,
+    /// The project root, which inputs are relative to.
+    root: PathBuf,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -552,7 +572,29 @@ impl<'m> Plan<'m> {
             dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
+            input_ids: Mutex::new(HashMap::new()),
+            root: model.root.clone(),
         })
+    }
+
+    /// The identity of a unit's inputs, once per plan and list.
+    fn inputs_identity(&self, unit: &Unit<'_>) -> Result<String, std::io::Error> {
+        let inputs = &unit.artifact.inputs;
+        if let Some(known) = self
+            .input_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(inputs).cloned())
+        {
+            return Ok(known);
+        }
+        let entries =
+            crate::inputs::read(&self.root, unit.name(), inputs).map_err(std::io::Error::other)?;
+        let id = crate::inputs::identity(&entries);
+        if let Ok(mut ids) = self.input_ids.lock() {
+            ids.insert(inputs.clone(), id.clone());
+        }
+        Ok(id)
     }
 
     /// A store path identifies its content; anything else is hashed, once per plan.

@@ -57,6 +57,9 @@ pub enum Reason {
     },
     /// Stored by another backend: replaced or held back by [`Engine::select`].
     Elsewhere,
+    /// Its backend stores nothing (passthrough): the generator runs so its
+    /// output is checked, as upstream does, and nothing is stored.
+    Passthrough,
 }
 
 /// An age for people, as precise as its size makes useful: seconds under a
@@ -84,6 +87,7 @@ impl fmt::Display for Reason {
                 write!(f, "stored in {stored_in}; replaced by a new secret")
             }
             Reason::Elsewhere => Ok(()),
+            Reason::Passthrough => f.write_str("only checked: the backend stores nothing"),
         }
     }
 }
@@ -164,19 +168,19 @@ impl Selection {
 impl Engine<'_> {
     /// What `request` selects before stale units are decided on: missing
     /// ones (or, forced, all or those older than the limit); units whose
-    /// backend stores nothing are never selected.
+    /// backend stores nothing are selected unforced only
+    /// ([`Reason::Passthrough`]: their output is checked, nothing stored).
     pub fn candidates(
         &self,
         plan: &Plan<'_>,
         lock: &Lock,
         request: &SelectionRequest<'_>,
     ) -> Candidates {
-        let storing: Vec<UnitId> = request
+        let (passthrough, storing): (Vec<UnitId>, Vec<UnitId>) = request
             .units
             .iter()
             .copied()
-            .filter(|&i| !self.is_passthrough(&plan[i]))
-            .collect();
+            .partition(|&i| self.is_passthrough(&plan[i]));
         let mut candidates =
             Candidates::empty(request.cascade, request.replace_elsewhere, request.jobs);
         if request.force {
@@ -197,6 +201,10 @@ impl Engine<'_> {
             for (index, status) in storing.into_iter().zip(statuses) {
                 candidates.sort(index, &status);
                 candidates.known.insert(index, status);
+            }
+            for index in passthrough {
+                candidates.chosen.push((index, Reason::Passthrough));
+                candidates.known.insert(index, Status::Passthrough);
             }
         }
         candidates

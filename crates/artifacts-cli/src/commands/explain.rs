@@ -55,6 +55,7 @@ fn row_json(ctx: &Context, plan: &Plan<'_>, row: &Row<'_, '_>) -> serde_json::Va
     value["file_specs"] = json!(unit.artifact.files);
     value["prompts"] = json!(unit.artifact.prompts);
     value["dependencies"] = json!(unit.artifact.dependencies);
+    value["inputs"] = json!(unit.artifact.inputs);
     value
 }
 
@@ -83,6 +84,9 @@ fn write_declaration(out: &mut dyn Write, ctx: &Context, unit: &Unit<'_>) -> Res
     match &unit.artifact.generator {
         Some(generator) => writeln!(out, "generator  {}", generator.display())?,
         None => writeln!(out, "generator  (none)")?,
+    }
+    if !unit.artifact.inputs.is_empty() {
+        writeln!(out, "inputs     {}", unit.artifact.inputs.join(", "))?;
     }
     if !unit.artifact.prompts.is_empty() {
         let prompts: Vec<String> = unit

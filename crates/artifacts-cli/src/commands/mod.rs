@@ -4,6 +4,7 @@ pub mod activate;
 pub mod backend;
 pub mod explain;
 pub mod generate;
+pub mod init;
 pub mod lifecycle;
 pub mod manual;
 pub mod preflight;
