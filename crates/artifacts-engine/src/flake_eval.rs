@@ -177,6 +177,8 @@ pub fn load(
         FlakeError::Model(ModelError::Parse {
             path: dir.join("flake.nix"),
             message: format!("nix printed something that is not JSON: {e}"),
+            line: None,
+            column: None,
         })
     })?;
     let derivations: Vec<String> = value

@@ -57,24 +57,33 @@ pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, Mo
     let value: Value = serde_json::from_str(json).map_err(|err| ModelError::Parse {
         path: source.to_owned(),
         message: err.to_string(),
+        line: Some(err.line()),
+        column: Some(err.column()),
     })?;
     from_value(source, root, &value)
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
-    let parse_error = |message: String| ModelError::Parse {
+    let parse_error = |message: String, position: Option<(usize, usize)>| ModelError::Parse {
         path: path.to_owned(),
         // Parsers quote the source: nothing in it may print raw.
         message: crate::names::escape_multiline(&message),
+        line: position.map(|(line, _)| line),
+        column: position.map(|(_, column)| column),
     };
     // Before any parser: libyaml's time grows with the square of the nesting.
-    crate::limits::check_nesting(text).map_err(parse_error)?;
+    crate::limits::check_nesting(text).map_err(|message| parse_error(message, None))?;
     match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
-        Some("json") => serde_json::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
-        Some("yaml" | "yml") => {
-            serde_norway::from_str::<Value>(text).map_err(|e| parse_error(e.to_string()))
-        }
+        Some("toml") => toml::from_str::<Value>(text).map_err(|e| {
+            let position = e.span().map(|span| line_column(text, span.start));
+            parse_error(e.to_string(), position)
+        }),
+        Some("json") => serde_json::from_str::<Value>(text)
+            .map_err(|e| parse_error(e.to_string(), Some((e.line(), e.column())))),
+        Some("yaml" | "yml") => serde_norway::from_str::<Value>(text).map_err(|e| {
+            let position = e.location().map(|l| (l.line(), l.column()));
+            parse_error(e.to_string(), position)
+        }),
         _ => Err(ModelError::UnknownFormat {
             path: path.to_owned(),
         }),
@@ -730,6 +739,16 @@ impl Reader {
             self.root.join(path)
         }
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 /// Parses an octal mode string: three or four octal digits, at most `0777`.

@@ -13,6 +13,7 @@ use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
 use crate::context::{self, Context};
 use crate::exit::{self, UsageError};
+use crate::report;
 
 pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i32> {
     let [target] = ctx.targets.as_slice() else {
@@ -77,6 +78,22 @@ fn report(
         let unit = &plan[index];
         match result {
             Ok(files) => {
+                let installed: Vec<serde_json::Value> = files
+                    .iter()
+                    .map(|(path, outcome)| {
+                        let word = match outcome {
+                            Installed::Written => "written",
+                            Installed::Fixed => "fixed",
+                            Installed::Unchanged => "unchanged",
+                        };
+                        serde_json::json!({ "path": path, "outcome": word })
+                    })
+                    .collect();
+                report::unit_result(
+                    unit,
+                    "activated",
+                    serde_json::json!({ "installed": installed }),
+                );
                 for (path, outcome) in files {
                     let word = match outcome {
                         Installed::Written => "installed",
@@ -91,7 +108,10 @@ fn report(
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                let message = error_chain(&error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
             }
         }
     }

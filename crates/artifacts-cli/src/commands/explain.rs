@@ -13,6 +13,7 @@ use crate::commands::status::{Row, rows, unit_json};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
 use crate::output::Table;
+use crate::report;
 
 pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
@@ -24,13 +25,13 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
         .into());
     }
     let rows = rows(ctx, &plan, &selected);
-    let mut out = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(|row| row_json(ctx, &plan, row)).collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "artifacts": list }))?;
-        writeln!(out)?;
+        for row in &rows {
+            report::artifact(row_json(ctx, &plan, row));
+        }
         return Ok(exit::SUCCESS);
     }
+    let mut out = std::io::stdout().lock();
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
             writeln!(out)?;
@@ -161,7 +162,6 @@ fn write_state(
 }
 
 pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
-    let mut out = std::io::stdout().lock();
     if json_output {
         let list: Vec<_> = registry
             .iter()
@@ -174,10 +174,10 @@ pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "backends": list }))?;
-        writeln!(out)?;
+        report::set("backends", json!(list));
         return Ok(exit::SUCCESS);
     }
+    let mut out = std::io::stdout().lock();
     if registry.iter().next().is_none() {
         writeln!(
             out,
@@ -223,7 +223,6 @@ fn yes_no(value: bool) -> String {
 pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
     let selected = ctx.select(&plan, &[])?;
-    let mut out = std::io::stdout().lock();
     if json_output {
         let nodes: Vec<_> = selected
             .iter()
@@ -235,9 +234,11 @@ pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "graph": nodes }))?;
-        writeln!(out)?;
-    } else if dot {
+        report::set("graph", json!(nodes));
+        return Ok(exit::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if dot {
         writeln!(out, "digraph artifacts {{")?;
         writeln!(out, "  rankdir=LR;")?;
         for &i in &selected {

@@ -15,6 +15,7 @@ use crate::args::{GlobalArgs, PromptArgs};
 use crate::ask;
 use crate::context::{self, Context};
 use crate::exit::{self, UsageError};
+use crate::report;
 
 /// What the user asked for.
 pub struct Request<'a> {
@@ -115,20 +116,32 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
                 "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
                 label(unit)
             ),
-            Finding::CheckFailed { unit, reason } => eprintln!(
-                "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
-                label(unit)
-            ),
-            Finding::HeldElsewhere { unit, reason } => eprintln!(
-                "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
-                label(unit)
-            ),
+            Finding::CheckFailed { unit, reason } => {
+                eprintln!(
+                    "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("cannot check it: {reason}"));
+            }
+            Finding::HeldElsewhere { unit, reason } => {
+                eprintln!(
+                    "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("it is {reason}"));
+            }
             Finding::HeldDependent { unit, dependency } => eprintln!(
                 "note: {} not regenerated: it would follow {dependency}, which is held back",
                 label(unit)
             ),
         }
     }
+}
+
+/// A unit not generated because of an error, in the `--json` document.
+fn held(unit: &Unit<'_>, why: &str) {
+    report::unit_result(unit, "held", serde_json::json!({ "error": why }));
+    report::unit_error(unit, why);
 }
 
 /// Whether to regenerate the stale units: yes with --yes or --dry-run,
@@ -155,6 +168,15 @@ fn accept_stale(
             );
             ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
         });
+    if !accept {
+        for (i, reason) in stale {
+            report::unit_result(
+                &plan[*i],
+                "left-stale",
+                serde_json::json!({ "reason": reason }),
+            );
+        }
+    }
     if !accept && !ask::interactive() {
         eprintln!(
             "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
@@ -189,9 +211,16 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool
 fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet: bool) -> usize {
     let mut failed = 0;
     for (index, result) in results {
-        if let Err(error) = result {
-            failed += 1;
-            eprintln!("error: {}: {}", plan[*index].label(), error_chain(error));
+        let unit = &plan[*index];
+        match result {
+            Ok(()) => report::unit_result(unit, "generated", serde_json::json!({})),
+            Err(error) => {
+                failed += 1;
+                let message = error_chain(error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
+            }
         }
     }
     if !quiet {
@@ -209,6 +238,18 @@ fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet:
 }
 
 fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
+    if report::enabled() {
+        for (index, reason) in order {
+            let unit = &plan[*index];
+            let prompts: Vec<&String> = unit.artifact.prompts.keys().collect();
+            report::unit_result(
+                unit,
+                "would-generate",
+                serde_json::json!({ "reason": reason.to_string(), "asks": prompts }),
+            );
+        }
+        return Ok(());
+    }
     let mut stdout = std::io::stdout().lock();
     if order.is_empty() {
         writeln!(stdout, "nothing to generate")?;
@@ -247,6 +288,8 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        // Age plugins' questions hide it (see ask::progress_bar).
+        crate::ask::progress_bar(bar.clone());
         Progress { bar, quiet }
     }
 
@@ -254,6 +297,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        crate::ask::progress_bar(None);
     }
 }
 

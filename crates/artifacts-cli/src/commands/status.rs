@@ -12,6 +12,7 @@ use crate::args::CheckArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{Table, paint_status};
+use crate::report;
 
 /// One row of status: the unit and its status.
 pub struct Row<'p, 'm> {
@@ -68,13 +69,11 @@ pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
 }
 /// Prints the status table (or JSON) of `rows`.
 pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(unit_json).collect();
-        serde_json::to_writer_pretty(&mut stdout, &json!({ "artifacts": list }))?;
-        writeln!(stdout)?;
+        rows.iter().map(unit_json).for_each(report::artifact);
         return Ok(());
     }
+    let mut stdout = std::io::stdout().lock();
     let mut table = Table::new(&[
         "TARGET", "ARTIFACT", "CONTEXT", "BACKEND", "FILES", "STATUS",
     ]);
@@ -165,30 +164,32 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     } else {
         exit::SUCCESS
     };
-    let mut stdout = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(unit_json).collect();
-        let document = json!({
-            "ok": code == exit::SUCCESS,
-            "summary": {
+        // `ok` is the document's own: exit code 0.
+        report::set(
+            "summary",
+            json!({
                 "ok": summary.ok,
                 "missing": summary.missing,
                 "stale": summary.stale,
                 "elsewhere": summary.elsewhere,
                 "untracked": summary.untracked,
                 "error": summary.errors,
-            },
-            "artifacts": list,
-        });
-        serde_json::to_writer_pretty(&mut stdout, &document)?;
-        writeln!(stdout)?;
-        return Ok(code);
+            }),
+        );
+        rows.iter().map(unit_json).for_each(report::artifact);
     }
-    print_problems(&mut stdout, &rows)?;
+    // The same text for people: on stdout, or on stderr beside the document.
+    let mut out: Box<dyn Write> = if json_output {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    print_problems(&mut out, &rows)?;
     if !quiet {
-        writeln!(stdout, "{}", summary.counts())?;
+        writeln!(out, "{}", summary.counts())?;
         for line in advice(&plan, &rows, args.strict) {
-            writeln!(stdout, "{line}")?;
+            writeln!(out, "{line}")?;
         }
     }
     Ok(code)

@@ -8,6 +8,7 @@ use artifacts_engine::{Status, error_chain};
 use crate::args::{GlobalArgs, RekeyArgs, ShowArgs};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
+use crate::report;
 
 fn usage(message: String) -> anyhow::Error {
     UsageError(anyhow::anyhow!(message)).into()
@@ -75,6 +76,21 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )
         })?)
     };
+    if report::enabled() {
+        // The document carries text only; bytes go to stdout as they are.
+        let text = std::str::from_utf8(&content).map_err(|_| {
+            usage(format!(
+                "file `{file}` of artifact `{}` is not UTF-8 text, so it cannot go into a JSON document; leave out --json to print it as it is",
+                args.artifact
+            ))
+        })?;
+        report::unit_result(
+            unit,
+            "shown",
+            serde_json::json!({ "file": file, "content": text }),
+        );
+        return Ok(exit::SUCCESS);
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&content)?;
     stdout.flush()?;
@@ -103,12 +119,18 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
             Status::Error { reason } => {
                 failures += 1;
                 eprintln!("error: cannot check {}: {reason}", unit.label());
+                let message = format!("cannot check it: {reason}");
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
                 continue;
             }
             _ => continue,
         }
         if args.dry_run {
-            writeln!(std::io::stdout(), "would re-encrypt {}", unit.label())?;
+            report::unit_result(unit, "would-re-encrypt", serde_json::json!({}));
+            if !report::enabled() {
+                writeln!(std::io::stdout(), "would re-encrypt {}", unit.label())?;
+            }
             continue;
         }
         // Artifacts sharing a file (sops) may have been re-encrypted with an
@@ -119,13 +141,17 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
         match engine.rekey(&plan, index) {
             Ok(()) => {
                 changed += 1;
+                report::unit_result(unit, "re-encrypted", serde_json::json!({}));
                 if !global.quiet {
                     eprintln!("re-encrypted {}", unit.label());
                 }
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                let message = error_chain(&error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
             }
         }
     }
