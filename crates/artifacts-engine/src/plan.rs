@@ -70,6 +70,15 @@ impl<T> Targets<T> {
     }
 }
 
+impl<'a, T> IntoIterator for &'a Targets<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 impl Targets<&Target> {
     /// `shared`, or the one target's kind.
     pub fn context(&self) -> Context {
