@@ -170,6 +170,107 @@ fn list(roff: &mut Roff, items: &[(&str, &str)]) {
     }
 }
 
+/// Tagged paragraphs: a bold tag, then its text.
+type Items = &'static [(&'static str, &'static str)];
+
+const EXIT_CHECK: Items = &[
+    (
+        "0",
+        "Everything is stored and current (untracked artifacts are noted).",
+    ),
+    (
+        "1",
+        "Something is missing, stale or stored in another backend than declared; with --strict, also untracked.",
+    ),
+    (
+        "2",
+        "A usage or declaration error, or a check that could not run.",
+    ),
+];
+
+const EXIT_OTHERS: Items = &[
+    (
+        "0",
+        "Success. A closed standard output (a pipe into head) also ends with 0.",
+    ),
+    ("1", "An operation failed, or was declined."),
+    ("2", "A usage or declaration error."),
+];
+
+const ENVIRONMENT_TOOLS: Items = &[
+    (
+        "ARTIFACTS_IDENTITY",
+        "Identity files to decrypt with, separated by colons.",
+    ),
+    (
+        "SOPS_AGE_KEY_FILE, SOPS_AGE_KEY",
+        "An age identity file, or identities themselves, as sops reads them.",
+    ),
+    (
+        "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+        "An OpenSSH private key to decrypt with.",
+    ),
+    (
+        "BAO_TOKEN, VAULT_TOKEN",
+        "The token for SOPS files whose data key is wrapped by Vault/OpenBao transit (else ~/.vault-token).",
+    ),
+];
+
+const ENVIRONMENT_PROJECT: Items = &[
+    (
+        "ARTIFACTS_IDENTITY",
+        "Identity files for reading stored secrets back, separated by colons (like -i FILE).",
+    ),
+    (
+        "ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>",
+        "The answer to a prompt, upper-cased, other characters as _ (without a terminal).",
+    ),
+    (
+        "ARTIFACTS_SANDBOX",
+        "off runs generators without the bubblewrap sandbox, as --no-sandbox does.",
+    ),
+    (
+        "ARTIFACTS_TMPDIR",
+        "Where scratch directories go (else XDG_RUNTIME_DIR, TMPDIR, /dev/shm, /tmp).",
+    ),
+    (
+        "NIXOS_ARTIFACTS_BACKEND_CONFIG",
+        "The backend.toml to use when --backends is not given.",
+    ),
+    (
+        "SOPS_AGE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+        "Identity files, made absolute and handed to backend scripts.",
+    ),
+    (
+        "COMPLETE",
+        "Set by the completion scripts of artifacts completions; not for people.",
+    ),
+];
+
+const FILES_TOOLS: Items = &[(
+    ".sops.yaml",
+    "Creation rules: which recipients a SOPS file gets, searched from the working directory up.",
+)];
+
+const FILES_PROJECT: Items = &[
+    (
+        "artifacts.toml (.json, .yaml)",
+        "The declarations, found in the working directory (or -C DIR) or the nearest parent; see artifacts.toml(5). Without one, flake.nix.",
+    ),
+    (
+        "backend.toml",
+        "The backends, beside the manifest (or --backends FILE).",
+    ),
+    (
+        "artifacts.lock",
+        "Per target and artifact the declaration fingerprint and generation time; committed, never secret.",
+    ),
+    (
+        "secrets/, public/",
+        "Where the shipped backends store encrypted and public files.",
+    ),
+];
+
 /// EXIT STATUS, ENVIRONMENT, FILES and SEE ALSO (with the page of each
 /// of `commands`).
 fn common_sections(roff: &mut Roff, path: &str, commands: &[String]) {
@@ -177,123 +278,25 @@ fn common_sections(roff: &mut Roff, path: &str, commands: &[String]) {
         .iter()
         .any(|t| path == *t || path.starts_with(&format!("{t} ")));
     roff.control("SH", ["EXIT STATUS"]);
-    if path == "check" {
-        list(
-            roff,
-            &[
-                (
-                    "0",
-                    "Everything is stored and current (untracked artifacts are noted).",
-                ),
-                (
-                    "1",
-                    "Something is missing, stale or stored in another backend than declared; with --strict, also untracked.",
-                ),
-                (
-                    "2",
-                    "A usage or declaration error, or a check that could not run.",
-                ),
-            ],
-        );
-    } else {
-        list(
-            roff,
-            &[
-                (
-                    "0",
-                    "Success. A closed standard output (a pipe into head) also ends with 0.",
-                ),
-                ("1", "An operation failed, or was declined."),
-                ("2", "A usage or declaration error."),
-            ],
-        );
-    }
+    list(
+        roff,
+        if path == "check" {
+            EXIT_CHECK
+        } else {
+            EXIT_OTHERS
+        },
+    );
     roff.control("SH", ["ENVIRONMENT"]);
-    if tool {
-        list(
-            roff,
-            &[
-                (
-                    "ARTIFACTS_IDENTITY",
-                    "Identity files to decrypt with, separated by colons.",
-                ),
-                (
-                    "SOPS_AGE_KEY_FILE, SOPS_AGE_KEY",
-                    "An age identity file, or identities themselves, as sops reads them.",
-                ),
-                (
-                    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-                    "An OpenSSH private key to decrypt with.",
-                ),
-            ],
-        );
-    } else {
-        list(
-            roff,
-            &[
-                (
-                    "ARTIFACTS_IDENTITY",
-                    "Identity files for reading stored secrets back, separated by colons (like -i FILE).",
-                ),
-                (
-                    "ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>",
-                    "The answer to a prompt, upper-cased, other characters as _ (without a terminal).",
-                ),
-                (
-                    "ARTIFACTS_SANDBOX",
-                    "off runs generators without the bubblewrap sandbox, as --no-sandbox does.",
-                ),
-                (
-                    "ARTIFACTS_TMPDIR",
-                    "Where scratch directories go (else XDG_RUNTIME_DIR, TMPDIR, /dev/shm, /tmp).",
-                ),
-                (
-                    "NIXOS_ARTIFACTS_BACKEND_CONFIG",
-                    "The backend.toml to use when --backends is not given.",
-                ),
-                (
-                    "SOPS_AGE_KEY_FILE, SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-                    "Identity files, made absolute and handed to backend scripts.",
-                ),
-                (
-                    "COMPLETE",
-                    "Set by the completion scripts of artifacts completions; not for people.",
-                ),
-            ],
-        );
-    }
+    list(
+        roff,
+        if tool {
+            ENVIRONMENT_TOOLS
+        } else {
+            ENVIRONMENT_PROJECT
+        },
+    );
     roff.control("SH", ["FILES"]);
-    if tool {
-        list(
-            roff,
-            &[(
-                ".sops.yaml",
-                "Creation rules: which recipients a SOPS file gets, searched from the working directory up.",
-            )],
-        );
-    } else {
-        list(
-            roff,
-            &[
-                (
-                    "artifacts.toml (.json, .yaml)",
-                    "The declarations, in the working directory or -C DIR; see artifacts.toml(5). Without one, flake.nix.",
-                ),
-                (
-                    "backend.toml",
-                    "The backends, beside the manifest (or --backends FILE).",
-                ),
-                (
-                    "artifacts.lock",
-                    "Per target and artifact the declaration fingerprint and generation time; committed, never secret.",
-                ),
-                (
-                    "secrets/, public/",
-                    "Where the shipped backends store encrypted and public files.",
-                ),
-            ],
-        );
-    }
+    list(roff, if tool { FILES_TOOLS } else { FILES_PROJECT });
     roff.control("SH", ["SEE ALSO"]);
     let mut also = vec![
         bold("artifacts"),
@@ -313,58 +316,53 @@ fn common_sections(roff: &mut Roff, path: &str, commands: &[String]) {
     roff.text(also);
 }
 
-/// `artifacts.toml(5)`: the manifest format.
-fn render_manifest(w: &mut Vec<u8>) -> Result<()> {
-    let mut roff = Roff::new();
-    roff.control(
-        "TH",
-        [
-            "ARTIFACTS.TOML",
-            "5",
-            "",
-            &format!("artifacts {}", env!("CARGO_PKG_VERSION")),
-            MANUAL,
-        ],
-    );
-    roff.control("SH", ["NAME"]);
-    roff.text([roman(
-        "artifacts.toml - declarations of secrets and generated files",
-    )]);
-    roff.control("SH", ["DESCRIPTION"]);
-    roff.text([roman(
-        "The manifest declares targets (NixOS machines, Home Manager users, tanka environments), \
-         the artifacts each needs, how an artifact is made (prompts, a generator) and which backend stores it. \
-         It is artifacts.toml, artifacts.json (also exactly the JSON the Nix modules produce) or artifacts.yaml \
-         in the project directory; backend.toml and artifacts.lock live beside it. Relative paths are relative to the manifest.",
-    )]);
-    roff.control("SH", ["TOP-LEVEL KEYS"]);
-    list(
-        &mut roff,
-        &[
+/// `artifacts.toml(5)`, section by section: a heading, then a paragraph
+/// or a list of keys.
+enum Body {
+    Text(&'static str),
+    Keys(Items),
+}
+
+const MANIFEST_SECTIONS: &[(&str, Body)] = &[
+    (
+        "NAME",
+        Body::Text("artifacts.toml - declarations of secrets and generated files"),
+    ),
+    (
+        "DESCRIPTION",
+        Body::Text(
+            "The manifest declares targets (NixOS machines, Home Manager users, tanka environments), \
+             the artifacts each needs, how an artifact is made (prompts, a generator) and which backend stores it. \
+             It is artifacts.toml, artifacts.json (also exactly the JSON the Nix modules produce) or artifacts.yaml \
+             in the project directory; backend.toml and artifacts.lock live beside it. Relative paths are relative to the manifest.",
+        ),
+    ),
+    (
+        "TOP-LEVEL KEYS",
+        Body::Keys(&[
             (
                 "default.backend",
                 "The backend of artifacts that name none and whose target names none.",
             ),
             (
                 "identities",
-                "Your identity files (age or OpenSSH), to read stored secrets back; ~/ is the home directory.",
+                "Your identity files (age, age plugin or OpenSSH), to read stored secrets back; ~/ is the home directory.",
             ),
             ("nixos.NAME", "A NixOS machine."),
             ("home.NAME", "A Home Manager user."),
             (
                 "tanka.NAME",
-                "A tanka environment (a directory under environments/).",
+                "A tanka environment: its path under environments/, components separated by /.",
             ),
             (
                 "artifacts.NAME",
                 "Shorthand: one declaration for the targets listed in its targets key (kind/name, or a unique name).",
             ),
-        ],
-    );
-    roff.control("SH", ["TARGET KEYS"]);
-    list(
-        &mut roff,
-        &[
+        ]),
+    ),
+    (
+        "TARGET KEYS",
+        Body::Keys(&[
             (
                 "default.backend",
                 "The backend of this target's artifacts that name none (beats the manifest's).",
@@ -374,15 +372,19 @@ fn render_manifest(w: &mut Vec<u8>) -> Result<()> {
                 "Settings handed to that backend's scripts, e.g. config.agenix.publicHostKey.",
             ),
             ("artifacts.NAME", "An artifact of this target."),
-        ],
-    );
-    roff.control("SH", ["ARTIFACT KEYS"]);
-    list(
-        &mut roff,
-        &[
+        ]),
+    ),
+    (
+        "ARTIFACT KEYS",
+        Body::Keys(&[
             (
                 "generator",
                 "The executable that writes the files into $out, run in a sandbox; relative to the manifest.",
+            ),
+            (
+                "inputs",
+                "Files or directories of the project the generator reads (e.g. a shared generators/lib.sh), \
+                 shown read-only at the same place; part of the generator's identity.",
             ),
             (
                 "backend",
@@ -405,39 +407,62 @@ fn render_manifest(w: &mut Vec<u8>) -> Result<()> {
                 "dependencies",
                 "Artifacts whose files the generator reads as $in/ARTIFACT/FILE.",
             ),
-        ],
-    );
-    roff.control("SH", ["DEFAULTS"]);
-    roff.text([roman(
-        "path /run/artifacts/ARTIFACT/FILE (NixOS), $XDG_RUNTIME_DIR/artifacts/ARTIFACT/FILE (Home Manager), \
-         ARTIFACT/FILE (tanka); owner and group root (NixOS only); mode 0400; secret true.",
-    )]);
-    roff.control("SH", ["BACKEND RESOLUTION"]);
-    roff.text([roman(
-        "The artifact's backend, else the target's default.backend, else the manifest's default.backend, \
-         else an error. artifacts explain ARTIFACT says which rule chose it.",
-    )]);
+        ]),
+    ),
+    (
+        "DEFAULTS",
+        Body::Text(
+            "path /run/artifacts/ARTIFACT/FILE (NixOS), $XDG_RUNTIME_DIR/artifacts/ARTIFACT/FILE (Home Manager), \
+             ARTIFACT/FILE (tanka); owner and group root (NixOS only); mode 0400; secret true.",
+        ),
+    ),
+    (
+        "BACKEND RESOLUTION",
+        Body::Text(
+            "The artifact's backend, else the target's default.backend, else the manifest's default.backend, \
+             else an error. artifacts explain ARTIFACT says which rule chose it.",
+        ),
+    ),
+];
+
+const MANIFEST_EXAMPLE: &[&str] = &[
+    "default.backend = \"agenix\"",
+    "identities = [\"~/.ssh/id_ed25519\"]",
+    "",
+    "[nixos.web1]",
+    "config.agenix.publicHostKey = \"ssh-ed25519 AAAA...\"",
+    "",
+    "[nixos.web1.artifacts.nginx-cert]",
+    "generator = \"generators/cert.sh\"",
+    "inputs = [\"generators/lib.sh\"]",
+    "files.key = { owner = \"nginx\", group = \"nginx\", mode = \"0400\" }",
+    "files.cert = { secret = false, mode = \"0444\" }",
+    "",
+    "[artifacts.api-token]",
+    "targets = [\"web1\", \"home/alice\"]",
+    "generator = \"generators/token.sh\"",
+    "prompts.seed = { description = \"Seed\", type = \"hidden\" }",
+    "files.token = {}",
+];
+
+/// `artifacts.toml(5)`: the manifest format.
+fn render_manifest(w: &mut Vec<u8>) -> Result<()> {
+    let mut roff = Roff::new();
+    let version = format!("artifacts {}", env!("CARGO_PKG_VERSION"));
+    roff.control("TH", ["ARTIFACTS.TOML", "5", "", &version, MANUAL]);
+    for (heading, body) in MANIFEST_SECTIONS {
+        roff.control("SH", [*heading]);
+        match body {
+            Body::Text(text) => {
+                roff.text([roman(*text)]);
+            }
+            Body::Keys(items) => list(&mut roff, items),
+        }
+    }
     roff.control("SH", ["EXAMPLES"]);
     roff.control("nf", []);
-    for line in [
-        "default.backend = \"agenix\"",
-        "identities = [\"~/.ssh/id_ed25519\"]",
-        "",
-        "[nixos.web1]",
-        "config.agenix.publicHostKey = \"ssh-ed25519 AAAA...\"",
-        "",
-        "[nixos.web1.artifacts.nginx-cert]",
-        "generator = \"generators/cert.sh\"",
-        "files.key = { owner = \"nginx\", group = \"nginx\", mode = \"0400\" }",
-        "files.cert = { secret = false, mode = \"0444\" }",
-        "",
-        "[artifacts.api-token]",
-        "targets = [\"web1\", \"home/alice\"]",
-        "generator = \"generators/token.sh\"",
-        "prompts.seed = { description = \"Seed\", type = \"hidden\" }",
-        "files.token = {}",
-    ] {
-        roff.text([roman(line)]);
+    for line in MANIFEST_EXAMPLE {
+        roff.text([roman(*line)]);
     }
     roff.control("fi", []);
     roff.control("SH", ["SEE ALSO"]);
