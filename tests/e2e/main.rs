@@ -14,6 +14,7 @@ mod identities;
 mod json;
 mod lifecycle;
 mod migrate_gc;
+mod nested;
 mod nix;
 mod nixos;
 mod plugins;

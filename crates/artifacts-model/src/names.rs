@@ -115,7 +115,8 @@ pub fn check_environment_name(name: &str) -> Result<(), String> {
         }
         check_name(component).map_err(|message| {
             if name.contains('/') {
-                format!("name {}: path component {message}", shown())
+                let what = message.strip_prefix("name ").unwrap_or(&message);
+                format!("name {}: component {what}", shown())
             } else {
                 message
             }
