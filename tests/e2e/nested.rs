@@ -139,9 +139,14 @@ fn nested_environments_generate_check_render_and_stay_apart() {
         .success()
         .stdout_has("4 ok, 0 missing");
     // `prod/eu` alone: its `db` and `cert`.
-    keyed(&p, &key, &["check", "--target", "tanka/prod/eu"])
-        .success()
-        .stdout_has("2 ok, 0 missing");
+    for reference in ["tanka/prod/eu", "prod/eu"] {
+        keyed(&p, &key, &["check", "--target", reference])
+            .success()
+            .stdout_has("2 ok, 0 missing");
+    }
+    keyed(&p, &key, &["check", "--target", "prod/asia"])
+        .code(2)
+        .stderr_has("--target `prod/asia`: unknown kind `prod`");
     // `tanka secrets` finds what generate wrote, by either spelling of the path.
     for spelling in ["prod/eu", "environments/prod/eu"] {
         let run = keyed(&p, &key, &["tanka", "secrets", spelling]);
