@@ -330,3 +330,34 @@ fn links_on_the_way_to_a_nested_store_are_not_followed() {
         Path::new(&outside).display()
     );
 }
+
+#[test]
+fn migrate_moves_a_nested_environment_into_the_sops_store() {
+    let (p, key) = project("migrate_moves_a_nested_environment_into_the_sops_store");
+    p.recording_backend();
+    // `db` of `prod/eu` alone, stored first by the third-party backend `rec`.
+    let keys = format!("config.sops-nix.publicUserKeys = [\"{}\"]", key.public);
+    let declare = |backend: &str| {
+        p.manifest(&format!(
+            "[tanka.prod]\n{keys}\n[tanka.\"prod/eu\"]\n{keys}\n[tanka.\"prod/eu\".artifacts.db]\nbackend = \"{backend}\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+        ));
+    };
+    declare("rec");
+    keyed(&p, &key, &["generate"]).success();
+    let stored = fs::read_to_string(p.root.join("store/tanka/prod/eu/db/password")).unwrap();
+    assert!(stored.starts_with("pw-prod/eu-"), "{stored}");
+    keyed(
+        &p,
+        &key,
+        &["migrate", "db", "--to", "sops", "--target", "tanka/prod/eu"],
+    )
+    .success()
+    .stderr_has("tanka/prod/eu");
+    declare("sops");
+    assert_eq!(sops_password(&p, &key, "prod/eu"), stored);
+    assert!(!p.root.join("environments/prod/secrets.sops.yaml").exists());
+    keyed(&p, &key, &["check"]).success();
+    let run = keyed(&p, &key, &["tanka", "secrets", "prod/eu"]);
+    run.success();
+    assert_eq!(yaml(&run)["db"]["password"].as_str(), Some(stored.as_str()));
+}
