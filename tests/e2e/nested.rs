@@ -361,3 +361,23 @@ fn migrate_moves_a_nested_environment_into_the_sops_store() {
     run.success();
     assert_eq!(yaml(&run)["db"]["password"].as_str(), Some(stored.as_str()));
 }
+
+#[test]
+fn an_artifact_never_replaces_a_nested_environments_public_store() {
+    let (p, key) = project("an_artifact_never_replaces_a_nested_environments_public_store");
+    keyed(&p, &key, &["generate"]).success();
+    let cert = p.root.join("public/tanka/prod/eu/cert/cert");
+    assert!(cert.is_file());
+    // `prod/eu` is no longer declared, and `prod` declares an artifact `eu`
+    // with a public file: its directory would be `public/tanka/prod/eu`.
+    p.generator("old.sh", r#"printf old > "$out/old""#);
+    p.manifest(&format!(
+        "{}[tanka.prod.artifacts.eu]\ngenerator = \"generators/old.sh\"\nfiles.old = {{ secret = false }}\n",
+        manifest(&key, false)
+    ));
+    keyed(&p, &key, &["generate"])
+        .code(1)
+        .stderr_has("public/tanka/prod/eu` holds directories");
+    assert_eq!(fs::read_to_string(&cert).unwrap(), "cert-of-prod/eu");
+    assert!(!p.root.join("public/tanka/prod/eu/old").exists());
+}

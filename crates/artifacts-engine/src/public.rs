@@ -96,6 +96,17 @@ pub(crate) fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result
         return Ok(());
     }
     let scope = Dir::open_root(root)?.create_dirs(scope_relative(unit), 0o755)?;
+    // A directory holding directories is a nested environment's store (one
+    // no longer declared: validation refuses the name while it is): never
+    // replaced, so never removed, by an artifact's new generation.
+    if scope.kind(unit.name())? == Some(artifacts_os::fs::FileType::Directory)
+        && !is_artifact_dir(&scope, unit.name().as_ref())?
+    {
+        return Err(std::io::Error::other(format!(
+            "`{}` holds directories, as a nested tanka environment's store does; move it away or rename the artifact",
+            scope.path().join(unit.name()).display()
+        )));
+    }
     let prefix = format!(".artifacts-public-{}.", unit.name());
     scope.remove_leftovers(|name| {
         name.strip_prefix(&prefix)
