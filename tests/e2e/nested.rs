@@ -381,3 +381,14 @@ fn an_artifact_never_replaces_a_nested_environments_public_store() {
     assert_eq!(fs::read_to_string(&cert).unwrap(), "cert-of-prod/eu");
     assert!(!p.root.join("public/tanka/prod/eu/old").exists());
 }
+
+#[test]
+fn completions_offer_nested_environments_by_path() {
+    let (p, _key) = project("completions_offer_nested_environments_by_path");
+    let mut offered = crate::shell::complete(&p, &p.root, "artifacts check --target tanka/prod/");
+    offered.sort();
+    assert_eq!(offered, ["tanka/prod/eu", "tanka/prod/us"]);
+    let mut offered = crate::shell::complete(&p, &p.root, "artifacts check --target prod");
+    offered.sort();
+    assert_eq!(offered, ["prod", "prod/eu", "prod/us"]);
+}
