@@ -10,7 +10,7 @@ use artifacts_model::Context;
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Lock, LockError};
+use crate::lockfile::{Lock, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
@@ -219,6 +219,16 @@ pub enum EngineError {
     /// A file could not be installed.
     #[error(transparent)]
     Install(#[from] install::InstallError),
+    /// A value was to be stored where its backend stores nothing.
+    #[error(
+        "{artifact} cannot be stored: backend `{backend}` stores nothing (its files are generated at activation)"
+    )]
+    StoresNothing {
+        /// The unit's label.
+        artifact: String,
+        /// The backend.
+        backend: String,
+    },
     /// A stored artifact cannot be read back.
     #[error("{artifact} cannot be read back: {reason}")]
     Unavailable {
@@ -445,6 +455,14 @@ impl<'a> Engine<'a> {
                 };
                 let name = unit.artifact.name.clone();
                 match declared.compare(entry) {
+                    Comparison::Changed(what) if entry.by_hand() => Status::Stale {
+                        cause: StaleCause::Declaration,
+                        reason: format!(
+                            "{what}: `{}` puts in a new value, `{}` keeps what is stored",
+                            suggestion("set", &[&name]),
+                            suggestion("accept", &[&name])
+                        ),
+                    },
                     Comparison::Changed(what) => Status::Stale {
                         cause: StaleCause::Declaration,
                         reason: format!(
@@ -622,12 +640,60 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (backend, scripts) = match self.storage(unit)? {
-            Storage::Passthrough => return Ok(()),
+        let storage = self.storage(unit)?;
+        let (_scratch, dirs) = self.produce(request, index, outputs)?;
+        // A backend that stores nothing: the output was checked, and that is all.
+        let Storage::Scripts(backend, scripts) = storage else {
+            return Ok(());
+        };
+        request.observer.step(unit, "serializing");
+        self.store_output(plan, index, (backend, scripts), &dirs.out, lock, None)
+    }
+
+    /// Stores files that come from a person instead of a generator
+    /// (`artifacts set`, `edit`, `import`): `out` holds every declared file of
+    /// the unit. They are checked like a generator's output, stored together
+    /// by one serialize (the all-files-together guarantee of generation), and
+    /// recorded in the lock as put in by hand (`provenance`), with the
+    /// current time as generation time so that dependents become stale.
+    pub fn store_by_hand(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        out: &Path,
+        lock: &mut Lock,
+        provenance: Provenance,
+    ) -> Result<(), EngineError> {
+        let unit = &plan[index];
+        let storage = match self.storage(unit)? {
+            Storage::Passthrough => {
+                return Err(EngineError::StoresNothing {
+                    artifact: unit.label(),
+                    backend: unit.backend.name.clone(),
+                });
+            }
             Storage::Scripts(backend, scripts) => (backend, scripts),
         };
-        let (_scratch, dirs) = self.produce(request, index, outputs)?;
-        request.observer.step(unit, "serializing");
+        generator::validate_output(unit, out)?;
+        // Known secrets from now on: a backend script echoing one is redacted.
+        artifacts_os::redact::register_dir(out, generator::MAX_FILE_SIZE, &|name| {
+            unit.artifact.files.get(name).is_some_and(|f| !f.secret)
+        });
+        self.store_output(plan, index, storage, out, lock, Some(provenance))
+    }
+
+    /// Serializes the complete output `out` of a unit, writes its public
+    /// files, and records it in the lock.
+    fn store_output(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        (backend, scripts): (&Backend, &Scripts),
+        out: &Path,
+        lock: &mut Lock,
+        provenance: Option<Provenance>,
+    ) -> Result<(), EngineError> {
+        let unit = &plan[index];
         // The dependency entries are current now, so the declaration is too.
         let declared = unit
             .declared(plan, lock)
@@ -652,7 +718,7 @@ impl<'a> Engine<'a> {
             scripts,
             ScriptKind::Serialize,
             &self.script_env,
-            &dirs.out,
+            out,
         ) {
             // A serialize that failed by itself kept the previous version
             // (the backend contract), which still matches the previous public
@@ -666,13 +732,14 @@ impl<'a> Engine<'a> {
             }
             return Err(error.into());
         }
-        public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
+        public::store(&self.settings.root, unit, out).map_err(io(format!(
             "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
             unit.label(),
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
+        let entry =
+            declared.entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
@@ -691,8 +758,8 @@ impl<'a> Engine<'a> {
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (scratch, dirs) =
-            GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
+        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root)
+            .map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         request
             .answers
