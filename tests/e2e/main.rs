@@ -15,6 +15,7 @@ mod json;
 mod lifecycle;
 mod manual;
 mod migrate_gc;
+mod nested;
 mod nix;
 mod nixos;
 mod parity;

@@ -29,7 +29,7 @@ files.beta-key = {}
 
 /// What bash offers on Tab after `line` (the word being completed is the
 /// text after the last space), run in `dir` with the registered function.
-fn complete(p: &Project, dir: &Path, line: &str) -> Vec<String> {
+pub(crate) fn complete(p: &Project, dir: &Path, line: &str) -> Vec<String> {
     // Options are offered too when the word is empty: only values are compared.
     complete_raw(p, dir, line)
         .into_iter()

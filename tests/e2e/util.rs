@@ -371,7 +371,7 @@ case "$artifact_context" in
   *) echo "rec: unknown context $artifact_context" >&2; exit 2 ;;
 esac
 mkdir -p records
-record="records/$(basename "$0")-$artifact_context-$who-$artifact"
+record="records/$(basename "$0")-$artifact_context-$(printf %s "$who" | tr / _)-$artifact"
 {
   echo "== env"; env | sort
   echo "== cmdline"; tr '\0' ' ' < /proc/$$/cmdline; echo

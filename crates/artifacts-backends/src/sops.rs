@@ -6,7 +6,7 @@
 //! <storeDir>/per-machine/<machine>.sops.yaml
 //! <storeDir>/per-user/<user>.sops.yaml
 //! <storeDir>/shared/<artifact>.sops.yaml
-//! environments/<env>/secrets.sops.yaml     (tanka; what the ArgoCD plugin reads)
+//! environments/<env>/secrets.sops.yaml     (tanka, `<env>` may be nested: `prod/eu`; what the ArgoCD plugin reads)
 //! ```
 //!
 //! Recipients come from `artifacts.config.sops-nix.{publicHostKey,
@@ -75,22 +75,37 @@ fn file_path(call: &Call) -> Result<(PathBuf, String), Error> {
             Ok(())
         }
     };
-    plain(&target.name, "target")?;
     if call.context == "tanka" {
+        // A tanka environment is a path below `environments/` (`prod/eu`):
+        // every component is checked; [`Dir`] creates and opens each one
+        // without following a link.
+        artifacts_model::names::check_environment_name(&target.name).map_err(|message| {
+            Error::Usage(format!(
+                "tanka environment {message}: it cannot be a directory of the sops-nix store"
+            ))
+        })?;
         let dir = PathBuf::from("environments").join(&target.name);
         return Ok((dir, "secrets.sops.yaml".to_owned()));
     }
     let store = target.store_dir(BACKEND)?;
     Ok(match call.context.as_str() {
+        // The file is named after the artifact: the target (which may be a
+        // nested tanka environment) only lends its configuration.
         "shared" => {
             plain(&call.artifact, "artifact")?;
             (store.join("shared"), format!("{}.sops.yaml", call.artifact))
         }
-        "homemanager" => (store.join("per-user"), format!("{}.sops.yaml", target.name)),
-        _ => (
-            store.join("per-machine"),
-            format!("{}.sops.yaml", target.name),
-        ),
+        "homemanager" => {
+            plain(&target.name, "target")?;
+            (store.join("per-user"), format!("{}.sops.yaml", target.name))
+        }
+        _ => {
+            plain(&target.name, "target")?;
+            (
+                store.join("per-machine"),
+                format!("{}.sops.yaml", target.name),
+            )
+        }
     })
 }
 

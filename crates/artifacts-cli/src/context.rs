@@ -535,12 +535,17 @@ fn find_manifest_upwards(start: &Path) -> Found {
     }
 }
 
-/// Resolves `--target` values: `kind/name`, or a name unique among targets.
+/// Resolves `--target` values: `kind/name`, or a name unique among targets
+/// (a nested tanka environment's too: `prod/eu` for `tanka/prod/eu`).
 fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>> {
     let mut out = Vec::new();
     for reference in references {
+        let named = |id: &TargetId| id.name == *reference;
         let id = match reference.split_once('/') {
-            Some((kind, name)) => {
+            Some((kind, name))
+                if TargetKind::parse(kind).is_some()
+                    || !model.targets.iter().any(|t| named(&t.id)) =>
+            {
                 let kind = TargetKind::parse(kind).ok_or_else(|| {
                     UsageError(anyhow::anyhow!("--target `{reference}`: unknown kind `{kind}` (use nixos/, home/ or tanka/)"))
                 })?;
@@ -553,12 +558,12 @@ fn resolve_targets(model: &Model, references: &[String]) -> Result<Vec<TargetId>
                 }
                 id
             }
-            None => {
+            _ => {
                 let matches: Vec<&TargetId> = model
                     .targets
                     .iter()
                     .map(|t| &t.id)
-                    .filter(|id| id.name == *reference)
+                    .filter(|id| named(id))
                     .collect();
                 match matches.as_slice() {
                     [one] => (*one).clone(),

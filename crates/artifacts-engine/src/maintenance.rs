@@ -391,8 +391,15 @@ impl Engine<'_> {
                 .entries()
                 .map_err(io(format!("read `{}`", path.display())))?;
             for (name, kind) in entries {
+                // A nested environment's store (`public/tanka/prod/eu`) is not `prod`'s.
+                if kind != FileType::Directory
+                    || !crate::public::is_artifact_dir(&dir, &name)
+                        .map_err(io(format!("read `{}`", path.join(&name).display())))?
+                {
+                    continue;
+                }
                 let name = name.to_string_lossy().into_owned();
-                if name.starts_with('.') || kind != FileType::Directory {
+                if name.starts_with('.') {
                     continue;
                 }
                 let needed = plan.units().any(|u| {
@@ -532,7 +539,14 @@ impl Engine<'_> {
                 // Only a real directory of the store is ours; a link is never followed.
                 match dir.kind(&orphan.artifact)? {
                     None => Ok(()),
-                    Some(FileType::Directory) => dir.remove(&orphan.artifact),
+                    Some(FileType::Directory)
+                        if crate::public::is_artifact_dir(&dir, orphan.artifact.as_ref())? =>
+                    {
+                        dir.remove(&orphan.artifact)
+                    }
+                    Some(FileType::Directory) => Err(std::io::Error::other(
+                        "it holds directories (a nested environment's store), not an artifact's files",
+                    )),
                     Some(_) => Err(std::io::Error::other("not a directory of the public store")),
                 }
             };

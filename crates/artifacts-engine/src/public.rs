@@ -7,6 +7,12 @@
 //! public/tanka/<environment>/<artifact>/<file>
 //! ```
 //!
+//! A tanka environment may be nested (`prod/eu`), so `public/tanka/prod/eu/`
+//! is both a directory of `prod` and the store of `prod/eu`: an artifact's
+//! directory holds only files, an environment's holds directories
+//! ([`is_artifact_dir`]), and validation refuses an artifact named like a
+//! nested environment's next component.
+//!
 //! Written after the backend stored the secret files. Each artifact's
 //! directory switches generations in one step: the new files are written to
 //! a hidden directory next to it (`.artifacts-public-<artifact>.<tag>`),
@@ -37,6 +43,23 @@ pub(crate) fn target_relative(target: &TargetId) -> PathBuf {
         TargetKind::Tanka => "tanka",
     };
     Path::new(PUBLIC_DIR).join(kind).join(&target.name)
+}
+
+/// Whether `name` in a target's public directory can be one of its
+/// artifacts: a directory holding no directory. A directory holding
+/// directories is the store of a nested tanka environment (or not ours),
+/// never an artifact to collect.
+pub(crate) fn is_artifact_dir(scope: &Dir, name: &std::ffi::OsStr) -> std::io::Result<bool> {
+    if scope.kind(name)? != Some(artifacts_os::fs::FileType::Directory) {
+        return Ok(false);
+    }
+    let Some(dir) = scope.open(name)? else {
+        return Ok(false);
+    };
+    Ok(dir
+        .entries()?
+        .iter()
+        .all(|(_, kind)| *kind != artifacts_os::fs::FileType::Directory))
 }
 
 /// The directory holding a unit's artifact directories, relative to the root.
@@ -73,6 +96,17 @@ pub(crate) fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result
         return Ok(());
     }
     let scope = Dir::open_root(root)?.create_dirs(scope_relative(unit), 0o755)?;
+    // A directory holding directories is a nested environment's store (one
+    // no longer declared: validation refuses the name while it is): never
+    // replaced, so never removed, by an artifact's new generation.
+    if scope.kind(unit.name())? == Some(artifacts_os::fs::FileType::Directory)
+        && !is_artifact_dir(&scope, unit.name().as_ref())?
+    {
+        return Err(std::io::Error::other(format!(
+            "`{}` holds directories, as a nested tanka environment's store does; move it away or rename the artifact",
+            scope.path().join(unit.name()).display()
+        )));
+    }
     let prefix = format!(".artifacts-public-{}.", unit.name());
     scope.remove_leftovers(|name| {
         name.strip_prefix(&prefix)

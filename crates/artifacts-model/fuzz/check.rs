@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use artifacts_model::load::load_manifest_text;
-use artifacts_model::names::{check_name, is_invisible};
+use artifacts_model::names::{check_name, check_target_name, is_invisible};
 use artifacts_model::validate::validate;
 
 /// Reads `data` as a TOML, JSON and YAML manifest and validates what loads;
@@ -23,7 +23,7 @@ pub fn check(data: &[u8]) {
                 Ok(()) => {
                     // What validates has only names every store can hold.
                     for target in &model.targets {
-                        assert_eq!(check_name(&target.id.name), Ok(()));
+                        assert_eq!(check_target_name(target.id.kind, &target.id.name), Ok(()));
                         for (artifact_name, artifact) in &target.artifacts {
                             assert_eq!(check_name(artifact_name), Ok(()));
                             for file in artifact.files.keys() {

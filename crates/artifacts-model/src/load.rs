@@ -534,7 +534,15 @@ impl Reader {
         index: &mut TargetIndex,
         location: &Location,
     ) -> Option<usize> {
+        // A bare nested environment (`prod/eu`) names a declared `tanka/prod/eu`.
+        let bare = match index.named(reference) {
+            [one] => Some(*one),
+            _ => None,
+        };
         let id = match reference.split_once('/') {
+            Some((kind, _)) if TargetKind::parse(kind).is_none() && bare.is_some() => {
+                return bare;
+            }
             Some((kind, name)) => match TargetKind::parse(kind) {
                 Some(kind) => TargetId::new(kind, name),
                 None => {

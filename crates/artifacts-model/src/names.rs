@@ -67,6 +67,74 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest tanka environment path (`a/b/c`), in bytes: it becomes a
+/// directory below `environments/` and `public/tanka/`, a lock scope and a
+/// label, and no layout needs more.
+pub const MAX_ENVIRONMENT_LEN: usize = 255;
+
+/// Checks a tanka environment's name: its path below `environments/`, as
+/// tanka finds it (`default`, `prod/eu`). Each `/`-separated component is a
+/// name by [`check_name`]; no empty component (`a//b`, a leading or trailing
+/// `/`), and no leading `environments/`, which would name a second,
+/// different environment (`environments/environments/…`) than the one meant.
+pub fn check_environment_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name is empty".into());
+    }
+    let shown = || escape_for_message(&shorten(name));
+    if name.len() > MAX_ENVIRONMENT_LEN {
+        return Err(format!(
+            "name {} is {} bytes long (at most {MAX_ENVIRONMENT_LEN})",
+            shown(),
+            name.len()
+        ));
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err(format!(
+            "name {} has an empty path component (a leading, trailing or doubled `/`)",
+            shown()
+        ));
+    }
+    if name.split('/').next() == Some("environments") && name.contains('/') {
+        return Err(format!(
+            "name {} starts with `environments/`; name the environment by its path below `environments/` ({})",
+            shown(),
+            escape_for_message(&name["environments/".len()..])
+        ));
+    }
+    for component in name.split('/') {
+        if component == "." {
+            return Err(format!("name {} contains the component `.`", shown()));
+        }
+        // The parent environment's store file is `<parent>/secrets.sops.yaml`.
+        if component == "secrets.sops.yaml" {
+            return Err(format!(
+                "name {} has the component `secrets.sops.yaml`, the name of an environment's store file",
+                shown()
+            ));
+        }
+        check_name(component).map_err(|message| {
+            if name.contains('/') {
+                let what = message.strip_prefix("name ").unwrap_or(&message);
+                format!("name {}: component {what}", shown())
+            } else {
+                message
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks a target's name: a tanka environment's by
+/// [`check_environment_name`], a NixOS machine's or Home Manager user's by
+/// [`check_name`].
+pub fn check_target_name(kind: crate::TargetKind, name: &str) -> Result<(), String> {
+    match kind {
+        crate::TargetKind::Tanka => check_environment_name(name),
+        crate::TargetKind::Nixos | crate::TargetKind::Home => check_name(name),
+    }
+}
+
 /// Checks the name of an artifact or of one of its files: [`check_name`],
 /// and no clash with what SOPS files give meaning to, since the SOPS-based
 /// backends store `<artifact>: {<file>: value}`.
@@ -211,6 +279,43 @@ mod tests {
             assert!(!e.chars().any(is_invisible), "{e:?} prints it raw");
         }
         assert_eq!(escape("a\u{202E}b\n'"), "a\\u{202e}b\\n'");
+    }
+
+    #[test]
+    fn environment_names_are_paths_of_names() {
+        for name in [
+            "default",
+            "prod/eu",
+            "a/b/c",
+            "prom-grafana/dev",
+            "environments",
+        ] {
+            assert_eq!(check_environment_name(name), Ok(()), "{name}");
+        }
+        for (name, expected) in [
+            ("", "empty"),
+            ("../x", "`..`"),
+            ("a/../x", "`..`"),
+            ("a//b", "empty path component"),
+            ("/a", "empty path component"),
+            ("a/", "empty path component"),
+            ("a/./b", "component `.`"),
+            ("./a", "component `.`"),
+            ("a/-rf", "starts with `-`"),
+            ("a/b\u{202E}c", "bidirectional"),
+            ("environments/prod", "below `environments/` (`prod`)"),
+            ("prod/secrets.sops.yaml", "store file"),
+        ] {
+            let e = check_environment_name(name).unwrap_err();
+            assert!(e.contains(expected), "{name:?}: {e}");
+        }
+        let long = ["a".repeat(100), "b".repeat(100), "c".repeat(100)].join("/");
+        let e = check_environment_name(&long).unwrap_err();
+        assert!(e.contains("302 bytes long (at most 255)"), "{e}");
+        // Machines and users stay single names.
+        assert!(check_target_name(crate::TargetKind::Nixos, "a/b").is_err());
+        assert!(check_target_name(crate::TargetKind::Home, "a/b").is_err());
+        assert_eq!(check_target_name(crate::TargetKind::Tanka, "a/b"), Ok(()));
     }
 
     #[test]

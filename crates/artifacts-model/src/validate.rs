@@ -10,7 +10,9 @@ use std::path::Component;
 
 use crate::error::{Location, ModelError, Problem};
 use crate::model::{Artifact, Model, Target, TargetKind};
-use crate::names::{check_account, check_name, check_stored_name, escape_for_message};
+use crate::names::{
+    check_account, check_name, check_stored_name, check_target_name, escape_for_message,
+};
 
 /// Validates declarations against the set of known backend names.
 pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError> {
@@ -26,7 +28,7 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
     }
     for target in &model.targets {
         let location = base.target(&target.id);
-        if let Err(message) = check_name(&target.id.name) {
+        if let Err(message) = check_target_name(target.id.kind, &target.id.name) {
             problems.push(problem(location.clone(), format!("target {message}")));
         }
         if let Some(name) = &target.default_backend {
@@ -48,12 +50,49 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
             );
         }
     }
+    check_nested_environments(model, &base, &mut problems);
     check_shared(model, &base, &mut problems);
     check_cycles(model, &base, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(ModelError::Invalid(problems))
+    }
+}
+
+/// A tanka environment nested in another (`prod` and `prod/eu`) shares its
+/// parent's directories: `public/tanka/prod/eu/` would be both `prod`'s
+/// artifact `eu` and `prod/eu`'s store, so that artifact name is refused.
+fn check_nested_environments(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
+    let tanka = || {
+        model
+            .targets
+            .iter()
+            .filter(|t| t.id.kind == TargetKind::Tanka)
+    };
+    for parent in tanka() {
+        for nested in tanka() {
+            let Some(rest) = nested
+                .id
+                .name
+                .strip_prefix(parent.id.name.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+            else {
+                continue;
+            };
+            let next = rest.split('/').next().unwrap_or(rest);
+            if parent.artifacts.contains_key(next) {
+                problems.push(problem(
+                    base.target(&parent.id).artifact(next),
+                    format!(
+                        "artifact {} has the name of a directory of the nested tanka environment {}: both would be stored in `public/tanka/{}/{next}`; rename the artifact",
+                        escape_for_message(next),
+                        escape_for_message(&nested.id.name),
+                        parent.id.name
+                    ),
+                ));
+            }
+        }
     }
 }
 

@@ -161,6 +161,48 @@ files.f = {}
 }
 
 #[test]
+fn nested_tanka_environments_are_paths_in_every_spelling() {
+    let model = toml_model(
+        r#"
+[tanka."prod/eu"]
+[tanka.prod]
+[artifacts.a]
+targets = ["tanka/prod/eu", "prod", "tanka/prod/us"]
+generator = "g"
+files.f = {}
+[artifacts.b]
+targets = ["prod/eu"]
+generator = "g"
+files.f = {}
+"#,
+    )
+    .unwrap();
+    let names: Vec<String> = model.targets.iter().map(|t| t.id.reference()).collect();
+    assert_eq!(names, ["tanka/prod/eu", "tanka/prod", "tanka/prod/us"]);
+    let eu = model
+        .target(&TargetId::new(TargetKind::Tanka, "prod/eu"))
+        .unwrap();
+    assert_eq!(eu.artifacts.keys().collect::<Vec<_>>(), ["a", "b"]);
+    // Machines stay single names; a hostile path is named with its field.
+    let found = problems(
+        "[nixos.\"a/b\"]\n[tanka.\"a/../b\"]\n[artifacts.x]\ntargets = [\"tanka/a//b\"]\ngenerator = \"g\"\nfiles.f = {}\n",
+        &[],
+    );
+    has(
+        &found,
+        "nixos machine `a/b`: target name `a/b` contains `/`",
+    );
+    has(
+        &found,
+        "tanka environment `a/../b`: target name `a/../b`: component `..` contains `..`",
+    );
+    has(
+        &found,
+        "tanka environment `a//b`: target name `a//b` has an empty path component",
+    );
+}
+
+#[test]
 fn backend_resolution_prefers_artifact_then_target_then_manifest() {
     let model = toml_model(
         r#"
