@@ -23,8 +23,19 @@
 //! declaration into a version-2 entry, and the file is written as version 2
 //! the next time anything records in it. A version-1 entry that does not match
 //! keeps its old fingerprint, which matches nothing: it stays stale.
+//!
+//! `generate` writes the lock once, at the end of the run. Until then each
+//! change is appended to `artifacts.lock.journal` beside it (one JSON line
+//! per change, after a first line naming the SHA-256 of the lock file it
+//! extends), so a run killed half-way loses no record of what it stored:
+//! [`Lock::load`] replays a journal that extends the lock file as it is, and
+//! [`Lock::save`] removes the journal once the lock holds everything. A
+//! journal that does not match the lock file (the lock was written after it,
+//! or replaced by hand) is ignored: its artifacts read as untracked, never
+//! as current.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -35,6 +46,9 @@ use artifacts_os::fs::Dir;
 
 /// The lock file's name.
 const LOCK_FILE: &str = "artifacts.lock";
+
+/// What the journal's name adds to the lock file's.
+const JOURNAL_SUFFIX: &str = ".journal";
 
 /// The version written.
 const VERSION: u32 = 2;
@@ -84,11 +98,36 @@ pub(crate) fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+type Entries = BTreeMap<String, BTreeMap<String, LockEntry>>;
+
+#[derive(Debug, Deserialize)]
 struct LockData {
     version: u32,
     #[serde(default)]
-    entries: BTreeMap<String, BTreeMap<String, LockEntry>>,
+    entries: Entries,
+}
+
+/// What [`Lock::save`] writes: the entries borrowed, never cloned.
+#[derive(Serialize)]
+struct LockDataRef<'a> {
+    version: u32,
+    entries: &'a Entries,
+}
+
+/// The journal's first line: which lock file its changes extend.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct JournalHeader {
+    journal: u32,
+    /// `sha256:…` of the lock file's bytes, `None` when there was none.
+    base: Option<String>,
+}
+
+/// One change in the journal: an entry recorded, or removed (`entry: null`).
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalLine {
+    scope: String,
+    artifact: String,
+    entry: Option<LockEntry>,
 }
 
 /// The lock file in memory.
@@ -97,7 +136,28 @@ pub struct Lock {
     path: PathBuf,
     /// Whether the entries come from a version-1 file and were not upgraded yet.
     legacy: bool,
-    entries: BTreeMap<String, BTreeMap<String, LockEntry>>,
+    /// Whether a journal was replayed into the entries (so the file lacks them).
+    replayed: bool,
+    entries: Entries,
+}
+
+/// An open `artifacts.lock.journal` (see the module doc), from
+/// [`Lock::start_journal`].
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn journal_path(lock: &Path) -> PathBuf {
+    let mut name = lock.as_os_str().to_owned();
+    name.push(JOURNAL_SUFFIX);
+    PathBuf::from(name)
 }
 
 /// Why the lock file could not be used.
@@ -125,7 +185,7 @@ impl Lock {
 
     /// Reads the lock at `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
-        let (legacy, entries) = match std::fs::read_to_string(path) {
+        let (legacy, mut entries, base) = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let data: LockData =
                     serde_json::from_str(&text).map_err(|e| LockError::Invalid {
@@ -141,16 +201,19 @@ impl Lock {
                         ),
                     });
                 }
-                (data.version == LEGACY_VERSION, data.entries)
+                let base = sha256_of(text.as_bytes());
+                (data.version == LEGACY_VERSION, data.entries, Some(base))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new(), None),
             Err(source) => {
                 return Err(IoError::new("read", path, source).into());
             }
         };
+        let replayed = replay(&journal_path(path), base, &mut entries)?;
         Ok(Lock {
             path: path.to_owned(),
             legacy,
+            replayed,
             entries,
         })
     }
@@ -193,11 +256,12 @@ impl Lock {
             .insert(artifact.to_owned(), entry);
     }
 
-    /// Writes the lock atomically (temp file, fsync, rename), always as the current version.
+    /// Writes the lock atomically (temp file, fsync, rename), always as the
+    /// current version, then removes the journal it now holds.
     pub fn save(&self) -> Result<(), LockError> {
-        let data = LockData {
+        let data = LockDataRef {
             version: VERSION,
-            entries: self.entries.clone(),
+            entries: &self.entries,
         };
         let mut text = serde_json::to_string_pretty(&data).expect("lock data serializes");
         text.push('\n');
@@ -210,8 +274,121 @@ impl Lock {
         // replaced, never written through.
         Dir::open_root(dir)
             .and_then(|dir| dir.write_atomic(name, text.as_bytes(), 0o644))
-            .map_err(|source| IoError::new("write", &self.path, source).into())
+            .map_err(|source| IoError::new("write", &self.path, source))?;
+        // The journal's base is the old file now: it would be ignored anyway.
+        let journal = journal_path(&self.path);
+        match std::fs::remove_file(&journal) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(IoError::new("remove", &journal, e).into())
+            }
+            _ => Ok(()),
+        }
     }
+
+    /// Starts a journal for the changes [`Lock::record`] makes until the
+    /// next [`Lock::save`]: writes the lock first when it holds a replayed
+    /// journal, then a fresh journal extending the lock file as it is.
+    pub(crate) fn start_journal(&mut self) -> Result<Journal, LockError> {
+        if self.replayed {
+            self.save()?;
+            self.replayed = false;
+        }
+        let base = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(sha256_of(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(IoError::new("read", &self.path, e).into()),
+        };
+        let path = journal_path(&self.path);
+        let write = |e| LockError::from(IoError::new("write", &path, e));
+        let mut line =
+            serde_json::to_vec(&JournalHeader { journal: 1, base }).expect("header serializes");
+        line.push(b'\n');
+        // Not through a link: the journal is replaced like the lock.
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(write)?;
+        file.write_all(&line).map_err(write)?;
+        Ok(Journal { path, file })
+    }
+
+    /// Applies `changes` (an entry to record, or `None` to remove it) and
+    /// appends them to `journal` in one write; with `sync`, waits until the
+    /// journal is on disk (for marks that must precede a store).
+    pub(crate) fn record(
+        &mut self,
+        journal: &mut Journal,
+        changes: Vec<(String, String, Option<LockEntry>)>,
+        sync: bool,
+    ) -> Result<(), LockError> {
+        let mut text = Vec::new();
+        for (scope, artifact, entry) in changes {
+            let line = JournalLine {
+                scope,
+                artifact,
+                entry,
+            };
+            serde_json::to_writer(&mut text, &line).expect("journal lines serialize");
+            text.push(b'\n');
+            match line.entry {
+                Some(entry) => self.set(&line.scope, &line.artifact, entry),
+                None => self.remove(&line.scope, &line.artifact),
+            }
+        }
+        let write = |e| LockError::from(IoError::new("write", &journal.path, e));
+        journal.file.write_all(&text).map_err(write)?;
+        if sync {
+            journal.file.sync_data().map_err(write)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replays the journal at `path` into `entries` when it extends the lock
+/// file whose hash is `base`; whether it did. A torn last line (a kill in
+/// the middle of a write) is left out.
+fn replay(path: &Path, base: Option<String>, entries: &mut Entries) -> Result<bool, LockError> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(IoError::new("read", path, e).into()),
+    };
+    let invalid = |message: String| LockError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let mut lines = text.split_inclusive(|&b| b == b'\n');
+    let header = lines.next().filter(|line| line.ends_with(b"\n"));
+    let Some(Ok(header)) = header.map(serde_json::from_slice::<JournalHeader>) else {
+        return Ok(false);
+    };
+    if header.base != base {
+        tracing::debug!(
+            "ignoring `{}`: it extends another version of the lock file",
+            path.display()
+        );
+        return Ok(false);
+    }
+    for (number, line) in lines.enumerate() {
+        if !line.ends_with(b"\n") {
+            break;
+        }
+        let line: JournalLine = serde_json::from_slice(line)
+            .map_err(|e| invalid(format!("line {}: {e}", number + 2)))?;
+        let scope = entries.entry(line.scope).or_default();
+        match line.entry {
+            Some(entry) => {
+                scope.insert(line.artifact, entry);
+            }
+            None => {
+                scope.remove(&line.artifact);
+            }
+        }
+    }
+    entries.retain(|_, artifacts| !artifacts.is_empty());
+    Ok(true)
 }
 
 #[cfg(test)]
