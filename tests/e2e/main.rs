@@ -16,6 +16,7 @@ mod lifecycle;
 mod migrate_gc;
 mod nix;
 mod nixos;
+mod parallel;
 mod plugins;
 mod safety;
 mod shell;
