@@ -431,6 +431,78 @@ mod tests {
         assert!(message.contains("version 3 is not supported"), "{message}");
     }
 
+    fn entry(fingerprint: &str) -> LockEntry {
+        LockEntry {
+            fingerprint: fingerprint.into(),
+            generator: None,
+            placement: None,
+            backend: Some("agenix".into()),
+            dependencies: BTreeMap::new(),
+            generated_at: Some("2026-01-01T00:00:00Z".into()),
+            extra: BTreeMap::new(),
+            incomplete: false,
+        }
+    }
+
+    /// Changes recorded in the journal survive a process that never saves
+    /// (a kill): the next load replays them, a torn last line left out;
+    /// saving folds them into the lock and removes the journal.
+    #[test]
+    fn the_journal_is_replayed_until_the_lock_is_saved() {
+        let (_dir, lock) =
+            load(r#"{"version": 2, "entries": {"nixos/m": {"old": {"fingerprint": "sha256:0"}}}}"#);
+        let mut lock = lock.unwrap();
+        let mut journal = lock.start_journal().unwrap();
+        let key = |a: &str| ("nixos/m".to_owned(), a.to_owned());
+        lock.record(
+            &mut journal,
+            vec![(key("a").0, key("a").1, Some(entry("sha256:1")))],
+            false,
+        )
+        .unwrap();
+        lock.record(&mut journal, vec![(key("old").0, key("old").1, None)], true)
+            .unwrap();
+        // A kill in the middle of the next write.
+        journal
+            .file
+            .write_all(br#"{"scope":"nixos/m","artifact":"b","#)
+            .unwrap();
+        drop(journal);
+
+        let replayed = Lock::load(lock.path()).unwrap();
+        assert_eq!(replayed.get("nixos/m", "a"), Some(&entry("sha256:1")));
+        assert_eq!(replayed.get("nixos/m", "old"), None);
+        assert_eq!(replayed.get("nixos/m", "b"), None);
+        // The file itself is untouched until saved.
+        let on_disk: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(lock.path()).unwrap()).unwrap();
+        assert!(on_disk["entries"]["nixos/m"]["a"].is_null());
+
+        replayed.save().unwrap();
+        assert!(!journal_path(lock.path()).exists());
+        let saved = Lock::load(lock.path()).unwrap();
+        assert_eq!(saved.get("nixos/m", "a"), Some(&entry("sha256:1")));
+        assert_eq!(saved.get("nixos/m", "old"), None);
+    }
+
+    /// A journal extending another version of the lock file (written after
+    /// it, or replaced by hand) is ignored, never applied on top.
+    #[test]
+    fn a_journal_of_another_lock_file_is_ignored() {
+        let (_dir, lock) = load(r#"{"version": 2, "entries": {}}"#);
+        let mut lock = lock.unwrap();
+        let mut journal = lock.start_journal().unwrap();
+        lock.record(
+            &mut journal,
+            vec![("nixos/m".into(), "a".into(), Some(entry("sha256:1")))],
+            false,
+        )
+        .unwrap();
+        std::fs::write(lock.path(), r#"{"version": 2, "entries": {} }"#).unwrap();
+        let reloaded = Lock::load(lock.path()).unwrap();
+        assert_eq!(reloaded.get("nixos/m", "a"), None);
+    }
+
     #[test]
     fn adopted_entries_have_no_generation_time() {
         let (_dir, lock) = load(
