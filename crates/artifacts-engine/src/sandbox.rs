@@ -218,9 +218,7 @@ impl Sandbox {
                     builder.args(["--ro-bind-try", dir, dir]);
                 }
                 builder.args(["--dev", "/dev", "--tmpfs", "/tmp"]);
-                for dir in SYSTEM_DIRS.iter().chain(ETC_ENTRIES) {
-                    builder.args(["--ro-bind-try", dir, dir]);
-                }
+                builder.args(system_view());
                 builder
                     .arg("--bind")
                     .arg(&dirs.out)
@@ -253,6 +251,40 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// The bwrap options showing the system directories and `/etc` entries,
+/// worked out once per process: each is bound read-only, except a link
+/// whose target is inside a directory bound whole (`/bin` → `usr/bin` on
+/// merged-`/usr` systems, `/etc/localtime` → `/usr/share/zoneinfo/…`),
+/// which is made the same link in the sandbox. That shows the same files,
+/// and saves a bind mount, each of which costs bwrap a read of the whole
+/// mount table.
+fn system_view() -> &'static [OsString] {
+    static VIEW: OnceLock<Vec<OsString>> = OnceLock::new();
+    VIEW.get_or_init(|| {
+        let whole: Vec<&Path> = SYSTEM_DIRS
+            .iter()
+            .map(Path::new)
+            .filter(|dir| std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
+            .collect();
+        let mut args: Vec<OsString> = Vec::new();
+        for entry in SYSTEM_DIRS.iter().chain(ETC_ENTRIES).map(Path::new) {
+            let link = std::fs::read_link(entry).ok().filter(|_| {
+                // Only a link whose every step resolves inside a directory bound whole.
+                entry
+                    .canonicalize()
+                    .is_ok_and(|target| whole.iter().any(|dir| target.starts_with(dir)))
+            });
+            match link {
+                Some(target) => {
+                    args.extend(["--symlink".into(), target.into_os_string(), entry.into()]);
+                }
+                None => args.extend(["--ro-bind-try".into(), entry.into(), entry.into()]),
+            }
+        }
+        args
+    })
 }
 
 /// Hands bwrap the seccomp program on a pipe.
