@@ -15,7 +15,7 @@ use crate::lockfile::{Journal, Lock, LockError};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
-use crate::sandbox::{GeneratorDirs, Sandbox};
+use crate::sandbox::{EtcView, GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
 use artifacts_os::scratch::{Scratch, write_private};
@@ -772,24 +772,31 @@ impl<'a> Engine<'a> {
             }
         }
         let workers = request.jobs.clamp(1, order.len().max(1));
+        // One `/etc` for every sandbox of the run; without it, one bind per entry.
+        let etc = match request.sandbox {
+            Sandbox::Bwrap(_) => EtcView::create()
+                .inspect_err(|error| tracing::debug!("no /etc view for the sandbox: {error}"))
+                .ok(),
+            Sandbox::Off => None,
+        };
         std::thread::scope(|scope| {
             let (sender, receiver) = std::sync::mpsc::channel();
             for _ in 0..workers {
                 let sender = sender.clone();
-                let (queue, outputs) = (&queue, &outputs);
+                let (queue, outputs, etc) = (&queue, &outputs, etc.as_ref());
                 scope.spawn(move || {
                     while let Some(id) = queue.pop() {
                         let generated = match self.storage(&plan[id]) {
                             Err(error) => Err(error),
                             Ok(Storage::Passthrough) => Ok(None),
-                            Ok(Storage::Scripts(..)) => {
-                                self.produce(request, id, outputs).map(|(scratch, dirs)| {
+                            Ok(Storage::Scripts(..)) => self
+                                .produce(request, id, outputs, etc)
+                                .map(|(scratch, dirs)| {
                                     Some(Generated {
                                         _scratch: scratch,
                                         dirs,
                                     })
-                                })
-                            }
+                                }),
                         };
                         if sender.send((id, generated)).is_err() {
                             return;
@@ -1028,11 +1035,12 @@ impl<'a> Engine<'a> {
         request: &GenerateRequest<'_, '_>,
         index: UnitId,
         outputs: &Mutex<BTreeMap<UnitId, ArtifactFiles>>,
+        etc: Option<&EtcView>,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
         let (scratch, dirs) =
-            GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
+            GeneratorDirs::create(etc).map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         request
             .answers
@@ -1152,7 +1160,7 @@ impl<'a> Engine<'a> {
             }
             None
         } else {
-            Some(self.produce(request, index, outputs)?)
+            Some(self.produce(request, index, outputs, None)?)
         };
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
