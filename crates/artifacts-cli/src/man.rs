@@ -288,6 +288,10 @@ fn common_sections(roff: &mut Roff, path: &str, commands: &[String]) {
                     "Per target and artifact the declaration fingerprint and generation time; committed, never secret.",
                 ),
                 (
+                    "artifacts.lock.journal",
+                    "What a running generate recorded since it started; folded into artifacts.lock at the end, replayed after a killed run. Not committed.",
+                ),
+                (
                     "secrets/, public/",
                     "Where the shipped backends store encrypted and public files.",
                 ),

@@ -724,8 +724,7 @@ impl<'a> Engine<'a> {
             }
         };
         let results = self.schedule(request, &order, lock, &mut journal);
-        drop(journal);
-        if let Err(error) = lock.save() {
+        if let Err(error) = lock.finish_journal(journal) {
             // Everything stored is in the journal, which the next run reads.
             tracing::warn!("{}", error_chain(&error));
         }

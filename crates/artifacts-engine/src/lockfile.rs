@@ -147,6 +147,8 @@ pub struct Lock {
 pub(crate) struct Journal {
     path: PathBuf,
     file: std::fs::File,
+    /// Whether any change was appended after the header.
+    changed: bool,
 }
 
 fn sha256_of(bytes: &[u8]) -> String {
@@ -311,7 +313,22 @@ impl Lock {
             .open(&path)
             .map_err(write)?;
         file.write_all(&line).map_err(write)?;
-        Ok(Journal { path, file })
+        Ok(Journal {
+            path,
+            file,
+            changed: false,
+        })
+    }
+
+    /// Ends a journal: writes the lock when anything was recorded (which
+    /// removes the journal), else just removes the journal.
+    pub(crate) fn finish_journal(&self, journal: Journal) -> Result<(), LockError> {
+        if journal.changed {
+            return self.save();
+        }
+        drop(journal.file);
+        std::fs::remove_file(&journal.path)
+            .map_err(|e| IoError::new("remove", &journal.path, e).into())
     }
 
     /// Applies `changes` (an entry to record, or `None` to remove it) and
@@ -337,6 +354,10 @@ impl Lock {
                 None => self.remove(&line.scope, &line.artifact),
             }
         }
+        if text.is_empty() {
+            return Ok(());
+        }
+        journal.changed = true;
         let write = |e| LockError::from(IoError::new("write", &journal.path, e));
         journal.file.write_all(&text).map_err(write)?;
         if sync {
