@@ -692,8 +692,10 @@ impl<'a> Engine<'a> {
     /// [`GenerateRequest::jobs`] generators at once, each unit once all its
     /// dependencies in the request are stored (dependents of a failure are
     /// skipped, naming it). Units an in-process backend keeps in one store
-    /// file (sops-nix: a target's file) are stored together, once no
-    /// generator waits to start (or two seconds after the first of them); others are stored
+    /// file (sops-nix: a target's file) are stored together once no
+    /// generator waits to start and those still running are done, a
+    /// dependent waits for one of them, or two seconds passed (a slow
+    /// generator does not hold them back); others are stored
     /// as soon as they are generated, one at a time. Every change to the
     /// lock goes to its journal as it is made, and the lock is written once,
     /// at the end. Returns per-unit results in plan order.
@@ -806,11 +808,17 @@ impl<'a> Engine<'a> {
             drop(sender);
             let mut batches: BTreeMap<(String, PathBuf), Vec<(UnitId, Generated)>> =
                 BTreeMap::new();
+            // Since when batched units wait with no generator left to start.
             let mut since: Option<Instant> = None;
             // Batched units whose dependents wait for them to be stored.
             let mut blocking = 0usize;
             loop {
                 let idle = queue.is_empty();
+                if batches.is_empty() || !idle {
+                    since = None;
+                } else {
+                    since.get_or_insert_with(Instant::now);
+                }
                 let due = !batches.is_empty()
                     && idle
                     && (state.outstanding == 0
@@ -854,7 +862,6 @@ impl<'a> Engine<'a> {
                             if state.dependents.contains_key(&id) {
                                 blocking += 1;
                             }
-                            since.get_or_insert_with(Instant::now);
                             batches.entry(key).or_default().push((id, generated));
                         }
                         None => {
