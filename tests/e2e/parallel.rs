@@ -480,3 +480,39 @@ fn a_sops_nix_file_is_written_once_per_run() {
     check.env("SOPS_AGE_KEY_FILE", &key.path);
     p.finish(&mut check).success();
 }
+
+/// One artifact a sops-nix file cannot hold (not UTF-8) fails alone: the
+/// others of the same file, stored together, are retried one by one.
+#[test]
+fn a_bad_artifact_in_a_sops_nix_batch_fails_alone() {
+    let p = Project::new("a_bad_artifact_in_a_sops_nix_batch_fails_alone");
+    let key = artifacts_keygen(&p, "admin.key");
+    p.generator("good.sh", r#"echo "$artifact" > "$out/f""#)
+        .generator("bad.sh", r#"printf '\377\376' > "$out/f""#);
+    p.manifest(&format!(
+        "default.backend = \"sops-nix\"\n[nixos.m]\nconfig.sops-nix.publicHostKey = \"{}\"\n\
+         [nixos.m.artifacts.good1]\ngenerator = \"generators/good.sh\"\nfiles.f = {{}}\n\
+         [nixos.m.artifacts.bad]\ngenerator = \"generators/bad.sh\"\nfiles.f = {{}}\n\
+         [nixos.m.artifacts.good2]\ngenerator = \"generators/good.sh\"\nfiles.f = {{}}\n",
+        key.public
+    ));
+    let mut command = p.command(["-j", "2", "--json", "generate"]);
+    command.env("SOPS_AGE_KEY_FILE", &key.path);
+    let run = p.finish(&mut command);
+    let document = run.code(1).json();
+    assert_eq!(
+        results(&document),
+        [
+            ("good1".to_owned(), "generated".to_owned()),
+            ("bad".to_owned(), "failed".to_owned()),
+            ("good2".to_owned(), "generated".to_owned()),
+        ],
+        "{document}"
+    );
+    run.stderr_has("file `f` of artifact `bad` is not UTF-8 text");
+    let mut check = p.command(["--json", "check"]);
+    check.env("SOPS_AGE_KEY_FILE", &key.path);
+    let status = p.finish(&mut check).code(1).json();
+    assert_eq!(status["summary"]["ok"], 2, "{status}");
+    assert_eq!(status["summary"]["missing"], 1, "{status}");
+}
