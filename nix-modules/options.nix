@@ -1,7 +1,7 @@
 # The option tree of `artifacts`, shared by the NixOS and Home Manager modules
 # (upstream nixos-artifacts' names, so existing declarations keep working):
 #   artifacts.default.backend
-#   artifacts.store.<name>.{description, shared, backend, generator, prompts, files, dependencies}
+#   artifacts.store.<name>.{description, shared, backend, generator, prompts, files, dependencies, inputs}
 #   artifacts.config.<backend>  (free-form, handed to backend scripts; a
 #                               backend module may declare options under it)
 # Called with `kind` = "nixos" or "homemanager"; Home Manager files have no
@@ -172,6 +172,21 @@ let
             type = types.listOf types.str;
             default = [ ];
             description = "Artifacts whose files this generator reads from `$in`; regenerating one regenerates this one.";
+          };
+          # Keep in sync with `inputs` in crates/artifacts-model (load.rs,
+          # validate.rs) and the flake loader (crates/artifacts-engine/src/flake.rs).
+          inputs = mkOption {
+            type = types.listOf types.str;
+            default = [ ];
+            example = [ "generators/lib.sh" ];
+            description = ''
+              Files and directories of the project (relative to its root, no
+              `..`, no symbolic links) the generator reads, such as shell code
+              shared between generators. The generator runs in the project
+              root, where it sees them read-only at the same place
+              (`. ./generators/lib.sh`); changing one makes this artifact
+              stale.
+            '';
           };
         }
         // lib.optionalAttrs nixos {

@@ -58,9 +58,10 @@ files.token = {}
         .json();
     assert_eq!(status["artifacts"][0]["status"], "ok");
     assert_eq!(status["artifacts"][0]["reason"], "not stored by design");
+    // Stored nowhere, but the generator still runs and its output is checked.
     p.run(["generate", "--target", "m"])
         .success()
-        .stderr_has("nothing to generate");
+        .stderr_has("checked nixos/m a: its generator wrote the declared files");
     p.run(["check", "--target", "home/u"])
         .code(2)
         .stdout_has("backend `dummy` does not serve homemanager artifacts: its [dummy.home] section is missing or disabled");
@@ -154,10 +155,14 @@ generator = "generators/hang.sh"
 files.token = {}
 "#,
         );
+    // Named by its script, not by the bubblewrap command line around it.
     p.run(["generate", "--timeout", "1"])
         .code(1)
-        .stderr_has("did not finish within 1s and was killed")
-        .stderr_has("starting");
+        .stderr_has("generator `")
+        .stderr_has("generators/hang.sh` of artifact `a` did not finish within 1s and was killed")
+        .stderr_has("starting")
+        .stderr_lacks("bwrap")
+        .stderr_lacks("--ro-bind");
     assert!(p.tmp_leftovers().is_empty());
 }
 

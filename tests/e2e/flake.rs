@@ -228,3 +228,39 @@ fn flake_targets_are_named_by_machine_name_and_user_name() {
         .stderr_has("`nixosConfigurations.a` and `nixosConfigurations.b` of the flake")
         .stderr_has("are both named `nixos`; give each its own `artifacts.machineName`");
 }
+
+#[test]
+fn flake_generators_read_declared_inputs_from_the_project_root() {
+    require_nix();
+    let p = Project::new("flake_generators_read_declared_inputs");
+    p.recording_backend();
+    p.file("lib/common.sh", "word=first\n");
+    // The generator is a store path: it finds its input from its working
+    // directory, the project root.
+    p.script(
+        "gen.sh",
+        "#!/bin/sh\n. ./lib/common.sh\necho \"$word\" > \"$out/token\"\n",
+    );
+    p.file(
+        "flake.nix",
+        r#"{
+  outputs = { self }: {
+    nixosConfigurations.web1 = {
+      options.artifacts = { };
+      config.artifacts = {
+        default.backend = "rec";
+        store.api = { generator = ./gen.sh; inputs = [ "lib/common.sh" ]; files.token = { }; };
+      };
+    };
+  };
+}
+"#,
+    );
+    p.run(["generate"]).success();
+    assert_eq!(p.stored("nixos/web1/api/token").as_deref(), Some("first\n"));
+    p.run(["check"]).success();
+    p.file("lib/common.sh", "word=second\n");
+    p.run(["check"])
+        .code(1)
+        .stdout_has("the generator or one of its inputs changed");
+}

@@ -75,19 +75,20 @@ fn json_every_project_command_prints_one_valid_document() {
         .stderr_has("artifacts generate a");
 
     let (dry, run) = document(&p, &["generate", "--dry-run"], "generate", 0);
-    assert_eq!(results(&dry), ["a=would-generate"]);
+    // `d`'s backend stores nothing: its generator runs to check its output.
+    assert_eq!(results(&dry), ["a=would-generate", "d=would-generate"]);
     assert_eq!(dry["artifacts"][0]["asks"], json!([]));
     run.stdout_lacks("would generate");
 
     let (generated, run) = document(&p, &["generate"], "generate", 0);
-    assert_eq!(results(&generated), ["a=generated"]);
+    assert_eq!(results(&generated), ["a=generated", "d=checked"]);
     // Human text goes to stderr.
     run.stderr_has("generated 1 artifact(s)");
 
     // A changed generator: stale, and without --yes (or a terminal) left as it is.
     p.generator("token.sh", r#"echo u > "$out/token""#);
     let (left, _) = document(&p, &["generate"], "generate", 0);
-    assert_eq!(results(&left), ["a=left-stale"]);
+    assert_eq!(results(&left), ["a=left-stale", "d=checked"]);
     document(&p, &["accept", "a"], "accept", 0);
 
     let (ok, _) = document(&p, &["check"], "check", 0);
@@ -148,7 +149,7 @@ fn json_failed_units_are_results_and_located_errors() {
     let p = project("json_failed_units");
     p.generator("token.sh", "echo broken >&2; exit 3");
     let (failed, _) = document(&p, &["generate"], "generate", 1);
-    assert_eq!(results(&failed), ["a=failed"]);
+    assert_eq!(results(&failed), ["a=failed", "d=failed"]);
     assert!(
         failed["artifacts"][0]["error"]
             .as_str()

@@ -239,4 +239,20 @@ files.token = {}
     assert_ne!(p.stored("nixos/m/old/token").unwrap(), old_before);
     assert_eq!(p.stored("nixos/m/fresh/token").unwrap(), fresh_before);
     p.run(["check", "--max-age", "90d"]).success();
+
+    // Short ages keep their minutes: a 10-minute-old artifact once read
+    // "generated 0s ago".
+    let ten_minutes_ago = std::process::Command::new("date")
+        .args(["-u", "-d", "10 minutes ago", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let mut lock = p.lock();
+    lock["entries"]["nixos/m"]["fresh"]["generated_at"] = String::from_utf8(ten_minutes_ago.stdout)
+        .unwrap()
+        .trim()
+        .into();
+    std::fs::write(&lock_path, serde_json::to_string_pretty(&lock).unwrap()).unwrap();
+    p.run(["check", "--max-age", "5m"])
+        .code(1)
+        .stdout_has("generated 10m ago, longer than --max-age 5m");
 }

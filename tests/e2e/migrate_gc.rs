@@ -165,6 +165,14 @@ fn gc_lists_exactly_the_orphans_and_removes_them_and_nothing_else() {
     p.run(["gc", "--yes", "-i", key]).success();
     assert!(!p.root.join("secrets/per-machine/m1/drop-a").exists());
     assert!(!p.root.join("public/per-machine/m2/drop-s").exists());
+    // The lock forgets what was removed, and only that.
+    let lock = p.lock();
+    for machine in ["nixos/m1", "nixos/m2"] {
+        let entries = lock["entries"][machine].as_object().unwrap();
+        let mut names: Vec<&str> = entries.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["keep-a", "keep-s"], "{machine}: {lock}");
+    }
     p.run(["gc", "--dry-run"])
         .success()
         .stderr_has("nothing to collect");

@@ -189,6 +189,18 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
         json!({ "name": "password", "description": "API password", "type": "hidden",
                 "allowEmpty": false, "confirm": true })
     );
+    // `inputs` is an option of the module, handed to the CLI as declared.
+    assert_eq!(
+        store["store"]["api"]["inputs"],
+        json!(["generators/lib.sh"])
+    );
+    let sops_store: Value =
+        serde_json::from_str(got["sops-nix"]["store"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        sops_store["store"]["db"]["inputs"],
+        json!([]),
+        "the default"
+    );
     assert_eq!(
         store["store"]["api"]["files"]["token"]["value"],
         Value::Null,

@@ -306,6 +306,11 @@ fn env_calling(p: &Project, env: &str, call: &str) {
         &format!("environments/{env}/main.jsonnet"),
         &format!("{{ out: {call} }}\n"),
     );
+    // static: without spec.json tanka loads an inline environment
+    p.file(
+        &format!("environments/{env}/spec.json"),
+        "{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"spec\": {\"namespace\": \"default\"}}\n",
+    );
 }
 
 #[test]
@@ -454,10 +459,7 @@ fn interrupting_a_render_during_helm_stops_helm_and_removes_the_values_file() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let fake = p.script(
         "fake-bin/helm",
-        &format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 600.3b8e\n",
-            fifo.display()
-        ),
+        &format!("#!/bin/sh\necho $$ > {}\nexec sleep 600\n", fifo.display()),
     );
     let mut command = p.command(["tanka", "show", "default"]);
     command

@@ -207,6 +207,11 @@ files.pw = {}
             "environments/default/main.jsonnet",
             "function(secrets_yaml) {}\n",
         );
+        // A static environment (with spec.json), as tanka tells them apart.
+        self.file(
+            "environments/default/spec.json",
+            "{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"spec\": {\"namespace\": \"default\"}}\n",
+        );
         self.run(["generate"]).success();
         key
     }

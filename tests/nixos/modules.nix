@@ -113,6 +113,7 @@ in
       artifacts.default.backend = "agenix";
       artifacts.store.api = {
         generator = generator pkgs "api";
+        inputs = [ "generators/lib.sh" ];
         prompts.password = { description = "API password"; type = "hidden"; };
         files.token = { owner = "nginx"; group = "nginx"; mode = "0440"; path = "/var/lib/api/token"; };
       };

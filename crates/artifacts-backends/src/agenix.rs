@@ -268,7 +268,26 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
             ))
         })?;
         let plaintext =
-            artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path.clone()))?;
+            match artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path)) {
+                // age files do not name their X25519 recipients; `.recipients`
+                // does, so the message lists them as sops's does.
+                Err(artifacts_crypto::Error::NoMatchingIdentity { origin, recipients })
+                    if recipients.is_empty() =>
+                {
+                    let recorded = read(&dir, RECIPIENTS_FILE)?.unwrap_or_default();
+                    return Err(artifacts_crypto::Error::NoMatchingIdentity {
+                        origin,
+                        recipients: String::from_utf8_lossy(&recorded)
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                            .map(str::to_owned)
+                            .collect(),
+                    }
+                    .into());
+                }
+                other => other?,
+            };
         artifacts_os::scratch::write_private(&out.join(name), &plaintext)
             .map_err(Error::io("write", &out.join(name)))?;
     }

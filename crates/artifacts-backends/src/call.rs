@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use artifacts_crypto::age::{NoPassphrase, Recipient};
 use artifacts_crypto::keys::{KeyEnv, Purpose, discover_identities};
+use artifacts_engine::Targets;
 use artifacts_engine::store::{self, KeySources};
 use artifacts_model::{IoError, TargetKind};
 
@@ -142,8 +143,8 @@ pub struct Call {
     pub artifact: String,
     /// The context: `nixos`, `homemanager`, `tanka` or `shared`.
     pub context: String,
-    /// The targets; never empty.
-    pub targets: Vec<TargetEntry>,
+    /// The targets: one, or a shared artifact's (never none).
+    pub targets: Targets<TargetEntry>,
     /// The declared files, sorted by name: name and whether it is secret.
     pub files: Vec<(String, bool)>,
     /// The project root.
@@ -167,16 +168,12 @@ impl Call {
         Ok(Call {
             artifact: call.artifact.clone().unwrap_or_default(),
             context: call.context().as_str().to_owned(),
-            targets: call
-                .targets
-                .iter()
-                .map(|target| TargetEntry {
-                    name: target.name.clone(),
-                    kind: target.kind.as_str(),
-                    target_kind: target.kind,
-                    config: target.config.clone(),
-                })
-                .collect(),
+            targets: call.targets.map(|target| TargetEntry {
+                name: target.name.clone(),
+                kind: target.kind.as_str(),
+                target_kind: target.kind,
+                config: target.config.clone(),
+            }),
             files,
             root: call.root.clone(),
             identities: call.identities.clone(),
@@ -197,9 +194,14 @@ impl Call {
             .map_err(Error::io("open the project root", &self.root))
     }
 
-    /// The first (for non-shared contexts: the only) target.
+    /// The target whose configuration places the store: the one target,
+    /// or for a shared artifact the first one declared (a shared store is
+    /// one place, found through that target's configuration).
     pub fn target(&self) -> &TargetEntry {
-        &self.targets[0]
+        match &self.targets {
+            Targets::One(target) => target,
+            Targets::Shared(all) => all.first().expect("Call::new refuses no targets"),
+        }
     }
 
     /// The union of every target's recipients, sorted and without duplicates.

@@ -86,6 +86,15 @@ pub struct GlobalArgs {
     /// Fail instead of waiting when another run holds the project lock.
     #[arg(long, global = true)]
     pub no_wait: bool,
+    /// Give shared artifacts whose generators differ per target the generator of TARGET (repeatable).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TARGET",
+        env = "ARTIFACTS_GENERATOR_FROM",
+        value_delimiter = ','
+    )]
+    pub generator_from: Vec<String>,
     /// Kill any backend script or generator still running after SECS seconds.
     #[arg(long, global = true, value_name = "SECS")]
     pub timeout: Option<u64>,
@@ -119,6 +128,8 @@ pub enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: artifacts.toml, an example generator, your identity.
+    Init(InitArgs),
     /// List every target and artifact with its backend and status.
     List,
     /// Check that everything is stored and current (read-only; for CI).
@@ -146,6 +157,30 @@ pub enum Command {
     Show(ShowArgs),
     /// Re-encrypt stored artifacts to the current recipients, without regenerating.
     Rekey(RekeyArgs),
+    /// Put a value you already have into an artifact (all its files, or some while the others are kept).
+    ///
+    /// Without --from the value is read from stdin; when stdin is a terminal
+    /// it is asked for hidden, twice. The value is recorded in artifacts.lock
+    /// as set by hand: `check` does not call it stale when the generator
+    /// changes, and `regenerate` asks before replacing it.
+    Set(SetArgs),
+    /// Edit a stored file of an artifact in $VISUAL or $EDITOR; stored again only if changed.
+    ///
+    /// The file is decrypted into a private scratch directory (memory-backed
+    /// where possible, mode 0600) and removed afterwards, whatever happens.
+    /// $VISUAL or $EDITOR (default vi) may hold arguments; it is split like a
+    /// shell would, but never run through one.
+    Edit(EditArgs),
+    /// Import existing agenix (.age) or SOPS files into declared artifacts.
+    ///
+    /// SOURCE is an age file (agenix), a whole SOPS file, or one value of a
+    /// SOPS file as FILE#KEY (KEY as a/b or ["a"]["b"]). --dir DIR imports
+    /// DIR/<artifact>/<file>.age (public files may be plain DIR/<artifact>/<file>)
+    /// for every declared artifact with files there. Everything is decrypted
+    /// with your identities (-i, ARTIFACTS_IDENTITY, the manifest's
+    /// identities, SOPS_AGE_KEY_FILE…) and checked against the declaration
+    /// before anything is stored.
+    Import(ImportArgs),
     /// Run a shipped backend's script (what backends/<name>/check and friends call).
     #[command(name = "__backend", hide = true)]
     ShippedBackend(ShippedBackendArgs),
@@ -182,6 +217,13 @@ impl Command {
                 | Command::ShippedBackend(_)
         )
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project directory [default: the current one]; created if missing.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -349,6 +391,56 @@ pub struct RekeyArgs {
     /// Show what would be re-encrypted, and change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The artifact.
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
+    pub artifact: String,
+    /// The file to set (repeatable, paired in order with --from) [default: the only file].
+    #[arg(short, long = "file", value_name = "FILE", add = ArgValueCandidates::new(file_names))]
+    pub files: Vec<String>,
+    /// Read the value from PATH (`-` for stdin; one per --file) [default: stdin].
+    #[arg(long, value_name = "PATH")]
+    pub from: Vec<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The artifact.
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
+    pub artifact: String,
+    /// The file to edit (required when the artifact has several).
+    #[arg(short, long, value_name = "FILE", add = ArgValueCandidates::new(file_names))]
+    pub file: Option<String>,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The artifact to import into.
+    #[arg(
+        value_name = "ARTIFACT",
+        required_unless_present = "dir",
+        conflicts_with = "dir",
+        add = ArgValueCandidates::new(artifact_names)
+    )]
+    pub artifact: Option<String>,
+    /// The file to import (repeatable, paired in order with --from) [default: the only file].
+    #[arg(short, long = "file", value_name = "FILE", add = ArgValueCandidates::new(file_names))]
+    pub files: Vec<String>,
+    /// Read the file from SOURCE: an age file, a SOPS file, or FILE#KEY for one SOPS value.
+    #[arg(long, value_name = "SOURCE", required_unless_present = "dir")]
+    pub from: Vec<String>,
+    /// Import DIR/<artifact>/<file>.age for every declared artifact with files there.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["files", "from"])]
+    pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

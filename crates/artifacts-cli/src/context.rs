@@ -283,29 +283,37 @@ fn load_model(
     global: &GlobalArgs,
 ) -> Result<(Model, Vec<String>)> {
     let timeout = global.timeout.map(std::time::Duration::from_secs);
-    Ok(match source {
+    let names = registry.names();
+    let checks = artifacts_model::load::Checks {
+        known_backends: &names,
+        generator_from: &global.generator_from,
+    };
+    let (model, derivations) = match source {
         Source::Manifest(manifest) => (
-            artifacts_model::load::load_manifest_validated(manifest, &registry.names())
+            artifacts_model::load::load_manifest_checked(manifest, &checks)
                 .map_err(UsageError::from_model)?,
             Vec::new(),
         ),
         Source::Flake(flake) => {
-            let loaded =
-                artifacts_engine::flake::load(flake, &registry.names(), timeout).map_err(|e| {
-                    match e {
-                        artifacts_engine::flake::FlakeError::Model(model) => {
-                            anyhow::Error::new(UsageError::from_model(model))
-                        }
-                        // A declaration error, like a target declared twice.
-                        same @ artifacts_engine::flake::FlakeError::SameName { .. } => {
-                            anyhow::Error::new(UsageError(anyhow::Error::new(same)))
-                        }
-                        other => anyhow::Error::new(other),
+            let loaded = artifacts_engine::flake::load(flake, &checks, timeout).map_err(|e| {
+                match e {
+                    artifacts_engine::flake::FlakeError::Model(model) => {
+                        anyhow::Error::new(UsageError::from_model(model))
                     }
-                })?;
+                    // A declaration error, like a target declared twice.
+                    same @ artifacts_engine::flake::FlakeError::SameName { .. } => {
+                        anyhow::Error::new(UsageError(anyhow::Error::new(same)))
+                    }
+                    other => anyhow::Error::new(other),
+                }
+            })?;
             (loaded.model, loaded.derivations)
         }
-    })
+    };
+    for warning in artifacts_model::validate::warnings(&model) {
+        tracing::warn!("{warning}");
+    }
+    Ok((model, derivations))
 }
 
 /// The engine's settings from the global flags.
@@ -343,11 +351,20 @@ fn identity_error(error: &artifacts_crypto::Error) -> anyhow::Error {
     crate::exit::usage(artifacts_engine::error_chain(error), error.hint())
 }
 
-/// `-C DIR`, relative to the current directory.
+/// `-C DIR`, relative to the current directory, with its symbolic links
+/// resolved as `cd DIR` and `getcwd` would (so the search for a manifest
+/// climbs real parents); else the current directory.
 fn working_dir(global: &GlobalArgs) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("failed to read the current directory")?;
     Ok(match &global.directory {
-        Some(dir) => cwd.join(dir),
+        // As `git -C`: a directory that is not there is an error, not a
+        // start for the search of a manifest above it.
+        Some(dir) => {
+            let dir = cwd.join(dir);
+            dir.canonicalize().map_err(|e| {
+                UsageError(anyhow::anyhow!("cannot use -C `{}`: {e}", dir.display()))
+            })?
+        }
         None => cwd,
     })
 }
@@ -400,7 +417,8 @@ impl Source {
     }
 }
 
-/// `--manifest`, `--flake`, else artifacts.toml/.json/.yaml in DIR, else flake.nix in DIR.
+/// `--manifest`, `--flake`, else the nearest manifest at or above DIR (see
+/// [`find_manifest_upwards`]), else flake.nix in DIR itself.
 fn find_source(dir: &Path, global: &GlobalArgs) -> Result<Source> {
     if let Some(manifest) = &global.manifest {
         let path = dir.join(manifest);
@@ -424,21 +442,97 @@ fn find_source(dir: &Path, global: &GlobalArgs) -> Result<Source> {
         }
         return Ok(Source::Flake(path.canonicalize().unwrap_or(path)));
     }
-    for name in MANIFEST_NAMES {
-        let path = dir.join(name);
-        if path.is_file() {
-            return Ok(Source::Manifest(path));
+    let found = find_manifest_upwards(dir);
+    // A flake.nix counts only in DIR itself: most Nix projects have one, and
+    // one above a project is rarely the project's.
+    match found.manifest {
+        Some(path) if path.parent() == Some(dir) => return Ok(Source::Manifest(path)),
+        _ if dir.join("flake.nix").is_file() => {
+            return Ok(Source::Flake(
+                dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
+            ));
         }
+        Some(path) => return Ok(Source::Manifest(path)),
+        None => {}
     }
-    if dir.join("flake.nix").is_file() {
-        return Ok(Source::Flake(
-            dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
-        ));
-    }
+    let stop = match found.stopped_at {
+        Some(Stop::Repository(root)) => {
+            format!(
+                " or above it up to the repository root `{}`",
+                root.display()
+            )
+        }
+        Some(Stop::MountPoint(top)) => format!(
+            " or above it up to `{}` (the search does not cross into another file system)",
+            top.display()
+        ),
+        None => " or above it".to_owned(),
+    };
     bail!(UsageError(anyhow::anyhow!(
-        "no artifacts.toml (or .json, .yaml) and no flake.nix in `{}`; create one, or pass --manifest FILE, --flake DIR or -C DIR",
+        "no artifacts.toml (or .json, .yaml) in `{}`{stop}, and no flake.nix in `{}`; create one (`artifacts init`), or pass --manifest FILE, --flake DIR or -C DIR",
+        dir.display(),
         dir.display()
     )))
+}
+
+/// Where the search for a manifest ended without reaching `/`.
+#[derive(Debug, PartialEq)]
+enum Stop {
+    /// At a directory holding `.git`, which was searched.
+    Repository(PathBuf),
+    /// At the top directory of the file system the search started in.
+    MountPoint(PathBuf),
+}
+
+/// What [`find_manifest_upwards`] found.
+#[derive(Debug)]
+struct Found {
+    manifest: Option<PathBuf>,
+    stopped_at: Option<Stop>,
+}
+
+/// The first manifest (artifacts.toml, .json, .yaml, .yml, in that order)
+/// in `start` or a directory above it, as cargo finds Cargo.toml. `start` is
+/// absolute and physical (the current directory has its symbolic links
+/// resolved, as `getcwd` returns it), so `..` means the real parent. Like
+/// git, the search stops at a repository root (a directory holding `.git`:
+/// one project's manifest is never another repository's) and does not
+/// cross into another file system (mount point), so a manifest in an
+/// unrelated parent such as `$HOME` is not picked up by accident.
+fn find_manifest_upwards(start: &Path) -> Found {
+    use std::os::unix::fs::MetadataExt;
+    let device = std::fs::metadata(start).map(|m| m.dev()).ok();
+    let mut last = start;
+    for dir in start.ancestors() {
+        if let (Some(device), Ok(metadata)) = (device, std::fs::metadata(dir))
+            && metadata.dev() != device
+        {
+            return Found {
+                manifest: None,
+                stopped_at: Some(Stop::MountPoint(last.to_owned())),
+            };
+        }
+        for name in MANIFEST_NAMES {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Found {
+                    manifest: Some(path),
+                    stopped_at: None,
+                };
+            }
+        }
+        if dir.join(".git").exists() {
+            return Found {
+                manifest: None,
+                stopped_at: Some(Stop::Repository(dir.to_owned())),
+            };
+        }
+        last = dir;
+    }
+    Found {
+        manifest: None,
+        stopped_at: None,
+    }
 }
 
 /// Resolves `--target` values: `kind/name`, or a name unique among targets.

@@ -26,6 +26,7 @@ const READ: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -43,6 +44,7 @@ const WRITE: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -61,6 +63,7 @@ const GENERATE: &[&str] = &[
     "flake",
     "backends",
     "targets",
+    "generator_from",
     "jobs",
     "json",
     "verbose",
@@ -75,6 +78,16 @@ const GENERATE: &[&str] = &[
 
 /// `age`, `sops`, `tanka`, `cmp`: files and streams, no declarations.
 const TOOL: &[&str] = &["directory", "verbose", "quiet", "log_level", "color"];
+
+/// `init`: writes a new project; reads no declarations.
+const INIT: &[&str] = &[
+    "directory",
+    "json",
+    "verbose",
+    "quiet",
+    "log_level",
+    "color",
+];
 
 /// The help pages: `artifacts` itself (name `""`), then its commands.
 pub const PAGES: &[Page] = &[
@@ -93,6 +106,20 @@ pub const PAGES: &[Page] = &[
             (
                 "artifacts generate --target nixos/web1",
                 "Generate what machine web1 is missing.",
+            ),
+        ],
+    },
+    Page {
+        name: "init",
+        globals: INIT,
+        examples: &[
+            (
+                "artifacts init",
+                "Start here: artifacts.toml, an example generator and your identity.",
+            ),
+            (
+                "artifacts init my-secrets && cd my-secrets && artifacts generate",
+                "A new project directory, then its first secret.",
             ),
         ],
     },
@@ -297,6 +324,56 @@ pub const PAGES: &[Page] = &[
             (
                 "artifacts activate --target nixos/web1 --root /mnt wifi",
                 "One artifact, into an image mounted at /mnt.",
+            ),
+        ],
+    },
+    Page {
+        name: "set",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts set api-key < key.txt",
+                "Store the vendor's key as the artifact's only file.",
+            ),
+            (
+                "artifacts set tls --file cert --from cert.pem --file key --from key.pem",
+                "Store both files of an artifact together.",
+            ),
+            (
+                "artifacts set tls --target nixos/web1 --file cert --from renewed.pem",
+                "Replace one file; the others are kept as stored.",
+            ),
+        ],
+    },
+    Page {
+        name: "edit",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts edit api-key",
+                "Change the stored value in $VISUAL or $EDITOR.",
+            ),
+            (
+                "EDITOR='code --wait' artifacts edit tls --file cert",
+                "An editor command with arguments.",
+            ),
+        ],
+    },
+    Page {
+        name: "import",
+        globals: WRITE,
+        examples: &[
+            (
+                "artifacts import api-key --from secrets/api-key.age",
+                "Bring over an agenix file.",
+            ),
+            (
+                "artifacts import db --file password --from secrets.yaml#db/password",
+                "Bring over one value of a SOPS file.",
+            ),
+            (
+                "artifacts import --dir old-secrets --target nixos/web1",
+                "Every declared artifact with files in old-secrets/<artifact>/.",
             ),
         ],
     },

@@ -197,6 +197,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Some(Command::Completions(args)) => completions(args.shell),
         Some(Command::Man(args)) => man::run(args),
+        Some(Command::Init(args)) => commands::init::run(global, args),
         Some(Command::Age(command)) => tool(global, |io| command.run(io)),
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
@@ -248,6 +249,23 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             args,
         ),
         Some(Command::Rekey(args)) => commands::stored::rekey(
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Set(args)) => commands::manual::set(
+            &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Edit(args)) => commands::manual::edit(
+            &Context::load_exclusive(global)?
+                .with_unlocked_identities(&args.identity.identities)?,
+            global,
+            args,
+        ),
+        Some(Command::Import(args)) => commands::manual::import(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,

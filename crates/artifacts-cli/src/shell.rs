@@ -162,6 +162,9 @@ pub fn file_names() -> Vec<CompletionCandidate> {
     };
     let artifact = match cli.and_then(|c| c.command) {
         Some(Command::Show(args)) => Some(args.artifact),
+        Some(Command::Set(args)) => Some(args.artifact),
+        Some(Command::Edit(args)) => Some(args.artifact),
+        Some(Command::Import(args)) => args.artifact,
         _ => None,
     };
     let mut names = std::collections::BTreeSet::new();

@@ -293,7 +293,9 @@ pub enum Error {
 
 fn fmt_recipients(recipients: &[String]) -> String {
     if recipients.is_empty() {
-        String::new()
+        // X25519 stanzas carry no public key; whoever stored the file may
+        // know them (the agenix backend's `.recipients` does).
+        " (the file does not name its recipients)".into()
     } else {
         format!(" (encrypted to {})", recipients.join(", "))
     }

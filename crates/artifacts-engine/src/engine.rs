@@ -11,7 +11,7 @@ use artifacts_model::Context;
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Journal, Lock, LockError};
+use crate::lockfile::{Journal, Lock, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
@@ -220,6 +220,16 @@ pub enum EngineError {
     /// A file could not be installed.
     #[error(transparent)]
     Install(#[from] install::InstallError),
+    /// A value was to be stored where its backend stores nothing.
+    #[error(
+        "{artifact} cannot be stored: backend `{backend}` stores nothing (its files are generated at activation)"
+    )]
+    StoresNothing {
+        /// The unit's label.
+        artifact: String,
+        /// The backend.
+        backend: String,
+    },
     /// A stored artifact cannot be read back.
     #[error("{artifact} cannot be read back: {reason}")]
     Unavailable {
@@ -550,6 +560,14 @@ impl<'a> Engine<'a> {
                 };
                 let name = unit.artifact.name.clone();
                 match declared.compare(entry) {
+                    Comparison::Changed(what) if entry.by_hand() => Status::Stale {
+                        cause: StaleCause::Declaration,
+                        reason: format!(
+                            "{what}: `{}` puts in a new value, `{}` keeps what is stored",
+                            suggestion("set", &[&name]),
+                            suggestion("accept", &[&name])
+                        ),
+                    },
                     Comparison::Changed(what) => Status::Stale {
                         cause: StaleCause::Declaration,
                         reason: format!(
@@ -789,7 +807,10 @@ impl<'a> Engine<'a> {
                     while let Some(id) = queue.pop() {
                         let generated = match self.storage(&plan[id]) {
                             Err(error) => Err(error),
-                            Ok(Storage::Passthrough) => Ok(None),
+                            // A backend that stores nothing: the output is checked, and that is all.
+                            Ok(Storage::Passthrough) => {
+                                self.produce(request, id, outputs, etc).map(|_| None)
+                            }
                             Ok(Storage::Scripts(..)) => self
                                 .produce(request, id, outputs, etc)
                                 .map(|(scratch, dirs)| {
@@ -1031,6 +1052,101 @@ impl<'a> Engine<'a> {
         done
     }
 
+    /// Stores files that come from a person instead of a generator
+    /// (`artifacts set`, `edit`, `import`): `out` holds every declared file of
+    /// the unit. They are checked like a generator's output, stored together
+    /// by one serialize (the all-files-together guarantee of generation), and
+    /// recorded in the lock as put in by hand (`provenance`), with the
+    /// current time as generation time so that dependents become stale.
+    pub fn store_by_hand(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        out: &Path,
+        lock: &mut Lock,
+        provenance: Provenance,
+    ) -> Result<(), EngineError> {
+        let unit = &plan[index];
+        let storage = match self.storage(unit)? {
+            Storage::Passthrough => {
+                return Err(EngineError::StoresNothing {
+                    artifact: unit.label(),
+                    backend: unit.backend.name.clone(),
+                });
+            }
+            Storage::Scripts(backend, scripts) => (backend, scripts),
+        };
+        generator::validate_output(unit, out)?;
+        // Known secrets from now on: a backend script echoing one is redacted.
+        artifacts_os::redact::register_dir(out, generator::MAX_FILE_SIZE, &|name| {
+            unit.artifact.files.get(name).is_some_and(|f| !f.secret)
+        });
+        self.store_output(plan, index, storage, out, lock, Some(provenance))
+    }
+
+    /// Serializes the complete output `out` of a unit, writes its public
+    /// files, and records it in the lock.
+    fn store_output(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        (backend, scripts): (&Backend, &Scripts),
+        out: &Path,
+        lock: &mut Lock,
+        provenance: Option<Provenance>,
+    ) -> Result<(), EngineError> {
+        let unit = &plan[index];
+        // The dependency entries are current now, so the declaration is too.
+        let declared = unit
+            .declared(plan, lock)
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+        // Secret and public files are stored one after the other: until both
+        // are, the lock entry says so (a kill in between must not read as ok).
+        let previous = lock.get(&unit.scope(), unit.name()).cloned();
+        let has_public = public::public_files(unit).next().is_some();
+        if has_public {
+            let mut marked = previous.clone().unwrap_or_else(|| {
+                declared
+                    .clone()
+                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
+            });
+            marked.incomplete = true;
+            lock.set(&unit.scope(), unit.name(), marked);
+            lock.save()?;
+        }
+        if let Err(error) = script::store(
+            unit,
+            backend,
+            scripts,
+            ScriptKind::Serialize,
+            &self.script_env,
+            out,
+        ) {
+            // A serialize that failed by itself kept the previous version
+            // (the backend contract), which still matches the previous public
+            // files; one killed half-way may have stored the new one.
+            if has_public && !error.may_be_half_done() {
+                match previous {
+                    Some(entry) => lock.set(&unit.scope(), unit.name(), entry),
+                    None => lock.remove(&unit.scope(), unit.name()),
+                }
+                lock.save()?;
+            }
+            return Err(error.into());
+        }
+        public::store(&self.settings.root, unit, out).map_err(io(format!(
+            "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
+            unit.label(),
+            public::artifact_dir(&self.settings.root, unit).display(),
+            unit.name()
+        )))?;
+        let entry =
+            declared.entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
+        lock.set(&unit.scope(), unit.name(), entry);
+        lock.save()?;
+        Ok(())
+    }
+
     /// Runs a unit's generator in a fresh scratch directory, with its prompt
     /// answers and its dependencies' files (from this run's `outputs`, else
     /// read back through their backends), and keeps its output in `outputs`
@@ -1045,8 +1161,8 @@ impl<'a> Engine<'a> {
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (scratch, dirs) =
-            GeneratorDirs::create(etc).map_err(io("create the generator's scratch directory"))?;
+        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root, etc)
+            .map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         request
             .answers

@@ -44,6 +44,7 @@ let
     prompts = builtins.mapAttrs (_: pick [ "description" "type" ]) (a.prompts or { });
     files = builtins.mapAttrs (_: pick [ "path" "owner" "group" "mode" "secret" ]) (a.files or { });
     dependencies = a.dependencies or [ ];
+    inputs = a.inputs or [ ];
   };
   target = key: option: set: name: let c = set.${name}.config.artifacts or { }; in {
     ${key} = c.${option} or name;
@@ -156,7 +157,7 @@ fn nix(dir: &Path, timeout: Option<Duration>) -> Result<ProcessBuilder, FlakeErr
 /// Evaluates the flake in `dir` (absolute) and loads its declarations.
 pub fn load(
     dir: &Path,
-    known_backends: &[&str],
+    checks: &artifacts_model::load::Checks<'_>,
     timeout: Option<Duration>,
 ) -> Result<FlakeDeclarations, FlakeError> {
     let mut eval = nix(dir, timeout)?;
@@ -187,12 +188,8 @@ pub fn load(
         .and_then(|d| serde_json::from_value(d).ok())
         .unwrap_or_default();
     take_attributes(dir, &mut value)?;
-    let model = artifacts_model::load::from_value_validated(
-        &dir.join("flake.nix"),
-        dir,
-        &value,
-        known_backends,
-    )?;
+    let model =
+        artifacts_model::load::from_value_checked(&dir.join("flake.nix"), dir, &value, checks)?;
     Ok(FlakeDeclarations { model, derivations })
 }
 

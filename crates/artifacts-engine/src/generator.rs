@@ -53,14 +53,19 @@ pub enum GeneratorError {
         #[source]
         source: std::io::Error,
     },
-    /// It could not start or timed out.
-    #[error("generator of artifact `{artifact}`: {source}{}", timeout_stderr(.source))]
+    /// Its inputs cannot be used.
+    #[error(transparent)]
+    Inputs(#[from] crate::inputs::InputError),
+    /// It could not start or timed out. Named by its script: the process
+    /// error's own command line is the long bubblewrap call around it.
+    #[error("generator `{path}` of artifact `{artifact}` {}", process_problem(.error))]
     Process {
         /// The artifact.
         artifact: String,
-        /// Why.
-        #[source]
-        source: ProcessError,
+        /// The generator.
+        path: String,
+        /// Why (not a `source`: its message is the bubblewrap command line).
+        error: ProcessError,
     },
     /// It exited unsuccessfully.
     #[error("generator `{path}` of artifact `{artifact}` failed ({status}){}", stderr_suffix(.stderr))]
@@ -93,10 +98,18 @@ pub enum GeneratorError {
     },
 }
 
-fn timeout_stderr(error: &ProcessError) -> String {
+fn process_problem(error: &ProcessError) -> String {
     match error {
-        ProcessError::Timeout { stderr, .. } => stderr_suffix(stderr),
-        _ => String::new(),
+        ProcessError::Timeout {
+            timeout, stderr, ..
+        } => format!(
+            // Seconds, as --timeout takes them and as every other timeout says.
+            "did not finish within {}s and was killed{}",
+            timeout.as_secs(),
+            stderr_suffix(stderr)
+        ),
+        ProcessError::Spawn { source, .. } => format!("could not be started: {source}"),
+        other => other.to_string(),
     }
 }
 
@@ -138,8 +151,26 @@ pub(crate) fn run(
         artifact: artifact.clone(),
         source,
     };
+    if !unit.artifact.inputs.is_empty() && dirs.project_view().is_none() {
+        return Err(prepare(std::io::Error::other(format!(
+            "its inputs cannot be shown at the project root `{}`, a system directory the sandbox mounts; move the project",
+            dirs.project_root.display()
+        ))));
+    }
+    // The inputs are read (and checked) before anything runs.
+    let entries = crate::inputs::read(&dirs.project_root, &artifact, &unit.artifact.inputs)?;
+    crate::inputs::write(&entries, &dirs.project).map_err(prepare)?;
+    let mut read_only: Vec<std::path::PathBuf> = unit
+        .artifact
+        .inputs
+        .iter()
+        .filter_map(|input| artifacts_model::validate::input_path(input).ok())
+        .collect();
+    read_only.extend(dirs.relative_generator(generator));
     dirs.hand_over(generator).map_err(prepare)?;
-    let mut command = sandbox.command(generator, dirs, &env).map_err(prepare)?;
+    let mut command = sandbox
+        .command(generator, dirs, &read_only, &env)
+        .map_err(prepare)?;
     command.stdout(Stdout::Discard).timeout(timeout);
     let output = command.run();
     // What it left in `$out` is secret (unless declared public), finished or
@@ -147,9 +178,10 @@ pub(crate) fn run(
     artifacts_os::redact::register_dir(&dirs.out, crate::generator::MAX_FILE_SIZE, &|name| {
         unit.artifact.files.get(name).is_some_and(|f| !f.secret)
     });
-    let output = output.map_err(|source| GeneratorError::Process {
+    let output = output.map_err(|error| GeneratorError::Process {
         artifact: artifact.clone(),
-        source: source.redacted(),
+        path: generator.display().to_string(),
+        error: error.redacted(),
     })?;
     if !output.status.success() {
         return Err(GeneratorError::Failed {

@@ -69,6 +69,7 @@ mod engine;
 mod flake_eval;
 mod generator;
 mod in_process;
+mod inputs;
 mod install;
 mod lockfile;
 mod maintenance;
@@ -107,7 +108,7 @@ pub mod backend {
 /// `artifacts.lock`: what was generated, from which declaration, and when;
 /// how a recorded entry compares with the current declaration.
 pub mod lock {
-    pub use crate::lockfile::{Lock, LockEntry};
+    pub use crate::lockfile::{Lock, LockEntry, Provenance};
     pub use crate::plan::{Comparison, Declared};
 }
 
@@ -145,6 +146,7 @@ pub mod flake {
 /// the lock and the sandbox, and what an [`EngineError`] wraps.
 pub mod error {
     pub use crate::generator::GeneratorError;
+    pub use crate::inputs::InputError;
     pub use crate::install::InstallError;
     pub use crate::lockfile::LockError;
     pub use crate::plan::PlanError;

@@ -9,13 +9,21 @@
 //!   "entries": { "nixos/m1": { "ssh": {
 //!       "fingerprint": "sha256:…",   // what makes the secret: generator, file names
 //!                                    // and `secret`, prompts, shared targets
-//!       "generator": "sha256:…",     // the generator alone (its content or store path)
+//!       "generator": "sha256:…",     // the generator alone (its content or store path,
+//!                                    // with its inputs' content when it declares any)
 //!       "placement": "sha256:…",     // paths, owners, groups, modes: never stale
 //!       "backend": "agenix",         // where it was stored
 //!       "dependencies": { "shared ca": "2026-…Z" },  // their generations it was made from
 //!       "generated_at": "2026-…Z" } },               // absent for adopted artifacts
 //!                "shared":   { "ca":  { … } } } }
 //! ```
+//!
+//! A value put in by hand (`artifacts set`, `edit`, `import`) says so:
+//! `"provenance": "set"` (or `edited`, `imported`), and its `fingerprint`
+//! covers only what a hand-made value must match (the declared files and the
+//! targets of a shared artifact), not the generator or prompts, so changing
+//! those does not make it stale. Entries without the field were generated;
+//! the version stays 2, and older readers ignore the field.
 //!
 //! Version 1 files (one fingerprint over the whole declaration, backend and
 //! placement included) are still read: [`crate::plan::Plan::upgrade_lock`]
@@ -84,9 +92,40 @@ pub struct LockEntry {
     /// reports the mismatched pair as an error instead of "ok".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub incomplete: bool,
+    /// How the stored value was made when not by its generator; `None` when generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// How a stored value came in when not by its generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provenance {
+    /// Put in with `artifacts set`.
+    Set,
+    /// Changed with `artifacts edit`.
+    Edited,
+    /// Brought over from existing files with `artifacts import`.
+    Imported,
+}
+
+impl Provenance {
+    /// The word the lock uses, for people too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Set => "set",
+            Provenance::Edited => "edited",
+            Provenance::Imported => "imported",
+        }
+    }
 }
 
 impl LockEntry {
+    /// Whether the stored value was put in by hand (set, edited or imported).
+    pub fn by_hand(&self) -> bool {
+        self.provenance.is_some()
+    }
+
     /// The generation time, if known and it parses.
     pub fn generated_at(&self) -> Option<SystemTime> {
         humantime::parse_rfc3339_weak(self.generated_at.as_deref()?).ok()
@@ -446,6 +485,28 @@ mod tests {
     }
 
     #[test]
+    fn provenance_is_read_written_and_optional() {
+        let (_dir, lock) = load(
+            r#"{"version": 2, "entries": {"shared": {"ca": {"fingerprint": "sha256:1", "provenance": "imported"}, "old": {"fingerprint": "sha256:2"}}}}"#,
+        );
+        let lock = lock.unwrap();
+        assert_eq!(
+            lock.get("shared", "ca").unwrap().provenance,
+            Some(Provenance::Imported)
+        );
+        assert!(!lock.get("shared", "old").unwrap().by_hand());
+        lock.save().unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(lock.path()).unwrap()).unwrap();
+        assert_eq!(written["entries"]["shared"]["ca"]["provenance"], "imported");
+        assert!(
+            written["entries"]["shared"]["old"]
+                .get("provenance")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn newer_versions_are_refused_naming_the_version() {
         let (_dir, lock) = load(r#"{"version": 3, "entries": {}}"#);
         let message = lock.unwrap_err().to_string();
@@ -462,6 +523,7 @@ mod tests {
             generated_at: Some("2026-01-01T00:00:00Z".into()),
             extra: BTreeMap::new(),
             incomplete: false,
+            provenance: None,
         }
     }
 

@@ -214,9 +214,11 @@ impl Engine<'_> {
             .declared(plan, lock)
             .map_err(io(format!("read the generator of `{}`", unit.name())))?;
         let old = lock.get(&unit.scope(), unit.name()).cloned();
-        let mut entry = declared.entry(
+        // A value put in by hand stays one.
+        let mut entry = declared.entry_from(
             &unit.backend.name,
             old.as_ref().and_then(|e| e.generated_at.clone()),
+            old.as_ref().and_then(|e| e.provenance),
         );
         if let Some(old) = &old {
             entry.extra = old.extra.clone();

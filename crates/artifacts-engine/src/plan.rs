@@ -17,7 +17,7 @@ use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::lockfile::{Lock, LockEntry};
+use crate::lockfile::{Lock, LockEntry, Provenance};
 
 /// A unit of a [`Plan`]: its place in dependency order, so a unit's
 /// dependencies always have smaller ids. Only meaningful for the plan it
@@ -67,6 +67,15 @@ impl<T> Targets<T> {
             Targets::Shared(targets) => Targets::Shared(targets.iter().map(f).collect()),
             Targets::One(target) => Targets::One(f(target)),
         }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Targets<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
     }
 }
 
@@ -158,6 +167,15 @@ impl<'m> Unit<'m> {
             Some(path) => Some(plan.generator_identity(path)?),
             None => None,
         };
+        // Inputs are part of the generator: editing lib.sh changes what it makes.
+        let generator = match (&generator, self.artifact.inputs.is_empty()) {
+            (_, true) => generator,
+            (generator, false) => {
+                let inputs = plan.inputs_identity(self)?;
+                let both = format!("{}\n{inputs}", generator.as_deref().unwrap_or(""));
+                Some(format!("sha256:{}", hex::encode(Sha256::digest(both))))
+            }
+        };
         let secret = Secret {
             version: 2,
             generator: generator.as_deref().unwrap_or(""),
@@ -184,7 +202,24 @@ impl<'m> Unit<'m> {
                 (name.as_str(), placement)
             })
             .collect();
+        // A value put in by hand was made by no generator from no prompts:
+        // only the files it must consist of and who knew it count.
+        #[derive(Serialize)]
+        struct ByHand<'a> {
+            version: u32,
+            by_hand: bool,
+            files: &'a BTreeMap<&'a str, bool>,
+            targets: &'a [String],
+        }
+        let by_hand = digest(&ByHand {
+            version: 2,
+            by_hand: true,
+            files: &secret.files,
+            targets: &secret.targets,
+        });
         Ok(Declared {
+            by_hand,
+            has_inputs: !self.artifact.inputs.is_empty(),
             fingerprint: digest(&secret),
             generator,
             placement: digest(&placement),
@@ -307,8 +342,12 @@ fn digest(value: &impl Serialize) -> String {
 pub struct Declared {
     /// What makes the secret.
     pub fingerprint: String,
-    /// The generator's identity, if it has one.
+    /// What a value put in by hand must match: the files and the targets of a shared artifact.
+    pub by_hand: String,
+    /// The generator's identity, if it has one (its inputs included).
     pub generator: Option<String>,
+    /// Whether the generator declares inputs (which its identity covers).
+    pub has_inputs: bool,
     /// Where the files go.
     pub placement: String,
     /// Each dependency's generation, by label.
@@ -334,9 +373,25 @@ pub enum Comparison {
 impl Declared {
     /// The lock entry recording this declaration for something stored by `backend`.
     pub fn entry(self, backend: &str, generated_at: Option<String>) -> LockEntry {
+        self.entry_from(backend, generated_at, None)
+    }
+
+    /// The lock entry for a value that came in as `provenance` says (`None`:
+    /// generated), fingerprinted accordingly.
+    pub fn entry_from(
+        self,
+        backend: &str,
+        generated_at: Option<String>,
+        provenance: Option<Provenance>,
+    ) -> LockEntry {
         LockEntry {
-            fingerprint: self.fingerprint,
-            generator: self.generator,
+            fingerprint: match provenance {
+                Some(_) => self.by_hand,
+                None => self.fingerprint,
+            },
+            // A value put in by hand was made by no generator.
+            generator: self.generator.filter(|_| provenance.is_none()),
+            provenance,
             placement: Some(self.placement),
             backend: Some(backend.to_owned()),
             dependencies: self.dependencies,
@@ -346,12 +401,31 @@ impl Declared {
         }
     }
 
-    /// Compares with what the lock recorded.
+    /// Compares with what the lock recorded. A value put in by hand is
+    /// compared by its files and shared targets alone: no generator, prompt or
+    /// dependency made it, so none of their changes makes it stale.
     pub fn compare(&self, entry: &LockEntry) -> Comparison {
+        let placement_changed = entry
+            .placement
+            .as_ref()
+            .is_some_and(|p| *p != self.placement);
+        if let Some(provenance) = entry.provenance {
+            if entry.fingerprint != self.by_hand {
+                return Comparison::Changed(format!(
+                    "the declared files or targets changed since the value was put in by hand ({})",
+                    provenance.as_str()
+                ));
+            }
+            return Comparison::Current { placement_changed };
+        }
         if entry.fingerprint != self.fingerprint {
             let what = match &entry.generator {
                 Some(recorded) if Some(recorded) != self.generator.as_ref() => {
-                    "the generator changed since generation"
+                    if self.has_inputs {
+                        "the generator or one of its inputs changed since generation"
+                    } else {
+                        "the generator changed since generation"
+                    }
                 }
                 Some(_) => "the declared files, prompts or targets changed since generation",
                 None => "the declaration changed since generation",
@@ -374,12 +448,7 @@ impl Declared {
                 "dependency `{label}` was regenerated since"
             ));
         }
-        Comparison::Current {
-            placement_changed: entry
-                .placement
-                .as_ref()
-                .is_some_and(|p| *p != self.placement),
-        }
+        Comparison::Current { placement_changed }
     }
 }
 
@@ -393,6 +462,10 @@ pub struct Plan<'m> {
     generator_ids: Mutex<HashMap<PathBuf, String>>,
     /// Reverse dependency edges (indexes into `units`), for cascades.
     dependents: Vec<Vec<usize>>,
+    /// Input identities already computed, by the declared list.
+    input_ids: Mutex<HashMap<Vec<String>, String>>,
+    /// The project root, which inputs are relative to.
+    root: PathBuf,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -508,7 +581,29 @@ impl<'m> Plan<'m> {
             dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
+            input_ids: Mutex::new(HashMap::new()),
+            root: model.root.clone(),
         })
+    }
+
+    /// The identity of a unit's inputs, once per plan and list.
+    fn inputs_identity(&self, unit: &Unit<'_>) -> Result<String, std::io::Error> {
+        let inputs = &unit.artifact.inputs;
+        if let Some(known) = self
+            .input_ids
+            .lock()
+            .ok()
+            .and_then(|ids| ids.get(inputs).cloned())
+        {
+            return Ok(known);
+        }
+        let entries =
+            crate::inputs::read(&self.root, unit.name(), inputs).map_err(std::io::Error::other)?;
+        let id = crate::inputs::identity(&entries);
+        if let Ok(mut ids) = self.input_ids.lock() {
+            ids.insert(inputs.clone(), id.clone());
+        }
+        Ok(id)
     }
 
     /// A store path identifies its content; anything else is hashed, once per plan.

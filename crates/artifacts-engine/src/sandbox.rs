@@ -2,7 +2,12 @@
 //! view of system directories, a private `/tmp`, and only `$out` writable.
 //!
 //! Inside the sandbox the artifact's directories sit at fixed paths
-//! ([`SANDBOX_OUT`], [`SANDBOX_PROMPTS`], [`SANDBOX_IN`]). The host's home
+//! ([`SANDBOX_OUT`], [`SANDBOX_PROMPTS`], [`SANDBOX_IN`]). The working
+//! directory is the project root's path, showing a private writable copy
+//! ([`GeneratorDirs::project`]) in which only the generator and its declared
+//! inputs ([`crate::inputs`]) appear, each bound read-only at its place in
+//! the project, so `. ./generators/lib.sh` and `. "$(dirname "$0")/lib.sh"`
+//! both work. The host's home
 //! directories, `/root`, `/run` (except `/run/current-system` on NixOS),
 //! `/sys` and most of `/etc` (SSH host keys, `/etc/ssl/private`!) are not
 //! visible at all: a generator sees the programs it needs, not the keys it
@@ -26,7 +31,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -177,10 +182,14 @@ impl Sandbox {
     /// The command running `generator` with `env`; `dirs` are the host's
     /// (`out`, `prompts`, `in`) directories, already handed over
     /// ([`GeneratorDirs::hand_over`]) to the user the generator runs as.
+    /// `read_only` are paths relative to the project root (the generator's
+    /// inputs) that [`GeneratorDirs::project`] holds and the generator sees
+    /// read-only at the same place below its working directory.
     pub(crate) fn command(
         &self,
         generator: &Path,
         dirs: &GeneratorDirs,
+        read_only: &[PathBuf],
         env: &[(String, OsString)],
     ) -> std::io::Result<ProcessBuilder> {
         let user = generator_user();
@@ -188,10 +197,15 @@ impl Sandbox {
         match self {
             Sandbox::Off => {
                 let mut builder = ProcessBuilder::new(&program);
+                // No mounts here: the working directory is the copy itself.
+                let cwd = match dirs.project_view() {
+                    Some(_) => &dirs.project,
+                    None => &dirs.tmp,
+                };
                 builder
                     .clear_env()
                     .no_new_privs()
-                    .cwd(&dirs.tmp)
+                    .cwd(cwd)
                     .env("PATH", GENERATOR_PATH)
                     .env("HOME", &dirs.tmp)
                     .env("TMPDIR", &dirs.tmp)
@@ -240,11 +254,27 @@ impl Sandbox {
                     .arg("--ro-bind")
                     .arg(&dirs.input)
                     .arg(SANDBOX_IN);
+                // The working directory is the project root, showing only the
+                // generator and its inputs, read-only; the rest is a private
+                // scratch directory the generator may write to.
+                let cwd = match dirs.project_view() {
+                    Some(root) => {
+                        builder.arg("--bind").arg(&dirs.project).arg(root);
+                        for relative in read_only {
+                            builder
+                                .arg("--ro-bind")
+                                .arg(dirs.project.join(relative))
+                                .arg(root.join(relative));
+                        }
+                        root.as_os_str()
+                    }
+                    None => "/tmp".as_ref(),
+                };
                 // The copy appears where the generator is on the host, so `$0` is unchanged.
                 if program != generator {
                     builder.arg("--ro-bind").arg(&program).arg(generator);
                 }
-                builder.args(["--chdir", "/tmp"]);
+                builder.arg("--chdir").arg(cwd);
                 let mut setenv = |key: &str, value: &std::ffi::OsStr| {
                     builder.arg("--setenv").arg(key).arg(value);
                 };
@@ -446,6 +476,12 @@ pub(crate) struct GeneratorDirs {
     pub input: PathBuf,
     /// A private scratch directory (used as `/tmp` without the sandbox).
     pub tmp: PathBuf,
+    /// The generator's working directory: the copy of its inputs (and of
+    /// the generator, when it lives in the project) at their places
+    /// relative to the project root, where the sandbox shows it.
+    pub project: PathBuf,
+    /// The project root on the host.
+    pub project_root: PathBuf,
     /// The run's `/etc` view, when it has one.
     pub etc: Option<EtcPaths>,
 }
@@ -454,7 +490,10 @@ impl GeneratorDirs {
     /// A fresh scratch directory with `out`, `prompts`, `in` and `tmp`, each
     /// `0700`, where the generator's user can reach it
     /// ([`scratch_for_generators`]); `etc` is the run's `/etc` view, if any.
-    pub(crate) fn create(etc: Option<&EtcView>) -> std::io::Result<(Scratch, GeneratorDirs)> {
+    pub(crate) fn create(
+        project_root: &Path,
+        etc: Option<&EtcView>,
+    ) -> std::io::Result<(Scratch, GeneratorDirs)> {
         let scratch = scratch_for_generators("generate")?;
         let dirs = GeneratorDirs {
             root: scratch.path().to_owned(),
@@ -462,9 +501,37 @@ impl GeneratorDirs {
             prompts: scratch.subdir("prompts")?,
             input: scratch.subdir("in")?,
             tmp: scratch.subdir("tmp")?,
+            project: scratch.subdir("project")?,
+            project_root: project_root.to_owned(),
             etc: etc.map(|view| view.paths.clone()),
         };
         Ok((scratch, dirs))
+    }
+
+    /// Where the sandbox shows [`GeneratorDirs::project`]: the project root,
+    /// unless it is, holds or lies inside a directory the sandbox mounts
+    /// from the system (`/`, or `/nix/store`, where the manifest of a
+    /// machine's `activate` lives): then the working directory is `/tmp`
+    /// and inputs cannot be shown.
+    pub(crate) fn project_view(&self) -> Option<&Path> {
+        let root = self.project_root.as_path();
+        let clashes = |dir: &str| root.starts_with(dir) || Path::new(dir).starts_with(root);
+        let system = SYSTEM_DIRS
+            .iter()
+            .chain(ETC_ENTRIES)
+            .chain(&["/etc", "/proc", "/dev", "/artifact"])
+            .any(|dir| clashes(dir));
+        (root.is_absolute() && !system).then_some(root)
+    }
+
+    /// Where a generator inside the project sits relative to its root.
+    pub(crate) fn relative_generator(&self, generator: &Path) -> Option<PathBuf> {
+        self.project_view()?;
+        let relative = generator.strip_prefix(&self.project_root).ok()?;
+        relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+            .then(|| relative.to_owned())
     }
 
     /// What runs: a generator in `/nix/store` as it is (readable by
@@ -474,6 +541,9 @@ impl GeneratorDirs {
     fn generator_program(&self, generator: &Path) -> PathBuf {
         if generator.starts_with("/nix/store") {
             generator.to_owned()
+        } else if let Some(relative) = self.relative_generator(generator) {
+            // Beside its inputs, so `$(dirname "$0")/lib.sh` works unconfined too.
+            self.project.join(relative)
         } else {
             self.root.join("generator")
         }
@@ -488,6 +558,18 @@ impl GeneratorDirs {
     pub(crate) fn hand_over(&self, generator: &Path) -> std::io::Result<()> {
         let program = self.generator_program(generator);
         if program != generator {
+            if let Some(parent) = program.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)?;
+            }
+            // Inputs may hold the generator already (`inputs = ["generators"]`):
+            // the copy made for running it replaces that one.
+            match std::fs::remove_file(&program) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let mut source = std::fs::File::open(generator)?;
             let mut copy = std::fs::OpenOptions::new()
                 .write(true)
@@ -501,7 +583,13 @@ impl GeneratorDirs {
         let Some((uid, gid)) = generator_user() else {
             return Ok(());
         };
-        for dir in [&self.out, &self.tmp, &self.prompts, &self.input] {
+        for dir in [
+            &self.out,
+            &self.tmp,
+            &self.prompts,
+            &self.input,
+            &self.project,
+        ] {
             chown_tree(dir, uid, gid)?;
         }
         std::os::unix::fs::lchown(&self.root, None, Some(gid))?;
@@ -530,4 +618,42 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_project_is_shown_at_its_root_unless_that_clashes_with_system_mounts() {
+        let view = |root: &str| {
+            let dirs = GeneratorDirs {
+                root: PathBuf::from("/scratch"),
+                out: PathBuf::from("/scratch/out"),
+                prompts: PathBuf::from("/scratch/prompts"),
+                input: PathBuf::from("/scratch/in"),
+                tmp: PathBuf::from("/scratch/tmp"),
+                project: PathBuf::from("/scratch/project"),
+                project_root: PathBuf::from(root),
+                etc: None,
+            };
+            dirs.project_view().map(Path::to_owned)
+        };
+        for shown in ["/home/alice/secrets", "/tmp/x", "/srv/project", "/root/p"] {
+            assert_eq!(view(shown).as_deref(), Some(Path::new(shown)), "{shown}");
+        }
+        // `activate` on a machine reads its manifest from the store: binding
+        // a copy over /nix/store would hide every generator.
+        for hidden in [
+            "/",
+            "/nix/store",
+            "/nix",
+            "/usr/share/x",
+            "/etc",
+            "/run",
+            "relative",
+        ] {
+            assert_eq!(view(hidden), None, "{hidden}");
+        }
+    }
 }

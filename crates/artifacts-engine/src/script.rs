@@ -380,6 +380,26 @@ fn run(
     }
     let mut output = output?;
     output.stderr = artifacts_os::redact::redact(&output.stderr);
+    // With -v, what a script said goes to the log; a failure shows it in
+    // its error instead (check's 1 and 3 are answers, not failures).
+    let answered = match output.status.code() {
+        Some(0) => true,
+        Some(1 | 3) => kind == ScriptKind::Check,
+        _ => false,
+    };
+    if answered && !output.stderr.trim().is_empty() {
+        let what = match (scope.artifact, scope.targets.one()) {
+            (Some(artifact), Some(target)) => format!("{} {artifact}", target.id.reference()),
+            (Some(artifact), None) => format!("shared {artifact}"),
+            (None, _) => scope.context().as_str().to_owned(),
+        };
+        tracing::info!(
+            "{what}: {} script of backend `{}` said:\n{}",
+            kind.as_str(),
+            backend.name,
+            output.stderr.trim_end()
+        );
+    }
     Ok(output)
 }
 

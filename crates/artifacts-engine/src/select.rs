@@ -57,6 +57,22 @@ pub enum Reason {
     },
     /// Stored by another backend: replaced or held back by [`Engine::select`].
     Elsewhere,
+    /// Its backend stores nothing (passthrough): the generator runs so its
+    /// output is checked, as upstream does, and nothing is stored.
+    Passthrough,
+}
+
+/// An age for people, as precise as its size makes useful: seconds under a
+/// minute, whole minutes under an hour, whole hours above (`42s`, `10m`,
+/// `2days 5h`); never rounded down to zero.
+pub(crate) fn format_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    let unit = match secs {
+        0..60 => 1,
+        60..3600 => 60,
+        _ => 3600,
+    };
+    humantime::format_duration(Duration::from_secs(secs / unit * unit)).to_string()
 }
 
 impl fmt::Display for Reason {
@@ -64,18 +80,14 @@ impl fmt::Display for Reason {
         match self {
             Reason::Missing => f.write_str("missing"),
             Reason::Forced => f.write_str("forced"),
-            // Whole hours are precise enough.
-            Reason::Older(age) => write!(
-                f,
-                "generated {} ago",
-                humantime::format_duration(Duration::from_secs(age.as_secs() / 3600 * 3600))
-            ),
+            Reason::Older(age) => write!(f, "generated {} ago", format_age(*age)),
             Reason::Stale(reason) => write!(f, "stale: {reason}"),
             Reason::DependsOn { label, .. } => write!(f, "depends on {label}"),
             Reason::ReplacesElsewhere { stored_in } => {
                 write!(f, "stored in {stored_in}; replaced by a new secret")
             }
             Reason::Elsewhere => Ok(()),
+            Reason::Passthrough => f.write_str("only checked: the backend stores nothing"),
         }
     }
 }
@@ -156,19 +168,19 @@ impl Selection {
 impl Engine<'_> {
     /// What `request` selects before stale units are decided on: missing
     /// ones (or, forced, all or those older than the limit); units whose
-    /// backend stores nothing are never selected.
+    /// backend stores nothing are selected unforced only
+    /// ([`Reason::Passthrough`]: their output is checked, nothing stored).
     pub fn candidates(
         &self,
         plan: &Plan<'_>,
         lock: &Lock,
         request: &SelectionRequest<'_>,
     ) -> Candidates {
-        let storing: Vec<UnitId> = request
+        let (passthrough, storing): (Vec<UnitId>, Vec<UnitId>) = request
             .units
             .iter()
             .copied()
-            .filter(|&i| !self.is_passthrough(&plan[i]))
-            .collect();
+            .partition(|&i| self.is_passthrough(&plan[i]));
         let mut candidates =
             Candidates::empty(request.cascade, request.replace_elsewhere, request.jobs);
         if request.force {
@@ -189,6 +201,10 @@ impl Engine<'_> {
             for (index, status) in storing.into_iter().zip(statuses) {
                 candidates.sort(index, &status);
                 candidates.known.insert(index, status);
+            }
+            for index in passthrough {
+                candidates.chosen.push((index, Reason::Passthrough));
+                candidates.known.insert(index, Status::Passthrough);
             }
         }
         candidates
@@ -489,6 +505,10 @@ mod tests {
     fn reasons_read_as_the_dry_run_prints_them() {
         let age = Duration::from_secs(2 * 86_400 + 5 * 3600 + 59 * 60);
         assert_eq!(Reason::Older(age).to_string(), "generated 2days 5h ago");
+        // Shorter ages keep their minutes or seconds (10 minutes once read "0s").
+        let ten_minutes = Duration::from_secs(10 * 60 + 7);
+        assert_eq!(Reason::Older(ten_minutes).to_string(), "generated 10m ago");
+        assert_eq!(format_age(Duration::from_millis(42_900)), "42s");
         assert_eq!(Reason::Stale("x".into()).to_string(), "stale: x");
         assert_eq!(depends_on(u(3)).to_string(), "depends on unit3");
     }

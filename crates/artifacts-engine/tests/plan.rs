@@ -3,7 +3,7 @@
 //! (until now only checked through the binary).
 
 use artifacts_engine::error::PlanError;
-use artifacts_engine::lock::{Comparison, Lock};
+use artifacts_engine::lock::{Comparison, Lock, Provenance};
 use artifacts_engine::{Plan, Targets, UnitId};
 use artifacts_model::Model;
 use artifacts_model::load::load_manifest;
@@ -128,15 +128,21 @@ files.b = {}
 /// Records every unit of `recorded` in a lock (saved and read back), then
 /// compares the unit `key` of `manifest` with its entry.
 fn compare(recorded: &str, manifest: &str) -> Comparison {
+    compare_from(recorded, manifest, None)
+}
+
+/// [`compare`] for entries recorded as `provenance` says (`None`: generated).
+fn compare_from(recorded: &str, manifest: &str, provenance: Option<Provenance>) -> Comparison {
     let (dir, before) = project(recorded);
     let lock_path = dir.path().join(Lock::FILE_NAME);
     let mut lock = Lock::load(&lock_path).unwrap();
     let plan = Plan::new(&before).unwrap();
     for unit in plan.units() {
-        let entry = unit
-            .declared(&plan, &lock)
-            .unwrap()
-            .entry("plain", Some("2026-01-01T00:00:00Z".into()));
+        let entry = unit.declared(&plan, &lock).unwrap().entry_from(
+            "plain",
+            Some("2026-01-01T00:00:00Z".into()),
+            provenance,
+        );
         lock.set(&unit.scope(), unit.name(), entry);
     }
     lock.save().unwrap();
@@ -175,6 +181,28 @@ fn a_lock_entry_is_current_until_what_makes_the_secret_changes() {
     assert_eq!(
         compare(&base, &single("other.sh", "{}")),
         Comparison::Changed("the generator changed since generation".into())
+    );
+}
+
+#[test]
+fn a_value_put_in_by_hand_is_stale_only_when_its_files_change() {
+    let base = single("gen.sh", "{}");
+    let by_hand = |manifest: &str| compare_from(&base, manifest, Some(Provenance::Set));
+    let current = Comparison::Current {
+        placement_changed: false,
+    };
+    // No generator or prompt made it: changing them changes nothing.
+    assert_eq!(by_hand(&single("other.sh", "{}")), current);
+    let prompted = format!("{}prompts.pw = {{}}\n", single("gen.sh", "{}"));
+    assert_eq!(by_hand(&prompted), current);
+    // The same changes make a generated value stale.
+    assert!(matches!(compare(&base, &prompted), Comparison::Changed(_)));
+    // Its files are what it must consist of.
+    assert_eq!(
+        by_hand(&single("gen.sh", "{ secret = false }")),
+        Comparison::Changed(
+            "the declared files or targets changed since the value was put in by hand (set)".into()
+        )
     );
 }
 

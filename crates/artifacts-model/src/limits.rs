@@ -15,6 +15,16 @@ use std::path::Path;
 /// The largest document read, in bytes (16 MiB).
 pub const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
 
+/// The most `inputs` one artifact may declare.
+pub const MAX_INPUTS: usize = 64;
+
+/// The most files the `inputs` of one artifact may hold, directories
+/// counted with everything below them.
+pub const MAX_INPUT_FILES: usize = 1024;
+
+/// The most bytes the `inputs` of one artifact may hold together (16 MiB).
+pub const MAX_INPUT_BYTES: u64 = 16 << 20;
+
 /// The deepest nesting of `[` and `{` accepted (as `serde_json`'s own limit).
 pub const MAX_NESTING: usize = 128;
 

@@ -103,12 +103,34 @@ pub fn from_value(source: &Path, root: &Path, value: &Value) -> Result<Model, Mo
 /// Loads a manifest and validates it against `known_backends`, reporting the
 /// problems of both stages together (a bad mode does not hide a bad backend).
 pub fn load_manifest_validated(path: &Path, known_backends: &[&str]) -> Result<Model, ModelError> {
+    load_manifest_checked(
+        path,
+        &Checks {
+            known_backends,
+            generator_from: &[],
+        },
+    )
+}
+
+/// What declarations are validated against, besides themselves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Checks<'a> {
+    /// The backends that exist.
+    pub known_backends: &'a [&'a str],
+    /// Targets (`kind/name` or a unique name) whose generator a shared
+    /// artifact declared with different generators uses everywhere
+    /// (`--generator-from`, see [`crate::validate::take_shared_generators`]).
+    pub generator_from: &'a [String],
+}
+
+/// [`load_manifest_validated`] with every check of `checks`.
+pub fn load_manifest_checked(path: &Path, checks: &Checks<'_>) -> Result<Model, ModelError> {
     let text = crate::limits::read_document(path).map_err(|source| ModelError::Read {
         path: path.to_owned(),
         source,
     })?;
     let value = parse_text(path, &text)?;
-    from_value_validated(path, &manifest_root(path), &value, known_backends)
+    from_value_checked(path, &manifest_root(path), &value, checks)
 }
 
 /// [`from_value`] and validation, reporting the problems of both stages together.
@@ -118,8 +140,31 @@ pub fn from_value_validated(
     value: &Value,
     known_backends: &[&str],
 ) -> Result<Model, ModelError> {
-    let (model, mut problems) = read_value(source, root, value);
-    if let Err(ModelError::Invalid(more)) = crate::validate::validate(&model, known_backends) {
+    from_value_checked(
+        source,
+        root,
+        value,
+        &Checks {
+            known_backends,
+            generator_from: &[],
+        },
+    )
+}
+
+/// [`from_value_validated`] with every check of `checks`.
+pub fn from_value_checked(
+    source: &Path,
+    root: &Path,
+    value: &Value,
+    checks: &Checks<'_>,
+) -> Result<Model, ModelError> {
+    let (mut model, mut problems) = read_value(source, root, value);
+    problems.extend(crate::validate::take_shared_generators(
+        &mut model,
+        checks.generator_from,
+    ));
+    if let Err(ModelError::Invalid(more)) = crate::validate::validate(&model, checks.known_backends)
+    {
         problems.extend(more);
     }
     if problems.is_empty() {
@@ -544,6 +589,7 @@ impl Reader {
             "prompts",
             "files",
             "dependencies",
+            "inputs",
         ];
         if shorthand {
             allowed.push("targets");
@@ -613,7 +659,26 @@ impl Reader {
                 Vec::new()
             }
         };
+        let inputs = match map.get("inputs") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| self.string(v, location.field(format!("inputs[{i}]"))))
+                .collect(),
+            Some(other) => {
+                self.problem(
+                    location.field("inputs"),
+                    format!(
+                        "expected a list of paths relative to the project root, found {}",
+                        kind_of(other)
+                    ),
+                );
+                Vec::new()
+            }
+        };
         Some(Artifact {
+            inputs,
             name: name.to_owned(),
             description: self.optional_string(map, "description", location, ""),
             shared: self.bool(map, "shared", false, location, ""),

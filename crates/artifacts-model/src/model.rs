@@ -278,6 +278,10 @@ pub struct Artifact {
     pub files: IndexMap<String, FileSpec>,
     /// Names of artifacts this one's generator reads from `$in`.
     pub dependencies: Vec<String>,
+    /// Files and directories of the project the generator reads (`inputs`),
+    /// relative to the project root as declared (`generators/lib.sh`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// A NixOS machine, Home Manager user or tanka environment with its artifacts.

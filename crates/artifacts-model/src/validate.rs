@@ -106,9 +106,7 @@ fn check_artifact(
             "no generator: every artifact needs a script that writes its files to $out",
         ));
     }
-    if artifact.files.is_empty() {
-        problems.push(problem(location.field("files"), "declares no files"));
-    }
+    check_inputs(artifact, location, problems);
     for name in artifact.prompts.keys() {
         if let Err(message) = check_name(name) {
             problems.push(problem(
@@ -156,6 +154,157 @@ fn check_artifact(
     }
 }
 
+/// Checks `inputs`: at most [`crate::limits::MAX_INPUTS`] plain relative
+/// paths, each once, that stay inside the project. Whether they exist, and
+/// are not links, is checked where they are read (the engine).
+fn check_inputs(artifact: &Artifact, location: &Location, problems: &mut Vec<Problem>) {
+    let limit = crate::limits::MAX_INPUTS;
+    if artifact.inputs.len() > limit {
+        problems.push(problem(
+            location.field("inputs"),
+            format!(
+                "declares {} inputs, more than {limit}: name a directory instead of its files",
+                artifact.inputs.len()
+            ),
+        ));
+    }
+    let mut seen: Vec<std::path::PathBuf> = Vec::new();
+    for (index, input) in artifact.inputs.iter().enumerate() {
+        let field = location.field(format!("inputs[{index}]"));
+        match input_path(input) {
+            Ok(normal) => {
+                if seen.contains(&normal) {
+                    problems.push(problem(field, format!("input `{input}` is named twice")));
+                } else {
+                    seen.push(normal);
+                }
+            }
+            Err(message) => problems.push(problem(field, message)),
+        }
+    }
+}
+
+/// A declared input as a plain relative path (`.` parts dropped), or why it
+/// is not one.
+pub fn input_path(input: &str) -> Result<std::path::PathBuf, String> {
+    if input.is_empty() {
+        return Err("an input cannot be empty".into());
+    }
+    if input.chars().any(char::is_control) {
+        return Err(format!(
+            "input {} contains a control character",
+            escape_for_message(input)
+        ));
+    }
+    let path = std::path::Path::new(input);
+    let mut normal = std::path::PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => normal.push(part),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "input `{input}` is absolute; inputs are relative to the project root (e.g. \"generators/lib.sh\")"
+                ));
+            }
+            Component::ParentDir => {
+                return Err(format!(
+                    "input `{input}` contains `..`; inputs stay inside the project"
+                ));
+            }
+        }
+    }
+    if normal.as_os_str().is_empty() {
+        return Err(format!(
+            "input `{input}` names the project root itself; name the files or directories the generator reads"
+        ));
+    }
+    Ok(normal)
+}
+
+/// What is accepted but probably not meant: artifacts that declare no files
+/// (upstream accepts them; their generator must write nothing, and nothing
+/// is stored).
+pub fn warnings(model: &Model) -> Vec<Problem> {
+    let base = Location::file(&model.source);
+    let mut out = Vec::new();
+    for target in &model.targets {
+        for artifact in target.artifacts.values() {
+            if artifact.files.is_empty() {
+                out.push(problem(
+                    base.target(&target.id)
+                        .artifact(&artifact.name)
+                        .field("files"),
+                    "declares no files (accepted, as upstream does): its generator must write nothing",
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `--generator-from TARGET`: every shared artifact that `references` (in
+/// order, `kind/name` or a unique name) declares takes its generator and
+/// inputs from the first of them declaring it, on every target, so
+/// declarations that differ only there are accepted. Returns the problems
+/// of references that name no target.
+pub fn take_shared_generators(model: &mut Model, references: &[String]) -> Vec<Problem> {
+    let base = Location::file(&model.source);
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    for reference in references {
+        let found: Vec<usize> = (0..model.targets.len())
+            .filter(|&i| {
+                let id = &model.targets[i].id;
+                match reference.split_once('/') {
+                    Some((kind, name)) => {
+                        crate::TargetKind::parse(kind) == Some(id.kind) && id.name == name
+                    }
+                    None => id.name == *reference,
+                }
+            })
+            .collect();
+        match found.as_slice() {
+            [one] => sources.push(*one),
+            [] => problems.push(problem(
+                base.clone(),
+                format!(
+                    "--generator-from {}: no such target is declared",
+                    escape_for_message(reference)
+                ),
+            )),
+            _ => problems.push(problem(
+                base.clone(),
+                format!(
+                    "--generator-from {} names several targets: write it as kind/name",
+                    escape_for_message(reference)
+                ),
+            )),
+        }
+    }
+    let mut chosen: BTreeMap<String, (Option<std::path::PathBuf>, Vec<String>)> = BTreeMap::new();
+    for &source in &sources {
+        for artifact in model.targets[source].artifacts.values() {
+            if artifact.shared {
+                chosen
+                    .entry(artifact.name.clone())
+                    .or_insert_with(|| (artifact.generator.clone(), artifact.inputs.clone()));
+            }
+        }
+    }
+    for target in &mut model.targets {
+        for artifact in target.artifacts.values_mut() {
+            if let Some((generator, inputs)) = chosen.get(&artifact.name)
+                && artifact.shared
+            {
+                artifact.generator = generator.clone();
+                artifact.inputs = inputs.clone();
+            }
+        }
+    }
+    problems
+}
+
 /// Checks a declared target path.
 fn check_file_path(kind: TargetKind, path: &str) -> Result<(), String> {
     if path.is_empty() {
@@ -198,10 +347,20 @@ fn check_shared(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
         for (target, artifact) in rest {
             let differences = differences(model, (first_target, first), (target, artifact));
             if !differences.is_empty() {
+                // Generators often differ only by store path between machines.
+                let hint =
+                    if first.generator != artifact.generator || first.inputs != artifact.inputs {
+                        format!(
+                            " (to use one target's generator for all, pass --generator-from {})",
+                            first_target.id.reference()
+                        )
+                    } else {
+                        String::new()
+                    };
                 problems.push(problem(
                     base.artifact(group.name),
                     format!(
-                        "shared artifact is declared differently by {} and {}: {}",
+                        "shared artifact is declared differently by {} and {}: {}{hint}",
                         first_target.id,
                         target.id,
                         differences.join("; ")
@@ -245,6 +404,9 @@ fn differences(
             show(&a.generator.as_ref().map(|p| p.display().to_string())),
             show(&b.generator.as_ref().map(|p| p.display().to_string()))
         ));
+    }
+    if a.inputs != b.inputs {
+        out.push(format!("inputs {:?} vs {:?}", a.inputs, b.inputs));
     }
     let names_a: Vec<_> = a.files.keys().collect();
     let names_b: Vec<_> = b.files.keys().collect();

@@ -453,6 +453,107 @@ files.f = {}
 }
 
 #[test]
+fn inputs_load_from_both_shapes_and_take_part_in_shared_comparisons() {
+    let json = r#"{"nixos":[{"machine":"m","artifacts":{"a":{"generator":"/nix/store/0-gen",
+        "inputs":["generators/lib.sh","./data/"],"files":{"f":{}}}}}]}"#;
+    let model = load_nix_json(Path::new("/p/flake.nix"), Path::new("/p"), json).unwrap();
+    assert_eq!(
+        model.targets[0].artifacts["a"].inputs,
+        ["generators/lib.sh", "./data/"]
+    );
+    assert_eq!(
+        artifacts_model::validate::input_path("./data/").unwrap(),
+        Path::new("data")
+    );
+    let found = problems(
+        r#"
+default.backend = "b"
+[artifacts.s]
+targets = ["m1", "m2"]
+shared = true
+generator = "/nix/store/0-gen"
+files.f = {}
+[nixos.m1.artifacts.x]
+generator = "/nix/store/0-gen"
+inputs = "lib.sh"
+files.f = {}
+"#,
+        &["b"],
+    );
+    has(
+        &found,
+        "field `inputs`: expected a list of paths relative to the project root, found a string",
+    );
+    let differing = problems(
+        r#"
+default.backend = "b"
+[nixos.m1.artifacts.s]
+shared = true
+generator = "/nix/store/0-gen"
+inputs = ["lib.sh"]
+files.f = {}
+[nixos.m2.artifacts.s]
+shared = true
+generator = "/nix/store/0-gen"
+files.f = {}
+"#,
+        &["b"],
+    );
+    has(&differing, r#"inputs ["lib.sh"] vs []"#);
+    has(&differing, "pass --generator-from nixos/m1");
+}
+
+#[test]
+fn generator_from_gives_every_target_the_chosen_generator_and_inputs() {
+    let text = r#"
+default.backend = "b"
+[nixos.m1.artifacts.s]
+shared = true
+generator = "/nix/store/1-gen"
+inputs = ["one.sh"]
+files.f = {}
+[nixos.m2.artifacts.s]
+shared = true
+generator = "/nix/store/2-gen"
+files.f = {}
+[nixos.m2.artifacts.own]
+generator = "/nix/store/3-gen"
+files.f = {}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("artifacts.toml");
+    std::fs::write(&path, text).unwrap();
+    let load = |from: &[String]| {
+        artifacts_model::load::load_manifest_checked(
+            &path,
+            &artifacts_model::load::Checks {
+                known_backends: &["b"],
+                generator_from: from,
+            },
+        )
+    };
+    assert!(load(&[]).is_err());
+    let model = load(&["m2".to_owned()]).unwrap();
+    for target in &model.targets {
+        let s = &target.artifacts["s"];
+        assert_eq!(s.generator.as_deref(), Some(Path::new("/nix/store/2-gen")));
+        assert!(s.inputs.is_empty());
+    }
+    // Artifacts that are not shared keep their own generator.
+    assert_eq!(
+        model.targets[1].artifacts["own"].generator.as_deref(),
+        Some(Path::new("/nix/store/3-gen"))
+    );
+    let model = load(&["nixos/m1".to_owned()]).unwrap();
+    assert_eq!(model.targets[1].artifacts["s"].inputs, ["one.sh"]);
+    let error = load(&["nixos/nope".to_owned()]).unwrap_err().to_string();
+    assert!(
+        error.contains("--generator-from `nixos/nope`: no such target is declared"),
+        "{error}"
+    );
+}
+
+#[test]
 fn parse_errors_tell_line_and_column_in_every_format() {
     use artifacts_model::load::load_manifest_text;
     // The bad spot is on line 3 in each; the column is the one the parser's

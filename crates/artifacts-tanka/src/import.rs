@@ -9,7 +9,8 @@
 //! path (symlinks resolved) is outside is refused. So a repository's jsonnet
 //! cannot read the age key mounted in the ArgoCD sidecar, `/dev/stdin`, or
 //! `/proc/self/environ`. Only regular files are read, opened with
-//! `O_NOFOLLOW` on their resolved path.
+//! `O_NOFOLLOW` on their resolved path. `import 'tk'` is tanka's in-memory
+//! library (`{ env: std.extVar('tanka.dev/environment') }`), as in tanka.
 //!
 //! The same rule confines the charts and kustomizations `helmTemplate` and
 //! `kustomizeBuild` hand to programs (`resolve_inside`, and
@@ -19,9 +20,12 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, error::ErrorKind};
+use jrsonnet_evaluator::{AsPathLike, ImportResolver, SourcePath, SourceVirtual, error::ErrorKind};
 use jrsonnet_gcmodule::Acyclic;
-use jrsonnet_ir::SourceFile;
+use jrsonnet_ir::{SourceFifo, SourceFile};
+
+/// The name of tanka's in-memory `tk` library.
+const TK_SOURCE: &str = "<internal>/tk.libsonnet";
 
 /// Resolves imports inside one directory tree.
 #[derive(Acyclic)]
@@ -188,6 +192,10 @@ impl ImportResolver for RootedResolver {
     ) -> jrsonnet_evaluator::Result<SourcePath> {
         let resolve_path = path.as_path();
         let rel: &Path = resolve_path.as_ref();
+        // tanka serves `import 'tk'` from memory, before any file.
+        if rel == Path::new("tk") {
+            return Ok(SourcePath::new(SourceVirtual(TK_SOURCE.into())));
+        }
         if rel.is_absolute() {
             return Err(self.refuse(rel, "absolute paths are not allowed"));
         }
@@ -204,6 +212,16 @@ impl ImportResolver for RootedResolver {
     }
 
     fn load_file_contents(&self, resolved: &SourcePath) -> jrsonnet_evaluator::Result<Vec<u8>> {
+        if let Some(v) = resolved.downcast_ref::<SourceVirtual>()
+            && v.0.as_str() == TK_SOURCE
+        {
+            return Ok(crate::eval::TK_LIBSONNET.as_bytes().to_vec());
+        }
+        // `--ext-code` / `--tla-code` values: the evaluator wraps them
+        // itself; imports inside them still come through `resolve_from`.
+        if let Some(code) = resolved.downcast_ref::<SourceFifo>() {
+            return Ok(code.1.to_vec());
+        }
         let Some(f) = resolved.downcast_ref::<SourceFile>() else {
             return Err(
                 ErrorKind::RuntimeError("only project files can be imported".into()).into(),

@@ -5,9 +5,9 @@
 //! | name | parameters | result |
 //! |---|---|---|
 //! | `parseJson` | `json` | the value |
-//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text) |
-//! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline |
-//! | `manifestYamlFromJson` | `json` | YAML, keys sorted |
+//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text); what yaml.v3 reads otherwise (`017`, `<<`) is refused |
+//! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline (Go's `json.Indent`: order and spelling kept) |
+//! | `manifestYamlFromJson` | `json` | YAML as Go's yaml.v3 writes it ([`crate::goyaml`]) |
 //! | `escapeStringRegex` | `str` | `str` with RE2 metacharacters escaped |
 //! | `regexMatch` | `regex, string` | whether the regex matches anywhere |
 //! | `regexSubst` | `regex, src, repl` | every match replaced (`$1`, `${name}` expand) |
@@ -65,34 +65,27 @@ fn native_parse_json(json: IStr) -> Result<Val> {
 #[builtin]
 fn native_parse_yaml(yaml: IStr) -> Result<Val> {
     let docs = yaml_documents(&yaml).map_err(|e| fail(format!("parsing yaml: {e}")))?;
+    crate::goyaml::check_v3_plain_scalars(&yaml, &docs).map_err(fail)?;
     json_to_val(serde_json::Value::Array(docs))
 }
 
 #[builtin]
 fn native_manifest_json_from_json(json: IStr, indent: f64) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_str(json.trim())
-        .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))?;
-    if !(0.0..=64.0).contains(&indent) {
+    if !(0.0..65.0).contains(&indent) {
         return Err(fail(
             "manifestJsonFromJson: indent must be within 0..64".into(),
         ));
     }
-    // Like Go's json.Indent, an indent of 0 still breaks lines.
-    let pad = " ".repeat(indent as usize);
-    let mut out = Vec::new();
-    let f = serde_json::ser::PrettyFormatter::with_indent(pad.as_bytes());
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
-    serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
-    let mut s = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
-    s.push('\n');
-    Ok(s)
+    // Go's json.Indent: the text's key order and number spellings are kept.
+    crate::goyaml::json_indent(&json, &" ".repeat(indent as usize))
+        .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))
 }
 
 #[builtin]
 fn native_manifest_yaml_from_json(json: IStr) -> Result<String> {
     let v: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| fail(format!("manifestYamlFromJson: {e}")))?;
-    crate::output::to_yaml(&crate::output::sorted(v)).map_err(fail)
+    crate::goyaml::marshal(&v, crate::goyaml::Flavor::V3).map_err(fail)
 }
 
 /// Escapes RE2 metacharacters as Go's `regexp.QuoteMeta` does.

@@ -1,5 +1,5 @@
 //! The `tk` engine: runs the real Grafana Tanka,
-//! `tk show --dangerous-allow-redirect environments/<env>`, in the project
+//! `tk show --dangerous-allow-redirect environments/<env> [--name NAME]`, in the project
 //! root, through the workspace's one process builder
 //! ([`artifacts_os::process::ProcessBuilder`]).
 //!
@@ -24,7 +24,7 @@ use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_statu
 use artifacts_os::scratch::{Scratch, write_private};
 
 use crate::error::{Error, Result};
-use crate::eval::{SECRETS_TLA, Vars};
+use crate::eval::{SECRETS_TLA, VarValue, Vars};
 use crate::project::{Environment, Project};
 use crate::redact::Redactor;
 
@@ -69,6 +69,7 @@ pub fn show(
     env: &Environment,
     secrets_yaml: Option<&str>,
     vars: &Vars,
+    name: Option<&str>,
     config: &TkConfig,
     redactor: &Redactor,
 ) -> Result<TkOutput> {
@@ -84,15 +85,23 @@ pub fn show(
     builder.args([
         "show".into(),
         "--dangerous-allow-redirect".into(),
-        format!("environments/{}", env.name()),
+        env.path(),
     ]);
+    if let Some(name) = name {
+        builder.arg("--name").arg(name);
+    }
     // Only these three go into messages: the rest may carry values.
     let shown = builder.to_string();
-    for (k, v) in &vars.ext_str {
-        builder.arg("--ext-str").arg(format!("{k}={v}"));
-    }
-    for (k, v) in &vars.tla_str {
-        builder.arg("--tla-str").arg(format!("{k}={v}"));
+    for (kind, map) in [("ext", &vars.ext), ("tla", &vars.tla)] {
+        for (k, v) in map {
+            let (flag, value) = match v {
+                VarValue::Str(s) => ("str", s),
+                VarValue::Code(c) => ("code", c),
+            };
+            builder
+                .arg(format!("--{kind}-{flag}"))
+                .arg(format!("{k}={value}"));
+        }
     }
 
     // Kept alive until tk has exited; removed on drop, on signals, or by the

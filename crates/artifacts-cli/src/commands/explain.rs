@@ -55,6 +55,7 @@ fn row_json(ctx: &Context, plan: &Plan<'_>, row: &Row<'_, '_>) -> serde_json::Va
     value["file_specs"] = json!(unit.artifact.files);
     value["prompts"] = json!(unit.artifact.prompts);
     value["dependencies"] = json!(unit.artifact.dependencies);
+    value["inputs"] = json!(unit.artifact.inputs);
     value
 }
 
@@ -83,6 +84,9 @@ fn write_declaration(out: &mut dyn Write, ctx: &Context, unit: &Unit<'_>) -> Res
     match &unit.artifact.generator {
         Some(generator) => writeln!(out, "generator  {}", generator.display())?,
         None => writeln!(out, "generator  (none)")?,
+    }
+    if !unit.artifact.inputs.is_empty() {
+        writeln!(out, "inputs     {}", unit.artifact.inputs.join(", "))?;
     }
     if !unit.artifact.prompts.is_empty() {
         let prompts: Vec<String> = unit
@@ -120,19 +124,29 @@ fn write_state(
 ) -> Result<()> {
     let unit = row.unit;
     let declared = unit.declared(plan, &ctx.lock);
+    let entry = ctx.lock.get(&unit.scope(), unit.name());
     match &declared {
         Ok(declared) => {
-            writeln!(out, "fingerprint {}", declared.fingerprint)?;
+            // A value put in by hand is compared by its own fingerprint.
+            let fingerprint = match entry.and_then(|e| e.provenance) {
+                Some(_) => &declared.by_hand,
+                None => &declared.fingerprint,
+            };
+            writeln!(out, "fingerprint {fingerprint}")?;
             writeln!(out, "placement  {}", declared.placement)?;
         }
         Err(error) => writeln!(out, "fingerprint unavailable: {error}")?,
     }
-    match ctx.lock.get(&unit.scope(), unit.name()) {
+    match entry {
         Some(entry) => {
             writeln!(
                 out,
-                "lock       {} generated {}{}",
+                "lock       {} {} {}{}",
                 entry.fingerprint,
+                match entry.provenance {
+                    Some(provenance) => format!("{} by hand", provenance.as_str()),
+                    None => "generated".to_owned(),
+                },
                 entry
                     .generated_at
                     .as_deref()

@@ -70,6 +70,10 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     }
     let indexes = selection.indexes();
     crate::commands::preflight::require_writable(ctx, &plan, &indexes)?;
+    if !request.prompts.yes && !confirm_replacing_by_hand(ctx, &plan, &selection.units)? {
+        eprintln!("nothing changed");
+        return Ok(exit::FAILURE);
+    }
     if request.force && !request.prompts.yes && !confirm_replacing(&plan, &selection.units)? {
         eprintln!("nothing changed");
         return Ok(exit::FAILURE);
@@ -78,7 +82,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     ctx.realise_generators()?;
     let sandbox = context::sandbox(global)?;
 
-    let progress = Progress::new(indexes.len() as u64, global.quiet);
+    let checked_only: std::collections::BTreeSet<UnitId> = selection
+        .units
+        .iter()
+        .filter(|(_, reason)| *reason == Reason::Passthrough)
+        .map(|(i, _)| *i)
+        .collect();
+    let mut progress = Progress::new(indexes.len() as u64, global.quiet);
+    progress.checked_only = checked_only.iter().map(|&i| plan[i].label()).collect();
     let mut lock = ctx.lock.clone();
     let request = GenerateRequest {
         plan: &plan,
@@ -91,7 +102,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
-    let failed = report(&plan, &results, global.quiet);
+    let failed = report(&plan, &results, &checked_only, global.quiet);
     Ok(if failed == 0 && selection.check_errors == 0 {
         exit::SUCCESS
     } else {
@@ -208,12 +219,60 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool
     ask::confirm("Continue?")
 }
 
+/// Values put in by hand (`set`, `edit`, `import`) are replaced by a
+/// generated one only with --yes or a person's yes: no generator can make
+/// them again.
+fn confirm_replacing_by_hand(
+    ctx: &Context,
+    plan: &Plan<'_>,
+    units: &[(UnitId, Reason)],
+) -> Result<bool> {
+    let labels: Vec<String> = units
+        .iter()
+        .filter(|(_, reason)| !matches!(reason, Reason::Missing))
+        .filter_map(|(i, _)| {
+            let unit = &plan[*i];
+            let entry = ctx.lock.get(&unit.scope(), unit.name())?;
+            let how = entry.provenance?.as_str();
+            Some(format!("  {} ({how} by hand)", unit.label()))
+        })
+        .collect();
+    if labels.is_empty() {
+        return Ok(true);
+    }
+    if !ask::interactive() {
+        return Err(UsageError(anyhow::anyhow!(
+            "refusing to replace {} value(s) put in by hand with generated ones without confirmation: pass --yes (no terminal to ask):\n{}",
+            labels.len(),
+            labels.join("\n")
+        ))
+        .into());
+    }
+    eprintln!(
+        "put in by hand, would be replaced by generated values:\n{}",
+        labels.join("\n")
+    );
+    ask::confirm("Replace them?")
+}
+
 /// Prints each failure and the summary; returns how many failed.
-fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet: bool) -> usize {
+/// `checked_only` are the units whose backend stores nothing.
+fn report(
+    plan: &Plan<'_>,
+    results: &[(UnitId, Result<(), EngineError>)],
+    checked_only: &std::collections::BTreeSet<UnitId>,
+    quiet: bool,
+) -> usize {
     let mut failed = 0;
+    let mut checked = 0;
     for (index, result) in results {
         let unit = &plan[*index];
         match result {
+            // A backend that stores nothing: the output was checked, that is all.
+            Ok(()) if checked_only.contains(index) => {
+                checked += 1;
+                report::unit_result(unit, "checked", serde_json::json!({}));
+            }
             Ok(()) => report::unit_result(unit, "generated", serde_json::json!({})),
             Err(error) => {
                 failed += 1;
@@ -226,8 +285,15 @@ fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet:
     }
     if !quiet {
         eprintln!(
-            "generated {} artifact(s){}",
-            results.len() - failed,
+            "generated {} artifact(s){}{}",
+            results.len() - failed - checked,
+            if checked == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", checked the output of {checked} whose backend stores nothing (nothing stored)"
+                )
+            },
             if failed == 0 {
                 String::new()
             } else {
@@ -276,6 +342,8 @@ fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
 struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
+    /// Labels of the units whose backend stores nothing.
+    checked_only: std::collections::BTreeSet<String>,
 }
 
 impl Progress {
@@ -291,7 +359,11 @@ impl Progress {
         });
         // Age plugins' questions hide it (see ask::progress_bar).
         crate::ask::progress_bar(bar.clone());
-        Progress { bar, quiet }
+        Progress {
+            bar,
+            quiet,
+            checked_only: Default::default(),
+        }
     }
 
     fn finish(&self) {
@@ -317,6 +389,11 @@ impl Observer for Progress {
 
     fn finished(&self, unit: &Unit<'_>, result: &Result<(), EngineError>) {
         let line = match result {
+            Ok(()) if self.checked_only.contains(&unit.label()) => format!(
+                "checked {}: its generator wrote the declared files; backend `{}` stores nothing",
+                unit.label(),
+                unit.backend.name
+            ),
             Ok(()) => format!("generated {}", unit.label()),
             Err(_) => format!("failed {}", unit.label()),
         };

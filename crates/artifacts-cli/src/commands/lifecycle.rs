@@ -369,7 +369,15 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     }
     let mut failures = 0;
     let mut removed = Vec::new();
+    // Lock entries of what is gone: only once every copy of it was removed
+    // (what the lock does not record is never collected), and never of what
+    // is still declared there (an old copy left behind by a migration).
+    let mut failed: std::collections::BTreeSet<(&str, &str)> = Default::default();
     for orphan in &orphans {
+        let key = (
+            orphan.target.as_deref().unwrap_or("shared"),
+            orphan.artifact.as_str(),
+        );
         match engine.remove_orphan(&ctx.model, orphan) {
             Ok(()) => {
                 removed.push(orphan.label());
@@ -379,6 +387,7 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
             }
             Err(error) => {
                 failures += 1;
+                failed.insert(key);
                 let message = error_chain(&error);
                 eprintln!("error: {}: {message}", orphan.label());
                 report::error(&message, Some(&orphan.label()));
@@ -386,6 +395,25 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
         }
     }
     report::set("removed", json!(removed));
+    let mut lock = ctx.lock.clone();
+    let mut forgotten = 0;
+    for orphan in &orphans {
+        let (scope, artifact) = (
+            orphan.target.as_deref().unwrap_or("shared"),
+            orphan.artifact.as_str(),
+        );
+        let declared = plan
+            .units()
+            .any(|u| u.scope() == scope && u.name() == artifact);
+        if !declared && !failed.contains(&(scope, artifact)) && lock.get(scope, artifact).is_some()
+        {
+            lock.remove(scope, artifact);
+            forgotten += 1;
+        }
+    }
+    if forgotten > 0 {
+        lock.save()?;
+    }
     Ok(if failures == 0 {
         failed_listing
     } else {

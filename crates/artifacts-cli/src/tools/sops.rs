@@ -261,10 +261,14 @@ fn pick_format(
         return Ok(f);
     }
     if let Some(n) = name_override {
+        artifacts_crypto::sops::refuse_ini(n)?;
         return Ok(Format::from_path(n));
     }
     match file {
-        Some(p) if p != Path::new("-") => Ok(Format::from_path(p)),
+        Some(p) if p != Path::new("-") => {
+            artifacts_crypto::sops::refuse_ini(p)?;
+            Ok(Format::from_path(p))
+        }
         _ => Err(usage(
             "cannot tell the format of standard input",
             Some("pass --input-type or --filename-override"),

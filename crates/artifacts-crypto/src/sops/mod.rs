@@ -306,6 +306,23 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// sops picks its INI format for `.ini` files, which this crate does not
+/// read or write: refused by name, instead of failing later as a JSON
+/// (binary) document would.
+pub fn refuse_ini(path: &Path) -> Result<()> {
+    let ini = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("ini"));
+    if ini {
+        return Err(Error::Unsupported {
+            origin: Origin::file(path),
+            feature: "the INI format".into(),
+        });
+    }
+    Ok(())
+}
+
 impl EncryptedFile {
     /// Parses an encrypted document. Binary documents are stored as JSON.
     pub fn parse(bytes: &[u8], format: Format, origin: &Origin) -> Result<Self> {
@@ -352,6 +369,9 @@ impl EncryptedFile {
     /// Reads and parses a file, picking the format from its name unless given.
     /// Files larger than [`MAX_FILE_BYTES`] are refused.
     pub fn read(path: &Path, format: Option<Format>) -> Result<Self> {
+        if format.is_none() {
+            refuse_ini(path)?;
+        }
         let bytes = read_limited(path)?;
         Self::parse(
             &bytes,
@@ -415,6 +435,23 @@ impl EncryptedFile {
             return Err(Error::Unsupported {
                 origin: self.origin.clone(),
                 feature: "key groups with a shamir threshold".into(),
+            });
+        }
+        if self.metadata.age.is_empty() {
+            // Nothing here for an age identity: say what the file is for
+            // instead of "no identity matches" with no recipients to list.
+            let kinds: Vec<&str> = self
+                .metadata
+                .other_keys
+                .iter()
+                .map(|(kind, _)| kind.as_str())
+                .collect();
+            return Err(Error::Unsupported {
+                origin: self.origin.clone(),
+                feature: format!(
+                    "only {} master keys and no age recipient (this tool decrypts with age keys only)",
+                    kinds.join(", ")
+                ),
             });
         }
         if identities.is_empty() {
