@@ -130,10 +130,15 @@ pub fn get(name: &str) -> Option<Arc<dyn StoreBackend>> {
 /// Runs `f` on the backend's view of `call`; an error as the engine takes
 /// it, with its suggested fix.
 fn with<T>(call: &store::Call, f: impl FnOnce(&Call) -> Result<T, Error>) -> Result<T, StoreError> {
-    Call::new(call).and_then(|call| f(&call)).map_err(|error| {
-        let hint = error.hint();
-        StoreError::new(error).with_hint(hint)
-    })
+    Call::new(call)
+        .and_then(|call| f(&call))
+        .map_err(store_error)
+}
+
+/// A shipped backend's error as the engine takes it, with its suggested fix.
+fn store_error(error: Error) -> StoreError {
+    let hint = error.hint();
+    StoreError::new(error).with_hint(hint)
 }
 
 /// agenix: one age file per secret file (see the `agenix` module).
@@ -194,6 +199,25 @@ impl StoreBackend for SopsNix {
 
     fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
         with(call, sops::writable)
+    }
+
+    /// The target's file (a shared artifact's own file, for shared ones).
+    fn store_file(&self, call: &store::Call) -> Option<PathBuf> {
+        with(call, sops::store_file).ok()
+    }
+
+    fn serialize_all(&self, calls: &[(&store::Call, &Path)]) -> Result<(), StoreError> {
+        let views = calls
+            .iter()
+            .map(|(call, _)| Call::new(call))
+            .collect::<Result<Vec<Call>, Error>>()
+            .map_err(store_error)?;
+        let pairs: Vec<(&Call, &Path)> = views
+            .iter()
+            .zip(calls)
+            .map(|(v, (_, out))| (v, *out))
+            .collect();
+        sops::serialize_all(&pairs).map_err(store_error)
     }
 }
 

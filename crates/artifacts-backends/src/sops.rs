@@ -204,26 +204,69 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
 /// Sets this artifact's values in the target's file, re-keying it when the
 /// recipients changed; creates the file when it does not exist.
 pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
-    let recipients = recipients(call)?;
-    let mut values = Vec::new();
-    for name in call.secret_files() {
-        let source = out.join(name);
-        let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::Usage(format!(
-                "file `{name}` of artifact `{}` is not UTF-8 text, and SOPS values are text; store it with agenix, or base64-encode it in the generator",
-                call.artifact
-            ))
-        })?;
-        values.push((name, text));
+    serialize_all(&[(call, out)])
+}
+
+/// The file a `serialize` of `call` rewrites: every artifact of a machine,
+/// user or environment shares one.
+pub fn store_file(call: &Call) -> Result<PathBuf, Error> {
+    let (relative, name) = file_path(call)?;
+    Ok(call.root.join(relative).join(name))
+}
+
+/// [`serialize`] for several artifacts of the same file, in one write: the
+/// file is decrypted and encrypted once, and written once, with all of
+/// them or (on any failure) none.
+pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
+    let Some(&(first, _)) = calls.first() else {
+        return Ok(());
+    };
+    let recipients = recipients(first)?;
+    let (relative, name) = file_path(first)?;
+    let mut artifacts: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
+    for &(call, out) in calls {
+        let same_recipients = || -> Result<bool, Error> {
+            let theirs = self::recipients(call)?;
+            Ok(theirs
+                .iter()
+                .map(|r| r.as_str())
+                .eq(recipients.iter().map(|r| r.as_str())))
+        };
+        if file_path(call)? != (relative.clone(), name.clone()) || !same_recipients()? {
+            return Err(Error::Usage(format!(
+                "artifact `{}` does not belong in `{}` with artifact `{}` (this is a bug in artifacts)",
+                call.artifact,
+                relative.join(&name).display(),
+                first.artifact
+            )));
+        }
+        let mut values = Vec::new();
+        for file in call.secret_files() {
+            let source = out.join(file);
+            let bytes = std::fs::read(&source).map_err(Error::io("read", &source))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Error::Usage(format!(
+                    "file `{file}` of artifact `{}` is not UTF-8 text, and SOPS values are text; store it with agenix, or base64-encode it in the generator",
+                    call.artifact
+                ))
+            })?;
+            values.push((file, text));
+        }
+        artifacts.push((&call.artifact, values));
     }
-    let (dir, name, encrypted) = match read_file(call)? {
+    let (dir, name, encrypted) = match read_file(first)? {
         Some((dir, name, file)) => {
-            let identities = call.identities()?;
+            let identities = first.identities()?;
             let rekey = !same_recipients(&file, &recipients);
             let mut decrypted = file.decrypt(&identities)?;
-            for (name, text) in values {
-                decrypted.set(&value_path(call, name), Value::Str(text))?;
+            for (artifact, values) in artifacts {
+                for (file, text) in values {
+                    let path = TreePath(vec![
+                        Step::Key(artifact.to_owned()),
+                        Step::Key(file.to_owned()),
+                    ]);
+                    decrypted.set(&path, Value::Str(text))?;
+                }
             }
             let encrypted = if rekey {
                 // A new data key: removed recipients cannot read what comes next.
@@ -234,12 +277,14 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
             (dir, name, encrypted)
         }
         None => {
-            let mut artifact = Map::default();
-            for (name, text) in values {
-                artifact.insert(name, Value::Str(text));
-            }
             let mut root = Map::default();
-            root.insert(&call.artifact, Value::Map(artifact));
+            for (artifact, values) in artifacts {
+                let mut files = Map::default();
+                for (file, text) in values {
+                    files.insert(file, Value::Str(text));
+                }
+                root.insert(artifact, Value::Map(files));
+            }
             let document = artifacts_crypto::sops::Document {
                 branches: vec![root],
             };
@@ -247,18 +292,17 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
                 recipients,
                 ..EncryptOptions::default()
             };
-            let (relative, name) = file_path(call)?;
-            let path = call.root.join(&relative).join(&name);
+            let path = first.root.join(&relative).join(&name);
             let encrypted = artifacts_crypto::sops::encrypt(
                 document,
                 Format::Yaml,
                 &options,
                 &Origin::File(path),
             )?;
-            let dir = call
+            let dir = first
                 .root_dir()?
                 .create_dirs(&relative, 0o755)
-                .map_err(Error::io("create", &call.root.join(&relative)))?;
+                .map_err(Error::io("create", &first.root.join(&relative)))?;
             (dir, name, encrypted)
         }
     };

@@ -59,7 +59,7 @@ pub struct GlobalArgs {
     /// Only act on target NAME (kind/name or a unique name); repeatable.
     #[arg(long = "target", global = true, value_name = "NAME", add = ArgValueCandidates::new(target_names))]
     pub targets: Vec<String>,
-    /// Run up to NUM backend checks at once [default: number of cores].
+    /// Run up to NUM backend checks or generators at once [default: number of cores].
     #[arg(short = 'j', long, global = true, value_name = "NUM")]
     pub jobs: Option<usize>,
     /// Print machine-readable JSON on stdout.

@@ -266,6 +266,10 @@ const FILES_PROJECT: Items = &[
         "Per target and artifact the declaration fingerprint and generation time; committed, never secret.",
     ),
     (
+        "artifacts.lock.journal",
+        "What a running generate recorded since it started; folded into artifacts.lock at the end, replayed after a killed run. Not committed.",
+    ),
+    (
         "secrets/, public/",
         "Where the shipped backends store encrypted and public files.",
     ),

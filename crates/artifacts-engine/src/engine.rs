@@ -4,17 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Condvar, MutexGuard};
+use std::time::{Duration, Instant};
 
 use artifacts_model::Context;
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Lock, LockError, Provenance};
+use crate::lockfile::{Journal, Lock, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
-use crate::sandbox::{GeneratorDirs, Sandbox};
+use crate::sandbox::{EtcView, GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
 use artifacts_os::scratch::{Scratch, write_private};
@@ -289,6 +290,110 @@ pub struct GenerateRequest<'r, 'm> {
     pub sandbox: &'r Sandbox,
     /// Hears about each step.
     pub observer: &'r dyn Observer,
+    /// How many generators may run at once (at least one).
+    pub jobs: usize,
+}
+
+/// How long generated units of a shared store file wait for more of the
+/// same file before they are stored anyway while a generator still runs:
+/// a kill loses no more generator work than this.
+pub(crate) const CHECKPOINT: Duration = Duration::from_secs(2);
+
+/// A generated unit waiting to be stored: `$out` in its scratch directory,
+/// which lives as long as this.
+struct Generated {
+    _scratch: Scratch,
+    dirs: GeneratorDirs,
+}
+
+/// The units whose generators may start, lowest id (plan order) first.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<(BTreeSet<UnitId>, bool)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, (BTreeSet<UnitId>, bool)> {
+        self.state.lock().expect("no panics while holding")
+    }
+
+    fn push(&self, id: UnitId) {
+        self.lock().0.insert(id);
+        self.ready.notify_one();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().0.is_empty()
+    }
+
+    /// The next unit, waiting for one; `None` once closed.
+    fn pop(&self) -> Option<UnitId> {
+        let mut state = self.lock();
+        loop {
+            if let Some(id) = state.0.pop_first() {
+                return Some(id);
+            }
+            if state.1 {
+                return None;
+            }
+            state = self.ready.wait(state).expect("no panics while holding");
+        }
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.ready.notify_all();
+    }
+}
+
+/// Where a generate run stands, kept by the thread that stores.
+struct RunState {
+    results: BTreeMap<UnitId, Result<(), EngineError>>,
+    /// Units queued or generating.
+    outstanding: usize,
+    /// The units of the run depending on each unit of the run.
+    dependents: BTreeMap<UnitId, Vec<UnitId>>,
+    /// How many of its dependencies in the run each unit still waits for.
+    waiting: BTreeMap<UnitId, usize>,
+}
+
+impl RunState {
+    /// Records a unit's result: a success may let dependents start, a
+    /// failure skips them (and theirs), naming it.
+    fn complete(
+        &mut self,
+        request: &GenerateRequest<'_, '_>,
+        queue: &Queue,
+        id: UnitId,
+        result: Result<(), EngineError>,
+    ) {
+        let plan = request.plan;
+        request.observer.finished(&plan[id], &result);
+        let ok = result.is_ok();
+        self.results.insert(id, result);
+        for dependent in self.dependents.get(&id).cloned().unwrap_or_default() {
+            if self.results.contains_key(&dependent) {
+                continue;
+            }
+            if ok {
+                let waiting = self
+                    .waiting
+                    .get_mut(&dependent)
+                    .expect("every unit counted");
+                *waiting -= 1;
+                if *waiting == 0 {
+                    self.outstanding += 1;
+                    queue.push(dependent);
+                }
+            } else {
+                let skipped = Err(EngineError::DependencyFailed {
+                    dependency: plan[id].name().to_owned(),
+                });
+                self.complete(request, queue, dependent, skipped);
+            }
+        }
+    }
 }
 
 /// Where [`Engine::activate`] installs files: declared paths, with `$VAR`
@@ -601,53 +706,350 @@ impl<'a> Engine<'a> {
         matches!(self.storage(unit), Ok(Storage::Passthrough))
     }
 
-    /// Generates and serializes the request's units (in plan order),
-    /// recording each success in the lock right away. Returns per-unit results.
+    /// Generates and serializes the request's units: up to
+    /// [`GenerateRequest::jobs`] generators at once, each unit once all its
+    /// dependencies in the request are stored (dependents of a failure are
+    /// skipped, naming it). Units an in-process backend keeps in one store
+    /// file (sops-nix: a target's file) are stored together once no
+    /// generator waits to start and those still running are done, a
+    /// dependent waits for one of them, or two seconds passed (a slow
+    /// generator does not hold them back); others are stored
+    /// as soon as they are generated, one at a time. Every change to the
+    /// lock goes to its journal as it is made, and the lock is written once,
+    /// at the end. Returns per-unit results in plan order.
     pub fn generate(
         &self,
         request: &GenerateRequest<'_, '_>,
         lock: &mut Lock,
     ) -> Vec<(UnitId, Result<(), EngineError>)> {
         let plan = request.plan;
-        let mut outputs: BTreeMap<UnitId, ArtifactFiles> = BTreeMap::new();
-        let mut failed: BTreeSet<UnitId> = BTreeSet::new();
-        let mut results = Vec::new();
         let mut order = request.units.to_vec();
         order.sort_unstable();
-        for index in order {
-            let unit = &plan[index];
-            let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
-                Some(&dependency) => Err(EngineError::DependencyFailed {
-                    dependency: plan[dependency].name().to_owned(),
-                }),
-                None => self.generate_one(request, index, lock, &mut outputs),
-            };
-            if result.is_err() {
-                failed.insert(index);
+        order.dedup();
+        let mut journal = match lock.start_journal() {
+            Ok(journal) => journal,
+            Err(error) => {
+                let message = error_chain(&error);
+                return order
+                    .into_iter()
+                    .map(|id| {
+                        let result = Err(EngineError::Io {
+                            action: "record in artifacts.lock".into(),
+                            source: std::io::Error::other(message.clone()),
+                        });
+                        request.observer.finished(&plan[id], &result);
+                        (id, result)
+                    })
+                    .collect();
             }
-            request.observer.finished(unit, &result);
-            results.push((index, result));
+        };
+        let results = self.schedule(request, &order, lock, &mut journal);
+        if let Err(error) = lock.finish_journal(journal) {
+            // Everything stored is in the journal, which the next run reads.
+            tracing::warn!("{}", error_chain(&error));
         }
-        results
+        results.into_iter().collect()
     }
 
-    fn generate_one(
+    /// Runs the generators of `order` on worker threads and stores what
+    /// they make on this one (see [`Engine::generate`]).
+    fn schedule(
         &self,
         request: &GenerateRequest<'_, '_>,
-        index: UnitId,
+        order: &[UnitId],
         lock: &mut Lock,
-        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
-    ) -> Result<(), EngineError> {
+        journal: &mut Journal,
+    ) -> BTreeMap<UnitId, Result<(), EngineError>> {
         let plan = request.plan;
-        let unit = &plan[index];
-        let storage = self.storage(unit)?;
-        let (_scratch, dirs) = self.produce(request, index, outputs)?;
-        // A backend that stores nothing: the output was checked, and that is all.
-        let Storage::Scripts(backend, scripts) = storage else {
-            return Ok(());
+        let in_run: BTreeSet<UnitId> = order.iter().copied().collect();
+        let mut dependents: BTreeMap<UnitId, Vec<UnitId>> = BTreeMap::new();
+        let mut waiting: BTreeMap<UnitId, usize> = BTreeMap::new();
+        for &id in order {
+            let deps: BTreeSet<UnitId> = plan[id]
+                .dependencies
+                .iter()
+                .copied()
+                .filter(|d| in_run.contains(d))
+                .collect();
+            for &dependency in &deps {
+                dependents.entry(dependency).or_default().push(id);
+            }
+            waiting.insert(id, deps.len());
+        }
+        let queue = Queue::default();
+        let outputs: Mutex<BTreeMap<UnitId, ArtifactFiles>> = Mutex::new(BTreeMap::new());
+        let mut state = RunState {
+            results: BTreeMap::new(),
+            outstanding: 0,
+            dependents,
+            waiting,
         };
-        request.observer.step(unit, "serializing");
-        self.store_output(plan, index, (backend, scripts), &dirs.out, lock, None)
+        for &id in order {
+            if state.waiting[&id] == 0 {
+                state.outstanding += 1;
+                queue.push(id);
+            }
+        }
+        let workers = request.jobs.clamp(1, order.len().max(1));
+        // One `/etc` for every sandbox of the run; without it, one bind per entry.
+        let etc = match request.sandbox {
+            Sandbox::Bwrap(_) => EtcView::create()
+                .inspect_err(|error| tracing::debug!("no /etc view for the sandbox: {error}"))
+                .ok(),
+            Sandbox::Off => None,
+        };
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            for _ in 0..workers {
+                let sender = sender.clone();
+                let (queue, outputs, etc) = (&queue, &outputs, etc.as_ref());
+                scope.spawn(move || {
+                    while let Some(id) = queue.pop() {
+                        let generated = match self.storage(&plan[id]) {
+                            Err(error) => Err(error),
+                            // A backend that stores nothing: the output is checked, and that is all.
+                            Ok(Storage::Passthrough) => {
+                                self.produce(request, id, outputs, etc).map(|_| None)
+                            }
+                            Ok(Storage::Scripts(..)) => self
+                                .produce(request, id, outputs, etc)
+                                .map(|(scratch, dirs)| {
+                                    Some(Generated {
+                                        _scratch: scratch,
+                                        dirs,
+                                    })
+                                }),
+                        };
+                        if sender.send((id, generated)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut batches: BTreeMap<(String, PathBuf), Vec<(UnitId, Generated)>> =
+                BTreeMap::new();
+            // Since when batched units wait with no generator left to start.
+            let mut since: Option<Instant> = None;
+            // Batched units whose dependents wait for them to be stored.
+            let mut blocking = 0usize;
+            loop {
+                let idle = queue.is_empty();
+                if batches.is_empty() || !idle {
+                    since = None;
+                } else {
+                    since.get_or_insert_with(Instant::now);
+                }
+                let due = !batches.is_empty()
+                    && idle
+                    && (state.outstanding == 0
+                        || blocking > 0
+                        || since.is_some_and(|t| t.elapsed() >= CHECKPOINT));
+                if due {
+                    for (_, group) in std::mem::take(&mut batches) {
+                        let refs: Vec<(UnitId, &GeneratorDirs)> =
+                            group.iter().map(|(id, g)| (*id, &g.dirs)).collect();
+                        let done = self.store_group(request, lock, journal, &refs);
+                        for (id, result) in done {
+                            state.complete(request, &queue, id, result);
+                        }
+                    }
+                    since = None;
+                    blocking = 0;
+                    continue;
+                }
+                if state.outstanding == 0 {
+                    break;
+                }
+                let message = match since {
+                    None => receiver.recv().map_err(|_| ()),
+                    Some(t) => {
+                        match receiver.recv_timeout(CHECKPOINT.saturating_sub(t.elapsed())) {
+                            Ok(message) => Ok(message),
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(()),
+                        }
+                    }
+                };
+                let Ok((id, generated)) = message else {
+                    break;
+                };
+                state.outstanding -= 1;
+                match generated {
+                    Err(error) => state.complete(request, &queue, id, Err(error)),
+                    Ok(None) => state.complete(request, &queue, id, Ok(())),
+                    Ok(Some(generated)) => match self.batch_key(&plan[id]) {
+                        Some(key) => {
+                            if state.dependents.contains_key(&id) {
+                                blocking += 1;
+                            }
+                            batches.entry(key).or_default().push((id, generated));
+                        }
+                        None => {
+                            let done =
+                                self.store_group(request, lock, journal, &[(id, &generated.dirs)]);
+                            for (id, result) in done {
+                                state.complete(request, &queue, id, result);
+                            }
+                        }
+                    },
+                }
+            }
+            queue.close();
+        });
+        state.results
+    }
+
+    /// The backend and store file a unit is stored in together with others,
+    /// or `None` when it is stored on its own.
+    fn batch_key(&self, unit: &Unit<'_>) -> Option<(String, PathBuf)> {
+        match self.storage(unit).ok()? {
+            Storage::Passthrough => None,
+            Storage::Scripts(backend, scripts) => {
+                script::store_file(unit, backend, scripts, &self.script_env)
+                    .map(|file| (backend.name.clone(), file))
+            }
+        }
+    }
+
+    /// Stores `group` (one unit, or units sharing a store file) and records
+    /// each in the lock. Secret and public files are stored one after the
+    /// other: until both are, a unit's lock entry says so (a kill in
+    /// between must not read as ok). A group that fails as a whole is
+    /// stored unit by unit, so one bad artifact does not fail its neighbours.
+    fn store_group(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        group: &[(UnitId, &GeneratorDirs)],
+    ) -> Vec<(UnitId, Result<(), EngineError>)> {
+        let plan = request.plan;
+        let mut done = Vec::new();
+        let mut members = Vec::new();
+        for &(id, dirs) in group {
+            let unit = &plan[id];
+            request.observer.step(unit, "serializing");
+            // The dependency entries are current now, so the declaration is too.
+            match unit.declared(plan, lock) {
+                Ok(declared) => members.push((id, dirs, declared)),
+                Err(error) => done.push((
+                    id,
+                    Err(io(format!("read the generator of `{}`", unit.name()))(
+                        error,
+                    )),
+                )),
+            }
+        }
+        let Some(&(first, _, _)) = members.first() else {
+            return done;
+        };
+        let (backend, scripts) =
+            match self.storage(&plan[first]) {
+                Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
+                Ok(Storage::Passthrough) => {
+                    done.extend(members.iter().map(|(id, _, _)| (*id, Ok(()))));
+                    return done;
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    done.extend(members.iter().map(|(id, _, _)| {
+                        (*id, Err(EngineError::UnknownBackend(message.clone())))
+                    }));
+                    return done;
+                }
+            };
+        let has_public = |id: UnitId| public::public_files(&plan[id]).next().is_some();
+        let mut previous = Vec::new();
+        let mut marks = Vec::new();
+        for (id, _, declared) in &members {
+            if !has_public(*id) {
+                continue;
+            }
+            let unit = &plan[*id];
+            let before = lock.get(&unit.scope(), unit.name()).cloned();
+            let mut marked = before.clone().unwrap_or_else(|| {
+                declared
+                    .clone()
+                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
+            });
+            marked.incomplete = true;
+            marks.push((unit.scope(), unit.name().to_owned(), Some(marked)));
+            previous.push((unit.scope(), unit.name().to_owned(), before));
+        }
+        if !marks.is_empty()
+            && let Err(error) = lock.record(journal, marks, true)
+        {
+            let message = error_chain(&error);
+            done.extend(members.iter().map(|(id, _, _)| {
+                (
+                    *id,
+                    Err(io("record in artifacts.lock")(std::io::Error::other(
+                        message.clone(),
+                    ))),
+                )
+            }));
+            return done;
+        }
+        let stored = if let [(id, dirs, _)] = members.as_slice() {
+            script::store(
+                &plan[*id],
+                backend,
+                scripts,
+                ScriptKind::Serialize,
+                &self.script_env,
+                &dirs.out,
+            )
+        } else {
+            let units: Vec<(&Unit<'_>, &Path)> = members
+                .iter()
+                .map(|(id, dirs, _)| (&plan[*id], dirs.out.as_path()))
+                .collect();
+            script::serialize_all(&units, backend, scripts, &self.script_env)
+        };
+        if let Err(error) = stored {
+            // A serialize that failed by itself kept the previous version
+            // (the backend contract), which still matches the previous public
+            // files; one killed half-way may have stored the new one.
+            if !previous.is_empty() && !error.may_be_half_done() {
+                let _ = lock.record(journal, previous, false);
+            }
+            if members.len() > 1 {
+                for &(id, dirs, _) in &members {
+                    done.extend(self.store_group(request, lock, journal, &[(id, dirs)]));
+                }
+                return done;
+            }
+            done.push((first, Err(error.into())));
+            return done;
+        }
+        let mut entries = Vec::new();
+        for (id, dirs, declared) in members {
+            let unit = &plan[id];
+            if let Err(error) = public::store(&self.settings.root, unit, &dirs.out) {
+                done.push((id, Err(io(format!(
+                    "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
+                    unit.label(),
+                    public::artifact_dir(&self.settings.root, unit).display(),
+                    unit.name()
+                ))(error))));
+                continue;
+            }
+            let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
+            entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
+            done.push((id, Ok(())));
+        }
+        if let Err(error) = lock.record(journal, entries, false) {
+            let message = error_chain(&error);
+            for (_, result) in &mut done {
+                if result.is_ok() {
+                    *result = Err(io("record in artifacts.lock")(std::io::Error::other(
+                        message.clone(),
+                    )));
+                }
+            }
+        }
+        done
     }
 
     /// Stores files that come from a person instead of a generator
@@ -754,11 +1156,12 @@ impl<'a> Engine<'a> {
         &self,
         request: &GenerateRequest<'_, '_>,
         index: UnitId,
-        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
+        outputs: &Mutex<BTreeMap<UnitId, ArtifactFiles>>,
+        etc: Option<&EtcView>,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
         let plan = request.plan;
         let unit = &plan[index];
-        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root)
+        let (scratch, dirs) = GeneratorDirs::create(&self.settings.root, etc)
             .map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
         request
@@ -766,8 +1169,13 @@ impl<'a> Engine<'a> {
             .write(unit.name(), &prompt_names, &dirs.prompts)
             .map_err(io("write prompt answers"))?;
         for &dependency in &unit.dependencies {
-            let files = match outputs.get(&dependency) {
-                Some(files) => files.clone(),
+            let kept = outputs
+                .lock()
+                .expect("no panics while holding")
+                .get(&dependency)
+                .cloned();
+            let files = match kept {
+                Some(files) => files,
                 None => self.deserialize(plan, dependency)?,
             };
             let dir = dirs.input.join(plan[dependency].name());
@@ -785,7 +1193,11 @@ impl<'a> Engine<'a> {
             self.settings.timeouts.generator,
         )?;
         if plan.has_dependents(index) {
-            outputs.insert(index, generator::read_output(unit, &dirs.out)?);
+            let files = generator::read_output(unit, &dirs.out)?;
+            outputs
+                .lock()
+                .expect("no panics while holding")
+                .insert(index, files);
         }
         Ok((scratch, dirs))
     }
@@ -802,7 +1214,7 @@ impl<'a> Engine<'a> {
         into: &InstallRoot<'_>,
     ) -> Vec<(UnitId, Result<Activated, EngineError>)> {
         let plan = request.plan;
-        let mut outputs = BTreeMap::new();
+        let outputs = Mutex::new(BTreeMap::new());
         let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
         for &index in request.units {
@@ -811,7 +1223,7 @@ impl<'a> Engine<'a> {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
                     dependency: plan[dependency].name().to_owned(),
                 }),
-                None => self.activate_one(request, into, index, &mut outputs),
+                None => self.activate_one(request, into, index, &outputs),
             };
             if result.is_err() {
                 failed.insert(index);
@@ -845,7 +1257,7 @@ impl<'a> Engine<'a> {
         request: &GenerateRequest<'_, '_>,
         into: &InstallRoot<'_>,
         index: UnitId,
-        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
+        outputs: &Mutex<BTreeMap<UnitId, ArtifactFiles>>,
     ) -> Result<Activated, EngineError> {
         let plan = request.plan;
         let root = into.root;
@@ -863,11 +1275,14 @@ impl<'a> Engine<'a> {
                             .map(|bytes| (name.clone(), zeroize::Zeroizing::new(bytes)))
                     })
                     .collect::<Result<ArtifactFiles, _>>()?;
-                outputs.insert(index, installed);
+                outputs
+                    .lock()
+                    .expect("no panics while holding")
+                    .insert(index, installed);
             }
             None
         } else {
-            Some(self.produce(request, index, outputs)?)
+            Some(self.produce(request, index, outputs, None)?)
         };
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {

@@ -41,6 +41,25 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
     /// Whether `serialize` could write with the identities at hand, asked
     /// before any prompt or generator runs.
     fn writable(&self, call: &Call) -> Result<Writable, StoreError>;
+
+    /// The one store file a `serialize` of `call` rewrites as a whole when
+    /// other artifacts live in it too (sops-nix: the target's file), so the
+    /// engine may store several artifacts with one
+    /// [`StoreBackend::serialize_all`]; `None` (the default) when each
+    /// artifact is stored on its own.
+    fn store_file(&self, _call: &Call) -> Option<PathBuf> {
+        None
+    }
+
+    /// Stores several artifacts whose [`StoreBackend::store_file`] is the
+    /// same, each `(call, out)` as `serialize` would, in one write: all or
+    /// nothing. The engine calls it only for backends that name a store
+    /// file; the default stores them one after the other.
+    fn serialize_all(&self, calls: &[(&Call, &Path)]) -> Result<(), StoreError> {
+        calls
+            .iter()
+            .try_for_each(|(call, out)| self.serialize(call, out))
+    }
 }
 
 /// A registered [`StoreBackend`]; backends compare equal when they are the same object.

@@ -31,8 +31,19 @@
 //! declaration into a version-2 entry, and the file is written as version 2
 //! the next time anything records in it. A version-1 entry that does not match
 //! keeps its old fingerprint, which matches nothing: it stays stale.
+//!
+//! `generate` writes the lock once, at the end of the run. Until then each
+//! change is appended to `artifacts.lock.journal` beside it (one JSON line
+//! per change, after a first line naming the SHA-256 of the lock file it
+//! extends), so a run killed half-way loses no record of what it stored:
+//! [`Lock::load`] replays a journal that extends the lock file as it is, and
+//! [`Lock::save`] removes the journal once the lock holds everything. A
+//! journal that does not match the lock file (the lock was written after it,
+//! or replaced by hand) is ignored: its artifacts read as untracked, never
+//! as current.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -43,6 +54,9 @@ use artifacts_os::fs::Dir;
 
 /// The lock file's name.
 const LOCK_FILE: &str = "artifacts.lock";
+
+/// What the journal's name adds to the lock file's.
+const JOURNAL_SUFFIX: &str = ".journal";
 
 /// The version written.
 const VERSION: u32 = 2;
@@ -123,11 +137,36 @@ pub(crate) fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+type Entries = BTreeMap<String, BTreeMap<String, LockEntry>>;
+
+#[derive(Debug, Deserialize)]
 struct LockData {
     version: u32,
     #[serde(default)]
-    entries: BTreeMap<String, BTreeMap<String, LockEntry>>,
+    entries: Entries,
+}
+
+/// What [`Lock::save`] writes: the entries borrowed, never cloned.
+#[derive(Serialize)]
+struct LockDataRef<'a> {
+    version: u32,
+    entries: &'a Entries,
+}
+
+/// The journal's first line: which lock file its changes extend.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct JournalHeader {
+    journal: u32,
+    /// `sha256:…` of the lock file's bytes, `None` when there was none.
+    base: Option<String>,
+}
+
+/// One change in the journal: an entry recorded, or removed (`entry: null`).
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalLine {
+    scope: String,
+    artifact: String,
+    entry: Option<LockEntry>,
 }
 
 /// The lock file in memory.
@@ -136,7 +175,30 @@ pub struct Lock {
     path: PathBuf,
     /// Whether the entries come from a version-1 file and were not upgraded yet.
     legacy: bool,
-    entries: BTreeMap<String, BTreeMap<String, LockEntry>>,
+    /// Whether a journal was replayed into the entries (so the file lacks them).
+    replayed: bool,
+    entries: Entries,
+}
+
+/// An open `artifacts.lock.journal` (see the module doc), from
+/// [`Lock::start_journal`].
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Whether any change was appended after the header.
+    changed: bool,
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn journal_path(lock: &Path) -> PathBuf {
+    let mut name = lock.as_os_str().to_owned();
+    name.push(JOURNAL_SUFFIX);
+    PathBuf::from(name)
 }
 
 /// Why the lock file could not be used.
@@ -164,7 +226,7 @@ impl Lock {
 
     /// Reads the lock at `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
-        let (legacy, entries) = match std::fs::read_to_string(path) {
+        let (legacy, mut entries, base) = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let data: LockData =
                     serde_json::from_str(&text).map_err(|e| LockError::Invalid {
@@ -180,16 +242,19 @@ impl Lock {
                         ),
                     });
                 }
-                (data.version == LEGACY_VERSION, data.entries)
+                let base = sha256_of(text.as_bytes());
+                (data.version == LEGACY_VERSION, data.entries, Some(base))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new(), None),
             Err(source) => {
                 return Err(IoError::new("read", path, source).into());
             }
         };
+        let replayed = replay(&journal_path(path), base, &mut entries)?;
         Ok(Lock {
             path: path.to_owned(),
             legacy,
+            replayed,
             entries,
         })
     }
@@ -232,11 +297,12 @@ impl Lock {
             .insert(artifact.to_owned(), entry);
     }
 
-    /// Writes the lock atomically (temp file, fsync, rename), always as the current version.
+    /// Writes the lock atomically (temp file, fsync, rename), always as the
+    /// current version, then removes the journal it now holds.
     pub fn save(&self) -> Result<(), LockError> {
-        let data = LockData {
+        let data = LockDataRef {
             version: VERSION,
-            entries: self.entries.clone(),
+            entries: &self.entries,
         };
         let mut text = serde_json::to_string_pretty(&data).expect("lock data serializes");
         text.push('\n');
@@ -249,8 +315,140 @@ impl Lock {
         // replaced, never written through.
         Dir::open_root(dir)
             .and_then(|dir| dir.write_atomic(name, text.as_bytes(), 0o644))
-            .map_err(|source| IoError::new("write", &self.path, source).into())
+            .map_err(|source| IoError::new("write", &self.path, source))?;
+        // The journal's base is the old file now: it would be ignored anyway.
+        let journal = journal_path(&self.path);
+        match std::fs::remove_file(&journal) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(IoError::new("remove", &journal, e).into())
+            }
+            _ => Ok(()),
+        }
     }
+
+    /// Starts a journal for the changes [`Lock::record`] makes until the
+    /// next [`Lock::save`]: writes the lock first when it holds a replayed
+    /// journal, then a fresh journal extending the lock file as it is.
+    pub(crate) fn start_journal(&mut self) -> Result<Journal, LockError> {
+        if self.replayed {
+            self.save()?;
+            self.replayed = false;
+        }
+        let base = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(sha256_of(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(IoError::new("read", &self.path, e).into()),
+        };
+        let path = journal_path(&self.path);
+        let write = |e| LockError::from(IoError::new("write", &path, e));
+        let mut line =
+            serde_json::to_vec(&JournalHeader { journal: 1, base }).expect("header serializes");
+        line.push(b'\n');
+        // Not through a link: the journal is replaced like the lock.
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(write)?;
+        file.write_all(&line).map_err(write)?;
+        Ok(Journal {
+            path,
+            file,
+            changed: false,
+        })
+    }
+
+    /// Ends a journal: writes the lock when anything was recorded (which
+    /// removes the journal), else just removes the journal.
+    pub(crate) fn finish_journal(&self, journal: Journal) -> Result<(), LockError> {
+        if journal.changed {
+            return self.save();
+        }
+        drop(journal.file);
+        std::fs::remove_file(&journal.path)
+            .map_err(|e| IoError::new("remove", &journal.path, e).into())
+    }
+
+    /// Applies `changes` (an entry to record, or `None` to remove it) and
+    /// appends them to `journal` in one write; with `sync`, waits until the
+    /// journal is on disk (for marks that must precede a store).
+    pub(crate) fn record(
+        &mut self,
+        journal: &mut Journal,
+        changes: Vec<(String, String, Option<LockEntry>)>,
+        sync: bool,
+    ) -> Result<(), LockError> {
+        let mut text = Vec::new();
+        for (scope, artifact, entry) in changes {
+            let line = JournalLine {
+                scope,
+                artifact,
+                entry,
+            };
+            serde_json::to_writer(&mut text, &line).expect("journal lines serialize");
+            text.push(b'\n');
+            match line.entry {
+                Some(entry) => self.set(&line.scope, &line.artifact, entry),
+                None => self.remove(&line.scope, &line.artifact),
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        journal.changed = true;
+        let write = |e| LockError::from(IoError::new("write", &journal.path, e));
+        journal.file.write_all(&text).map_err(write)?;
+        if sync {
+            journal.file.sync_data().map_err(write)?;
+        }
+        Ok(())
+    }
+}
+
+/// Replays the journal at `path` into `entries` when it extends the lock
+/// file whose hash is `base`; whether it did. A torn last line (a kill in
+/// the middle of a write) is left out.
+fn replay(path: &Path, base: Option<String>, entries: &mut Entries) -> Result<bool, LockError> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(IoError::new("read", path, e).into()),
+    };
+    let invalid = |message: String| LockError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let mut lines = text.split_inclusive(|&b| b == b'\n');
+    let header = lines.next().filter(|line| line.ends_with(b"\n"));
+    let Some(Ok(header)) = header.map(serde_json::from_slice::<JournalHeader>) else {
+        return Ok(false);
+    };
+    if header.base != base {
+        tracing::debug!(
+            "ignoring `{}`: it extends another version of the lock file",
+            path.display()
+        );
+        return Ok(false);
+    }
+    for (number, line) in lines.enumerate() {
+        if !line.ends_with(b"\n") {
+            break;
+        }
+        let line: JournalLine = serde_json::from_slice(line)
+            .map_err(|e| invalid(format!("line {}: {e}", number + 2)))?;
+        let scope = entries.entry(line.scope).or_default();
+        match line.entry {
+            Some(entry) => {
+                scope.insert(line.artifact, entry);
+            }
+            None => {
+                scope.remove(&line.artifact);
+            }
+        }
+    }
+    entries.retain(|_, artifacts| !artifacts.is_empty());
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -313,6 +511,79 @@ mod tests {
         let (_dir, lock) = load(r#"{"version": 3, "entries": {}}"#);
         let message = lock.unwrap_err().to_string();
         assert!(message.contains("version 3 is not supported"), "{message}");
+    }
+
+    fn entry(fingerprint: &str) -> LockEntry {
+        LockEntry {
+            fingerprint: fingerprint.into(),
+            generator: None,
+            placement: None,
+            backend: Some("agenix".into()),
+            dependencies: BTreeMap::new(),
+            generated_at: Some("2026-01-01T00:00:00Z".into()),
+            extra: BTreeMap::new(),
+            incomplete: false,
+            provenance: None,
+        }
+    }
+
+    /// Changes recorded in the journal survive a process that never saves
+    /// (a kill): the next load replays them, a torn last line left out;
+    /// saving folds them into the lock and removes the journal.
+    #[test]
+    fn the_journal_is_replayed_until_the_lock_is_saved() {
+        let (_dir, lock) =
+            load(r#"{"version": 2, "entries": {"nixos/m": {"old": {"fingerprint": "sha256:0"}}}}"#);
+        let mut lock = lock.unwrap();
+        let mut journal = lock.start_journal().unwrap();
+        let key = |a: &str| ("nixos/m".to_owned(), a.to_owned());
+        lock.record(
+            &mut journal,
+            vec![(key("a").0, key("a").1, Some(entry("sha256:1")))],
+            false,
+        )
+        .unwrap();
+        lock.record(&mut journal, vec![(key("old").0, key("old").1, None)], true)
+            .unwrap();
+        // A kill in the middle of the next write.
+        journal
+            .file
+            .write_all(br#"{"scope":"nixos/m","artifact":"b","#)
+            .unwrap();
+        drop(journal);
+
+        let replayed = Lock::load(lock.path()).unwrap();
+        assert_eq!(replayed.get("nixos/m", "a"), Some(&entry("sha256:1")));
+        assert_eq!(replayed.get("nixos/m", "old"), None);
+        assert_eq!(replayed.get("nixos/m", "b"), None);
+        // The file itself is untouched until saved.
+        let on_disk: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(lock.path()).unwrap()).unwrap();
+        assert!(on_disk["entries"]["nixos/m"]["a"].is_null());
+
+        replayed.save().unwrap();
+        assert!(!journal_path(lock.path()).exists());
+        let saved = Lock::load(lock.path()).unwrap();
+        assert_eq!(saved.get("nixos/m", "a"), Some(&entry("sha256:1")));
+        assert_eq!(saved.get("nixos/m", "old"), None);
+    }
+
+    /// A journal extending another version of the lock file (written after
+    /// it, or replaced by hand) is ignored, never applied on top.
+    #[test]
+    fn a_journal_of_another_lock_file_is_ignored() {
+        let (_dir, lock) = load(r#"{"version": 2, "entries": {}}"#);
+        let mut lock = lock.unwrap();
+        let mut journal = lock.start_journal().unwrap();
+        lock.record(
+            &mut journal,
+            vec![("nixos/m".into(), "a".into(), Some(entry("sha256:1")))],
+            false,
+        )
+        .unwrap();
+        std::fs::write(lock.path(), r#"{"version": 2, "entries": {} }"#).unwrap();
+        let reloaded = Lock::load(lock.path()).unwrap();
+        assert_eq!(reloaded.get("nixos/m", "a"), None);
     }
 
     #[test]

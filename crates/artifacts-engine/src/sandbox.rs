@@ -232,8 +232,17 @@ impl Sandbox {
                     builder.args(["--ro-bind-try", dir, dir]);
                 }
                 builder.args(["--dev", "/dev", "--tmpfs", "/tmp"]);
-                for dir in SYSTEM_DIRS.iter().chain(ETC_ENTRIES) {
-                    builder.args(["--ro-bind-try", dir, dir]);
+                builder.args(view_args(SYSTEM_DIRS));
+                match &dirs.etc {
+                    Some(etc) => {
+                        builder.arg("--ro-bind").arg(&etc.dir).arg("/etc");
+                        for dir in &etc.binds {
+                            builder.arg("--ro-bind").arg(dir).arg(dir);
+                        }
+                    }
+                    None => {
+                        builder.args(view_args(ETC_ENTRIES));
+                    }
                 }
                 builder
                     .arg("--bind")
@@ -285,6 +294,160 @@ impl Sandbox {
     }
 }
 
+/// The directories of [`SYSTEM_DIRS`] that exist and are not links: bound whole.
+fn whole_dirs() -> &'static [&'static Path] {
+    static WHOLE: OnceLock<Vec<&'static Path>> = OnceLock::new();
+    WHOLE.get_or_init(|| {
+        SYSTEM_DIRS
+            .iter()
+            .map(Path::new)
+            .filter(|dir| std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
+            .collect()
+    })
+}
+
+/// What a link at `entry` reads, when every step of it resolves inside a
+/// directory bound whole ([`whole_dirs`]): then the same link in the
+/// sandbox shows the same file.
+fn link_inside_view(entry: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(entry).ok()?;
+    let resolved = entry.canonicalize().ok()?;
+    whole_dirs()
+        .iter()
+        .any(|dir| resolved.starts_with(dir))
+        .then_some(target)
+}
+
+/// The bwrap options showing `entries` (one of the lists above), worked out
+/// once per process: each is bound read-only, except a link whose target is
+/// inside a directory bound whole (`/bin` → `usr/bin` on merged-`/usr`
+/// systems, `/etc/localtime` → `/usr/share/zoneinfo/…`), which is made the
+/// same link in the sandbox. That shows the same files, and saves a bind
+/// mount, each of which costs bwrap a read of the whole mount table.
+fn view_args(entries: &'static [&'static str]) -> &'static [OsString] {
+    static SYSTEM: OnceLock<Vec<OsString>> = OnceLock::new();
+    static ETC: OnceLock<Vec<OsString>> = OnceLock::new();
+    let cell = if std::ptr::eq(entries, SYSTEM_DIRS) {
+        &SYSTEM
+    } else {
+        &ETC
+    };
+    cell.get_or_init(|| {
+        let mut args: Vec<OsString> = Vec::new();
+        for entry in entries.iter().map(Path::new) {
+            match link_inside_view(entry) {
+                Some(target) => {
+                    args.extend(["--symlink".into(), target.into_os_string(), entry.into()]);
+                }
+                None => args.extend(["--ro-bind-try".into(), entry.into(), entry.into()]),
+            }
+        }
+        args
+    })
+}
+
+/// The sandbox's `/etc`, made once per generate run and bound whole
+/// (read-only) instead of one bind mount per entry of [`ETC_ENTRIES`]:
+/// copies of the regular files (mode kept; a snapshot as of the run's
+/// start), the links that resolve inside the view ([`link_inside_view`]),
+/// and empty directories over which the directories are still bound. It
+/// holds nothing else, so a generator sees exactly what it saw before.
+#[derive(Debug)]
+pub(crate) struct EtcView {
+    _scratch: Scratch,
+    paths: EtcPaths,
+}
+
+/// Where an [`EtcView`] is, and the directories bound over it.
+#[derive(Debug, Clone)]
+pub(crate) struct EtcPaths {
+    dir: PathBuf,
+    binds: Vec<PathBuf>,
+}
+
+impl EtcView {
+    /// Builds the view in a scratch directory the generators' user can read.
+    pub(crate) fn create() -> std::io::Result<EtcView> {
+        let scratch = scratch_for_generators("etc")?;
+        let dir = scratch.subdir("etc")?;
+        // Bound by bwrap as the generator's user, which must get through.
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o711))?;
+        let mut binds = Vec::new();
+        for entry in ETC_ENTRIES.iter().map(Path::new) {
+            let Ok(relative) = entry.strip_prefix("/etc") else {
+                continue;
+            };
+            let Ok(metadata) = std::fs::symlink_metadata(entry) else {
+                continue;
+            };
+            let place = dir.join(relative);
+            let parent = place.parent().unwrap_or(&dir);
+            std::fs::create_dir_all(parent)?;
+            if let Some(target) = link_inside_view(entry) {
+                std::os::unix::fs::symlink(target, &place)?;
+                continue;
+            }
+            // A link elsewhere shows what it points to, as a bind mount did.
+            let Ok(metadata) = (if metadata.file_type().is_symlink() {
+                std::fs::metadata(entry)
+            } else {
+                Ok(metadata)
+            }) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                std::fs::create_dir(&place)?;
+                binds.push(entry.to_owned());
+            } else if metadata.is_file() {
+                std::fs::copy(entry, &place)?;
+                let mode = metadata.permissions().mode() & 0o7777 & !0o6000;
+                std::fs::set_permissions(&place, std::fs::Permissions::from_mode(mode))?;
+            }
+        }
+        // Directories the generator's user passes through, as on the host.
+        for parent in walk_dirs(&dir)? {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(EtcView {
+            _scratch: scratch,
+            paths: EtcPaths { dir, binds },
+        })
+    }
+}
+
+/// `dir` and every directory below it (links not followed).
+fn walk_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = vec![dir.to_owned()];
+    let mut index = 0;
+    while let Some(next) = found.get(index).cloned() {
+        index += 1;
+        for entry in std::fs::read_dir(&next)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                found.push(entry.path());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A scratch directory for what the generator's user reads: the usual
+/// place ([`artifacts_os::scratch::base_dir`]) if every directory above it
+/// lets others through (or generators run as us), else `/dev/shm`, else
+/// `/tmp` (root's `XDG_RUNTIME_DIR`, `/run/user/0`, is `0700`).
+fn scratch_for_generators(prefix: &str) -> std::io::Result<Scratch> {
+    let base = artifacts_os::scratch::base_dir();
+    if generator_user().is_none() || reachable_by_others(&base) {
+        Scratch::new_in(prefix, &base)
+    } else {
+        let fallback = [Path::new("/dev/shm"), Path::new("/tmp")]
+            .into_iter()
+            .find(|dir| reachable_by_others(dir))
+            .unwrap_or(&base);
+        Scratch::new_in(prefix, fallback)
+    }
+}
+
 /// Hands bwrap the seccomp program on a pipe.
 fn add_seccomp(builder: &mut ProcessBuilder) -> std::io::Result<()> {
     let Some(program) = crate::seccomp::program() else {
@@ -319,26 +482,19 @@ pub(crate) struct GeneratorDirs {
     pub project: PathBuf,
     /// The project root on the host.
     pub project_root: PathBuf,
+    /// The run's `/etc` view, when it has one.
+    pub etc: Option<EtcPaths>,
 }
 
 impl GeneratorDirs {
     /// A fresh scratch directory with `out`, `prompts`, `in` and `tmp`, each
-    /// `0700`. When the generator will run as another user, the scratch
-    /// directory goes where that user can reach it: the usual place
-    /// ([`artifacts_os::scratch::base_dir`]) if every directory above it lets
-    /// others through, else `/dev/shm`, else `/tmp` (root's
-    /// `XDG_RUNTIME_DIR`, `/run/user/0`, is `0700`).
-    pub(crate) fn create(project_root: &Path) -> std::io::Result<(Scratch, GeneratorDirs)> {
-        let base = artifacts_os::scratch::base_dir();
-        let scratch = if generator_user().is_none() || reachable_by_others(&base) {
-            Scratch::new_in("generate", &base)?
-        } else {
-            let fallback = [Path::new("/dev/shm"), Path::new("/tmp")]
-                .into_iter()
-                .find(|dir| reachable_by_others(dir))
-                .unwrap_or(&base);
-            Scratch::new_in("generate", fallback)?
-        };
+    /// `0700`, where the generator's user can reach it
+    /// ([`scratch_for_generators`]); `etc` is the run's `/etc` view, if any.
+    pub(crate) fn create(
+        project_root: &Path,
+        etc: Option<&EtcView>,
+    ) -> std::io::Result<(Scratch, GeneratorDirs)> {
+        let scratch = scratch_for_generators("generate")?;
         let dirs = GeneratorDirs {
             root: scratch.path().to_owned(),
             out: scratch.subdir("out")?,
@@ -347,6 +503,7 @@ impl GeneratorDirs {
             tmp: scratch.subdir("tmp")?,
             project: scratch.subdir("project")?,
             project_root: project_root.to_owned(),
+            etc: etc.map(|view| view.paths.clone()),
         };
         Ok((scratch, dirs))
     }
@@ -478,6 +635,7 @@ mod tests {
                 tmp: PathBuf::from("/scratch/tmp"),
                 project: PathBuf::from("/scratch/project"),
                 project_root: PathBuf::from(root),
+                etc: None,
             };
             dirs.project_view().map(Path::to_owned)
         };

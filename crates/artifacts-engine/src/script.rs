@@ -464,6 +464,52 @@ pub(crate) fn store(
     succeeded(output, kind, script).map(drop)
 }
 
+/// The store file an in-process `serialize` of the unit rewrites together
+/// with other artifacts ([`StoreBackend::store_file`]); `None` for scripts,
+/// which are called once per unit as the contract says.
+pub(crate) fn store_file(
+    unit: &Unit<'_>,
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Option<PathBuf> {
+    let (store, call) = in_process(&Scope::of(unit), backend, &scripts.serialize, env).ok()??;
+    store.store_file(&call)
+}
+
+/// Stores several units of one in-process backend that share a store file
+/// ([`store_file`]) in one write, all or nothing.
+pub(crate) fn serialize_all(
+    units: &[(&Unit<'_>, &Path)],
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Result<(), ScriptError> {
+    let mut store = None;
+    let mut calls = Vec::with_capacity(units.len());
+    for (unit, out) in units {
+        let scope = Scope::of(unit);
+        let Some((found, call)) = in_process(&scope, backend, &scripts.serialize, env)? else {
+            return Err(ScriptError::Prepare {
+                script: "serialize",
+                source: std::io::Error::other(format!(
+                    "backend `{}` does not run in this process, so it stores one artifact at a time (this is a bug in artifacts)",
+                    backend.name
+                )),
+            });
+        };
+        store = Some(found);
+        calls.push((call, *out));
+    }
+    let Some(store) = store else { return Ok(()) };
+    let pairs: Vec<(&Call, &Path)> = calls.iter().map(|(call, out)| (call, *out)).collect();
+    let result = store.serialize_all(&pairs);
+    for (unit, out) in units {
+        register_secrets(&Scope::of(unit), out);
+    }
+    result.map_err(|error| in_process_failed(ScriptKind::Serialize, backend, &error))
+}
+
 /// The output of a script that exited 0, else the failure with its stderr.
 fn succeeded(output: Output, kind: ScriptKind, script: &Script) -> Result<Output, ScriptError> {
     if output.status.success() {

@@ -58,6 +58,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         answers: &answers,
         sandbox: &sandbox,
         observer: &Silent,
+        jobs: 1,
     };
     let results = engine.activate(&request, &into);
     Ok(if report(&plan, results, global) == 0 {

@@ -97,6 +97,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         answers: &answers,
         sandbox: &sandbox,
         observer: &progress,
+        jobs: ctx.jobs,
     };
     let results = engine.generate(&request, &mut lock);
     progress.finish();
