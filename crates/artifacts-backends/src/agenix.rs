@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
 use artifacts_engine::store::Checked;
-use artifacts_os::fs::{Dir, Temp};
+use artifacts_os::fs::Dir;
 use sha2::{Digest, Sha256};
 
 use crate::call::{Call, Error};
@@ -205,42 +205,14 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     let context = root
         .create_dirs(&relative, 0o755)
         .map_err(Error::io("create", &context_path))?;
-    let staged_prefix = format!(".agenix-{artifact}.");
+    // The new generation, complete and fsynced, under a hidden name, then
+    // swapped with the current one in one step.
     context
-        .remove_leftovers(|name| {
-            name.strip_prefix(&staged_prefix)
-                .is_some_and(artifacts_os::fs::is_tag)
-        })
+        .replace_dir_with(&format!(".agenix-{artifact}."), artifact, files, 0o644)
         .map_err(Error::io(
-            "remove leftovers of an interrupted run in",
-            &context_path,
-        ))?;
-    // The new generation, complete and fsynced, under a hidden name…
-    let staged = Temp::random(&context, &staged_prefix, "");
-    let staged_dir = context
-        .create_dir(staged.name(), 0o755)
-        .map_err(Error::io("create a temporary directory in", &context_path))?;
-    for (name, content) in &files {
-        staged_dir
-            .write_new(name, content, 0o644)
-            .map_err(Error::io("write", &context_path.join(artifact).join(name)))?;
-    }
-    staged_dir.sync();
-    // …then swapped with the current one in one step.
-    let previous = context
-        .replace_dir(staged.name(), artifact)
-        .map_err(Error::io("replace", &context_path.join(artifact)))?;
-    match previous {
-        // The staged name now holds the old generation: dropping `staged` removes it.
-        Some(old) if old == staged.name() => drop(staged),
-        Some(old) => {
-            staged.keep();
-            let _ = context.remove(&old);
-        }
-        None => staged.keep(),
-    }
-    context.sync();
-    Ok(())
+            "store a new generation of",
+            &context_path.join(artifact),
+        ))
 }
 
 /// Decrypts every secret file into `$out`.

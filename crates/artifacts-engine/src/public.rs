@@ -28,7 +28,7 @@
 use std::path::{Path, PathBuf};
 
 use artifacts_model::{TargetId, TargetKind};
-use artifacts_os::fs::{Dir, Temp};
+use artifacts_os::fs::Dir;
 
 use crate::plan::{Targets, Unit};
 
@@ -107,29 +107,11 @@ pub(crate) fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result
             scope.path().join(unit.name()).display()
         )));
     }
+    let files = public_files(unit)
+        .map(|name| Ok((name, std::fs::read(out.join(name))?)))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let prefix = format!(".artifacts-public-{}.", unit.name());
-    scope.remove_leftovers(|name| {
-        name.strip_prefix(&prefix)
-            .is_some_and(artifacts_os::fs::is_tag)
-    })?;
-    let staged = Temp::random(&scope, &prefix, "");
-    let staged_dir = scope.create_dir(staged.name(), 0o755)?;
-    for name in public_files(unit) {
-        let content = std::fs::read(out.join(name))?;
-        staged_dir.write_new(name, &content, 0o644)?;
-    }
-    staged_dir.sync();
-    match scope.replace_dir(staged.name(), unit.name())? {
-        // The staged name now holds the previous generation: dropping `staged` removes it.
-        Some(old) if old == staged.name() => drop(staged),
-        Some(old) => {
-            staged.keep();
-            let _ = scope.remove(&old);
-        }
-        None => staged.keep(),
-    }
-    scope.sync();
-    Ok(())
+    scope.replace_dir_with(&prefix, unit.name(), files, 0o644)
 }
 
 /// Public files of the unit missing from the store.

@@ -546,6 +546,42 @@ impl Dir {
         }
         Ok(())
     }
+    /// Stores `files` as a new generation of the directory `name`: written
+    /// under a hidden `<prefix><tag>` name (files `file_mode`, directory
+    /// 0755), fsynced, then swapped in with [`Dir::replace_dir`]; the previous
+    /// generation is removed. Leftovers of an interrupted run under `prefix`
+    /// go first. Until the swap, `name` is untouched, so a failure (or a
+    /// kill) leaves the previous generation whole.
+    pub fn replace_dir_with<N, C>(
+        &self,
+        prefix: &str,
+        name: impl AsRef<OsStr>,
+        files: impl IntoIterator<Item = (N, C)>,
+        file_mode: u32,
+    ) -> std::io::Result<()>
+    where
+        N: AsRef<OsStr>,
+        C: AsRef<[u8]>,
+    {
+        self.remove_leftovers(|entry| entry.strip_prefix(prefix).is_some_and(is_tag))?;
+        let staged = Temp::random(self, prefix, "");
+        let staged_dir = self.create_dir(staged.name(), 0o755)?;
+        for (file, content) in files {
+            staged_dir.write_new(file, content.as_ref(), file_mode)?;
+        }
+        staged_dir.sync();
+        match self.replace_dir(staged.name(), name)? {
+            // The staged name now holds the previous generation: dropping `staged` removes it.
+            Some(old) if old == staged.name() => drop(staged),
+            Some(old) => {
+                staged.keep();
+                let _ = self.remove(&old);
+            }
+            None => staged.keep(),
+        }
+        self.sync();
+        Ok(())
+    }
 
     /// Removes every entry `ours` recognises as a leftover of a killed run
     /// (temporary files, staged or replaced directories), plus the
