@@ -15,6 +15,7 @@ mod lifecycle;
 mod migrate_gc;
 mod nix;
 mod nixos;
+mod openbao;
 mod safety;
 mod shipped;
 mod stores;

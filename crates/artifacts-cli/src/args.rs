@@ -305,6 +305,9 @@ pub struct ShowArgs {
     /// The file to print (required when the artifact has several).
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<String>,
+    /// Print stored version N instead of the current one (backends that keep versions: openbao).
+    #[arg(id = "stored_version", long = "version", value_name = "N")]
+    pub version: Option<u64>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

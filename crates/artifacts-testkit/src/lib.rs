@@ -108,6 +108,24 @@ impl BaoServer {
     /// says it is unsealed.
     #[track_caller]
     pub fn dev() -> BaoServer {
+        BaoServer::start(false)
+    }
+
+    /// [`BaoServer::dev`] with a file audit device: every request is a JSON
+    /// line of [`BaoServer::audit_log`] (OpenBao 2 enables audit devices
+    /// only from its configuration file, not through the API).
+    #[track_caller]
+    pub fn dev_audited() -> BaoServer {
+        BaoServer::start(true)
+    }
+
+    /// The audit log's path (written by [`BaoServer::dev_audited`] servers).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    #[track_caller]
+    fn start(audited: bool) -> BaoServer {
         let bao = bao_bin();
         // A port the kernel just handed out and released: free unless
         // another process grabs it in between (then readiness fails loudly).
@@ -119,9 +137,23 @@ impl BaoServer {
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let root_token = format!("root-{port}");
-        // The dev server writes ~/.vault-token: give it its own HOME.
-        let child = Command::new(&bao)
-            .args(["server", "-dev", "-dev-no-store-token"])
+        let mut command = Command::new(&bao);
+        command.args(["server", "-dev", "-dev-no-store-token"]);
+        if audited {
+            let config = dir.join("audit.hcl");
+            let audit = dir.join("audit.log");
+            std::fs::write(
+                &config,
+                format!(
+                    "audit \"file\" \"artifacts\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
+                    audit.display().to_string()
+                ),
+            )
+            .unwrap();
+            command.arg(format!("-config={}", config.display()));
+        }
+        // The dev server writes ~/.vault-token (unless told not to): its own HOME.
+        let child = command
             .arg(format!("-dev-root-token-id={root_token}"))
             .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
             .current_dir(&dir)

@@ -54,7 +54,9 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
     };
-    let content = if unit.artifact.files[&file].secret {
+    let content = if let Some(version) = args.version {
+        read_version(ctx, unit, &file, version)?
+    } else if unit.artifact.files[&file].secret {
         let files = ctx.engine().deserialize(&plan, index)?;
         files
             .into_iter()
@@ -77,6 +79,64 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     stdout.write_all(&content)?;
     stdout.flush()?;
     Ok(exit::SUCCESS)
+}
+
+/// `show --version N`: version N of a secret file kept by a versioning
+/// backend (openbao; the others keep one generation).
+fn read_version(
+    ctx: &Context,
+    unit: &artifacts_engine::plan::Unit<'_>,
+    file: &str,
+    version: u64,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    use artifacts_engine::store::{Call, CallFile, CallTarget, KeySources};
+    let backend = ctx
+        .registry
+        .get(&unit.backend.name)
+        .filter(|backend| backend.storage == "openbao")
+        .ok_or_else(|| {
+            usage(format!(
+                "--version reads earlier versions from openbao; `{}` is stored by `{}`, which keeps only the current one",
+                unit.artifact.name, unit.backend.name
+            ))
+        })?;
+    if !unit.artifact.files[file].secret {
+        return Err(usage(format!(
+            "`{file}` of `{}` is public: the public store keeps only the current version (see its git history)",
+            unit.artifact.name
+        )));
+    }
+    let root = ctx.model.root.canonicalize()?;
+    let call = Call {
+        backend: backend.name.clone(),
+        artifact: Some(unit.artifact.name.clone()),
+        context: unit.context,
+        targets: unit
+            .targets
+            .iter()
+            .map(|target| CallTarget {
+                name: target.id.name.clone(),
+                kind: target.id.kind,
+                config: backend
+                    .config_keys
+                    .iter()
+                    .find_map(|key| target.config.get(key))
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            })
+            .collect(),
+        files: vec![CallFile {
+            name: file.to_owned(),
+            secret: true,
+        }],
+        root,
+        identities: KeySources::default(),
+    };
+    let scratch = artifacts_os::scratch::Scratch::new("show")?;
+    let out = scratch.subdir("out")?;
+    artifacts_backends::openbao_read_version(&call, &out, version)
+        .map_err(|error| anyhow::anyhow!("{}: {}", unit.label(), error_chain(&error)))?;
+    Ok(zeroize::Zeroizing::new(std::fs::read(out.join(file))?))
 }
 
 fn list(names: &[&String]) -> String {

@@ -1,0 +1,419 @@
+//! openbao (alias `vault`): one KV version 2 entry per artifact on an
+//! OpenBao or Vault server, its keys the artifact's secret file names.
+//!
+//! ```text
+//! <mount>/data/<prefix>/per-machine/<machine>/<artifact>   {<file>: <content>, …}
+//! <mount>/data/<prefix>/per-user/<user>/<artifact>
+//! <mount>/data/<prefix>/shared/<artifact>
+//! <mount>/data/<prefix>/tanka/<environment>/<artifact>
+//! ```
+//!
+//! Configured per target in `artifacts.config.openbao` (or `.vault`):
+//! `address` (else `BAO_ADDR`/`VAULT_ADDR`), `mount` (default `secret`),
+//! `prefix` (default `artifacts`), `caCert`, `namespace`. The operator's
+//! token comes from `BAO_TOKEN`/`VAULT_TOKEN` or `~/.vault-token`, never
+//! from argv or the declarations.
+//!
+//! A generation is one KV version: all files change together, and earlier
+//! versions stay readable ([`read_version`], `show --version N`). A file
+//! that is valid UTF-8 is stored as a string (what `bao kv get` shows);
+//! anything else as `{"base64": "…"}`. After the data, the entry's custom
+//! metadata records the version written, the file names and the generation
+//! time, so `check` can tell a complete generation from a write that was
+//! interrupted or done by hand.
+//!
+//! `check` asks the server once per target directory (one `LIST` of
+//! OpenBao's `detailed-metadata`, which carries every entry's metadata) and
+//! answers every artifact of that target from it: the listing is kept in
+//! this backend object for the run, and dropped for a directory when
+//! `serialize` or `remove` changes it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use artifacts_engine::store::{Checked, Writable};
+use artifacts_openbao::{Client, KvEntry, Settings, Token};
+use base64::Engine as _;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::call::{Call, Error, TargetEntry};
+
+/// Custom metadata: the KV version artifacts wrote last.
+const META_VERSION: &str = "artifacts-version";
+/// Custom metadata: the secret file names of that version, comma-separated.
+const META_FILES: &str = "artifacts-files";
+/// Custom metadata: when it was generated (RFC 3339, UTC).
+const META_GENERATED: &str = "artifacts-generated-at";
+
+/// Where one target's (or the shared) artifacts live on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// Server address, without `/v1`.
+    pub address: String,
+    /// Namespace, if any.
+    pub namespace: Option<String>,
+    /// CA certificate file, if any.
+    pub ca_cert: Option<PathBuf>,
+    /// The KV v2 mount.
+    pub mount: String,
+    /// The directory below the mount: `<prefix>/per-machine/<m>` etc.
+    pub dir: String,
+}
+
+impl Location {
+    /// The entry path of `artifact` below the mount.
+    pub fn entry(&self, artifact: &str) -> String {
+        format!("{}/{artifact}", self.dir)
+    }
+}
+
+/// The backend object: clients and directory listings kept for the run.
+#[derive(Debug, Default)]
+pub struct Openbao {
+    clients: Mutex<HashMap<Server, Arc<Client>>>,
+    listings: Mutex<HashMap<Location, Arc<Mutex<Option<Listing>>>>>,
+}
+
+/// A server as a client connects to it: address, namespace, CA file.
+type Server = (String, Option<String>, Option<PathBuf>);
+
+/// One directory's listing, or why it failed (kept too: every artifact of
+/// an unreachable server fails at once, not after its own retries).
+type Listing = Result<Arc<BTreeMap<String, KvEntry>>, Arc<artifacts_openbao::Error>>;
+
+/// A name used as one path component below the prefix.
+fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, Error> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
+        return Err(Error::Usage(format!(
+            "{what} `{name}` cannot be a path component in openbao"
+        )));
+    }
+    Ok(name)
+}
+
+/// A string setting of `config.<backend>`, if set.
+fn setting(target: &TargetEntry, backend: &str, key: &str) -> Result<Option<String>, Error> {
+    match target.config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) if !value.trim().is_empty() => Ok(Some(value.trim().to_owned())),
+        Some(_) => Err(Error::Config(format!(
+            "{} `{}`: artifacts.config.{backend}.{key} must be a non-empty string",
+            target.kind, target.name
+        ))),
+    }
+}
+
+/// The location of the call's context, from the target's configuration and
+/// the environment; a shared artifact's targets must agree on the server.
+pub fn location(call: &Call, backend: &str) -> Result<Location, Error> {
+    let mut found: Option<Location> = None;
+    for target in &call.targets {
+        let here = target_location(call, target, backend)?;
+        match &found {
+            Some(first) if *first != here => {
+                return Err(Error::Config(format!(
+                    "shared artifact `{}`: its targets configure different openbao servers, mounts or prefixes ({} `{}` and {} `{}`); a shared artifact is stored once",
+                    call.artifact,
+                    call.targets[0].kind,
+                    call.targets[0].name,
+                    target.kind,
+                    target.name
+                )));
+            }
+            Some(_) => {}
+            None => found = Some(here),
+        }
+    }
+    found.ok_or_else(|| Error::Contract("$targets lists no target".into()))
+}
+
+fn target_location(call: &Call, target: &TargetEntry, backend: &str) -> Result<Location, Error> {
+    let env = |name: &str| call.var(name);
+    let address = match setting(target, backend, "address")? {
+        Some(address) => address,
+        None => env("BAO_ADDR")
+            .or_else(|| env("VAULT_ADDR"))
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{} `{}`: no openbao address: set artifacts.config.{backend}.address, or BAO_ADDR/VAULT_ADDR",
+                    target.kind, target.name
+                ))
+            })?,
+    };
+    let namespace = setting(target, backend, "namespace")?
+        .or_else(|| env("BAO_NAMESPACE"))
+        .or_else(|| env("VAULT_NAMESPACE"))
+        .filter(|n| !n.is_empty());
+    let ca_cert = setting(target, backend, "caCert")?
+        .or_else(|| env("BAO_CACERT"))
+        .or_else(|| env("VAULT_CACERT"))
+        .filter(|c| !c.is_empty())
+        .map(|c| call.root.join(c));
+    let mount = setting(target, backend, "mount")?.unwrap_or_else(|| "secret".to_owned());
+    let prefix = setting(target, backend, "prefix")?.unwrap_or_else(|| "artifacts".to_owned());
+    let mount = mount.trim_matches('/').to_owned();
+    let prefix = prefix.trim_matches('/').to_owned();
+    for part in mount.split('/').chain(prefix.split('/')) {
+        component(part, "mount or prefix part")?;
+    }
+    let dir = match call.context.as_str() {
+        "shared" => format!("{prefix}/shared"),
+        "nixos" => format!(
+            "{prefix}/per-machine/{}",
+            component(&target.name, "machine")?
+        ),
+        "homemanager" => format!("{prefix}/per-user/{}", component(&target.name, "user")?),
+        "tanka" => format!("{prefix}/tanka/{}", component(&target.name, "environment")?),
+        other => {
+            return Err(Error::Usage(format!(
+                "openbao does not store {other} artifacts"
+            )));
+        }
+    };
+    Ok(Location {
+        address: address.trim_end_matches('/').to_owned(),
+        namespace,
+        ca_cert,
+        mount,
+        dir,
+    })
+}
+
+impl Openbao {
+    /// The client for `location`'s server (one per server and run), with
+    /// the operator's token.
+    fn client(&self, call: &Call, location: &Location) -> Result<Arc<Client>, Error> {
+        let key = (
+            location.address.clone(),
+            location.namespace.clone(),
+            location.ca_cert.clone(),
+        );
+        let mut clients = self.clients.lock().expect("not poisoned");
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let token = operator_token(call).ok_or_else(|| no_token(location))?;
+        let client = Arc::new(Client::new(Settings {
+            address: location.address.clone(),
+            token: Some(token),
+            namespace: location.namespace.clone(),
+            ca_cert: location.ca_cert.clone(),
+            attempts: None,
+        })?);
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// The listing of `location`'s directory: asked once, then kept.
+    fn listing(&self, client: &Client, location: &Location) -> Listing {
+        let slot = self
+            .listings
+            .lock()
+            .expect("not poisoned")
+            .entry(location.clone())
+            .or_default()
+            .clone();
+        // Checks of one target wait here for the first one's LIST.
+        let mut slot = slot.lock().expect("not poisoned");
+        if let Some(listing) = &*slot {
+            return listing.clone();
+        }
+        let listing = client
+            .kv_list(&location.mount, &location.dir)
+            .map(Arc::new)
+            .map_err(Arc::new);
+        *slot = Some(listing.clone());
+        listing
+    }
+
+    fn forget(&self, location: &Location) {
+        self.listings.lock().expect("not poisoned").remove(location);
+    }
+
+    /// Stored (a complete generation written by artifacts), or missing.
+    pub fn check(&self, call: &Call) -> Result<Checked, Error> {
+        let artifact = component(&call.artifact, "artifact")?;
+        let location = location(call, &call_backend(call))?;
+        let client = self.client(call, &location)?;
+        let listing = self.listing(&client, &location)?;
+        let Some(entry) = listing.get(artifact) else {
+            return Ok(Checked::Missing);
+        };
+        if entry.current_deleted {
+            return Ok(Checked::Missing);
+        }
+        let path = format!("{}/{}", location.mount, location.entry(artifact));
+        match entry.custom_metadata.get(META_VERSION) {
+            Some(version) if *version == entry.current_version.to_string() => {}
+            recorded => {
+                return Err(Error::Damaged(format!(
+                    "openbao entry `{path}` is at version {}, which artifacts did not write ({}); regenerate it (`artifacts regenerate {artifact}`)",
+                    entry.current_version,
+                    match recorded {
+                        Some(v) => format!("it wrote version {v}"),
+                        None => "it has no record of artifacts".to_owned(),
+                    }
+                )));
+            }
+        }
+        let declared: Vec<&str> = call.secret_files().collect();
+        if entry.custom_metadata.get(META_FILES).map(String::as_str) != Some(&declared.join(",")) {
+            return Ok(Checked::Missing);
+        }
+        Ok(Checked::Stored)
+    }
+
+    /// Writes every secret file of `$out` as one new version, then records it.
+    pub fn serialize(&self, call: &Call, out: &Path) -> Result<(), Error> {
+        let artifact = component(&call.artifact, "artifact")?;
+        let location = location(call, &call_backend(call))?;
+        let client = self.client(call, &location)?;
+        let mut data = serde_json::Map::new();
+        let mut names = Vec::new();
+        for name in call.secret_files() {
+            let source = out.join(name);
+            let content =
+                Zeroizing::new(std::fs::read(&source).map_err(Error::io("read", &source))?);
+            let value = match std::str::from_utf8(&content) {
+                Ok(text) => Value::String(text.to_owned()),
+                Err(_) => serde_json::json!({
+                    "base64": base64::engine::general_purpose::STANDARD.encode(&content)
+                }),
+            };
+            data.insert(name.to_owned(), value);
+            names.push(name);
+        }
+        let path = location.entry(artifact);
+        self.forget(&location);
+        let version = client.kv_write(&location.mount, &path, &data, None)?;
+        let custom = BTreeMap::from([
+            (META_VERSION.to_owned(), version.to_string()),
+            (META_FILES.to_owned(), names.join(",")),
+            (
+                META_GENERATED.to_owned(),
+                artifacts_crypto::time::now_rfc3339(),
+            ),
+        ]);
+        client.kv_set_custom_metadata(&location.mount, &path, &custom)?;
+        self.forget(&location);
+        Ok(())
+    }
+
+    /// Writes the current version's secret files into `$out`.
+    pub fn deserialize(&self, call: &Call, out: &Path) -> Result<(), Error> {
+        self.deserialize_version(call, out, None)
+    }
+
+    /// Writes version `version` (the current one when `None`) into `$out`.
+    pub fn deserialize_version(
+        &self,
+        call: &Call,
+        out: &Path,
+        version: Option<u64>,
+    ) -> Result<(), Error> {
+        let artifact = component(&call.artifact, "artifact")?;
+        let location = location(call, &call_backend(call))?;
+        let client = self.client(call, &location)?;
+        let path = location.entry(artifact);
+        let shown = format!("{}/{path}", location.mount);
+        let stored = client
+            .kv_read(&location.mount, &path, version)?
+            .ok_or_else(|| {
+                Error::Usage(match version {
+                    Some(v) => format!("openbao entry `{shown}` has no version {v}"),
+                    None => {
+                        format!("openbao entry `{shown}` does not exist; run `artifacts generate`")
+                    }
+                })
+            })?;
+        for name in call.secret_files() {
+            let value = stored.data.get(name).ok_or_else(|| {
+                Error::Damaged(format!(
+                    "openbao entry `{shown}` (version {}) has no file `{name}`; regenerate it",
+                    stored.version
+                ))
+            })?;
+            let content = decode(value).ok_or_else(|| {
+                Error::Damaged(format!(
+                    "openbao entry `{shown}` (version {}): `{name}` is neither a string nor {{\"base64\": …}}",
+                    stored.version
+                ))
+            })?;
+            artifacts_os::scratch::write_private(&out.join(name), &content)
+                .map_err(Error::io("write", &out.join(name)))?;
+        }
+        Ok(())
+    }
+
+    /// The artifacts stored in the target's (or the shared) directory.
+    pub fn list(&self, call: &Call) -> Result<Vec<String>, Error> {
+        let location = location(call, &call_backend(call))?;
+        let client = self.client(call, &location)?;
+        let listing = self.listing(&client, &location)?;
+        Ok(listing
+            .iter()
+            .filter(|(_, entry)| !entry.current_deleted)
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    /// Deletes the artifact's entry with every version.
+    pub fn remove(&self, call: &Call) -> Result<(), Error> {
+        let artifact = component(&call.artifact, "artifact").map_err(|_| {
+            Error::Usage(format!("refusing to remove artifact `{}`", call.artifact))
+        })?;
+        let location = location(call, &call_backend(call))?;
+        let client = self.client(call, &location)?;
+        self.forget(&location);
+        client.kv_delete_all(&location.mount, &location.entry(artifact))?;
+        self.forget(&location);
+        Ok(())
+    }
+
+    /// Writable when there is an operator token (the server decides the rest).
+    pub fn writable(&self, call: &Call) -> Result<Writable, Error> {
+        let location = location(call, &call_backend(call))?;
+        Ok(match operator_token(call) {
+            Some(_) => Writable::Yes,
+            None => Writable::No {
+                reason: no_token(&location).to_string(),
+            },
+        })
+    }
+}
+
+/// The operator's token: `BAO_TOKEN`, `VAULT_TOKEN` or `~/.vault-token`.
+fn operator_token(call: &Call) -> Option<Token> {
+    let home = call.var("HOME").map(PathBuf::from);
+    Token::from_env(&|name| call.var(name), home.as_deref())
+}
+
+fn no_token(location: &Location) -> Error {
+    Error::Config(format!(
+        "no openbao token for `{}`: set BAO_TOKEN or VAULT_TOKEN, or run `bao login`",
+        location.address
+    ))
+}
+
+/// The configuration key the call's backend reads (`openbao` or `vault`).
+fn call_backend(call: &Call) -> String {
+    call.backend.clone()
+}
+
+/// A stored value: a string, or `{"base64": "…"}`.
+fn decode(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
+    match value {
+        Value::String(text) => Some(Zeroizing::new(text.as_bytes().to_vec())),
+        Value::Object(map) if map.len() == 1 => {
+            let encoded = map.get("base64")?.as_str()?;
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .map(Zeroizing::new)
+        }
+        _ => None,
+    }
+}
