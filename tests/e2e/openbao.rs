@@ -277,3 +277,295 @@ fn openbao_errors_are_clear_and_leave_the_lock_alone() {
         .stderr_has("is sealed");
     assert_eq!(std::fs::read(p.root.join("artifacts.lock")).unwrap(), lock);
 }
+
+/// Writes `content` as a 0600 file of the project (an AppRole id file).
+fn id_file(p: &Project, relative: &str, content: &[u8]) -> String {
+    let path = p.root.join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn hosts_manifest(address: &str, b_uses_a_role: bool) -> String {
+    let role = |host: &str| {
+        format!(
+            "config.openbao.roleIdFile = \"hosts/{host}/role-id\"\nconfig.openbao.secretIdFile = \"hosts/{host}/secret-id\""
+        )
+    };
+    format!(
+        r#"
+default.backend = "openbao"
+[nixos.a]
+config.openbao.address = "{address}"
+{}
+[nixos.b]
+config.openbao.address = "{address}"
+{}
+[artifacts.api]
+targets = ["nixos/a"]
+generator = "generators/token.sh"
+files.token = {{ owner = "nobody", group = "nogroup", mode = "0440" }}
+files.id = {{ secret = false, path = "/etc/api/id", mode = "0644" }}
+[artifacts.web]
+targets = ["nixos/b"]
+generator = "generators/token.sh"
+files.token = {{}}
+[artifacts.ca]
+shared = true
+targets = ["nixos/a", "nixos/b"]
+generator = "generators/token.sh"
+files.token = {{ mode = "0400" }}
+"#,
+        role("a"),
+        role(if b_uses_a_role { "a" } else { "b" })
+    )
+}
+
+#[test]
+fn hosts_read_only_their_own_artifacts_through_their_approle() {
+    use std::os::unix::fs::MetadataExt;
+    let server = BaoServer::dev();
+    let p = Project::new("openbao_hosts");
+    p.generator(
+        "token.sh",
+        r#"head -c 24 /dev/urandom | base64 > "$out/token"
+case "$artifact" in api) echo "pub $artifact" > "$out/id" ;; esac"#,
+    );
+    p.manifest(&hosts_manifest(&server.address, false));
+    run(&p, &server, ["generate"]).success();
+
+    let printed = p.run(["openbao", "policies"]).success().stdout.clone();
+    let policy_a = printed
+        .split("# policy ")
+        .find(|block| block.starts_with("artifacts-nixos-a "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        policy_a.contains("path \"secret/data/artifacts/per-machine/a/api\""),
+        "{policy_a}"
+    );
+    assert!(
+        policy_a.contains("path \"secret/data/artifacts/shared/ca\""),
+        "{policy_a}"
+    );
+    assert!(!policy_a.contains("per-machine/b"), "{policy_a}");
+    assert_eq!(policy_a.matches("path \"").count(), 2, "{policy_a}");
+    // Printing needs no server; writing needs the operator's token.
+    p.run(["openbao", "policies", "--apply"])
+        .code(1)
+        .stderr_has("no openbao token");
+    run(&p, &server, ["openbao", "policies", "--apply"])
+        .success()
+        .stderr_has("wrote policy and AppRole `artifacts-nixos-a`");
+    for host in ["a", "b"] {
+        let role = format!("auth/approle/role/artifacts-nixos-{host}");
+        let role_id = server.bao(
+            &["read", "-field=role_id", &format!("{role}/role-id")],
+            None,
+        );
+        let secret_id = server.bao(
+            &[
+                "write",
+                "-f",
+                "-field=secret_id",
+                &format!("{role}/secret-id"),
+            ],
+            None,
+        );
+        id_file(&p, &format!("hosts/{host}/role-id"), &role_id);
+        id_file(&p, &format!("hosts/{host}/secret-id"), &secret_id);
+    }
+
+    // Host a, with no operator token: its own and the shared artifact.
+    let sysroot = p.root.join("sysroot");
+    let root_arg = sysroot.to_str().unwrap();
+    p.run(["activate", "--target", "a", "--root", root_arg])
+        .success()
+        .stderr_has("installed");
+    let token = sysroot.join("run/artifacts/api/token");
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        kv_field(&server, "per-machine/a/api", "token", None)
+    );
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    let nogroup = nix::unistd::Group::from_name("nogroup")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    let meta = std::fs::metadata(&token).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (nobody, nogroup, 0o440)
+    );
+    assert_eq!(
+        std::fs::read_to_string(sysroot.join("etc/api/id")).unwrap(),
+        "pub api\n"
+    );
+    assert_eq!(
+        std::fs::metadata(sysroot.join("etc/api/id"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o644
+    );
+    let ca = sysroot.join("run/artifacts/ca/token");
+    assert_eq!(
+        std::fs::read_to_string(&ca).unwrap(),
+        kv_field(&server, "shared/ca", "token", None)
+    );
+    assert_eq!(std::fs::metadata(&ca).unwrap().mode() & 0o7777, 0o400);
+
+    // A rotation reaches the host at its next activation.
+    run(&p, &server, ["regenerate", "api", "--yes"]).success();
+    p.run(["activate", "--target", "a", "--root", root_arg])
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        kv_field(&server, "per-machine/a/api", "token", None)
+    );
+    assert_eq!(std::fs::metadata(&token).unwrap().mode() & 0o7777, 0o440);
+
+    // Host a's AppRole used for host b's artifact: refused, naming the path and the fix.
+    p.manifest(&hosts_manifest(&server.address, true));
+    let other = p.root.join("sysroot-b");
+    p.run([
+        "activate",
+        "--target",
+        "b",
+        "--root",
+        other.to_str().unwrap(),
+        "web",
+    ])
+    .code(1)
+    .stderr_has("permission denied on `secret/data/artifacts/per-machine/b/web`")
+    .stderr_has("artifacts openbao policies");
+    assert!(!other.join("run/artifacts/web").exists());
+}
+
+#[test]
+fn migrate_agenix_to_openbao_to_sops_nix_keeps_the_bytes() {
+    let server = BaoServer::dev();
+    let p = Project::new("openbao_migrate");
+    let key = p.root.join("admin.key");
+    let key = key.to_str().unwrap();
+    p.run(["age", "keygen", "-o", key]).success();
+    let recipient = std::fs::read_to_string(key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    // Text sops keeps as it is (no final newline, CR, tab, non-ASCII);
+    // binary content (artifact `bin`) goes to openbao as base64 and back.
+    p.generator(
+        "token.sh",
+        r#"case "$artifact" in
+  api) head -c 24 /dev/urandom | base64 > "$out/token"
+       printf 'line\r\n  spaced  \n\t\303\274' > "$out/blob" ;;
+  bin) printf '\377\000bin' > "$out/blob" ;;
+esac"#,
+    );
+    let manifest = |backend: &str, bin_backend: &str| {
+        format!(
+            r#"
+[nixos.m1]
+config.agenix.publicUserKeys = ["{recipient}"]
+config.sops-nix.publicUserKeys = ["{recipient}"]
+config.openbao.address = "{}"
+[artifacts.api]
+targets = ["nixos/m1"]
+backend = "{backend}"
+generator = "generators/token.sh"
+files.token = {{}}
+files.blob = {{}}
+[artifacts.bin]
+targets = ["nixos/m1"]
+backend = "{bin_backend}"
+generator = "generators/token.sh"
+files.blob = {{}}
+"#,
+            server.address
+        )
+    };
+    let show = |file: &str| {
+        run(
+            &p,
+            &server,
+            ["show", "api", "--target", "m1", "--file", file, "-i", key],
+        )
+        .success()
+        .stdout
+        .clone()
+    };
+    let show_bytes = |artifact: &str| {
+        let mut command = p.command([
+            "show", artifact, "--target", "m1", "--file", "blob", "-i", key,
+        ]);
+        command.env("BAO_TOKEN", &server.root_token);
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    p.manifest(&manifest("agenix", "agenix"));
+    run(&p, &server, ["generate", "-i", key]).success();
+    let token = show("token");
+    let text = show_bytes("api");
+    assert_eq!(text, "line\r\n  spaced  \n\tü".as_bytes());
+    let binary = show_bytes("bin");
+    assert_eq!(binary, b"\xff\x00bin");
+
+    run(
+        &p,
+        &server,
+        ["migrate", "api", "bin", "--to", "openbao", "-i", key],
+    )
+    .success()
+    .stderr_has("old copy removed");
+    assert!(!p.root.join("secrets/per-machine/m1/api").exists());
+    assert_eq!(
+        kv_field(&server, "per-machine/m1/api", "token", None),
+        token
+    );
+    p.manifest(&manifest("openbao", "openbao"));
+    run(&p, &server, ["check"]).success();
+    assert_eq!(show("token"), token);
+    assert_eq!(show_bytes("api"), text);
+    assert_eq!(show_bytes("bin"), binary);
+
+    run(
+        &p,
+        &server,
+        ["migrate", "api", "--to", "sops-nix", "-i", key],
+    )
+    .success()
+    .stderr_has("old copy removed");
+    p.manifest(&manifest("sops-nix", "openbao"));
+    run(&p, &server, ["check"]).success();
+    assert_eq!(show("token"), token);
+    assert_eq!(show_bytes("api"), text);
+    // The openbao entry is gone with every version.
+    let gone = artifacts_testkit::run(
+        &artifacts_testkit::bao_bin(),
+        &[
+            "kv",
+            "metadata",
+            "get",
+            "secret/artifacts/per-machine/m1/api",
+        ]
+        .map(OsStr::new),
+        &[
+            ("VAULT_ADDR", OsStr::new(&server.address)),
+            ("VAULT_TOKEN", OsStr::new(&server.root_token)),
+        ],
+        &server.dir,
+        None,
+    );
+    assert!(!gone.status.success());
+}

@@ -158,6 +158,18 @@ pub fn openbao_read_version(
     })
 }
 
+/// Reads an openbao artifact's secret files as the host (its AppRole), for
+/// `artifacts activate`.
+pub fn openbao_host_read(call: &store::Call) -> Result<openbao::SecretFiles, StoreError> {
+    with(call, |call| openbao::Openbao::default().host_read(call))
+}
+
+/// The server address, KV mount and entry path of an openbao artifact,
+/// for `artifacts openbao policies`.
+pub fn openbao_entry(call: &store::Call) -> Result<(String, String, String), StoreError> {
+    with(call, openbao::entry_of)
+}
+
 /// Runs `f` on the backend's view of `call`; an error as the engine takes
 /// it, with its suggested fix.
 fn with<T>(call: &store::Call, f: impl FnOnce(&Call) -> Result<T, Error>) -> Result<T, StoreError> {

@@ -76,6 +76,9 @@ pub struct Openbao {
     listings: Mutex<HashMap<Location, Arc<Mutex<Option<Listing>>>>>,
 }
 
+/// Secret files by name, as read from the server.
+pub type SecretFiles = Vec<(String, Zeroizing<Vec<u8>>)>;
+
 /// A server as a client connects to it: address, namespace, CA file.
 type Server = (String, Option<String>, Option<PathBuf>);
 
@@ -383,6 +386,93 @@ impl Openbao {
             },
         })
     }
+}
+
+/// Where a host reads its AppRole's role_id and secret_id when
+/// `roleIdFile`/`secretIdFile` are not configured (the NixOS module's defaults;
+/// keep in sync with backends/openbao/module.nix).
+pub const DEFAULT_ROLE_ID_FILE: &str = "/var/lib/artifacts/openbao/role-id";
+/// See [`DEFAULT_ROLE_ID_FILE`].
+pub const DEFAULT_SECRET_ID_FILE: &str = "/var/lib/artifacts/openbao/secret-id";
+
+impl Openbao {
+    /// The current version's secret files, read by the host itself: it logs
+    /// in with its AppRole (`roleIdFile`, `secretIdFile`, auth mount
+    /// `authMount`, default `approle`, from the target's configuration), so
+    /// the server lets it read its own paths only.
+    pub fn host_read(&self, call: &Call) -> Result<SecretFiles, Error> {
+        let artifact = component(&call.artifact, "artifact")?;
+        let backend = call_backend(call);
+        let location = location(call, &backend)?;
+        let target = call.target();
+        let read_id = |key: &str, default: &str| -> Result<Zeroizing<String>, Error> {
+            let path = setting(target, &backend, key)?.unwrap_or_else(|| default.to_owned());
+            std::fs::read_to_string(&path)
+                .map(Zeroizing::new)
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "{} `{}`: failed to read the AppRole file `{path}` (artifacts.config.{backend}.{key}): {e}",
+                        target.kind, target.name
+                    ))
+                })
+        };
+        let role_id = read_id("roleIdFile", DEFAULT_ROLE_ID_FILE)?;
+        let secret_id = read_id("secretIdFile", DEFAULT_SECRET_ID_FILE)?;
+        let auth = setting(target, &backend, "authMount")?.unwrap_or_else(|| "approle".to_owned());
+        let anonymous = Client::new(Settings {
+            address: location.address.clone(),
+            token: None,
+            namespace: location.namespace.clone(),
+            ca_cert: location.ca_cert.clone(),
+            attempts: None,
+        })?;
+        let client = anonymous.with_token(anonymous.approle_login(&auth, &role_id, &secret_id)?);
+        let path = location.entry(artifact);
+        let shown = format!("{}/{path}", location.mount);
+        let stored = client
+            .kv_read(&location.mount, &path, None)?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "openbao entry `{shown}` does not exist; run `artifacts generate` first"
+                ))
+            })?;
+        let mut files = Vec::new();
+        for name in call.secret_files() {
+            let content = stored.data.get(name).and_then(decode).ok_or_else(|| {
+                Error::Damaged(format!(
+                    "openbao entry `{shown}` (version {}) has no readable file `{name}`; regenerate it",
+                    stored.version
+                ))
+            })?;
+            files.push((name.to_owned(), content));
+        }
+        Ok(files)
+    }
+}
+
+/// The KV v2 mount and the entry path (below it) of the call's artifact,
+/// and the server address: what a host's policy must allow.
+pub fn entry_of(call: &Call) -> Result<(String, String, String), Error> {
+    let artifact = component(&call.artifact, "artifact")?;
+    let location = location(call, &call_backend(call))?;
+    Ok((
+        location.address.clone(),
+        location.mount.clone(),
+        location.entry(artifact),
+    ))
+}
+
+/// The policy text letting a token read exactly `entries` (mount, path).
+pub fn policy_text(entries: &[(String, String)]) -> String {
+    let mut text = String::from(
+        "# Written by `artifacts openbao policies`: read access to exactly these artifacts.\n",
+    );
+    for (mount, path) in entries {
+        text.push_str(&format!(
+            "path \"{mount}/data/{path}\" {{\n  capabilities = [\"read\"]\n}}\n"
+        ));
+    }
+    text
 }
 
 /// The operator's token: `BAO_TOKEN`, `VAULT_TOKEN` or `~/.vault-token`.

@@ -131,6 +131,9 @@ pub enum Command {
     Show(ShowArgs),
     /// Re-encrypt stored artifacts to the current recipients, without regenerating.
     Rekey(RekeyArgs),
+    /// OpenBao (Vault) access for hosts: policies and AppRoles.
+    #[command(subcommand)]
+    Openbao(OpenbaoCommand),
     /// Run a shipped backend's script (what backends/<name>/check and friends call).
     #[command(name = "__backend", hide = true)]
     ShippedBackend(ShippedBackendArgs),
@@ -295,6 +298,19 @@ pub struct ActivateArgs {
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
     #[arg(long, value_name = "FILE")]
     pub prompts_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpenbaoCommand {
+    /// Print one policy per target reading exactly its own artifacts (and the shared ones it declares).
+    Policies(PoliciesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoliciesArgs {
+    /// Also write each policy and an AppRole of the same name to the server.
+    #[arg(long)]
+    pub apply: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,7 @@
 //! `activate`: generate and install, on the machine itself, the artifacts whose
-//! backend stores nothing (`dummy`). What the dummy module's systemd units run at boot.
+//! backend stores nothing (`dummy`), and fetch and install those stored in
+//! openbao (with the host's AppRole, see [`super::openbao::activate`]). What
+//! the dummy and openbao modules' systemd units run.
 
 use std::path::PathBuf;
 
@@ -21,20 +23,33 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     };
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let selected: Vec<usize> = ctx
-        .select(&plan, &args.artifacts)?
+    let all = ctx.select(&plan, &args.artifacts)?;
+    let fetched: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| super::openbao::backend_of(ctx, &plan.units[i]).is_some())
+        .collect();
+    let selected: Vec<usize> = all
         .into_iter()
         .filter(|&i| engine.is_passthrough(&plan.units[i]))
         .collect();
-    if selected.is_empty() {
+    if selected.is_empty() && fetched.is_empty() {
         if !global.quiet {
             eprintln!(
-                "nothing to activate: no artifact of {target} uses a backend that generates at activation (such as dummy)"
+                "nothing to activate: no artifact of {target} uses a backend that generates or fetches at activation (dummy, openbao)"
             );
         }
         return Ok(exit::SUCCESS);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let mut failures = super::openbao::activate(ctx, global, &plan, target, &fetched, &root);
+    if selected.is_empty() {
+        return Ok(if failures == 0 {
+            exit::SUCCESS
+        } else {
+            exit::FAILURE
+        });
+    }
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
     let to_generate = engine.pending_activation(&plan, &selected, &root, &env)?;
@@ -46,7 +61,6 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         context::sandbox(global)?
     };
     let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);
-    let mut failures = 0;
     for (index, result) in results {
         let unit = &plan.units[index];
         match result {

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod explain;
 pub mod generate;
 pub mod lifecycle;
+pub mod openbao;
 pub mod preflight;
 pub mod status;
 pub mod stored;

@@ -89,53 +89,23 @@ fn read_version(
     file: &str,
     version: u64,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-    use artifacts_engine::store::{Call, CallFile, CallTarget, KeySources};
-    let backend = ctx
-        .registry
-        .get(&unit.backend.name)
-        .filter(|backend| backend.storage == "openbao")
-        .ok_or_else(|| {
-            usage(format!(
-                "--version reads earlier versions from openbao; `{}` is stored by `{}`, which keeps only the current one",
-                unit.artifact.name, unit.backend.name
-            ))
-        })?;
+    let backend = super::openbao::backend_of(ctx, unit).ok_or_else(|| {
+        usage(format!(
+            "--version reads earlier versions from openbao; `{}` is stored by `{}`, which keeps only the current one",
+            unit.artifact.name, unit.backend.name
+        ))
+    })?;
     if !unit.artifact.files[file].secret {
         return Err(usage(format!(
             "`{file}` of `{}` is public: the public store keeps only the current version (see its git history)",
             unit.artifact.name
         )));
     }
-    let root = ctx.model.root.canonicalize()?;
-    let call = Call {
-        backend: backend.name.clone(),
-        artifact: Some(unit.artifact.name.clone()),
-        context: unit.context,
-        targets: unit
-            .targets
-            .iter()
-            .map(|target| CallTarget {
-                name: target.id.name.clone(),
-                kind: target.id.kind,
-                config: backend
-                    .config_keys
-                    .iter()
-                    .find_map(|key| target.config.get(key))
-                    .cloned()
-                    .unwrap_or_else(|| serde_json::json!({})),
-            })
-            .collect(),
-        files: vec![CallFile {
-            name: file.to_owned(),
-            secret: true,
-        }],
-        root,
-        identities: KeySources::default(),
-    };
+    let call = super::openbao::call(ctx, backend, unit, None)?;
     let scratch = artifacts_os::scratch::Scratch::new("show")?;
     let out = scratch.subdir("out")?;
     artifacts_backends::openbao_read_version(&call, &out, version)
-        .map_err(|error| anyhow::anyhow!("{}: {}", unit.label(), error_chain(&error)))?;
+        .map_err(|error| super::openbao::with_hint(&error).context(unit.label()))?;
     Ok(zeroize::Zeroizing::new(std::fs::read(out.join(file))?))
 }
 
