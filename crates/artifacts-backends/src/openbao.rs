@@ -74,6 +74,18 @@ impl Location {
 pub struct Openbao {
     clients: Mutex<HashMap<Server, Arc<Client>>>,
     listings: Mutex<HashMap<Location, Arc<Mutex<Option<Listing>>>>>,
+    /// Servers found unreachable, sealed or refusing the token: every later
+    /// listing on them fails at once instead of retrying again.
+    down: Mutex<HashMap<Server, Arc<artifacts_openbao::Error>>>,
+}
+
+/// The server a location is on.
+fn server_of(location: &Location) -> Server {
+    (
+        location.address.clone(),
+        location.namespace.clone(),
+        location.ca_cert.clone(),
+    )
 }
 
 /// Secret files by name, as read from the server.
@@ -189,11 +201,7 @@ impl Openbao {
     /// The client for `location`'s server (one per server and run), with
     /// the operator's token.
     fn client(&self, call: &Call, location: &Location) -> Result<Arc<Client>, Error> {
-        let key = (
-            location.address.clone(),
-            location.namespace.clone(),
-            location.ca_cert.clone(),
-        );
+        let key = server_of(location);
         let mut clients = self.clients.lock().expect("not poisoned");
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
@@ -224,10 +232,27 @@ impl Openbao {
         if let Some(listing) = &*slot {
             return listing.clone();
         }
+        let server = server_of(location);
+        if let Some(error) = self.down.lock().expect("not poisoned").get(&server) {
+            return Err(error.clone());
+        }
         let listing = client
             .kv_list(&location.mount, &location.dir)
             .map(Arc::new)
             .map_err(Arc::new);
+        if let Err(error) = &listing
+            && matches!(
+                **error,
+                artifacts_openbao::Error::Unreachable { .. }
+                    | artifacts_openbao::Error::Sealed { .. }
+                    | artifacts_openbao::Error::BadToken { .. }
+            )
+        {
+            self.down
+                .lock()
+                .expect("not poisoned")
+                .insert(server, error.clone());
+        }
         *slot = Some(listing.clone());
         listing
     }
