@@ -385,45 +385,64 @@ impl Client {
     pub fn kv_list(&self, mount: &str, dir: &str) -> Result<BTreeMap<String, KvEntry>, Error> {
         self.require_kv2(mount)?;
         let api = format!("{}/detailed-metadata/{}/", trim(mount), trim(dir));
-        let Some(body) = self.request(Method::List, &api, None, true)? else {
-            return Ok(BTreeMap::new());
+        let body = match self.request(Method::List, &api, None, true) {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(BTreeMap::new()),
+            // HashiCorp Vault has no `detailed-metadata`: one listing, then
+            // one metadata read per entry.
+            Err(Error::Status {
+                status: 404 | 405,
+                message,
+                ..
+            }) if message.contains("unsupported") => {
+                return self.kv_list_per_entry(mount, dir);
+            }
+            Err(error) => return Err(error),
         };
         let infos = body["data"]["key_info"]
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let mut out = BTreeMap::new();
-        for key in body["data"]["keys"].as_array().into_iter().flatten() {
-            let Some(key) = key.as_str() else { continue };
-            if key.ends_with('/') {
-                continue;
+        let keys: Vec<String> = body["data"]["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|key| key.as_str().map(str::to_owned))
+            .collect();
+        Ok(entries(&keys, &|key| {
+            infos.get(key).cloned().unwrap_or(Value::Null)
+        }))
+    }
+
+    /// [`Client::kv_list`] the way a server without `detailed-metadata`
+    /// allows: a `LIST` of `metadata/<dir>/`, then each entry's metadata
+    /// (one request per entry).
+    pub fn kv_list_per_entry(
+        &self,
+        mount: &str,
+        dir: &str,
+    ) -> Result<BTreeMap<String, KvEntry>, Error> {
+        self.require_kv2(mount)?;
+        let api = format!("{}/metadata/{}/", trim(mount), trim(dir));
+        let Some(body) = self.request(Method::List, &api, None, true)? else {
+            return Ok(BTreeMap::new());
+        };
+        let keys: Vec<String> = body["data"]["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|key| key.as_str().map(str::to_owned))
+            .collect();
+        let mut infos = BTreeMap::new();
+        for key in keys.iter().filter(|key| !key.ends_with('/')) {
+            let path = format!("{}/metadata/{}/{key}", trim(mount), trim(dir));
+            // Deleted in between: absent.
+            if let Some(body) = self.request(Method::Get, &path, None, true)? {
+                infos.insert(key.clone(), body["data"].clone());
             }
-            let info = infos.get(key).cloned().unwrap_or(Value::Null);
-            let current_version = info["current_version"].as_u64().unwrap_or(0);
-            let current = &info["versions"][current_version.to_string()];
-            let current_deleted = current_version == 0
-                || current["destroyed"].as_bool().unwrap_or(false)
-                || current["deletion_time"]
-                    .as_str()
-                    .is_some_and(|t| !t.is_empty());
-            let custom_metadata = info["custom_metadata"]
-                .as_object()
-                .map(|map| {
-                    map.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.insert(
-                key.to_owned(),
-                KvEntry {
-                    current_version,
-                    current_deleted,
-                    custom_metadata,
-                },
-            );
         }
-        Ok(out)
+        let keys: Vec<String> = infos.keys().cloned().collect();
+        Ok(entries(&keys, &|key| infos[key].clone()))
     }
 
     /// Encrypts `plaintext` with the transit key `key` of the transit engine
@@ -747,9 +766,10 @@ impl Client {
             return Ok(json);
         }
         if status == 404 && absent_ok {
-            // A 404 with a "no handler" error is a wrong mount, not absence.
+            // Absence is a 404 without error text; one with text ("no handler
+            // for route", "unsupported path") is a mistake, never "missing".
             let errors = errors_of(json.as_ref());
-            if !errors.iter().any(|e| e.contains("no handler for route")) {
+            if errors.is_empty() {
                 return Ok(None);
             }
             return Err(Failure { status, errors });
@@ -768,6 +788,39 @@ pub struct Health {
     pub initialized: bool,
     /// It is sealed.
     pub sealed: bool,
+}
+
+/// The entries among `keys` (sub-directories left out), from each one's
+/// metadata as `info` gives it.
+fn entries(keys: &[String], info: &dyn Fn(&str) -> Value) -> BTreeMap<String, KvEntry> {
+    let mut out = BTreeMap::new();
+    for key in keys.iter().filter(|key| !key.ends_with('/')) {
+        let info = info(key);
+        let current_version = info["current_version"].as_u64().unwrap_or(0);
+        let current = &info["versions"][current_version.to_string()];
+        let current_deleted = current_version == 0
+            || current["destroyed"].as_bool().unwrap_or(false)
+            || current["deletion_time"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+        let custom_metadata = info["custom_metadata"]
+            .as_object()
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.insert(
+            key.to_owned(),
+            KvEntry {
+                current_version,
+                current_deleted,
+                custom_metadata,
+            },
+        );
+    }
+    out
 }
 
 /// The `errors` strings of an error answer.

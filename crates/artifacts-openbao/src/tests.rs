@@ -69,6 +69,15 @@ fn kv_versions_metadata_and_one_request_listing() {
     assert_eq!(listed["x"].custom_metadata, custom);
     assert!(!listed["x"].current_deleted);
     assert!(bao.kv_list("secret", "nothing/here").unwrap().is_empty());
+    // What a server without detailed-metadata (Vault) gets: the same, in 1 + N requests.
+    let before = bao.requests();
+    assert_eq!(bao.kv_list_per_entry("secret", "a").unwrap(), listed);
+    assert_eq!(bao.requests() - before, 3);
+    assert!(
+        bao.kv_list_per_entry("secret", "nothing/here")
+            .unwrap()
+            .is_empty()
+    );
 
     bao.kv_delete_all("secret", "a/x").unwrap();
     assert!(bao.kv_read("secret", "a/x", Some(1)).unwrap().is_none());
