@@ -31,8 +31,8 @@
               --bash <($out/bin/artifacts completions bash) \
               --zsh <($out/bin/artifacts completions zsh) \
               --fish <($out/bin/artifacts completions fish)
-            mkdir -p $out/share/man/man1
-            $out/bin/artifacts man > $out/share/man/man1/artifacts.1
+            # artifacts(1), artifacts-COMMAND(1) and artifacts.toml(5).
+            $out/bin/artifacts man --dir $out/share/man
           '';
           meta = {
             description = "Declare secrets once; generate, store and check them through pluggable backends";

@@ -23,13 +23,14 @@ fn help_works_with_a_broken_manifest_and_documents_exit_codes() {
 #[test]
 fn completions_and_man_page_are_generated() {
     let p = Project::new("completions_and_man_page_are_generated");
+    // Dynamic completion: the script calls the binary back on each Tab.
     p.run(["completions", "bash"])
         .success()
-        .stdout_has("_artifacts()");
+        .stdout_has("_clap_complete_artifacts()");
     p.run(["completions", "zsh"])
         .success()
         .stdout_has("#compdef artifacts");
-    p.run(["man"]).success().stdout_has(".TH artifacts");
+    p.run(["man"]).success().stdout_has(".TH ARTIFACTS 1");
 }
 
 #[test]

@@ -488,6 +488,40 @@ fn cmp_renders_default_and_staging_as_nobody() {
 }
 
 #[test]
+fn cmp_renders_a_nested_environment_by_its_path_as_nobody() {
+    let ex = Example::new("cmp_renders_a_nested_environment_by_its_path_as_nobody");
+    // `environments/team/default`: a copy of `default`, its secrets included.
+    copy_tree(
+        &ex.p.root.join("environments/default"),
+        &ex.p.root.join("environments/team/default"),
+        false,
+    );
+    let sc = ex.sidecar();
+    for tk_env in ["team/default", "environments/team/default"] {
+        let run = sc.discover(Some(tk_env));
+        run.success();
+        assert_eq!(run.stdout, "team/default\n", "discover for {tk_env}");
+    }
+    let nested = objects(&sc.generate(Some("team/default")));
+    let flat = objects(&sc.generate(Some("default")));
+    assert_eq!(names(&nested), names(&flat));
+    let default = ex.secrets("default");
+    assert_eq!(
+        object(&nested, "Secret", "shop-db")["stringData"]["password"],
+        default["db"]["password"]
+    );
+    // the parent directory is no environment, and paths cannot leave environments/
+    for tk_env in ["team", "team/../default", "../environments/default"] {
+        let run = sc.discover(Some(tk_env));
+        run.success();
+        assert_eq!(run.stdout, "", "discover for {tk_env}");
+        let run = sc.generate(Some(tk_env));
+        assert_ne!(run.code, Some(0), "generate for {tk_env}");
+        assert_eq!(run.stdout, "", "generate for {tk_env}");
+    }
+}
+
+#[test]
 fn cmp_fails_closed_with_nothing_on_stdout() {
     let ex = Example::new("cmp_fails_closed_with_nothing_on_stdout");
     let canaries = ex.canaries();

@@ -882,3 +882,50 @@ fn backend_entry_point_speaks_the_script_contract() {
         .code(2)
         .stderr_has("token.age` is not a valid age file");
 }
+
+/// `$targets` must fit `$artifact_context`: outside the shared context it
+/// names exactly one target, of that context's kind (the engine never sends
+/// anything else; a wrapper run by hand could).
+#[test]
+fn backend_entry_point_refuses_targets_that_do_not_fit_the_context() {
+    let p = Project::new("backend_entry_point_refuses_targets_that_do_not_fit_the_context");
+    let key = artifacts_keygen(&p, "k.key");
+    let target = |name: &str, kind: &str| {
+        format!(
+            r#"{{"name": "{name}", "type": "{kind}", "config": {{"publicHostKey": "{}"}}}}"#,
+            key.public
+        )
+    };
+    let two = p.file(
+        "contract/two.json",
+        &format!(
+            r#"{{"context": "nixos", "targets": [{}, {}]}}"#,
+            target("m1", "nixos"),
+            target("m2", "nixos")
+        ),
+    );
+    let user = p.file(
+        "contract/user.json",
+        &format!(
+            r#"{{"context": "nixos", "targets": [{}]}}"#,
+            target("alice", "home")
+        ),
+    );
+    p.file("contract/inputs/token", r#"{"secret": true}"#);
+    let check = |targets: &Path| {
+        let mut command = p.command(["__backend", "agenix", "check"]);
+        command
+            .env("artifact", "api")
+            .env("artifact_context", "nixos")
+            .env("targets", targets)
+            .env("inputs", p.root.join("contract/inputs"))
+            .env("ARTIFACTS_IDENTITY", &key.path);
+        p.finish(&mut command)
+    };
+    check(&two)
+        .code(2)
+        .stderr_has("two.json` is not valid: the nixos context needs exactly one target, not 2");
+    check(&user)
+        .code(2)
+        .stderr_has("target `alice` is of type `homemanager`, not one of the nixos context");
+}

@@ -207,6 +207,11 @@ files.pw = {}
             "environments/default/main.jsonnet",
             "function(secrets_yaml) {}\n",
         );
+        // A static environment (with spec.json), as tanka tells them apart.
+        self.file(
+            "environments/default/spec.json",
+            "{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"spec\": {\"namespace\": \"default\"}}\n",
+        );
         self.run(["generate"]).success();
         key
     }
@@ -313,12 +318,39 @@ impl Run {
         self
     }
 
-    /// stdout parsed as JSON.
+    /// stdout parsed as JSON: exactly one document, valid against the
+    /// shipped schema (`docs/schema/output.schema.json`), whose `exit_code`
+    /// is the process's.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| self.fail(&format!("stdout is not JSON: {e}")))
+        let document: serde_json::Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| self.fail(&format!("stdout is not one JSON document: {e}")));
+        let problems: Vec<String> = output_schema()
+            .iter_errors(&document)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if !problems.is_empty() {
+            self.fail(&format!(
+                "stdout does not match docs/schema/output.schema.json:\n{}",
+                problems.join("\n")
+            ));
+        }
+        if document["exit_code"] != serde_json::json!(self.code) {
+            self.fail("the document's exit_code is not the process's exit code");
+        }
+        document
     }
+}
+
+/// The `--json` schema shipped in the repository, compiled once.
+pub fn output_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/output.schema.json");
+        let text = fs::read_to_string(&path).unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        jsonschema::draft202012::new(&schema).expect("the output schema is a valid JSON Schema")
+    })
 }
 
 /// The manifest of [`Project::token_artifact`].

@@ -173,7 +173,7 @@ pub struct Call {
 impl Call {
     /// The engine's call, as the shipped backends use it.
     pub fn new(call: &store::Call) -> Result<Call, Error> {
-        if call.targets.is_empty() {
+        if call.targets.as_slice().is_empty() {
             return Err(Error::Contract("$targets lists no target".into()));
         }
         let mut files: Vec<(String, bool)> = call
@@ -185,7 +185,7 @@ impl Call {
         Ok(Call {
             backend: call.backend.clone(),
             artifact: call.artifact.clone().unwrap_or_default(),
-            context: call.context.as_str().to_owned(),
+            context: call.context().as_str().to_owned(),
             targets: call
                 .targets
                 .iter()

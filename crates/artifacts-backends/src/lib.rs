@@ -6,7 +6,7 @@
 //!
 //! * Registering them: [`backends`] gives the registry entries (a
 //!   `backend.toml` entry of the same name overrides them); the binary adds
-//!   them with [`artifacts_engine::backend::BackendRegistry::add_fallback`].
+//!   them with [`artifacts_engine::BackendRegistry::add_fallback`].
 //! * An earlier version of an openbao artifact: [`openbao_read_version`].
 //! * Calling one by name, as `artifacts __backend NAME SCRIPT` does for the
 //!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.

@@ -535,6 +535,7 @@ fn decode(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use artifacts_engine::Targets;
     use artifacts_engine::store::{self, CallFile, CallTarget, KeySources};
     use artifacts_model::{Context, TargetKind};
     use serde_json::json;
@@ -546,15 +547,21 @@ mod tests {
         Call::new(&store::Call {
             backend: "openbao".to_owned(),
             artifact: Some("api".to_owned()),
-            context,
-            targets: targets
-                .iter()
-                .map(|(name, kind, config)| CallTarget {
-                    name: name.to_string(),
-                    kind: *kind,
-                    config: config.clone(),
-                })
-                .collect(),
+            targets: {
+                let all: Vec<CallTarget> = targets
+                    .iter()
+                    .map(|(name, kind, config)| CallTarget {
+                        name: name.to_string(),
+                        kind: *kind,
+                        config: config.clone(),
+                    })
+                    .collect();
+                if context == Context::Shared {
+                    Targets::Shared(all)
+                } else {
+                    Targets::One(all.into_iter().next().unwrap())
+                }
+            },
             files: vec![CallFile {
                 name: "token".to_owned(),
                 secret: true,

@@ -14,7 +14,8 @@
 //! machines and Home Manager users, sops-nix decrypts with X25519 identities
 //! only (`sops.age.keyFile`, or `sops.age.sshKeyPaths` converted as
 //! `ssh-to-age` does), so ssh-ed25519 keys are encrypted to their X25519 form
-//! and ssh-rsa keys are refused (see [`sops_nix_form`]). Each
+//! and ssh-rsa keys are refused (see [`sops_nix_form`]); age plugin
+//! recipients (`age1tpm1…`) are kept, for `sops.age.plugins`. Each
 //! write decrypts the file, sets this artifact's values and writes the whole
 //! file atomically: other artifacts in the same file keep their ciphertext.
 //! Adding to an existing file needs an identity among its recipients.
@@ -44,7 +45,9 @@ const BACKEND: &str = "sops-nix";
 /// `SOPS_AGE_SSH_PRIVATE_KEY_FILE`), which reads ssh stanzas with an ssh key
 /// and would not convert one: their keys stay as configured.
 fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient, String> {
-    if target.target_kind == TargetKind::Tanka {
+    // sops-nix runs the age plugins listed in `sops.age.plugins` (a TPM or
+    // YubiKey host key): plugin recipients stay as they are too.
+    if target.target_kind == TargetKind::Tanka || recipient.plugin().is_some() {
         return Ok(recipient);
     }
     recipient.to_x25519().ok_or_else(|| {

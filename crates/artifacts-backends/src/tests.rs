@@ -4,10 +4,11 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use artifacts_engine::Targets;
 use artifacts_engine::store::{
     Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, Writable,
 };
-use artifacts_model::{Context, TargetKind};
+use artifacts_model::TargetKind;
 
 /// A project root, a key pair and its identity file.
 struct Project {
@@ -50,12 +51,11 @@ impl Project {
         Call {
             backend: backend.to_owned(),
             artifact: Some("api".to_owned()),
-            context: Context::Nixos,
-            targets: vec![CallTarget {
+            targets: Targets::One(CallTarget {
                 name: "m1".to_owned(),
                 kind: TargetKind::Nixos,
                 config: serde_json::json!({ "publicHostKey": recipient }),
-            }],
+            }),
             files: vec![
                 CallFile {
                     name: "token".to_owned(),
@@ -143,6 +143,42 @@ fn each_storing_backend_answers_through_the_trait() {
     }
 }
 
+/// Age plugin recipients (here `age-plugin-xwing`, a real plugin) in a
+/// machine's keys: both backends encrypt to them as they are (sops-nix too:
+/// it runs `sops.age.plugins`), and a plugin identity alone reads back.
+#[test]
+fn plugin_recipients_are_stored_and_read_back_with_a_plugin_identity() {
+    artifacts_testkit::age_plugin_xwing();
+    for name in ["agenix", "sops-nix"] {
+        let p = Project::new();
+        let (key_text, xwing) = artifacts_testkit::xwing_key();
+        let xwing_file = p.dir.path().join("xwing.txt");
+        std::fs::write(&xwing_file, key_text).unwrap();
+        let store = backend(name);
+        let mut call = p.call(name, "", Some(&xwing_file));
+        let Targets::One(target) = &mut call.targets else {
+            unreachable!("a machine's own artifact")
+        };
+        target.config = serde_json::json!({ "publicHostKey": [p.key.recipient(), xwing.clone()] });
+        store.serialize(&call, &p.out("out", "s3cret")).unwrap();
+        assert_eq!(store.check(&call).unwrap(), Checked::Stored, "{name}");
+        let back = p.dir.path().join("back");
+        std::fs::create_dir(&back).unwrap();
+        store.deserialize(&call, &back).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(back.join("token")).unwrap(),
+            "s3cret",
+            "{name}"
+        );
+        let stored = match name {
+            "agenix" => "secrets/per-machine/m1/api/.recipients",
+            _ => "secrets/per-machine/m1.sops.yaml",
+        };
+        let stored = std::fs::read_to_string(p.root().join(stored)).unwrap();
+        assert!(stored.contains(&xwing), "{name}: {stored}");
+    }
+}
+
 /// sops-nix's pre-flight: adding to an existing file needs an identity of
 /// one of its recipients, and the answer names the file and who would do.
 #[test]
@@ -196,7 +232,10 @@ fn a_store_dir_leaving_the_project_is_refused() {
     let p = Project::new();
     let store = backend("agenix");
     let mut call = p.call("agenix", &p.key.recipient(), None);
-    call.targets[0].config["storeDir"] = serde_json::json!("../elsewhere");
+    let Targets::One(target) = &mut call.targets else {
+        unreachable!("the test call is for one machine")
+    };
+    target.config["storeDir"] = serde_json::json!("../elsewhere");
     let error = store.serialize(&call, &p.out("out", "s3cret")).unwrap_err();
     assert!(
         error

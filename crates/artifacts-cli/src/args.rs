@@ -4,8 +4,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum, ValueHint};
+use clap_complete::engine::ArgValueCandidates;
 
+use crate::shell::{artifact_names, backend_names, file_names, target_names};
+
+/// After the options of `artifacts --help`, before the examples.
 pub const AFTER_HELP: &str = "\
 Exit codes:
   0  success (check: everything stored and current; untracked ones are noted)
@@ -17,11 +21,22 @@ Prompt answers never go on the command line: use --prompts-file FILE (JSON or
 YAML map artifact -> prompt -> value, `-` for stdin) or the variables
 ARTIFACTS_PROMPT_<ARTIFACT>_<PROMPT>; in a terminal you are asked.";
 
+/// The last lines of `artifacts --help`.
+pub const HELP_FOOTER: &str = "\
+`artifacts COMMAND --help` shows a command's options and examples;
+`artifacts man COMMAND` its manual page.";
+
+/// The command-line definition: flags, per-command examples, and each
+/// command's unused global options hidden (see [`crate::help`]).
+pub fn command() -> clap::Command {
+    crate::help::decorate(Cli::command())
+}
+
 /// Declare secrets once; generate, store and check them through pluggable backends.
 #[derive(Debug, Parser)]
-#[command(name = "artifacts", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "artifacts", version, max_term_width = 100)]
 pub struct Cli {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options")]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,19 +45,19 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Run as if started in DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub directory: Option<PathBuf>,
     /// Read declarations from FILE (.toml, .json, .yaml).
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "flake")]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "flake", value_hint = ValueHint::FilePath)]
     pub manifest: Option<PathBuf>,
     /// Read declarations from the flake in DIR.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub flake: Option<PathBuf>,
     /// Read backends from FILE (default: $NIXOS_ARTIFACTS_BACKEND_CONFIG, then backend.toml beside the manifest).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub backends: Option<PathBuf>,
     /// Only act on target NAME (kind/name or a unique name); repeatable.
-    #[arg(long = "target", global = true, value_name = "NAME")]
+    #[arg(long = "target", global = true, value_name = "NAME", add = ArgValueCandidates::new(target_names))]
     pub targets: Vec<String>,
     /// Run up to NUM backend checks at once [default: number of cores].
     #[arg(short = 'j', long, global = true, value_name = "NUM")]
@@ -151,14 +166,31 @@ pub enum Command {
     Cmp(crate::tools::tanka::CmpCommand),
     /// Print shell completions.
     Completions(CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print a manual page (roff), or write them all with --dir.
+    Man(ManArgs),
+}
+
+impl Command {
+    /// Whether the command reports under `--json`; the others print data
+    /// (a decrypted file, a script, a page), never a report.
+    pub fn has_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Age(_)
+                | Command::Sops(_)
+                | Command::Tanka(_)
+                | Command::Cmp(_)
+                | Command::Completions(_)
+                | Command::Man(_)
+                | Command::ShippedBackend(_)
+        )
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Report artifacts generated longer ago than DURATION (e.g. 90d) as stale.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -178,14 +210,14 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Clone, Default, Args)]
 pub struct IdentityArgs {
     /// Decrypt with the age or SSH identity in FILE (repeatable; also ARTIFACTS_IDENTITY).
-    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    #[arg(short = 'i', long = "identity", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub identities: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct PromptArgs {
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub prompts_file: Option<PathBuf>,
     /// Do not ask for confirmation.
     #[arg(short, long)]
@@ -203,7 +235,7 @@ pub struct PromptArgs {
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT", conflicts_with = "all")]
+    #[arg(value_name = "ARTIFACT", conflicts_with = "all", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Every artifact (the default when no ARTIFACT is named).
     #[arg(long)]
@@ -218,7 +250,7 @@ pub struct GenerateArgs {
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {
     /// The artifacts to regenerate.
-    #[arg(value_name = "ARTIFACT", required_unless_present_any = ["all", "older_than"])]
+    #[arg(value_name = "ARTIFACT", required_unless_present_any = ["all", "older_than"], add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Every artifact.
     #[arg(long, conflicts_with = "artifacts")]
@@ -236,20 +268,20 @@ pub struct RegenerateArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
 }
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The artifacts to move.
-    #[arg(value_name = "ARTIFACT", required = true)]
+    #[arg(value_name = "ARTIFACT", required = true, add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// The backend to move them to [default: the declared one].
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(backend_names))]
     pub to: Option<String>,
     /// The backend to move them from [default: the one storing them].
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = ArgValueCandidates::new(backend_names))]
     pub from: Option<String>,
     /// Show what would move, and change nothing.
     #[arg(short = 'n', long)]
@@ -261,7 +293,7 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct AcceptArgs {
     /// Only these artifacts [default: every stale or untracked one].
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Show what would be recorded, and change nothing.
     #[arg(short = 'n', long)]
@@ -290,13 +322,13 @@ pub struct GraphArgs {
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     /// Only these artifacts (the dummy module runs one unit per artifact).
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Install under DIR instead of / (for images and tests).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub root: Option<PathBuf>,
     /// Read prompt answers from FILE (JSON or YAML: artifact -> prompt -> value; `-` for stdin).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub prompts_file: Option<PathBuf>,
 }
 
@@ -316,10 +348,10 @@ pub struct PoliciesArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The artifact.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifact: String,
     /// The file to print (required when the artifact has several).
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub file: Option<String>,
     /// Print stored version N instead of the current one (backends that keep versions: openbao).
     #[arg(id = "stored_version", long = "version", value_name = "N")]
@@ -331,7 +363,7 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct RekeyArgs {
     /// Only these artifacts.
-    #[arg(value_name = "ARTIFACT")]
+    #[arg(value_name = "ARTIFACT", add = ArgValueCandidates::new(artifact_names))]
     pub artifacts: Vec<String>,
     /// Show what would be re-encrypted, and change nothing.
     #[arg(short = 'n', long)]
@@ -351,6 +383,16 @@ pub struct ShippedBackendArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The page: a command (`check`, `sops-decrypt`) or `artifacts.toml` [default: artifacts(1)].
+    #[arg(value_name = "PAGE", conflicts_with = "dir")]
+    pub page: Option<String>,
+    /// Write every page to DIR/man1 and DIR/man5 instead.
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_name = "SHELL")]
@@ -364,7 +406,7 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
     #[test]

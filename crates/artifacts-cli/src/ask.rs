@@ -1,13 +1,15 @@
 //! Asking a person: prompts in the terminal, confirmations, passphrases of
-//! identity files, and the prompts file.
+//! identity files, questions of age plugins (PIN, touch, confirm), and the
+//! prompts file.
 
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
-use artifacts_engine::plan::Plan;
-use artifacts_engine::prompts::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::Prompt;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -170,40 +172,129 @@ pub struct TtyPassphrase;
 impl TtyPassphrase {
     /// Whether there is a terminal to ask on.
     pub fn available() -> bool {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .is_ok()
+        open_tty().is_some()
     }
 }
 
 impl PassphraseProvider for TtyPassphrase {
     fn passphrase(&self, description: &str) -> Option<SecretString> {
-        use nix::sys::termios::{FlushArg, LocalFlags, SetArg, tcflush, tcgetattr, tcsetattr};
-        use std::io::Write;
-        let tty = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()?;
-        let saved = tcgetattr(&tty).ok()?;
+        let line = ask_tty(&format!("Enter {description}: "), true)?;
+        Some(SecretString::from(line.as_str()))
+    }
+}
+
+fn open_tty() -> Option<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .ok()
+}
+
+/// Shows `question` on the controlling terminal and reads one line (without
+/// its newline), with echo off when `hidden`; typed-ahead input is discarded
+/// first. `None` without a terminal or at end of input.
+fn ask_tty(question: &str, hidden: bool) -> Option<Zeroizing<String>> {
+    use nix::sys::termios::{FlushArg, LocalFlags, SetArg, tcflush, tcgetattr, tcsetattr};
+    use std::io::Write;
+    let tty = open_tty()?;
+    let saved = tcgetattr(&tty).ok()?;
+    if hidden {
         let mut quiet = saved.clone();
         quiet.local_flags.remove(LocalFlags::ECHO);
         tcsetattr(&tty, SetArg::TCSANOW, &quiet).ok()?;
-        let _ = tcflush(&tty, FlushArg::TCIFLUSH);
-        let mut writer = &tty;
-        let _ = write!(writer, "Enter {description}: ");
-        // The terminal's line mode hands over one line per read: no buffering
-        // past it, so a byte at a time is not needed.
-        let mut line = Zeroizing::new(String::new());
-        let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    }
+    let _ = tcflush(&tty, FlushArg::TCIFLUSH);
+    let mut writer = &tty;
+    let _ = write!(writer, "{question}");
+    // The terminal's line mode hands over one line per read: no buffering
+    // past it, so a byte at a time is not needed.
+    let mut line = Zeroizing::new(String::new());
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    if hidden {
         let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
         let _ = writeln!(writer);
-        match read {
-            Ok(n) if n > 0 => Some(SecretString::from(line.trim_end_matches(['\n', '\r']))),
-            _ => None,
+    }
+    match read {
+        Ok(n) if n > 0 => {
+            let end = line.trim_end_matches(['\n', '\r']).len();
+            line.truncate(end);
+            Some(line)
         }
+        _ => None,
+    }
+}
+
+/// The progress bar on the terminal while one is drawn (`generate`): hidden
+/// while a plugin talks to the person, or its next tick would overwrite the
+/// message or the question.
+static PROGRESS: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Registers the progress bar drawn on the terminal, or with `None` forgets it.
+pub fn progress_bar(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS.lock().unwrap_or_else(PoisonError::into_inner) = bar;
+}
+
+/// Runs `f` with the progress bar hidden, one plugin at a time (parallel
+/// units may each start one).
+fn on_screen<T>(f: impl FnOnce() -> T) -> T {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let bar = PROGRESS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    match bar {
+        Some(bar) => bar.suspend(f),
+        None => f(),
+    }
+}
+
+/// Lets age plugins talk to the person on the controlling terminal (touch
+/// the key, type the PIN, confirm), each line prefixed with the plugin's
+/// program name. Without a terminal, messages go to stderr and questions get
+/// no answer, which `artifacts_crypto` reports as the plugin's unanswered
+/// question (`Error::PluginNeedsInput`).
+pub struct TtyPluginUi;
+
+impl artifacts_crypto::plugin::PluginUi for TtyPluginUi {
+    fn message(&self, plugin: &str, message: &str) {
+        use std::io::Write;
+        let line = format!("{plugin}: {}\n", message.trim_end());
+        on_screen(|| match open_tty() {
+            Some(mut tty) => {
+                let _ = tty.write_all(line.as_bytes());
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        })
+    }
+
+    fn confirm(&self, plugin: &str, message: &str, yes: &str, no: Option<&str>) -> Option<bool> {
+        let message = message.trim_end();
+        let Some(no) = no else {
+            // Only one way on: Enter takes it.
+            let question = format!("{plugin}: {message} (Enter: {yes}) ");
+            on_screen(|| ask_tty(&question, false))?;
+            return Some(true);
+        };
+        let question = format!("{plugin}: {message} [y: {yes} / n: {no}] ");
+        let answer = on_screen(|| ask_tty(&question, false))?;
+        let answer = answer.trim().to_lowercase();
+        Some(answer == "y" || answer == "yes" || answer == yes.to_lowercase())
+    }
+
+    fn request_public(&self, plugin: &str, description: &str) -> Option<String> {
+        let question = format!("{plugin}: {} ", description.trim_end());
+        let answer = on_screen(|| ask_tty(&question, false))?;
+        Some(answer.to_string())
+    }
+
+    fn request_secret(&self, plugin: &str, description: &str) -> Option<SecretString> {
+        let question = format!("{plugin}: {} ", description.trim_end());
+        let answer = on_screen(|| ask_tty(&question, true))?;
+        Some(SecretString::from(answer.as_str()))
     }
 }
 
@@ -236,7 +327,7 @@ pub fn confirm(question: &str) -> Result<bool> {
 /// prompts file, the environment, or (in a terminal) asked.
 pub fn collect_answers(
     plan: &Plan<'_>,
-    units: &[usize],
+    units: &[UnitId],
     prompts_file: Option<&Path>,
 ) -> Result<Answers> {
     let file = prompts_file.map(read_prompts_file).transpose()?;

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use artifacts_engine::backend::BackendRegistry;
-use artifacts_engine::lock::{LOCK_FILE, Lock};
-use artifacts_engine::plan::Plan;
-use artifacts_engine::sandbox::Sandbox;
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::Sandbox;
+use artifacts_engine::lock::Lock;
 use artifacts_engine::{Engine, Settings, Timeouts};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::{Model, TargetId, TargetKind};
 use artifacts_os::project_lock::{Attempt, ProjectLock};
 
@@ -67,7 +67,7 @@ impl Context {
         } else {
             None
         };
-        let mut lock = Lock::load(&model.root.join(LOCK_FILE))
+        let mut lock = Lock::load(&model.root.join(Lock::FILE_NAME))
             .map_err(|e| UsageError(anyhow::Error::new(e)))?;
         // A version-1 lock is upgraded in memory (written on the next change);
         // a model that cannot be planned fails later, in the command.
@@ -247,12 +247,12 @@ impl Context {
         Engine::new(&self.registry, self.settings.clone())
     }
 
-    /// Indexes of plan units selected by `--target` and an artifact name list (empty = all).
-    pub fn select(&self, plan: &Plan<'_>, artifacts: &[String]) -> Result<Vec<usize>> {
+    /// The plan units selected by `--target` and an artifact name list (empty = all).
+    pub fn select(&self, plan: &Plan<'_>, artifacts: &[String]) -> Result<Vec<UnitId>> {
         for name in artifacts {
-            if !plan.units.iter().any(|u| u.name() == name) {
+            if !plan.units().any(|u| u.name() == name) {
                 let known: Vec<&str> = {
-                    let mut names: Vec<&str> = plan.units.iter().map(|u| u.name()).collect();
+                    let mut names: Vec<&str> = plan.units().map(|u| u.name()).collect();
                     names.sort();
                     names.dedup();
                     names
@@ -264,12 +264,13 @@ impl Context {
                 .into());
             }
         }
-        Ok((0..plan.units.len())
-            .filter(|&i| {
-                let unit = &plan.units[i];
+        Ok(plan
+            .iter()
+            .filter(|(_, unit)| {
                 unit.involves_any(&self.targets)
                     && (artifacts.is_empty() || artifacts.iter().any(|a| a == unit.name()))
             })
+            .map(|(id, _)| id)
             .collect())
     }
 }

@@ -63,7 +63,7 @@ pub fn usage(message: impl Into<String>, hint: Option<&'static str>) -> anyhow::
 }
 
 /// The fix suggested by the outermost error in the chain that knows one.
-fn hint(error: &anyhow::Error) -> Option<&'static str> {
+pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
     error.chain().find_map(|cause| {
         if let Some(usage) = cause.downcast_ref::<UsageError>() {
             Some(hint(&usage.0))

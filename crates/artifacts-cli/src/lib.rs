@@ -8,6 +8,30 @@
 //! not dumpable, inherited descriptors close-on-exec). A closed stdout
 //! (`artifacts … | head`) ends any command with exit code 0.
 //!
+//! # Adding a command
+//!
+//! 1. A variant of [`args::Command`] with a one-line doc comment (its help
+//!    and man page title) and its own flags; artifact, target, backend and
+//!    file arguments get `add = ArgValueCandidates::new(shell::artifact_names)`
+//!    (or `target_names`, `backend_names`, `file_names`) to complete from the
+//!    project, path arguments a `value_hint`.
+//! 2. An entry in [`help::PAGES`]: two or three examples and the global
+//!    options it uses (the others are hidden from its help, man page and
+//!    completions). The test `every_command_has_a_page` fails without it;
+//!    `artifacts-<command>(1)` is generated from both.
+//! 3. A function in [`commands`] returning the exit code, and its arm in
+//!    `dispatch`. Under `--json` ([`report::enabled`]) it prints nothing on
+//!    stdout: it reports each unit with [`report::unit_result`] (and
+//!    [`report::unit_error`] for a unit that failed) and its own top-level
+//!    fields with [`report::set`]; the document, with the command's name,
+//!    exit code and the error it returned (located, for declaration
+//!    errors), is printed by [`run`]. People's text goes to stderr. New
+//!    `result` words or top-level fields go into
+//!    `docs/schema/output.schema.json`, which the e2e tests validate every
+//!    document against. A command whose stdout is data (a file, a script)
+//!    answers `--json` with a usage error instead: list it in
+//!    [`args::Command::has_json`].
+//!
 //! ```
 //! // What `main` does, with any argv: the exit code comes back.
 //! assert_eq!(artifacts_cli::run(["artifacts", "--version"]), 0);
@@ -19,14 +43,18 @@ mod ask;
 mod commands;
 mod context;
 mod exit;
+mod help;
+mod man;
 mod output;
+mod report;
+mod shell;
 mod tools;
 
 use std::ffi::OsString;
 use std::io::Write;
 
 use anyhow::Result;
-use clap::{CommandFactory, Parser};
+use clap::FromArgMatches;
 
 use args::{Cli, ColorChoice, Command, GlobalArgs};
 use commands::generate::Request;
@@ -40,27 +68,88 @@ where
 {
     artifacts_os::process::harden_current_process();
     exit::install_broken_pipe_hook();
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(error) => {
-            let code = if error.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            };
-            let _ = error.print();
-            return code;
-        }
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    if shell::complete(&argv) {
+        return exit::SUCCESS;
+    }
+    let matches = match args::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(error) => return parse_error(&argv, &error),
     };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => return parse_error(&argv, &error),
+    };
+    if cli.global.json {
+        report::begin(&command_name(&matches));
+    }
     setup_output(&cli.global);
     artifacts_os::redact::show_unredacted(cli.global.show_stderr);
     artifacts_os::signals::install();
+    // Age plugins (hardware keys) may ask for a PIN or a touch wherever a key is used.
+    artifacts_crypto::plugin::set_ui(std::sync::Arc::new(ask::TtyPluginUi));
     let result = dispatch(&cli);
     artifacts_os::signals::yield_to_handler();
-    match result {
-        Ok(code) => code,
-        Err(error) if exit::is_broken_pipe(&error) => exit::SUCCESS,
-        Err(error) => exit::report(&error),
+    let (code, failure) = match &result {
+        Ok(code) => (*code, None),
+        Err(error) if exit::is_broken_pipe(error) => return exit::SUCCESS,
+        Err(error) => (exit::report(error), Some(error)),
+    };
+    // A reader that went away has seen what it wanted.
+    let _ = report::finish(code, failure);
+    code
+}
+
+/// A command line clap rejects (or `--help`/`--version`): clap's text, and
+/// under `--json` the error document too.
+fn parse_error(argv: &[OsString], error: &clap::Error) -> i32 {
+    let _ = error.print();
+    if !error.use_stderr() {
+        return exit::SUCCESS;
+    }
+    // Not parsed, so `--json` is looked for by hand (before any `--`).
+    if argv
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+    {
+        let known: Vec<String> = args::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        let command = argv
+            .iter()
+            .skip(1)
+            .filter_map(|a| a.to_str())
+            .find(|a| known.iter().any(|k| k == a))
+            .unwrap_or("artifacts");
+        report::begin(command);
+        let rendered = error.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let failure = exit::usage(message, None);
+        let _ = report::finish(exit::USAGE, Some(&failure));
+    }
+    exit::USAGE
+}
+
+/// The subcommand path of a parsed command line (`check`, `sops decrypt`);
+/// bare `artifacts` under `--json` is `list`.
+fn command_name(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut current = matches;
+    while let Some((name, sub)) = current.subcommand() {
+        names.push(name.to_owned());
+        current = sub;
+    }
+    if names.is_empty() {
+        "list".to_owned()
+    } else {
+        names.join(" ")
     }
 }
 
@@ -94,9 +183,20 @@ fn setup_output(global: &GlobalArgs) {
 
 fn dispatch(cli: &Cli) -> Result<i32> {
     let global = &cli.global;
+    if let Some(name) = report::command()
+        && let Some(command) = &cli.command
+        && !command.has_json()
+    {
+        return Err(exit::usage(
+            format!(
+                "--json does not apply to `artifacts {name}`: it prints the data itself (or a script or page), never a report"
+            ),
+            Some("leave out --json; the project commands (list, check, generate, …) take it"),
+        ));
+    }
     match &cli.command {
         Some(Command::Completions(args)) => completions(args.shell),
-        Some(Command::Man) => man(),
+        Some(Command::Man(args)) => man::run(args),
         Some(Command::Age(command)) => tool(global, |io| command.run(io)),
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
@@ -167,19 +267,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 }
 
 fn completions(shell: clap_complete::Shell) -> Result<i32> {
-    // Into memory first: clap_complete panics when a write fails
-    // (`artifacts completions bash | head -c1`); ours report it.
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "artifacts", &mut script);
+    let script = shell::registration(shell)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&script)?;
-    out.flush()?;
-    Ok(exit::SUCCESS)
-}
-
-fn man() -> Result<i32> {
-    let mut out = std::io::stdout().lock();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
     out.flush()?;
     Ok(exit::SUCCESS)
 }

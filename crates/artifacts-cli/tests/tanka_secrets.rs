@@ -179,9 +179,18 @@ fn wrong_key_tampered_file_and_missing_file_fail_closed() {
 }
 
 #[test]
-fn environment_names_that_are_paths_are_usage_errors() {
+fn environment_paths_that_leave_environments_are_usage_errors() {
     let fx = Fixture::new("bad-env");
-    for bad in ["../x", "a/b", "-x", ""] {
+    for bad in [
+        "../x",
+        "a/../../x",
+        "environments/../x",
+        "/etc",
+        "a//b",
+        "-x",
+        "a/-x",
+        "",
+    ] {
         let out = fx.run(&fx.with_key_file(), &["tanka", "secrets", "--", bad]);
         out.assert_failed_closed();
         assert_eq!(out.code, 2, "{bad}: {out:?}");
@@ -205,4 +214,25 @@ fn outside_a_project_the_error_comes_with_its_hint_on_a_line_of_its_own() {
         lines[1], "hint: run from inside a tanka project, or create `jsonnetfile.json` at its root",
         "{out:?}"
     );
+}
+
+#[test]
+fn nested_environments_are_named_by_their_path() {
+    let fx = Fixture::new("nested-secrets");
+    fx.write("environments/prom-grafana/dev/main.jsonnet", "{}");
+    let file = fx.sops_encrypt("prom-grafana/dev", PLAIN);
+    let expected = yaml_docs(&fx.sops_decrypt(&file));
+    // as a path below environments/, as tanka names it, and with a trailing /
+    for name in [
+        "prom-grafana/dev",
+        "environments/prom-grafana/dev",
+        "environments/prom-grafana/dev/",
+    ] {
+        let out = fx.run(&fx.with_key_file(), &["tanka", "secrets", name]);
+        assert_eq!(yaml_docs(&out.assert_ok().stdout), expected, "{name}");
+    }
+    // the parent directory is no environment
+    let out = fx.run(&fx.with_key_file(), &["tanka", "secrets", "prom-grafana"]);
+    out.assert_failed_closed();
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
 }

@@ -80,7 +80,7 @@ fn reference(
     let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let project = Project::at(&root).unwrap();
     let e = project.environment(env).unwrap();
-    artifacts_tanka::process::process(raw, e.spec())
+    artifacts_tanka::process::process(raw, e.spec().expect("a static environment"))
         .unwrap()
         .into_iter()
         .map(serde_json::Value::Object)
@@ -140,6 +140,7 @@ function(secrets_yaml) {
 "#,
     );
     fx.sops_encrypt("flat", "name: Ünïcode-NAME\n");
+    fx.static_env("flat");
 
     for (env, ext) in [
         ("nested", vec![("commit_hash", "abc123")]),
@@ -192,6 +193,7 @@ function(secrets_yaml) {
 #[test]
 fn argocd_revision_becomes_commit_hash_and_tla_str_passes_through() {
     let fx = Fixture::new("vars");
+    fx.static_env("default");
     fx.write(
         "environments/default/main.jsonnet",
         r#"function(extra='none') { c: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' },
@@ -243,6 +245,7 @@ fn argocd_revision_becomes_commit_hash_and_tla_str_passes_through() {
 #[test]
 fn natives_behave_like_tankas() {
     let fx = Fixture::new("natives");
+    fx.static_env("default");
     fx.write(
         "environments/default/main.jsonnet",
         r#"
@@ -283,6 +286,7 @@ local n(name) = std.native(name);
 #[test]
 fn imports_outside_the_project_root_are_refused() {
     let fx = Fixture::new("escape");
+    fx.static_env("default");
     let outside = fx.dir.path().join("outside.txt");
     std::fs::write(&outside, "OUTSIDE-CONTENT").unwrap();
     fx.write("lib/ok.libsonnet", "{ v: 'inside' }");
@@ -326,6 +330,7 @@ fn imports_outside_the_project_root_are_refused() {
 #[test]
 fn failures_are_closed_and_never_show_secrets() {
     let fx = Fixture::new("fail-closed");
+    fx.static_env("default");
     write_common(&fx);
     const CANARY: &str = "canary-SECRET-value-42";
     let with_secret = |body: &str| {
@@ -442,6 +447,7 @@ fn failures_are_closed_and_never_show_secrets() {
 #[test]
 fn environments_without_secrets_render_without_a_key() {
     let fx = Fixture::new("no-secrets");
+    fx.static_env("default");
     fx.write(
         "environments/default/main.jsonnet",
         "{ c: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' } } }",

@@ -1,7 +1,9 @@
 //! age recipients, identities, encryption and decryption, key generation.
 //!
 //! Owns the [`Recipient`] and [`Identity`] wrappers around the `age` crate
-//! (X25519 `age1…` keys, `ssh-ed25519` and `ssh-rsa`), their parsers (strings,
+//! (X25519 `age1…` keys, `ssh-ed25519` and `ssh-rsa`, and age plugins'
+//! `age1<name>1…` recipients and `AGE-PLUGIN-<NAME>-1…` identities, run
+//! through [`crate::plugin`]), their parsers (strings,
 //! recipient files, `.pub` files, age key files, OpenSSH private keys), and
 //! one-shot [`encrypt`]/[`decrypt`] helpers that buffer the plaintext so a
 //! failure never leaves half a plaintext behind. No global state.
@@ -39,7 +41,13 @@ pub struct Recipient {
 enum RecipientKind {
     X25519(age::x25519::Recipient),
     Ssh(age::ssh::Recipient),
+    /// Wrapped by `age-plugin-<name>` at encryption time.
+    Plugin(age::plugin::Recipient),
 }
+
+/// Why a FIDO security-key SSH key is refused: neither the `age` crate nor
+/// age (Go) encrypts to one.
+const SECURITY_KEY_SSH: &str = "FIDO security-key SSH keys (sk-ssh-ed25519@openssh.com, sk-ecdsa-sha2-nistp256@openssh.com) are not supported by age; use an age plugin for the security key instead (for example age-plugin-fido2-hmac, whose recipients are age1fido2-hmac1…)";
 
 /// A shortened, public rendering of untrusted recipient text for errors.
 ///
@@ -75,9 +83,14 @@ impl Recipient {
         }
         if let Some(rest) = t.strip_prefix("age1") {
             // Bech32 data never contains `1`, so one after the prefix marks a
-            // plugin recipient (`age1yubikey1…`), which needs an external plugin.
+            // plugin recipient (`age1yubikey1…`), served by `age-plugin-yubikey`.
             if rest.contains('1') {
-                return Err(err("age plugin recipients are not supported"));
+                let r = age::plugin::Recipient::from_str(t)
+                    .map_err(|e| err(&format!("not a valid age plugin recipient ({e})")))?;
+                return Ok(Recipient {
+                    text: t.to_owned(),
+                    kind: RecipientKind::Plugin(r),
+                });
             }
             let r = age::x25519::Recipient::from_str(t).map_err(err)?;
             if x25519_is_low_order(t) {
@@ -116,11 +129,14 @@ impl Recipient {
                 kind: RecipientKind::Ssh(r),
             });
         }
+        if t.starts_with("sk-ssh-") || t.starts_with("sk-ecdsa-") {
+            return Err(err(SECURITY_KEY_SSH));
+        }
         if t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-") {
             return Err(err("unsupported SSH key type (use ssh-ed25519 or ssh-rsa)"));
         }
         Err(err(
-            "expected an age1… X25519 key, ssh-ed25519 or ssh-rsa public key",
+            "expected an age1… X25519 key, an age plugin recipient (age1<plugin>1…), or an ssh-ed25519 or ssh-rsa public key",
         ))
     }
 
@@ -139,24 +155,36 @@ impl Recipient {
         matches!(self.kind, RecipientKind::Ssh(_))
     }
 
-    /// The key type: `X25519`, `ssh-ed25519` or `ssh-rsa`.
+    /// The key type: `X25519`, `ssh-ed25519`, `ssh-rsa` or `age plugin`.
     pub fn key_type(&self) -> &'static str {
         match &self.kind {
             RecipientKind::X25519(_) => "X25519",
             RecipientKind::Ssh(age::ssh::Recipient::SshEd25519(..)) => "ssh-ed25519",
             RecipientKind::Ssh(age::ssh::Recipient::SshRsa(..)) => "ssh-rsa",
+            RecipientKind::Plugin(_) => "age plugin",
+        }
+    }
+
+    /// The plugin name of a plugin recipient (`yubikey` for `age1yubikey1…`;
+    /// its program is `age-plugin-yubikey`), `None` for the others.
+    pub fn plugin(&self) -> Option<&str> {
+        match &self.kind {
+            RecipientKind::Plugin(r) => Some(r.plugin()),
+            _ => None,
         }
     }
 
     /// The X25519 recipient (`age1…`) that reaches the same private key: the
     /// recipient itself, or for ssh-ed25519 the Montgomery form of its
-    /// Edwards point (what `ssh-to-age < key.pub` prints). `None` for ssh-rsa,
-    /// which has no X25519 form.
+    /// Edwards point (what `ssh-to-age < key.pub` prints). `None` for ssh-rsa
+    /// and plugin recipients, which have no X25519 form.
     pub fn to_x25519(&self) -> Option<Recipient> {
         let point = match &self.kind {
             RecipientKind::X25519(_) => return Some(self.clone()),
             RecipientKind::Ssh(age::ssh::Recipient::SshEd25519(_, point)) => point,
-            RecipientKind::Ssh(age::ssh::Recipient::SshRsa(..)) => return None,
+            RecipientKind::Ssh(age::ssh::Recipient::SshRsa(..)) | RecipientKind::Plugin(_) => {
+                return None;
+            }
         };
         let bytes = point.to_montgomery().to_bytes();
         let text = bech32::encode::<bech32::Bech32>(PUBLIC_KEY_HRP, &bytes)
@@ -169,10 +197,13 @@ impl Recipient {
         })
     }
 
-    pub(crate) fn as_age(&self) -> &dyn age::Recipient {
+    /// The `age` recipient; `None` for plugin recipients, which are wrapped
+    /// together per plugin ([`crate::plugin`]).
+    fn as_age(&self) -> Option<&dyn age::Recipient> {
         match &self.kind {
-            RecipientKind::X25519(r) => r,
-            RecipientKind::Ssh(r) => r,
+            RecipientKind::X25519(r) => Some(r),
+            RecipientKind::Ssh(r) => Some(r),
+            RecipientKind::Plugin(_) => None,
         }
     }
 }
@@ -316,6 +347,9 @@ enum IdentityKind {
     /// An SSH key, with its X25519 form when it is an ssh-ed25519 key whose
     /// seed we can read (unencrypted, or ssh-keygen's aes256-ctr; see openssh.rs).
     Ssh(age::ssh::Identity, Option<age::x25519::Identity>),
+    /// An age plugin identity and its line in the identity file, run by
+    /// `age-plugin-<name>` at decryption time ([`crate::plugin`]).
+    Plugin(age::plugin::Identity, usize),
 }
 
 /// The X25519 identity of an ssh-ed25519 key: the first half of SHA-512 of
@@ -344,6 +378,7 @@ impl fmt::Debug for Identity {
         let kind = match self.kind {
             IdentityKind::X25519(_) => "x25519",
             IdentityKind::Ssh(..) => "ssh",
+            IdentityKind::Plugin(..) => "age plugin",
         };
         write!(f, "Identity({kind} from {})", self.origin)
     }
@@ -377,16 +412,33 @@ impl Identity {
                     kind: RecipientKind::Ssh(r),
                 })
             }
+            IdentityKind::Plugin(i, _) => Err(Error::InvalidIdentity {
+                origin: self.origin.clone(),
+                reason: format!(
+                    "the recipient of an age plugin identity is known only to its plugin (`{}` printed it when the identity was made)",
+                    crate::plugin::program_name(i.plugin())
+                ),
+            }),
+        }
+    }
+
+    /// The plugin name of a plugin identity (`yubikey` for
+    /// `AGE-PLUGIN-YUBIKEY-1…`), `None` for the others.
+    pub fn plugin(&self) -> Option<&str> {
+        match &self.kind {
+            IdentityKind::Plugin(i, _) => Some(i.plugin()),
+            _ => None,
         }
     }
 
     /// The X25519 identity that decrypts what [`Recipient::to_x25519`] of
     /// this identity's recipient can read: the identity itself, or the
-    /// conversion of an ssh-ed25519 key. `None` for ssh-rsa.
+    /// conversion of an ssh-ed25519 key. `None` for ssh-rsa and plugin identities.
     pub fn to_x25519(&self) -> Option<Identity> {
         let identity = match &self.kind {
             IdentityKind::X25519(i) => i.clone(),
             IdentityKind::Ssh(_, converted) => converted.clone()?,
+            IdentityKind::Plugin(..) => return None,
         };
         Some(Identity {
             origin: self.origin.clone(),
@@ -400,20 +452,40 @@ impl Identity {
         match &self.kind {
             IdentityKind::X25519(i) => Some(i.to_string()),
             IdentityKind::Ssh(_, converted) => converted.as_ref().map(|i| i.to_string()),
+            IdentityKind::Plugin(..) => None,
         }
     }
 
-    /// The age identities this one decrypts with: an ssh-ed25519 key reads
-    /// both its SSH stanzas and the X25519 stanzas of its converted form.
-    pub(crate) fn age_identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        let (first, second): (&dyn age::Identity, Option<&dyn age::Identity>) = match &self.kind {
-            IdentityKind::X25519(i) => (i, None),
-            IdentityKind::Ssh(i, converted) => {
-                (i, converted.as_ref().map(|c| c as &dyn age::Identity))
-            }
-        };
-        std::iter::once(first).chain(second)
+    /// The native age identities this one decrypts with: an ssh-ed25519 key
+    /// reads both its SSH stanzas and the X25519 stanzas of its converted
+    /// form; none for a plugin identity (see [`plugin_attempts`]).
+    fn age_identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        let (first, second): (Option<&dyn age::Identity>, Option<&dyn age::Identity>) =
+            match &self.kind {
+                IdentityKind::X25519(i) => (Some(i), None),
+                IdentityKind::Ssh(i, converted) => {
+                    (Some(i), converted.as_ref().map(|c| c as &dyn age::Identity))
+                }
+                IdentityKind::Plugin(..) => (None, None),
+            };
+        first.into_iter().chain(second)
     }
+}
+
+/// One attempt per plugin identity, for one decryption: tried after every
+/// native identity, so that a file one of those opens never starts a plugin
+/// (nor asks to touch a key).
+fn plugin_attempts(identities: &[Identity]) -> Vec<crate::plugin::IdentityAttempt<'_>> {
+    identities
+        .iter()
+        .filter_map(|i| match &i.kind {
+            IdentityKind::Plugin(plugin, line) => Some(crate::plugin::IdentityAttempt::new(
+                plugin,
+                format!("the age plugin identity in {} line {line}", i.origin),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Parses identities from text: an age key file (as `age-keygen` writes it,
@@ -457,9 +529,8 @@ pub fn parse_identities(
                     age::ssh::UnsupportedKey::EncryptedSsh(c) => {
                         format!("unsupported SSH key encryption cipher {c}")
                     }
-                    age::ssh::UnsupportedKey::Hardware(t) | age::ssh::UnsupportedKey::Type(t) => {
-                        format!("unsupported SSH key type {t}")
-                    }
+                    age::ssh::UnsupportedKey::Hardware(_) => SECURITY_KEY_SSH.to_string(),
+                    age::ssh::UnsupportedKey::Type(t) => format!("unsupported SSH key type {t}"),
                 };
                 return Err(invalid(&reason));
             }
@@ -484,11 +555,19 @@ pub fn parse_identities(
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if line.starts_with("AGE-PLUGIN-") {
-            return Err(invalid(&format!(
-                "line {}: age plugin identities are not supported",
-                n + 1
-            )));
+        if line.to_ascii_uppercase().starts_with("AGE-PLUGIN-") {
+            // Never echoed: for many plugins the identity is the secret key.
+            let id = age::plugin::Identity::from_str(line).map_err(|_| {
+                invalid(&format!(
+                    "line {}: not a valid age plugin identity (AGE-PLUGIN-<NAME>-1…)",
+                    n + 1
+                ))
+            })?;
+            out.push(Identity {
+                origin: origin.clone(),
+                kind: IdentityKind::Plugin(id, n + 1),
+            });
+            continue;
         }
         let id = age::x25519::Identity::from_str(line).map_err(|_| {
             invalid(&format!(
@@ -687,8 +766,19 @@ pub fn encrypt_stream(
         origin: origin.clone(),
         reason,
     };
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
-        .map_err(|e| enc_err(e.to_string().to_lowercase()))?;
+    let plugins =
+        crate::plugin::RecipientGroup::group(recipients.iter().filter_map(|r| match &r.kind {
+            RecipientKind::Plugin(p) => Some(p),
+            _ => None,
+        }))?;
+    let natives = recipients.iter().filter_map(|r| r.as_age());
+    let all = natives.chain(plugins.iter().map(|p| p as &dyn age::Recipient));
+    let encryptor = age::Encryptor::with_recipients(all).map_err(|e| {
+        plugins
+            .iter()
+            .find_map(|p| p.take_failure())
+            .unwrap_or_else(|| enc_err(e.to_string().to_lowercase()))
+    })?;
     let format = if armor {
         age::armor::Format::AsciiArmor
     } else {
@@ -743,15 +833,20 @@ pub fn decrypt(
     if decryptor.is_scrypt() {
         return Err(fail("passphrase-encrypted age files are not supported"));
     }
-    let mut reader = decryptor
-        .decrypt(identities.iter().flat_map(|i| i.age_identities()))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => Error::NoMatchingIdentity {
+    let plugins = plugin_attempts(identities);
+    let natives = identities.iter().flat_map(|i| i.age_identities());
+    let all = natives.chain(plugins.iter().map(|p| p as &dyn age::Identity));
+    let mut reader = decryptor.decrypt(all).map_err(|e| match e {
+        // A plugin that could not run or refused may have held the key.
+        age::DecryptError::NoMatchingKeys => plugins
+            .iter()
+            .find_map(|p| p.take_failure())
+            .unwrap_or_else(|| Error::NoMatchingIdentity {
                 origin: origin.clone(),
                 recipients: Vec::new(),
-            },
-            other => fail(&map_decrypt_error(&other)),
-        })?;
+            }),
+        other => fail(&map_decrypt_error(&other)),
+    })?;
     let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
     reader
         .read_to_end(&mut out)

@@ -255,6 +255,37 @@ pub enum Error {
         /// Why (never the value).
         reason: String,
     },
+    /// The program of an age plugin is not on `PATH`.
+    #[error("`{program}` is not on PATH; it is needed for {needed_by}")]
+    PluginMissing {
+        /// The program, `age-plugin-<name>`.
+        program: String,
+        /// The recipient or identity that needs it (public: a shortened
+        /// recipient, or an identity's file and line, never its text).
+        needed_by: String,
+    },
+    /// An age plugin asked the person something and got no answer.
+    #[error(
+        "`{program}` (for {needed_by}) asked for {request:?} and got no answer (no terminal to ask on, or the question was cancelled)"
+    )]
+    PluginNeedsInput {
+        /// The program, `age-plugin-<name>`.
+        program: String,
+        /// The recipient or identity it was working for.
+        needed_by: String,
+        /// The plugin's question (public by the plugin protocol).
+        request: String,
+    },
+    /// An age plugin failed or refused a recipient or identity.
+    #[error("`{program}` failed for {needed_by}: {reason}")]
+    Plugin {
+        /// The program, `age-plugin-<name>`.
+        program: String,
+        /// The recipient or identity it was working for.
+        needed_by: String,
+        /// What the plugin reported.
+        reason: String,
+    },
     /// A bug.
     #[error("internal error: {0} (this may indicate a bug in artifacts-crypto)")]
     Internal(String),
@@ -288,6 +319,12 @@ impl Error {
             }
             Error::PassphraseRequired { .. } => Some(
                 "run in a terminal to be asked for the passphrase, or use a key without a passphrase",
+            ),
+            Error::PluginMissing { .. } => {
+                Some("install the plugin, or add the directory that holds it to PATH")
+            }
+            Error::PluginNeedsInput { .. } => Some(
+                "run in a terminal so that the plugin can ask (and answer it), or use a key that needs no input",
             ),
             Error::MacMismatch { .. } => Some(
                 "the file was modified outside sops or is corrupted; restore it from version control",

@@ -17,6 +17,9 @@
 //!     decrypts both its ssh stanzas and its X25519 form's.
 //!   - Then [`age::encrypt`] / [`age::decrypt`] (binary or armored),
 //!     [`age::reencrypt`] to change recipients, [`age::keygen`] for new keys.
+//!   - Age plugins (`age1yubikey1…`, `AGE-PLUGIN-…` lines) need nothing
+//!     extra but their program on `PATH`; a binary lets them ask the person
+//!     (PIN, touch) by installing a [`plugin::PluginUi`] with [`plugin::set_ui`].
 //! - **Keep a structured secrets file with readable keys and encrypted
 //!   values** (sops-nix, tanka `secrets.sops.yaml`): [`sops`].
 //!   - New file: [`sops::parse_plain`] then [`sops::encrypt`] with
@@ -62,7 +65,11 @@
 //! Supported: age X25519, `ssh-ed25519` and `ssh-rsa` recipients and
 //! identities (passphrase-protected OpenSSH keys and `age -p` identity files
 //! through a callback; [`age::unlock_identity_file`] hands either over,
-//! unlocked, to a program that cannot ask); SOPS
+//! unlocked, to a program that cannot ask); age plugin recipients
+//! (`age1yubikey1…`, `age1fido2-hmac1…`, `age1tpm1…`, …) and identities
+//! (`AGE-PLUGIN-…` lines in identity files), run as `age-plugin-<name>` from
+//! `PATH`, talking to the person through a [`plugin::PluginUi`] the binary
+//! installs (see [`plugin`]); SOPS
 //! YAML (several documents, comments, dates), JSON, dotenv and binary files;
 //! every type sops writes (`str`, `int`, `float`, `bool`, `time`, `comment`);
 //! `unencrypted_suffix`, `encrypted_suffix`, `unencrypted_regex`,
@@ -73,7 +80,8 @@
 //! Refused with an error, never mis-decrypted: key groups with a shamir
 //! threshold (more than one key group), pgp/kms/vault master keys when the
 //! data key would have to be re-wrapped (files that also carry age keys still
-//! decrypt), age plugin recipients/identities, passphrase-encrypted age files
+//! decrypt), FIDO security-key SSH keys (`sk-ssh-ed25519@openssh.com`,
+//! which age does not support either), passphrase-encrypted age files
 //! (other than identity files), INI documents.
 //!
 //! # Secrets
@@ -88,6 +96,7 @@ pub mod age;
 pub mod error;
 pub mod keys;
 mod openssh;
+pub mod plugin;
 pub mod sops;
 pub mod time;
 

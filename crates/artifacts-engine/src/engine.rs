@@ -1,7 +1,7 @@
 //! The engine: status of every unit, and generation in dependency order.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -9,11 +9,11 @@ use std::time::Duration;
 use artifacts_model::Context;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendRegistry, Scripts};
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lock::{Lock, LockError};
-use crate::plan::{Comparison, Plan, Unit};
+use crate::lockfile::{Lock, LockError};
+use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
+use crate::registry::{Backend, BackendRegistry, Scripts};
 use crate::sandbox::{GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
@@ -264,7 +264,36 @@ pub trait Observer: Sync {
 pub struct Silent;
 impl Observer for Silent {}
 
-/// The engine over one plan.
+/// What [`Engine::generate`] and [`Engine::activate`] run: which units of
+/// which plan, with which prompt answers, in which sandbox, and who hears
+/// about progress.
+#[derive(Clone, Copy)]
+pub struct GenerateRequest<'r, 'm> {
+    /// The plan the units belong to.
+    pub plan: &'r Plan<'m>,
+    /// The units to generate.
+    pub units: &'r [UnitId],
+    /// Every answer their prompts need ([`Answers::collect`]).
+    pub answers: &'r Answers,
+    /// Where generators run.
+    pub sandbox: &'r Sandbox,
+    /// Hears about each step.
+    pub observer: &'r dyn Observer,
+}
+
+/// Where [`Engine::activate`] installs files: declared paths, with `$VAR`
+/// and `~/` expanded through `env`, placed under `root` (`/` for the real
+/// system).
+#[derive(Clone, Copy)]
+pub struct InstallRoot<'r> {
+    /// The directory declared paths are placed under.
+    pub root: &'r Path,
+    /// Looks up the variables declared paths use.
+    pub env: &'r dyn Fn(&str) -> Option<String>,
+}
+
+/// Checks, selects, generates and activates the units of a plan, with the
+/// backends of a registry.
 pub struct Engine<'a> {
     pub(crate) registry: &'a BackendRegistry,
     pub(crate) settings: Settings,
@@ -304,11 +333,11 @@ impl<'a> Engine<'a> {
     pub(crate) fn storage(&self, unit: &Unit<'_>) -> Result<Storage<'a>, EngineError> {
         let backend = self.backend(unit)?;
         let section = backend
-            .section(unit.context)
+            .section(unit.context())
             .ok_or_else(|| EngineError::Unsupported {
                 backend: backend.name.clone(),
-                context: unit.context,
-                section: crate::backend::SectionKind::for_context(unit.context).key(),
+                context: unit.context(),
+                section: crate::registry::SectionKind::for_context(unit.context()).key(),
             })?;
         Ok(match &section.scripts {
             None => Storage::Passthrough,
@@ -321,10 +350,10 @@ impl<'a> Engine<'a> {
     /// (e.g. adding to an existing SOPS file needs its data key). Only
     /// backends with a `writable` script (the shipped ones, and third-party
     /// backends that declare one) can be asked; the others are assumed writable.
-    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[usize]) -> Vec<(usize, String)> {
+    pub fn unwritable(&self, plan: &Plan<'_>, indexes: &[UnitId]) -> Vec<(UnitId, String)> {
         let mut out = Vec::new();
         for &index in indexes {
-            let unit = &plan.units[index];
+            let unit = &plan[index];
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit) else {
                 continue;
             };
@@ -348,8 +377,8 @@ impl<'a> Engine<'a> {
 
     /// Checks one unit: asks its declared backend, and when that stores
     /// nothing, every other backend that could (see [`Engine::stored_elsewhere`]).
-    pub fn status(&self, plan: &Plan<'_>, index: usize, lock: &Lock) -> Status {
-        let unit = &plan.units[index];
+    pub fn status(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Status {
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
@@ -460,7 +489,7 @@ impl<'a> Engine<'a> {
         let relevant = |backend: &Backend| {
             backend.is_shipped()
                 || recorded.as_deref() == Some(backend.name.as_str())
-                || plan.units.iter().any(|u| u.backend.name == backend.name)
+                || plan.units().any(|u| u.backend.name == backend.name)
         };
         let mut seen = std::collections::BTreeSet::from([declared.storage.clone()]);
         let candidates = recorded
@@ -472,7 +501,7 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let Some(scripts) = backend
-                .section(unit.context)
+                .section(unit.context())
                 .and_then(|section| section.scripts.as_ref())
             else {
                 continue;
@@ -506,7 +535,7 @@ impl<'a> Engine<'a> {
     pub fn statuses(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         lock: &Lock,
         jobs: usize,
     ) -> Vec<Status> {
@@ -535,64 +564,70 @@ impl<'a> Engine<'a> {
             .collect()
     }
 
+    /// Where a unit's public file `name` is kept in the public store (it may not be stored yet).
+    pub fn public_file_path(&self, unit: &Unit<'_>, name: &str) -> PathBuf {
+        public::artifact_dir(&self.settings.root, unit).join(name)
+    }
+
+    /// A unit's public file `name` as stored (no key needed); `None` when it is not stored.
+    pub fn read_public_file(
+        &self,
+        unit: &Unit<'_>,
+        name: &str,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        public::read(&self.settings.root, unit, name)
+    }
+
     /// Whether a unit's backend stores nothing (so there is nothing to generate ahead of time).
     pub fn is_passthrough(&self, unit: &Unit<'_>) -> bool {
         matches!(self.storage(unit), Ok(Storage::Passthrough))
     }
 
-    /// Generates and serializes `selected` (indexes into `plan`, in plan order),
+    /// Generates and serializes the request's units (in plan order),
     /// recording each success in the lock right away. Returns per-unit results.
     pub fn generate(
         &self,
-        plan: &Plan<'_>,
-        selected: &[usize],
-        answers: &Answers,
-        sandbox: &Sandbox,
+        request: &GenerateRequest<'_, '_>,
         lock: &mut Lock,
-        observer: &dyn Observer,
-    ) -> Vec<(usize, Result<(), EngineError>)> {
-        let mut outputs: BTreeMap<usize, ArtifactFiles> = BTreeMap::new();
-        let mut failed: BTreeMap<usize, ()> = BTreeMap::new();
+    ) -> Vec<(UnitId, Result<(), EngineError>)> {
+        let plan = request.plan;
+        let mut outputs: BTreeMap<UnitId, ArtifactFiles> = BTreeMap::new();
+        let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
-        let mut order = selected.to_vec();
+        let mut order = request.units.to_vec();
         order.sort_unstable();
         for index in order {
-            let unit = &plan.units[index];
-            let result = match unit.dependencies.iter().find(|d| failed.contains_key(d)) {
+            let unit = &plan[index];
+            let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
-                    dependency: plan.units[dependency].name().to_owned(),
+                    dependency: plan[dependency].name().to_owned(),
                 }),
-                None => {
-                    self.generate_one(plan, index, answers, sandbox, lock, &mut outputs, observer)
-                }
+                None => self.generate_one(request, index, lock, &mut outputs),
             };
             if result.is_err() {
-                failed.insert(index, ());
+                failed.insert(index);
             }
-            observer.finished(unit, &result);
+            request.observer.finished(unit, &result);
             results.push((index, result));
         }
         results
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn generate_one(
         &self,
-        plan: &Plan<'_>,
-        index: usize,
-        answers: &Answers,
-        sandbox: &Sandbox,
+        request: &GenerateRequest<'_, '_>,
+        index: UnitId,
         lock: &mut Lock,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
-        observer: &dyn Observer,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
     ) -> Result<(), EngineError> {
-        let unit = &plan.units[index];
+        let plan = request.plan;
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),
         };
-        let (_scratch, dirs) = self.produce(plan, index, answers, sandbox, outputs, observer)?;
-        observer.step(unit, "serializing");
+        let (_scratch, dirs) = self.produce(request, index, outputs)?;
+        request.observer.step(unit, "serializing");
         // The dependency entries are current now, so the declaration is too.
         let declared = unit
             .declared(plan, lock)
@@ -605,7 +640,7 @@ impl<'a> Engine<'a> {
             let mut marked = previous.clone().unwrap_or_else(|| {
                 declared
                     .clone()
-                    .entry(&unit.backend.name, Some(crate::lock::now()))
+                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
             });
             marked.incomplete = true;
             lock.set(&unit.scope(), unit.name(), marked);
@@ -637,7 +672,7 @@ impl<'a> Engine<'a> {
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry = declared.entry(&unit.backend.name, Some(crate::lock::now()));
+        let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
@@ -650,18 +685,17 @@ impl<'a> Engine<'a> {
     /// the returned [`Scratch`].
     fn produce(
         &self,
-        plan: &Plan<'_>,
-        index: usize,
-        answers: &Answers,
-        sandbox: &Sandbox,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
-        observer: &dyn Observer,
+        request: &GenerateRequest<'_, '_>,
+        index: UnitId,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
     ) -> Result<(Scratch, GeneratorDirs), EngineError> {
-        let unit = &plan.units[index];
+        let plan = request.plan;
+        let unit = &plan[index];
         let (scratch, dirs) =
             GeneratorDirs::create().map_err(io("create the generator's scratch directory"))?;
         let prompt_names: Vec<&String> = unit.artifact.prompts.keys().collect();
-        answers
+        request
+            .answers
             .write(unit.name(), &prompt_names, &dirs.prompts)
             .map_err(io("write prompt answers"))?;
         for &dependency in &unit.dependencies {
@@ -669,65 +703,85 @@ impl<'a> Engine<'a> {
                 Some(files) => files.clone(),
                 None => self.deserialize(plan, dependency)?,
             };
-            let dir = dirs.input.join(plan.units[dependency].name());
+            let dir = dirs.input.join(plan[dependency].name());
             std::fs::create_dir(&dir).map_err(io("create $in directory"))?;
             for (name, content) in &files {
                 write_private(&dir.join(name), content).map_err(io("write $in files"))?;
             }
         }
-        observer.step(unit, "generating");
+        request.observer.step(unit, "generating");
         generator::run(
             unit,
-            sandbox,
+            request.sandbox,
             &dirs,
             &self.settings.log_level,
             self.settings.timeouts.generator,
         )?;
-        if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
+        if plan.has_dependents(index) {
             outputs.insert(index, generator::read_output(unit, &dirs.out)?);
         }
         Ok((scratch, dirs))
     }
 
-    /// Generates the passthrough (`dummy`) units in `selected` and installs
-    /// their files at their declared paths under `root`, with their owner,
+    /// Installs the secret files a backend fetched on the machine itself
+    /// (openbao: read with the host's own credentials) at their declared
+    /// paths under `into`, with owner, group and mode; a file whose content
+    /// differs is replaced atomically, one in place is left alone. Public
+    /// files are the repository's (the Nix module installs them): skipped.
+    /// `system` chooses root-owned `0755` parent directories (NixOS) over
+    /// user `0700` ones (Home Manager).
+    pub fn install_fetched(
+        &self,
+        unit: &Unit<'_>,
+        secret: &ArtifactFiles,
+        into: &InstallRoot<'_>,
+        system: bool,
+    ) -> Result<Activated, EngineError> {
+        let files = install::destinations(unit.artifact, into.root, into.env)?;
+        let mut done = Vec::new();
+        for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
+            if !spec.secret {
+                continue;
+            }
+            let content = secret
+                .iter()
+                .find(|(fetched, _)| fetched == name)
+                .map(|(_, content)| content)
+                .ok_or_else(|| EngineError::Unavailable {
+                    artifact: unit.label(),
+                    reason: format!("the backend returned no file `{name}`"),
+                })?;
+            let outcome = install::install_exact(into.root, destination, spec, content, system)?;
+            done.push((destination.clone(), outcome));
+        }
+        Ok(done)
+    }
+
+    /// Generates the request's passthrough (`dummy`) units and installs
+    /// their files at their declared paths under `into`, with their owner,
     /// group and mode. A unit whose files are all in place is left alone
     /// (owner/group/mode corrected if needed); a failing generator leaves the
-    /// previous files untouched. `system` chooses root-owned `0755` parent
-    /// directories (NixOS) over user `0700` ones (Home Manager).
-    #[allow(clippy::too_many_arguments)]
+    /// previous files untouched. NixOS units get root-owned `0755` parent
+    /// directories, Home Manager ones user `0700` ones.
     pub fn activate(
         &self,
-        plan: &Plan<'_>,
-        selected: &[usize],
-        answers: &Answers,
-        sandbox: &Sandbox,
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
-        observer: &dyn Observer,
-    ) -> Vec<(usize, Result<Activated, EngineError>)> {
+        request: &GenerateRequest<'_, '_>,
+        into: &InstallRoot<'_>,
+    ) -> Vec<(UnitId, Result<Activated, EngineError>)> {
+        let plan = request.plan;
         let mut outputs = BTreeMap::new();
-        let mut failed: Vec<usize> = Vec::new();
+        let mut failed: BTreeSet<UnitId> = BTreeSet::new();
         let mut results = Vec::new();
-        for &index in selected {
-            let unit = &plan.units[index];
+        for &index in request.units {
+            let unit = &plan[index];
             let result = match unit.dependencies.iter().find(|d| failed.contains(d)) {
                 Some(&dependency) => Err(EngineError::DependencyFailed {
-                    dependency: plan.units[dependency].name().to_owned(),
+                    dependency: plan[dependency].name().to_owned(),
                 }),
-                None => self.activate_one(
-                    plan,
-                    index,
-                    answers,
-                    sandbox,
-                    root,
-                    env,
-                    &mut outputs,
-                    observer,
-                ),
+                None => self.activate_one(request, into, index, &mut outputs),
             };
             if result.is_err() {
-                failed.push(index);
+                failed.insert(index);
             }
             results.push((index, result));
         }
@@ -735,43 +789,39 @@ impl<'a> Engine<'a> {
     }
 
     /// The units of `selected` whose files are not all in place under
-    /// `root`: those [`Engine::activate`] generates, so whose prompts need
+    /// `into`: those [`Engine::activate`] generates, so whose prompts need
     /// answers.
     pub fn pending_activation(
         &self,
         plan: &Plan<'_>,
-        selected: &[usize],
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<usize>, EngineError> {
+        selected: &[UnitId],
+        into: &InstallRoot<'_>,
+    ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan.units[index].artifact, root, env)?;
-            if !install::all_in_place(root, &files)? {
+            let files = install::destinations(plan[index].artifact, into.root, into.env)?;
+            if !install::all_in_place(into.root, &files)? {
                 pending.push(index);
             }
         }
         Ok(pending)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn activate_one(
         &self,
-        plan: &Plan<'_>,
-        index: usize,
-        answers: &Answers,
-        sandbox: &Sandbox,
-        root: &std::path::Path,
-        env: &dyn Fn(&str) -> Option<String>,
-        outputs: &mut BTreeMap<usize, ArtifactFiles>,
-        observer: &dyn Observer,
+        request: &GenerateRequest<'_, '_>,
+        into: &InstallRoot<'_>,
+        index: UnitId,
+        outputs: &mut BTreeMap<UnitId, ArtifactFiles>,
     ) -> Result<Activated, EngineError> {
-        let unit = &plan.units[index];
-        let system = unit.targets[0].id.kind == artifacts_model::TargetKind::Nixos;
-        let files = install::destinations(unit.artifact, root, env)?;
+        let plan = request.plan;
+        let root = into.root;
+        let unit = &plan[index];
+        let system = unit.context() == Context::Nixos;
+        let files = install::destinations(unit.artifact, root, into.env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
-            if plan.units.iter().any(|u| u.dependencies.contains(&index)) {
+            if plan.has_dependents(index) {
                 let installed = files
                     .iter()
                     .zip(unit.artifact.files.keys())
@@ -784,7 +834,7 @@ impl<'a> Engine<'a> {
             }
             None
         } else {
-            Some(self.produce(plan, index, answers, sandbox, outputs, observer)?)
+            Some(self.produce(request, index, outputs)?)
         };
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
@@ -800,8 +850,12 @@ impl<'a> Engine<'a> {
 
     /// Restores a unit's files: secret ones through the backend's
     /// `deserialize`, public ones from the public store.
-    pub fn deserialize(&self, plan: &Plan<'_>, index: usize) -> Result<ArtifactFiles, EngineError> {
-        let unit = &plan.units[index];
+    pub fn deserialize(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+    ) -> Result<ArtifactFiles, EngineError> {
+        let unit = &plan[index];
         let scratch = Scratch::new("deserialize").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(unit, &out)?;
@@ -852,8 +906,8 @@ impl<'a> Engine<'a> {
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
     /// (fingerprint, generation time) stays as it is.
-    pub fn rekey(&self, plan: &Plan<'_>, index: usize) -> Result<(), EngineError> {
-        let unit = &plan.units[index];
+    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId) -> Result<(), EngineError> {
+        let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
             Storage::Scripts(backend, scripts) => (backend, scripts),

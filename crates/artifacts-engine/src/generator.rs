@@ -22,7 +22,7 @@ use artifacts_os::process::{ProcessError, Stdout, describe_status};
 pub type ArtifactFiles = Vec<(String, Zeroizing<Vec<u8>>)>;
 
 /// Largest file a generator may produce.
-pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A generator failed or wrote the wrong things.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ fn timeout_stderr(error: &ProcessError) -> String {
 }
 
 /// Runs the unit's generator in `sandbox` with `dirs`, then validates `$out`.
-pub fn run(
+pub(crate) fn run(
     unit: &Unit<'_>,
     sandbox: &Sandbox,
     dirs: &GeneratorDirs,
@@ -116,19 +116,18 @@ pub fn run(
         .ok_or_else(|| GeneratorError::Missing {
             artifact: artifact.clone(),
         })?;
-    crate::backend::check_script(generator).map_err(|problem| GeneratorError::NotRunnable {
+    crate::registry::check_script(generator).map_err(|problem| GeneratorError::NotRunnable {
         artifact: artifact.clone(),
         path: generator.display().to_string(),
         problem,
     })?;
     let mut env: Vec<(String, OsString)> = vec![
         ("artifact".into(), artifact.clone().into()),
-        ("artifact_context".into(), unit.context.as_str().into()),
+        ("artifact_context".into(), unit.context().as_str().into()),
         ("LOG_LEVEL".into(), log_level.into()),
     ];
     // Shared generators make one artifact for many targets: no target identity.
-    if unit.context != artifacts_model::Context::Shared {
-        let target = unit.targets[0];
+    if let Some(target) = unit.targets.one() {
         env.push(("target".into(), target.id.name.clone().into()));
         env.push((
             target.id.kind.identity_variable().into(),
@@ -164,7 +163,7 @@ pub fn run(
 }
 
 /// Checks that `out` holds exactly the declared files, as regular files of bounded size.
-pub fn validate_output(unit: &Unit<'_>, out: &Path) -> Result<(), GeneratorError> {
+pub(crate) fn validate_output(unit: &Unit<'_>, out: &Path) -> Result<(), GeneratorError> {
     let artifact = unit.name();
     let read_error = |source| GeneratorError::Read {
         artifact: artifact.to_owned(),
@@ -247,7 +246,7 @@ fn describe_type(kind: &std::fs::FileType) -> &'static str {
 }
 
 /// Reads a validated output directory into memory (for dependents' `$in`).
-pub fn read_output(unit: &Unit<'_>, out: &Path) -> Result<ArtifactFiles, GeneratorError> {
+pub(crate) fn read_output(unit: &Unit<'_>, out: &Path) -> Result<ArtifactFiles, GeneratorError> {
     unit.artifact
         .files
         .keys()

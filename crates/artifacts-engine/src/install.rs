@@ -73,7 +73,7 @@ pub enum Installed {
 
 /// Expands `$VAR`, `${VAR}` and a leading `~/` of a declared path with `env`,
 /// then places it under `root` (`/` for the real system).
-pub fn destination(
+pub(crate) fn destination(
     declared: &str,
     root: &Path,
     env: &dyn Fn(&str) -> Option<String>,
@@ -232,7 +232,7 @@ fn existing_in(
 }
 
 /// Reads an installed file (inside `root`).
-pub fn read_installed(root: &Path, destination: &Path) -> Result<Vec<u8>, InstallError> {
+pub(crate) fn read_installed(root: &Path, destination: &Path) -> Result<Vec<u8>, InstallError> {
     let mut file = existing(root, destination)?.ok_or_else(|| {
         InstallError::Io(IoError::new(
             "read",
@@ -249,7 +249,7 @@ pub fn read_installed(root: &Path, destination: &Path) -> Result<Vec<u8>, Instal
 /// Installs one file unless an identical-metadata file is already there.
 /// `destination` lies under `root` (see [`destination`]) and is resolved
 /// inside it. `content` is only read when the file is missing.
-pub fn install(
+pub(crate) fn install(
     root: &Path,
     destination: &Path,
     spec: &FileSpec,
@@ -289,7 +289,7 @@ pub fn install(
 /// Installs one file with exactly `data`: like [`install`], but a file whose
 /// content differs is replaced too (what a backend that stores the content,
 /// such as openbao, installs after a rotation).
-pub fn install_exact(
+pub(crate) fn install_exact(
     root: &Path,
     destination: &Path,
     spec: &FileSpec,
@@ -342,7 +342,7 @@ fn write_atomically(
 
 /// Where an artifact's files go under `root`, with their declarations, in
 /// declaration order.
-pub fn destinations<'a>(
+pub(crate) fn destinations<'a>(
     artifact: &'a Artifact,
     root: &Path,
     env: &dyn Fn(&str) -> Option<String>,
@@ -355,7 +355,10 @@ pub fn destinations<'a>(
 }
 
 /// Whether every file is in place with the right metadata (nothing to generate).
-pub fn all_in_place(root: &Path, files: &[(PathBuf, &FileSpec)]) -> Result<bool, InstallError> {
+pub(crate) fn all_in_place(
+    root: &Path,
+    files: &[(PathBuf, &FileSpec)],
+) -> Result<bool, InstallError> {
     for (destination, spec) in files {
         let (uid, gid) = ids(spec)?;
         let Some(file) = existing(root, destination)? else {

@@ -8,7 +8,8 @@
 //! recorded entry compares with it ([`Declared::compare`]), and upgrades the
 //! entries of a version-1 lock ([`Plan::upgrade_lock`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -16,21 +17,80 @@ use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId}
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::lock::{Lock, LockEntry};
+use crate::lockfile::{Lock, LockEntry};
+
+/// A unit of a [`Plan`]: its place in dependency order, so a unit's
+/// dependencies always have smaller ids. Only meaningful for the plan it
+/// came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UnitId(pub(crate) usize);
+
+/// Whom something is for: every target of a shared artifact, or exactly
+/// one target. Nothing else can be expressed, so the context follows from
+/// it: `shared`, or the one target's kind. A unit holds the model's targets
+/// ([`Unit::targets`]); an in-process backend's call holds their
+/// descriptions ([`crate::store::Call::targets`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets<T> {
+    /// A shared artifact: all its targets (for listing and removing in the
+    /// shared context, every declared target).
+    Shared(Vec<T>),
+    /// One target's own artifact.
+    One(T),
+}
+
+impl<T> Targets<T> {
+    /// Every target, in declaration order.
+    pub fn as_slice(&self) -> &[T] {
+        match self {
+            Targets::Shared(targets) => targets,
+            Targets::One(target) => std::slice::from_ref(target),
+        }
+    }
+
+    /// Every target, in declaration order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.as_slice().iter()
+    }
+
+    /// The target, outside the shared context.
+    pub fn one(&self) -> Option<&T> {
+        match self {
+            Targets::Shared(_) => None,
+            Targets::One(target) => Some(target),
+        }
+    }
+
+    /// The same shape with each target mapped.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> Targets<U> {
+        match self {
+            Targets::Shared(targets) => Targets::Shared(targets.iter().map(f).collect()),
+            Targets::One(target) => Targets::One(f(target)),
+        }
+    }
+}
+
+impl Targets<&Target> {
+    /// `shared`, or the one target's kind.
+    pub fn context(&self) -> Context {
+        match self {
+            Targets::Shared(_) => Context::Shared,
+            Targets::One(target) => target.id.kind.context(),
+        }
+    }
+}
 
 /// One thing to check or generate.
 #[derive(Debug, Clone)]
 pub struct Unit<'m> {
     /// The artifact's declaration (the first target's, for shared artifacts).
     pub artifact: &'m Artifact,
-    /// The context scripts see.
-    pub context: Context,
-    /// The declaring targets: one, or every target of a shared artifact.
-    pub targets: Vec<&'m Target>,
+    /// The declaring targets: every target of a shared artifact, or one.
+    pub targets: Targets<&'m Target>,
     /// The backend and the rule that chose it.
     pub backend: BackendChoice,
-    /// Indexes (into the plan) of the units this one depends on.
-    pub dependencies: Vec<usize>,
+    /// The units this one depends on.
+    pub dependencies: Vec<UnitId>,
 }
 
 impl<'m> Unit<'m> {
@@ -39,12 +99,16 @@ impl<'m> Unit<'m> {
         &self.artifact.name
     }
 
+    /// The context scripts see (`shared` for shared artifacts).
+    pub fn context(&self) -> Context {
+        self.targets.context()
+    }
+
     /// The lock scope: `kind/name` of the target, or `shared`.
     pub fn scope(&self) -> String {
-        if self.context == Context::Shared {
-            "shared".into()
-        } else {
-            self.targets[0].id.reference()
+        match &self.targets {
+            Targets::Shared(_) => "shared".into(),
+            Targets::One(target) => target.id.reference(),
         }
     }
 
@@ -127,8 +191,8 @@ impl<'m> Unit<'m> {
             dependencies: self
                 .dependencies
                 .iter()
-                .map(|&index| {
-                    let dependency = &plan.units[index];
+                .map(|&id| {
+                    let dependency = plan.unit(id);
                     let generation = lock
                         .get(&dependency.scope(), dependency.name())
                         .and_then(|e| e.generated_at.clone());
@@ -147,12 +211,13 @@ impl<'m> Unit<'m> {
     }
 
     fn shared_targets(&self) -> Vec<String> {
-        if self.context == Context::Shared {
-            let mut refs: Vec<String> = self.targets.iter().map(|t| t.id.reference()).collect();
-            refs.sort();
-            refs
-        } else {
-            Vec::new()
+        match &self.targets {
+            Targets::Shared(targets) => {
+                let mut refs: Vec<String> = targets.iter().map(|t| t.id.reference()).collect();
+                refs.sort();
+                refs
+            }
+            Targets::One(_) => Vec::new(),
         }
     }
 
@@ -215,8 +280,8 @@ impl<'m> Unit<'m> {
             dependencies: self
                 .dependencies
                 .iter()
-                .map(|&index| {
-                    let dependency = &plan.units[index];
+                .map(|&id| {
+                    let dependency = plan.unit(id);
                     let entry = lock.get(&dependency.scope(), dependency.name()).map(|e| {
                         (
                             e.fingerprint.clone(),
@@ -321,11 +386,13 @@ impl Declared {
 /// Every unit of a model, dependencies before dependents.
 #[derive(Debug)]
 pub struct Plan<'m> {
-    /// Units in topological order.
-    pub units: Vec<Unit<'m>>,
+    /// Units in topological order ([`UnitId`] is the position).
+    units: Vec<Unit<'m>>,
     /// Generator identities already computed: one generator often serves
     /// hundreds of units, and checks run on several threads.
     generator_ids: Mutex<HashMap<PathBuf, String>>,
+    /// Reverse dependency edges (indexes into `units`), for cascades.
+    dependents: Vec<Vec<usize>>,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -346,6 +413,25 @@ pub enum PlanError {
 }
 
 impl<'m> Plan<'m> {
+    /// The unit `id` stands for.
+    ///
+    /// # Panics
+    ///
+    /// If `id` comes from another plan with more units.
+    pub fn unit(&self, id: UnitId) -> &Unit<'m> {
+        &self.units[id.0]
+    }
+
+    /// Every unit and its id, dependencies before dependents.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (UnitId, &Unit<'m>)> + '_ {
+        self.units.iter().enumerate().map(|(i, u)| (UnitId(i), u))
+    }
+
+    /// Every unit, dependencies before dependents.
+    pub fn units(&self) -> impl ExactSizeIterator<Item = &Unit<'m>> + '_ {
+        self.units.iter()
+    }
+
     /// Builds the plan of a validated model.
     pub fn new(model: &'m Model) -> Result<Plan<'m>, PlanError> {
         let mut units: Vec<Unit<'m>> = Vec::new();
@@ -363,8 +449,7 @@ impl<'m> Plan<'m> {
             index.insert(("shared".into(), first.name.clone()), units.len());
             units.push(Unit {
                 artifact: first,
-                context: Context::Shared,
-                targets: group.members.iter().map(|(t, _)| *t).collect(),
+                targets: Targets::Shared(group.members.iter().map(|(t, _)| *t).collect()),
                 backend,
                 dependencies: Vec::new(),
             });
@@ -380,8 +465,7 @@ impl<'m> Plan<'m> {
                 index.insert((target.id.reference(), artifact.name.clone()), units.len());
                 units.push(Unit {
                     artifact,
-                    context: target.id.kind.context(),
-                    targets: vec![target],
+                    targets: Targets::One(target),
                     backend,
                     dependencies: Vec::new(),
                 });
@@ -397,7 +481,7 @@ impl<'m> Plan<'m> {
                     index
                         .get(&(scope.clone(), name.clone()))
                         .or_else(|| index.get(&("shared".to_owned(), name.clone())))
-                        .copied()
+                        .map(|&i| UnitId(i))
                 })
                 .collect();
         }
@@ -412,11 +496,16 @@ impl<'m> Plan<'m> {
             .iter()
             .map(|&old| {
                 let mut unit = slots[old].take().expect("each unit placed once");
-                unit.dependencies = unit.dependencies.iter().map(|&d| position[d]).collect();
+                unit.dependencies = unit
+                    .dependencies
+                    .iter()
+                    .map(|&d| UnitId(position[d.0]))
+                    .collect();
                 unit
             })
-            .collect();
+            .collect::<Vec<_>>();
         Ok(Plan {
+            dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
         })
@@ -478,42 +567,76 @@ impl<'m> Plan<'m> {
         lock.set_upgraded();
     }
 
-    /// Indexes of units that depend, directly or not, on unit `index`.
-    pub fn dependents_of(&self, index: usize) -> Vec<usize> {
+    /// The units that depend, directly or not, on unit `id`, in plan order.
+    pub fn dependents_of(&self, id: UnitId) -> Vec<UnitId> {
         let mut found = vec![false; self.units.len()];
-        let mut stack = vec![index];
+        let mut stack = vec![id];
         while let Some(current) = stack.pop() {
-            for (i, unit) in self.units.iter().enumerate() {
-                if !found[i] && unit.dependencies.contains(&current) {
-                    found[i] = true;
-                    stack.push(i);
+            for &dependent in &self.dependents[current.0] {
+                if !found[dependent] {
+                    found[dependent] = true;
+                    stack.push(UnitId(dependent));
                 }
             }
         }
-        (0..self.units.len()).filter(|&i| found[i]).collect()
+        (0..self.units.len())
+            .filter(|&i| found[i])
+            .map(UnitId)
+            .collect()
+    }
+
+    /// Whether any unit depends directly on unit `id`.
+    pub(crate) fn has_dependents(&self, id: UnitId) -> bool {
+        !self.dependents[id.0].is_empty()
+    }
+}
+
+impl<'m> std::ops::Index<UnitId> for Plan<'m> {
+    type Output = Unit<'m>;
+
+    fn index(&self, id: UnitId) -> &Unit<'m> {
+        self.unit(id)
     }
 }
 
 /// Kahn's algorithm, stable: among ready units, declaration order wins.
+/// O((N + E) log N): reverse edges, and a min-heap of the ready units.
 fn topological_order(units: &[Unit<'_>]) -> Result<Vec<usize>, PlanError> {
+    let dependents = reverse_edges(units);
     let mut remaining: Vec<usize> = units.iter().map(|u| u.dependencies.len()).collect();
-    let mut done = vec![false; units.len()];
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..units.len())
+        .filter(|&i| remaining[i] == 0)
+        .map(Reverse)
+        .collect();
     let mut order = Vec::with_capacity(units.len());
-    while order.len() < units.len() {
-        let Some(next) = (0..units.len()).find(|&i| !done[i] && remaining[i] == 0) else {
-            let stuck = (0..units.len())
-                .filter(|&i| !done[i])
-                .map(|i| units[i].label())
-                .collect();
-            return Err(PlanError::Cycle(stuck));
-        };
-        done[next] = true;
+    while let Some(Reverse(next)) = ready.pop() {
         order.push(next);
-        for (i, unit) in units.iter().enumerate() {
-            if !done[i] {
-                remaining[i] -= unit.dependencies.iter().filter(|&&d| d == next).count();
+        // One entry per dependency edge, so a repeated dependency counts twice
+        // here as it does in `remaining`.
+        for &dependent in &dependents[next] {
+            remaining[dependent] -= 1;
+            if remaining[dependent] == 0 {
+                ready.push(Reverse(dependent));
             }
         }
     }
+    if order.len() < units.len() {
+        let stuck = (0..units.len())
+            .filter(|&i| remaining[i] > 0)
+            .map(|i| units[i].label())
+            .collect();
+        return Err(PlanError::Cycle(stuck));
+    }
     Ok(order)
+}
+
+/// For each unit, the units that list it as a dependency (once per listing).
+fn reverse_edges(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
+    let mut dependents = vec![Vec::new(); units.len()];
+    for (i, unit) in units.iter().enumerate() {
+        for &dependency in &unit.dependencies {
+            dependents[dependency.0].push(i);
+        }
+    }
+    dependents
 }

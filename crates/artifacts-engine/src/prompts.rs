@@ -14,7 +14,7 @@ use artifacts_model::Prompt;
 use artifacts_model::names::prompt_variable;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, UnitId};
 use artifacts_os::scratch::write_private;
 
 /// Answers keyed by (artifact, prompt).
@@ -104,7 +104,7 @@ impl Answers {
     /// `env` looks up environment variables.
     pub fn collect(
         plan: &Plan<'_>,
-        selected: &[usize],
+        selected: &[UnitId],
         file: Option<&PromptsFile>,
         env: &dyn Fn(&str) -> Option<String>,
         asker: Option<&mut dyn Asker>,
@@ -113,8 +113,7 @@ impl Answers {
             for (artifact, prompts) in file {
                 for prompt in prompts.keys() {
                     let declared = plan
-                        .units
-                        .iter()
+                        .units()
                         .any(|u| u.name() == artifact && u.artifact.prompts.contains_key(prompt));
                     if !declared {
                         return Err(PromptError::Unknown {
@@ -127,7 +126,7 @@ impl Answers {
         }
         // Variable name -> every (artifact, prompt) it could answer, across the whole plan.
         let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for unit in &plan.units {
+        for unit in plan.units() {
             for name in unit.artifact.prompts.keys() {
                 let entry = owners
                     .entry(prompt_variable(unit.name(), name))
@@ -141,7 +140,7 @@ impl Answers {
         let mut answers = Answers::default();
         let mut missing = Vec::new();
         for &index in selected {
-            let unit = &plan.units[index];
+            let unit = &plan[index];
             for (name, prompt) in &unit.artifact.prompts {
                 let key = (unit.name().to_owned(), name.clone());
                 if answers.values.contains_key(&key) {
@@ -192,7 +191,7 @@ impl Answers {
         }
         if let Some(asker) = asker {
             for &index in selected {
-                let unit = &plan.units[index];
+                let unit = &plan[index];
                 for (name, prompt) in &unit.artifact.prompts {
                     let key = (unit.name().to_owned(), name.clone());
                     if answers.values.contains_key(&key) {

@@ -21,16 +21,16 @@
 
 use std::path::{Path, PathBuf};
 
-use artifacts_model::{Context, TargetId, TargetKind};
+use artifacts_model::{TargetId, TargetKind};
 use artifacts_os::fs::{Dir, Temp};
 
-use crate::plan::Unit;
+use crate::plan::{Targets, Unit};
 
 /// The public store's directory under the project root.
-pub const PUBLIC_DIR: &str = "public";
+pub(crate) const PUBLIC_DIR: &str = "public";
 
 /// A target's public directory relative to the project root: `public/per-machine/<m>` etc.
-pub fn target_relative(target: &TargetId) -> PathBuf {
+pub(crate) fn target_relative(target: &TargetId) -> PathBuf {
     let kind = match target.kind {
         TargetKind::Nixos => "per-machine",
         TargetKind::Home => "per-user",
@@ -39,27 +39,21 @@ pub fn target_relative(target: &TargetId) -> PathBuf {
     Path::new(PUBLIC_DIR).join(kind).join(&target.name)
 }
 
-/// The directory holding a target's public files: `public/per-machine/<m>` etc.
-pub fn target_dir(root: &Path, target: &TargetId) -> PathBuf {
-    root.join(target_relative(target))
-}
-
 /// The directory holding a unit's artifact directories, relative to the root.
 fn scope_relative(unit: &Unit<'_>) -> PathBuf {
-    if unit.context == Context::Shared {
-        Path::new(PUBLIC_DIR).join("shared")
-    } else {
-        target_relative(&unit.targets[0].id)
+    match &unit.targets {
+        Targets::Shared(_) => Path::new(PUBLIC_DIR).join("shared"),
+        Targets::One(target) => target_relative(&target.id),
     }
 }
 
 /// The directory holding a unit's public files.
-pub fn artifact_dir(root: &Path, unit: &Unit<'_>) -> PathBuf {
+pub(crate) fn artifact_dir(root: &Path, unit: &Unit<'_>) -> PathBuf {
     root.join(scope_relative(unit)).join(unit.name())
 }
 
 /// Names of the unit's public files.
-pub fn public_files<'u>(unit: &'u Unit<'_>) -> impl Iterator<Item = &'u String> {
+pub(crate) fn public_files<'u>(unit: &'u Unit<'_>) -> impl Iterator<Item = &'u String> {
     unit.artifact
         .files
         .iter()
@@ -74,7 +68,7 @@ fn open_artifact(root: &Path, unit: &Unit<'_>) -> std::io::Result<Option<Dir>> {
 
 /// Copies the public files of a generated `$out` into the store as one new
 /// generation of the artifact's directory.
-pub fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
+pub(crate) fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
     if public_files(unit).next().is_none() {
         return Ok(());
     }
@@ -105,7 +99,7 @@ pub fn store(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
 }
 
 /// Public files of the unit missing from the store.
-pub fn missing(root: &Path, unit: &Unit<'_>) -> std::io::Result<Vec<String>> {
+pub(crate) fn missing(root: &Path, unit: &Unit<'_>) -> std::io::Result<Vec<String>> {
     if public_files(unit).next().is_none() {
         return Ok(Vec::new());
     }
@@ -122,7 +116,7 @@ pub fn missing(root: &Path, unit: &Unit<'_>) -> std::io::Result<Vec<String>> {
 }
 
 /// One stored public file of the unit; `None` when it is not stored.
-pub fn read(root: &Path, unit: &Unit<'_>, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+pub(crate) fn read(root: &Path, unit: &Unit<'_>, name: &str) -> std::io::Result<Option<Vec<u8>>> {
     match open_artifact(root, unit)? {
         Some(dir) => dir.read(name),
         None => Ok(None),
@@ -130,7 +124,7 @@ pub fn read(root: &Path, unit: &Unit<'_>, name: &str) -> std::io::Result<Option<
 }
 
 /// Copies stored public files into `out` where the backend did not put them.
-pub fn restore(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
+pub(crate) fn restore(root: &Path, unit: &Unit<'_>, out: &Path) -> std::io::Result<()> {
     if public_files(unit).next().is_none() {
         return Ok(());
     }

@@ -35,23 +35,23 @@ use artifacts_os::scratch::Scratch;
 
 /// The uid and gid generators run as when we are root: `nobody` and
 /// `nogroup` on Debian, NixOS and most distributions.
-pub const UNPRIVILEGED: (u32, u32) = (65534, 65534);
+pub(crate) const UNPRIVILEGED: (u32, u32) = (65534, 65534);
 
 /// Who generators run as instead of us: [`UNPRIVILEGED`] when we are root,
 /// else nobody else (they run as the invoking user).
-pub fn generator_user() -> Option<(u32, u32)> {
+pub(crate) fn generator_user() -> Option<(u32, u32)> {
     nix::unistd::geteuid().is_root().then_some(UNPRIVILEGED)
 }
 
 /// `$out` inside the sandbox.
-pub const SANDBOX_OUT: &str = "/artifact/out";
+pub(crate) const SANDBOX_OUT: &str = "/artifact/out";
 /// `$prompts` inside the sandbox.
-pub const SANDBOX_PROMPTS: &str = "/artifact/prompts";
+pub(crate) const SANDBOX_PROMPTS: &str = "/artifact/prompts";
 /// `$in` inside the sandbox.
-pub const SANDBOX_IN: &str = "/artifact/in";
+pub(crate) const SANDBOX_IN: &str = "/artifact/in";
 
 /// The PATH generators get.
-pub const GENERATOR_PATH: &str =
+pub(crate) const GENERATOR_PATH: &str =
     "/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// System directories mounted read-only when they exist.
@@ -177,7 +177,7 @@ impl Sandbox {
     /// The command running `generator` with `env`; `dirs` are the host's
     /// (`out`, `prompts`, `in`) directories, already handed over
     /// ([`GeneratorDirs::hand_over`]) to the user the generator runs as.
-    pub fn command(
+    pub(crate) fn command(
         &self,
         generator: &Path,
         dirs: &GeneratorDirs,
@@ -272,7 +272,7 @@ fn add_seccomp(builder: &mut ProcessBuilder) -> std::io::Result<()> {
 
 /// Host directories handed to a generator, all inside one scratch directory.
 #[derive(Debug, Clone)]
-pub struct GeneratorDirs {
+pub(crate) struct GeneratorDirs {
     /// The scratch directory holding the others (and the generator's copy).
     pub root: PathBuf,
     /// Where it writes its files.
@@ -292,7 +292,7 @@ impl GeneratorDirs {
     /// ([`artifacts_os::scratch::base_dir`]) if every directory above it lets
     /// others through, else `/dev/shm`, else `/tmp` (root's
     /// `XDG_RUNTIME_DIR`, `/run/user/0`, is `0700`).
-    pub fn create() -> std::io::Result<(Scratch, GeneratorDirs)> {
+    pub(crate) fn create() -> std::io::Result<(Scratch, GeneratorDirs)> {
         let base = artifacts_os::scratch::base_dir();
         let scratch = if generator_user().is_none() || reachable_by_others(&base) {
             Scratch::new_in("generate", &base)?
@@ -331,7 +331,7 @@ impl GeneratorDirs {
     /// as another user ([`generator_user`]), gives that user `out` and
     /// `tmp`, and `prompts` and `in` with everything in them, and lets its
     /// group (alone) enter the scratch directory.
-    pub fn hand_over(&self, generator: &Path) -> std::io::Result<()> {
+    pub(crate) fn hand_over(&self, generator: &Path) -> std::io::Result<()> {
         let program = self.generator_program(generator);
         if program != generator {
             let mut source = std::fs::File::open(generator)?;

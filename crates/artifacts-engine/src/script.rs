@@ -26,15 +26,17 @@ use std::time::Duration;
 use artifacts_model::{Context, TargetKind};
 use serde_json::json;
 
-use crate::backend::{Backend, Script, Scripts};
-use crate::plan::Unit;
-use crate::store::{Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError};
+use crate::in_process::{
+    Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError,
+};
+use crate::plan::{Targets, Unit};
+use crate::registry::{Backend, Script, Scripts};
 use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_status};
 use artifacts_os::scratch::{Scratch, write_private};
 
 /// Settings every script run shares.
 #[derive(Debug, Clone)]
-pub struct ScriptEnv {
+pub(crate) struct ScriptEnv {
     /// The project root: scripts' working directory.
     pub root: PathBuf,
     /// `$LOG_LEVEL`.
@@ -52,7 +54,7 @@ pub struct ScriptEnv {
 }
 
 /// The names of our `ARTIFACTS_PROMPT_*` variables.
-pub fn prompt_variables() -> Vec<std::ffi::OsString> {
+pub(crate) fn prompt_variables() -> Vec<std::ffi::OsString> {
     std::env::vars_os()
         .map(|(key, _)| key)
         .filter(|key| key.to_string_lossy().starts_with("ARTIFACTS_PROMPT_"))
@@ -61,7 +63,7 @@ pub fn prompt_variables() -> Vec<std::ffi::OsString> {
 
 /// Which script to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScriptKind {
+pub(crate) enum ScriptKind {
     /// `check`
     Check,
     /// `serialize`
@@ -78,7 +80,7 @@ pub enum ScriptKind {
 
 impl ScriptKind {
     /// The script's key in `backend.toml`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ScriptKind::Check => "check",
             ScriptKind::Serialize => "serialize",
@@ -144,7 +146,7 @@ impl ScriptError {
     /// Whether the script may have stopped half-way (killed by a signal or
     /// at its timeout). One that never ran, or exited with a failure code,
     /// kept the previously stored version, as the backend contract asks.
-    pub fn may_be_half_done(&self) -> bool {
+    pub(crate) fn may_be_half_done(&self) -> bool {
         match self {
             // In-process backends write all or nothing.
             ScriptError::Missing { .. }
@@ -158,7 +160,7 @@ impl ScriptError {
 }
 
 /// Formats a child's stderr for the end of an error message.
-pub fn stderr_suffix(stderr: &str) -> String {
+pub(crate) fn stderr_suffix(stderr: &str) -> String {
     let trimmed = stderr.trim_end();
     if trimmed.is_empty() {
         String::new()
@@ -170,7 +172,7 @@ pub fn stderr_suffix(stderr: &str) -> String {
 
 /// What `check` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckOutcome {
+pub(crate) enum CheckOutcome {
     /// Exit 0: stored and current as far as the backend knows.
     Stored,
     /// Exit 1: needs generation.
@@ -191,31 +193,33 @@ struct Prepared {
 /// What a script runs for: an artifact (check, serialize, deserialize,
 /// remove) or only a context and its targets (list).
 #[derive(Clone, Copy)]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     /// `$artifact`, when there is one.
     pub artifact: Option<&'a str>,
-    /// `$artifact_context`.
-    pub context: Context,
-    /// The targets in `$targets`.
-    pub targets: &'a [&'a artifacts_model::Target],
+    /// The targets in `$targets`; they give `$artifact_context`.
+    pub targets: &'a Targets<&'a artifacts_model::Target>,
     /// The declared files for `$inputs` (none for orphans and `list`).
     pub files: Option<&'a indexmap::IndexMap<String, artifacts_model::FileSpec>>,
 }
 
 impl<'a> Scope<'a> {
     /// The scope of a unit.
-    pub fn of(unit: &'a Unit<'a>) -> Scope<'a> {
+    pub(crate) fn of(unit: &'a Unit<'a>) -> Scope<'a> {
         Scope {
             artifact: Some(unit.name()),
-            context: unit.context,
             targets: &unit.targets,
             files: Some(&unit.artifact.files),
         }
     }
 
+    /// `$artifact_context`.
+    fn context(&self) -> Context {
+        self.targets.context()
+    }
+
     /// The target whose identity scripts get outside the shared context.
     fn single_target(&self) -> Option<&'a artifacts_model::Target> {
-        (self.context != Context::Shared).then(|| self.targets[0])
+        self.targets.one().copied()
     }
 }
 
@@ -234,7 +238,7 @@ fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let targets = scratch.path().join("targets.json");
     let config_of = |target: &artifacts_model::Target| config_of(backend, target);
     let document = json!({
-        "context": scope.context.as_str(),
+        "context": scope.context().as_str(),
         "targets": scope.targets.iter().map(|t| json!({
             "name": t.id.name,
             "type": t.id.kind.as_str(),
@@ -297,7 +301,7 @@ fn command(
     builder
         .cwd(&env.root)
         .timeout(env.timeout)
-        .env("artifact_context", scope.context.as_str())
+        .env("artifact_context", scope.context().as_str())
         .env("targets", &prepared.targets)
         .env("inputs", &prepared.inputs)
         .env("LOG_LEVEL", &env.log_level);
@@ -342,7 +346,7 @@ fn script_of<'s>(
         ScriptKind::Deserialize => scripts.deserialize.as_ref().ok_or(ScriptError::Missing {
             backend: unit.backend.name.clone(),
             script: "deserialize",
-            context: unit.context,
+            context: unit.context(),
         }),
         ScriptKind::List | ScriptKind::Remove | ScriptKind::Writable => {
             unreachable!("list, remove and writable run through their own functions")
@@ -381,7 +385,7 @@ fn run(
 
 /// Runs `check`: exit 0 stored, 1 needs generation, 3 recipients changed,
 /// anything else (a signal, a timeout) an error.
-pub fn check(
+pub(crate) fn check(
     unit: &Unit<'_>,
     backend: &Backend,
     scripts: &Scripts,
@@ -418,7 +422,7 @@ pub fn check(
 
 /// Runs `serialize` with `$out` holding the generated files, or `deserialize`
 /// with `$out` an empty directory to fill.
-pub fn store(
+pub(crate) fn store(
     unit: &Unit<'_>,
     backend: &Backend,
     scripts: &Scripts,
@@ -455,7 +459,7 @@ fn succeeded(output: Output, kind: ScriptKind, script: &Script) -> Result<Output
 }
 
 /// Runs `list`: the names of the artifacts stored for the scope's targets, one a line.
-pub fn list(
+pub(crate) fn list(
     scope: &Scope<'_>,
     backend: &Backend,
     script: &Script,
@@ -477,7 +481,7 @@ pub fn list(
 }
 
 /// Runs `remove` for the scope's artifact.
-pub fn remove(
+pub(crate) fn remove(
     scope: &Scope<'_>,
     backend: &Backend,
     script: &Script,
@@ -496,7 +500,7 @@ pub fn remove(
 /// 1 no with the reason on stderr) whether the unit's `serialize` can write
 /// with the identities at hand: `None` yes, else why not (a failure to tell
 /// is a reason too). A backend without one is assumed writable: `None`.
-pub fn writable(
+pub(crate) fn writable(
     unit: &Unit<'_>,
     backend: &Backend,
     scripts: &Scripts,
@@ -507,8 +511,8 @@ pub fn writable(
     };
     if let Some((store, call)) = in_process(&Scope::of(unit), backend, script, env)? {
         return Ok(match store.writable(&call) {
-            Ok(crate::store::Writable::Yes) => None,
-            Ok(crate::store::Writable::No { reason }) => {
+            Ok(crate::in_process::Writable::Yes) => None,
+            Ok(crate::in_process::Writable::No { reason }) => {
                 Some(artifacts_os::redact::redact(&reason))
             }
             Err(error) => Some(format!(
@@ -578,16 +582,11 @@ fn in_process<'b>(
     let call = Call {
         backend: backend.name.clone(),
         artifact: scope.artifact.map(str::to_owned),
-        context: scope.context,
-        targets: scope
-            .targets
-            .iter()
-            .map(|t| CallTarget {
-                name: t.id.name.clone(),
-                kind: t.id.kind,
-                config: config_of(backend, t),
-            })
-            .collect(),
+        targets: scope.targets.map(|t| CallTarget {
+            name: t.id.name.clone(),
+            kind: t.id.kind,
+            config: config_of(backend, t),
+        }),
         files,
         root,
         identities: KeySources::new(env.extra_env.clone()),
@@ -631,8 +630,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::backend::Section;
-    use crate::store::{InProcess, StoreError, Writable};
+    use crate::in_process::{InProcess, StoreError, Writable};
+    use crate::registry::Section;
 
     /// Records the calls it gets and answers what it is told to.
     #[derive(Debug, Default)]
@@ -693,7 +692,7 @@ mod tests {
             name: "rec".into(),
             defined_in: PathBuf::from("<test>"),
             sections: [(
-                crate::backend::SectionKind::Nixos,
+                crate::registry::SectionKind::Nixos,
                 Section {
                     enabled: true,
                     scripts: Some(scripts.clone()),
@@ -744,7 +743,7 @@ files.cert = { secret = false }
         let recorder = Arc::new(Recorder::default());
         let (backend, scripts) = backend(recorder.clone());
         let env = env(dir.path());
-        let unit = &plan.units[0];
+        let unit = plan.unit(crate::plan::UnitId(0));
 
         assert_eq!(
             check(unit, &backend, &scripts, &env).unwrap(),
@@ -767,12 +766,14 @@ files.cert = { secret = false }
         let call = &calls[0].1;
         assert_eq!(call.backend, "rec");
         assert_eq!(call.artifact.as_deref(), Some("api"));
-        assert_eq!(call.context, Context::Nixos);
-        assert_eq!(call.targets.len(), 1);
-        assert_eq!(call.targets[0].name, "m1");
-        assert_eq!(call.targets[0].kind, TargetKind::Nixos);
+        assert_eq!(call.context(), Context::Nixos);
+        let Targets::One(target) = &call.targets else {
+            panic!("a machine's artifact is called for that one machine");
+        };
+        assert_eq!(target.name, "m1");
+        assert_eq!(target.kind, TargetKind::Nixos);
         assert_eq!(
-            call.targets[0].config,
+            target.config,
             serde_json::json!({ "publicHostKey": "age1fallback" })
         );
         let files: Vec<(&str, bool)> = call
@@ -808,7 +809,7 @@ files.cert = { secret = false }
         });
         let (backend, scripts) = backend(recorder);
         let env = env(dir.path());
-        let unit = &plan.units[0];
+        let unit = plan.unit(crate::plan::UnitId(0));
 
         let error = check(unit, &backend, &scripts, &env).unwrap_err();
         let text = crate::engine::error_chain(&error);

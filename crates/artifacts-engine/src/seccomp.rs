@@ -117,7 +117,7 @@ fn conditional() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, seccompiler::B
 
 /// The compiled program as bytes (`struct sock_filter[]`, native byte order),
 /// built once; `None` on architectures seccompiler does not know.
-pub fn program() -> Option<&'static [u8]> {
+pub(crate) fn program() -> Option<&'static [u8]> {
     static PROGRAM: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     PROGRAM
         .get_or_init(|| match build() {

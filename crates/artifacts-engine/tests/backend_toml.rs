@@ -5,7 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use artifacts_engine::backend::{BackendError, BackendRegistry};
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::error::BackendError;
 use artifacts_model::Context;
 
 /// A project with executable scripts `check`, `serialize`, `deserialize`,

@@ -2,8 +2,9 @@
 //! in which order, and how a lock entry compares with the declaration
 //! (until now only checked through the binary).
 
-use artifacts_engine::lock::{LOCK_FILE, Lock};
-use artifacts_engine::plan::{Comparison, Plan, PlanError};
+use artifacts_engine::error::PlanError;
+use artifacts_engine::lock::{Comparison, Lock};
+use artifacts_engine::{Plan, Targets, UnitId};
 use artifacts_model::Model;
 use artifacts_model::load::load_manifest;
 
@@ -20,7 +21,7 @@ fn project(manifest: &str) -> (tempfile::TempDir, Model) {
 }
 
 fn labels(plan: &Plan<'_>) -> Vec<String> {
-    plan.units.iter().map(|u| u.label()).collect()
+    plan.units().map(|u| u.label()).collect()
 }
 
 const FLEET: &str = r#"
@@ -47,13 +48,12 @@ fn a_shared_artifact_is_one_unit_for_all_its_targets_others_one_per_target() {
     let mut got = labels(&plan);
     got.sort();
     assert_eq!(got, ["nixos/web1 token", "nixos/web2 token", "shared psk"]);
-    let shared = plan.units.iter().find(|u| u.scope() == "shared").unwrap();
-    assert_eq!(shared.targets.len(), 2);
+    let shared = plan.units().find(|u| u.scope() == "shared").unwrap();
+    assert!(matches!(&shared.targets, Targets::Shared(all) if all.len() == 2));
     assert!(
-        plan.units
-            .iter()
+        plan.units()
             .filter(|u| u.name() == "token")
-            .all(|u| u.targets.len() == 1)
+            .all(|u| matches!(u.targets, Targets::One(_)))
     );
 }
 
@@ -85,13 +85,14 @@ files.ca = {}
         ["nixos/m ca", "nixos/m cert", "nixos/m bundle"]
     );
     // Regenerating the CA touches everything built from it, transitively.
+    let ids: Vec<UnitId> = plan.iter().map(|(id, _)| id).collect();
     let dependents: Vec<String> = plan
-        .dependents_of(0)
+        .dependents_of(ids[0])
         .into_iter()
-        .map(|i| plan.units[i].label())
+        .map(|id| plan[id].label())
         .collect();
     assert_eq!(dependents, ["nixos/m cert", "nixos/m bundle"]);
-    assert!(plan.dependents_of(2).is_empty());
+    assert!(plan.dependents_of(ids[2]).is_empty());
 }
 
 #[test]
@@ -128,10 +129,10 @@ files.b = {}
 /// compares the unit `key` of `manifest` with its entry.
 fn compare(recorded: &str, manifest: &str) -> Comparison {
     let (dir, before) = project(recorded);
-    let lock_path = dir.path().join(LOCK_FILE);
+    let lock_path = dir.path().join(Lock::FILE_NAME);
     let mut lock = Lock::load(&lock_path).unwrap();
     let plan = Plan::new(&before).unwrap();
-    for unit in &plan.units {
+    for unit in plan.units() {
         let entry = unit
             .declared(&plan, &lock)
             .unwrap()
@@ -143,7 +144,7 @@ fn compare(recorded: &str, manifest: &str) -> Comparison {
     std::fs::write(dir.path().join("artifacts.toml"), manifest).unwrap();
     let after = load_manifest(&dir.path().join("artifacts.toml")).unwrap();
     let plan = Plan::new(&after).unwrap();
-    let unit = plan.units.iter().find(|u| u.name() == "key").unwrap();
+    let unit = plan.units().find(|u| u.name() == "key").unwrap();
     let entry = lock.get(&unit.scope(), unit.name()).unwrap();
     unit.declared(&plan, &lock).unwrap().compare(entry)
 }
@@ -195,10 +196,9 @@ files.key = {}
 "#,
     );
     let plan = Plan::new(&model).unwrap();
-    let mut lock = Lock::load(&dir.path().join(LOCK_FILE)).unwrap();
+    let mut lock = Lock::load(&dir.path().join(Lock::FILE_NAME)).unwrap();
     for (unit, at) in plan
-        .units
-        .iter()
+        .units()
         .zip(["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"])
     {
         let entry = unit
@@ -207,14 +207,14 @@ files.key = {}
             .entry("plain", Some(at.into()));
         lock.set(&unit.scope(), unit.name(), entry);
     }
-    let key = &plan.units[1];
+    let key = plan.units().nth(1).unwrap();
     let recorded = lock.get(&key.scope(), key.name()).unwrap().clone();
     assert!(matches!(
         key.declared(&plan, &lock).unwrap().compare(&recorded),
         Comparison::Current { .. }
     ));
     // The CA is regenerated: the key was made from the old one.
-    let ca = &plan.units[0];
+    let ca = plan.units().next().unwrap();
     let mut regenerated = lock.get(&ca.scope(), ca.name()).unwrap().clone();
     regenerated.generated_at = Some("2026-02-01T00:00:00Z".into());
     lock.set(&ca.scope(), ca.name(), regenerated);
@@ -227,7 +227,7 @@ files.key = {}
 #[test]
 fn a_lock_from_a_newer_version_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(LOCK_FILE);
+    let path = dir.path().join(Lock::FILE_NAME);
     std::fs::write(&path, r#"{"version": 3, "entries": {}}"#).unwrap();
     let error = Lock::load(&path).unwrap_err().to_string();
     assert!(error.contains(&path.display().to_string()), "{error}");

@@ -4,8 +4,9 @@
 //! answers are refused naming the prompt (until now only checked through
 //! the binary).
 
-use artifacts_engine::plan::Plan;
-use artifacts_engine::prompts::{Answers, Asker, PromptError, PromptsFile};
+use artifacts_engine::error::PromptError;
+use artifacts_engine::{Answers, Asker, PromptsFile};
+use artifacts_engine::{Plan, UnitId};
 use artifacts_model::load::load_manifest;
 use artifacts_model::{Model, Prompt};
 use secrecy::{ExposeSecret, SecretString};
@@ -60,8 +61,8 @@ fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option
     }
 }
 
-fn all(plan: &Plan<'_>) -> Vec<usize> {
-    (0..plan.units.len()).collect()
+fn all(plan: &Plan<'_>) -> Vec<UnitId> {
+    plan.iter().map(|(id, _)| id).collect()
 }
 
 #[test]
@@ -104,7 +105,7 @@ fn without_a_person_every_missing_answer_is_named_with_its_variable() {
 fn only_the_selected_units_need_answers() {
     let (_dir, model) = model(&manifest(&[("a", ""), ("b", "")]));
     let plan = Plan::new(&model).unwrap();
-    let a = plan.units.iter().position(|u| u.name() == "a").unwrap();
+    let a = plan.iter().find(|(_, u)| u.name() == "a").unwrap().0;
     let env = env(&[("ARTIFACTS_PROMPT_A_P", "x")]);
     let answers = Answers::collect(&plan, &[a], None, &env, None).unwrap();
     assert!(answers.get("b", "p").is_none());
@@ -121,7 +122,7 @@ fn an_empty_answer_is_refused_unless_the_prompt_allows_it() {
             if artifact == "a" && source_name == "`ARTIFACTS_PROMPT_A_P`"),
         "{error}"
     );
-    let b = plan.units.iter().position(|u| u.name() == "b").unwrap();
+    let b = plan.iter().find(|(_, u)| u.name() == "b").unwrap().0;
     let answers = Answers::collect(&plan, &[b], None, &env, None).unwrap();
     assert_eq!(answers.get("b", "p").unwrap().expose_secret(), "");
 }

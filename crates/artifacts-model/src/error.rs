@@ -113,6 +113,10 @@ pub enum ModelError {
         path: PathBuf,
         /// The parser's message (never contains secret values: declarations hold none).
         message: String,
+        /// The line of the problem (1-based), when the parser tells it.
+        line: Option<usize>,
+        /// The column of the problem (1-based), when the parser tells it.
+        column: Option<usize>,
     },
     /// The file extension tells no known format.
     #[error("unknown manifest format `{path}`: use .toml, .json, .yaml or .yml")]

@@ -19,6 +19,7 @@
 //! (Home Manager, kept literal), `<artifact>/<file>` (tanka: the key in
 //! `secrets_yaml`), owner and group `root` (NixOS only), mode `0400`, `secret = true`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -56,24 +57,33 @@ pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, Mo
     let value: Value = serde_json::from_str(json).map_err(|err| ModelError::Parse {
         path: source.to_owned(),
         message: err.to_string(),
+        line: Some(err.line()),
+        column: Some(err.column()),
     })?;
     from_value(source, root, &value)
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
-    let parse_error = |message: String| ModelError::Parse {
+    let parse_error = |message: String, position: Option<(usize, usize)>| ModelError::Parse {
         path: path.to_owned(),
         // Parsers quote the source: nothing in it may print raw.
         message: crate::names::escape_multiline(&message),
+        line: position.map(|(line, _)| line),
+        column: position.map(|(_, column)| column),
     };
     // Before any parser: libyaml's time grows with the square of the nesting.
-    crate::limits::check_nesting(text).map_err(parse_error)?;
+    crate::limits::check_nesting(text).map_err(|message| parse_error(message, None))?;
     match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
-        Some("json") => serde_json::from_str::<Value>(text).map_err(|e| parse_error(e.to_string())),
-        Some("yaml" | "yml") => {
-            serde_norway::from_str::<Value>(text).map_err(|e| parse_error(e.to_string()))
-        }
+        Some("toml") => toml::from_str::<Value>(text).map_err(|e| {
+            let position = e.span().map(|span| line_column(text, span.start));
+            parse_error(e.to_string(), position)
+        }),
+        Some("json") => serde_json::from_str::<Value>(text)
+            .map_err(|e| parse_error(e.to_string(), Some((e.line(), e.column())))),
+        Some("yaml" | "yml") => serde_norway::from_str::<Value>(text).map_err(|e| {
+            let position = e.location().map(|l| (l.line(), l.column()));
+            parse_error(e.to_string(), position)
+        }),
         _ => Err(ModelError::UnknownFormat {
             path: path.to_owned(),
         }),
@@ -415,6 +425,7 @@ impl Reader {
         let Some(entries) = self.object(value, &location) else {
             return;
         };
+        let mut index = TargetIndex::new(targets);
         for (name, entry) in entries {
             let location = self.base.artifact(name);
             let Some(map) = self.object(entry, &location) else {
@@ -445,7 +456,9 @@ impl Reader {
                 }
             };
             for reference in references {
-                let Some(index) = self.resolve_reference(&reference, targets, &location) else {
+                let Some(index) =
+                    self.resolve_reference(&reference, targets, &mut index, &location)
+                else {
                     continue;
                 };
                 let kind = targets[index].id.kind;
@@ -473,6 +486,7 @@ impl Reader {
         &mut self,
         reference: &str,
         targets: &mut Vec<Target>,
+        index: &mut TargetIndex,
         location: &Location,
     ) -> Option<usize> {
         let id = match reference.split_once('/') {
@@ -486,26 +500,22 @@ impl Reader {
                     return None;
                 }
             },
-            None => {
-                let matches: Vec<usize> = (0..targets.len())
-                    .filter(|&i| targets[i].id.name == reference)
-                    .collect();
-                match matches.as_slice() {
-                    [one] => return Some(*one),
-                    [] => TargetId::new(TargetKind::Nixos, reference),
-                    _ => {
-                        self.problem(
+            None => match index.named(reference) {
+                [one] => return Some(*one),
+                [] => TargetId::new(TargetKind::Nixos, reference),
+                _ => {
+                    self.problem(
                             location.field("targets"),
                             format!("`{reference}` names several targets; write it as nixos/{reference}, home/{reference} or tanka/{reference}"),
                         );
-                        return None;
-                    }
+                    return None;
                 }
-            }
+            },
         };
-        if let Some(index) = targets.iter().position(|t| t.id == id) {
-            return Some(index);
+        if let Some(&found) = index.by_id.get(&id) {
+            return Some(found);
         }
+        index.add(&id, targets.len());
         targets.push(Target {
             id,
             default_backend: None,
@@ -731,6 +741,16 @@ impl Reader {
     }
 }
 
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
 /// Parses an octal mode string: three or four octal digits, at most `0777`.
 pub fn parse_mode(text: &str) -> Result<Mode, String> {
     let digits = text.strip_prefix("0o").unwrap_or(text);
@@ -757,5 +777,38 @@ fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a table",
+    }
+}
+
+/// Targets by id and by bare name, so that resolving each of the shorthand's
+/// references is a lookup, not a scan (fleets have thousands of targets).
+struct TargetIndex {
+    by_id: HashMap<TargetId, usize>,
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+impl TargetIndex {
+    fn new(targets: &[Target]) -> TargetIndex {
+        let mut index = TargetIndex {
+            by_id: HashMap::with_capacity(targets.len()),
+            by_name: HashMap::with_capacity(targets.len()),
+        };
+        for (i, target) in targets.iter().enumerate() {
+            index.add(&target.id, i);
+        }
+        index
+    }
+
+    fn add(&mut self, id: &TargetId, position: usize) {
+        self.by_id.insert(id.clone(), position);
+        self.by_name
+            .entry(id.name.clone())
+            .or_default()
+            .push(position);
+    }
+
+    /// Positions of the targets with this bare name, in declaration order.
+    fn named(&self, name: &str) -> &[usize] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 }

@@ -451,3 +451,30 @@ files.f = {}
     );
     has(&found, "field `prompts.p.confirm`: expected true or false");
 }
+
+#[test]
+fn parse_errors_tell_line_and_column_in_every_format() {
+    use artifacts_model::load::load_manifest_text;
+    // The bad spot is on line 3 in each; the column is the one the parser's
+    // own message names (1-based).
+    for (name, text, column) in [
+        ("artifacts.toml", "a = 1\n\n[nixos.m\n", 9),
+        ("artifacts.json", "{\n  \"a\": 1,\n  \"b\": }\n", 8),
+        ("artifacts.yaml", "a: 1\nb: [\n  c: d: e\n", 7),
+    ] {
+        let error = load_manifest_text(Path::new(name), text).unwrap_err();
+        let message = error.to_string();
+        match error {
+            artifacts_model::ModelError::Parse {
+                line, column: col, ..
+            } => {
+                assert_eq!((line, col), (Some(3), Some(column)), "{name}: {message}");
+                assert!(
+                    message.contains(&format!("column {column}")),
+                    "{name}: {message}"
+                );
+            }
+            other => panic!("{name}: expected a parse error, got {other}"),
+        }
+    }
+}

@@ -4,7 +4,10 @@
 //! The CMP server runs `discover` and `generate` in the application's source
 //! directory with the Application's `plugin.env` entries as
 //! `ARGOCD_ENV_<NAME>`. The environment is `ARGOCD_ENV_TK_ENV`, else
-//! `TK_ENV`, else `default` (empty values count as unset). The optional
+//! `TK_ENV`, else `default` (empty values count as unset): its path below
+//! `environments/`, nested ones included (`prom-grafana/dev`); among inline
+//! environments, `ARGOCD_ENV_TK_NAME` (else `TK_NAME`) selects one as
+//! tanka's `--name` does. The optional
 //! allow-list (a file named by `--allow-list` or `ARTIFACTS_CMP_ALLOWLIST`)
 //! holds repository URLs, one per line (`#` comments and blank lines
 //! ignored); `ARGOCD_APP_SOURCE_REPO_URL` must equal one line exactly. It is
@@ -21,6 +24,10 @@ use crate::error::{Error, Result};
 pub const ENV_TK_ENV_ARGOCD: &str = "ARGOCD_ENV_TK_ENV";
 /// The plain fallback.
 pub const ENV_TK_ENV: &str = "TK_ENV";
+/// The Application's `plugin.env` entry naming the inline environment.
+pub const ENV_TK_NAME_ARGOCD: &str = "ARGOCD_ENV_TK_NAME";
+/// The plain fallback.
+pub const ENV_TK_NAME: &str = "TK_NAME";
 /// Names the allow-list file.
 pub const ENV_ALLOWLIST: &str = "ARTIFACTS_CMP_ALLOWLIST";
 /// The repository URL ArgoCD sets.
@@ -36,6 +43,14 @@ pub const PLUGIN_YAML: &str = include_str!("plugin.yaml");
 
 fn var<'a>(env: &'a BTreeMap<String, OsString>, name: &str) -> Option<&'a OsString> {
     env.get(name).filter(|v| !v.is_empty())
+}
+
+/// The inline environment to select (tanka's `--name`): `ARGOCD_ENV_TK_NAME`
+/// → `TK_NAME`, else none.
+pub fn inline_name(env: &BTreeMap<String, OsString>) -> Option<String> {
+    var(env, ENV_TK_NAME_ARGOCD)
+        .or_else(|| var(env, ENV_TK_NAME))
+        .map(|v| v.to_string_lossy().into_owned())
 }
 
 /// The environment to render: `ARGOCD_ENV_TK_ENV` → `TK_ENV` → `default`.
@@ -90,28 +105,43 @@ pub fn check_allowed(list: Option<&Path>, env: &BTreeMap<String, OsString>) -> R
     }
 }
 
-/// Discovery: the environment's name when `environments/<env>/main.jsonnet`
-/// exists under `dir` and the repository is allowed; `None` otherwise (the
-/// plugin does not apply). Errors only for an unreadable allow-list.
+/// Discovery, for an allowed repository: the environment's path when
+/// `environments/<env>/main.jsonnet` exists under `dir` (at any depth).
+/// When the Application names no environment and there is no `default`,
+/// every environment below `environments/` (one path per line): the plugin
+/// applies, and `generate` then fails naming the missing environment
+/// instead of ArgoCD rendering the directory some other way. `None`: the
+/// plugin does not apply. Errors only for an unreadable allow-list.
 pub fn discover(
     dir: &Path,
     env: &BTreeMap<String, OsString>,
     allowlist: Option<&Path>,
 ) -> Result<Option<String>> {
-    let name = environment_name(env);
-    if crate::project::check_environment_name(&name).is_err() {
+    let Ok(name) = crate::project::environment_name(&environment_name(env)) else {
         return Ok(None);
-    }
-    if !dir
-        .join("environments")
-        .join(&name)
-        .join("main.jsonnet")
-        .is_file()
-    {
+    };
+    let exists = |name: &str| {
+        dir.join("environments")
+            .join(name)
+            .join("main.jsonnet")
+            .is_file()
+    };
+    let named = var(env, ENV_TK_ENV_ARGOCD).is_some() || var(env, ENV_TK_ENV).is_some();
+    let found = if exists(&name) {
+        name
+    } else if named {
         return Ok(None);
-    }
+    } else {
+        let all = crate::project::Project::at(dir)
+            .and_then(|p| p.environments())
+            .unwrap_or_default();
+        if all.is_empty() {
+            return Ok(None);
+        }
+        all.join("\n")
+    };
     match check_allowed(allowlist, env) {
-        Ok(()) => Ok(Some(name)),
+        Ok(()) => Ok(Some(found)),
         Err(Error::NotAllowed { .. }) => Ok(None),
         Err(e) => Err(e),
     }

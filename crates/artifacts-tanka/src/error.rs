@@ -97,6 +97,25 @@ pub enum Error {
         /// What was found instead (never a value).
         message: String,
     },
+    /// Selecting the inline environment failed (none, several, or an
+    /// invalid one), with tanka's message.
+    #[error("environment `{env}`: {message}")]
+    Inline {
+        /// The environment path.
+        env: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The builtin engine cannot render this exactly as tanka does.
+    #[error(
+        "environment `{env}` uses {feature}, which the builtin engine does not render exactly as tanka does"
+    )]
+    Unsupported {
+        /// The environment path.
+        env: String,
+        /// The feature.
+        feature: String,
+    },
     /// The environment rendered to no Kubernetes object at all.
     #[error("environment `{env}` rendered no Kubernetes objects")]
     Empty {
@@ -185,6 +204,10 @@ impl Error {
                 "an empty render would make ArgoCD prune every resource; check that main.jsonnet returns Kubernetes objects",
             ),
             Error::Spawn { .. } => Some("install Grafana Tanka (`tk`), or use --engine builtin"),
+            Error::Unsupported { .. } => Some("render it with the real tanka: --engine tk"),
+            Error::Inline { .. } => Some(
+                "select an inline environment by its metadata.name with --name NAME (plugin.env TK_NAME under ArgoCD)",
+            ),
             Error::NotAllowed { .. } => {
                 Some("add the repository URL as a whole line to the allow-list")
             }

@@ -7,8 +7,9 @@
 //!
 //! - **Find the project and an environment**: [`project::Project::find`]
 //!   (root = nearest `tkrc.yaml`, else `jsonnetfile.json`), then
-//!   [`project::Project::environment`] (`environments/<env>/main.jsonnet`,
-//!   `spec.json`).
+//!   [`project::Project::environment`] (`environments/<path>/main.jsonnet`,
+//!   nested paths included; static with `spec.json`, else inline), or
+//!   [`project::Project::environments`] for all of them.
 //! - **The decrypted secrets** (what `sops -d` prints):
 //!   [`secrets::decrypt`]; for rendering, [`secrets::for_render`], which
 //!   also decides whether a missing file is an error (the declarations give
@@ -16,7 +17,11 @@
 //! - **Render**: [`render::show`] with [`render::Engine::Builtin`]
 //!   (jrsonnet, [`eval`]) or [`render::Engine::Tk`] ([`tk`]); it returns
 //!   the YAML stream only when at least one object came out.
-//!   - The pieces: [`eval::evaluate`] (jsonnet → JSON), [`process::process`]
+//!   - `std.native('helmTemplate')` / `('kustomizeBuild')` run the real
+//!     programs on charts and kustomizations inside the project ([`helm`],
+//!     [`kustomize`], [`external`], keyed by [`listmap`]).
+//!   - The pieces: [`eval::evaluate`] (jsonnet → JSON), [`inline::select`]
+//!     (an inline environment's spec and data), [`process::process`]
 //!     (tanka's extraction, namespace/labels, ordering), [`output::stream`].
 //! - **ArgoCD**: [`cmp`] (environment name, allow-list, discovery, the
 //!   ConfigManagementPlugin manifest).
@@ -43,12 +48,16 @@
 //! std::fs::write(dir.path().join("jsonnetfile.json"), "{}")?;
 //! std::fs::create_dir_all(dir.path().join("environments/default"))?;
 //! std::fs::write(
+//!     dir.path().join("environments/default/spec.json"),
+//!     r#"{"apiVersion": "tanka.dev/v1alpha1", "kind": "Environment", "spec": {"namespace": "apps"}}"#,
+//! )?;
+//! std::fs::write(
 //!     dir.path().join("environments/default/main.jsonnet"),
 //!     "{ cm: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings' } } }",
 //! )?;
 //! let project = Project::find(dir.path())?;
 //! let env = project.environment("default")?;
-//! let rendered = render::show(&project, &env, None, &Default::default(), &Engine::Builtin)?;
+//! let rendered = render::show(&project, &env, None, &Default::default(), None, &Engine::Builtin)?;
 //! assert_eq!(rendered.objects, 1);
 //! assert!(rendered.yaml.contains("name: settings"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -59,8 +68,14 @@
 pub mod cmp;
 pub mod error;
 pub mod eval;
+pub mod external;
+pub mod goyaml;
+pub mod helm;
 pub mod import;
+pub mod inline;
+pub mod kustomize;
 pub mod limits;
+pub mod listmap;
 pub mod natives;
 pub mod output;
 pub mod process;

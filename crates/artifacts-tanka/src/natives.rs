@@ -5,19 +5,24 @@
 //! | name | parameters | result |
 //! |---|---|---|
 //! | `parseJson` | `json` | the value |
-//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text) |
-//! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline |
-//! | `manifestYamlFromJson` | `json` | YAML, keys sorted |
+//! | `parseYaml` | `yaml` | array of the documents (`[]` for empty text); what yaml.v3 reads otherwise (`017`, `<<`) is refused |
+//! | `manifestJsonFromJson` | `json, indent` | re-indented JSON plus a newline (Go's `json.Indent`: order and spelling kept) |
+//! | `manifestYamlFromJson` | `json` | YAML as Go's yaml.v3 writes it ([`crate::goyaml`]) |
 //! | `escapeStringRegex` | `str` | `str` with RE2 metacharacters escaped |
 //! | `regexMatch` | `regex, string` | whether the regex matches anywhere |
 //! | `regexSubst` | `regex, src, repl` | every match replaced (`$1`, `${name}` expand) |
 //! | `sha256` | `str` | lowercase hex digest |
+//! | `helmTemplate` | `name, chart, opts` | the chart's objects by name ([`crate::helm`]) |
+//! | `kustomizeBuild` | `path, opts` | the kustomization's objects by name ([`crate::kustomize`]) |
 //!
-//! Not provided: `helmTemplate`, `kustomizeBuild` (they run programs) and
-//! `promQLRemoveByLabels`. Calling them is a jsonnet error.
+//! The last two run programs; [`register_tools`] adds them. Not provided:
+//! `promQLRemoveByLabels`; calling it is a jsonnet error.
 
 use jrsonnet_evaluator::{IStr, Result, Val, error::ErrorKind, function::builtin};
 use serde::Deserialize;
+use std::rc::Rc;
+
+use crate::external::Tools;
 
 fn fail(message: String) -> jrsonnet_evaluator::Error {
     ErrorKind::RuntimeError(message.into()).into()
@@ -60,34 +65,27 @@ fn native_parse_json(json: IStr) -> Result<Val> {
 #[builtin]
 fn native_parse_yaml(yaml: IStr) -> Result<Val> {
     let docs = yaml_documents(&yaml).map_err(|e| fail(format!("parsing yaml: {e}")))?;
+    crate::goyaml::check_v3_plain_scalars(&yaml, &docs).map_err(fail)?;
     json_to_val(serde_json::Value::Array(docs))
 }
 
 #[builtin]
 fn native_manifest_json_from_json(json: IStr, indent: f64) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_str(json.trim())
-        .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))?;
-    if !(0.0..=64.0).contains(&indent) {
+    if !(0.0..65.0).contains(&indent) {
         return Err(fail(
             "manifestJsonFromJson: indent must be within 0..64".into(),
         ));
     }
-    // Like Go's json.Indent, an indent of 0 still breaks lines.
-    let pad = " ".repeat(indent as usize);
-    let mut out = Vec::new();
-    let f = serde_json::ser::PrettyFormatter::with_indent(pad.as_bytes());
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, f);
-    serde::Serialize::serialize(&v, &mut ser).map_err(|e| fail(e.to_string()))?;
-    let mut s = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
-    s.push('\n');
-    Ok(s)
+    // Go's json.Indent: the text's key order and number spellings are kept.
+    crate::goyaml::json_indent(&json, &" ".repeat(indent as usize))
+        .map_err(|e| fail(format!("manifestJsonFromJson: {e}")))
 }
 
 #[builtin]
 fn native_manifest_yaml_from_json(json: IStr) -> Result<String> {
     let v: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| fail(format!("manifestYamlFromJson: {e}")))?;
-    crate::output::to_yaml(&crate::output::sorted(v)).map_err(fail)
+    crate::goyaml::marshal(&v, crate::goyaml::Flavor::V3).map_err(fail)
 }
 
 /// Escapes RE2 metacharacters as Go's `regexp.QuoteMeta` does.
@@ -127,6 +125,39 @@ fn native_regex_subst(regex: IStr, src: IStr, repl: IStr) -> Result<String> {
 fn native_sha256(str: IStr) -> Result<String> {
     use sha2::Digest;
     Ok(hex::encode(sha2::Sha256::digest(str.as_bytes())))
+}
+
+#[builtin(fields(tools: Rc<Tools>))]
+fn native_helm_template(
+    this: &native_helm_template,
+    name: IStr,
+    chart: IStr,
+    opts: Val,
+) -> Result<Val> {
+    let opts = crate::eval::to_json(opts)?;
+    json_to_val(serde_json::Value::Object(
+        crate::helm::template(&this.tools, &name, &chart, &opts).map_err(fail)?,
+    ))
+}
+
+#[builtin(fields(tools: Rc<Tools>))]
+fn native_kustomize_build(this: &native_kustomize_build, path: IStr, opts: Val) -> Result<Val> {
+    let opts = crate::eval::to_json(opts)?;
+    json_to_val(serde_json::Value::Object(
+        crate::kustomize::build(&this.tools, &path, &opts).map_err(fail)?,
+    ))
+}
+
+/// Registers `helmTemplate` and `kustomizeBuild`, which run programs with `tools`.
+pub fn register_tools(ctx: &jrsonnet_stdlib::ContextInitializer, tools: Tools) {
+    let tools = Rc::new(tools);
+    ctx.add_native(
+        "helmTemplate",
+        native_helm_template {
+            tools: tools.clone(),
+        },
+    );
+    ctx.add_native("kustomizeBuild", native_kustomize_build { tools });
 }
 
 /// Registers every native on a stdlib context.

@@ -1,36 +1,13 @@
-//! Printing Kubernetes objects as a YAML stream, the way `tk show` does:
-//! one document per object, keys sorted, documents separated by `---`.
+//! Printing Kubernetes objects as a YAML stream, byte for byte as `tk show`
+//! does: one document per object, `---` between documents, written by
+//! [`crate::goyaml`] in the manner of Go's yaml.v2 encoder.
 
 use serde_json::{Map, Value};
 
-/// `v` with the keys of every object sorted (Go's map order).
-pub fn sorted(v: Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
-        other => other,
-    }
-}
-
-/// One YAML document (no `---` marker), ending in a newline.
-pub fn to_yaml(v: &Value) -> Result<String, String> {
-    serde_norway::to_string(v).map_err(|e| format!("failed to write YAML: {e}"))
-}
-
 /// The objects as a YAML stream: documents separated by `---` lines.
 pub fn stream(objects: Vec<Map<String, Value>>) -> Result<String, String> {
-    let mut out = String::new();
-    for (i, m) in objects.into_iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
-        }
-        out.push_str(&to_yaml(&sorted(Value::Object(m)))?);
-    }
-    Ok(out)
+    let docs: Vec<Value> = objects.into_iter().map(Value::Object).collect();
+    crate::goyaml::stream(&docs)
 }
 
 /// Parses a YAML stream of objects back (for checking `tk`'s output and in tests).
@@ -46,6 +23,7 @@ mod tests {
 
     #[test]
     fn stream_sorts_keys_and_separates_documents() {
+        // Go-yaml's key order, tk's separators.
         let a = json!({"kind": "A", "apiVersion": "v1", "metadata": {"name": "x", "labels": {"b": "1", "a": "ü"}}});
         let b = json!({"kind": "B", "apiVersion": "v1", "metadata": {"name": "y"}});
         let text = stream(vec![

@@ -15,8 +15,11 @@
 //! 5. **Resource defaults**: `spec.resourceDefaults` labels and annotations
 //!    where absent.
 //! 6. **Sort**: by tanka's kind order (Namespace, NetworkPolicy, … APIService;
-//!    other kinds after them, alphabetically), then namespace, then name.
-//!    Ties keep the order of the objects' paths in the output tree.
+//!    other kinds after them, alphabetically), then namespace, name and
+//!    generateName. Two different objects that tie are refused (tanka's
+//!    order between them is random).
+//! 7. An `Environment` among the results is tanka's error (a `spec.json`
+//!    and inline environments at once).
 
 use std::collections::BTreeMap;
 
@@ -61,8 +64,8 @@ pub const KIND_ORDER: &[&str] = &[
     "APIService",
 ];
 
-/// Kinds that are not namespaced (kubectl api-resources --namespaced=false,
-/// plus cert-manager's ClusterIssuer), as tanka lists them.
+/// Kinds that are not namespaced (kubectl api-resources --namespaced=false),
+/// exactly as tanka lists them.
 pub const CLUSTER_WIDE_KINDS: &[&str] = &[
     "APIService",
     "CertificateSigningRequest",
@@ -87,7 +90,6 @@ pub const CLUSTER_WIDE_KINDS: &[&str] = &[
     "TokenReview",
     "ValidatingWebhookConfiguration",
     "VolumeAttachment",
-    "ClusterIssuer",
 ];
 
 const ANNOTATION_NAMESPACED: &str = "tanka.dev/namespaced";
@@ -96,13 +98,16 @@ const LABEL_ENVIRONMENT: &str = "tanka.dev/environment";
 /// Turns an evaluated environment into its ordered Kubernetes objects.
 /// Errors name paths and types, never values.
 pub fn process(raw: Value, spec: &Spec) -> Result<Vec<Map<String, Value>>, String> {
-    let mut found = BTreeMap::new();
-    walk(raw, &mut Vec::new(), &mut found)?;
-    let mut list = unwrap_lists(found)?;
+    let mut list = extract(raw)?;
+    let label = if spec.inject_labels {
+        Some(spec.name_label().map_err(unsupported)?)
+    } else {
+        None
+    };
     for m in &mut list {
         namespace(m, &spec.namespace);
-        if spec.inject_labels {
-            string_map(m, "labels").insert(LABEL_ENVIRONMENT.into(), spec.name_label().into());
+        if let Some(label) = &label {
+            string_map(m, "labels").insert(LABEL_ENVIRONMENT.into(), label.clone().into());
         }
         for (field, defaults) in [
             ("annotations", &spec.default_annotations),
@@ -118,7 +123,52 @@ pub fn process(raw: Value, spec: &Spec) -> Result<Vec<Map<String, Value>>, Strin
         }
     }
     list.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    // tanka sorts a map's values, so objects with equal keys come out in a
+    // random order: refuse instead of picking one.
+    for pair in list.windows(2) {
+        if sort_key(&pair[0]) == sort_key(&pair[1]) && pair[0] != pair[1] {
+            let (k, _, ns, name, generate) = sort_key(&pair[0]);
+            let _ = k;
+            return Err(unsupported(format!(
+                "two different objects `{}/{}` in namespace `{ns}`{} (tanka prints them in a random order)",
+                kind(&pair[0]),
+                name,
+                if generate.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with generateName `{generate}`")
+                }
+            )));
+        }
+    }
+    if list.iter().any(is_environment) {
+        return Err("found a tanka Environment resource. Check that you aren't using a spec.json and inline environments simultaneously".into());
+    }
     Ok(list)
+}
+
+/// Marks a message as naming a feature the builtin engine does not render
+/// exactly as tanka does (see [`crate::Error::Unsupported`]).
+pub const UNSUPPORTED: &str = "not supported by the builtin engine: ";
+
+fn unsupported(what: String) -> String {
+    format!("{UNSUPPORTED}{what}")
+}
+
+/// Steps 1 and 2: every Kubernetes object in the tree, lists unwrapped,
+/// ordered by path.
+pub fn extract(raw: Value) -> Result<Vec<Map<String, Value>>, String> {
+    let mut found = BTreeMap::new();
+    walk(raw, &mut Vec::new(), &mut found)?;
+    unwrap_lists(found)
+}
+
+/// Whether tanka takes the object for an inline environment: its
+/// `<kind>/<name>` matches `(?i)^Environment/.*$`.
+pub fn is_environment(m: &Map<String, Value>) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new("(?i)^Environment/.*$").expect("valid regex"));
+    re.is_match(&format!("{}/{}", kind(m), meta_str(m, "name")))
 }
 
 fn kind(m: &Map<String, Value>) -> &str {
@@ -132,7 +182,7 @@ fn meta_str<'a>(m: &'a Map<String, Value>, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn sort_key(m: &Map<String, Value>) -> (usize, &str, &str, &str) {
+fn sort_key(m: &Map<String, Value>) -> (usize, &str, &str, &str, &str) {
     let k = kind(m);
     let rank = KIND_ORDER
         .iter()
@@ -145,6 +195,7 @@ fn sort_key(m: &Map<String, Value>) -> (usize, &str, &str, &str) {
         kind_key,
         meta_str(m, "namespace"),
         meta_str(m, "name"),
+        meta_str(m, "generateName"),
     )
 }
 
@@ -188,7 +239,9 @@ fn verify(m: &Map<String, Value>, path: &str) -> Result<(), String> {
     if !is_list(m) {
         match m.get("metadata") {
             Some(Value::Object(md)) => {
-                if !md.get("name").is_some_and(Value::is_string) {
+                if !md.get("name").is_some_and(Value::is_string)
+                    && !md.get("generateName").is_some_and(Value::is_string)
+                {
                     missing.push("metadata.name");
                 }
                 for field in ["labels", "annotations"] {
@@ -282,6 +335,11 @@ fn unwrap_lists(
                 ));
             };
             verify(&item, &name)?;
+            if is_list(&item) {
+                // tanka adds the items to the map it is iterating over, so
+                // whether it unwraps this one too is up to Go's map order.
+                return Err(unsupported(format!("a List inside a List (at `{name}`)")));
+            }
             out.push(item);
         }
     }
@@ -327,10 +385,12 @@ fn namespace(m: &mut Map<String, Value>, default: &str) {
     if namespaced && !md.get("namespace").is_some_and(Value::is_string) {
         md.insert("namespace".into(), default.into());
     }
+    // tanka reads the annotations through an accessor that replaces
+    // anything but an object by `{}`, then drops them when empty.
     if md
         .get("annotations")
         .and_then(Value::as_object)
-        .is_some_and(Map::is_empty)
+        .is_none_or(Map::is_empty)
     {
         md.remove("annotations");
     }
@@ -342,7 +402,7 @@ mod tests {
     use serde_json::json;
 
     fn spec() -> Spec {
-        Spec::default_for("default")
+        Spec::new("environments/default", "environments/default/main.jsonnet")
     }
 
     fn names(list: &[Map<String, Value>]) -> Vec<String> {
@@ -403,11 +463,25 @@ mod tests {
     }
 
     #[test]
+    fn a_list_inside_a_list_is_refused() {
+        let inner = json!({"apiVersion": "v1", "kind": "List", "items": []});
+        let e = process(
+            json!({"l": {"apiVersion": "v1", "kind": "List", "items": [inner]}}),
+            &spec(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(UNSUPPORTED) && e.contains(".l.items[0]"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn labels_defaults_and_namespaced_annotation() {
         let mut s = spec();
         s.inject_labels = true;
         s.namespace = "apps".into();
-        s.default_labels = vec![("team".into(), "infra".into())];
+        s.default_labels = [("team".to_string(), "infra".to_string())].into();
         let raw = json!({"a": {"apiVersion": "v1", "kind": "ClusterRole", "metadata": {
             "name": "r", "labels": {"team": "mine"},
             "annotations": {"tanka.dev/namespaced": "true"}}}});

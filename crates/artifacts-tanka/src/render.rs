@@ -7,9 +7,10 @@
 
 use crate::error::{Error, Result};
 use crate::eval::{self, Vars};
+use crate::inline;
 use crate::output;
 use crate::process;
-use crate::project::{Environment, Project};
+use crate::project::{Environment, Kind, Project};
 use crate::redact::Redactor;
 use crate::secrets::Secrets;
 use crate::tk::{self, TkConfig};
@@ -35,27 +36,64 @@ pub struct Rendered {
 }
 
 /// Renders `env` with `secrets` bound to `secrets_yaml` (not bound at all
-/// when `None`).
+/// when `None`). `name` selects among inline environments (tanka's
+/// `--name`; static environments ignore it, as tanka does).
 pub fn show(
     project: &Project,
     env: &Environment,
     secrets: Option<&Secrets>,
     vars: &Vars,
+    name: Option<&str>,
     engine: &Engine,
 ) -> Result<Rendered> {
     let none = Redactor::none();
     let redactor = secrets.map_or(&none, Secrets::redactor);
     let secrets_yaml = secrets.map(Secrets::yaml);
-    let extract_error = |message: String| Error::Extract {
-        env: env.name().to_string(),
-        message: redactor.redact(&message),
+    let extract_error = |message: String| match message.strip_prefix(process::UNSUPPORTED) {
+        Some(feature) => Error::Unsupported {
+            env: env.name().to_string(),
+            feature: redactor.redact(feature),
+        },
+        None => Error::Extract {
+            env: env.name().to_string(),
+            message: redactor.redact(&message),
+        },
     };
     match engine {
         Engine::Builtin => {
             let mut diagnostics = Vec::new();
-            let value =
-                eval::evaluate(project, env, secrets_yaml, vars, redactor, &mut diagnostics)?;
-            let objects = process::process(value, env.spec()).map_err(extract_error)?;
+            let select = match env.kind() {
+                Kind::Inline => name,
+                Kind::Static(_) => None,
+            };
+            let value = eval::evaluate(
+                project,
+                env,
+                secrets_yaml,
+                vars,
+                select,
+                redactor,
+                &mut diagnostics,
+            )?;
+            let (spec, data) = match env.kind() {
+                Kind::Static(spec) => ((**spec).clone(), value),
+                Kind::Inline => inline::select(value, select, &env.path(), &env.entrypoint())
+                    .map_err(|e| match e {
+                        inline::SelectError::Extract(m) => extract_error(m),
+                        inline::SelectError::Select(m) => Error::Inline {
+                            env: env.name().to_string(),
+                            message: redactor.redact(&m),
+                        },
+                    })?,
+            };
+            if !spec.expect_tanka.is_empty() {
+                // tanka checks its own version against this; we are not tanka.
+                return Err(Error::Unsupported {
+                    env: env.name().to_string(),
+                    feature: "`spec.expectVersions.tanka`".into(),
+                });
+            }
+            let objects = process::process(data, &spec).map_err(extract_error)?;
             if objects.is_empty() {
                 return Err(Error::Empty {
                     env: env.name().to_string(),
@@ -70,7 +108,7 @@ pub fn show(
             })
         }
         Engine::Tk(config) => {
-            let out = tk::show(project, env, secrets_yaml, vars, config, redactor)?;
+            let out = tk::show(project, env, secrets_yaml, vars, name, config, redactor)?;
             let docs = output::parse_stream(&out.stdout)
                 .map_err(|e| extract_error(format!("`tk show` printed invalid YAML: {e}")))?;
             for (i, d) in docs.iter().enumerate() {

@@ -1,5 +1,5 @@
 //! The `tk` engine: runs the real Grafana Tanka,
-//! `tk show --dangerous-allow-redirect environments/<env>`, in the project
+//! `tk show --dangerous-allow-redirect environments/<env> [--name NAME]`, in the project
 //! root, through the workspace's one process builder
 //! ([`artifacts_os::process::ProcessBuilder`]).
 //!
@@ -17,14 +17,14 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use artifacts_os::process::{ProcessBuilder, ProcessError, describe_status};
+use artifacts_os::process::{Output, ProcessBuilder, ProcessError, describe_status};
 use artifacts_os::scratch::{Scratch, write_private};
 
 use crate::error::{Error, Result};
-use crate::eval::{SECRETS_TLA, Vars};
+use crate::eval::{SECRETS_TLA, VarValue, Vars};
 use crate::project::{Environment, Project};
 use crate::redact::Redactor;
 
@@ -69,6 +69,7 @@ pub fn show(
     env: &Environment,
     secrets_yaml: Option<&str>,
     vars: &Vars,
+    name: Option<&str>,
     config: &TkConfig,
     redactor: &Redactor,
 ) -> Result<TkOutput> {
@@ -84,15 +85,23 @@ pub fn show(
     builder.args([
         "show".into(),
         "--dangerous-allow-redirect".into(),
-        format!("environments/{}", env.name()),
+        env.path(),
     ]);
+    if let Some(name) = name {
+        builder.arg("--name").arg(name);
+    }
     // Only these three go into messages: the rest may carry values.
     let shown = builder.to_string();
-    for (k, v) in &vars.ext_str {
-        builder.arg("--ext-str").arg(format!("{k}={v}"));
-    }
-    for (k, v) in &vars.tla_str {
-        builder.arg("--tla-str").arg(format!("{k}={v}"));
+    for (kind, map) in [("ext", &vars.ext), ("tla", &vars.tla)] {
+        for (k, v) in map {
+            let (flag, value) = match v {
+                VarValue::Str(s) => ("str", s),
+                VarValue::Code(c) => ("code", c),
+            };
+            builder
+                .arg(format!("--{kind}-{flag}"))
+                .arg(format!("{k}={value}"));
+        }
     }
 
     // Kept alive until tk has exited; removed on drop, on signals, or by the
@@ -111,26 +120,52 @@ pub fn show(
         None => None,
     };
 
+    builder.cwd(project.root());
+    confine(&mut builder, &config.env);
+    let output = builder.run();
+    // Remove the secrets before anything else can fail.
+    drop(private);
+    let output = finish(output, &shown, &program, redactor)?;
+    let stderr = redactor.redact(&output.stderr);
+    let stdout = String::from_utf8(output.stdout).map_err(|_| Error::Extract {
+        env: env.name().to_string(),
+        message: "`tk show` printed output that is not UTF-8".into(),
+    })?;
+    Ok(TkOutput { stdout, stderr })
+}
+
+/// Sets up `builder` the way this crate runs every external program (`tk`,
+/// `helm`, `kustomize`): only `env` (minus [`KEY_VARIABLES`]) as its
+/// environment, stopped after [`TIMEOUT`], and killed by the kernel if we
+/// die first (an ArgoCD timeout): it must not keep reading a secrets file,
+/// or render for nobody. Process group, `/dev/null` stdin and closed
+/// descriptors come with [`ProcessBuilder`].
+pub(crate) fn confine(builder: &mut ProcessBuilder, env: &BTreeMap<String, OsString>) {
     builder
-        .cwd(project.root())
         .clear_env()
         .timeout(Some(TIMEOUT))
-        // tk dies with us, even when we are killed outright (an ArgoCD
-        // timeout): it must not keep reading the secrets file, or render for nobody.
         .kill_on_parent_death();
-    for (k, v) in &config.env {
+    for (k, v) in env {
         if !KEY_VARIABLES.contains(&k.as_str()) {
             builder.env(k, v);
         }
     }
-    let output = builder.run();
-    // Remove the secrets before anything else can fail.
-    drop(private);
-    let output = output.map_err(|error| match error {
+}
+
+/// The output of a program run after [`confine`], or the error naming it:
+/// `shown` (its command line without anything secret), how it ended and
+/// its stderr, redacted and shortened.
+pub(crate) fn finish(
+    result: std::result::Result<Output, ProcessError>,
+    shown: &str,
+    program: &Path,
+    redactor: &Redactor,
+) -> Result<Output> {
+    let output = result.map_err(|error| match error {
         ProcessError::Timeout {
             timeout, stderr, ..
         } => Error::ToolFailed {
-            program: shown.clone(),
+            program: shown.to_string(),
             status: format!(
                 "did not finish within {}s and was killed",
                 timeout.as_secs()
@@ -146,19 +181,14 @@ pub fn show(
             source: std::io::Error::other(other),
         },
     })?;
-    let stderr = redactor.redact(&output.stderr);
     if !output.status.success() {
         return Err(Error::ToolFailed {
-            program: shown,
+            program: shown.to_string(),
             status: describe_status(&output.status),
-            stderr: shorten(&stderr),
+            stderr: shorten(&redactor.redact(&output.stderr)),
         });
     }
-    let stdout = String::from_utf8(output.stdout).map_err(|_| Error::Extract {
-        env: env.name().to_string(),
-        message: "`tk show` printed output that is not UTF-8".into(),
-    })?;
-    Ok(TkOutput { stdout, stderr })
+    Ok(output)
 }
 
 /// The start of `stderr`, at most [`STDERR_IN_ERROR`] characters.

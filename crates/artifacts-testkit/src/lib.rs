@@ -87,6 +87,21 @@ pub fn bao_bin() -> PathBuf {
     })
 }
 
+/// The age plugin the plugin tests run, `age-plugin-xwing` (crates.io
+/// 0.2.1, software only, no hardware): `scripts/ensure-tools` installs it
+/// into `.tools/cargo/bin` and `scripts/test` puts that on `PATH`, where the
+/// code under test looks for plugins, so it must be on `PATH` here too.
+#[track_caller]
+pub fn age_plugin_xwing() -> PathBuf {
+    on_path("age-plugin-xwing").unwrap_or_else(|| {
+        panic!(
+            "`age-plugin-xwing` is needed by this test and is not on PATH; run scripts/ensure-tools \
+             (cargo install --locked --root .tools/cargo age-plugin-xwing@0.2.1) and put \
+             .tools/cargo/bin on PATH (scripts/test does)"
+        )
+    })
+}
+
 /// A real OpenBao server on 127.0.0.1, killed when dropped: a dev server
 /// (in-memory storage, unsealed, KV v2 at `secret/`), or a production one
 /// ([`BaoServer::production`]: raft storage, TLS, initialised and unsealed
@@ -485,6 +500,25 @@ fn http_status(address: &str, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A new `age-plugin-xwing` identity: the key file the plugin writes
+/// (`AGE-PLUGIN-XWING-1…`, with a `# recipient:` comment) and its recipient
+/// (`age1xwing1…`).
+#[track_caller]
+pub fn xwing_key() -> (String, String) {
+    let out = Command::new(age_plugin_xwing())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run age-plugin-xwing");
+    let text = String::from_utf8(ok("age-plugin-xwing", out)).expect("UTF-8 key file");
+    let recipient = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# recipient: "))
+        .expect("a `# recipient:` line")
+        .trim()
+        .to_owned();
+    (text, recipient)
 }
 
 /// The repository's root directory (this crate sits in `crates/`).

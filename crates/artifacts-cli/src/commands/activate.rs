@@ -6,13 +6,15 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use artifacts_engine::install::Installed;
-use artifacts_engine::{Silent, error_chain};
+use artifacts_engine::{
+    Activated, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId, error_chain,
+};
 
 use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
 use crate::context::{self, Context};
 use crate::exit::{self, UsageError};
+use crate::report;
 
 pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i32> {
     let [target] = ctx.targets.as_slice() else {
@@ -24,14 +26,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let plan = ctx.plan()?;
     let engine = ctx.engine();
     let all = ctx.select(&plan, &args.artifacts)?;
-    let fetched: Vec<usize> = all
+    let fetched: Vec<UnitId> = all
         .iter()
         .copied()
-        .filter(|&i| super::openbao::backend_of(ctx, &plan.units[i]).is_some())
+        .filter(|&i| super::openbao::backend_of(ctx, &plan[i]).is_some())
         .collect();
-    let selected: Vec<usize> = all
+    let selected: Vec<UnitId> = all
         .into_iter()
-        .filter(|&i| engine.is_passthrough(&plan.units[i]))
+        .filter(|&i| engine.is_passthrough(&plan[i]))
         .collect();
     if selected.is_empty() && fetched.is_empty() {
         if !global.quiet {
@@ -42,7 +44,8 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         return Ok(exit::SUCCESS);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let mut failures = super::openbao::activate(ctx, global, &plan, target, &fetched, &root);
+    let fetched = super::openbao::activate(ctx, &plan, target, &fetched, &root);
+    let mut failures = report(&plan, fetched, global);
     if selected.is_empty() {
         return Ok(if failures == 0 {
             exit::SUCCESS
@@ -52,19 +55,66 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     }
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
-    let to_generate = engine.pending_activation(&plan, &selected, &root, &env)?;
+    let into = InstallRoot {
+        root: &root,
+        env: &env,
+    };
+    let to_generate = engine.pending_activation(&plan, &selected, &into)?;
     let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
-        artifacts_engine::sandbox::Sandbox::Off
+        artifacts_engine::Sandbox::Off
     } else {
         ctx.realise_generators()?;
         context::sandbox(global)?
     };
-    let results = engine.activate(&plan, &selected, &answers, &sandbox, &root, &env, &Silent);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &selected,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &Silent,
+    };
+    let results = engine
+        .activate(&request, &into)
+        .into_iter()
+        .map(|(unit, result)| (unit, result.map_err(|error| error_chain(&error))))
+        .collect();
+    failures += report(&plan, results, global);
+    Ok(if failures == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// Prints what was done to each file and each failure (its message);
+/// returns how many failed.
+fn report(
+    plan: &Plan<'_>,
+    results: Vec<(UnitId, Result<Activated, String>)>,
+    global: &GlobalArgs,
+) -> usize {
+    let mut failures = 0;
     for (index, result) in results {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match result {
             Ok(files) => {
+                let installed: Vec<serde_json::Value> = files
+                    .iter()
+                    .map(|(path, outcome)| {
+                        let word = match outcome {
+                            Installed::Written => "written",
+                            Installed::Fixed => "fixed",
+                            Installed::Unchanged => "unchanged",
+                        };
+                        serde_json::json!({ "path": path, "outcome": word })
+                    })
+                    .collect();
+                report::unit_result(
+                    unit,
+                    "activated",
+                    serde_json::json!({ "installed": installed }),
+                );
                 for (path, outcome) in files {
                     let word = match outcome {
                         Installed::Written => "installed",
@@ -77,15 +127,13 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
                     }
                 }
             }
-            Err(error) => {
+            Err(message) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
             }
         }
     }
-    Ok(if failures == 0 {
-        exit::SUCCESS
-    } else {
-        exit::FAILURE
-    })
+    failures
 }

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
+use artifacts_engine::Targets;
 use artifacts_engine::store::{Call, CallFile, CallTarget, Checked, KeySources, Writable};
 use artifacts_model::{Context, TargetKind};
 
@@ -115,7 +116,7 @@ fn call_from_env(backend: &str) -> Result<Call> {
             ));
         }
     };
-    let targets = read_targets(Path::new(&var("targets")?))?;
+    let targets = read_targets(Path::new(&var("targets")?), context)?;
     let inputs = PathBuf::from(var("inputs")?);
     let mut files = Vec::new();
     let read = |path: &Path| format!("failed to read `{}`", path.display());
@@ -140,7 +141,6 @@ fn call_from_env(backend: &str) -> Result<Call> {
     Ok(Call {
         backend: backend.to_owned(),
         artifact,
-        context,
         targets,
         files,
         root: std::env::current_dir().with_context(|| read(Path::new(".")))?,
@@ -148,8 +148,9 @@ fn call_from_env(backend: &str) -> Result<Call> {
     })
 }
 
-/// `$targets`: `{context, targets: [{name, type, config}]}`.
-fn read_targets(path: &Path) -> Result<Vec<CallTarget>> {
+/// `$targets`: `{context, targets: [{name, type, config}]}`; outside the
+/// shared context exactly one target, of the context's kind.
+fn read_targets(path: &Path, context: Context) -> Result<Targets<CallTarget>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read `{}`", path.display()))?;
     let invalid = |reason: String| anyhow!("$targets `{}` is not valid: {reason}", path.display());
@@ -177,5 +178,19 @@ fn read_targets(path: &Path) -> Result<Vec<CallTarget>> {
         };
         targets.push(CallTarget { name, kind, config });
     }
-    Ok(targets)
+    if context == Context::Shared {
+        return Ok(Targets::Shared(targets));
+    }
+    match <[CallTarget; 1]>::try_from(targets) {
+        Ok([target]) if target.kind.context() == context => Ok(Targets::One(target)),
+        Ok([target]) => Err(invalid(format!(
+            "target `{}` is of type `{}`, not one of the {context} context",
+            target.name,
+            target.kind.as_str()
+        ))),
+        Err(targets) => Err(invalid(format!(
+            "the {context} context needs exactly one target, not {}",
+            targets.len()
+        ))),
+    }
 }

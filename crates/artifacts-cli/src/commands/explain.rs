@@ -3,14 +3,17 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::backend::{BackendRegistry, SectionKind};
-use artifacts_engine::plan::{Comparison, Plan, Unit};
+use artifacts_engine::BackendRegistry;
+use artifacts_engine::backend::SectionKind;
+use artifacts_engine::lock::Comparison;
+use artifacts_engine::{Plan, Unit};
 use serde_json::json;
 
 use crate::commands::status::{Row, rows, unit_json};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
 use crate::output::Table;
+use crate::report;
 
 pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
@@ -22,13 +25,13 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
         .into());
     }
     let rows = rows(ctx, &plan, &selected);
-    let mut out = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(|row| row_json(ctx, &plan, row)).collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "artifacts": list }))?;
-        writeln!(out)?;
+        for row in &rows {
+            report::artifact(row_json(ctx, &plan, row));
+        }
         return Ok(exit::SUCCESS);
     }
+    let mut out = std::io::stdout().lock();
     for (n, row) in rows.iter().enumerate() {
         if n > 0 {
             writeln!(out)?;
@@ -62,7 +65,7 @@ fn write_declaration(out: &mut dyn Write, ctx: &Context, unit: &Unit<'_>) -> Res
     if let Some(description) = &unit.artifact.description {
         writeln!(out, "about      {description}")?;
     }
-    writeln!(out, "context    {}", unit.context)?;
+    writeln!(out, "context    {}", unit.context())?;
     let targets: Vec<String> = unit.targets.iter().map(|t| t.id.reference()).collect();
     writeln!(out, "targets    {}", targets.join(", "))?;
     writeln!(
@@ -159,7 +162,6 @@ fn write_state(
 }
 
 pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
-    let mut out = std::io::stdout().lock();
     if json_output {
         let list: Vec<_> = registry
             .iter()
@@ -172,10 +174,10 @@ pub fn backends(registry: &BackendRegistry, json_output: bool) -> Result<i32> {
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "backends": list }))?;
-        writeln!(out)?;
+        report::set("backends", json!(list));
         return Ok(exit::SUCCESS);
     }
+    let mut out = std::io::stdout().lock();
     if registry.iter().next().is_none() {
         writeln!(
             out,
@@ -221,31 +223,32 @@ fn yes_no(value: bool) -> String {
 pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
     let selected = ctx.select(&plan, &[])?;
-    let mut out = std::io::stdout().lock();
     if json_output {
         let nodes: Vec<_> = selected
             .iter()
             .map(|&i| {
-                let unit = &plan.units[i];
+                let unit = &plan[i];
                 json!({
                     "unit": unit.label(),
-                    "depends_on": unit.dependencies.iter().map(|&d| plan.units[d].label()).collect::<Vec<_>>(),
+                    "depends_on": unit.dependencies.iter().map(|&d| plan[d].label()).collect::<Vec<_>>(),
                 })
             })
             .collect();
-        serde_json::to_writer_pretty(&mut out, &json!({ "graph": nodes }))?;
-        writeln!(out)?;
-    } else if dot {
+        report::set("graph", json!(nodes));
+        return Ok(exit::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    if dot {
         writeln!(out, "digraph artifacts {{")?;
         writeln!(out, "  rankdir=LR;")?;
         for &i in &selected {
-            let unit = &plan.units[i];
+            let unit = &plan[i];
             writeln!(out, "  {};", dot_id(&unit.label()))?;
             for &d in &unit.dependencies {
                 writeln!(
                     out,
                     "  {} -> {};",
-                    dot_id(&plan.units[d].label()),
+                    dot_id(&plan[d].label()),
                     dot_id(&unit.label())
                 )?;
             }
@@ -253,12 +256,8 @@ pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
         writeln!(out, "}}")?;
     } else {
         for &i in &selected {
-            let unit = &plan.units[i];
-            let deps: Vec<String> = unit
-                .dependencies
-                .iter()
-                .map(|&d| plan.units[d].label())
-                .collect();
+            let unit = &plan[i];
+            let deps: Vec<String> = unit.dependencies.iter().map(|&d| plan[d].label()).collect();
             if deps.is_empty() {
                 writeln!(out, "{}", unit.label())?;
             } else {

@@ -5,16 +5,17 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::engine::Observer;
-use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::Observer;
 use artifacts_engine::selection::{Finding, Reason, SelectionRequest};
-use artifacts_engine::{EngineError, error_chain};
+use artifacts_engine::{EngineError, GenerateRequest, error_chain};
+use artifacts_engine::{Plan, Unit, UnitId};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, PromptArgs};
 use crate::ask;
 use crate::context::{self, Context};
 use crate::exit::{self, UsageError};
+use crate::report;
 
 /// What the user asked for.
 pub struct Request<'a> {
@@ -79,7 +80,14 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
     let progress = Progress::new(indexes.len() as u64, global.quiet);
     let mut lock = ctx.lock.clone();
-    let results = engine.generate(&plan, &indexes, &answers, &sandbox, &mut lock, &progress);
+    let request = GenerateRequest {
+        plan: &plan,
+        units: &indexes,
+        answers: &answers,
+        sandbox: &sandbox,
+        observer: &progress,
+    };
+    let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
     let failed = report(&plan, &results, global.quiet);
@@ -92,7 +100,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
 
 /// Prints what the selection found, in the order found.
 fn tell(plan: &Plan<'_>, findings: &[Finding]) {
-    let label = |unit: &usize| plan.units[*unit].label();
+    let label = |unit: &UnitId| plan[*unit].label();
     for finding in findings {
         match finding {
             Finding::NoGenerationTime(unit) => eprintln!(
@@ -102,20 +110,26 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
             Finding::Untracked(unit) => eprintln!(
                 "note: {} is stored but not in artifacts.lock: left as it is (`{}` records it)",
                 label(unit),
-                artifacts_engine::suggestion("accept", &[&plan.units[*unit].artifact.name])
+                artifacts_engine::suggestion("accept", &[&plan[*unit].artifact.name])
             ),
             Finding::RecipientsChanged(unit) => eprintln!(
                 "note: {} is stored for other recipients; `artifacts rekey` re-encrypts it without regenerating",
                 label(unit)
             ),
-            Finding::CheckFailed { unit, reason } => eprintln!(
-                "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
-                label(unit)
-            ),
-            Finding::HeldElsewhere { unit, reason } => eprintln!(
-                "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
-                label(unit)
-            ),
+            Finding::CheckFailed { unit, reason } => {
+                eprintln!(
+                    "error: cannot check {}: {reason}\n  (not generating it: a failing check is never taken for \"missing\")",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("cannot check it: {reason}"));
+            }
+            Finding::HeldElsewhere { unit, reason } => {
+                eprintln!(
+                    "error: {} is {reason}\n  (not generating a new one; pass --regenerate-elsewhere to replace it)",
+                    label(unit)
+                );
+                held(&plan[*unit], &format!("it is {reason}"));
+            }
             Finding::HeldDependent { unit, dependency } => eprintln!(
                 "note: {} not regenerated: it would follow {dependency}, which is held back",
                 label(unit)
@@ -124,11 +138,17 @@ fn tell(plan: &Plan<'_>, findings: &[Finding]) {
     }
 }
 
+/// A unit not generated because of an error, in the `--json` document.
+fn held(unit: &Unit<'_>, why: &str) {
+    report::unit_result(unit, "held", serde_json::json!({ "error": why }));
+    report::unit_error(unit, why);
+}
+
 /// Whether to regenerate the stale units: yes with --yes or --dry-run,
 /// otherwise asked (unless quiet); left as they are, they are listed.
 fn accept_stale(
     plan: &Plan<'_>,
-    stale: &[(usize, String)],
+    stale: &[(UnitId, String)],
     prompts: &PromptArgs,
     quiet: bool,
 ) -> Result<bool> {
@@ -137,7 +157,7 @@ fn accept_stale(
     }
     let list: Vec<String> = stale
         .iter()
-        .map(|(i, reason)| format!("  {} ({reason})", plan.units[*i].label()))
+        .map(|(i, reason)| format!("  {} ({reason})", plan[*i].label()))
         .collect();
     let accept = prompts.yes
         || prompts.dry_run
@@ -148,6 +168,15 @@ fn accept_stale(
             );
             ask::confirm(&format!("Regenerate {} stale artifact(s)?", stale.len()))?
         });
+    if !accept {
+        for (i, reason) in stale {
+            report::unit_result(
+                &plan[*i],
+                "left-stale",
+                serde_json::json!({ "reason": reason }),
+            );
+        }
+    }
     if !accept && !ask::interactive() {
         eprintln!(
             "warning: {} stale artifact(s) left as they are; pass --yes to regenerate them, or resolve each as its reason says:\n{}",
@@ -159,7 +188,7 @@ fn accept_stale(
 }
 
 /// `regenerate` replaces what is stored: only with --yes or a person's yes.
-fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool> {
+fn confirm_replacing(plan: &Plan<'_>, units: &[(UnitId, Reason)]) -> Result<bool> {
     if !ask::interactive() {
         return Err(UsageError(anyhow::anyhow!(
             "refusing to regenerate {} artifact(s) without confirmation: pass --yes (no terminal to ask)",
@@ -169,7 +198,7 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
     }
     let labels: Vec<String> = units
         .iter()
-        .map(|(i, _)| format!("  {}", plan.units[*i].label()))
+        .map(|(i, _)| format!("  {}", plan[*i].label()))
         .collect();
     eprintln!(
         "will regenerate, replacing the stored versions:\n{}",
@@ -179,16 +208,19 @@ fn confirm_replacing(plan: &Plan<'_>, units: &[(usize, Reason)]) -> Result<bool>
 }
 
 /// Prints each failure and the summary; returns how many failed.
-fn report(plan: &Plan<'_>, results: &[(usize, Result<(), EngineError>)], quiet: bool) -> usize {
+fn report(plan: &Plan<'_>, results: &[(UnitId, Result<(), EngineError>)], quiet: bool) -> usize {
     let mut failed = 0;
     for (index, result) in results {
-        if let Err(error) = result {
-            failed += 1;
-            eprintln!(
-                "error: {}: {}",
-                plan.units[*index].label(),
-                error_chain(error)
-            );
+        let unit = &plan[*index];
+        match result {
+            Ok(()) => report::unit_result(unit, "generated", serde_json::json!({})),
+            Err(error) => {
+                failed += 1;
+                let message = error_chain(error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
+            }
         }
     }
     if !quiet {
@@ -205,13 +237,25 @@ fn report(plan: &Plan<'_>, results: &[(usize, Result<(), EngineError>)], quiet: 
     failed
 }
 
-fn print_dry_run(plan: &Plan<'_>, order: &[(usize, Reason)]) -> Result<()> {
+fn print_dry_run(plan: &Plan<'_>, order: &[(UnitId, Reason)]) -> Result<()> {
+    if report::enabled() {
+        for (index, reason) in order {
+            let unit = &plan[*index];
+            let prompts: Vec<&String> = unit.artifact.prompts.keys().collect();
+            report::unit_result(
+                unit,
+                "would-generate",
+                serde_json::json!({ "reason": reason.to_string(), "asks": prompts }),
+            );
+        }
+        return Ok(());
+    }
     let mut stdout = std::io::stdout().lock();
     if order.is_empty() {
         writeln!(stdout, "nothing to generate")?;
     }
     for (index, reason) in order {
-        let unit = &plan.units[*index];
+        let unit = &plan[*index];
         let prompts: Vec<&str> = unit.artifact.prompts.keys().map(String::as_str).collect();
         write!(
             stdout,
@@ -244,6 +288,8 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
+        // Age plugins' questions hide it (see ask::progress_bar).
+        crate::ask::progress_bar(bar.clone());
         Progress { bar, quiet }
     }
 
@@ -251,6 +297,12 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        crate::ask::progress_bar(None);
     }
 }
 

@@ -5,13 +5,15 @@ use std::io::Write;
 
 use anyhow::Result;
 use artifacts_engine::lifecycle::Accepted;
-use artifacts_engine::plan::Unit;
 use artifacts_engine::{StaleCause, Status, error_chain};
+use artifacts_engine::{Unit, UnitId};
 
 use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
 use crate::ask;
 use crate::context::Context;
 use crate::exit::{self, UsageError};
+use crate::report;
+use serde_json::json;
 
 pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
     if let Some(name) = args
@@ -34,12 +36,13 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
     // Moved away from the declared backend: the declaration has to follow.
     let mut undeclared = Vec::new();
     for index in selected {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let to = args.to.as_deref().unwrap_or(&unit.backend.name);
         let from = match source(&engine, &plan, index, &lock, args.from.as_deref(), to) {
             Ok(Source::From(from)) => from,
             Ok(Source::AlreadyThere) => {
                 eprintln!("{} is already stored in `{to}`", unit.label());
+                report::unit_result(unit, "already-there", json!({ "to": to }));
                 if !engine.same_storage(to, &unit.backend.name) {
                     undeclared.push(unit.name().to_owned());
                 }
@@ -47,20 +50,31 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {error:#}", unit.label());
+                let message = format!("{error:#}");
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", json!({ "error": message }));
+                report::unit_error(unit, &message);
                 continue;
             }
         };
         if args.dry_run {
-            writeln!(
-                std::io::stdout(),
-                "would move {} from {from} to {to}",
-                unit.label()
-            )?;
+            report::unit_result(unit, "would-move", json!({ "from": from, "to": to }));
+            if !report::enabled() {
+                writeln!(
+                    std::io::stdout(),
+                    "would move {} from {from} to {to}",
+                    unit.label()
+                )?;
+            }
             continue;
         }
         match engine.migrate(&plan, index, &from, to, &mut lock) {
             Ok(done) => {
+                report::unit_result(
+                    unit,
+                    "moved",
+                    json!({ "from": from, "to": to, "removed_old": done.removed_old }),
+                );
                 if !global.quiet {
                     eprintln!(
                         "moved {} from {from} to {to} (verified{})",
@@ -78,7 +92,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                failed(unit, &error_chain(&error));
             }
         }
     }
@@ -90,6 +104,13 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
     } else {
         exit::FAILURE
     })
+}
+
+/// A unit the command failed on: on stderr, and in the `--json` document.
+fn failed(unit: &Unit<'_>, message: &str) {
+    eprintln!("error: {}: {message}", unit.label());
+    report::unit_result(unit, "failed", json!({ "error": message }));
+    report::unit_error(unit, message);
 }
 
 /// After moving artifacts away from their declared backend: the declaration
@@ -126,13 +147,13 @@ enum Source {
 /// unit and is not the destination, else the one other backend that stores it.
 fn source(
     engine: &artifacts_engine::Engine<'_>,
-    plan: &artifacts_engine::plan::Plan<'_>,
-    index: usize,
+    plan: &artifacts_engine::Plan<'_>,
+    index: UnitId,
     lock: &artifacts_engine::lock::Lock,
     from: Option<&str>,
     to: &str,
 ) -> Result<Source> {
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     if let Some(from) = from {
         if !engine.stores(unit, from)? {
             anyhow::bail!("backend `{from}` does not store it");
@@ -174,7 +195,7 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
     let mut failures = 0;
     let mut recorded = 0;
     for (&index, status) in selected.iter().zip(statuses) {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         let what = match decide(unit, &status, named, global.quiet) {
             Decision::Accept(what) => what,
             Decision::Skip => continue,
@@ -185,14 +206,23 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
         };
         if args.dry_run {
             if !matches!(status, Status::Ok | Status::RecipientsChanged) {
-                println!("would accept {} ({what})", unit.label());
+                report::unit_result(unit, "would-accept", json!({ "reason": what }));
+                if !report::enabled() {
+                    println!("would accept {} ({what})", unit.label());
+                }
             }
             continue;
         }
         match engine.accept(&plan, index, &mut lock) {
-            Ok(Accepted::Unchanged) => {}
+            Ok(Accepted::Unchanged) => report::unit_result(unit, "unchanged", json!({})),
             Ok(outcome) => {
                 recorded += 1;
+                let result = if outcome == Accepted::Adopted {
+                    "adopted"
+                } else {
+                    "accepted"
+                };
+                report::unit_result(unit, result, json!({ "reason": what }));
                 if !global.quiet {
                     let verb = if outcome == Accepted::Adopted {
                         "adopted"
@@ -204,7 +234,7 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                failed(unit, &error_chain(&error));
             }
         }
     }
@@ -273,7 +303,7 @@ fn decide(unit: &Unit<'_>, status: &Status, named: bool, quiet: bool) -> Decisio
                 other => other.describe(),
             };
             if named || matches!(status, Status::Error { .. }) {
-                eprintln!("error: {}: {why}", unit.label());
+                failed(unit, &why);
                 return Decision::Refuse;
             } else if !quiet {
                 eprintln!("note: {}: {why}", unit.label());
@@ -296,25 +326,23 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
         eprintln!("kept {}: {}", keep.orphan.label(), keep.reason);
     }
     for error in &errors {
-        eprintln!("error: {}", error_chain(error));
+        let message = error_chain(error);
+        eprintln!("error: {message}");
+        report::error(&message, None);
     }
-    let mut stdout = std::io::stdout().lock();
-    if global.json {
-        serde_json::to_writer_pretty(
-            &mut stdout,
-            &serde_json::json!({ "orphans": orphans, "kept": kept, "skipped": skipped }),
-        )?;
-        writeln!(stdout)?;
-    } else if orphans.is_empty() {
+    report::set("orphans", json!(orphans));
+    report::set("kept", json!(kept));
+    report::set("skipped", json!(skipped));
+    if orphans.is_empty() {
         if !global.quiet {
             eprintln!("nothing to collect: everything stored is declared");
         }
-    } else {
+    } else if !report::enabled() {
+        let mut stdout = std::io::stdout().lock();
         for orphan in &orphans {
             writeln!(stdout, "orphan {}", orphan.label())?;
         }
     }
-    drop(stdout);
     let failed_listing = if errors.is_empty() {
         exit::SUCCESS
     } else {
@@ -340,16 +368,24 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
         }
     }
     let mut failures = 0;
+    let mut removed = Vec::new();
     for orphan in &orphans {
         match engine.remove_orphan(&ctx.model, orphan) {
-            Ok(()) if !global.quiet => eprintln!("removed {}", orphan.label()),
-            Ok(()) => {}
+            Ok(()) => {
+                removed.push(orphan.label());
+                if !global.quiet {
+                    eprintln!("removed {}", orphan.label());
+                }
+            }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", orphan.label(), error_chain(&error));
+                let message = error_chain(&error);
+                eprintln!("error: {}: {message}", orphan.label());
+                report::error(&message, Some(&orphan.label()));
             }
         }
     }
+    report::set("removed", json!(removed));
     Ok(if failures == 0 {
         failed_listing
     } else {

@@ -9,11 +9,9 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
 use artifacts_engine::backend::Backend;
-use artifacts_engine::error_chain;
-use artifacts_engine::install::Installed;
-use artifacts_engine::plan::{Plan, Unit};
 use artifacts_engine::store::{Call, CallFile, CallTarget, KeySources};
-use artifacts_model::Target;
+use artifacts_engine::{Activated, InstallRoot, Plan, Targets, Unit, UnitId, error_chain};
+use artifacts_model::{Target, TargetId};
 use serde_json::json;
 
 use crate::args::GlobalArgs;
@@ -27,37 +25,42 @@ pub fn backend_of<'c>(ctx: &'c Context, unit: &Unit<'_>) -> Option<&'c Backend> 
         .filter(|backend| backend.storage == "openbao")
 }
 
-/// The call an openbao script would get for `unit`, with `targets` (the
-/// unit's own when `None`) and only its secret files.
+/// The call an openbao script would get for `unit` (for a shared one on
+/// behalf of `host` only, when given), with only its secret files.
 pub fn call(
     ctx: &Context,
     backend: &Backend,
     unit: &Unit<'_>,
-    targets: Option<&[&Target]>,
+    host: Option<&TargetId>,
 ) -> Result<Call> {
     let root = ctx
         .model
         .root
         .canonicalize()
         .with_context(|| format!("failed to resolve `{}`", ctx.model.root.display()))?;
+    let describe = |target: &Target| CallTarget {
+        name: target.id.name.clone(),
+        kind: target.id.kind,
+        config: backend
+            .config_keys
+            .iter()
+            .find_map(|key| target.config.get(key))
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+    };
+    let targets = match &unit.targets {
+        Targets::One(target) => Targets::One(describe(target)),
+        Targets::Shared(all) => Targets::Shared(
+            all.iter()
+                .filter(|target| host.is_none_or(|host| target.id == *host))
+                .map(|target| describe(target))
+                .collect(),
+        ),
+    };
     Ok(Call {
         backend: backend.name.clone(),
         artifact: Some(unit.artifact.name.clone()),
-        context: unit.context,
-        targets: targets
-            .unwrap_or(&unit.targets)
-            .iter()
-            .map(|target| CallTarget {
-                name: target.id.name.clone(),
-                kind: target.id.kind,
-                config: backend
-                    .config_keys
-                    .iter()
-                    .find_map(|key| target.config.get(key))
-                    .cloned()
-                    .unwrap_or_else(|| json!({})),
-            })
-            .collect(),
+        targets,
         files: unit
             .artifact
             .files
@@ -91,11 +94,11 @@ pub fn policies(ctx: &Context, global: &GlobalArgs, apply: bool) -> Result<i32> 
     let plan = ctx.plan()?;
     // Per target: the server and the entries its host reads.
     let mut per_target: BTreeMap<String, (String, Vec<(String, String)>)> = BTreeMap::new();
-    for unit in &plan.units {
+    for unit in plan.units() {
         let Some(backend) = backend_of(ctx, unit) else {
             continue;
         };
-        for target in &unit.targets {
+        for target in unit.targets.iter() {
             if !ctx.targets.is_empty() && !ctx.targets.contains(&target.id) {
                 continue;
             }
@@ -181,73 +184,30 @@ pub fn policies(ctx: &Context, global: &GlobalArgs, apply: bool) -> Result<i32> 
 /// The host side of `activate` for openbao artifacts: read each with the
 /// target's AppRole and install its secret files with owner, group and
 /// mode, atomically (public files are in the repository; the artifacts
-/// NixOS module installs them). Returns the number of failed artifacts.
+/// NixOS module installs them). Each unit's files, or why it failed.
 pub fn activate(
     ctx: &Context,
-    global: &GlobalArgs,
     plan: &Plan<'_>,
-    target: &artifacts_model::TargetId,
-    selected: &[usize],
+    target: &TargetId,
+    selected: &[UnitId],
     root: &Path,
-) -> usize {
+) -> Vec<(UnitId, Result<Activated, String>)> {
     let env = |name: &str| std::env::var(name).ok();
-    let mut failures = 0;
-    for &index in selected {
-        let unit = &plan.units[index];
-        let result = (|| -> Result<Vec<(std::path::PathBuf, Installed)>> {
-            let backend = backend_of(ctx, unit).expect("selected as openbao");
-            let host: Vec<&Target> = unit
-                .targets
-                .iter()
-                .copied()
-                .filter(|t| t.id == *target)
-                .collect();
-            let call = call(ctx, backend, unit, Some(&host))?;
-            let secret = artifacts_backends::openbao_host_read(&call).map_err(|e| with_hint(&e))?;
-            let system = target.kind == artifacts_model::TargetKind::Nixos;
-            let destinations = artifacts_engine::install::destinations(unit.artifact, root, &env)?;
-            let mut done = Vec::new();
-            for ((destination, spec), name) in destinations.iter().zip(unit.artifact.files.keys()) {
-                // Public files come from the repository (the artifacts
-                // module installs them, as for agenix), not from the server.
-                if !spec.secret {
-                    continue;
-                }
-                let content = secret
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, c)| c)
-                    .ok_or_else(|| anyhow!("openbao returned no file `{name}`"))?;
-                let outcome = artifacts_engine::install::install_exact(
-                    root,
-                    destination,
-                    spec,
-                    content,
-                    system,
-                )?;
-                done.push((destination.clone(), outcome));
-            }
-            Ok(done)
-        })();
-        match result {
-            Ok(files) => {
-                for (path, outcome) in files {
-                    let word = match outcome {
-                        Installed::Written => "installed",
-                        Installed::Fixed => "fixed owner/mode of",
-                        Installed::Unchanged if global.verbose > 0 => "unchanged",
-                        Installed::Unchanged => continue,
-                    };
-                    if !global.quiet {
-                        eprintln!("{word} {} ({})", path.display(), unit.name());
-                    }
-                }
-            }
-            Err(error) => {
-                failures += 1;
-                eprintln!("error: {}: {error:#}", unit.label());
-            }
-        }
-    }
-    failures
+    let into = InstallRoot { root, env: &env };
+    let engine = ctx.engine();
+    let system = target.kind == artifacts_model::TargetKind::Nixos;
+    selected
+        .iter()
+        .map(|&id| {
+            let unit = &plan[id];
+            let result = (|| -> Result<Activated> {
+                let backend = backend_of(ctx, unit).expect("selected as openbao");
+                let call = call(ctx, backend, unit, Some(target))?;
+                let secret =
+                    artifacts_backends::openbao_host_read(&call).map_err(|e| with_hint(&e))?;
+                Ok(engine.install_fetched(unit, &secret, &into, system)?)
+            })();
+            (id, result.map_err(|error| format!("{error:#}")))
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@
 //! only at the end.
 
 use anyhow::Result;
-use artifacts_engine::plan::Plan;
+use artifacts_engine::{Plan, UnitId};
 
 use crate::context::Context;
 
@@ -12,10 +12,10 @@ use crate::context::Context;
 /// Protected identity files are unlocked (their passphrases asked) only when
 /// something needs them: a store that cannot be written without, stored
 /// dependencies to read back, or a backend that cannot be asked.
-pub fn require_writable(ctx: &Context, plan: &Plan<'_>, indexes: &[usize]) -> Result<()> {
+pub fn require_writable(ctx: &Context, plan: &Plan<'_>, indexes: &[UnitId]) -> Result<()> {
     let engine = ctx.engine();
     let reads_or_unknown = indexes.iter().any(|&i| {
-        let unit = &plan.units[i];
+        let unit = &plan[i];
         !unit.artifact.dependencies.is_empty() || !engine.tells_writable(unit)
     });
     if reads_or_unknown {
@@ -32,7 +32,7 @@ pub fn require_writable(ctx: &Context, plan: &Plan<'_>, indexes: &[usize]) -> Re
         .iter()
         .map(|(index, why)| {
             let why = why.replace('\n', "\n    ");
-            format!("  {}: {why}", plan.units[*index].label())
+            format!("  {}: {why}", plan[*index].label())
         })
         .collect();
     anyhow::bail!(

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use artifacts_engine::plan::{Plan, Unit};
+use artifacts_engine::{Plan, Unit, UnitId};
 use artifacts_engine::{StaleCause, Status, selection, suggestion};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use crate::args::CheckArgs;
 use crate::context::Context;
 use crate::exit;
 use crate::output::{Table, paint_status};
+use crate::report;
 
 /// One row of status: the unit and its status.
 pub struct Row<'p, 'm> {
@@ -19,28 +20,24 @@ pub struct Row<'p, 'm> {
     pub status: Status,
 }
 
-pub fn rows<'p, 'm>(ctx: &Context, plan: &'p Plan<'m>, selected: &[usize]) -> Vec<Row<'p, 'm>> {
+pub fn rows<'p, 'm>(ctx: &Context, plan: &'p Plan<'m>, selected: &[UnitId]) -> Vec<Row<'p, 'm>> {
     let statuses = ctx.engine().statuses(plan, selected, &ctx.lock, ctx.jobs);
     selected
         .iter()
         .zip(statuses)
         .map(|(&i, status)| Row {
-            unit: &plan.units[i],
+            unit: &plan[i],
             status,
         })
         .collect()
 }
 
 pub fn targets_label(unit: &Unit<'_>) -> String {
-    if unit.context == artifacts_model::Context::Shared {
-        unit.targets
-            .iter()
-            .map(|t| t.id.reference())
-            .collect::<Vec<_>>()
-            .join(", ")
-    } else {
-        unit.targets[0].id.reference()
-    }
+    unit.targets
+        .iter()
+        .map(|t| t.id.reference())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn status_text(status: &Status) -> String {
@@ -55,7 +52,7 @@ pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
     let reason = row.status.reason();
     let mut value = json!({
         "artifact": unit.name(),
-        "context": unit.context.as_str(),
+        "context": unit.context().as_str(),
         "targets": unit.targets.iter().map(|t| t.id.reference()).collect::<Vec<_>>(),
         "backend": unit.backend.name,
         "files": unit.artifact.files.keys().collect::<Vec<_>>(),
@@ -72,13 +69,11 @@ pub fn unit_json(row: &Row<'_, '_>) -> serde_json::Value {
 }
 /// Prints the status table (or JSON) of `rows`.
 pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(unit_json).collect();
-        serde_json::to_writer_pretty(&mut stdout, &json!({ "artifacts": list }))?;
-        writeln!(stdout)?;
+        rows.iter().map(unit_json).for_each(report::artifact);
         return Ok(());
     }
+    let mut stdout = std::io::stdout().lock();
     let mut table = Table::new(&[
         "TARGET", "ARTIFACT", "CONTEXT", "BACKEND", "FILES", "STATUS",
     ]);
@@ -87,7 +82,7 @@ pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
         table.row(vec![
             targets_label(unit),
             unit.name().to_owned(),
-            unit.context.as_str().to_owned(),
+            unit.context().as_str().to_owned(),
             unit.backend.name.clone(),
             unit.artifact
                 .files
@@ -169,30 +164,32 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     } else {
         exit::SUCCESS
     };
-    let mut stdout = std::io::stdout().lock();
     if json_output {
-        let list: Vec<_> = rows.iter().map(unit_json).collect();
-        let document = json!({
-            "ok": code == exit::SUCCESS,
-            "summary": {
+        // `ok` is the document's own: exit code 0.
+        report::set(
+            "summary",
+            json!({
                 "ok": summary.ok,
                 "missing": summary.missing,
                 "stale": summary.stale,
                 "elsewhere": summary.elsewhere,
                 "untracked": summary.untracked,
                 "error": summary.errors,
-            },
-            "artifacts": list,
-        });
-        serde_json::to_writer_pretty(&mut stdout, &document)?;
-        writeln!(stdout)?;
-        return Ok(code);
+            }),
+        );
+        rows.iter().map(unit_json).for_each(report::artifact);
     }
-    print_problems(&mut stdout, &rows)?;
+    // The same text for people: on stdout, or on stderr beside the document.
+    let mut out: Box<dyn Write> = if json_output {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    print_problems(&mut out, &rows)?;
     if !quiet {
-        writeln!(stdout, "{}", summary.counts())?;
+        writeln!(out, "{}", summary.counts())?;
         for line in advice(&plan, &rows, args.strict) {
-            writeln!(stdout, "{line}")?;
+            writeln!(out, "{line}")?;
         }
     }
     Ok(code)
@@ -324,8 +321,7 @@ fn commands(plan: &Plan<'_>, command: &str, units: &[&Unit<'_>]) -> String {
     }
     let all = names(units);
     let covered = plan
-        .units
-        .iter()
+        .units()
         .filter(|u| all.contains(&&u.artifact.name))
         .count()
         == units.len();

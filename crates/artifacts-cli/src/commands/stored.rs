@@ -8,6 +8,7 @@ use artifacts_engine::{Status, error_chain};
 use crate::args::{GlobalArgs, RekeyArgs, ShowArgs};
 use crate::context::Context;
 use crate::exit::{self, UsageError};
+use crate::report;
 
 fn usage(message: String) -> anyhow::Error {
     UsageError(anyhow::anyhow!(message)).into()
@@ -25,7 +26,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
         many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan.units[i].scope()).collect();
+            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
             return Err(usage(format!(
                 "artifact `{}` is declared on {} targets; pass --target with one of: {}",
                 args.artifact,
@@ -34,7 +35,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
     };
-    let unit = &plan.units[index];
+    let unit = &plan[index];
     let files: Vec<&String> = unit.artifact.files.keys().collect();
     let file = match &args.file {
         Some(file) if unit.artifact.files.contains_key(file) => file.clone(),
@@ -65,8 +66,10 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             .expect("deserialize validated every declared file")
     } else {
         // Public files need no key: read them straight from the public store.
-        let path = artifacts_engine::public::artifact_dir(&ctx.model.root, unit).join(&file);
-        let stored = artifacts_engine::public::read(&ctx.model.root, unit, &file)
+        let engine = ctx.engine();
+        let path = engine.public_file_path(unit, &file);
+        let stored = engine
+            .read_public_file(unit, &file)
             .map_err(|e| anyhow::anyhow!("failed to read public file `{}`: {e}", path.display()))?;
         zeroize::Zeroizing::new(stored.ok_or_else(|| {
             anyhow::anyhow!(
@@ -75,6 +78,21 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )
         })?)
     };
+    if report::enabled() {
+        // The document carries text only; bytes go to stdout as they are.
+        let text = std::str::from_utf8(&content).map_err(|_| {
+            usage(format!(
+                "file `{file}` of artifact `{}` is not UTF-8 text, so it cannot go into a JSON document; leave out --json to print it as it is",
+                args.artifact
+            ))
+        })?;
+        report::unit_result(
+            unit,
+            "shown",
+            serde_json::json!({ "file": file, "content": text }),
+        );
+        return Ok(exit::SUCCESS);
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&content)?;
     stdout.flush()?;
@@ -85,7 +103,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
 /// backend (openbao; the others keep one generation).
 fn read_version(
     ctx: &Context,
-    unit: &artifacts_engine::plan::Unit<'_>,
+    unit: &artifacts_engine::Unit<'_>,
     file: &str,
     version: u64,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -125,18 +143,24 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     let mut failures = 0;
     let mut changed = 0;
     for (&index, status) in selected.iter().zip(statuses) {
-        let unit = &plan.units[index];
+        let unit = &plan[index];
         match status {
             Status::RecipientsChanged => {}
             Status::Error { reason } => {
                 failures += 1;
                 eprintln!("error: cannot check {}: {reason}", unit.label());
+                let message = format!("cannot check it: {reason}");
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
                 continue;
             }
             _ => continue,
         }
         if args.dry_run {
-            writeln!(std::io::stdout(), "would re-encrypt {}", unit.label())?;
+            report::unit_result(unit, "would-re-encrypt", serde_json::json!({}));
+            if !report::enabled() {
+                writeln!(std::io::stdout(), "would re-encrypt {}", unit.label())?;
+            }
             continue;
         }
         // Artifacts sharing a file (sops) may have been re-encrypted with an
@@ -147,13 +171,17 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
         match engine.rekey(&plan, index) {
             Ok(()) => {
                 changed += 1;
+                report::unit_result(unit, "re-encrypted", serde_json::json!({}));
                 if !global.quiet {
                     eprintln!("re-encrypted {}", unit.label());
                 }
             }
             Err(error) => {
                 failures += 1;
-                eprintln!("error: {}: {}", unit.label(), error_chain(&error));
+                let message = error_chain(&error);
+                eprintln!("error: {}: {message}", unit.label());
+                report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
+                report::unit_error(unit, &message);
             }
         }
     }

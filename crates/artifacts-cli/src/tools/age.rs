@@ -26,7 +26,7 @@ pub enum AgeCommand {
 /// Arguments of `age encrypt`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgeEncryptArgs {
-    /// Encrypt to RECIPIENT (age1…, ssh-ed25519 …, ssh-rsa …). Repeatable.
+    /// Encrypt to RECIPIENT (age1…, an age plugin's age1<name>1…, ssh-ed25519 …, ssh-rsa …). Repeatable.
     #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
     /// Encrypt to the recipients listed in PATH (one per line, # comments). Repeatable.
@@ -46,7 +46,7 @@ pub struct AgeEncryptArgs {
 /// Arguments of `age decrypt`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgeDecryptArgs {
-    /// Decrypt with the identity file PATH (age key file or OpenSSH key). Repeatable; ARTIFACTS_IDENTITY adds more.
+    /// Decrypt with the identity file PATH (age key file, AGE-PLUGIN-… lines included, or OpenSSH key). Repeatable; ARTIFACTS_IDENTITY adds more.
     #[arg(short = 'i', long = "identity", value_name = "PATH")]
     pub identities: Vec<PathBuf>,
     /// Write the plaintext to OUTPUT (created 0600) instead of stdout.

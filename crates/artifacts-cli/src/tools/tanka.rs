@@ -12,7 +12,7 @@ use artifacts_crypto::age::Identity;
 use artifacts_crypto::keys::Purpose;
 use artifacts_tanka::cmp;
 use artifacts_tanka::error::Error;
-use artifacts_tanka::eval::Vars;
+use artifacts_tanka::eval::{VarValue, Vars};
 use artifacts_tanka::limits;
 use artifacts_tanka::project::{Environment, Project};
 use artifacts_tanka::render::{self, Engine};
@@ -85,7 +85,7 @@ pub struct SecretsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub keys: KeyArgs,
-    /// The environment (a directory under environments/).
+    /// The environment: its directory under environments/ (`default`, `a/b`, or `environments/a/b`).
     #[arg(value_name = "ENV")]
     pub env: String,
 }
@@ -102,10 +102,19 @@ pub struct ShowArgs {
     /// Set the external variable NAME to the string VALUE. Repeatable.
     #[arg(long = "ext-str", value_name = "NAME=VALUE")]
     pub ext_str: Vec<String>,
+    /// Set the external variable NAME to the jsonnet CODE (a string of the same name wins). Repeatable.
+    #[arg(long = "ext-code", value_name = "NAME=CODE")]
+    pub ext_code: Vec<String>,
     /// Set the top-level argument NAME to the string VALUE (not secrets_yaml). Repeatable.
     #[arg(long = "tla-str", value_name = "NAME=VALUE")]
     pub tla_str: Vec<String>,
-    /// The environment (a directory under environments/).
+    /// Set the top-level argument NAME to the jsonnet CODE (not secrets_yaml; a string of the same name wins). Repeatable.
+    #[arg(long = "tla-code", value_name = "NAME=CODE")]
+    pub tla_code: Vec<String>,
+    /// Select the inline environment whose name contains NAME (an exact match wins).
+    #[arg(long = "name", value_name = "NAME")]
+    pub name: Option<String>,
+    /// The environment: its directory under environments/ (`default`, `a/b`, or `environments/a/b`).
     #[arg(value_name = "ENV")]
     pub env: String,
 }
@@ -151,6 +160,7 @@ struct RenderRequest<'r> {
     keys: &'r KeyArgs,
     render: &'r RenderArgs,
     vars: Vars,
+    name: Option<String>,
 }
 
 fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render::Rendered> {
@@ -171,28 +181,29 @@ fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render
             temp_parent: artifacts_os::scratch::base_dir_from(&|name| io.env.get(name).cloned()),
         }),
     };
-    render::show(&req.project, &req.env, secrets.as_ref(), &req.vars, &engine)
+    render::show(
+        &req.project,
+        &req.env,
+        secrets.as_ref(),
+        &req.vars,
+        req.name.as_deref(),
+        &engine,
+    )
 }
 
 /// `commit_hash` from `ARGOCD_APP_REVISION`, unless given explicitly.
 fn with_commit_hash(mut vars: Vars, env: &BTreeMap<String, OsString>) -> Vars {
-    if !vars.ext_str.iter().any(|(k, _)| k == cmp::COMMIT_HASH_EXT)
+    if !vars.ext.contains_key(cmp::COMMIT_HASH_EXT)
         && let Some(rev) = cmp::commit_hash(env)
     {
-        vars.ext_str
-            .insert(0, (cmp::COMMIT_HASH_EXT.to_string(), rev));
+        vars.ext
+            .insert(cmp::COMMIT_HASH_EXT.to_string(), VarValue::Str(rev));
     }
     vars
 }
 
 fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> Result<()> {
-    let mut vars = Vars::default();
-    for s in &a.ext_str {
-        vars.ext_str.push(Vars::parse_pair("--ext-str", s)?);
-    }
-    for s in &a.tla_str {
-        vars.tla_str.push(Vars::parse_pair("--tla-str", s)?);
-    }
+    let vars = Vars::from_flags(&a.ext_str, &a.ext_code, &a.tla_str, &a.tla_code)?;
     let vars = with_commit_hash(vars, io.env);
     let project = Project::find(&io.cwd)?;
     let env = project.environment(&a.env)?;
@@ -203,6 +214,7 @@ fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> Result<()> {
             keys: &a.keys,
             render: &a.render,
             vars,
+            name: a.name.clone(),
         },
         io,
     )?;
@@ -221,7 +233,7 @@ fn tanka_show(a: &ShowArgs, io: &mut Io<'_>) -> Result<()> {
 pub enum CmpCommand {
     /// Print the environment name if this directory is a tanka project the plugin may render.
     Discover(DiscoverArgs),
-    /// Render the environment (ARGOCD_ENV_TK_ENV, TK_ENV, else default): only Kubernetes objects on stdout.
+    /// Render the environment (ARGOCD_ENV_TK_ENV, TK_ENV, else default; inline name ARGOCD_ENV_TK_NAME or TK_NAME): only Kubernetes objects on stdout.
     Generate(GenerateArgs),
     /// Print the ConfigManagementPlugin manifest for the sidecar.
     PluginYaml,
@@ -311,6 +323,7 @@ fn cmp_generate(a: &GenerateArgs, io: &mut Io<'_>) -> Result<()> {
             keys: &a.keys,
             render: &a.render,
             vars,
+            name: cmp::inline_name(io.env),
         },
         io,
     )?;

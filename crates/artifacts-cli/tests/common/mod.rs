@@ -91,6 +91,17 @@ impl Fixture {
         p
     }
 
+    /// Makes `environments/<env>` a static environment: a `spec.json`
+    /// with namespace `default` (without one, tanka loads it as inline).
+    pub fn static_env(&self, env: &str) -> PathBuf {
+        self.write(
+            &format!("environments/{env}/spec.json"),
+            &format!(
+                "{{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"metadata\": {{\"name\": \"{env}\"}}, \"spec\": {{\"namespace\": \"default\"}}}}\n"
+            ),
+        )
+    }
+
     pub fn with_key_file(&self) -> BTreeMap<String, OsString> {
         let mut env = self.env.clone();
         env.insert(
@@ -102,7 +113,10 @@ impl Fixture {
 
     /// Encrypts `plain` with the real sops into `environments/<env>/secrets.sops.yaml`.
     pub fn sops_encrypt(&self, env: &str, plain: &str) -> PathBuf {
-        let src = self.dir.path().join(format!("{env}.plain.yaml"));
+        let src = self
+            .dir
+            .path()
+            .join(format!("{}.plain.yaml", env.replace('/', "_")));
         std::fs::write(&src, plain).unwrap();
         let out = Command::new(sops_bin())
             .args(["--disable-version-check", "encrypt", "--age"])

@@ -1,0 +1,204 @@
+//! Backends that run inside this process: one trait, [`StoreBackend`], that
+//! the engine calls where it would run a backend's scripts.
+//!
+//! The shipped backends (agenix, sops-nix, dummy) implement it in the
+//! `artifacts-backends` crate, and the binary registers them
+//! ([`crate::BackendRegistry::add_fallback`] with a
+//! [`Backend`](crate::backend::Backend) whose scripts are
+//! [`Script::InProcess`](crate::backend::Script::InProcess)). A call carries
+//! what a script would find in its environment, typed: the artifact, the
+//! context, the targets with their backend configuration, the declared files,
+//! the project root and where identities come from. The engine treats the
+//! answers as it treats a script's exit codes, and shows a failure's message
+//! redacted, as it shows a script's stderr.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use artifacts_model::{Context, TargetKind};
+
+use crate::plan::Targets;
+
+/// A backend implemented in Rust and called in this process.
+///
+/// Every method gets the [`Call`] a script of the same name would get in
+/// its environment; `serialize` reads the generated files from `out`,
+/// `deserialize` writes them there (mode 0600). Writes must be all or
+/// nothing: a failed `serialize` leaves what was stored before.
+pub trait StoreBackend: Send + Sync + fmt::Debug {
+    /// Whether the call's artifact is stored and current.
+    fn check(&self, call: &Call) -> Result<Checked, StoreError>;
+    /// Stores the files in `out`.
+    fn serialize(&self, call: &Call, out: &Path) -> Result<(), StoreError>;
+    /// Writes the stored files into `out`.
+    fn deserialize(&self, call: &Call, out: &Path) -> Result<(), StoreError>;
+    /// The names of the artifacts stored for the call's targets (or shared).
+    fn list(&self, call: &Call) -> Result<Vec<String>, StoreError>;
+    /// Removes the call's artifact; nothing to remove is not an error.
+    fn remove(&self, call: &Call) -> Result<(), StoreError>;
+    /// Whether `serialize` could write with the identities at hand, asked
+    /// before any prompt or generator runs.
+    fn writable(&self, call: &Call) -> Result<Writable, StoreError>;
+}
+
+/// A registered [`StoreBackend`]; backends compare equal when they are the same object.
+#[derive(Clone)]
+pub struct InProcess(pub Arc<dyn StoreBackend>);
+
+impl fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for InProcess {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for InProcess {}
+
+/// What `check` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Checked {
+    /// Stored for the configured recipients.
+    Stored,
+    /// Not stored, or incomplete: needs generation.
+    Missing,
+    /// Stored, but encrypted to other recipients than configured.
+    RecipientsChanged {
+        /// Which store, as a person reads it (`… is encrypted to other recipients than configured`).
+        message: String,
+    },
+}
+
+/// Whether `serialize` could write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Writable {
+    /// Yes.
+    Yes,
+    /// No, and why (which identity would do).
+    No {
+        /// The reason, naming the store.
+        reason: String,
+    },
+}
+
+/// One target of a call: what `$targets` lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallTarget {
+    /// Machine, user or environment name.
+    pub name: String,
+    /// Its kind.
+    pub kind: TargetKind,
+    /// `artifacts.config.<backend>` of the target (`{}` when unset).
+    pub config: serde_json::Value,
+}
+
+/// One declared file of a call: what `$inputs` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFile {
+    /// The file's name.
+    pub name: String,
+    /// Whether it is secret (public files are kept in the public store).
+    pub secret: bool,
+}
+
+/// Where identities come from: our environment, with the variables the
+/// engine adds for every backend (`ARTIFACTS_IDENTITY` from `--identity`,
+/// the sops variables pointing at unlocked copies) in place of ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySources {
+    overrides: Vec<(String, OsString)>,
+}
+
+impl KeySources {
+    /// Our environment with `overrides` set.
+    pub fn new(overrides: Vec<(String, OsString)>) -> KeySources {
+        KeySources { overrides }
+    }
+
+    /// The variables a backend reads identities from, later entries winning.
+    pub fn vars(&self) -> Vec<(String, OsString)> {
+        let mut vars: Vec<(String, OsString)> = std::env::vars_os()
+            .filter_map(|(k, v)| k.into_string().ok().map(|k| (k, v)))
+            .filter(|(k, _)| !self.overrides.iter().any(|(o, _)| o == k))
+            .collect();
+        vars.extend(self.overrides.iter().cloned());
+        vars
+    }
+}
+
+/// One call of an in-process backend: what a script reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The name the backend is called by (`sops` and `sops-nix` are one backend).
+    pub backend: String,
+    /// The artifact; `None` for `list`, which runs for targets.
+    pub artifact: Option<String>,
+    /// The targets: all of a shared artifact's (or, for `list` and
+    /// `remove` in the shared context, every declared target), or exactly one.
+    pub targets: Targets<CallTarget>,
+    /// The declared files, sorted by name (none for `list`).
+    pub files: Vec<CallFile>,
+    /// The project root.
+    pub root: PathBuf,
+    /// Where identities come from.
+    pub identities: KeySources,
+}
+
+impl Call {
+    /// `$artifact_context`: `shared`, or the one target's kind.
+    pub fn context(&self) -> Context {
+        match &self.targets {
+            Targets::Shared(_) => Context::Shared,
+            Targets::One(target) => target.kind.context(),
+        }
+    }
+}
+
+/// Why an in-process backend failed: its own error (the message says what
+/// and names the object; secrets never), and a suggested fix when it knows one.
+#[derive(Debug)]
+pub struct StoreError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    hint: Option<String>,
+}
+
+impl StoreError {
+    /// Wraps a backend's error.
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError {
+            error: error.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a suggested fix.
+    pub fn with_hint(mut self, hint: Option<String>) -> StoreError {
+        self.hint = hint;
+        self
+    }
+
+    /// The suggested fix, if any.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}

@@ -1,0 +1,1 @@
+{ cm: (import 'k.libsonnet').cm('fields') }
