@@ -144,6 +144,20 @@ pub fn location(call: &Call, backend: &str) -> Result<Location, Error> {
     found.ok_or_else(|| Error::Contract("$targets lists no target".into()))
 }
 
+/// Whether any server is configured for the call: an `address` on one of
+/// its targets, or `BAO_ADDR`/`VAULT_ADDR`. Without one nothing can be
+/// stored for it, so probing (`gc` listing every backend, `check` asking
+/// where else an artifact lives) finds nothing instead of failing; using
+/// it (`serialize`, `writable`) still says what to set.
+fn configured(call: &Call, backend: &str) -> bool {
+    call.targets
+        .iter()
+        .any(|target| matches!(setting(target, backend, "address"), Ok(Some(_))))
+        || ["BAO_ADDR", "VAULT_ADDR"]
+            .iter()
+            .any(|name| call.var(name).is_some_and(|v| !v.is_empty()))
+}
+
 fn target_location(call: &Call, target: &TargetEntry, backend: &str) -> Result<Location, Error> {
     let env = |name: &str| call.var(name);
     let address = match setting(target, backend, "address")? {
@@ -264,6 +278,9 @@ impl Openbao {
     /// Stored (a complete generation written by artifacts), or missing.
     pub fn check(&self, call: &Call) -> Result<Checked, Error> {
         let artifact = component(&call.artifact, "artifact")?;
+        if !configured(call, &call_backend(call)) {
+            return Ok(Checked::Missing);
+        }
         let location = location(call, &call_backend(call))?;
         let client = self.client(call, &location)?;
         let listing = self.listing(&client, &location)?;
@@ -378,6 +395,9 @@ impl Openbao {
 
     /// The artifacts stored in the target's (or the shared) directory.
     pub fn list(&self, call: &Call) -> Result<Vec<String>, Error> {
+        if !configured(call, &call_backend(call)) {
+            return Ok(Vec::new());
+        }
         let location = location(call, &call_backend(call))?;
         let client = self.client(call, &location)?;
         let listing = self.listing(&client, &location)?;
@@ -393,6 +413,9 @@ impl Openbao {
         let artifact = component(&call.artifact, "artifact").map_err(|_| {
             Error::Usage(format!("refusing to remove artifact `{}`", call.artifact))
         })?;
+        if !configured(call, &call_backend(call)) {
+            return Ok(());
+        }
         let location = location(call, &call_backend(call))?;
         let client = self.client(call, &location)?;
         self.forget(&location);
@@ -668,6 +691,22 @@ mod tests {
             apart.contains("configure different openbao servers"),
             "{apart}"
         );
+    }
+
+    #[test]
+    fn a_target_without_a_server_stores_nothing_here() {
+        // What `gc` and the "stored elsewhere" probe see for targets that
+        // do not use openbao: nothing, not an error.
+        let bao = Openbao::default();
+        let unconfigured = call(Context::Nixos, &[("m1", TargetKind::Nixos, json!({}))]);
+        assert_eq!(bao.list(&unconfigured).unwrap(), Vec::<String>::new());
+        assert_eq!(bao.check(&unconfigured).unwrap(), Checked::Missing);
+        bao.remove(&unconfigured).unwrap();
+        // Storing there still says what to set.
+        let error = bao
+            .serialize(&unconfigured, Path::new("/nonexistent"))
+            .unwrap_err();
+        assert!(error.to_string().contains("no openbao address"), "{error}");
     }
 
     #[test]
