@@ -357,7 +357,7 @@ files.token = {}
     run.code(2)
         .stderr_has("nixos machine `m`, artifact `a`, field `files.token.mode`: mode `rw-r--r--` is not octal")
         .stderr_has("file name `../escape` contains `..`")
-        .stderr_has("field `backend`: unknown backend `nosuch` (known: rec, agenix, sops-nix, sops, dummy)")
+        .stderr_has("field `backend`: unknown backend `nosuch` (known: rec, agenix, sops-nix, sops, openbao, vault, dummy)")
         .stderr_has("is in /nix/store")
         .stderr_has("starts with `-`")
         .stderr_has("artifacts.toml");

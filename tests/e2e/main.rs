@@ -18,6 +18,7 @@ mod migrate_gc;
 mod nested;
 mod nix;
 mod nixos;
+mod openbao;
 mod parallel;
 mod parity;
 mod plugins;

@@ -32,6 +32,21 @@ pub enum Error {
     /// Local file work failed.
     #[error(transparent)]
     Io(#[from] IoError),
+    /// An OpenBao request failed (shared: one listing answers many checks).
+    #[error(transparent)]
+    Openbao(std::sync::Arc<artifacts_openbao::Error>),
+}
+
+impl From<artifacts_openbao::Error> for Error {
+    fn from(error: artifacts_openbao::Error) -> Error {
+        Error::Openbao(std::sync::Arc::new(error))
+    }
+}
+
+impl From<std::sync::Arc<artifacts_openbao::Error>> for Error {
+    fn from(error: std::sync::Arc<artifacts_openbao::Error>) -> Error {
+        Error::Openbao(error)
+    }
 }
 
 impl Error {
@@ -39,6 +54,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Crypto(error) => error.hint().map(|h| h.to_string()),
+            Error::Openbao(error) => error.hint(),
             _ => None,
         }
     }
@@ -139,6 +155,8 @@ impl TargetEntry {
 /// A shipped backend's view of one call.
 #[derive(Debug)]
 pub struct Call {
+    /// The name the backend is called by (`vault` and `openbao` are one).
+    pub backend: String,
     /// The artifact (empty for `list`, which runs for targets).
     pub artifact: String,
     /// The context: `nixos`, `homemanager`, `tanka` or `shared`.
@@ -166,6 +184,7 @@ impl Call {
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Call {
+            backend: call.backend.clone(),
             artifact: call.artifact.clone().unwrap_or_default(),
             context: call.context().as_str().to_owned(),
             targets: call.targets.map(|target| TargetEntry {
@@ -237,6 +256,17 @@ impl Call {
             )));
         }
         Ok(all)
+    }
+
+    /// A variable of our environment as backends see it (the engine's
+    /// overrides applied); `None` when unset or not UTF-8.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.identities
+            .vars()
+            .into_iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.into_string().ok())
     }
 
     /// Identities from `ARTIFACTS_IDENTITY` and the sops variables and defaults.

@@ -1,5 +1,5 @@
 //! The backends shipped with `artifacts`: `agenix`, `sops-nix` (also named
-//! `sops`) and `dummy`, implementing the engine's one in-process backend
+//! `sops`), `openbao` (also named `vault`) and `dummy`, implementing the engine's one in-process backend
 //! trait, [`artifacts_engine::store::StoreBackend`].
 //!
 //! Which part do you need?
@@ -7,6 +7,7 @@
 //! * Registering them: [`backends`] gives the registry entries (a
 //!   `backend.toml` entry of the same name overrides them); the binary adds
 //!   them with [`artifacts_engine::BackendRegistry::add_fallback`].
+//! * An earlier version of an openbao artifact: [`openbao_read_version`].
 //! * Calling one by name, as `artifacts __backend NAME SCRIPT` does for the
 //!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.
 //!
@@ -19,6 +20,7 @@
 
 mod agenix;
 mod call;
+pub mod openbao;
 mod sops;
 
 use std::collections::BTreeMap;
@@ -36,6 +38,8 @@ pub fn backends() -> Vec<Backend> {
     use SectionKind::{Home, Nixos, Shared, Tanka};
     let agenix = InProcess(Arc::new(Agenix));
     let sops = InProcess(Arc::new(SopsNix));
+    // One object for both names: its listings and clients serve both.
+    let bao = InProcess(Arc::new(Openbao(openbao::Openbao::default())));
     vec![
         storing(
             "agenix",
@@ -58,6 +62,21 @@ pub fn backends() -> Vec<Backend> {
             &[Nixos, Home, Shared, Tanka],
             &["sops", "sops-nix", "agenix"],
             sops,
+        ),
+        storing(
+            "openbao",
+            "openbao",
+            &[Nixos, Home, Shared, Tanka],
+            &["openbao", "vault"],
+            bao.clone(),
+        ),
+        // Another name of `openbao`: same storage, its own config key first.
+        storing(
+            "vault",
+            "openbao",
+            &[Nixos, Home, Shared, Tanka],
+            &["vault", "openbao"],
+            bao,
         ),
         Backend {
             name: "dummy".to_owned(),
@@ -125,6 +144,30 @@ pub fn get(name: &str) -> Option<Arc<dyn StoreBackend>> {
         .find(|backend| backend.name == name)
         .and_then(|backend| backend.in_process)
         .map(|implementation| implementation.0)
+}
+
+/// Reads version `version` of an artifact stored by the `openbao` backend
+/// (`show --version N`) into `out`: its secret files, mode 0600.
+pub fn openbao_read_version(
+    call: &store::Call,
+    out: &Path,
+    version: u64,
+) -> Result<(), StoreError> {
+    with(call, |call| {
+        openbao::Openbao::default().deserialize_version(call, out, Some(version))
+    })
+}
+
+/// Reads an openbao artifact's secret files as the host (its AppRole), for
+/// `artifacts activate`.
+pub fn openbao_host_read(call: &store::Call) -> Result<openbao::SecretFiles, StoreError> {
+    with(call, |call| openbao::Openbao::default().host_read(call))
+}
+
+/// The server address, KV mount and entry path of an openbao artifact,
+/// for `artifacts openbao policies`.
+pub fn openbao_entry(call: &store::Call) -> Result<(String, String, String), StoreError> {
+    with(call, openbao::entry_of)
 }
 
 /// Runs `f` on the backend's view of `call`; an error as the engine takes
@@ -218,6 +261,36 @@ impl StoreBackend for SopsNix {
             .map(|(v, (_, out))| (v, *out))
             .collect();
         sops::serialize_all(&pairs).map_err(store_error)
+    }
+}
+
+/// openbao: one KV v2 entry per artifact (see the `openbao` module).
+#[derive(Debug)]
+struct Openbao(openbao::Openbao);
+
+impl StoreBackend for Openbao {
+    fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
+        with(call, |call| self.0.check(call))
+    }
+
+    fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| self.0.serialize(call, out))
+    }
+
+    fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
+        with(call, |call| self.0.deserialize(call, out))
+    }
+
+    fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
+        with(call, |call| self.0.list(call))
+    }
+
+    fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
+        with(call, |call| self.0.remove(call))
+    }
+
+    fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
+        with(call, |call| self.0.writable(call))
     }
 }
 

@@ -181,6 +181,9 @@ pub enum Command {
     /// identities, SOPS_AGE_KEY_FILE…) and checked against the declaration
     /// before anything is stored.
     Import(ImportArgs),
+    /// OpenBao (Vault) access for hosts: policies and AppRoles.
+    #[command(subcommand)]
+    Openbao(OpenbaoCommand),
     /// Run a shipped backend's script (what backends/<name>/check and friends call).
     #[command(name = "__backend", hide = true)]
     ShippedBackend(ShippedBackendArgs),
@@ -371,6 +374,19 @@ pub struct ActivateArgs {
     pub prompts_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OpenbaoCommand {
+    /// Print one policy per target reading exactly its own artifacts (and the shared ones it declares).
+    Policies(PoliciesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoliciesArgs {
+    /// Also write each policy and an AppRole of the same name to the server.
+    #[arg(long)]
+    pub apply: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The artifact.
@@ -379,6 +395,9 @@ pub struct ShowArgs {
     /// The file to print (required when the artifact has several).
     #[arg(short, long, value_name = "FILE", add = ArgValueCandidates::new(file_names))]
     pub file: Option<String>,
+    /// Print stored version N instead of the current one (backends that keep versions: openbao).
+    #[arg(id = "stored_version", long = "version", value_name = "N")]
+    pub version: Option<u64>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

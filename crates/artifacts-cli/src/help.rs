@@ -402,6 +402,10 @@ pub const PAGES: &[Page] = &[
                 "artifacts show tls --file cert --target nixos/web1",
                 "One file of web1's artifact.",
             ),
+            (
+                "artifacts show db-password --version 2",
+                "An earlier generation (openbao keeps them).",
+            ),
         ],
     },
     Page {
@@ -415,6 +419,34 @@ pub const PAGES: &[Page] = &[
             (
                 "artifacts rekey -i ~/.config/age/keys.txt",
                 "Re-encrypt it for the declared ones.",
+            ),
+        ],
+    },
+    Page {
+        name: "openbao",
+        globals: READ,
+        examples: &[
+            (
+                "artifacts openbao policies",
+                "Print one read policy per target.",
+            ),
+            (
+                "BAO_TOKEN=… artifacts openbao policies --apply",
+                "Write them, with an AppRole each.",
+            ),
+        ],
+    },
+    Page {
+        name: "openbao policies",
+        globals: READ,
+        examples: &[
+            (
+                "artifacts openbao policies --target nixos/web1",
+                "web1's policy: its artifacts and its shared ones.",
+            ),
+            (
+                "BAO_TOKEN=… artifacts openbao policies --apply",
+                "Write every policy and AppRole to the server.",
             ),
         ],
     },

@@ -271,6 +271,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             global,
             args,
         ),
+        Some(Command::Openbao(args::OpenbaoCommand::Policies(args))) => {
+            commands::openbao::policies(&Context::load(global)?, global, args.apply)
+        }
         Some(Command::ShippedBackend(args)) => {
             Ok(commands::backend::run(&args.backend, &args.script))
         }

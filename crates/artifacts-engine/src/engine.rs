@@ -1202,6 +1202,40 @@ impl<'a> Engine<'a> {
         Ok((scratch, dirs))
     }
 
+    /// Installs the secret files a backend fetched on the machine itself
+    /// (openbao: read with the host's own credentials) at their declared
+    /// paths under `into`, with owner, group and mode; a file whose content
+    /// differs is replaced atomically, one in place is left alone. Public
+    /// files are the repository's (the Nix module installs them): skipped.
+    /// `system` chooses root-owned `0755` parent directories (NixOS) over
+    /// user `0700` ones (Home Manager).
+    pub fn install_fetched(
+        &self,
+        unit: &Unit<'_>,
+        secret: &ArtifactFiles,
+        into: &InstallRoot<'_>,
+        system: bool,
+    ) -> Result<Activated, EngineError> {
+        let files = install::destinations(unit.artifact, into.root, into.env)?;
+        let mut done = Vec::new();
+        for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
+            if !spec.secret {
+                continue;
+            }
+            let content = secret
+                .iter()
+                .find(|(fetched, _)| fetched == name)
+                .map(|(_, content)| content)
+                .ok_or_else(|| EngineError::Unavailable {
+                    artifact: unit.label(),
+                    reason: format!("the backend returned no file `{name}`"),
+                })?;
+            let outcome = install::install_exact(into.root, destination, spec, content, system)?;
+            done.push((destination.clone(), outcome));
+        }
+        Ok(done)
+    }
+
     /// Generates the request's passthrough (`dummy`) units and installs
     /// their files at their declared paths under `into`, with their owner,
     /// group and mode. A unit whose files are all in place is left alone

@@ -281,15 +281,53 @@ pub(crate) fn install(
             .map_err(io("change the mode of", destination))?;
         return Ok(Installed::Fixed);
     }
-    let (dir, name) = parent_in_root(root, destination, Some(if system { 0o755 } else { 0o700 }))?;
-    let dir = dir.expect("created when missing");
     let data =
         zeroize::Zeroizing::new(content().map_err(io("read the generated file for", destination))?);
+    write_atomically(root, destination, spec, &data, system)
+}
+
+/// Installs one file with exactly `data`: like [`install`], but a file whose
+/// content differs is replaced too (what a backend that stores the content,
+/// such as openbao, installs after a rotation).
+pub(crate) fn install_exact(
+    root: &Path,
+    destination: &Path,
+    spec: &FileSpec,
+    data: &[u8],
+    system: bool,
+) -> Result<Installed, InstallError> {
+    let same = match existing(root, destination)? {
+        Some(mut file) => {
+            let mut installed = zeroize::Zeroizing::new(Vec::new());
+            file.read_to_end(&mut installed)
+                .map_err(io("read", destination))?;
+            installed.as_slice() == data
+        }
+        None => false,
+    };
+    if same {
+        return install(root, destination, spec, &|| Ok(data.to_vec()), system);
+    }
+    write_atomically(root, destination, spec, data, system)
+}
+
+/// Writes `data` next to `destination` with its owner, group and mode,
+/// then renames it into place: a reader sees the old file or the new one.
+fn write_atomically(
+    root: &Path,
+    destination: &Path,
+    spec: &FileSpec,
+    data: &[u8],
+    system: bool,
+) -> Result<Installed, InstallError> {
+    let (uid, gid) = ids(spec)?;
+    let (dir, name) = parent_in_root(root, destination, Some(if system { 0o755 } else { 0o700 }))?;
+    let dir = dir.expect("created when missing");
     let temp = Temp::random(&dir, INSTALL_PREFIX, "");
     let mut file = dir
         .create_file(temp.name(), 0o600)
         .map_err(io("create a temporary file next to", destination))?;
-    file.write_all(&data).map_err(io("write", destination))?;
+    file.write_all(data).map_err(io("write", destination))?;
     fchown(&file, uid, gid)
         .map_err(|e| InstallError::Io(IoError::new("set the owner of", destination, e.into())))?;
     file.set_permissions(std::fs::Permissions::from_mode(spec.mode.0))

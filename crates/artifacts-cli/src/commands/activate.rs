@@ -1,12 +1,13 @@
 //! `activate`: generate and install, on the machine itself, the artifacts whose
-//! backend stores nothing (`dummy`). What the dummy module's systemd units run at boot.
+//! backend stores nothing (`dummy`), and fetch and install those stored in
+//! openbao (with the host's AppRole, see [`super::openbao::activate`]). What
+//! the dummy and openbao modules' systemd units run.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use artifacts_engine::{
-    Activated, EngineError, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId,
-    error_chain,
+    Activated, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId, error_chain,
 };
 
 use crate::args::{ActivateArgs, GlobalArgs};
@@ -24,20 +25,34 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     };
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let selected: Vec<UnitId> = ctx
-        .select(&plan, &args.artifacts)?
+    let all = ctx.select(&plan, &args.artifacts)?;
+    let fetched: Vec<UnitId> = all
+        .iter()
+        .copied()
+        .filter(|&i| super::openbao::backend_of(ctx, &plan[i]).is_some())
+        .collect();
+    let selected: Vec<UnitId> = all
         .into_iter()
         .filter(|&i| engine.is_passthrough(&plan[i]))
         .collect();
-    if selected.is_empty() {
+    if selected.is_empty() && fetched.is_empty() {
         if !global.quiet {
             eprintln!(
-                "nothing to activate: no artifact of {target} uses a backend that generates at activation (such as dummy)"
+                "nothing to activate: no artifact of {target} uses a backend that generates or fetches at activation (dummy, openbao)"
             );
         }
         return Ok(exit::SUCCESS);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let fetched = super::openbao::activate(ctx, &plan, target, &fetched, &root);
+    let mut failures = report(&plan, fetched, global);
+    if selected.is_empty() {
+        return Ok(if failures == 0 {
+            exit::SUCCESS
+        } else {
+            exit::FAILURE
+        });
+    }
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
     let into = InstallRoot {
@@ -60,18 +75,24 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         observer: &Silent,
         jobs: 1,
     };
-    let results = engine.activate(&request, &into);
-    Ok(if report(&plan, results, global) == 0 {
+    let results = engine
+        .activate(&request, &into)
+        .into_iter()
+        .map(|(unit, result)| (unit, result.map_err(|error| error_chain(&error))))
+        .collect();
+    failures += report(&plan, results, global);
+    Ok(if failures == 0 {
         exit::SUCCESS
     } else {
         exit::FAILURE
     })
 }
 
-/// Prints what was done to each file and each failure; returns how many failed.
+/// Prints what was done to each file and each failure (its message);
+/// returns how many failed.
 fn report(
     plan: &Plan<'_>,
-    results: Vec<(UnitId, Result<Activated, EngineError>)>,
+    results: Vec<(UnitId, Result<Activated, String>)>,
     global: &GlobalArgs,
 ) -> usize {
     let mut failures = 0;
@@ -107,9 +128,8 @@ fn report(
                     }
                 }
             }
-            Err(error) => {
+            Err(message) => {
                 failures += 1;
-                let message = error_chain(&error);
                 eprintln!("error: {}: {message}", unit.label());
                 report::unit_result(unit, "failed", serde_json::json!({ "error": message }));
                 report::unit_error(unit, &message);

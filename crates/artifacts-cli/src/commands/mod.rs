@@ -7,6 +7,7 @@ pub mod generate;
 pub mod init;
 pub mod lifecycle;
 pub mod manual;
+pub mod openbao;
 pub mod preflight;
 pub mod status;
 pub mod stored;

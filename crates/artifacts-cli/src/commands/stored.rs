@@ -55,7 +55,9 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
             )));
         }
     };
-    let content = if unit.artifact.files[&file].secret {
+    let content = if let Some(version) = args.version {
+        read_version(ctx, unit, &file, version)?
+    } else if unit.artifact.files[&file].secret {
         let files = ctx.engine().deserialize(&plan, index)?;
         files
             .into_iter()
@@ -95,6 +97,34 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     stdout.write_all(&content)?;
     stdout.flush()?;
     Ok(exit::SUCCESS)
+}
+
+/// `show --version N`: version N of a secret file kept by a versioning
+/// backend (openbao; the others keep one generation).
+fn read_version(
+    ctx: &Context,
+    unit: &artifacts_engine::Unit<'_>,
+    file: &str,
+    version: u64,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let backend = super::openbao::backend_of(ctx, unit).ok_or_else(|| {
+        usage(format!(
+            "--version reads earlier versions from openbao; `{}` is stored by `{}`, which keeps only the current one",
+            unit.artifact.name, unit.backend.name
+        ))
+    })?;
+    if !unit.artifact.files[file].secret {
+        return Err(usage(format!(
+            "`{file}` of `{}` is public: the public store keeps only the current version (see its git history)",
+            unit.artifact.name
+        )));
+    }
+    let call = super::openbao::call(ctx, backend, unit, None)?;
+    let scratch = artifacts_os::scratch::Scratch::new("show")?;
+    let out = scratch.subdir("out")?;
+    artifacts_backends::openbao_read_version(&call, &out, version)
+        .map_err(|error| super::openbao::with_hint(&error).context(unit.label()))?;
+    Ok(zeroize::Zeroizing::new(std::fs::read(out.join(file))?))
 }
 
 fn list(names: &[&String]) -> String {
