@@ -883,6 +883,33 @@ fn backend_entry_point_speaks_the_script_contract() {
         .stderr_has("token.age` is not a valid age file");
 }
 
+/// `artifacts __backend NAME SCRIPT` is answered before the command line
+/// tree is built: the environment the full command line reacts to (here
+/// clap's completion request, `COMPLETE`) does not reach it, and it answers
+/// the contract.
+#[test]
+fn backend_entry_point_is_answered_before_the_command_line_tree() {
+    let p = Project::new("backend_entry_point_is_answered_before_the_command_line_tree");
+    let key = artifacts_keygen(&p, "k.key");
+    let targets = p.file(
+        "contract/targets.json",
+        &format!(
+            r#"{{"context": "nixos", "targets": [{{"name": "m1", "type": "nixos", "config": {{"publicHostKey": "{}"}}}}]}}"#,
+            key.public
+        ),
+    );
+    p.file("contract/inputs/token", r#"{"secret": true}"#);
+    let mut command = p.command(["__backend", "agenix", "check"]);
+    command
+        .env("COMPLETE", "bash")
+        .env("artifact", "api")
+        .env("artifact_context", "nixos")
+        .env("targets", &targets)
+        .env("inputs", p.root.join("contract/inputs"));
+    // Through the full command line this would print completions and exit 0.
+    p.finish(&mut command).code(1).stdout_lacks("__backend");
+}
+
 /// `$targets` must fit `$artifact_context`: outside the shared context it
 /// names exactly one target, of that context's kind (the engine never sends
 /// anything else; a wrapper run by hand could).

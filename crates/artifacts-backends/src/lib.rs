@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 mod agenix;
+mod cache;
 mod call;
 mod sops;
 
@@ -28,14 +29,16 @@ use std::sync::Arc;
 use artifacts_engine::backend::{Backend, Script, Scripts, Section, SectionKind};
 use artifacts_engine::store::{self, Checked, InProcess, StoreBackend, StoreError, Writable};
 
+use cache::Cache;
 use call::Call;
 pub use call::Error;
 
 /// The shipped backends, as registry entries.
 pub fn backends() -> Vec<Backend> {
     use SectionKind::{Home, Nixos, Shared, Tanka};
-    let agenix = InProcess(Arc::new(Agenix));
-    let sops = InProcess(Arc::new(SopsNix));
+    // One cache per backend instance, so per run: the binary builds them once.
+    let agenix = InProcess(Arc::new(Agenix::default()));
+    let sops = InProcess(Arc::new(SopsNix::default()));
     vec![
         storing(
             "agenix",
@@ -129,36 +132,44 @@ pub fn get(name: &str) -> Option<Arc<dyn StoreBackend>> {
 
 /// Runs `f` on the backend's view of `call`; an error as the engine takes
 /// it, with its suggested fix.
-fn with<T>(call: &store::Call, f: impl FnOnce(&Call) -> Result<T, Error>) -> Result<T, StoreError> {
-    Call::new(call).and_then(|call| f(&call)).map_err(|error| {
-        let hint = error.hint();
-        StoreError::new(error).with_hint(hint)
-    })
+fn with<T>(
+    cache: &Arc<Cache>,
+    call: &store::Call,
+    f: impl FnOnce(&Call) -> Result<T, Error>,
+) -> Result<T, StoreError> {
+    Call::new(call, cache)
+        .and_then(|call| f(&call))
+        .map_err(|error| {
+            let hint = error.hint();
+            StoreError::new(error).with_hint(hint)
+        })
 }
 
 /// agenix: one age file per secret file (see the `agenix` module).
-#[derive(Debug)]
-struct Agenix;
+#[derive(Debug, Default)]
+struct Agenix {
+    cache: Arc<Cache>,
+}
 
 impl StoreBackend for Agenix {
     fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
-        with(call, agenix::check)
+        with(&self.cache, call, agenix::check)
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| agenix::serialize(call, out))
+        with(&self.cache, call, |call| agenix::serialize(call, out))
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| agenix::deserialize(call, out))
+        with(&self.cache, call, |call| agenix::deserialize(call, out))
     }
 
     fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
-        with(call, agenix::list)
+        with(&self.cache, call, agenix::list)
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(call, agenix::remove)
+        with(&self.cache, call, agenix::remove)
     }
 
     /// Encrypting to recipients needs no identity.
@@ -168,32 +179,34 @@ impl StoreBackend for Agenix {
 }
 
 /// sops-nix: one SOPS file per target (see the `sops` module).
-#[derive(Debug)]
-struct SopsNix;
+#[derive(Debug, Default)]
+struct SopsNix {
+    cache: Arc<Cache>,
+}
 
 impl StoreBackend for SopsNix {
     fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
-        with(call, sops::check)
+        with(&self.cache, call, sops::check)
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| sops::serialize(call, out))
+        with(&self.cache, call, |call| sops::serialize(call, out))
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| sops::deserialize(call, out))
+        with(&self.cache, call, |call| sops::deserialize(call, out))
     }
 
     fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
-        with(call, sops::list)
+        with(&self.cache, call, sops::list)
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(call, sops::remove)
+        with(&self.cache, call, sops::remove)
     }
 
     fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
-        with(call, sops::writable)
+        with(&self.cache, call, sops::writable)
     }
 }
 

@@ -21,11 +21,14 @@
 //! Adding to an existing file needs an identity among its recipients.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
 use artifacts_crypto::sops::path::Step;
-use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
+use artifacts_crypto::sops::{
+    DataKey, Decrypted, EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value,
+};
 use artifacts_os::fs::Dir;
 
 use artifacts_engine::store::{Checked, Writable};
@@ -105,15 +108,30 @@ fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), Error> {
     Ok((dir, name, path))
 }
 
-/// Reads and parses the target's file; `None` when it does not exist.
-fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, Error> {
+/// Reads and parses the target's file (parsed once per run while its
+/// bytes stay the same); `None` when it does not exist.
+fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
     let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
         return Ok(None);
     };
-    let file = EncryptedFile::parse(&bytes, Format::Yaml, &Origin::File(path))?;
+    let file = call.cache.sops_file(&path, bytes, |bytes| {
+        EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.clone()))
+    })?;
     Ok(Some((dir, name, file)))
+}
+
+/// The file's data key, unwrapped with our identities once per run.
+fn data_key(call: &Call, file: &EncryptedFile) -> Result<DataKey, Error> {
+    call.cache.data_key(&call.key_vars(), file, || {
+        Ok(file.data_key(&call.identities()?)?)
+    })
+}
+
+/// Decrypts the file with its data key (see [`data_key`]); the MAC is checked every time.
+fn decrypt(call: &Call, file: &EncryptedFile) -> Result<Decrypted, Error> {
+    Ok(file.decrypt_with_key(data_key(call, file)?)?)
 }
 
 /// Replaces the target's file atomically, keeping its mode (0600 for a new
@@ -204,9 +222,8 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     }
     let (dir, name, encrypted) = match read_file(call)? {
         Some((dir, name, file)) => {
-            let identities = call.identities()?;
             let rekey = !same_recipients(&file, &recipients);
-            let mut decrypted = file.decrypt(&identities)?;
+            let mut decrypted = decrypt(call, &file)?;
             for (name, text) in values {
                 decrypted.set(&value_path(call, name), Value::Str(text))?;
             }
@@ -258,10 +275,12 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
     let Some((dir, name, file)) = read_file(call)? else {
         return Ok(Writable::Yes);
     };
-    match file.data_key(&call.identities()?) {
+    match data_key(call, &file) {
         Ok(_) => Ok(Writable::Yes),
-        Err(artifacts_crypto::Error::NoIdentities { .. })
-        | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
+        Err(Error::Crypto(
+            artifacts_crypto::Error::NoIdentities { .. }
+            | artifacts_crypto::Error::NoMatchingIdentity { .. },
+        )) => {
             let path = dir.path().join(name);
             let shown = path.strip_prefix(&call.root).unwrap_or(&path);
             let recipients: Vec<String> = file
@@ -278,7 +297,7 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
                 ),
             })
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
@@ -292,7 +311,7 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
         )));
     };
     let path = file.origin().to_string();
-    let decrypted = file.decrypt(&call.identities()?)?;
+    let decrypted = decrypt(call, &file)?;
     let root = decrypted.document().branches.first();
     for name in call.secret_files() {
         let value = root
@@ -366,7 +385,7 @@ pub fn remove(call: &Call) -> Result<(), Error> {
         dir.remove(&name).map_err(Error::io("remove", &path))?;
         return Ok(());
     }
-    let mut decrypted = file.decrypt(&call.identities()?)?;
+    let mut decrypted = decrypt(call, &file)?;
     decrypted.unset(&TreePath(vec![Step::Key(call.artifact.clone())]))?;
     let empty = decrypted
         .document()
