@@ -101,6 +101,8 @@ fn storing(
         list: Some(script("list")),
         remove: Some(script("remove")),
         writable: Some(script("writable")),
+        // In this process a check costs no start-up: nothing to batch.
+        check_all: None,
     };
     Backend {
         name: name.to_owned(),
