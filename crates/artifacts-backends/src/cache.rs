@@ -1,5 +1,7 @@
 //! What a shipped backend remembers for one run: the identities, each SOPS
-//! file parsed, each SOPS data key unwrapped, each target's recipients.
+//! file parsed, each SOPS data key unwrapped, each target's recipients; and
+//! one lock per SOPS file, so writes of the same file from several threads
+//! take turns.
 //!
 //! A `check` of a fleet asks the same backend about every (target,
 //! artifact) pair, and the pairs of one target share its SOPS file: without
@@ -45,6 +47,8 @@ pub(crate) struct Cache {
     /// The data keys unwrapped with the identities of these variables.
     keys: Mutex<Option<(Vars, DataKeys)>>,
     recipients: Mutex<HashMap<String, Vec<Recipient>>>,
+    /// One lock per store file written in this run.
+    writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -146,5 +150,12 @@ impl Cache {
         let recipients = compute()?;
         lock(&self.recipients).insert(key, recipients.clone());
         Ok(recipients)
+    }
+
+    /// The lock writers of the file at `path` take: a SOPS file holds many
+    /// artifacts, and two read-modify-writes side by side (`rekey` runs in
+    /// parallel) would lose one's values.
+    pub(crate) fn writer(&self, path: PathBuf) -> Arc<Mutex<()>> {
+        lock(&self.writers).entry(path).or_default().clone()
     }
 }

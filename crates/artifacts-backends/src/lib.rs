@@ -192,7 +192,9 @@ impl StoreBackend for SopsNix {
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(&self.cache, call, |call| sops::serialize(call, out))
+        with(&self.cache, call, |call| {
+            sops::writing(call, || sops::serialize(call, out))
+        })
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
@@ -204,7 +206,9 @@ impl StoreBackend for SopsNix {
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(&self.cache, call, sops::remove)
+        with(&self.cache, call, |call| {
+            sops::writing(call, || sops::remove(call))
+        })
     }
 
     fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {

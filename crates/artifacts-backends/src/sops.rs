@@ -108,6 +108,16 @@ fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), Error> {
     Ok((dir, name, path))
 }
 
+/// Holds the run's lock on the target's file while `f` reads and rewrites it.
+pub fn writing<T>(call: &Call, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let (relative, name) = file_path(call)?;
+    let writer = call.cache.writer(call.root.join(relative).join(name));
+    let _turn = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f()
+}
+
 /// Reads and parses the target's file (parsed once per run while its
 /// bytes stay the same); `None` when it does not exist.
 fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, Error> {

@@ -307,3 +307,32 @@ fn a_backend_reads_identities_and_sops_keys_once_per_run_and_sees_changes() {
         assert_eq!(store.check(&db).unwrap(), Checked::Stored, "{name}");
     }
 }
+
+/// `rekey` writes units side by side: writes of one SOPS file from several
+/// threads take turns, so none loses another's values.
+#[test]
+fn sops_writes_of_one_file_from_several_threads_keep_every_artifact() {
+    let p = Project::new();
+    let store = backend("sops-nix");
+    let recipient = p.key.recipient();
+    let names: Vec<String> = (0..16).map(|n| format!("a{n}")).collect();
+    let out = p.out("out", "s3cret");
+    std::thread::scope(|scope| {
+        for chunk in names.chunks(4) {
+            let (store, p, out, recipient) = (&store, &p, &out, &recipient);
+            scope.spawn(move || {
+                for name in chunk {
+                    let mut call = p.call("sops-nix", recipient, Some(&p.key_file));
+                    call.artifact = Some(name.clone());
+                    store.serialize(&call, out).unwrap();
+                }
+            });
+        }
+    });
+    let mut listing = p.call("sops-nix", &recipient, Some(&p.key_file));
+    listing.artifact = None;
+    listing.files.clear();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(store.list(&listing).unwrap(), expected);
+}

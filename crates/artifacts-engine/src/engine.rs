@@ -932,6 +932,72 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// [`Engine::rekey`] for each of `units` whose recipients changed (looked
+    /// at again right before, since units sharing a store file may have been
+    /// re-encrypted with an earlier one): `Ok(true)` re-encrypted, `Ok(false)`
+    /// nothing to do, in the order given. Units of in-process backends run
+    /// on up to `jobs` threads, one target per thread at a time; those of
+    /// script backends, whose stores we cannot see into, one after another.
+    pub fn rekey_units(
+        &self,
+        plan: &Plan<'_>,
+        units: &[UnitId],
+        lock: &Lock,
+        jobs: usize,
+    ) -> Vec<Result<bool, EngineError>> {
+        let one = |index: UnitId| {
+            if self.status(plan, index, lock) != Status::RecipientsChanged {
+                return Ok(false);
+            }
+            self.rekey(plan, index).map(|()| true)
+        };
+        let in_process = |index: UnitId| {
+            matches!(
+                self.storage(&plan[index]),
+                Ok(Storage::Scripts(backend, _)) if backend.in_process.is_some()
+            )
+        };
+        // The shipped stores keep a target's artifacts in one file (sops) or
+        // each in its own directory (agenix), and a shared artifact apart:
+        // a target's units go one after another (rekeying one re-encrypts
+        // the file the others are in), different targets side by side.
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut sequential = Vec::new();
+        for (at, &index) in units.iter().enumerate() {
+            if !in_process(index) {
+                sequential.push(at);
+                continue;
+            }
+            let unit = &plan[index];
+            let key = match unit.targets.one() {
+                Some(_) => unit.scope(),
+                None => format!("shared {}", unit.name()),
+            };
+            groups.entry(key).or_default().push(at);
+        }
+        let groups: Vec<Vec<usize>> = groups.into_values().collect();
+        let mut results: Vec<Option<Result<bool, EngineError>>> =
+            (0..units.len()).map(|_| None).collect();
+        let done = parallel(groups.len(), jobs, |group| {
+            groups[group]
+                .iter()
+                .map(|&at| one(units[at]))
+                .collect::<Vec<_>>()
+        });
+        for (group, group_results) in groups.iter().zip(done) {
+            for (&at, result) in group.iter().zip(group_results) {
+                results[at] = Some(result);
+            }
+        }
+        for at in sequential {
+            results[at] = Some(one(units[at]));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every unit done"))
+            .collect()
+    }
+
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
     /// (fingerprint, generation time) stays as it is.
