@@ -1,7 +1,8 @@
 //! What a shipped backend remembers for one run: the identities, each SOPS
 //! file parsed, each SOPS data key unwrapped, each target's recipients; and
 //! one lock per SOPS file, so writes of the same file from several threads
-//! take turns.
+//! take turns, and which directories were swept for a killed run's
+//! temporary files.
 //!
 //! A `check` of a fleet asks the same backend about every (target,
 //! artifact) pair, and the pairs of one target share its SOPS file: without
@@ -49,6 +50,8 @@ pub(crate) struct Cache {
     recipients: Mutex<HashMap<String, Vec<Recipient>>>,
     /// One lock per store file written in this run.
     writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// The directories swept for a killed run's temporary files.
+    swept: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,5 +160,21 @@ impl Cache {
     /// parallel) would lose one's values.
     pub(crate) fn writer(&self, path: PathBuf) -> Arc<Mutex<()>> {
         lock(&self.writers).entry(path).or_default().clone()
+    }
+
+    /// Runs `sweep` for `dir` once per run, before any other write there:
+    /// the lock is held while it runs, so a thread writing into `dir` next
+    /// waits for it, and no sweep comes after its temporary file exists.
+    pub(crate) fn sweep_once<E>(
+        &self,
+        dir: &Path,
+        sweep: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut swept = lock(&self.swept);
+        if !swept.contains(dir) {
+            sweep()?;
+            swept.insert(dir.to_owned());
+        }
+        Ok(())
     }
 }

@@ -145,13 +145,17 @@ fn decrypt(call: &Call, file: &EncryptedFile) -> Result<Decrypted, Error> {
 }
 
 /// Replaces the target's file atomically, keeping its mode (0600 for a new
-/// one), after removing temporary files a killed run left beside it.
-fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), Error> {
+/// one), after removing temporary files a killed run left beside it (once
+/// per directory and run: later, a temporary file there is another
+/// thread's, writing another target's file).
+fn write_file(call: &Call, dir: &Dir, name: &str, data: &[u8]) -> Result<(), Error> {
     let path = dir.path().join(name);
-    dir.remove_leftovers(|_| false).map_err(Error::io(
-        "remove leftovers of an interrupted run in",
-        dir.path(),
-    ))?;
+    call.cache.sweep_once(dir.path(), || {
+        dir.remove_leftovers(|_| false).map_err(Error::io(
+            "remove leftovers of an interrupted run in",
+            dir.path(),
+        ))
+    })?;
     let mode = dir
         .file_mode(name)
         .map_err(Error::io("read", &path))?
@@ -274,7 +278,7 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
             (dir, name, encrypted)
         }
     };
-    write_file(&dir, &name, &encrypted.to_bytes())
+    write_file(call, &dir, &name, &encrypted.to_bytes())
 }
 
 /// Whether `serialize` can write with the identities at hand, asked before
@@ -405,7 +409,7 @@ pub fn remove(call: &Call) -> Result<(), Error> {
     if empty {
         dir.remove(&name).map_err(Error::io("remove", &path))?;
     } else {
-        write_file(&dir, &name, &decrypted.encrypt()?.to_bytes())?;
+        write_file(call, &dir, &name, &decrypted.encrypt()?.to_bytes())?;
     }
     Ok(())
 }
