@@ -10,7 +10,8 @@
 //! unwrap its data key again. One [`Cache`] belongs to one backend instance,
 //! which the binary builds once per run; it is shared by the engine's
 //! worker threads. Nothing in it is ever stale: a parsed file is reused
-//! only while the file's bytes are the same, a data key only for the very
+//! only while the file's stamp (device, inode, size, modification and
+//! change times) or else its bytes are the same, a data key only for the very
 //! wrapped keys it was unwrapped from (a file re-encrypted with the same
 //! data key keeps them), and recipients only for the same configuration.
 //! The data keys are zeroed when dropped.
@@ -24,9 +25,11 @@ use artifacts_crypto::age::{Identity, Recipient};
 use artifacts_crypto::sops::{DataKey, EncryptedFile};
 use zeroize::Zeroizing;
 
-/// A SOPS file as parsed, with the bytes it was parsed from.
+/// A SOPS file as parsed, with the stamp of the file it was read from
+/// (see `Dir::file_stamp`) and the bytes.
 #[derive(Debug)]
 struct Parsed {
+    stamp: [u64; 7],
     bytes: Vec<u8>,
     file: Arc<EncryptedFile>,
 }
@@ -79,17 +82,32 @@ impl Cache {
         Ok(identities)
     }
 
-    /// The SOPS file at `path` whose content is `bytes`, parsed by `parse`
-    /// unless these very bytes were parsed before.
+    /// The SOPS file at `path` as parsed before, if its stamp (see
+    /// `Dir::file_stamp`) is still `stamp`: then nothing needs reading.
+    pub(crate) fn sops_file_unchanged(
+        &self,
+        path: &Path,
+        stamp: [u64; 7],
+    ) -> Option<Arc<EncryptedFile>> {
+        lock(&self.files)
+            .get(path)
+            .filter(|parsed| parsed.stamp == stamp)
+            .map(|parsed| parsed.file.clone())
+    }
+
+    /// The SOPS file at `path` whose content is `bytes` (read when its stamp
+    /// was `stamp`), parsed by `parse` unless these very bytes were parsed before.
     pub(crate) fn sops_file<E>(
         &self,
         path: &Path,
+        stamp: [u64; 7],
         bytes: Vec<u8>,
         parse: impl FnOnce(&[u8]) -> Result<EncryptedFile, E>,
     ) -> Result<Arc<EncryptedFile>, E> {
-        if let Some(parsed) = lock(&self.files).get(path)
+        if let Some(parsed) = lock(&self.files).get_mut(path)
             && parsed.bytes == bytes
         {
+            parsed.stamp = stamp;
             return Ok(parsed.file.clone());
         }
         // Parsed outside the lock: other threads check other targets' files meanwhile.
@@ -97,6 +115,7 @@ impl Cache {
         lock(&self.files).insert(
             path.to_owned(),
             Parsed {
+                stamp,
                 bytes,
                 file: file.clone(),
             },

@@ -123,10 +123,19 @@ pub fn writing<T>(call: &Call, f: impl FnOnce() -> Result<T, Error>) -> Result<T
 fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
+    // Taken before reading: a write in between changes it, and the next call reads again.
+    let stamp = dir.file_stamp(&name).map_err(Error::io("read", &path))?;
+    if let Some(stamp) = stamp
+        && let Some(file) = call.cache.sops_file_unchanged(&path, stamp)
+    {
+        return Ok(Some((dir, name, file)));
+    }
     let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
         return Ok(None);
     };
-    let file = call.cache.sops_file(&path, bytes, |bytes| {
+    // Not a regular file: `read` refused it above.
+    let stamp = stamp.unwrap_or_default();
+    let file = call.cache.sops_file(&path, stamp, bytes, |bytes| {
         EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.clone()))
     })?;
     Ok(Some((dir, name, file)))
