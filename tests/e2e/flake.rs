@@ -264,3 +264,40 @@ fn flake_generators_read_declared_inputs_from_the_project_root() {
         .code(1)
         .stdout_has("the generator or one of its inputs changed");
 }
+
+/// A second run with nothing changed takes the declarations from the
+/// project's state directory (nix is not even on PATH for it); any change
+/// to the flake's tree makes a new evaluation.
+#[test]
+fn an_unchanged_flake_is_not_evaluated_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = flake_project("an_unchanged_flake_is_not_evaluated_again");
+    // A check that writes nothing into the flake (the recording one does).
+    p.script("backends/rec/check", "#!/bin/sh\nexit 1\n");
+    let first = p.run(["list"]).success().stdout.clone();
+    let state = p.root.join(".artifacts");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("flake-eval.json")), 0o600);
+    // Outside the flake: creating it must not change the tree.
+    let bin = p.root.parent().unwrap().join("no-nix-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for entry in std::fs::read_dir("/usr/bin").unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("nix") {
+            let _ = std::os::unix::fs::symlink(entry.path(), bin.join(entry.file_name()));
+        }
+    }
+    let without_nix = |p: &Project| {
+        let mut command = p.command(["list"]);
+        command.env("PATH", &bin);
+        p.finish(&mut command)
+    };
+    let second = without_nix(&p);
+    second.success();
+    assert_eq!(second.stdout, first);
+    p.file("notes.txt", "a new file in the flake");
+    without_nix(&p)
+        .code(1)
+        .stderr_has("`nix` is not installed or not on PATH");
+}

@@ -2,6 +2,7 @@
 //! Each test gets `<target tmp>/e2e/<test name>/` (see [`util::Project`]).
 
 mod activate;
+mod check_all;
 mod cli;
 mod cmp;
 mod consumers;

@@ -883,6 +883,33 @@ fn backend_entry_point_speaks_the_script_contract() {
         .stderr_has("token.age` is not a valid age file");
 }
 
+/// `artifacts __backend NAME SCRIPT` is answered before the command line
+/// tree is built: the environment the full command line reacts to (here
+/// clap's completion request, `COMPLETE`) does not reach it, and it answers
+/// the contract.
+#[test]
+fn backend_entry_point_is_answered_before_the_command_line_tree() {
+    let p = Project::new("backend_entry_point_is_answered_before_the_command_line_tree");
+    let key = artifacts_keygen(&p, "k.key");
+    let targets = p.file(
+        "contract/targets.json",
+        &format!(
+            r#"{{"context": "nixos", "targets": [{{"name": "m1", "type": "nixos", "config": {{"publicHostKey": "{}"}}}}]}}"#,
+            key.public
+        ),
+    );
+    p.file("contract/inputs/token", r#"{"secret": true}"#);
+    let mut command = p.command(["__backend", "agenix", "check"]);
+    command
+        .env("COMPLETE", "bash")
+        .env("artifact", "api")
+        .env("artifact_context", "nixos")
+        .env("targets", &targets)
+        .env("inputs", p.root.join("contract/inputs"));
+    // Through the full command line this would print completions and exit 0.
+    p.finish(&mut command).code(1).stdout_lacks("__backend");
+}
+
 /// `$targets` must fit `$artifact_context`: outside the shared context it
 /// names exactly one target, of that context's kind (the engine never sends
 /// anything else; a wrapper run by hand could).
@@ -928,4 +955,70 @@ fn backend_entry_point_refuses_targets_that_do_not_fit_the_context() {
     check(&user)
         .code(2)
         .stderr_has("target `alice` is of type `homemanager`, not one of the nixos context");
+}
+
+/// `rekey` re-encrypts targets side by side (`--jobs 2`): every artifact of
+/// every machine, in both shipped stores, ends up readable with the new key
+/// only, and the one key at hand (the old one) is enough for all of them,
+/// though each machine's SOPS file is re-encrypted by its first artifact
+/// (so 8 agenix artifacts and 4 SOPS files are re-encrypted).
+#[test]
+fn rekey_of_many_machines_in_parallel_covers_every_artifact() {
+    let p = Project::new("rekey_of_many_machines_in_parallel_covers_every_artifact");
+    let old = artifacts_keygen(&p, "old.key");
+    let new = artifacts_keygen(&p, "new.key");
+    p.generator("api.sh", API_GENERATOR);
+    let manifest = |key: &str| {
+        let mut text = String::new();
+        for m in 1..=4 {
+            text.push_str(&format!(
+                "[nixos.m{m}]\nconfig.agenix.publicHostKey = \"{key}\"\nconfig.sops-nix.publicHostKey = \"{key}\"\n"
+            ));
+        }
+        for (name, backend) in [
+            ("a1", "agenix"),
+            ("a2", "agenix"),
+            ("s1", "sops-nix"),
+            ("s2", "sops-nix"),
+        ] {
+            text.push_str(&format!(
+                "[artifacts.{name}]\ntargets = [\"m1\", \"m2\", \"m3\", \"m4\"]\nbackend = \"{backend}\"\ngenerator = \"generators/api.sh\"\nfiles.token = {{}}\nfiles.cert = {{ secret = false }}\n"
+            ));
+        }
+        text
+    };
+    p.manifest(&manifest(&old.public));
+    run_env(
+        &p,
+        &["generate"],
+        &[("ARTIFACTS_IDENTITY", old.path.as_os_str())],
+    )
+    .success();
+    p.manifest(&manifest(&new.public));
+    p.run(["check"]).code(1).stdout_has("recipients changed");
+    p.run([
+        OsStr::new("rekey"),
+        OsStr::new("--jobs"),
+        OsStr::new("2"),
+        OsStr::new("-i"),
+        old.path.as_os_str(),
+    ])
+    .success()
+    .stderr_has("re-encrypted 12 artifact(s)");
+    p.run(["check"]).success();
+    for m in 1..=4 {
+        for artifact in ["a1", "a2", "s1", "s2"] {
+            let run = p.run([
+                OsStr::new("show"),
+                OsStr::new(artifact),
+                OsStr::new("--target"),
+                OsStr::new(&format!("m{m}")),
+                OsStr::new("--file"),
+                OsStr::new("token"),
+                OsStr::new("-i"),
+                new.path.as_os_str(),
+            ]);
+            run.success().stdout_has("api-token");
+        }
+    }
 }

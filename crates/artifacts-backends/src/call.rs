@@ -2,12 +2,15 @@
 //! the shipped backends' [`Error`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use artifacts_crypto::age::{NoPassphrase, Recipient};
 use artifacts_crypto::keys::{KeyEnv, Purpose, discover_identities};
 use artifacts_engine::Targets;
 use artifacts_engine::store::{self, KeySources};
 use artifacts_model::{IoError, TargetKind};
+
+use crate::cache::Cache;
 
 /// Why a shipped backend failed.
 #[derive(Debug, thiserror::Error)]
@@ -169,11 +172,13 @@ pub struct Call {
     pub root: PathBuf,
     /// Where identities come from.
     identities: KeySources,
+    /// What the backend remembers for this run.
+    pub(crate) cache: Arc<Cache>,
 }
 
 impl Call {
     /// The engine's call, as the shipped backends use it.
-    pub fn new(call: &store::Call) -> Result<Call, Error> {
+    pub(crate) fn new(call: &store::Call, cache: &Arc<Cache>) -> Result<Call, Error> {
         if call.targets.as_slice().is_empty() {
             return Err(Error::Contract("$targets lists no target".into()));
         }
@@ -196,6 +201,7 @@ impl Call {
             files,
             root: call.root.clone(),
             identities: call.identities.clone(),
+            cache: cache.clone(),
         })
     }
 
@@ -235,6 +241,24 @@ impl Call {
         backend: &str,
         reader: &ReaderForm,
     ) -> Result<Vec<Recipient>, Error> {
+        // Every artifact of a target asks again: parsed once per run.
+        let mut key = backend.to_owned();
+        for target in &self.targets {
+            key.push('\0');
+            key.push_str(&target.name);
+            key.push('\0');
+            key.push_str(&target.config.to_string());
+        }
+        self.cache
+            .clone()
+            .recipients(key, || self.configured_recipients(backend, reader))
+    }
+
+    fn configured_recipients(
+        &self,
+        backend: &str,
+        reader: &ReaderForm,
+    ) -> Result<Vec<Recipient>, Error> {
         let mut all: Vec<Recipient> = Vec::new();
         for target in &self.targets {
             for recipient in target.recipients_for(backend, reader)? {
@@ -269,15 +293,18 @@ impl Call {
             .and_then(|(_, value)| value.into_string().ok())
     }
 
+    /// The variables identities are read with.
+    pub(crate) fn key_vars(&self) -> Vec<(String, std::ffi::OsString)> {
+        self.identities.vars()
+    }
+
     /// Identities from `ARTIFACTS_IDENTITY` and the sops variables and defaults.
-    pub fn identities(&self) -> Result<Vec<artifacts_crypto::age::Identity>, Error> {
-        let vars = self.identities.vars();
-        let env = KeyEnv::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())));
-        Ok(discover_identities(
-            &[],
-            &env,
-            Purpose::Sops,
-            &NoPassphrase,
-        )?)
+    /// Loaded once per run (see [`Cache`]).
+    pub fn identities(&self) -> Result<Arc<Vec<artifacts_crypto::age::Identity>>, Error> {
+        let vars = self.key_vars();
+        self.cache.identities(vars.clone(), || {
+            let env = KeyEnv::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), v.as_os_str())));
+            discover_identities(&[], &env, Purpose::Sops, &NoPassphrase).map_err(Error::from)
+        })
     }
 }

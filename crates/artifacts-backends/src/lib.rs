@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod agenix;
+mod cache;
 mod call;
 pub mod openbao;
 mod sops;
@@ -30,16 +31,18 @@ use std::sync::Arc;
 use artifacts_engine::backend::{Backend, Script, Scripts, Section, SectionKind};
 use artifacts_engine::store::{self, Checked, InProcess, StoreBackend, StoreError, Writable};
 
+use cache::Cache;
 use call::Call;
 pub use call::Error;
 
 /// The shipped backends, as registry entries.
 pub fn backends() -> Vec<Backend> {
     use SectionKind::{Home, Nixos, Shared, Tanka};
-    let agenix = InProcess(Arc::new(Agenix));
-    let sops = InProcess(Arc::new(SopsNix));
+    // One cache per backend instance, so per run: the binary builds them once.
+    let agenix = InProcess(Arc::new(Agenix::default()));
+    let sops = InProcess(Arc::new(SopsNix::default()));
     // One object for both names: its listings and clients serve both.
-    let bao = InProcess(Arc::new(Openbao(openbao::Openbao::default())));
+    let bao = InProcess(Arc::new(Openbao::default()));
     vec![
         storing(
             "agenix",
@@ -117,6 +120,8 @@ fn storing(
         list: Some(script("list")),
         remove: Some(script("remove")),
         writable: Some(script("writable")),
+        // In this process a check costs no start-up: nothing to batch.
+        check_all: None,
     };
     Backend {
         name: name.to_owned(),
@@ -153,7 +158,7 @@ pub fn openbao_read_version(
     out: &Path,
     version: u64,
 ) -> Result<(), StoreError> {
-    with(call, |call| {
+    with(&Arc::default(), call, |call| {
         openbao::Openbao::default().deserialize_version(call, out, Some(version))
     })
 }
@@ -161,19 +166,25 @@ pub fn openbao_read_version(
 /// Reads an openbao artifact's secret files as the host (its AppRole), for
 /// `artifacts activate`.
 pub fn openbao_host_read(call: &store::Call) -> Result<openbao::SecretFiles, StoreError> {
-    with(call, |call| openbao::Openbao::default().host_read(call))
+    with(&Arc::default(), call, |call| {
+        openbao::Openbao::default().host_read(call)
+    })
 }
 
 /// The server address, KV mount and entry path of an openbao artifact,
 /// for `artifacts openbao policies`.
 pub fn openbao_entry(call: &store::Call) -> Result<(String, String, String), StoreError> {
-    with(call, openbao::entry_of)
+    with(&Arc::default(), call, openbao::entry_of)
 }
 
 /// Runs `f` on the backend's view of `call`; an error as the engine takes
 /// it, with its suggested fix.
-fn with<T>(call: &store::Call, f: impl FnOnce(&Call) -> Result<T, Error>) -> Result<T, StoreError> {
-    Call::new(call)
+fn with<T>(
+    cache: &Arc<Cache>,
+    call: &store::Call,
+    f: impl FnOnce(&Call) -> Result<T, Error>,
+) -> Result<T, StoreError> {
+    Call::new(call, cache)
         .and_then(|call| f(&call))
         .map_err(store_error)
 }
@@ -185,28 +196,30 @@ fn store_error(error: Error) -> StoreError {
 }
 
 /// agenix: one age file per secret file (see the `agenix` module).
-#[derive(Debug)]
-struct Agenix;
+#[derive(Debug, Default)]
+struct Agenix {
+    cache: Arc<Cache>,
+}
 
 impl StoreBackend for Agenix {
     fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
-        with(call, agenix::check)
+        with(&self.cache, call, agenix::check)
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| agenix::serialize(call, out))
+        with(&self.cache, call, |call| agenix::serialize(call, out))
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| agenix::deserialize(call, out))
+        with(&self.cache, call, |call| agenix::deserialize(call, out))
     }
 
     fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
-        with(call, agenix::list)
+        with(&self.cache, call, agenix::list)
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(call, agenix::remove)
+        with(&self.cache, call, agenix::remove)
     }
 
     /// Encrypting to recipients needs no identity.
@@ -216,43 +229,49 @@ impl StoreBackend for Agenix {
 }
 
 /// sops-nix: one SOPS file per target (see the `sops` module).
-#[derive(Debug)]
-struct SopsNix;
+#[derive(Debug, Default)]
+struct SopsNix {
+    cache: Arc<Cache>,
+}
 
 impl StoreBackend for SopsNix {
     fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
-        with(call, sops::check)
+        with(&self.cache, call, sops::check)
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| sops::serialize(call, out))
+        with(&self.cache, call, |call| {
+            sops::writing(call, || sops::serialize(call, out))
+        })
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| sops::deserialize(call, out))
+        with(&self.cache, call, |call| sops::deserialize(call, out))
     }
 
     fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
-        with(call, sops::list)
+        with(&self.cache, call, sops::list)
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(call, sops::remove)
+        with(&self.cache, call, |call| {
+            sops::writing(call, || sops::remove(call))
+        })
     }
 
     fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
-        with(call, sops::writable)
+        with(&self.cache, call, sops::writable)
     }
 
     /// The target's file (a shared artifact's own file, for shared ones).
     fn store_file(&self, call: &store::Call) -> Option<PathBuf> {
-        with(call, sops::store_file).ok()
+        with(&self.cache, call, sops::store_file).ok()
     }
 
     fn serialize_all(&self, calls: &[(&store::Call, &Path)]) -> Result<(), StoreError> {
         let views = calls
             .iter()
-            .map(|(call, _)| Call::new(call))
+            .map(|(call, _)| Call::new(call, &self.cache))
             .collect::<Result<Vec<Call>, Error>>()
             .map_err(store_error)?;
         let pairs: Vec<(&Call, &Path)> = views
@@ -260,37 +279,43 @@ impl StoreBackend for SopsNix {
             .zip(calls)
             .map(|(v, (_, out))| (v, *out))
             .collect();
-        sops::serialize_all(&pairs).map_err(store_error)
+        let Some(&(first, _)) = pairs.first() else {
+            return Ok(());
+        };
+        sops::writing(first, || sops::serialize_all(&pairs)).map_err(store_error)
     }
 }
 
 /// openbao: one KV v2 entry per artifact (see the `openbao` module).
-#[derive(Debug)]
-struct Openbao(openbao::Openbao);
+#[derive(Debug, Default)]
+struct Openbao {
+    store: openbao::Openbao,
+    cache: Arc<Cache>,
+}
 
 impl StoreBackend for Openbao {
     fn check(&self, call: &store::Call) -> Result<Checked, StoreError> {
-        with(call, |call| self.0.check(call))
+        with(&self.cache, call, |call| self.store.check(call))
     }
 
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| self.0.serialize(call, out))
+        with(&self.cache, call, |call| self.store.serialize(call, out))
     }
 
     fn deserialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
-        with(call, |call| self.0.deserialize(call, out))
+        with(&self.cache, call, |call| self.store.deserialize(call, out))
     }
 
     fn list(&self, call: &store::Call) -> Result<Vec<String>, StoreError> {
-        with(call, |call| self.0.list(call))
+        with(&self.cache, call, |call| self.store.list(call))
     }
 
     fn remove(&self, call: &store::Call) -> Result<(), StoreError> {
-        with(call, |call| self.0.remove(call))
+        with(&self.cache, call, |call| self.store.remove(call))
     }
 
     fn writable(&self, call: &store::Call) -> Result<Writable, StoreError> {
-        with(call, |call| self.0.writable(call))
+        with(&self.cache, call, |call| self.store.writable(call))
     }
 }
 

@@ -565,42 +565,45 @@ mod tests {
 
     fn call(context: Context, targets: &[(&str, TargetKind, Value)]) -> Call {
         let unset = |name: &str| (name.to_owned(), std::ffi::OsString::new());
-        Call::new(&store::Call {
-            backend: "openbao".to_owned(),
-            artifact: Some("api".to_owned()),
-            targets: {
-                let all: Vec<CallTarget> = targets
-                    .iter()
-                    .map(|(name, kind, config)| CallTarget {
-                        name: name.to_string(),
-                        kind: *kind,
-                        config: config.clone(),
-                    })
-                    .collect();
-                if context == Context::Shared {
-                    Targets::Shared(all)
-                } else {
-                    Targets::One(all.into_iter().next().unwrap())
-                }
+        Call::new(
+            &store::Call {
+                backend: "openbao".to_owned(),
+                artifact: Some("api".to_owned()),
+                targets: {
+                    let all: Vec<CallTarget> = targets
+                        .iter()
+                        .map(|(name, kind, config)| CallTarget {
+                            name: name.to_string(),
+                            kind: *kind,
+                            config: config.clone(),
+                        })
+                        .collect();
+                    if context == Context::Shared {
+                        Targets::Shared(all)
+                    } else {
+                        Targets::One(all.into_iter().next().unwrap())
+                    }
+                },
+                files: vec![CallFile {
+                    name: "token".to_owned(),
+                    secret: true,
+                }],
+                root: PathBuf::from("/project"),
+                identities: KeySources::new(
+                    [
+                        "BAO_ADDR",
+                        "VAULT_ADDR",
+                        "BAO_NAMESPACE",
+                        "VAULT_NAMESPACE",
+                        "BAO_CACERT",
+                        "VAULT_CACERT",
+                    ]
+                    .map(unset)
+                    .to_vec(),
+                ),
             },
-            files: vec![CallFile {
-                name: "token".to_owned(),
-                secret: true,
-            }],
-            root: PathBuf::from("/project"),
-            identities: KeySources::new(
-                [
-                    "BAO_ADDR",
-                    "VAULT_ADDR",
-                    "BAO_NAMESPACE",
-                    "VAULT_NAMESPACE",
-                    "BAO_CACERT",
-                    "VAULT_CACERT",
-                ]
-                .map(unset)
-                .to_vec(),
-            ),
-        })
+            &Default::default(),
+        )
         .unwrap()
     }
 

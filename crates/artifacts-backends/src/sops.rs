@@ -21,11 +21,14 @@
 //! Adding to an existing file needs an identity among its recipients.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
 use artifacts_crypto::sops::path::Step;
-use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
+use artifacts_crypto::sops::{
+    DataKey, Decrypted, EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value,
+};
 use artifacts_os::fs::Dir;
 
 use artifacts_engine::store::{Checked, Writable};
@@ -120,25 +123,63 @@ fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), Error> {
     Ok((dir, name, path))
 }
 
-/// Reads and parses the target's file; `None` when it does not exist.
-fn read_file(call: &Call) -> Result<Option<(Dir, String, EncryptedFile)>, Error> {
+/// Holds the run's lock on the target's file while `f` reads and rewrites it.
+pub fn writing<T>(call: &Call, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let (relative, name) = file_path(call)?;
+    let writer = call.cache.writer(call.root.join(relative).join(name));
+    let _turn = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f()
+}
+
+/// Reads and parses the target's file (parsed once per run while its
+/// bytes stay the same); `None` when it does not exist.
+fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
+    // Taken before reading: a write in between changes it, and the next call reads again.
+    let stamp = dir.file_stamp(&name).map_err(Error::io("read", &path))?;
+    if let Some(stamp) = stamp
+        && let Some(file) = call.cache.sops_file_unchanged(&path, stamp)
+    {
+        return Ok(Some((dir, name, file)));
+    }
     let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
         return Ok(None);
     };
-    let file = EncryptedFile::parse(&bytes, Format::Yaml, &Origin::File(path))?;
+    // Not a regular file: `read` refused it above.
+    let stamp = stamp.unwrap_or_default();
+    let file = call.cache.sops_file(&path, stamp, bytes, |bytes| {
+        EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.clone()))
+    })?;
     Ok(Some((dir, name, file)))
 }
 
+/// The file's data key, unwrapped with our identities once per run.
+fn data_key(call: &Call, file: &EncryptedFile) -> Result<DataKey, Error> {
+    call.cache.data_key(&call.key_vars(), file, || {
+        Ok(file.data_key(&call.identities()?)?)
+    })
+}
+
+/// Decrypts the file with its data key (see [`data_key`]); the MAC is checked every time.
+fn decrypt(call: &Call, file: &EncryptedFile) -> Result<Decrypted, Error> {
+    Ok(file.decrypt_with_key(data_key(call, file)?)?)
+}
+
 /// Replaces the target's file atomically, keeping its mode (0600 for a new
-/// one), after removing temporary files a killed run left beside it.
-fn write_file(dir: &Dir, name: &str, data: &[u8]) -> Result<(), Error> {
+/// one), after removing temporary files a killed run left beside it (once
+/// per directory and run: later, a temporary file there is another
+/// thread's, writing another target's file).
+fn write_file(call: &Call, dir: &Dir, name: &str, data: &[u8]) -> Result<(), Error> {
     let path = dir.path().join(name);
-    dir.remove_leftovers(|_| false).map_err(Error::io(
-        "remove leftovers of an interrupted run in",
-        dir.path(),
-    ))?;
+    call.cache.sweep_once(dir.path(), || {
+        dir.remove_leftovers(|_| false).map_err(Error::io(
+            "remove leftovers of an interrupted run in",
+            dir.path(),
+        ))
+    })?;
     let mode = dir
         .file_mode(name)
         .map_err(Error::io("read", &path))?
@@ -256,9 +297,8 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
     }
     let (dir, name, encrypted) = match read_file(first)? {
         Some((dir, name, file)) => {
-            let identities = first.identities()?;
             let rekey = !same_recipients(&file, &recipients);
-            let mut decrypted = file.decrypt(&identities)?;
+            let mut decrypted = decrypt(first, &file)?;
             for (artifact, values) in artifacts {
                 for (file, text) in values {
                     let path = TreePath(vec![
@@ -306,7 +346,7 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
             (dir, name, encrypted)
         }
     };
-    write_file(&dir, &name, &encrypted.to_bytes())
+    write_file(first, &dir, &name, &encrypted.to_bytes())
 }
 
 /// Whether `serialize` can write with the identities at hand, asked before
@@ -317,10 +357,12 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
     let Some((dir, name, file)) = read_file(call)? else {
         return Ok(Writable::Yes);
     };
-    match file.data_key(&call.identities()?) {
+    match data_key(call, &file) {
         Ok(_) => Ok(Writable::Yes),
-        Err(artifacts_crypto::Error::NoIdentities { .. })
-        | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
+        Err(Error::Crypto(
+            artifacts_crypto::Error::NoIdentities { .. }
+            | artifacts_crypto::Error::NoMatchingIdentity { .. },
+        )) => {
             let path = dir.path().join(name);
             let shown = path.strip_prefix(&call.root).unwrap_or(&path);
             let recipients: Vec<String> = file
@@ -337,7 +379,7 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
                 ),
             })
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
@@ -351,7 +393,7 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
         )));
     };
     let path = file.origin().to_string();
-    let decrypted = file.decrypt(&call.identities()?)?;
+    let decrypted = decrypt(call, &file)?;
     let root = decrypted.document().branches.first();
     for name in call.secret_files() {
         let value = root
@@ -425,7 +467,7 @@ pub fn remove(call: &Call) -> Result<(), Error> {
         dir.remove(&name).map_err(Error::io("remove", &path))?;
         return Ok(());
     }
-    let mut decrypted = file.decrypt(&call.identities()?)?;
+    let mut decrypted = decrypt(call, &file)?;
     decrypted.unset(&TreePath(vec![Step::Key(call.artifact.clone())]))?;
     let empty = decrypted
         .document()
@@ -435,7 +477,7 @@ pub fn remove(call: &Call) -> Result<(), Error> {
     if empty {
         dir.remove(&name).map_err(Error::io("remove", &path))?;
     } else {
-        write_file(&dir, &name, &decrypted.encrypt()?.to_bytes())?;
+        write_file(call, &dir, &name, &decrypted.encrypt()?.to_bytes())?;
     }
     Ok(())
 }

@@ -263,3 +263,76 @@ fn registry_entries_carry_their_implementation() {
     assert!(get("dummy").capabilities().passthrough);
     assert!(crate::get("dummy").is_none());
 }
+
+/// One backend instance is one run: identities are read once and a SOPS
+/// file's data key unwrapped once (the key file can go after the first
+/// read), yet a file changed meanwhile (by another run) is read afresh.
+#[test]
+fn a_backend_reads_identities_and_sops_keys_once_per_run_and_sees_changes() {
+    for name in ["agenix", "sops-nix"] {
+        let p = Project::new();
+        let store = backend(name);
+        let recipient = p.key.recipient();
+        let api = p.call(name, &recipient, Some(&p.key_file));
+        let mut db = api.clone();
+        db.artifact = Some("db".to_owned());
+        store
+            .serialize(&api, &p.out("out-api", "api-secret"))
+            .unwrap();
+        store.serialize(&db, &p.out("out-db", "db-secret")).unwrap();
+        let back = |dir: &str, call: &Call| {
+            let back = p.dir.path().join(dir);
+            std::fs::create_dir(&back).unwrap();
+            store.deserialize(call, &back).unwrap();
+            std::fs::read_to_string(back.join("token")).unwrap()
+        };
+        assert_eq!(back("back-api", &api), "api-secret", "{name}");
+        std::fs::remove_file(&p.key_file).unwrap();
+        // Without the cache: "failed to read" the identity file.
+        assert_eq!(back("back-db", &db), "db-secret", "{name}");
+        assert_eq!(store.writable(&db).unwrap(), Writable::Yes, "{name}");
+        // Another identity set is not taken for the one read before.
+        let stranger = Project::new();
+        let other = p.call(name, &recipient, Some(&stranger.key_file));
+        if name == "sops-nix" {
+            assert!(
+                matches!(store.writable(&other).unwrap(), Writable::No { .. }),
+                "{name}"
+            );
+        }
+        // Another run (a fresh instance) removes `api`: this one sees it.
+        std::fs::write(&p.key_file, p.key.identity_file().as_bytes()).unwrap();
+        backend(name).remove(&api).unwrap();
+        assert_eq!(store.check(&api).unwrap(), Checked::Missing, "{name}");
+        assert_eq!(store.check(&db).unwrap(), Checked::Stored, "{name}");
+    }
+}
+
+/// `rekey` writes units side by side: writes of one SOPS file from several
+/// threads take turns, so none loses another's values.
+#[test]
+fn sops_writes_of_one_file_from_several_threads_keep_every_artifact() {
+    let p = Project::new();
+    let store = backend("sops-nix");
+    let recipient = p.key.recipient();
+    let names: Vec<String> = (0..16).map(|n| format!("a{n}")).collect();
+    let out = p.out("out", "s3cret");
+    std::thread::scope(|scope| {
+        for chunk in names.chunks(4) {
+            let (store, p, out, recipient) = (&store, &p, &out, &recipient);
+            scope.spawn(move || {
+                for name in chunk {
+                    let mut call = p.call("sops-nix", recipient, Some(&p.key_file));
+                    call.artifact = Some(name.clone());
+                    store.serialize(&call, out).unwrap();
+                }
+            });
+        }
+    });
+    let mut listing = p.call("sops-nix", &recipient, Some(&p.key_file));
+    listing.artifact = None;
+    listing.files.clear();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(store.list(&listing).unwrap(), expected);
+}

@@ -69,6 +69,15 @@ where
     artifacts_os::process::harden_current_process();
     exit::install_broken_pipe_hook();
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    // A wrapper script's call, once per (target, artifact): answered before
+    // the command tree, logging and the signal thread are built, which cost
+    // more than the answer.
+    if let [_, hidden, backend, script] = argv.as_slice()
+        && hidden == "__backend"
+        && let (Some(backend), Some(script)) = (backend.to_str(), script.to_str())
+    {
+        return commands::backend::run(backend, script);
+    }
     if shell::complete(&argv) {
         return exit::SUCCESS;
     }

@@ -421,6 +421,33 @@ pub(crate) enum Storage<'b> {
     Scripts(&'b Backend, &'b Scripts),
 }
 
+/// `f` of `0..count`, on up to `jobs` threads; the results in order.
+fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let workers = jobs.clamp(1, count.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let at = next.fetch_add(1, Ordering::Relaxed);
+                    if at >= count {
+                        break;
+                    }
+                    let result = f(at);
+                    results.lock().expect("no panics while holding")[at] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("no panics while holding")
+        .into_iter()
+        .map(|r| r.expect("every slot filled"))
+        .collect()
+}
+
 impl<'a> Engine<'a> {
     /// An engine using `registry`.
     pub fn new(registry: &'a BackendRegistry, settings: Settings) -> Self {
@@ -431,6 +458,7 @@ impl<'a> Engine<'a> {
             self_exe: settings.self_exe.clone(),
             extra_env: settings.extra_env.clone(),
             prompt_variables: script::prompt_variables(),
+            scratch: script::RunScratch::default(),
         };
         Engine {
             registry,
@@ -493,13 +521,26 @@ impl<'a> Engine<'a> {
     /// Checks one unit: asks its declared backend, and when that stores
     /// nothing, every other backend that could (see [`Engine::stored_elsewhere`]).
     pub fn status(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Status {
+        self.status_with(plan, index, lock, None)
+    }
+
+    /// [`Engine::status`], with the backend's answer when `check-all` gave it already.
+    fn status_with(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        lock: &Lock,
+        answered: Option<Result<CheckOutcome, String>>,
+    ) -> Status {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
             Err(error) => return Status::error(error_chain(&error)),
         };
-        let outcome = script::check(unit, backend, scripts, &self.script_env);
+        let outcome = answered.unwrap_or_else(|| {
+            script::check(unit, backend, scripts, &self.script_env).map_err(|e| error_chain(&e))
+        });
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
@@ -586,7 +627,7 @@ impl<'a> Engine<'a> {
                     Comparison::Current { .. } => Status::Ok,
                 }
             }
-            Err(error) => Status::error(error_chain(&error)),
+            Err(reason) => Status::error(reason),
         }
     }
 
@@ -662,29 +703,51 @@ impl<'a> Engine<'a> {
         lock: &Lock,
         jobs: usize,
     ) -> Vec<Status> {
-        let results: Mutex<Vec<Option<Status>>> = Mutex::new(vec![None; selected.len()]);
-        let next = AtomicUsize::new(0);
-        let workers = jobs.clamp(1, selected.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    loop {
-                        let slot = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&index) = selected.get(slot) else {
-                            break;
-                        };
-                        let status = self.status(plan, index, lock);
-                        results.lock().expect("no panics while holding")[slot] = Some(status);
-                    }
+        // Every script of this batch prepares its inputs in one scratch directory.
+        let _scratch = self.script_env.scratch.hold();
+        // Backends with `check-all` answer for all of a target's units in one run.
+        let mut batches: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for (slot, &index) in selected.iter().enumerate() {
+            let unit = &plan[index];
+            if let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit)
+                && scripts.check_all.is_some()
+                && unit.targets.one().is_some()
+            {
+                batches
+                    .entry((backend.name.clone(), unit.scope()))
+                    .or_default()
+                    .push(slot);
+            }
+        }
+        let batches: Vec<Vec<usize>> = batches.into_values().collect();
+        let mut answered: Vec<Option<Result<CheckOutcome, String>>> =
+            (0..selected.len()).map(|_| None).collect();
+        let batch_answers = parallel(batches.len(), jobs, |at| {
+            let units: Vec<&Unit<'_>> = batches[at].iter().map(|&s| &plan[selected[s]]).collect();
+            let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
+                unreachable!("batched units have scripts")
+            };
+            let script = scripts.check_all.as_ref().expect("batched for check-all");
+            script::check_all(&units, backend, script, &self.script_env)
+                .map_err(|error| error_chain(&error))
+        });
+        for (slots, answer) in batches.iter().zip(batch_answers) {
+            for (at, &slot) in slots.iter().enumerate() {
+                answered[slot] = Some(match &answer {
+                    Ok(outcomes) => Ok(outcomes[at].clone()),
+                    Err(reason) => Err(reason.clone()),
                 });
             }
-        });
-        results
-            .into_inner()
-            .expect("no panics while holding")
-            .into_iter()
-            .map(|s| s.expect("every slot filled"))
-            .collect()
+        }
+        let answered: Vec<Mutex<Option<Result<CheckOutcome, String>>>> =
+            answered.into_iter().map(Mutex::new).collect();
+        parallel(selected.len(), jobs, |slot| {
+            let answer = answered[slot]
+                .lock()
+                .expect("no panics while holding")
+                .take();
+            self.status_with(plan, selected[slot], lock, answer)
+        })
     }
 
     /// Where a unit's public file `name` is kept in the public store (it may not be stored yet).
@@ -1383,6 +1446,72 @@ impl<'a> Engine<'a> {
         )))?;
         generator::validate_output(unit, out)?;
         Ok(())
+    }
+
+    /// [`Engine::rekey`] for each of `units` whose recipients changed (looked
+    /// at again right before, since units sharing a store file may have been
+    /// re-encrypted with an earlier one): `Ok(true)` re-encrypted, `Ok(false)`
+    /// nothing to do, in the order given. Units of in-process backends run
+    /// on up to `jobs` threads, one target per thread at a time; those of
+    /// script backends, whose stores we cannot see into, one after another.
+    pub fn rekey_units(
+        &self,
+        plan: &Plan<'_>,
+        units: &[UnitId],
+        lock: &Lock,
+        jobs: usize,
+    ) -> Vec<Result<bool, EngineError>> {
+        let one = |index: UnitId| {
+            if self.status(plan, index, lock) != Status::RecipientsChanged {
+                return Ok(false);
+            }
+            self.rekey(plan, index).map(|()| true)
+        };
+        let in_process = |index: UnitId| {
+            matches!(
+                self.storage(&plan[index]),
+                Ok(Storage::Scripts(backend, _)) if backend.in_process.is_some()
+            )
+        };
+        // The shipped stores keep a target's artifacts in one file (sops) or
+        // each in its own directory (agenix), and a shared artifact apart:
+        // a target's units go one after another (rekeying one re-encrypts
+        // the file the others are in), different targets side by side.
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        let mut sequential = Vec::new();
+        for (at, &index) in units.iter().enumerate() {
+            if !in_process(index) {
+                sequential.push(at);
+                continue;
+            }
+            let unit = &plan[index];
+            let key = match unit.targets.one() {
+                Some(_) => unit.scope(),
+                None => format!("shared {}", unit.name()),
+            };
+            groups.entry(key).or_default().push(at);
+        }
+        let groups: Vec<Vec<usize>> = groups.into_values().collect();
+        let mut results: Vec<Option<Result<bool, EngineError>>> =
+            (0..units.len()).map(|_| None).collect();
+        let done = parallel(groups.len(), jobs, |group| {
+            groups[group]
+                .iter()
+                .map(|&at| one(units[at]))
+                .collect::<Vec<_>>()
+        });
+        for (group, group_results) in groups.iter().zip(done) {
+            for (&at, result) in group.iter().zip(group_results) {
+                results[at] = Some(result);
+            }
+        }
+        for at in sequential {
+            results[at] = Some(one(units[at]));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every unit done"))
+            .collect()
     }
 
     /// Re-encrypts a stored unit to its backend's current recipients without

@@ -14,6 +14,17 @@
 //! already defines. The flake is addressed as `path:DIR`, so a flake inside a
 //! git repository sees untracked files too. Generators that are derivations
 //! are realised with one `nix build --no-link` before any of them runs.
+//!
+//! Evaluation takes seconds; its output is kept in the project's state
+//! directory (`.artifacts/flake-eval.json` beside `flake.nix`: a `0700`
+//! directory with a `.gitignore`, a `0600` file) under a key made of the
+//! flake's source tree (every file, link and executable bit, `flake.lock`
+//! and so the locked inputs included; `.git` and the state directory
+//! excepted), the expression and this version of artifacts. A run whose key
+//! matches skips `nix eval`; any change makes a new evaluation. The
+//! declarations are validated on every run, cached or not. The tree is
+//! hashed before and after an evaluation, and its output kept only if
+//! nothing changed in between (nix may write `flake.lock` itself).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +44,7 @@ let
     (builtins.attrNames set);
   generatorOf = g: if g == null then null else if builtins.isAttrs g && g ? outPath then g.outPath else "${g}";
   drvsOf = g: if builtins.isAttrs g && g ? drvPath then [ g.drvPath ] else [ ];
+  outsOf = g: if builtins.isAttrs g && g ? drvPath then [ g.outPath ] else [ ];
   pick = names: attrs: builtins.listToAttrs (builtins.concatMap
     (n: if attrs ? ${n} then [ { name = n; value = attrs.${n}; } ] else [ ]) names);
   artifact = name: a: {
@@ -53,16 +65,19 @@ let
     config = c.config or { };
     default = { backend = c.default.backend or null; };
   };
-  generators = set: names: builtins.concatMap
-    (n: builtins.concatMap (a: drvsOf (a.generator or null))
+  generatorsBy = of: set: names: builtins.concatMap
+    (n: builtins.concatMap (a: of (a.generator or null))
       (builtins.attrValues (set.${n}.config.artifacts.store or { })))
     names;
+  generators = generatorsBy drvsOf;
+  outputs = generatorsBy outsOf;
   nixos = flake.nixosConfigurations or { };
   home = flake.homeConfigurations or { };
 in {
   nixos = map (target "machine" "machineName" nixos) (withArtifacts nixos);
   home = map (target "user" "userName" home) (withArtifacts home);
   derivations = generators nixos (withArtifacts nixos) ++ generators home (withArtifacts home);
+  built = outputs nixos (withArtifacts nixos) ++ outputs home (withArtifacts home);
 }
 "#;
 
@@ -154,12 +169,148 @@ fn nix(dir: &Path, timeout: Option<Duration>) -> Result<ProcessBuilder, FlakeErr
     Ok(builder)
 }
 
-/// Evaluates the flake in `dir` (absolute) and loads its declarations.
+/// The project's state directory, relative to the flake.
+const STATE_DIR: &str = ".artifacts";
+/// The cached evaluation in it.
+const CACHE_FILE: &str = "flake-eval.json";
+
+/// The cache key of the flake in `dir` as it is now (see the module doc);
+/// `None` when the tree cannot be read completely (then nothing is cached).
+fn cache_key(dir: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hash.update([0]);
+    hash.update(EXPRESSION.as_bytes());
+    hash.update([0]);
+    hash.update(dir.as_os_str().as_encoded_bytes());
+    hash_tree(dir, Path::new(""), &mut hash).ok()?;
+    Some(hex::encode(hash.finalize()))
+}
+
+/// Feeds every entry under `dir/relative` into `hash`, sorted, links not followed.
+fn hash_tree(dir: &Path, relative: &Path, hash: &mut sha2::Sha256) -> std::io::Result<()> {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<_> = std::fs::read_dir(dir.join(relative))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for name in entries {
+        // nix reads neither; the state directory changes with every evaluation kept.
+        if relative.as_os_str().is_empty() && (name == STATE_DIR || name == ".git") {
+            continue;
+        }
+        let path = relative.join(&name);
+        let full = dir.join(&path);
+        let meta = std::fs::symlink_metadata(&full)?;
+        hash.update(path.as_os_str().as_encoded_bytes());
+        hash.update([0]);
+        if meta.is_dir() {
+            hash.update(b"d\0");
+            hash_tree(dir, &path, hash)?;
+        } else if meta.file_type().is_symlink() {
+            hash.update(b"l\0");
+            hash.update(std::fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+        } else {
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            hash.update(if executable { b"x\0" } else { b"f\0" });
+            hash.update(meta.len().to_le_bytes());
+            hash.update(std::fs::read(&full)?);
+        }
+        hash.update([0]);
+    }
+    Ok(())
+}
+
+/// The cached output of `nix eval` for `key`, if there is one.
+fn cached(dir: &Path, key: &str) -> Option<serde_json::Value> {
+    let state = artifacts_os::fs::Dir::open_root(dir)
+        .ok()?
+        .open(STATE_DIR)
+        .ok()??;
+    let bytes = state.read(CACHE_FILE).ok()??;
+    let mut document: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if document.get("key")?.as_str()? != key {
+        return None;
+    }
+    let output = document.as_object_mut()?.remove("output")?;
+    alive(&output).then_some(output)
+}
+
+/// Whether every store path a cached evaluation names is still there (a
+/// `nix-collect-garbage` since may have removed them): each derivation, and
+/// each generator that is not one of their outputs (built when generating).
+fn alive(output: &serde_json::Value) -> bool {
+    let strings = |key: &str| -> Vec<&str> {
+        output
+            .get(key)
+            .and_then(|v| v.as_array())
+            .map(|list| list.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default()
+    };
+    let built = strings("built");
+    let exists = |path: &str| Path::new(path).exists();
+    if !strings("derivations").into_iter().all(exists) {
+        return false;
+    }
+    ["nixos", "home"]
+        .iter()
+        .filter_map(|key| output.get(*key).and_then(|t| t.as_array()))
+        .flatten()
+        .filter_map(|target| target.get("artifacts").and_then(|a| a.as_object()))
+        .flat_map(|artifacts| artifacts.values())
+        .filter_map(|artifact| artifact.get("generator").and_then(|g| g.as_str()))
+        .all(|generator| built.contains(&generator) || exists(generator))
+}
+
+/// Keeps `output` for `key`; failing to is only a missed saving.
+fn keep(dir: &Path, key: &str, output: &serde_json::Value) {
+    let write = || -> std::io::Result<()> {
+        let state = artifacts_os::fs::Dir::open_root(dir)?.create_dirs(STATE_DIR, 0o700)?;
+        if state.read(".gitignore")?.is_none() {
+            state.write_atomic(".gitignore", b"*\n", 0o644)?;
+        }
+        let document = serde_json::json!({ "key": key, "output": output });
+        state.write_atomic(
+            CACHE_FILE,
+            &serde_json::to_vec(&document).expect("json"),
+            0o600,
+        )
+    };
+    if let Err(error) = write() {
+        tracing::debug!(
+            "not keeping the flake's evaluation in `{}`: {error}",
+            dir.join(STATE_DIR).display()
+        );
+    }
+}
+
+/// Evaluates the flake in `dir` (absolute) and loads its declarations;
+/// an unchanged flake is not evaluated again (see the module doc).
 pub fn load(
     dir: &Path,
     checks: &artifacts_model::load::Checks<'_>,
     timeout: Option<Duration>,
 ) -> Result<FlakeDeclarations, FlakeError> {
+    let key = cache_key(dir);
+    let value = match key.as_deref().and_then(|key| cached(dir, key)) {
+        Some(value) => value,
+        None => {
+            let value = evaluate(dir, timeout)?;
+            if let Some(key) = key
+                && cache_key(dir).as_deref() == Some(key.as_str())
+            {
+                keep(dir, &key, &value);
+            }
+            value
+        }
+    };
+    declarations(dir, value, checks)
+}
+
+/// Runs `nix eval` over the flake: its JSON output.
+fn evaluate(dir: &Path, timeout: Option<Duration>) -> Result<serde_json::Value, FlakeError> {
     let mut eval = nix(dir, timeout)?;
     eval.args(["eval", "--json", "--impure", "--expr", EXPRESSION])
         .env("ARTIFACTS_FLAKE", format!("path:{}", dir.display()));
@@ -174,19 +325,28 @@ pub fn load(
             stderr: output.stderr,
         });
     }
-    let mut value: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+    serde_json::from_slice(&output.stdout).map_err(|e| {
         FlakeError::Model(ModelError::Parse {
             path: dir.join("flake.nix"),
             message: format!("nix printed something that is not JSON: {e}"),
             line: None,
             column: None,
         })
-    })?;
+    })
+}
+
+/// The declarations in `nix eval`'s output, validated.
+fn declarations(
+    dir: &Path,
+    mut value: serde_json::Value,
+    checks: &artifacts_model::load::Checks<'_>,
+) -> Result<FlakeDeclarations, FlakeError> {
     let derivations: Vec<String> = value
         .as_object_mut()
         .and_then(|top| top.remove("derivations"))
         .and_then(|d| serde_json::from_value(d).ok())
         .unwrap_or_default();
+    value.as_object_mut().and_then(|top| top.remove("built"));
     take_attributes(dir, &mut value)?;
     let model =
         artifacts_model::load::from_value_checked(&dir.join("flake.nix"), dir, &value, checks)?;

@@ -7,6 +7,7 @@
 //! check = "./check"                # check and serialize come as a pair
 //! serialize = "./serialize"
 //! deserialize = "./deserialize"    # addition, optional
+//! check-all = "./check-all"        # addition, optional: one run per target (not in .shared)
 //! ```
 //!
 //! What may be included: a regular file (never a FIFO, device or
@@ -123,6 +124,11 @@ pub struct Scripts {
     /// stderr (optional; without it the store is assumed writable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub writable: Option<Script>,
+    /// Answers for every artifact of one target in one run, as JSON lines
+    /// (optional; without it `check` runs once per artifact). Never in the
+    /// shared section: its artifacts have many targets.
+    #[serde(rename = "check-all", skip_serializing_if = "Option::is_none")]
+    pub check_all: Option<Script>,
 }
 
 /// One section of a backend.
@@ -501,11 +507,12 @@ fn read_backend(
                 "list",
                 "remove",
                 "writable",
+                "check-all",
             ]
             .contains(&entry.as_str())
             {
                 return Err(invalid(format!(
-                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize, list, remove, writable)"
+                    "unknown key `{entry}` in [{name}.{key}] (expected enabled, check, serialize, deserialize, list, remove, writable, check-all)"
                 )));
             }
         }
@@ -535,6 +542,12 @@ fn read_backend(
         let list = script("list")?;
         let remove = script("remove")?;
         let writable = script("writable")?;
+        let check_all = script("check-all")?;
+        if check_all.is_some() && kind == SectionKind::Shared {
+            return Err(invalid(format!(
+                "[{name}.{key}] check-all answers for one target, and shared artifacts have many: declare it in the nixos, home or tanka section"
+            )));
+        }
         if list.is_some() != remove.is_some() {
             return Err(invalid(format!(
                 "[{name}.{key}] list and remove come as a pair (garbage collection needs both)"
@@ -557,11 +570,19 @@ fn read_backend(
                 list,
                 remove,
                 writable,
+                check_all,
             }),
-            (None, None) if deserialize.is_none() && list.is_none() && writable.is_none() => None,
+            (None, None)
+                if deserialize.is_none()
+                    && list.is_none()
+                    && writable.is_none()
+                    && check_all.is_none() =>
+            {
+                None
+            }
             (None, None) => {
                 return Err(invalid(format!(
-                    "[{name}.{key}] has deserialize, list or writable but no check and serialize"
+                    "[{name}.{key}] has deserialize, list, writable or check-all but no check and serialize"
                 )));
             }
             (Some(_), None) => {

@@ -20,7 +20,10 @@
 //! inputs as a typed [`Call`] instead, and its answers and failures are
 //! treated as a script's exit codes and stderr.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use artifacts_model::{Context, TargetKind};
@@ -51,6 +54,73 @@ pub(crate) struct ScriptEnv {
     /// Our `ARTIFACTS_PROMPT_*` variables, removed from every script's environment
     /// (see [`prompt_variables`]; read once, not per script).
     pub prompt_variables: Vec<std::ffi::OsString>,
+    /// Where script runs prepare their inputs (one subdirectory each).
+    pub scratch: RunScratch,
+}
+
+/// One [`Scratch`] directory shared by the script runs of a batch (a
+/// `check` of thousands of pairs), created on first use: the scratch
+/// directory's lock and marker are then taken and written once, not once
+/// per script (see `artifacts_os::scratch`). It lives while a script uses
+/// it or while a [`RunScratch::hold`] guard lives, so nothing of it is left
+/// while, say, a generator runs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunScratch(Arc<Mutex<Shared>>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    current: Weak<Scratch>,
+    /// Kept alive while `holds` is not zero.
+    held: Option<Arc<Scratch>>,
+    holds: usize,
+}
+
+/// Keeps the [`RunScratch`] directory of a batch for its scripts; released on drop.
+pub(crate) struct Hold(RunScratch);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut shared = self.0.lock();
+        shared.holds -= 1;
+        if shared.holds == 0 {
+            shared.held = None;
+        }
+    }
+}
+
+impl RunScratch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps the directory the scripts of a batch share until the guard drops.
+    pub(crate) fn hold(&self) -> Hold {
+        self.lock().holds += 1;
+        Hold(self.clone())
+    }
+
+    /// A fresh `0700` directory for one script run, inside the shared one.
+    fn subdir(&self) -> std::io::Result<(Arc<Scratch>, tempfile::TempDir)> {
+        let run = {
+            let mut shared = self.lock();
+            let run = match shared.current.upgrade() {
+                Some(run) => run,
+                None => {
+                    let run = Arc::new(Scratch::new("script")?);
+                    shared.current = Arc::downgrade(&run);
+                    run
+                }
+            };
+            if shared.holds > 0 {
+                shared.held = Some(run.clone());
+            }
+            run
+        };
+        let dir = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(run.path())?;
+        Ok((run, dir))
+    }
 }
 
 /// The names of our `ARTIFACTS_PROMPT_*` variables.
@@ -76,6 +146,8 @@ pub(crate) enum ScriptKind {
     Remove,
     /// `writable`: in-process backends only, asked before generating.
     Writable,
+    /// `check-all`: every artifact of one target at once.
+    CheckAll,
 }
 
 impl ScriptKind {
@@ -88,6 +160,7 @@ impl ScriptKind {
             ScriptKind::List => "list",
             ScriptKind::Remove => "remove",
             ScriptKind::Writable => "writable",
+            ScriptKind::CheckAll => "check-all",
         }
     }
 }
@@ -128,6 +201,14 @@ pub enum ScriptError {
         /// Its error (redacted), with the suggested fix when there is one.
         message: String,
     },
+    /// `check-all` exited 0 but its answer breaks the contract.
+    #[error("check-all script `{command}` answered wrongly: {reason}")]
+    Answer {
+        /// The command line.
+        command: String,
+        /// What is wrong, by line number (the script's output is not repeated).
+        reason: String,
+    },
     /// The script exited in a way that means failure.
     #[error("{script} script `{command}` failed ({status}){}", stderr_suffix(.stderr))]
     Failed {
@@ -151,7 +232,8 @@ impl ScriptError {
             // In-process backends write all or nothing.
             ScriptError::Missing { .. }
             | ScriptError::Prepare { .. }
-            | ScriptError::InProcess { .. } => false,
+            | ScriptError::InProcess { .. }
+            | ScriptError::Answer { .. } => false,
             ScriptError::Process(error) => !matches!(error, ProcessError::Spawn { .. }),
             // `describe_status` words a normal exit this way.
             ScriptError::Failed { status, .. } => !status.starts_with("exit status"),
@@ -184,7 +266,9 @@ pub(crate) enum CheckOutcome {
 
 /// Scratch space for one script run: `$targets`, `$inputs`, maybe `$config`.
 struct Prepared {
-    scratch: Scratch,
+    /// Removed on drop, before the run's directory it is in.
+    _dir: tempfile::TempDir,
+    _run: Arc<Scratch>,
     targets: PathBuf,
     inputs: PathBuf,
     config: Option<PathBuf>,
@@ -233,9 +317,9 @@ fn config_of(backend: &Backend, target: &artifacts_model::Target) -> serde_json:
         .unwrap_or_else(|| json!({}))
 }
 
-fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
-    let scratch = Scratch::new("script")?;
-    let targets = scratch.path().join("targets.json");
+fn prepare(scope: &Scope<'_>, backend: &Backend, env: &ScriptEnv) -> std::io::Result<Prepared> {
+    let (run, dir) = env.scratch.subdir()?;
+    let targets = dir.path().join("targets.json");
     let config_of = |target: &artifacts_model::Target| config_of(backend, target);
     let document = json!({
         "context": scope.context().as_str(),
@@ -249,7 +333,8 @@ fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
         &targets,
         &serde_json::to_vec_pretty(&document).expect("json"),
     )?;
-    let inputs = scratch.subdir("inputs")?;
+    let inputs = dir.path().join("inputs");
+    std::fs::DirBuilder::new().mode(0o700).create(&inputs)?;
     for (name, file) in scope.files.into_iter().flatten() {
         let spec = serde_json::to_vec_pretty(file).expect("json");
         write_private(&inputs.join(name), &spec)?;
@@ -257,7 +342,7 @@ fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
     let config = match scope.single_target() {
         None => None,
         Some(target) => {
-            let path = scratch.path().join("config.json");
+            let path = dir.path().join("config.json");
             write_private(
                 &path,
                 &serde_json::to_vec_pretty(&config_of(target)).expect("json"),
@@ -266,7 +351,8 @@ fn prepare(scope: &Scope<'_>, backend: &Backend) -> std::io::Result<Prepared> {
         }
     };
     Ok(Prepared {
-        scratch,
+        _dir: dir,
+        _run: run,
         targets,
         inputs,
         config,
@@ -348,8 +434,8 @@ fn script_of<'s>(
             script: "deserialize",
             context: unit.context(),
         }),
-        ScriptKind::List | ScriptKind::Remove | ScriptKind::Writable => {
-            unreachable!("list, remove and writable run through their own functions")
+        ScriptKind::List | ScriptKind::Remove | ScriptKind::Writable | ScriptKind::CheckAll => {
+            unreachable!("list, remove, writable and check-all run through their own functions")
         }
     }
 }
@@ -362,18 +448,38 @@ fn run(
     env: &ScriptEnv,
     out: Option<&Path>,
 ) -> Result<Output, ScriptError> {
-    let prepared = prepare(scope, backend).map_err(|source| ScriptError::Prepare {
+    run_with(scope, backend, script, kind, env, out, None)
+}
+
+/// [`run`], with `$artifacts` (check-all's list of artifacts) when given.
+fn run_with(
+    scope: &Scope<'_>,
+    backend: &Backend,
+    script: &Script,
+    kind: ScriptKind,
+    env: &ScriptEnv,
+    out: Option<&Path>,
+    artifacts: Option<&serde_json::Value>,
+) -> Result<Output, ScriptError> {
+    let failed = |source| ScriptError::Prepare {
         script: kind.as_str(),
         source,
-    })?;
+    };
+    let prepared = prepare(scope, backend, env).map_err(failed)?;
     let mut builder = command(scope, script, env, &prepared, out);
-    // Only `list` has something to say on stdout (upstream's check prints EXISTS
-    // there, which nobody reads); otherwise only stderr is shown.
-    if kind != ScriptKind::List {
+    if let Some(artifacts) = artifacts {
+        let path = prepared._dir.path().join("artifacts.json");
+        write_private(&path, &serde_json::to_vec_pretty(artifacts).expect("json"))
+            .map_err(failed)?;
+        builder.env("artifacts", path);
+    }
+    // Only `list` and `check-all` have something to say on stdout (upstream's
+    // check prints EXISTS there, which nobody reads); otherwise only stderr is shown.
+    if kind != ScriptKind::List && kind != ScriptKind::CheckAll {
         builder.stdout(artifacts_os::process::Stdout::Discard);
     }
     let output = builder.run().map_err(ProcessError::redacted);
-    drop(prepared.scratch);
+    drop(prepared);
     // Its stderr, or a later script's, may print what `deserialize` wrote.
     if let Some(out) = out {
         register_secrets(scope, out);
@@ -438,6 +544,130 @@ pub(crate) fn check(
             stderr: output.stderr,
         }),
     }
+}
+
+/// Runs `check-all` once for `units`, every one of the same target and
+/// backend: one answer per unit, in their order. The answer is one JSON
+/// object a line, `{"artifact": NAME, "status": "stored" | "missing" |
+/// "recipients-changed"}`, exactly one for each artifact asked about (listed
+/// in `$artifacts`), and exit 0; anything else is an error for all of them,
+/// never taken for "missing".
+pub(crate) fn check_all(
+    units: &[&Unit<'_>],
+    backend: &Backend,
+    script: &Script,
+    env: &ScriptEnv,
+) -> Result<Vec<CheckOutcome>, ScriptError> {
+    let Some(first) = units.first() else {
+        return Ok(Vec::new());
+    };
+    let mut asked = serde_json::Map::new();
+    for unit in units {
+        asked.insert(
+            unit.name().to_owned(),
+            json!({ "files": &unit.artifact.files }),
+        );
+    }
+    let scope = Scope {
+        artifact: None,
+        targets: &first.targets,
+        files: None,
+    };
+    let document = json!({ "artifacts": asked });
+    let output = run_with(
+        &scope,
+        backend,
+        script,
+        ScriptKind::CheckAll,
+        env,
+        None,
+        Some(&document),
+    )?;
+    let output = succeeded(output, ScriptKind::CheckAll, script)?;
+    let names: Vec<&str> = units.iter().map(|unit| unit.name()).collect();
+    parse_check_all(&output.stdout, &names).map_err(|reason| ScriptError::Answer {
+        command: script.to_string(),
+        reason,
+    })
+}
+
+/// One line of `check-all`'s answer.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckAllLine {
+    artifact: String,
+    status: String,
+}
+
+/// Reads `check-all`'s answer for the artifacts `asked` (see [`check_all`]).
+/// Reasons name the line and the artifact, never repeat what else the
+/// script printed.
+fn parse_check_all(stdout: &[u8], asked: &[&str]) -> Result<Vec<CheckOutcome>, String> {
+    let text = std::str::from_utf8(stdout).map_err(|_| "its output is not UTF-8".to_owned())?;
+    let position: BTreeMap<&str, usize> = asked
+        .iter()
+        .enumerate()
+        .map(|(at, name)| (*name, at))
+        .collect();
+    let mut answers: Vec<Option<CheckOutcome>> = vec![None; asked.len()];
+    for (number, line) in text.lines().enumerate() {
+        let number = number + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line: CheckAllLine = serde_json::from_str(line).map_err(|error| {
+            let why = if error.is_data() {
+                "needs exactly the string fields `artifact` and `status`"
+            } else {
+                "is not a JSON object"
+            };
+            format!("line {number} {why}")
+        })?;
+        let Some(&at) = position.get(line.artifact.as_str()) else {
+            return Err(format!(
+                "line {number} answers for an artifact that was not asked about (see $artifacts)"
+            ));
+        };
+        let outcome = match line.status.as_str() {
+            "stored" => CheckOutcome::Stored,
+            "missing" => CheckOutcome::NeedsGeneration,
+            "recipients-changed" => CheckOutcome::RecipientsChanged,
+            _ => {
+                return Err(format!(
+                    "line {number}: the status of `{}` is not one of stored, missing, recipients-changed",
+                    line.artifact
+                ));
+            }
+        };
+        if answers[at].replace(outcome).is_some() {
+            return Err(format!(
+                "line {number} answers for `{}` a second time",
+                line.artifact
+            ));
+        }
+    }
+    let unanswered: Vec<String> = asked
+        .iter()
+        .zip(&answers)
+        .filter(|(_, answer)| answer.is_none())
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    if !unanswered.is_empty() {
+        let shown = unanswered.len().min(5);
+        let more = if unanswered.len() > shown {
+            format!(" and {} more", unanswered.len() - shown)
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "no answer for {}{more}",
+            unanswered[..shown].join(", ")
+        ));
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("all answered"))
+        .collect())
 }
 
 /// Runs `serialize` with `$out` holding the generated files, or `deserialize`
@@ -753,6 +983,7 @@ mod tests {
             list: None,
             remove: None,
             writable: Some(script("writable")),
+            check_all: None,
         };
         let backend = Backend {
             name: "rec".into(),
@@ -782,6 +1013,7 @@ mod tests {
             self_exe: Some(root.join("no-such-artifacts")),
             extra_env: vec![("ARTIFACTS_IDENTITY".into(), "/keys/k.txt".into())],
             prompt_variables: Vec::new(),
+            scratch: RunScratch::default(),
         }
     }
 

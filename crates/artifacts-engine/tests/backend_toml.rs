@@ -70,7 +70,14 @@ fn scripts_come_as_a_pair_and_must_be_executable_files() {
     );
     assert_eq!(
         error("[b.nixos]\ndeserialize = \"./deserialize\"\n"),
-        "backend config `/p/backend.toml`: [b.nixos] has deserialize, list or writable but no check and serialize"
+        "backend config `/p/backend.toml`: [b.nixos] has deserialize, list, writable or check-all but no check and serialize"
+    );
+    // check-all answers for one target: not for shared artifacts.
+    assert_eq!(
+        error(
+            "[b.shared]\ncheck = \"./check\"\nserialize = \"./serialize\"\ncheck-all = \"./check\"\n"
+        ),
+        "backend config `/p/backend.toml`: [b.shared] check-all answers for one target, and shared artifacts have many: declare it in the nixos, home or tanka section"
     );
     let (dir, path) = project("[b.nixos]\ncheck = \"./plain.txt\"\nserialize = \"./missing\"\n");
     match BackendRegistry::load(&path).unwrap_err() {

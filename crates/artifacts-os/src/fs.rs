@@ -440,6 +440,31 @@ impl Dir {
         }
     }
 
+    /// What identifies the current content of the regular file `name`
+    /// (device, inode, size, modification and change times in nanoseconds):
+    /// any write or replacement changes it. `None` when it is not a regular file.
+    // The stat fields' types differ between platforms: some casts are no-ops here.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn file_stamp(&self, name: impl AsRef<OsStr>) -> std::io::Result<Option<[u64; 7]>> {
+        let name = name.as_ref();
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                Ok(Some([
+                    stat.st_dev,
+                    stat.st_ino,
+                    stat.st_size as u64,
+                    stat.st_mtime as u64,
+                    stat.st_mtime_nsec as u64,
+                    stat.st_ctime as u64,
+                    stat.st_ctime_nsec as u64,
+                ]))
+            }
+            Ok(_) => Ok(None),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(at(&self.path.join(name))(e)),
+        }
+    }
+
     /// Creates a fresh subdirectory named `name` (`mode`), failing if it exists.
     pub fn create_dir(&self, name: impl AsRef<OsStr>, mode: u32) -> std::io::Result<Dir> {
         let name = name.as_ref();

@@ -7,10 +7,12 @@
 //! tree (a script's own children included) and Ctrl-C reaches children only
 //! through us. stdin is `/dev/null`; stdout and stderr are read on their own
 //! threads so neither pipe can fill up and stall the child. No other
-//! descriptor of ours reaches a child: everything from 3 up is closed
-//! between fork and exec (`artifacts generate 7<key` must not hand the key
-//! to a generator), except one descriptor a builder passes on purpose
-//! (bwrap's seccomp program).
+//! descriptor of ours reaches a child: everything from 3 up is
+//! close-on-exec (`artifacts generate 7<key` must not hand the key to a
+//! generator), except one descriptor a builder passes on purpose (bwrap's
+//! seccomp program). Children that need nothing set between fork and exec
+//! (backend scripts) are started with `posix_spawn`; the others are forked
+//! with a hook that sets what they need.
 //!
 //! [`harden_current_process`] is for the binary's start: no core dumps, no
 //! ptrace or `/proc/<pid>/mem` reads by other processes of the same user,
@@ -283,11 +285,19 @@ impl ProcessBuilder {
         let pass = self.pass_fd.as_ref().map(|fd| fd.as_raw_fd());
         let no_new_privs = self.no_new_privs;
         let parent_death = self.parent_death;
-        // SAFETY: between fork and exec the closure only makes raw system
-        // calls (fcntl, close_range, getrlimit, prctl), which are
-        // async-signal-safe; it allocates nothing and takes no locks.
-        unsafe {
-            command.pre_exec(move || prepare_child(pass, no_new_privs, parent_death));
+        // A child that needs nothing done between fork and exec is started
+        // without a `pre_exec` hook, so std can use `posix_spawn` (a vfork,
+        // no copy of our page tables): backend scripts run thousands of
+        // times per `check`, and a fork of a large process costs far more
+        // than the script.
+        let plain = pass.is_none() && !no_new_privs && !parent_death;
+        if !plain {
+            // SAFETY: between fork and exec the closure only makes raw system
+            // calls (fcntl, close_range, getrlimit, prctl), which are
+            // async-signal-safe; it allocates nothing and takes no locks.
+            unsafe {
+                command.pre_exec(move || prepare_child(pass, no_new_privs, parent_death));
+            }
         }
         // Spawning under the lock: a signal handler's `terminate_all` sees
         // this child, or this sees that it ran and starts nothing.
@@ -297,6 +307,17 @@ impl ProcessBuilder {
                 command: self.to_string(),
                 source: std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted"),
             });
+        }
+        if plain {
+            // Without the hook the child keeps every descriptor of ours that
+            // is not close-on-exec. std opens all of its own close-on-exec and
+            // `harden_current_process` marked the inherited ones; this one
+            // system call, here in the parent, also catches a descriptor a
+            // library opened without the flag. Every spawn holds `RUNNING`,
+            // so no other child of ours starts in between; the descriptor a
+            // builder passes on purpose is close-on-exec here and opened
+            // only in its own child (`prepare_child`).
+            cloexec_from(3);
         }
         let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             command: self.to_string(),
@@ -715,6 +736,26 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
+    }
+
+    #[test]
+    fn children_started_without_a_hook_get_no_descriptor_beyond_stdio() {
+        use nix::libc;
+        let inherited = std::fs::File::open("/dev/null").unwrap();
+        // As if a library had opened it without O_CLOEXEC.
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(inherited.as_raw_fd(), libc::F_SETFD, 0) };
+        let script = format!(
+            "test -e /proc/self/fd/{} && echo inherited; true",
+            inherited.as_raw_fd()
+        );
+        // No descriptor to pass, no privileges or parent-death signal to
+        // set: the builder starts it without a hook between fork and exec.
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", &script])
+            .run()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "");
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     let statuses = engine.statuses(&plan, &selected, &ctx.lock, ctx.jobs);
     let mut failures = 0;
     let mut changed = 0;
+    let mut todo = Vec::new();
     for (&index, status) in selected.iter().zip(statuses) {
         let unit = &plan[index];
         match status {
@@ -163,13 +164,15 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
             }
             continue;
         }
-        // Artifacts sharing a file (sops) may have been re-encrypted with an
-        // earlier one: look again right before touching this one.
-        if engine.status(&plan, index, &ctx.lock) != Status::RecipientsChanged {
-            continue;
-        }
-        match engine.rekey(&plan, index) {
-            Ok(()) => {
+        todo.push(index);
+    }
+    // One decrypt and one encrypt per file, side by side across files.
+    let results = engine.rekey_units(&plan, &todo, &ctx.lock, ctx.jobs);
+    for (&index, result) in todo.iter().zip(results) {
+        let unit = &plan[index];
+        match result {
+            Ok(false) => {}
+            Ok(true) => {
                 changed += 1;
                 report::unit_result(unit, "re-encrypted", serde_json::json!({}));
                 if !global.quiet {

@@ -1,0 +1,199 @@
+//! What a shipped backend remembers for one run: the identities, each SOPS
+//! file parsed, each SOPS data key unwrapped, each target's recipients; and
+//! one lock per SOPS file, so writes of the same file from several threads
+//! take turns, and which directories were swept for a killed run's
+//! temporary files.
+//!
+//! A `check` of a fleet asks the same backend about every (target,
+//! artifact) pair, and the pairs of one target share its SOPS file: without
+//! these, each pair would read the key files, parse the whole file and
+//! unwrap its data key again. One [`Cache`] belongs to one backend instance,
+//! which the binary builds once per run; it is shared by the engine's
+//! worker threads. Nothing in it is ever stale: a parsed file is reused
+//! only while the file's stamp (device, inode, size, modification and
+//! change times) or else its bytes are the same, a data key only for the very
+//! wrapped keys it was unwrapped from (a file re-encrypted with the same
+//! data key keeps them), and recipients only for the same configuration.
+//! The data keys are zeroed when dropped.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use artifacts_crypto::age::{Identity, Recipient};
+use artifacts_crypto::sops::{DataKey, EncryptedFile};
+use zeroize::Zeroizing;
+
+/// A SOPS file as parsed, with the stamp of the file it was read from
+/// (see `Dir::file_stamp`) and the bytes.
+#[derive(Debug)]
+struct Parsed {
+    stamp: [u64; 7],
+    bytes: Vec<u8>,
+    file: Arc<EncryptedFile>,
+}
+
+/// The variables identities are read with (see `KeySources::vars`).
+type Vars = Vec<(String, OsString)>;
+
+/// The wrapped data key stanzas of a SOPS file: `(recipient, enc)` each.
+type Stanzas = Vec<(String, String)>;
+
+/// Data keys by the stanzas they were unwrapped from.
+type DataKeys = HashMap<Stanzas, Zeroizing<[u8; 32]>>;
+
+/// One run's memory of a backend (see the module doc).
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    identities: Mutex<Option<(Vars, Arc<Vec<Identity>>)>>,
+    files: Mutex<HashMap<PathBuf, Parsed>>,
+    /// The data keys unwrapped with the identities of these variables.
+    keys: Mutex<Option<(Vars, DataKeys)>>,
+    recipients: Mutex<HashMap<String, Vec<Recipient>>>,
+    /// One lock per store file written in this run.
+    writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// The directories swept for a killed run's temporary files.
+    swept: Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere leaves a cache that is still consistent: every
+    // entry is inserted whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Cache {
+    /// The identities for `vars`, loaded by `load` the first time (and
+    /// again only if the variables differ).
+    pub(crate) fn identities<E>(
+        &self,
+        vars: Vars,
+        load: impl FnOnce() -> Result<Vec<Identity>, E>,
+    ) -> Result<Arc<Vec<Identity>>, E> {
+        let mut slot = lock(&self.identities);
+        if let Some((seen, identities)) = slot.as_ref()
+            && *seen == vars
+        {
+            return Ok(identities.clone());
+        }
+        let identities = Arc::new(load()?);
+        *slot = Some((vars, identities.clone()));
+        Ok(identities)
+    }
+
+    /// The SOPS file at `path` as parsed before, if its stamp (see
+    /// `Dir::file_stamp`) is still `stamp`: then nothing needs reading.
+    pub(crate) fn sops_file_unchanged(
+        &self,
+        path: &Path,
+        stamp: [u64; 7],
+    ) -> Option<Arc<EncryptedFile>> {
+        lock(&self.files)
+            .get(path)
+            .filter(|parsed| parsed.stamp == stamp)
+            .map(|parsed| parsed.file.clone())
+    }
+
+    /// The SOPS file at `path` whose content is `bytes` (read when its stamp
+    /// was `stamp`), parsed by `parse` unless these very bytes were parsed before.
+    pub(crate) fn sops_file<E>(
+        &self,
+        path: &Path,
+        stamp: [u64; 7],
+        bytes: Vec<u8>,
+        parse: impl FnOnce(&[u8]) -> Result<EncryptedFile, E>,
+    ) -> Result<Arc<EncryptedFile>, E> {
+        if let Some(parsed) = lock(&self.files).get_mut(path)
+            && parsed.bytes == bytes
+        {
+            parsed.stamp = stamp;
+            return Ok(parsed.file.clone());
+        }
+        // Parsed outside the lock: other threads check other targets' files meanwhile.
+        let file = Arc::new(parse(&bytes)?);
+        lock(&self.files).insert(
+            path.to_owned(),
+            Parsed {
+                stamp,
+                bytes,
+                file: file.clone(),
+            },
+        );
+        Ok(file)
+    }
+
+    /// The data key of `file`, unwrapped by `unwrap` (with the identities
+    /// of `vars`) unless a key was unwrapped from the same stanzas with them
+    /// before: other identities may not open the file at all.
+    pub(crate) fn data_key<E>(
+        &self,
+        vars: &Vars,
+        file: &EncryptedFile,
+        unwrap: impl FnOnce() -> Result<DataKey, E>,
+    ) -> Result<DataKey, E> {
+        let metadata = file.metadata();
+        // Key groups need more than one stanza: never taken from the cache.
+        if !metadata.key_groups.is_empty() || metadata.age.is_empty() {
+            return unwrap();
+        }
+        let stanzas: Stanzas = metadata
+            .age
+            .iter()
+            .map(|key| (key.recipient.clone(), key.enc.clone()))
+            .collect();
+        if let Some((seen, keys)) = lock(&self.keys).as_ref()
+            && seen == vars
+            && let Some(bytes) = keys.get(&stanzas)
+        {
+            return Ok(DataKey::from_bytes(&bytes[..]).expect("32 bytes"));
+        }
+        let key = unwrap()?;
+        let mut slot = lock(&self.keys);
+        if slot.as_ref().is_none_or(|(seen, _)| seen != vars) {
+            *slot = Some((vars.clone(), HashMap::new()));
+        }
+        if let Some((_, keys)) = slot.as_mut() {
+            keys.insert(stanzas, Zeroizing::new(*key.as_bytes()));
+        }
+        Ok(key)
+    }
+
+    /// The recipients configured as `key` (the targets' names and
+    /// configurations, as text), computed by `compute` the first time.
+    pub(crate) fn recipients<E>(
+        &self,
+        key: String,
+        compute: impl FnOnce() -> Result<Vec<Recipient>, E>,
+    ) -> Result<Vec<Recipient>, E> {
+        if let Some(recipients) = lock(&self.recipients).get(&key) {
+            return Ok(recipients.clone());
+        }
+        let recipients = compute()?;
+        lock(&self.recipients).insert(key, recipients.clone());
+        Ok(recipients)
+    }
+
+    /// The lock writers of the file at `path` take: a SOPS file holds many
+    /// artifacts, and two read-modify-writes side by side (`rekey` runs in
+    /// parallel) would lose one's values.
+    pub(crate) fn writer(&self, path: PathBuf) -> Arc<Mutex<()>> {
+        lock(&self.writers).entry(path).or_default().clone()
+    }
+
+    /// Runs `sweep` for `dir` once per run, before any other write there:
+    /// the lock is held while it runs, so a thread writing into `dir` next
+    /// waits for it, and no sweep comes after its temporary file exists.
+    pub(crate) fn sweep_once<E>(
+        &self,
+        dir: &Path,
+        sweep: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut swept = lock(&self.swept);
+        if !swept.contains(dir) {
+            sweep()?;
+            swept.insert(dir.to_owned());
+        }
+        Ok(())
+    }
+}
