@@ -8,6 +8,9 @@
 //!   `backend.toml` entry of the same name overrides them); the binary adds
 //!   them with [`artifacts_engine::backend::BackendRegistry::add_fallback`].
 //! * An earlier version of an openbao artifact: [`openbao_read_version`].
+//! * SOPS files whose data key is wrapped by Vault/OpenBao transit
+//!   (`hc_vault`): [`transit::Transit`], the data-key wrapper to hand to
+//!   `artifacts_crypto::sops`.
 //! * Calling one by name, as `artifacts __backend NAME SCRIPT` does for the
 //!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.
 //!
@@ -22,6 +25,7 @@ mod agenix;
 mod call;
 pub mod openbao;
 mod sops;
+pub mod transit;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
