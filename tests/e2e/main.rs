@@ -18,6 +18,7 @@ mod nixos;
 mod openbao;
 mod safety;
 mod shipped;
+mod sops_transit;
 mod stores;
 mod switch;
 mod terminal;
