@@ -373,3 +373,62 @@ fn tanka_secrets_and_cmp_generate_read_a_transit_secrets_file() {
     .stderr_has("no vault token")
     .stdout_lacks("hunter2");
 }
+
+#[test]
+fn sops_backend_wraps_for_the_transit_keys_sops_yaml_asks_for() {
+    let (server, uri) = transit_server();
+    let p = Project::new("sops_transit_backend");
+    let (key, recipient) = age_key(&p, "admin.txt");
+    p.file(
+        ".sops.yaml",
+        &format!(
+            "creation_rules:\n  - path_regex: ^environments/\n    hc_vault_transit_uri: {uri}\n"
+        ),
+    );
+    p.generator("pw.sh", r#"echo "hunter2-backend" > "$out/password""#);
+    p.manifest(&format!(
+        "[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n[tanka.default.artifacts.db]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+    ));
+    p.file("jsonnetfile.json", "{}\n");
+    p.file(
+        "environments/default/main.jsonnet",
+        "function(secrets_yaml) {}\n",
+    );
+    let token = [("BAO_TOKEN", OsStr::new(&server.root_token))];
+    let age_only = [("SOPS_AGE_KEY_FILE", key.as_os_str())];
+    ours(&p, &["generate"], &token).success();
+    let file = p.root.join("environments/default/secrets.sops.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("hc_vault:") && text.contains(&recipient),
+        "{text}"
+    );
+
+    // Either key alone reads it: ours with a token or the age key, the real
+    // sops with a token only.
+    for env in [&token[..], &age_only[..]] {
+        let run = ours(&p, &["tanka", "secrets", "default"], env);
+        run.success().stdout_has("hunter2-backend");
+    }
+    let plain = real_sops_ok(
+        &p,
+        &["decrypt", file.to_str().unwrap()],
+        &vault_env(&server),
+    );
+    assert!(plain.contains("hunter2-backend"), "{plain}");
+    ours(&p, &["check"], &token).success();
+
+    // The rule drops transit: check sees other keys, rekey re-wraps with
+    // the age key (no token needed), and the file no longer names the transit key.
+    p.file(
+        ".sops.yaml",
+        "creation_rules:\n  - path_regex: ^nothing-here/\n    hc_vault_transit_uri: http://127.0.0.1:1/v1/transit/keys/none\n",
+    );
+    ours(&p, &["check"], &age_only)
+        .code(1)
+        .stdout_has("recipients changed");
+    ours(&p, &["rekey"], &age_only).success();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("hc_vault"), "{text}");
+    ours(&p, &["check"], &age_only).success();
+}

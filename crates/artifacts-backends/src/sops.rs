@@ -18,13 +18,22 @@
 //! write decrypts the file, sets this artifact's values and writes the whole
 //! file atomically: other artifacts in the same file keep their ciphertext.
 //! Adding to an existing file needs an identity among its recipients.
+//!
+//! Vault/OpenBao transit: when the project's `.sops.yaml` (at its root) has
+//! a creation rule matching a file with `hc_vault_transit_uri` (or a key
+//! group's `hc_vault`), the data key is also wrapped by those transit keys
+//! (see [`crate::transit`]); age recipients still come from the
+//! declarations. Such files decrypt with a token as well as with an age key.
 
 use std::path::{Path, PathBuf};
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
+use artifacts_crypto::sops::config::SopsConfig;
 use artifacts_crypto::sops::path::Step;
-use artifacts_crypto::sops::{EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value};
+use artifacts_crypto::sops::{
+    EncryptOptions, EncryptedFile, Entry, Format, Keys, Map, TransitKey, TreePath, Value,
+};
 use artifacts_os::fs::Dir;
 
 use artifacts_engine::store::{Checked, Writable};
@@ -57,6 +66,30 @@ fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient
 
 fn recipients(call: &Call) -> Result<Vec<Recipient>, Error> {
     call.recipients_for(BACKEND, &sops_nix_form)
+}
+
+/// The transit keys the project's `.sops.yaml` asks for the target's file
+/// (none without a config or a matching rule).
+fn transit_keys(call: &Call) -> Result<Vec<TransitKey>, Error> {
+    let Some(config) = [".sops.yaml", ".sops.yml"]
+        .iter()
+        .map(|name| call.root.join(name))
+        .find(|p| p.is_file())
+    else {
+        return Ok(Vec::new());
+    };
+    let (relative, name) = file_path(call)?;
+    match SopsConfig::load(&config)?.rule_for(&call.root.join(relative).join(name)) {
+        Ok(rule) => Ok(rule.transit),
+        Err(artifacts_crypto::Error::NoCreationRule { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Transit access with the operator's token (contacted only when used).
+fn transit(call: &Call) -> crate::transit::Transit {
+    let home = call.var("HOME").map(PathBuf::from);
+    crate::transit::Transit::from_env(&|name| call.var(name), home.as_deref())
 }
 
 /// Where the target's file is, relative to the project root: its directory
@@ -136,7 +169,21 @@ fn value_path(call: &Call, file: &str) -> TreePath {
     ])
 }
 
-fn same_recipients(file: &EncryptedFile, wanted: &[Recipient]) -> bool {
+fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[TransitKey]) -> bool {
+    let mut have_transit: Vec<String> = file
+        .metadata()
+        .hc_vault
+        .iter()
+        .map(|k| k.key.uri())
+        .collect();
+    have_transit.sort();
+    have_transit.dedup();
+    let mut want_transit: Vec<String> = transit.iter().map(TransitKey::uri).collect();
+    want_transit.sort();
+    want_transit.dedup();
+    if have_transit != want_transit {
+        return false;
+    }
     let mut have: Vec<String> = file
         .metadata()
         .age
@@ -171,7 +218,7 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &recipients(call)?) {
+    if !same_recipients(&file, &recipients(call)?, &transit_keys(call)?) {
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
@@ -187,6 +234,8 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
 /// recipients changed; creates the file when it does not exist.
 pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     let recipients = recipients(call)?;
+    let transit_keys = transit_keys(call)?;
+    let wrapper = transit(call);
     let mut values = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
@@ -202,14 +251,14 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     let (dir, name, encrypted) = match read_file(call)? {
         Some((dir, name, file)) => {
             let identities = call.identities()?;
-            let rekey = !same_recipients(&file, &recipients);
-            let mut decrypted = file.decrypt(&identities)?;
+            let rekey = !same_recipients(&file, &recipients, &transit_keys);
+            let mut decrypted = file.decrypt_with(&Keys::with_wrapper(&identities, &wrapper))?;
             for (name, text) in values {
                 decrypted.set(&value_path(call, name), Value::Str(text))?;
             }
             let encrypted = if rekey {
                 // A new data key: removed recipients cannot read what comes next.
-                decrypted.rotate(Some(&recipients))?
+                decrypted.rotate_with(Some(&recipients), Some(&transit_keys), Some(&wrapper))?
             } else {
                 decrypted.encrypt()?
             };
@@ -227,14 +276,16 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
             };
             let options = EncryptOptions {
                 recipients,
+                transit: transit_keys,
                 ..EncryptOptions::default()
             };
             let (relative, name) = file_path(call)?;
             let path = call.root.join(&relative).join(&name);
-            let encrypted = artifacts_crypto::sops::encrypt(
+            let encrypted = artifacts_crypto::sops::encrypt_with(
                 document,
                 Format::Yaml,
                 &options,
+                Some(&wrapper),
                 &Origin::File(path),
             )?;
             let dir = call
@@ -255,7 +306,8 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
     let Some((dir, name, file)) = read_file(call)? else {
         return Ok(Writable::Yes);
     };
-    match file.data_key(&call.identities()?) {
+    let identities = call.identities()?;
+    match file.data_key_with(&Keys::with_wrapper(&identities, &transit(call))) {
         Ok(_) => Ok(Writable::Yes),
         Err(artifacts_crypto::Error::NoIdentities { .. })
         | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
@@ -263,9 +315,9 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
             let shown = path.strip_prefix(&call.root).unwrap_or(&path);
             let recipients: Vec<String> = file
                 .metadata()
-                .age
+                .recipients()
                 .iter()
-                .map(|key| key.recipient.trim().to_owned())
+                .map(|key| key.trim().to_owned())
                 .collect();
             Ok(Writable::No {
                 reason: format!(
@@ -289,7 +341,8 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
         )));
     };
     let path = file.origin().to_string();
-    let decrypted = file.decrypt(&call.identities()?)?;
+    let identities = call.identities()?;
+    let decrypted = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(call)))?;
     let root = decrypted.document().branches.first();
     for name in call.secret_files() {
         let value = root
@@ -363,7 +416,8 @@ pub fn remove(call: &Call) -> Result<(), Error> {
         dir.remove(&name).map_err(Error::io("remove", &path))?;
         return Ok(());
     }
-    let mut decrypted = file.decrypt(&call.identities()?)?;
+    let identities = call.identities()?;
+    let mut decrypted = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(call)))?;
     decrypted.unset(&TreePath(vec![Step::Key(call.artifact.clone())]))?;
     let empty = decrypted
         .document()

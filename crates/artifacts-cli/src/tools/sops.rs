@@ -508,7 +508,7 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
     }
     let dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     let bytes = dec
-        .rotate_with(Some(&recipients), Some(&transit(io)))?
+        .rotate_with(Some(&recipients), None, Some(&transit(io)))?
         .to_bytes();
     write_output(io, &target, &bytes)
 }

@@ -736,14 +736,15 @@ impl Decrypted {
     /// current age recipients when `None`); a file with transit keys needs
     /// [`Decrypted::rotate_with`].
     pub fn rotate(self, recipients: Option<&[Recipient]>) -> Result<EncryptedFile> {
-        self.rotate_with(recipients, None)
+        self.rotate_with(recipients, None, None)
     }
 
-    /// [`Decrypted::rotate`], wrapping the new data key also for the file's
-    /// transit keys through `wrapper`.
+    /// [`Decrypted::rotate`], wrapping the new data key also for `transit`
+    /// (the file's current transit keys when `None`) through `wrapper`.
     pub fn rotate_with(
         self,
         recipients: Option<&[Recipient]>,
+        transit: Option<&[TransitKey]>,
         wrapper: Option<&dyn DataKeyWrapper>,
     ) -> Result<EncryptedFile> {
         if !self.metadata.other_keys.is_empty() {
@@ -761,14 +762,17 @@ impl Decrypted {
                 .map(|a| Recipient::parse_from(&a.recipient, self.origin.clone()))
                 .collect::<Result<_>>()?,
         };
-        if recipients.is_empty() && self.metadata.hc_vault.is_empty() {
+        let transit = match transit {
+            Some(t) => t.to_vec(),
+            None => self.metadata.transit_keys(),
+        };
+        if recipients.is_empty() && transit.is_empty() {
             return Err(Error::NoRecipients {
                 origin: self.origin.clone(),
             });
         }
         let key = DataKey::generate();
         let mut me = self;
-        let transit = me.metadata.transit_keys();
         me.metadata.hc_vault = master::wrap_all(key.as_bytes(), &transit, wrapper, &me.origin)?;
         me.metadata.age = wrap_data_key(&key, &recipients, &me.origin)?;
         me.seal(&key, None)
