@@ -432,3 +432,44 @@ fn sops_backend_wraps_for_the_transit_keys_sops_yaml_asks_for() {
     assert!(!text.contains("hc_vault"), "{text}");
     ours(&p, &["check"], &age_only).success();
 }
+
+#[test]
+fn sops_updatekeys_adds_a_transit_key_and_rotate_keeps_it() {
+    let (server, uri) = transit_server();
+    let p = Project::new("sops_transit_updatekeys");
+    let (key, recipient) = age_key(&p, "age.txt");
+    p.file("s.yaml", "api: hunter2-update\n");
+    let age_only = [("SOPS_AGE_KEY_FILE", key.as_os_str())];
+    let token = [("BAO_TOKEN", OsStr::new(&server.root_token))];
+    ours(
+        &p,
+        &["sops", "encrypt", "-i", "--age", &recipient, "s.yaml"],
+        &[],
+    )
+    .success();
+    ours(&p, &["sops", "decrypt", "s.yaml"], &token)
+        .code(1)
+        .stderr_has("no identity matches");
+
+    // The rule now adds a transit key: updatekeys wraps the same data key for it.
+    p.file(
+        ".sops.yaml",
+        &format!("creation_rules:\n  - age: {recipient}\n    hc_vault_transit_uri: {uri}\n"),
+    );
+    let both = [age_only[0], token[0]];
+    ours(&p, &["sops", "updatekeys", "-y", "s.yaml"], &both)
+        .success()
+        .stderr_has(&format!("added {uri}"));
+    ours(&p, &["sops", "decrypt", "s.yaml"], &token)
+        .success()
+        .stdout_has("hunter2-update");
+
+    // rotate: a new data key, wrapped again for both; the real sops reads it
+    // with the token alone.
+    ours(&p, &["sops", "rotate", "-i", "s.yaml"], &both).success();
+    let plain = real_sops_ok(&p, &["decrypt", "s.yaml"], &vault_env(&server));
+    assert_eq!(plain, "api: hunter2-update\n");
+    ours(&p, &["sops", "decrypt", "s.yaml"], &age_only)
+        .success()
+        .stdout_has("hunter2-update");
+}
