@@ -6,7 +6,8 @@
 #   => { "artifacts-<name>" = { description; wantedBy; after; requires; unitConfig.AssertPathExists; }; … }
 #
 # Dummy artifacts are installed by `artifacts-<name>.service` (backends/dummy),
-# so their target requires and follows it. agenix and sops-nix install the
+# and openbao ones by `artifacts-openbao.service` (backends/openbao), so
+# their target requires and follows that. agenix and sops-nix install the
 # secret files, and the artifacts module the public ones (./public.nix),
 # during activation, before any unit starts. Home Manager paths use
 # systemd's `%t` for `$XDG_RUNTIME_DIR`.
@@ -41,8 +42,15 @@ let
   target =
     name: artifact:
     let
-      dummy = common.backendOf defaultBackend artifact == "dummy";
-      service = if dummy then [ "artifacts-${name}.service" ] else [ ];
+      backend = common.backendOf defaultBackend artifact;
+      service =
+        if backend == "dummy" then
+          [ "artifacts-${name}.service" ]
+        else if kind == "nixos" && builtins.elem backend [ "openbao" "vault" ] then
+          # Fetched by backends/openbao/module.nix.
+          [ "artifacts-openbao.service" ]
+        else
+          [ ];
     in
     {
       description = "Files of artifact ${name} in place";

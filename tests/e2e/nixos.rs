@@ -157,7 +157,9 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
     let dump = |v: &Value| serde_json::to_string_pretty(v).unwrap();
 
     // Every configuration's own assertions (NixOS's, agenix's, sops-nix's, ours) hold.
-    for name in ["agenix", "sops-nix", "dummy", "mixed", "upstream"] {
+    for name in [
+        "agenix", "sops-nix", "dummy", "openbao", "mixed", "upstream",
+    ] {
         assert_eq!(
             got[name]["failed"],
             json!([]),
@@ -246,6 +248,53 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
         dummy["public"],
         Value::Null,
         "a dummy artifact's public file is made on the machine"
+    );
+
+    // openbao: one fetch service for both names of the backend, after the
+    // network, before what uses the files; each artifact's target after it;
+    // a separate refresh service for the timer; the manifest carries the
+    // configuration and the AppRole files, no secret.
+    let bao = &got["openbao"];
+    let fetch = &bao["fetch"];
+    let exec = fetch["execStart"].as_str().unwrap();
+    assert!(
+        exec.ends_with(r#""activate" "--target" "nixos/bao-box" "db" "tls""#),
+        "{exec}"
+    );
+    assert_eq!(fetch["wantedBy"], json!(["multi-user.target"]));
+    assert_eq!(fetch["before"], json!(["nginx.service"]));
+    assert_eq!(fetch["after"], json!(["network-online.target"]));
+    assert_eq!(fetch["remain"], json!(true));
+    assert_eq!(bao["refresh"]["execStart"], fetch["execStart"]);
+    assert_eq!(bao["refresh"]["remain"], json!(false));
+    assert_eq!(bao["refresh"]["timer"], "hourly");
+    for artifact in ["tls", "db"] {
+        assert_eq!(
+            bao["targets"][format!("artifacts-{artifact}")]["requires"],
+            json!(["artifacts-openbao.service"]),
+            "{}",
+            dump(bao)
+        );
+    }
+    assert_eq!(
+        bao["targets"]["artifacts-local"]["requires"],
+        json!(["artifacts-local.service"]),
+        "the dummy artifact keeps its own service"
+    );
+    let machine = &bao["manifest"]["nixos"][0];
+    assert_eq!(machine["machine"], "bao-box");
+    assert_eq!(
+        machine["config"]["openbao"],
+        json!({ "address": "https://bao.example:8200", "mount": "kv",
+                "roleIdFile": "/var/lib/artifacts/openbao/role-id",
+                "secretIdFile": "/var/lib/artifacts/openbao/secret-id" })
+    );
+    let names: Vec<&String> = machine["artifacts"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["db", "tls"]);
+    assert_eq!(machine["artifacts"]["db"]["backend"], "vault");
+    assert_eq!(
+        machine["artifacts"]["tls"]["files"]["key"]["owner"],
+        "nginx"
     );
 
     // All three backends: every path a target asserts is installed by
@@ -351,6 +400,8 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
         "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the sops files under `secrets/` can be found",
         "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the agenix files under `secrets/` can be found",
         "artifacts: set artifacts.projectRoot (e.g. `./.` in your flake) so the public files under `public/` can be installed",
+        // `public-no-root` uses vault (openbao): where is the server?
+        "artifacts: set artifacts.openbao.address (or artifacts.config.openbao.address) so the machine can fetch its openbao artifacts",
     ];
     expected.sort();
     assert_eq!(negative, expected);

@@ -401,17 +401,8 @@ case "$artifact" in api) echo "pub $artifact" > "$out/id" ;; esac"#,
         (meta.uid(), meta.gid(), meta.mode() & 0o7777),
         (nobody, nogroup, 0o440)
     );
-    assert_eq!(
-        std::fs::read_to_string(sysroot.join("etc/api/id")).unwrap(),
-        "pub api\n"
-    );
-    assert_eq!(
-        std::fs::metadata(sysroot.join("etc/api/id"))
-            .unwrap()
-            .mode()
-            & 0o7777,
-        0o644
-    );
+    // Public files are the repository's (the NixOS module installs them).
+    assert!(!sysroot.join("etc/api/id").exists());
     let ca = sysroot.join("run/artifacts/ca/token");
     assert_eq!(
         std::fs::read_to_string(&ca).unwrap(),
@@ -568,4 +559,134 @@ files.blob = {{}}
         None,
     );
     assert!(!gone.status.success());
+}
+
+/// A production server (TLS from an openssl CA, file storage, initialised
+/// and unsealed): TLS is verified, a server killed while a regeneration
+/// runs leaves a clear error and the previous version intact, and a
+/// restarted (sealed) server is named as sealed.
+#[test]
+fn production_server_tls_kill_mid_generate_and_sealed_restart() {
+    use std::io::Write;
+    let mut server = BaoServer::production();
+    let ca = server.ca_cert.clone().unwrap();
+    let p = Project::new("openbao_production");
+    let fifo = p.root.join("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits(0o600).unwrap()).unwrap();
+    // Generators run as an unprivileged user, even unsandboxed.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    // First generation straight through; later ones wait for the test on a FIFO.
+    p.generator(
+        "token.sh",
+        &format!(
+            r#"if [ -e "{marker}" ]; then read line < "{fifo}"; fi
+head -c 24 /dev/urandom | base64 > "$out/token""#,
+            marker = p.root.join("wait").display(),
+            fifo = fifo.display()
+        ),
+    );
+    let manifest = |ca: Option<&std::path::Path>| {
+        let ca = ca
+            .map(|ca| format!("config.openbao.caCert = \"{}\"\n", ca.display()))
+            .unwrap_or_default();
+        format!(
+            r#"
+default.backend = "openbao"
+[nixos.m1]
+config.openbao.address = "{}"
+{ca}
+[artifacts.api]
+targets = ["nixos/m1"]
+generator = "generators/token.sh"
+files.token = {{}}
+"#,
+            server.address
+        )
+    };
+    // TLS verification is on: without the CA the server is not trusted.
+    p.manifest(&manifest(None));
+    let untrusted = run(&p, &server, ["check"]);
+    untrusted.stdout_has("UnknownIssuer");
+    assert_ne!(untrusted.code, Some(0));
+    p.manifest(&manifest(Some(&ca)));
+    run(&p, &server, ["--no-sandbox", "generate"]).success();
+    let first = kv_prod(&server, "token", None);
+    let lock = std::fs::read(p.root.join("artifacts.lock")).unwrap();
+
+    std::fs::write(p.root.join("wait"), "").unwrap();
+    let mut command = p.command(["--no-sandbox", "regenerate", "api", "--yes"]);
+    command
+        .env("BAO_TOKEN", &server.root_token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut go = open_when_read(&fifo, &mut child);
+    server.kill();
+    writeln!(go, "go").unwrap();
+    drop(go);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("openbao at `{}` is unreachable", server.address)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("hint: check artifacts.config.openbao.address"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(p.root.join("artifacts.lock")).unwrap(),
+        lock,
+        "lock changed"
+    );
+
+    // Back up, sealed: said so, nothing else.
+    server.restart();
+    let sealed = run(&p, &server, ["check"]);
+    sealed.stdout_has("is sealed");
+    assert_ne!(sealed.code, Some(0));
+    server.unseal();
+    // The previous version is intact, and still the only one.
+    assert_eq!(kv_prod(&server, "token", None), first);
+    let metadata = String::from_utf8(server.bao(
+        &[
+            "kv",
+            "metadata",
+            "get",
+            "-format=json",
+            "secret/artifacts/per-machine/m1/api",
+        ],
+        None,
+    ))
+    .unwrap();
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["data"]["current_version"], 1, "{metadata}");
+    run(&p, &server, ["check"]).success();
+}
+
+/// Opens `fifo` for writing once a reader (the generator) has it open:
+/// non-blocking opens fail until then. Bounded, and fails with the
+/// program's output if it exits first.
+fn open_when_read(fifo: &std::path::Path, child: &mut std::process::Child) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..600 {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(fifo);
+        if let Ok(file) = opened {
+            return file;
+        }
+        if child.try_wait().unwrap().is_some() {
+            let output = child.stderr.take().map(std::io::read_to_string);
+            panic!("exited before its generator ran: {output:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the generator did not open {} in 30 s", fifo.display());
+}
+
+fn kv_prod(server: &BaoServer, file: &str, version: Option<u32>) -> String {
+    kv_field(server, "per-machine/m1/api", file, version)
 }

@@ -16,6 +16,7 @@ let
         (repo + "/backends/agenix/module.nix")
         (repo + "/backends/sops-nix/module.nix")
         (repo + "/backends/dummy/module.nix")
+        (repo + "/backends/openbao/module.nix")
         (
           { pkgs, ... }:
           {
@@ -25,6 +26,7 @@ let
             services.openssh.enable = true;
             sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
             artifacts.dummy.package = pkgs.artifacts;
+            artifacts.openbao.package = pkgs.artifacts;
           }
         )
       ] ++ modules;
@@ -132,6 +134,51 @@ in
       };
     })
   ]);
+
+  # openbao: one fetch service for the machine's openbao/vault artifacts,
+  # the per-artifact targets after it, the refresh timer.
+  openbao =
+    let
+      config = nixos [
+        ({ pkgs, ... }: {
+          networking.hostName = "bao-box";
+          artifacts.projectRoot = root;
+          artifacts.default.backend = "openbao";
+          artifacts.config.openbao = { address = "https://bao.example:8200"; mount = "kv"; };
+          artifacts.openbao.before = [ "nginx.service" ];
+          artifacts.openbao.timer.enable = true;
+          artifacts.store.tls = {
+            generator = generator pkgs "tls";
+            files.key = { owner = "nginx"; mode = "0400"; };
+          };
+          artifacts.store.db = {
+            backend = "vault";
+            generator = generator pkgs "db";
+            files.password = { };
+          };
+          artifacts.store.local = {
+            backend = "dummy";
+            generator = generator pkgs "local";
+            files.k = { };
+          };
+        })
+      ];
+      service = config.systemd.services.artifacts-openbao;
+      refresh = config.systemd.services.artifacts-openbao-refresh;
+    in
+    nixosView config // {
+      fetch = {
+        inherit (service) wantedBy before after wants;
+        execStart = service.serviceConfig.ExecStart;
+        remain = service.serviceConfig.RemainAfterExit;
+      };
+      refresh = {
+        execStart = refresh.serviceConfig.ExecStart;
+        remain = refresh.serviceConfig.RemainAfterExit or false;
+        timer = config.systemd.timers.artifacts-openbao-refresh.timerConfig.OnCalendar;
+      };
+      manifest = config.system.build.artifactsOpenbao.data;
+    };
 
   dummy = nixosView (nixos [
     ({ pkgs, ... }: {

@@ -87,17 +87,23 @@ pub fn bao_bin() -> PathBuf {
     })
 }
 
-/// A real OpenBao dev server on 127.0.0.1 (in-memory storage, unsealed,
-/// KV v2 at `secret/`), killed when dropped.
+/// A real OpenBao server on 127.0.0.1, killed when dropped: a dev server
+/// (in-memory storage, unsealed, KV v2 at `secret/`), or a production one
+/// ([`BaoServer::production`]: raft storage, TLS, initialised and unsealed
+/// by the harness, restartable).
 #[derive(Debug)]
 pub struct BaoServer {
     child: Option<std::process::Child>,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for production servers).
     pub address: String,
     /// The root token.
     pub root_token: String,
-    /// The server's own directory (its log, its `HOME`).
+    /// The server's own directory (its log, its `HOME`, its storage).
     pub dir: PathBuf,
+    /// The CA certificate of a production server's TLS certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// The production server's configuration file and unseal key.
+    production: Option<(PathBuf, String)>,
 }
 
 /// How many times readiness is polled, 50 ms apart (10 s in all).
@@ -170,9 +176,239 @@ impl BaoServer {
             address: format!("http://127.0.0.1:{port}"),
             root_token,
             dir,
+            ca_cert: None,
+            production: None,
         };
         server.wait_ready();
         server
+    }
+
+    /// A production-mode server: raft storage under its directory (OpenBao 2
+    /// has no `file` storage), a TLS
+    /// listener whose certificate is signed by a CA made with `openssl`
+    /// ([`BaoServer::ca_cert`]), initialised with one key share, unsealed,
+    /// and KV v2 enabled at `secret/`.
+    #[track_caller]
+    pub fn production() -> BaoServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let cluster = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port on 127.0.0.1")
+            .port();
+        let dir = std::env::temp_dir().join(format!("artifacts-bao-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let openssl = tool("openssl", "openssl");
+        let step = |args: &[&str]| {
+            let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+            ok("openssl", run(&openssl, &args, &[], &dir, None));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        step(
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=artifacts test CA",
+                ],
+            ]
+            .concat(),
+        );
+        step(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        step(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        let config = dir.join("server.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"raft\" {{\n  path = \"{data}\"\n  node_id = \"node1\"\n}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  tls_cert_file = \"{dir}/server.pem\"\n  tls_key_file = \"{dir}/server.key\"\n}}\napi_addr = \"https://127.0.0.1:{port}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n",
+                data = dir.join("data").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        let mut server = BaoServer {
+            child: None,
+            address: format!("https://127.0.0.1:{port}"),
+            root_token: String::new(),
+            ca_cert: Some(dir.join("ca.pem")),
+            dir,
+            production: Some((config, String::new())),
+        };
+        server.spawn_production();
+        let init = server.bao_status(
+            &[
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ],
+            None,
+        );
+        let init = String::from_utf8(ok("bao operator init", init)).unwrap();
+        let field = |name: &str| {
+            // `"name": "value"` or `"name": ["value"]`; no JSON parser here.
+            let start = init
+                .find(&format!("\"{name}\""))
+                .unwrap_or_else(|| panic!("{init}"));
+            let rest = &init[start + name.len() + 2..];
+            let open = rest.find('"').unwrap() + 1;
+            let close = open + rest[open..].find('"').unwrap();
+            rest[open..close].to_owned()
+        };
+        server.root_token = field("root_token");
+        server.production.as_mut().unwrap().1 = field("unseal_keys_b64");
+        server.unseal();
+        server.bao(
+            &["secrets", "enable", "-path=secret", "-version=2", "kv"],
+            None,
+        );
+        server
+    }
+
+    /// Kills a production server and starts it again on the same storage
+    /// and port: it comes back sealed (see [`BaoServer::unseal`]).
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn_production();
+    }
+
+    /// Unseals a production server with its key (sent on stdin, never in
+    /// argv) and waits until it says so.
+    #[track_caller]
+    pub fn unseal(&self) {
+        let key = &self.production.as_ref().expect("a production server").1;
+        let body = format!("{{\"key\": \"{key}\"}}");
+        ok(
+            "bao write sys/unseal",
+            self.bao_status(&["write", "sys/unseal", "-"], Some(body.as_bytes())),
+        );
+        for _ in 0..BAO_READY_TRIES {
+            // `bao status` exits 0 when unsealed, 2 when sealed.
+            if self.bao_status(&["status"], None).status.code() == Some(0) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "bao server at {} did not unseal:\n{}",
+            self.address,
+            self.log()
+        );
+    }
+
+    #[track_caller]
+    fn spawn_production(&mut self) {
+        let (config, _) = self.production.clone().expect("a production server");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = Command::new(bao_bin())
+            .arg("server")
+            .arg(format!("-config={}", config.display()))
+            .current_dir(&self.dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start bao: {e}"));
+        self.child = Some(child);
+        // Up (sealed or not) when `bao status` answers: exit 0 or 2, not 1.
+        for _ in 0..BAO_READY_TRIES {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!("bao server exited ({status}):\n{}", self.log());
+            }
+            if matches!(
+                self.bao_status(&["status"], None).status.code(),
+                Some(0 | 2)
+            ) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let log = self.log();
+        self.kill();
+        panic!(
+            "bao server at {} did not answer after {BAO_READY_TRIES} tries:\n{log}",
+            self.address
+        );
+    }
+
+    /// Runs the `bao` CLI against this server (token in `VAULT_TOKEN`,
+    /// the CA in `VAULT_CACERT`) and returns what happened.
+    pub fn bao_status(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        // bao reads BAO_* first, VAULT_* otherwise: set both, as a user might.
+        let mut env = vec![
+            ("BAO_ADDR", OsStr::new(&self.address)),
+            ("BAO_TOKEN", OsStr::new(&self.root_token)),
+            ("VAULT_ADDR", OsStr::new(&self.address)),
+            ("VAULT_TOKEN", OsStr::new(&self.root_token)),
+        ];
+        if let Some(ca) = &self.ca_cert {
+            env.push(("BAO_CACERT", ca.as_os_str()));
+            env.push(("VAULT_CACERT", ca.as_os_str()));
+        }
+        run(&bao_bin(), &args, &env, &self.dir, stdin)
     }
 
     /// The server's process id.
@@ -192,21 +428,8 @@ impl BaoServer {
     /// `VAULT_TOKEN`, never in argv), in `cwd`; panics unless it succeeds.
     #[track_caller]
     pub fn bao(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        let out = run(
-            &bao_bin(),
-            &args,
-            &[
-                ("VAULT_ADDR", OsStr::new(&self.address)),
-                ("VAULT_TOKEN", OsStr::new(&self.root_token)),
-            ],
-            &self.dir,
-            stdin,
-        );
-        ok(
-            &format!("bao {}", args.join(OsStr::new(" ")).to_string_lossy()),
-            out,
-        )
+        let out = self.bao_status(args, stdin);
+        ok(&format!("bao {}", args.join(" ")), out)
     }
 
     /// Polls `GET /v1/sys/health` until it answers 200 (unsealed); panics

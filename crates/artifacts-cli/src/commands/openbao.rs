@@ -179,9 +179,9 @@ pub fn policies(ctx: &Context, global: &GlobalArgs, apply: bool) -> Result<i32> 
 }
 
 /// The host side of `activate` for openbao artifacts: read each with the
-/// target's AppRole and install its files (secret ones from the server,
-/// public ones from the public store) with owner, group and mode,
-/// atomically. Returns the number of failed artifacts.
+/// target's AppRole and install its secret files with owner, group and
+/// mode, atomically (public files are in the repository; the artifacts
+/// NixOS module installs them). Returns the number of failed artifacts.
 pub fn activate(
     ctx: &Context,
     global: &GlobalArgs,
@@ -208,23 +208,21 @@ pub fn activate(
             let destinations = artifacts_engine::install::destinations(unit.artifact, root, &env)?;
             let mut done = Vec::new();
             for ((destination, spec), name) in destinations.iter().zip(unit.artifact.files.keys()) {
-                let content = if spec.secret {
-                    secret
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, c)| c.clone())
-                        .ok_or_else(|| anyhow!("openbao returned no file `{name}`"))?
-                } else {
-                    zeroize::Zeroizing::new(
-                        artifacts_engine::public::read(&ctx.model.root, unit, name)?
-                            .ok_or_else(|| anyhow!("public file `{name}` is not stored yet; run `artifacts generate`"))?,
-                    )
-                };
+                // Public files come from the repository (the artifacts
+                // module installs them, as for agenix), not from the server.
+                if !spec.secret {
+                    continue;
+                }
+                let content = secret
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, c)| c)
+                    .ok_or_else(|| anyhow!("openbao returned no file `{name}`"))?;
                 let outcome = artifacts_engine::install::install_exact(
                     root,
                     destination,
                     spec,
-                    &content,
+                    content,
                     system,
                 )?;
                 done.push((destination.clone(), outcome));

@@ -1,0 +1,145 @@
+# NixOS side of the openbao backend (alias vault): the secrets stay on the
+# OpenBao server; the machine fetches its own with its AppRole. One systemd
+# oneshot, `artifacts-openbao.service`, runs `artifacts activate` for every
+# artifact of this machine whose backend is openbao or vault, after the
+# network is up and before the units in `artifacts.openbao.before`; each
+# artifact's `artifacts-<name>.target` (nix-modules/lib/targets.nix) follows
+# it, so a service that needs the files orders itself after that target.
+# With `artifacts.openbao.timer.enable`, `artifacts-openbao-refresh.timer`
+# runs the same fetch again to pick up rotations (a separate service: the
+# boot oneshot stays active and would not run twice).
+#
+# The AppRole's ids are files on the machine (`roleIdFile`, `secretIdFile`);
+# `artifacts openbao policies --apply` creates the policy and AppRole, the
+# operator puts the ids there. The manifest the service reads is on
+# `system.build.artifactsOpenbao.manifest` for debugging.
+{ config, lib, pkgs, ... }:
+let
+  cfg = config.artifacts;
+  ocfg = cfg.openbao;
+  common = import ../../nix-modules/lib/common.nix;
+  dummy = import ../../nix-modules/lib/dummy.nix;
+  fetched = common.artifactsUsing [ "openbao" "vault" ] (cfg.default.backend or null) (cfg.store or { });
+  # What the CLI reads of an artifact, as for dummy (nix-modules/lib/dummy.nix).
+  declared = [ "name" "description" "shared" "backend" "serialization" "generator" "prompts" "files" "dependencies" ];
+  only = keys: attrs: builtins.intersectAttrs (lib.genAttrs keys (_: null)) attrs;
+  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
+  manifestData = {
+    nixos = [
+      {
+        machine = cfg.machineName;
+        artifacts = builtins.listToAttrs (
+          map (entry: {
+            inherit (entry) name;
+            value = only declared entry.value // {
+              backend = common.backendOf (cfg.default.backend or null) entry.value;
+              # Not `value`: a secret file's is an evaluation error.
+              files = builtins.mapAttrs (_: only fileKeys) (entry.value.files or { });
+            };
+          }) fetched
+        );
+        config.openbao =
+          (cfg.config.openbao or { })
+          // (cfg.config.vault or { })
+          // {
+            inherit (ocfg) roleIdFile secretIdFile;
+          }
+          // lib.optionalAttrs (ocfg.address != null) { inherit (ocfg) address; };
+      }
+    ];
+  };
+  manifest = pkgs.writeText "artifacts-openbao-${cfg.machineName}.json" (builtins.toJSON manifestData);
+  execStart = builtins.concatStringsSep " " (
+    map dummy.execArg (
+      [
+        "${ocfg.package}/bin/artifacts"
+        "--manifest"
+        "${manifest}"
+        "activate"
+        "--target"
+        "nixos/${cfg.machineName}"
+      ]
+      ++ map (entry: entry.name) fetched
+    )
+  );
+  fetch = {
+    description = "Fetch this machine's artifacts from OpenBao";
+    wants = [ "network-online.target" ];
+    after = [ "network-online.target" ];
+    serviceConfig = {
+      Type = "oneshot";
+      ExecStart = execStart;
+      # The ids are read, nothing else of the environment.
+      UMask = "0077";
+    };
+  };
+in
+{
+  imports = [ ../../nix-modules/backend-options.nix ];
+
+  options.artifacts.openbao = {
+    package = lib.mkOption {
+      type = lib.types.package;
+      description = "The package providing `bin/artifacts`, run by the fetch service.";
+    };
+    address = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "https://bao.example.org:8200";
+      description = "The server, when `artifacts.config.openbao.address` does not say it.";
+    };
+    # Keep these defaults in sync with DEFAULT_ROLE_ID_FILE and
+    # DEFAULT_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
+    roleIdFile = lib.mkOption {
+      type = lib.types.str;
+      default = "/var/lib/artifacts/openbao/role-id";
+      description = "The file holding this machine's AppRole role_id.";
+    };
+    secretIdFile = lib.mkOption {
+      type = lib.types.str;
+      default = "/var/lib/artifacts/openbao/secret-id";
+      description = "The file holding this machine's AppRole secret_id (keep it 0400 root).";
+    };
+    before = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "nginx.service" ];
+      description = "Units that must start after the artifacts are fetched.";
+    };
+    timer = {
+      enable = lib.mkEnableOption "fetching again periodically, to pick up rotations";
+      onCalendar = lib.mkOption {
+        type = lib.types.str;
+        default = "hourly";
+        description = "When to fetch again (systemd.time(7) calendar event).";
+      };
+    };
+  };
+
+  config = lib.mkIf (fetched != [ ]) {
+    assertions = [
+      {
+        assertion = ocfg.address != null || (cfg.config.openbao.address or cfg.config.vault.address or null) != null;
+        message = "artifacts: set artifacts.openbao.address (or artifacts.config.openbao.address) so the machine can fetch its openbao artifacts";
+      }
+    ];
+    systemd.services.artifacts-openbao = fetch // {
+      wantedBy = [ "multi-user.target" ];
+      before = ocfg.before;
+      serviceConfig = fetch.serviceConfig // { RemainAfterExit = true; };
+    };
+    systemd.services.artifacts-openbao-refresh = lib.mkIf ocfg.timer.enable fetch;
+    systemd.timers.artifacts-openbao-refresh = lib.mkIf ocfg.timer.enable {
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = ocfg.timer.onCalendar;
+        RandomizedDelaySec = "5m";
+        Persistent = true;
+      };
+    };
+    system.build.artifactsOpenbao = {
+      inherit manifest;
+      data = manifestData;
+    };
+  };
+}
