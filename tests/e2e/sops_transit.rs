@@ -449,7 +449,7 @@ fn sops_updatekeys_adds_a_transit_key_and_rotate_keeps_it() {
     .success();
     ours(&p, &["sops", "decrypt", "s.yaml"], &token)
         .code(1)
-        .stderr_has("no identity matches");
+        .stderr_has("no age identity available");
 
     // The rule now adds a transit key: updatekeys wraps the same data key for it.
     p.file(
