@@ -473,3 +473,44 @@ fn sops_updatekeys_adds_a_transit_key_and_rotate_keeps_it() {
         .success()
         .stdout_has("hunter2-update");
 }
+
+#[test]
+fn sops_backend_without_identity_or_token_says_which_keys_would_do() {
+    let (server, uri) = transit_server();
+    let p = Project::new("sops_transit_writable");
+    let (_, recipient) = age_key(&p, "admin.txt");
+    p.file(
+        ".sops.yaml",
+        &format!("creation_rules:\n  - hc_vault_transit_uri: {uri}\n"),
+    );
+    p.generator("pw.sh", r#"echo "hunter2-writable" > "$out/password""#);
+    p.file("jsonnetfile.json", "{}\n");
+    p.file("environments/default/main.jsonnet", "function(secrets_yaml) {}\n");
+    let manifest = |artifacts: &[&str]| {
+        let mut text =
+            format!("[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n");
+        for a in artifacts {
+            text.push_str(&format!(
+                "[tanka.default.artifacts.{a}]\nbackend = \"sops\"\ngenerator = \"generators/pw.sh\"\nfiles.password = {{}}\n"
+            ));
+        }
+        text
+    };
+    p.manifest(&manifest(&["db"]));
+    let token = [("BAO_TOKEN", OsStr::new(&server.root_token))];
+    ours(&p, &["generate"], &token).success();
+    // Adding a second artifact needs the data key: neither an age identity
+    // nor a token is at hand, and the message names both kinds of key.
+    p.manifest(&manifest(&["db", "api"]));
+    ours(&p, &["generate"], &[])
+        .code(1)
+        .stderr_has("needs an identity of one of its recipients or access to its transit key")
+        .stderr_has(&recipient)
+        .stderr_has(&uri)
+        .stderr_has("no vault token");
+    // The token alone is enough.
+    ours(&p, &["generate"], &token).success();
+    ours(&p, &["tanka", "secrets", "default"], &token)
+        .success()
+        .stdout_has("api:");
+}

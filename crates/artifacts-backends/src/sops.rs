@@ -309,8 +309,12 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
     let identities = call.identities()?;
     match file.data_key_with(&Keys::with_wrapper(&identities, &transit(call))) {
         Ok(_) => Ok(Writable::Yes),
-        Err(artifacts_crypto::Error::NoIdentities { .. })
-        | Err(artifacts_crypto::Error::NoMatchingIdentity { .. }) => {
+        Err(
+            e @ (artifacts_crypto::Error::NoIdentities { .. }
+            | artifacts_crypto::Error::NoMatchingIdentity { .. }
+            | artifacts_crypto::Error::NoTransitAccess { .. }
+            | artifacts_crypto::Error::Transit { .. }),
+        ) => {
             let path = dir.path().join(name);
             let shown = path.strip_prefix(&call.root).unwrap_or(&path);
             let recipients: Vec<String> = file
@@ -319,9 +323,19 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
                 .iter()
                 .map(|key| key.trim().to_owned())
                 .collect();
+            // A transit failure says why the token did not do (never the token).
+            let (or_transit, why) = match &e {
+                artifacts_crypto::Error::Transit { source, .. } => {
+                    (" or access to its transit key", format!(" ({source})"))
+                }
+                _ if !file.metadata().hc_vault.is_empty() => {
+                    (" or access to its transit key", String::new())
+                }
+                _ => ("", String::new()),
+            };
             Ok(Writable::No {
                 reason: format!(
-                    "`{}` exists, and adding to it needs an identity of one of its recipients: {}",
+                    "`{}` exists, and adding to it needs an identity of one of its recipients{or_transit}: {}{why}",
                     shown.display(),
                     recipients.join(", ")
                 ),
