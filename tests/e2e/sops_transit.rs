@@ -472,6 +472,44 @@ fn sops_updatekeys_adds_a_transit_key_and_rotate_keeps_it() {
     ours(&p, &["sops", "decrypt", "s.yaml"], &age_only)
         .success()
         .stdout_has("hunter2-update");
+
+    // rotate --rm-hc-vault-transit drops it (the token no longer opens the
+    // file), --add-hc-vault-transit brings it back.
+    ours(
+        &p,
+        &[
+            "sops",
+            "rotate",
+            "-i",
+            "--rm-hc-vault-transit",
+            &uri,
+            "s.yaml",
+        ],
+        &both,
+    )
+    .success();
+    assert!(
+        !std::fs::read_to_string(p.root.join("s.yaml"))
+            .unwrap()
+            .contains("hc_vault")
+    );
+    ours(&p, &["sops", "decrypt", "s.yaml"], &token).code(1);
+    ours(
+        &p,
+        &[
+            "sops",
+            "rotate",
+            "-i",
+            "--add-hc-vault-transit",
+            &uri,
+            "s.yaml",
+        ],
+        &both,
+    )
+    .success();
+    ours(&p, &["sops", "decrypt", "s.yaml"], &token)
+        .success()
+        .stdout_has("hunter2-update");
 }
 
 #[test]
@@ -485,7 +523,10 @@ fn sops_backend_without_identity_or_token_says_which_keys_would_do() {
     );
     p.generator("pw.sh", r#"echo "hunter2-writable" > "$out/password""#);
     p.file("jsonnetfile.json", "{}\n");
-    p.file("environments/default/main.jsonnet", "function(secrets_yaml) {}\n");
+    p.file(
+        "environments/default/main.jsonnet",
+        "function(secrets_yaml) {}\n",
+    );
     let manifest = |artifacts: &[&str]| {
         let mut text =
             format!("[tanka.default]\nconfig.sops-nix.publicUserKeys = [\"{recipient}\"]\n");

@@ -211,6 +211,20 @@ pub struct SopsRotateArgs {
     /// Stop wrapping the data key for these comma-separated age recipients.
     #[arg(long, value_name = "RECIPIENTS", value_delimiter = ',')]
     pub rm_age: Vec<String>,
+    /// Also wrap the new data key with these comma-separated Vault/OpenBao transit key URIs.
+    #[arg(
+        long = "add-hc-vault-transit",
+        value_name = "URIS",
+        value_delimiter = ','
+    )]
+    pub add_hc_vault_transit: Vec<String>,
+    /// Stop wrapping the data key with these comma-separated transit key URIs.
+    #[arg(
+        long = "rm-hc-vault-transit",
+        value_name = "URIS",
+        value_delimiter = ','
+    )]
+    pub rm_hc_vault_transit: Vec<String>,
     /// The encrypted file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -493,6 +507,8 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let add = parse_recipients(&a.add_age)?;
     let rm = parse_recipients(&a.rm_age)?;
+    let add_transit = parse_transit(&a.add_hc_vault_transit)?;
+    let rm_transit = parse_transit(&a.rm_hc_vault_transit)?;
     let file = read_encrypted(io, &file_opt, &a.keys.input_type, &None)?;
     let mut recipients: Vec<Recipient> = file
         .metadata()
@@ -506,9 +522,16 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
             recipients.push(r);
         }
     }
+    let mut transit_keys = file.metadata().transit_keys();
+    transit_keys.retain(|k| !rm_transit.contains(k));
+    for k in add_transit {
+        if !transit_keys.contains(&k) {
+            transit_keys.push(k);
+        }
+    }
     let dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     let bytes = dec
-        .rotate_with(Some(&recipients), None, Some(&transit(io)))?
+        .rotate_with(Some(&recipients), Some(&transit_keys), Some(&transit(io)))?
         .to_bytes();
     write_output(io, &target, &bytes)
 }

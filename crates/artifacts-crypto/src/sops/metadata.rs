@@ -475,3 +475,63 @@ impl Metadata {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::{Format, parse_plain};
+
+    fn sops_map(yaml: &str) -> Map {
+        let origin = Origin::Described("test".into());
+        let doc = parse_plain(yaml.as_bytes(), Format::Yaml, &origin).unwrap();
+        match doc.branches[0].get("sops") {
+            Some(Value::Map(m)) => m.clone(),
+            _ => panic!("no sops map"),
+        }
+    }
+
+    const GROUPED: &str = "sops:\n    key_groups:\n        - hc_vault:\n            - vault_address: http://127.0.0.1:8200\n              engine_path: team/transit\n              key_name: k\n              created_at: \"2026-01-01T00:00:00Z\"\n              enc: vault:v1:abc\n          age:\n            - recipient: age1x\n              enc: x\n    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: m\n    version: 3.11.0\n";
+
+    #[test]
+    fn a_single_key_group_with_hc_vault_is_read_and_written_flat_in_sops_order() {
+        let origin = Origin::Described("test".into());
+        let md = Metadata::from_map(&sops_map(GROUPED), &origin).unwrap();
+        assert_eq!(md.hc_vault.len(), 1);
+        assert_eq!(md.hc_vault[0].key.engine_path, "team/transit");
+        assert_eq!(
+            md.recipients(),
+            ["age1x", "http://127.0.0.1:8200/v1/team/transit/keys/k"]
+        );
+        let written = md.to_map();
+        let keys: Vec<&str> = written.pairs().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["hc_vault", "age", "lastmodified", "mac", "version"]);
+        let Some(Value::Seq(items)) = written.get("hc_vault") else {
+            panic!("hc_vault")
+        };
+        let Item::Value(Value::Map(entry)) = &items[0] else {
+            panic!("entry")
+        };
+        let fields: Vec<&str> = entry.pairs().map(|(k, _)| k).collect();
+        assert_eq!(
+            fields,
+            [
+                "vault_address",
+                "engine_path",
+                "key_name",
+                "created_at",
+                "enc"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_hc_vault_entry_without_its_ciphertext_is_refused() {
+        let origin = Origin::Described("test".into());
+        let broken = GROUPED.replace("              enc: vault:v1:abc\n", "");
+        let e = Metadata::from_map(&sops_map(&broken), &origin).unwrap_err();
+        assert!(
+            e.to_string().contains("an `hc_vault` entry has no enc"),
+            "{e}"
+        );
+    }
+}
