@@ -67,6 +67,8 @@
         agenix = ./backends/agenix/module.nix;
         sops-nix = ./backends/sops-nix/module.nix;
         dummy = ./backends/dummy/module.nix;
+        # Set `artifacts.openbao.package` (e.g. to this flake's package).
+        openbao = ./backends/openbao/module.nix;
       };
 
       # Home Manager: the option tree and user targets, and the backends'

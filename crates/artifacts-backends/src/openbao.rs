@@ -74,6 +74,18 @@ impl Location {
 pub struct Openbao {
     clients: Mutex<HashMap<Server, Arc<Client>>>,
     listings: Mutex<HashMap<Location, Arc<Mutex<Option<Listing>>>>>,
+    /// Servers found unreachable, sealed or refusing the token: every later
+    /// listing on them fails at once instead of retrying again.
+    down: Mutex<HashMap<Server, Arc<artifacts_openbao::Error>>>,
+}
+
+/// The server a location is on.
+fn server_of(location: &Location) -> Server {
+    (
+        location.address.clone(),
+        location.namespace.clone(),
+        location.ca_cert.clone(),
+    )
 }
 
 /// Secret files by name, as read from the server.
@@ -189,11 +201,7 @@ impl Openbao {
     /// The client for `location`'s server (one per server and run), with
     /// the operator's token.
     fn client(&self, call: &Call, location: &Location) -> Result<Arc<Client>, Error> {
-        let key = (
-            location.address.clone(),
-            location.namespace.clone(),
-            location.ca_cert.clone(),
-        );
+        let key = server_of(location);
         let mut clients = self.clients.lock().expect("not poisoned");
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
@@ -224,10 +232,27 @@ impl Openbao {
         if let Some(listing) = &*slot {
             return listing.clone();
         }
+        let server = server_of(location);
+        if let Some(error) = self.down.lock().expect("not poisoned").get(&server) {
+            return Err(error.clone());
+        }
         let listing = client
             .kv_list(&location.mount, &location.dir)
             .map(Arc::new)
             .map_err(Arc::new);
+        if let Err(error) = &listing
+            && matches!(
+                **error,
+                artifacts_openbao::Error::Unreachable { .. }
+                    | artifacts_openbao::Error::Sealed { .. }
+                    | artifacts_openbao::Error::BadToken { .. }
+            )
+        {
+            self.down
+                .lock()
+                .expect("not poisoned")
+                .insert(server, error.clone());
+        }
         *slot = Some(listing.clone());
         listing
     }
@@ -505,5 +530,148 @@ fn decode(value: &Value) -> Option<Zeroizing<Vec<u8>>> {
                 .map(Zeroizing::new)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use artifacts_engine::store::{self, CallFile, CallTarget, KeySources};
+    use artifacts_model::{Context, TargetKind};
+    use serde_json::json;
+
+    use super::*;
+
+    fn call(context: Context, targets: &[(&str, TargetKind, Value)]) -> Call {
+        let unset = |name: &str| (name.to_owned(), std::ffi::OsString::new());
+        Call::new(&store::Call {
+            backend: "openbao".to_owned(),
+            artifact: Some("api".to_owned()),
+            context,
+            targets: targets
+                .iter()
+                .map(|(name, kind, config)| CallTarget {
+                    name: name.to_string(),
+                    kind: *kind,
+                    config: config.clone(),
+                })
+                .collect(),
+            files: vec![CallFile {
+                name: "token".to_owned(),
+                secret: true,
+            }],
+            root: PathBuf::from("/project"),
+            identities: KeySources::new(
+                [
+                    "BAO_ADDR",
+                    "VAULT_ADDR",
+                    "BAO_NAMESPACE",
+                    "VAULT_NAMESPACE",
+                    "BAO_CACERT",
+                    "VAULT_CACERT",
+                ]
+                .map(unset)
+                .to_vec(),
+            ),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_layout_and_the_defaults() {
+        let config = json!({ "address": "https://bao:8200/" });
+        let cases = [
+            (
+                Context::Nixos,
+                TargetKind::Nixos,
+                "artifacts/per-machine/m1",
+            ),
+            (
+                Context::HomeManager,
+                TargetKind::Home,
+                "artifacts/per-user/m1",
+            ),
+            (Context::Tanka, TargetKind::Tanka, "artifacts/tanka/m1"),
+            (Context::Shared, TargetKind::Nixos, "artifacts/shared"),
+        ];
+        for (context, kind, dir) in cases {
+            let found =
+                location(&call(context, &[("m1", kind, config.clone())]), "openbao").unwrap();
+            assert_eq!(found.dir, dir);
+            assert_eq!(found.mount, "secret");
+            assert_eq!(found.address, "https://bao:8200");
+            assert_eq!(found.entry("api"), format!("{dir}/api"));
+        }
+        let custom = json!({ "address": "http://b", "mount": "/kv/", "prefix": "team/x", "caCert": "ca.pem" });
+        let found = location(
+            &call(Context::Nixos, &[("m1", TargetKind::Nixos, custom)]),
+            "openbao",
+        )
+        .unwrap();
+        assert_eq!(
+            (found.mount.as_str(), found.dir.as_str()),
+            ("kv", "team/x/per-machine/m1")
+        );
+        assert_eq!(found.ca_cert, Some(PathBuf::from("/project/ca.pem")));
+    }
+
+    #[test]
+    fn bad_configurations_are_named() {
+        let error = |context, targets: &[(&str, TargetKind, Value)]| {
+            location(&call(context, targets), "openbao")
+                .unwrap_err()
+                .to_string()
+        };
+        let no_address = error(Context::Nixos, &[("m1", TargetKind::Nixos, json!({}))]);
+        assert!(
+            no_address.contains("nixos `m1`: no openbao address"),
+            "{no_address}"
+        );
+        let bad_mount = error(
+            Context::Nixos,
+            &[(
+                "m1",
+                TargetKind::Nixos,
+                json!({ "address": "http://b", "mount": "a/../b" }),
+            )],
+        );
+        assert!(
+            bad_mount.contains("`..` cannot be a path component"),
+            "{bad_mount}"
+        );
+        let not_string = error(
+            Context::Nixos,
+            &[(
+                "m1",
+                TargetKind::Nixos,
+                json!({ "address": "http://b", "prefix": 3 }),
+            )],
+        );
+        assert!(
+            not_string.contains("artifacts.config.openbao.prefix must be a non-empty string"),
+            "{not_string}"
+        );
+        let apart = error(
+            Context::Shared,
+            &[
+                ("m1", TargetKind::Nixos, json!({ "address": "http://a" })),
+                ("m2", TargetKind::Nixos, json!({ "address": "http://b" })),
+            ],
+        );
+        assert!(
+            apart.contains("configure different openbao servers"),
+            "{apart}"
+        );
+    }
+
+    #[test]
+    fn stored_values_decode_as_text_or_base64_only() {
+        assert_eq!(decode(&json!("a\nb")).unwrap().as_slice(), b"a\nb");
+        assert_eq!(
+            decode(&json!({ "base64": "/wA=" })).unwrap().as_slice(),
+            b"\xff\x00"
+        );
+        assert!(decode(&json!({ "base64": "!" })).is_none());
+        assert!(decode(&json!({ "base64": "/wA=", "x": 1 })).is_none());
+        assert!(decode(&json!(3)).is_none());
     }
 }
