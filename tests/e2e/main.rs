@@ -27,6 +27,7 @@ mod project;
 mod safety;
 mod shell;
 mod shipped;
+mod sops_transit;
 mod stores;
 mod switch;
 mod tanka_tools;

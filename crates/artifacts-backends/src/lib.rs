@@ -8,6 +8,9 @@
 //!   `backend.toml` entry of the same name overrides them); the binary adds
 //!   them with [`artifacts_engine::BackendRegistry::add_fallback`].
 //! * An earlier version of an openbao artifact: [`openbao_read_version`].
+//! * SOPS files whose data key is wrapped by Vault/OpenBao transit
+//!   (`hc_vault`): [`transit::Transit`], the data-key wrapper to hand to
+//!   `artifacts_crypto::sops`.
 //! * Calling one by name, as `artifacts __backend NAME SCRIPT` does for the
 //!   wrapper scripts in `backends/<name>/`: [`get`], then the trait's methods.
 //!
@@ -23,6 +26,7 @@ mod cache;
 mod call;
 pub mod openbao;
 mod sops;
+pub mod transit;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

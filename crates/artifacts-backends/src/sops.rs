@@ -19,15 +19,23 @@
 //! write decrypts the file, sets this artifact's values and writes the whole
 //! file atomically: other artifacts in the same file keep their ciphertext.
 //! Adding to an existing file needs an identity among its recipients.
+//!
+//! Vault/OpenBao transit: when the project's `.sops.yaml` (at its root) has
+//! a creation rule matching a file with `hc_vault_transit_uri` (or a key
+//! group's `hc_vault`), the data key is also wrapped by those transit keys
+//! (see [`crate::transit`]); age recipients still come from the
+//! declarations. Such files decrypt with a token as well as with an age key.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use artifacts_crypto::Origin;
 use artifacts_crypto::age::Recipient;
+use artifacts_crypto::sops::config::SopsConfig;
 use artifacts_crypto::sops::path::Step;
 use artifacts_crypto::sops::{
-    DataKey, Decrypted, EncryptOptions, EncryptedFile, Entry, Format, Map, TreePath, Value,
+    DataKey, Decrypted, EncryptOptions, EncryptedFile, Entry, Format, Keys, Map, TransitKey,
+    TreePath, Value,
 };
 use artifacts_os::fs::Dir;
 
@@ -63,6 +71,30 @@ fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient
 
 fn recipients(call: &Call) -> Result<Vec<Recipient>, Error> {
     call.recipients_for(BACKEND, &sops_nix_form)
+}
+
+/// The transit keys the project's `.sops.yaml` asks for the target's file
+/// (none without a config or a matching rule).
+fn transit_keys(call: &Call) -> Result<Vec<TransitKey>, Error> {
+    let Some(config) = [".sops.yaml", ".sops.yml"]
+        .iter()
+        .map(|name| call.root.join(name))
+        .find(|p| p.is_file())
+    else {
+        return Ok(Vec::new());
+    };
+    let (relative, name) = file_path(call)?;
+    match SopsConfig::load(&config)?.rule_for(&call.root.join(relative).join(name)) {
+        Ok(rule) => Ok(rule.transit),
+        Err(artifacts_crypto::Error::NoCreationRule { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Transit access with the operator's token (contacted only when used).
+fn transit(call: &Call) -> crate::transit::Transit {
+    let home = call.var("HOME").map(PathBuf::from);
+    crate::transit::Transit::from_env(&|name| call.var(name), home.as_deref())
 }
 
 /// Where the target's file is, relative to the project root: its directory
@@ -159,7 +191,8 @@ fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, E
 /// The file's data key, unwrapped with our identities once per run.
 fn data_key(call: &Call, file: &EncryptedFile) -> Result<DataKey, Error> {
     call.cache.data_key(&call.key_vars(), file, || {
-        Ok(file.data_key(&call.identities()?)?)
+        let identities = call.identities()?;
+        Ok(file.data_key_with(&Keys::with_wrapper(&identities, &transit(call)))?)
     })
 }
 
@@ -195,7 +228,21 @@ fn value_path(call: &Call, file: &str) -> TreePath {
     ])
 }
 
-fn same_recipients(file: &EncryptedFile, wanted: &[Recipient]) -> bool {
+fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[TransitKey]) -> bool {
+    let mut have_transit: Vec<String> = file
+        .metadata()
+        .hc_vault
+        .iter()
+        .map(|k| k.key.uri())
+        .collect();
+    have_transit.sort();
+    have_transit.dedup();
+    let mut want_transit: Vec<String> = transit.iter().map(TransitKey::uri).collect();
+    want_transit.sort();
+    want_transit.dedup();
+    if have_transit != want_transit {
+        return false;
+    }
     let mut have: Vec<String> = file
         .metadata()
         .age
@@ -230,7 +277,7 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &recipients(call)?) {
+    if !same_recipients(&file, &recipients(call)?, &transit_keys(call)?) {
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
@@ -263,6 +310,8 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
         return Ok(());
     };
     let recipients = recipients(first)?;
+    let transit_keys = transit_keys(first)?;
+    let wrapper = transit(first);
     let (relative, name) = file_path(first)?;
     let mut artifacts: Vec<(&str, Vec<(&str, String)>)> = Vec::new();
     for &(call, out) in calls {
@@ -297,7 +346,7 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
     }
     let (dir, name, encrypted) = match read_file(first)? {
         Some((dir, name, file)) => {
-            let rekey = !same_recipients(&file, &recipients);
+            let rekey = !same_recipients(&file, &recipients, &transit_keys);
             let mut decrypted = decrypt(first, &file)?;
             for (artifact, values) in artifacts {
                 for (file, text) in values {
@@ -310,7 +359,7 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
             }
             let encrypted = if rekey {
                 // A new data key: removed recipients cannot read what comes next.
-                decrypted.rotate(Some(&recipients))?
+                decrypted.rotate_with(Some(&recipients), Some(&transit_keys), Some(&wrapper))?
             } else {
                 decrypted.encrypt()?
             };
@@ -330,13 +379,15 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
             };
             let options = EncryptOptions {
                 recipients,
+                transit: transit_keys,
                 ..EncryptOptions::default()
             };
             let path = first.root.join(&relative).join(&name);
-            let encrypted = artifacts_crypto::sops::encrypt(
+            let encrypted = artifacts_crypto::sops::encrypt_with(
                 document,
                 Format::Yaml,
                 &options,
+                Some(&wrapper),
                 &Origin::File(path),
             )?;
             let dir = first
@@ -360,20 +411,32 @@ pub fn writable(call: &Call) -> Result<Writable, Error> {
     match data_key(call, &file) {
         Ok(_) => Ok(Writable::Yes),
         Err(Error::Crypto(
-            artifacts_crypto::Error::NoIdentities { .. }
-            | artifacts_crypto::Error::NoMatchingIdentity { .. },
+            e @ (artifacts_crypto::Error::NoIdentities { .. }
+            | artifacts_crypto::Error::NoMatchingIdentity { .. }
+            | artifacts_crypto::Error::NoTransitAccess { .. }
+            | artifacts_crypto::Error::Transit { .. }),
         )) => {
             let path = dir.path().join(name);
             let shown = path.strip_prefix(&call.root).unwrap_or(&path);
             let recipients: Vec<String> = file
                 .metadata()
-                .age
+                .recipients()
                 .iter()
-                .map(|key| key.recipient.trim().to_owned())
+                .map(|key| key.trim().to_owned())
                 .collect();
+            // A transit failure says why the token did not do (never the token).
+            let (or_transit, why) = match &e {
+                artifacts_crypto::Error::Transit { source, .. } => {
+                    (" or access to its transit key", format!(" ({source})"))
+                }
+                _ if !file.metadata().hc_vault.is_empty() => {
+                    (" or access to its transit key", String::new())
+                }
+                _ => ("", String::new()),
+            };
             Ok(Writable::No {
                 reason: format!(
-                    "`{}` exists, and adding to it needs an identity of one of its recipients: {}",
+                    "`{}` exists, and adding to it needs an identity of one of its recipients{or_transit}: {}{why}",
                     shown.display(),
                     recipients.join(", ")
                 ),

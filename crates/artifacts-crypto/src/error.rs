@@ -286,6 +286,37 @@ pub enum Error {
         /// What the plugin reported.
         reason: String,
     },
+    /// A vault transit key URI could not be parsed.
+    #[error("invalid vault transit key `{uri}` in {origin}: {reason}")]
+    InvalidTransitKey {
+        /// The URI (public: an address and a key name).
+        uri: String,
+        /// Where it came from.
+        origin: Origin,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A file needs a vault transit key but no transit access was set up.
+    #[error("{origin} needs vault transit key `{key}`, and no vault transit access is configured")]
+    NoTransitAccess {
+        /// The document.
+        origin: Origin,
+        /// The key's URI.
+        key: String,
+    },
+    /// The transit service failed to encrypt or decrypt the data key.
+    #[error("failed to {action} the data key of {origin} with vault transit key `{key}`")]
+    Transit {
+        /// "encrypt" or "decrypt".
+        action: &'static str,
+        /// The document.
+        origin: Origin,
+        /// The key's URI.
+        key: String,
+        /// The service's error (never the token or the data key).
+        #[source]
+        source: crate::sops::master::WrapError,
+    },
     /// A bug.
     #[error("internal error: {0} (this may indicate a bug in artifacts-crypto)")]
     Internal(String),
@@ -339,6 +370,9 @@ impl Error {
                 Some("decrypt it first, or use updatekeys/rotate to change its keys")
             }
             Error::Unsupported { .. } => Some("use the real `sops` for this file"),
+            Error::Transit { .. } | Error::NoTransitAccess { .. } => Some(
+                "set BAO_TOKEN or VAULT_TOKEN (or log in: `bao login` writes ~/.vault-token) to a token whose policy allows the transit key's encrypt/decrypt paths, and check that the server is reachable and unsealed",
+            ),
             Error::NoCreationRule { .. } => {
                 Some("add a matching creation rule, or pass recipients with --age")
             }

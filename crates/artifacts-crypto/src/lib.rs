@@ -30,6 +30,11 @@
 //!     [`sops::Decrypted`] you can `extract`, `set`, `unset`, and encrypt
 //!     again ([`sops::Decrypted::encrypt`]) or [`sops::Decrypted::rotate`];
 //!     [`sops::EncryptedFile::update_keys`] changes recipients only.
+//!   - Data keys also wrapped by Vault/OpenBao transit: the `_with` forms
+//!     ([`sops::encrypt_with`], [`sops::EncryptedFile::decrypt_with`] with a
+//!     [`sops::Keys`], [`sops::Decrypted::rotate_with`],
+//!     [`sops::EncryptedFile::update_keys_with`]) and a
+//!     [`sops::DataKeyWrapper`] that talks to the server.
 //! - **Write the result back safely**: `artifacts_os::fs::write_atomic`;
 //!   inside a project's stores, where no symbolic link may be followed,
 //!   `artifacts_os::fs::Dir` (also swaps whole directories atomically).
@@ -74,11 +79,13 @@
 //! every type sops writes (`str`, `int`, `float`, `bool`, `time`, `comment`);
 //! `unencrypted_suffix`, `encrypted_suffix`, `unencrypted_regex`,
 //! `encrypted_regex`, `unencrypted_comment_regex`, `encrypted_comment_regex`,
-//! `mac_only_encrypted`; `.sops.yaml` creation rules with `path_regex` and
-//! `age` (or one key group).
+//! `mac_only_encrypted`; `.sops.yaml` creation rules with `path_regex`,
+//! `age` and `hc_vault_transit_uri` (or one key group); Vault/OpenBao
+//! transit keys (`hc_vault`) through a caller's
+//! [`sops::master::DataKeyWrapper`] (this crate speaks no HTTP).
 //!
 //! Refused with an error, never mis-decrypted: key groups with a shamir
-//! threshold (more than one key group), pgp/kms/vault master keys when the
+//! threshold (more than one key group), pgp/kms master keys when the
 //! data key would have to be re-wrapped (files that also carry age keys still
 //! decrypt), FIDO security-key SSH keys (`sk-ssh-ed25519@openssh.com`,
 //! which age does not support either), passphrase-encrypted age files

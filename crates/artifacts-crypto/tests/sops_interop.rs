@@ -122,6 +122,7 @@ fn our_vectors_decrypt_with_sops_d_exactly_like_its_own_files() {
         let opts = EncryptOptions {
             recipients: vec![a.recipient(), b.recipient()],
             rules: rules_from_args(&args),
+            ..EncryptOptions::default()
         };
         let ours = sops::encrypt(doc, format, &opts, &Origin::file(&input))
             .unwrap_or_else(|e| panic!("{name}: {e}"));

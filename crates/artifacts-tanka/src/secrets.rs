@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use artifacts_crypto::age::Identity;
-use artifacts_crypto::sops::{EncryptedFile, Format};
+use artifacts_crypto::sops::{DataKeyWrapper, EncryptedFile, Format, Keys};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -45,9 +45,10 @@ impl Secrets {
     }
 }
 
-/// Decrypts `environments/<env>/secrets.sops.yaml` (MAC verified). A missing
-/// file is [`Error::SecretsMissing`].
-pub fn decrypt(env: &Environment, identities: &[Identity]) -> Result<Secrets> {
+/// Decrypts `environments/<env>/secrets.sops.yaml` (MAC verified) with age
+/// identities or, for `hc_vault` keys, the transit wrapper in `keys`. A
+/// missing file is [`Error::SecretsMissing`].
+pub fn decrypt(env: &Environment, keys: &Keys<'_>) -> Result<Secrets> {
     let path = env.secrets_file();
     if !path.exists() {
         return Err(Error::SecretsMissing {
@@ -55,17 +56,17 @@ pub fn decrypt(env: &Environment, identities: &[Identity]) -> Result<Secrets> {
             path,
         });
     }
-    decrypt_file(env.name(), &path, identities)
+    decrypt_file(env.name(), &path, keys)
 }
 
 /// Decrypts one SOPS YAML file for environment `env_name` (named in errors).
-pub fn decrypt_file(env_name: &str, path: &Path, identities: &[Identity]) -> Result<Secrets> {
+pub fn decrypt_file(env_name: &str, path: &Path, keys: &Keys<'_>) -> Result<Secrets> {
     let wrap = |source| Error::Decrypt {
         env: env_name.to_string(),
         source,
     };
     let file = EncryptedFile::read(path, Some(Format::Yaml)).map_err(wrap)?;
-    let decrypted = file.decrypt(identities).map_err(wrap)?;
+    let decrypted = file.decrypt_with(keys).map_err(wrap)?;
     let bytes = decrypted.to_plain_bytes(None).map_err(wrap)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| Error::SecretsYaml {
         env: env_name.to_string(),
@@ -77,7 +78,8 @@ pub fn decrypt_file(env_name: &str, path: &Path, identities: &[Identity]) -> Res
 /// The secrets to render environment `env` with.
 ///
 /// The file exists: decrypted with the identities `identities` returns (only
-/// called then; any failure is an error, never "no secrets").
+/// called then; any failure is an error, never "no secrets") or through
+/// `transit`.
 /// The file is missing: an error when the declarations (`manifest`) give the
 /// environment secret files, else `None`, and `secrets_yaml` is not passed at
 /// all, so an entry point that requires it fails instead of rendering
@@ -86,10 +88,16 @@ pub fn for_render(
     env: &Environment,
     manifest: Option<&Path>,
     identities: &dyn Fn() -> Result<Vec<Identity>>,
+    transit: Option<&dyn DataKeyWrapper>,
 ) -> Result<Option<Secrets>> {
     let path = env.secrets_file();
     if path.exists() {
-        return decrypt(env, &identities()?).map(Some);
+        let identities = identities()?;
+        let keys = Keys {
+            identities: &identities,
+            wrapper: transit,
+        };
+        return decrypt(env, &keys).map(Some);
     }
     if declares_secrets(manifest, env.name())? {
         return Err(Error::SecretsMissing {

@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use artifacts_backends::transit::Transit;
 use artifacts_crypto::age::Recipient;
 use artifacts_crypto::error::{Error, Origin};
 use artifacts_crypto::keys::Purpose;
 use artifacts_crypto::sops::config::{SopsConfig, find_config};
 use artifacts_crypto::sops::{
-    self, EncryptOptions, EncryptedFile, EncryptionRules, Format, TreePath,
+    self, EncryptOptions, EncryptedFile, EncryptionRules, Format, Keys, TransitKey, TreePath,
 };
 use artifacts_os::fs::write_atomic;
 use zeroize::Zeroizing;
@@ -54,6 +55,9 @@ pub struct SopsEncryptArgs {
     /// Comma-separated age recipients (default: the matching .sops.yaml creation rule).
     #[arg(long, short = 'a', value_name = "RECIPIENTS", value_delimiter = ',')]
     pub age: Vec<String>,
+    /// Comma-separated Vault/OpenBao transit key URIs (https://HOST:PORT/v1/ENGINE/keys/NAME); the token comes from BAO_TOKEN, VAULT_TOKEN or ~/.vault-token.
+    #[arg(long = "hc-vault-transit", value_name = "URIS", value_delimiter = ',')]
+    pub hc_vault_transit: Vec<String>,
     /// The .sops.yaml to use (default: searched from the working directory up).
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -207,6 +211,20 @@ pub struct SopsRotateArgs {
     /// Stop wrapping the data key for these comma-separated age recipients.
     #[arg(long, value_name = "RECIPIENTS", value_delimiter = ',')]
     pub rm_age: Vec<String>,
+    /// Also wrap the new data key with these comma-separated Vault/OpenBao transit key URIs.
+    #[arg(
+        long = "add-hc-vault-transit",
+        value_name = "URIS",
+        value_delimiter = ','
+    )]
+    pub add_hc_vault_transit: Vec<String>,
+    /// Stop wrapping the data key with these comma-separated transit key URIs.
+    #[arg(
+        long = "rm-hc-vault-transit",
+        value_name = "URIS",
+        value_delimiter = ','
+    )]
+    pub rm_hc_vault_transit: Vec<String>,
     /// The encrypted file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -301,6 +319,18 @@ fn parse_recipients(list: &[String]) -> Result<Vec<Recipient>> {
         .collect::<artifacts_crypto::Result<Vec<_>>>()?)
 }
 
+fn parse_transit(list: &[String]) -> Result<Vec<TransitKey>> {
+    Ok(TransitKey::parse_list(
+        &list.join(","),
+        &Origin::Described("--hc-vault-transit".into()),
+    )?)
+}
+
+/// Transit access for files with `hc_vault` keys (contacted only when used).
+fn transit(io: &Io<'_>) -> Transit {
+    Transit::from_vars(io.env)
+}
+
 fn load_config(io: &Io<'_>, explicit: &Option<PathBuf>) -> Result<Option<SopsConfig>> {
     let path = match explicit {
         Some(p) => Some(resolve(io, p)),
@@ -320,7 +350,10 @@ fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> Result<()> {
         .map(|p| resolve(io, &p));
     let mut rules = EncryptionRules::default();
     let mut recipients = parse_recipients(&a.age)?;
+    let mut transit_keys = parse_transit(&a.hc_vault_transit)?;
+    // As in sops: any key flag replaces the config's keys.
     if recipients.is_empty()
+        && transit_keys.is_empty()
         && let Some(cfg) = load_config(io, &a.config)?
     {
         let file = name_for_rules
@@ -328,6 +361,7 @@ fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> Result<()> {
             .unwrap_or_else(|| io.cwd.join("stdin"));
         let rule = cfg.rule_for(&file)?;
         recipients = rule.recipients;
+        transit_keys = rule.transit;
         rules = rule.rules;
     }
     // Flags replace the rule's key selection as a whole (sops allows one).
@@ -342,14 +376,19 @@ fn sops_encrypt(a: &SopsEncryptArgs, io: &mut Io<'_>) -> Result<()> {
         rules.encrypted_regex = a.encrypted_regex.clone();
     }
     let (input, origin) = read_input(io, &a.file)?;
-    if recipients.is_empty() {
+    if recipients.is_empty() && transit_keys.is_empty() {
         return Err(Error::NoRecipients { origin }.into());
     }
     let doc = sops::parse_plain(&input, in_format, &origin)?;
-    let file = sops::encrypt(
+    let file = sops::encrypt_with(
         doc,
         out_format,
-        &EncryptOptions { recipients, rules },
+        &EncryptOptions {
+            recipients,
+            transit: transit_keys,
+            rules,
+        },
+        Some(&transit(io)),
         &origin,
     )?;
     let bytes = file.to_bytes();
@@ -373,7 +412,7 @@ fn sops_decrypt(a: &SopsDecryptArgs, io: &mut Io<'_>) -> Result<()> {
     let path = a.extract.as_deref().map(TreePath::parse).transpose()?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &a.file, &a.keys.input_type, &a.filename_override)?;
-    let dec = file.decrypt(&identities)?;
+    let dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     let out = match &path {
         Some(p) => dec.extract(p, out_format)?,
         None => dec.to_plain_bytes(out_format)?,
@@ -385,7 +424,7 @@ fn sops_get(a: &SopsGetArgs, io: &mut Io<'_>) -> Result<()> {
     let path = TreePath::parse(&a.path)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &Some(a.file.clone()), &a.keys.input_type, &None)?;
-    let dec = file.decrypt(&identities)?;
+    let dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     let out = dec.extract(&path, format_arg(&a.output_type)?)?;
     write_stdout(io, &out)
 }
@@ -403,7 +442,7 @@ fn sops_set(a: &SopsSetArgs, io: &mut Io<'_>) -> Result<()> {
         None => read_input(io, &None)?,
     };
     let value = sops::parse_set_value(&raw, a.raw, &origin)?;
-    let mut dec = file.decrypt(&identities)?;
+    let mut dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     dec.set(&path, value)?;
     let bytes = dec.encrypt()?.to_bytes();
     write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
@@ -414,7 +453,7 @@ fn sops_unset(a: &SopsUnsetArgs, io: &mut Io<'_>) -> Result<()> {
     let path = TreePath::parse(&a.path)?;
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let file = read_encrypted(io, &Some(a.file.clone()), &a.keys.input_type, &None)?;
-    let mut dec = file.decrypt(&identities)?;
+    let mut dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
     dec.unset(&path)?;
     let bytes = dec.encrypt()?.to_bytes();
     write_atomic(&resolve(io, &a.file), &bytes).map_err(Error::from)?;
@@ -436,12 +475,21 @@ fn sops_updatekeys(a: &SopsUpdatekeysArgs, io: &mut Io<'_>) -> Result<()> {
     };
     for f in &a.files {
         let path = resolve(io, f);
-        let recipients = match &config {
-            Some(cfg) => cfg.rule_for(&path)?.recipients,
-            None => explicit.clone(),
-        };
         let mut file = read_encrypted(io, &Some(f.clone()), &a.keys.input_type, &None)?;
-        let changes = file.update_keys(&identities, &recipients)?;
+        let (recipients, transit_keys) = match &config {
+            Some(cfg) => {
+                let rule = cfg.rule_for(&path)?;
+                (rule.recipients, rule.transit)
+            }
+            // --age changes the age recipients only.
+            None => (explicit.clone(), file.metadata().transit_keys()),
+        };
+        let wrapper = transit(io);
+        let changes = file.update_keys_with(
+            &Keys::with_wrapper(&identities, &wrapper),
+            &recipients,
+            &transit_keys,
+        )?;
         if changes.added.is_empty() && changes.removed.is_empty() {
             let _ = writeln!(io.stderr, "{}: already up to date", f.display());
             continue;
@@ -463,6 +511,8 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     let add = parse_recipients(&a.add_age)?;
     let rm = parse_recipients(&a.rm_age)?;
+    let add_transit = parse_transit(&a.add_hc_vault_transit)?;
+    let rm_transit = parse_transit(&a.rm_hc_vault_transit)?;
     let file = read_encrypted(io, &file_opt, &a.keys.input_type, &None)?;
     let mut recipients: Vec<Recipient> = file
         .metadata()
@@ -476,8 +526,17 @@ fn sops_rotate(a: &SopsRotateArgs, io: &mut Io<'_>) -> Result<()> {
             recipients.push(r);
         }
     }
-    let dec = file.decrypt(&identities)?;
-    let bytes = dec.rotate(Some(&recipients))?.to_bytes();
+    let mut transit_keys = file.metadata().transit_keys();
+    transit_keys.retain(|k| !rm_transit.contains(k));
+    for k in add_transit {
+        if !transit_keys.contains(&k) {
+            transit_keys.push(k);
+        }
+    }
+    let dec = file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
+    let bytes = dec
+        .rotate_with(Some(&recipients), Some(&transit_keys), Some(&transit(io)))?
+        .to_bytes();
     write_output(io, &target, &bytes)
 }
 
@@ -485,7 +544,7 @@ fn sops_verify(a: &SopsVerifyArgs, io: &mut Io<'_>) -> Result<()> {
     let identities = load_identities(io, &a.keys.identities, Purpose::Sops)?;
     for f in &a.files {
         let file = read_encrypted(io, &Some(f.clone()), &a.keys.input_type, &None)?;
-        file.decrypt(&identities)?;
+        file.decrypt_with(&Keys::with_wrapper(&identities, &transit(io)))?;
         let _ = writeln!(io.stderr, "{}: ok", f.display());
     }
     Ok(())

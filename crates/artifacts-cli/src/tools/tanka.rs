@@ -8,8 +8,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use artifacts_backends::transit::Transit;
 use artifacts_crypto::age::Identity;
 use artifacts_crypto::keys::Purpose;
+use artifacts_crypto::sops::Keys;
 use artifacts_tanka::cmp;
 use artifacts_tanka::error::Error;
 use artifacts_tanka::eval::{VarValue, Vars};
@@ -149,7 +151,8 @@ fn tanka_secrets(a: &SecretsArgs, io: &mut Io<'_>) -> Result<()> {
         .into());
     }
     let identities = identities(io, &a.keys, env.name())?;
-    let secrets = secrets::decrypt(&env, &identities)?;
+    let transit = Transit::from_vars(io.env);
+    let secrets = secrets::decrypt(&env, &Keys::with_wrapper(&identities, &transit))?;
     write_stdout(io, secrets.yaml().as_bytes())
 }
 
@@ -169,9 +172,13 @@ fn render(req: RenderRequest<'_>, io: &Io<'_>) -> artifacts_tanka::Result<render
         None => req.project.manifest(),
     };
     let env_name = req.env.name().to_string();
-    let secrets = secrets::for_render(&req.env, manifest.as_deref(), &|| {
-        identities(io, req.keys, &env_name)
-    })?;
+    let transit = Transit::from_vars(io.env);
+    let secrets = secrets::for_render(
+        &req.env,
+        manifest.as_deref(),
+        &|| identities(io, req.keys, &env_name),
+        Some(&transit),
+    )?;
     let engine = match req.render.engine {
         EngineArg::Builtin => Engine::Builtin,
         EngineArg::Tk => Engine::Tk(TkConfig {

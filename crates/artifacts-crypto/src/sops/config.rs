@@ -1,13 +1,15 @@
 //! `.sops.yaml`: finding it and applying its `creation_rules` (`path_regex`,
-//! `age`, a single `key_groups` entry, and the encryption-rule options).
-//! Rules for other key types (pgp, kms, …) and multi-group shamir setups are
-//! refused with an error naming the config.
+//! `age`, `hc_vault_transit_uri`, a single `key_groups` entry with `age` and
+//! `hc_vault`, and the encryption-rule options). Rules for other key types
+//! (pgp, kms, …) and multi-group shamir setups are refused with an error
+//! naming the config.
 
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde::Deserialize;
 
+use super::master::TransitKey;
 use super::metadata::EncryptionRules;
 use crate::age::Recipient;
 use crate::error::{Error, Origin, Result};
@@ -44,7 +46,7 @@ struct RawGroup {
     kms: Option<serde_norway::Value>,
     gcp_kms: Option<serde_norway::Value>,
     azure_keyvault: Option<serde_norway::Value>,
-    hc_vault: Option<serde_norway::Value>,
+    hc_vault: Option<StringOrList>,
 }
 
 #[derive(Deserialize, Default)]
@@ -55,7 +57,7 @@ struct RawRule {
     kms: Option<serde_norway::Value>,
     gcp_kms: Option<serde_norway::Value>,
     azure_keyvault: Option<serde_norway::Value>,
-    hc_vault_transit_uri: Option<serde_norway::Value>,
+    hc_vault_transit_uri: Option<StringOrList>,
     key_groups: Option<Vec<RawGroup>>,
     shamir_threshold: Option<i64>,
     unencrypted_suffix: Option<String>,
@@ -95,6 +97,8 @@ impl std::fmt::Debug for SopsConfig {
 pub struct CreationRule {
     /// The age recipients.
     pub recipients: Vec<Recipient>,
+    /// The Vault/OpenBao transit keys.
+    pub transit: Vec<TransitKey>,
     /// The encryption rules.
     pub rules: EncryptionRules,
 }
@@ -200,31 +204,34 @@ impl SopsConfig {
             feature: feature.to_string(),
         };
         let mut age_list: Vec<String> = rule.age.as_ref().map(|a| a.items()).unwrap_or_default();
-        let mut other = set(&rule.pgp)
-            || set(&rule.kms)
-            || set(&rule.gcp_kms)
-            || set(&rule.azure_keyvault)
-            || set(&rule.hc_vault_transit_uri);
+        let mut transit_list: Vec<String> = rule
+            .hc_vault_transit_uri
+            .as_ref()
+            .map(|a| a.items())
+            .unwrap_or_default();
+        let mut other =
+            set(&rule.pgp) || set(&rule.kms) || set(&rule.gcp_kms) || set(&rule.azure_keyvault);
         if let Some(groups) = &rule.key_groups {
             if groups.len() > 1 {
                 return Err(unsupported("key groups with a shamir threshold"));
             }
             if let Some(g) = groups.first() {
                 age_list.extend(g.age.as_ref().map(|a| a.items()).unwrap_or_default());
-                other |= set(&g.pgp)
-                    || set(&g.kms)
-                    || set(&g.gcp_kms)
-                    || set(&g.azure_keyvault)
-                    || set(&g.hc_vault);
+                transit_list.extend(g.hc_vault.as_ref().map(|a| a.items()).unwrap_or_default());
+                other |= set(&g.pgp) || set(&g.kms) || set(&g.gcp_kms) || set(&g.azure_keyvault);
             }
         }
         if other {
-            return Err(unsupported("pgp/kms/vault master keys"));
+            return Err(unsupported("pgp/kms master keys"));
         }
         let _ = rule.shamir_threshold;
         let recipients = age_list
             .iter()
             .map(|r| Recipient::parse_from(r, origin.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let transit = transit_list
+            .iter()
+            .map(|u| TransitKey::parse_uri(u, &origin))
             .collect::<Result<Vec<_>>>()?;
         let rules = EncryptionRules {
             unencrypted_suffix: rule.unencrypted_suffix.clone(),
@@ -236,7 +243,11 @@ impl SopsConfig {
             mac_only_encrypted: rule.mac_only_encrypted.unwrap_or(false),
         };
         rules.validate(&origin)?;
-        Ok(CreationRule { recipients, rules })
+        Ok(CreationRule {
+            recipients,
+            transit,
+            rules,
+        })
     }
 }
 
@@ -269,6 +280,32 @@ mod tests {
         let r = cfg.rule_for(Path::new("/repo/other.json")).unwrap();
         assert_eq!(r.recipients.len(), 1);
         assert_eq!(r.recipients[0].as_str(), R2);
+    }
+
+    #[test]
+    fn transit_uris_come_from_the_rule_and_its_key_group() {
+        let text = format!(
+            "creation_rules:\n  - path_regex: a$\n    age: {R1}\n    hc_vault_transit_uri: http://127.0.0.1:8200/v1/transit/keys/k1,https://v:1/v1/t2/keys/k2\n  - path_regex: b$\n    key_groups:\n      - hc_vault: [http://127.0.0.1:8200/v1/transit/keys/k3]\n  - path_regex: c$\n    hc_vault_transit_uri: vault.example.com/v1/transit/keys/k\n"
+        );
+        let cfg = SopsConfig::parse(&text, Path::new("/r/.sops.yaml")).unwrap();
+        let r = cfg.rule_for(Path::new("/r/a")).unwrap();
+        assert_eq!(r.recipients.len(), 1);
+        let uris: Vec<String> = r.transit.iter().map(TransitKey::uri).collect();
+        assert_eq!(
+            uris,
+            [
+                "http://127.0.0.1:8200/v1/transit/keys/k1",
+                "https://v:1/v1/t2/keys/k2"
+            ]
+        );
+        let r = cfg.rule_for(Path::new("/r/b")).unwrap();
+        assert!(r.recipients.is_empty());
+        assert_eq!(r.transit[0].key_name, "k3");
+        let e = cfg.rule_for(Path::new("/r/c")).unwrap_err().to_string();
+        assert!(
+            e.contains("creation rule 3") && e.contains("vault.example.com/v1/transit/keys/k"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use regex::Regex;
 
+use super::master::{TransitKey, VaultKey};
 use super::tree::{Entry, Item, Map, Value};
 use crate::error::{Error, Origin, Result};
 
@@ -170,6 +171,8 @@ impl CompiledRules {
 pub struct Metadata {
     /// age stanzas (a single key group).
     pub age: Vec<AgeKey>,
+    /// Vault/OpenBao transit stanzas (`hc_vault`, same single key group).
+    pub hc_vault: Vec<VaultKey>,
     /// Key groups (shamir); present only when the file has more than one.
     pub key_groups: Vec<Map>,
     /// The shamir threshold, when set.
@@ -186,7 +189,7 @@ pub struct Metadata {
     pub version: String,
 }
 
-const OTHER_KEY_FIELDS: [&str; 6] = ["kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp"];
+const OTHER_KEY_FIELDS: [&str; 5] = ["kms", "gcp_kms", "hckms", "azure_kv", "pgp"];
 
 fn text_of(v: &Value) -> Option<String> {
     match v {
@@ -235,6 +238,64 @@ fn age_keys(v: &Value, origin: &Origin) -> Result<Vec<AgeKey>> {
     Ok(out)
 }
 
+fn vault_keys(v: &Value, origin: &Origin) -> Result<Vec<VaultKey>> {
+    let bad = |reason: &str| Error::Metadata {
+        origin: origin.clone(),
+        reason: reason.into(),
+    };
+    let Value::Seq(items) = v else {
+        return match v {
+            Value::Null => Ok(Vec::new()),
+            _ => Err(bad("`hc_vault` must be a list")),
+        };
+    };
+    // Each entry may cost a request to a server: bounded like `age`.
+    if items.len() > MAX_AGE_KEYS {
+        return Err(bad(&format!(
+            "`hc_vault` lists more than {MAX_AGE_KEYS} keys"
+        )));
+    }
+    let mut out = Vec::new();
+    for it in items {
+        let Item::Value(Value::Map(m)) = it else {
+            continue;
+        };
+        let field = |k: &str| {
+            m.get(k)
+                .and_then(text_of)
+                .ok_or_else(|| bad(&format!("an `hc_vault` entry has no {k}")))
+        };
+        out.push(VaultKey {
+            key: TransitKey {
+                address: field("vault_address")?,
+                engine_path: field("engine_path")?,
+                key_name: field("key_name")?,
+            },
+            created_at: field("created_at")?,
+            enc: field("enc")?,
+        });
+    }
+    Ok(out)
+}
+
+fn vault_keys_value(keys: &[VaultKey]) -> Value {
+    let s = |v: &str| Value::Str(v.to_string());
+    Value::Seq(
+        keys.iter()
+            .map(|k| {
+                // sops 3.11's field order.
+                Item::Value(Value::Map(Map(vec![
+                    Entry::Pair("vault_address".into(), s(&k.key.address)),
+                    Entry::Pair("engine_path".into(), s(&k.key.engine_path)),
+                    Entry::Pair("key_name".into(), s(&k.key.key_name)),
+                    Entry::Pair("created_at".into(), s(&k.created_at)),
+                    Entry::Pair("enc".into(), s(&k.enc)),
+                ])))
+            })
+            .collect(),
+    )
+}
+
 fn non_empty(v: &Value) -> bool {
     match v {
         Value::Seq(s) => s.iter().any(|i| matches!(i, Item::Value(_))),
@@ -271,6 +332,9 @@ impl Metadata {
         if let Some(a) = m.get("age") {
             md.age = age_keys(a, origin)?;
         }
+        if let Some(v) = m.get("hc_vault") {
+            md.hc_vault = vault_keys(v, origin)?;
+        }
         for f in OTHER_KEY_FIELDS {
             if let Some(v) = m.get(f).filter(|v| non_empty(v)) {
                 md.other_keys.push((f.to_string(), v.clone()));
@@ -290,12 +354,16 @@ impl Metadata {
                     _ => None,
                 })
                 .collect();
-            let has_flat = !md.age.is_empty() || !md.other_keys.is_empty();
+            let has_flat =
+                !md.age.is_empty() || !md.hc_vault.is_empty() || !md.other_keys.is_empty();
             if groups.len() == 1 && !has_flat {
                 // One group is the same as the flat form (sops writes it flat).
                 let g = &groups[0];
                 if let Some(a) = g.get("age") {
                     md.age = age_keys(a, origin)?;
+                }
+                if let Some(v) = g.get("hc_vault") {
+                    md.hc_vault = vault_keys(v, origin)?;
                 }
                 for f in OTHER_KEY_FIELDS {
                     if let Some(v) = g.get(f).filter(|v| non_empty(v)) {
@@ -306,7 +374,11 @@ impl Metadata {
                 md.key_groups = groups;
             }
         }
-        if md.age.is_empty() && md.other_keys.is_empty() && md.key_groups.is_empty() {
+        if md.age.is_empty()
+            && md.hc_vault.is_empty()
+            && md.other_keys.is_empty()
+            && md.key_groups.is_empty()
+        {
             return Err(bad("no keys found in the file".into()));
         }
         Ok(md)
@@ -336,6 +408,12 @@ impl Metadata {
             if k != "pgp" {
                 m.0.push(Entry::Pair(k.clone(), v.clone()));
             }
+        }
+        if !self.hc_vault.is_empty() {
+            m.0.push(Entry::Pair(
+                "hc_vault".into(),
+                vault_keys_value(&self.hc_vault),
+            ));
         }
         if !self.age.is_empty() {
             m.0.push(Entry::Pair(
@@ -383,5 +461,77 @@ impl Metadata {
     /// The age recipients the data key is wrapped to.
     pub fn age_recipients(&self) -> Vec<String> {
         self.age.iter().map(|a| a.recipient.clone()).collect()
+    }
+
+    /// The transit keys the data key is wrapped with.
+    pub fn transit_keys(&self) -> Vec<TransitKey> {
+        self.hc_vault.iter().map(|k| k.key.clone()).collect()
+    }
+
+    /// Every master key, public forms only: age recipients, then transit key URIs.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut out = self.age_recipients();
+        out.extend(self.hc_vault.iter().map(|k| k.key.uri()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sops::{Format, parse_plain};
+
+    fn sops_map(yaml: &str) -> Map {
+        let origin = Origin::Described("test".into());
+        let doc = parse_plain(yaml.as_bytes(), Format::Yaml, &origin).unwrap();
+        match doc.branches[0].get("sops") {
+            Some(Value::Map(m)) => m.clone(),
+            _ => panic!("no sops map"),
+        }
+    }
+
+    const GROUPED: &str = "sops:\n    key_groups:\n        - hc_vault:\n            - vault_address: http://127.0.0.1:8200\n              engine_path: team/transit\n              key_name: k\n              created_at: \"2026-01-01T00:00:00Z\"\n              enc: vault:v1:abc\n          age:\n            - recipient: age1x\n              enc: x\n    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: m\n    version: 3.11.0\n";
+
+    #[test]
+    fn a_single_key_group_with_hc_vault_is_read_and_written_flat_in_sops_order() {
+        let origin = Origin::Described("test".into());
+        let md = Metadata::from_map(&sops_map(GROUPED), &origin).unwrap();
+        assert_eq!(md.hc_vault.len(), 1);
+        assert_eq!(md.hc_vault[0].key.engine_path, "team/transit");
+        assert_eq!(
+            md.recipients(),
+            ["age1x", "http://127.0.0.1:8200/v1/team/transit/keys/k"]
+        );
+        let written = md.to_map();
+        let keys: Vec<&str> = written.pairs().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["hc_vault", "age", "lastmodified", "mac", "version"]);
+        let Some(Value::Seq(items)) = written.get("hc_vault") else {
+            panic!("hc_vault")
+        };
+        let Item::Value(Value::Map(entry)) = &items[0] else {
+            panic!("entry")
+        };
+        let fields: Vec<&str> = entry.pairs().map(|(k, _)| k).collect();
+        assert_eq!(
+            fields,
+            [
+                "vault_address",
+                "engine_path",
+                "key_name",
+                "created_at",
+                "enc"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_hc_vault_entry_without_its_ciphertext_is_refused() {
+        let origin = Origin::Described("test".into());
+        let broken = GROUPED.replace("              enc: vault:v1:abc\n", "");
+        let e = Metadata::from_map(&sops_map(&broken), &origin).unwrap_err();
+        assert!(
+            e.to_string().contains("an `hc_vault` entry has no enc"),
+            "{e}"
+        );
     }
 }

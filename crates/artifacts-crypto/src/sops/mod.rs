@@ -9,11 +9,14 @@
 //! re-wraps the data key for a new recipient set.
 //!
 //! Supported: YAML (multi-document, comments, dates), JSON, dotenv and
-//! binary documents; age recipients (X25519 and SSH); every encryption-rule
-//! option sops records. Refused with [`Error::Unsupported`]: key groups with
-//! a shamir threshold, and re-wrapping data keys for pgp/kms/vault keys.
+//! binary documents; age recipients (X25519 and SSH) and Vault/OpenBao
+//! transit keys (through a caller's [`master::DataKeyWrapper`], see
+//! [`master::Keys`]), in one key group; every encryption-rule option sops
+//! records. Refused with [`Error::Unsupported`]: key groups with a shamir
+//! threshold, and re-wrapping data keys for pgp/kms keys.
 
 pub mod config;
+pub mod master;
 pub mod metadata;
 pub mod path;
 pub mod tree;
@@ -29,6 +32,7 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 pub use cipher::DataKey;
+pub use master::{DataKeyWrapper, Keys, TransitKey, VaultKey};
 pub use metadata::{AgeKey, EncryptionRules, Metadata, SOPS_VERSION};
 pub use path::TreePath;
 pub use tree::{Document, Entry, Item, Map, Value};
@@ -181,8 +185,10 @@ pub fn emit_value(v: &Value, format: Format) -> Zeroizing<Vec<u8>> {
 /// Options for encrypting a new file.
 #[derive(Clone, Debug, Default)]
 pub struct EncryptOptions {
-    /// The age recipients (at least one).
+    /// The age recipients (at least one recipient or transit key in all).
     pub recipients: Vec<Recipient>,
+    /// The Vault/OpenBao transit keys (need a [`DataKeyWrapper`]).
+    pub transit: Vec<TransitKey>,
     /// Which values stay plaintext.
     pub rules: EncryptionRules,
 }
@@ -237,14 +243,27 @@ fn normalize_recipient(s: &str) -> String {
         .unwrap_or_else(|_| s.trim().to_string())
 }
 
-/// Encrypts a plaintext document with a new data key.
+/// Encrypts a plaintext document with a new data key, for age recipients
+/// only (see [`encrypt_with`] for transit keys).
 pub fn encrypt(
-    mut doc: Document,
+    doc: Document,
     format: Format,
     opts: &EncryptOptions,
     origin: &Origin,
 ) -> Result<EncryptedFile> {
-    if opts.recipients.is_empty() {
+    encrypt_with(doc, format, opts, None, origin)
+}
+
+/// Encrypts a plaintext document with a new data key, wrapped for the age
+/// recipients and, through `wrapper`, for the transit keys of `opts`.
+pub fn encrypt_with(
+    mut doc: Document,
+    format: Format,
+    opts: &EncryptOptions,
+    wrapper: Option<&dyn DataKeyWrapper>,
+    origin: &Origin,
+) -> Result<EncryptedFile> {
+    if opts.recipients.is_empty() && opts.transit.is_empty() {
         return Err(Error::NoRecipients {
             origin: origin.clone(),
         });
@@ -263,10 +282,13 @@ pub fn encrypt(
     };
     let compiled = rules.compile(origin)?;
     let key = DataKey::generate();
+    // Wrapped first: a transit failure stops before any value is encrypted.
+    let hc_vault = master::wrap_all(key.as_bytes(), &opts.transit, wrapper, origin)?;
     let mac = crypt::encrypt_tree(&mut doc.branches, &key, &compiled, None)?;
     let lastmodified = crate::time::now_rfc3339();
     let metadata = Metadata {
         age: wrap_data_key(&key, &opts.recipients, origin)?,
+        hc_vault,
         mac: cipher::encrypt(&key, mac.as_bytes(), "str", &lastmodified, None),
         lastmodified,
         rules,
@@ -431,15 +453,24 @@ impl EncryptedFile {
 
     /// Recovers the data key with the first identity that unwraps an age stanza.
     pub fn data_key(&self, identities: &[Identity]) -> Result<DataKey> {
+        self.data_key_with(&Keys::age(identities))
+    }
+
+    /// Recovers the data key: age stanzas first (local), then, with a
+    /// wrapper, each transit key in turn. When nothing works, the first real
+    /// failure is returned (a refused or unreachable transit key, a damaged
+    /// stanza), else "no identity matches".
+    pub fn data_key_with(&self, keys: &Keys<'_>) -> Result<DataKey> {
         if !self.metadata.key_groups.is_empty() {
             return Err(Error::Unsupported {
                 origin: self.origin.clone(),
                 feature: "key groups with a shamir threshold".into(),
             });
         }
-        if self.metadata.age.is_empty() {
-            // Nothing here for an age identity: say what the file is for
-            // instead of "no identity matches" with no recipients to list.
+        if self.metadata.age.is_empty() && self.metadata.hc_vault.is_empty() {
+            // Nothing here for an age identity or a transit key: say what the
+            // file is for instead of "no identity matches" with no recipients
+            // to list.
             let kinds: Vec<&str> = self
                 .metadata
                 .other_keys
@@ -448,19 +479,39 @@ impl EncryptedFile {
                 .collect();
             return Err(Error::Unsupported {
                 origin: self.origin.clone(),
-                feature: format!(
-                    "only {} master keys and no age recipient (this tool decrypts with age keys only)",
-                    kinds.join(", ")
-                ),
+                feature: if kinds.is_empty() {
+                    "no master key at all".to_owned()
+                } else {
+                    format!(
+                        "only {} master keys and no age recipient or Vault transit key (this tool decrypts with those only)",
+                        kinds.join(", ")
+                    )
+                },
             });
         }
-        if identities.is_empty() {
+        let identities = keys.identities;
+        let transit = keys.wrapper.filter(|_| !self.metadata.hc_vault.is_empty());
+        if transit.is_none()
+            && self.metadata.age.is_empty()
+            && let Some(k) = self.metadata.hc_vault.first()
+        {
+            return Err(Error::NoTransitAccess {
+                origin: self.origin.clone(),
+                key: k.key.uri(),
+            });
+        }
+        if identities.is_empty() && transit.is_none() {
             return Err(Error::NoIdentities {
                 origin: self.origin.clone(),
             });
         }
         let mut first_error = None;
-        for stanza in &self.metadata.age {
+        let stanzas = if identities.is_empty() {
+            &[][..]
+        } else {
+            &self.metadata.age[..]
+        };
+        for stanza in stanzas {
             match crate::age::decrypt(identities, stanza.enc.trim().as_bytes(), &self.origin) {
                 Ok(bytes) => {
                     return DataKey::from_bytes(&bytes).ok_or_else(|| Error::Metadata {
@@ -477,15 +528,40 @@ impl EncryptedFile {
                 }
             }
         }
+        if let Some(wrapper) = transit {
+            for k in &self.metadata.hc_vault {
+                match wrapper.unwrap(&k.key, k.enc.trim()) {
+                    Ok(bytes) => {
+                        return DataKey::from_bytes(&bytes).ok_or_else(|| Error::Metadata {
+                            origin: self.origin.clone(),
+                            reason: format!("the data key for {} is not 32 bytes long", k.key),
+                        });
+                    }
+                    Err(source) => {
+                        first_error.get_or_insert(Error::Transit {
+                            action: "decrypt",
+                            origin: self.origin.clone(),
+                            key: k.key.uri(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
         Err(first_error.unwrap_or_else(|| Error::NoMatchingIdentity {
             origin: self.origin.clone(),
-            recipients: self.metadata.age_recipients(),
+            recipients: self.metadata.recipients(),
         }))
     }
 
     /// Decrypts with identities and verifies the MAC.
     pub fn decrypt(&self, identities: &[Identity]) -> Result<Decrypted> {
-        let key = self.data_key(identities)?;
+        self.decrypt_with(&Keys::age(identities))
+    }
+
+    /// Decrypts with identities or transit keys and verifies the MAC.
+    pub fn decrypt_with(&self, keys: &Keys<'_>) -> Result<Decrypted> {
+        let key = self.data_key_with(keys)?;
         self.decrypt_with_key(key)
     }
 
@@ -515,15 +591,29 @@ impl EncryptedFile {
         })
     }
 
-    /// Re-wraps the data key for exactly `recipients`, keeping the stanzas of
-    /// recipients that stay. Values, MAC and `lastmodified` are unchanged.
-    /// The file is fully decrypted first, so a tampered file is not re-keyed.
+    /// Re-wraps the data key for exactly `recipients` (age only; transit
+    /// stanzas stay as they are), keeping the stanzas of recipients that stay.
+    /// Values, MAC and `lastmodified` are unchanged. The file is fully
+    /// decrypted first, so a tampered file is not re-keyed.
     pub fn update_keys(
         &mut self,
         identities: &[Identity],
         recipients: &[Recipient],
     ) -> Result<KeyChanges> {
-        if recipients.is_empty() {
+        let transit = self.metadata.transit_keys();
+        self.update_keys_with(&Keys::age(identities), recipients, &transit)
+    }
+
+    /// [`EncryptedFile::update_keys`] for age recipients and transit keys:
+    /// afterwards the data key is wrapped for exactly `recipients` and
+    /// `transit` (new transit stanzas through `keys.wrapper`).
+    pub fn update_keys_with(
+        &mut self,
+        keys: &Keys<'_>,
+        recipients: &[Recipient],
+        transit: &[TransitKey],
+    ) -> Result<KeyChanges> {
+        if recipients.is_empty() && transit.is_empty() {
             return Err(Error::NoRecipients {
                 origin: self.origin.clone(),
             });
@@ -531,10 +621,10 @@ impl EncryptedFile {
         if !self.metadata.other_keys.is_empty() {
             return Err(Error::Unsupported {
                 origin: self.origin.clone(),
-                feature: "pgp/kms/vault master keys".into(),
+                feature: "pgp/kms master keys".into(),
             });
         }
-        let decrypted = self.decrypt(identities)?;
+        let decrypted = self.decrypt_with(keys)?;
         let old: Vec<(String, AgeKey)> = self
             .metadata
             .age
@@ -561,7 +651,28 @@ impl EncryptedFile {
                 changes.removed.push(a.recipient.clone());
             }
         }
+        let mut new_vault = Vec::new();
+        for k in transit {
+            match self.metadata.hc_vault.iter().find(|v| &v.key == k) {
+                Some(keep) => new_vault.push(keep.clone()),
+                None => {
+                    new_vault.extend(master::wrap_all(
+                        decrypted.key.as_bytes(),
+                        std::slice::from_ref(k),
+                        keys.wrapper,
+                        &self.origin,
+                    )?);
+                    changes.added.push(k.uri());
+                }
+            }
+        }
+        for v in &self.metadata.hc_vault {
+            if !transit.contains(&v.key) {
+                changes.removed.push(v.key.uri());
+            }
+        }
         self.metadata.age = new_age;
+        self.metadata.hc_vault = new_vault;
         Ok(changes)
     }
 }
@@ -664,12 +775,24 @@ impl Decrypted {
     }
 
     /// Encrypts with a new data key, wrapped for `recipients` (the file's
-    /// current age recipients when `None`).
+    /// current age recipients when `None`); a file with transit keys needs
+    /// [`Decrypted::rotate_with`].
     pub fn rotate(self, recipients: Option<&[Recipient]>) -> Result<EncryptedFile> {
+        self.rotate_with(recipients, None, None)
+    }
+
+    /// [`Decrypted::rotate`], wrapping the new data key also for `transit`
+    /// (the file's current transit keys when `None`) through `wrapper`.
+    pub fn rotate_with(
+        self,
+        recipients: Option<&[Recipient]>,
+        transit: Option<&[TransitKey]>,
+        wrapper: Option<&dyn DataKeyWrapper>,
+    ) -> Result<EncryptedFile> {
         if !self.metadata.other_keys.is_empty() {
             return Err(Error::Unsupported {
                 origin: self.origin.clone(),
-                feature: "pgp/kms/vault master keys".into(),
+                feature: "pgp/kms master keys".into(),
             });
         }
         let recipients: Vec<Recipient> = match recipients {
@@ -681,13 +804,18 @@ impl Decrypted {
                 .map(|a| Recipient::parse_from(&a.recipient, self.origin.clone()))
                 .collect::<Result<_>>()?,
         };
-        if recipients.is_empty() {
+        let transit = match transit {
+            Some(t) => t.to_vec(),
+            None => self.metadata.transit_keys(),
+        };
+        if recipients.is_empty() && transit.is_empty() {
             return Err(Error::NoRecipients {
                 origin: self.origin.clone(),
             });
         }
         let key = DataKey::generate();
         let mut me = self;
+        me.metadata.hc_vault = master::wrap_all(key.as_bytes(), &transit, wrapper, &me.origin)?;
         me.metadata.age = wrap_data_key(&key, &recipients, &me.origin)?;
         me.seal(&key, None)
     }
