@@ -587,7 +587,7 @@ fn sops_files_for_pgp_or_kms_only_and_ini_files_are_refused_by_name() {
         ])
         .code(1)
         .stderr_has(&format!(
-            "uses only {kind} master keys and no age recipient (this tool decrypts with age keys only), which is not supported"
+            "uses only {kind} master keys and no age recipient or Vault transit key (this tool decrypts with those only), which is not supported"
         ))
         .stderr_lacks("no identity matches");
     }

@@ -332,6 +332,11 @@ fn tanka_secrets_and_cmp_generate_read_a_transit_secrets_file() {
         "environments/default/main.jsonnet",
         "function(secrets_yaml) {\n  cm: {\n    apiVersion: 'v1',\n    kind: 'ConfigMap',\n    metadata: { name: 'app' },\n    data: { password: std.parseYaml(secrets_yaml).db.password },\n  },\n}\n",
     );
+    // A static environment: tanka tells them from inline ones by spec.json.
+    p.file(
+        "environments/default/spec.json",
+        "{\"apiVersion\": \"tanka.dev/v1alpha1\", \"kind\": \"Environment\", \"spec\": {\"namespace\": \"default\"}}\n",
+    );
     p.file(
         "environments/default/plain.yaml",
         "db:\n    password: hunter2-tanka\n",
