@@ -211,85 +211,98 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Some(Command::Sops(command)) => tool(global, |io| command.run(io)),
         Some(Command::Tanka(command)) => tool(global, |io| command.run(io)),
         Some(Command::Cmp(command)) => tool(global, |io| command.run(io)),
-        Some(Command::List) => commands::status::list(&Context::load(global)?, global.json),
-        Some(Command::Check(args)) => {
+        Some(Command::ShippedBackend(args)) => {
+            Ok(commands::backend::run(&args.backend, &args.script))
+        }
+        Some(command) => project(command, global),
+        None => guided(global),
+    }
+}
+
+/// The commands that work on the project's declarations.
+fn project(command: &Command, global: &GlobalArgs) -> Result<i32> {
+    match command {
+        Command::List => commands::status::list(&Context::load(global)?, global.json),
+        Command::Check(args) => {
             commands::status::check(&Context::load(global)?, args, global.json, global.quiet)
         }
-        Some(Command::Generate(args)) => generate(
+        Command::Generate(args) => generate(
             global,
             &args.artifacts,
             &args.prompts,
             (false, None),
             args.regenerate_elsewhere,
         ),
-        Some(Command::Regenerate(args)) => generate(
+        Command::Regenerate(args) => generate(
             global,
             &args.artifacts,
             &args.prompts,
             (true, args.older_than),
             args.regenerate_elsewhere,
         ),
-        Some(Command::Explain(args)) => {
+        Command::Explain(args) => {
             commands::explain::explain(&Context::load(global)?, &args.artifact, global.json)
         }
-        Some(Command::Accept(args)) => {
+        Command::Accept(args) => {
             commands::lifecycle::accept(&Context::load_exclusive(global)?, global, args)
         }
-        Some(Command::Migrate(args)) => commands::lifecycle::migrate(
+        Command::Migrate(args) => commands::lifecycle::migrate(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Gc(args)) => commands::lifecycle::gc(
+        Command::Gc(args) => commands::lifecycle::gc(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Graph(args)) => {
+        Command::Graph(args) => {
             commands::explain::graph(&Context::load(global)?, args.dot, global.json)
         }
-        Some(Command::Activate(args)) => {
-            commands::activate::run(&Context::load(global)?, global, args)
-        }
-        Some(Command::Show(args)) => commands::stored::show(
+        Command::Activate(args) => commands::activate::run(&Context::load(global)?, global, args),
+        Command::Show(args) => commands::stored::show(
             &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             args,
         ),
-        Some(Command::Rekey(args)) => commands::stored::rekey(
+        Command::Rekey(args) => commands::stored::rekey(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Set(args)) => commands::manual::set(
+        Command::Set(args) => commands::manual::set(
             &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Edit(args)) => commands::manual::edit(
+        Command::Edit(args) => commands::manual::edit(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Import(args)) => commands::manual::import(
+        Command::Import(args) => commands::manual::import(
             &Context::load_exclusive(global)?
                 .with_unlocked_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Some(Command::Openbao(args::OpenbaoCommand::Policies(args))) => {
+        Command::Openbao(args::OpenbaoCommand::Policies(args)) => {
             commands::openbao::policies(&Context::load(global)?, global, args.apply)
         }
-        Some(Command::ShippedBackend(args)) => {
-            Ok(commands::backend::run(&args.backend, &args.script))
-        }
-        Some(Command::Backends) => {
+        Command::Backends => {
             commands::explain::backends(&context::registry_only(global)?, global.json)
         }
-        None => guided(global),
+        Command::Completions(_)
+        | Command::Man(_)
+        | Command::Init(_)
+        | Command::Age(_)
+        | Command::Sops(_)
+        | Command::Tanka(_)
+        | Command::Cmp(_)
+        | Command::ShippedBackend(_) => unreachable!("dispatched before"),
     }
 }
 

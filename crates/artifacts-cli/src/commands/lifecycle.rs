@@ -1,12 +1,13 @@
 //! `migrate`, `accept` and `gc`: moving artifacts between backends, recording
 //! what is stored without regenerating, removing orphans.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::lifecycle::Accepted;
+use artifacts_engine::lifecycle::{Accepted, Orphan};
+use artifacts_engine::{Plan, Unit, UnitId};
 use artifacts_engine::{StaleCause, Status, error_chain};
-use artifacts_engine::{Unit, UnitId};
 
 use crate::args::{AcceptArgs, GcArgs, GlobalArgs, MigrateArgs};
 use crate::ask;
@@ -50,10 +51,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
             Err(error) => {
                 failures += 1;
-                let message = format!("{error:#}");
-                eprintln!("error: {}: {message}", unit.label());
-                report::unit_result(unit, "failed", json!({ "error": message }));
-                report::unit_error(unit, &message);
+                failed(unit, &format!("{error:#}"));
                 continue;
             }
         };
@@ -70,22 +68,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
         }
         match engine.migrate(&plan, index, &from, to, &mut lock) {
             Ok(done) => {
-                report::unit_result(
-                    unit,
-                    "moved",
-                    json!({ "from": from, "to": to, "removed_old": done.removed_old }),
-                );
-                if !global.quiet {
-                    eprintln!(
-                        "moved {} from {from} to {to} (verified{})",
-                        unit.label(),
-                        if done.removed_old {
-                            ", old copy removed".to_owned()
-                        } else {
-                            format!("; `{from}` cannot remove, so the old copy is still there")
-                        }
-                    );
-                }
+                report_moved(unit, &from, to, done.removed_old, global.quiet);
                 if !engine.same_storage(to, &unit.backend.name) {
                     undeclared.push(unit.name().to_owned());
                 }
@@ -107,6 +90,23 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
 }
 
 /// A unit the command failed on: on stderr, and in the `--json` document.
+/// A unit moved (and verified) from one backend to another.
+fn report_moved(unit: &Unit<'_>, from: &str, to: &str, removed_old: bool, quiet: bool) {
+    report::unit_result(
+        unit,
+        "moved",
+        json!({ "from": from, "to": to, "removed_old": removed_old }),
+    );
+    if !quiet {
+        let old = if removed_old {
+            ", old copy removed".to_owned()
+        } else {
+            format!("; `{from}` cannot remove, so the old copy is still there")
+        };
+        eprintln!("moved {} from {from} to {to} (verified{old})", unit.label());
+    }
+}
+
 fn failed(unit: &Unit<'_>, message: &str) {
     eprintln!("error: {}: {message}", unit.label());
     report::unit_result(unit, "failed", json!({ "error": message }));
@@ -333,16 +333,7 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     report::set("orphans", json!(orphans));
     report::set("kept", json!(kept));
     report::set("skipped", json!(skipped));
-    if orphans.is_empty() {
-        if !global.quiet {
-            eprintln!("nothing to collect: everything stored is declared");
-        }
-    } else if !report::enabled() {
-        let mut stdout = std::io::stdout().lock();
-        for orphan in &orphans {
-            writeln!(stdout, "orphan {}", orphan.label())?;
-        }
-    }
+    print_orphans(&orphans, global.quiet)?;
     let failed_listing = if errors.is_empty() {
         exit::SUCCESS
     } else {
@@ -351,43 +342,66 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     if args.dry_run || orphans.is_empty() {
         return Ok(failed_listing);
     }
-    if !args.yes {
-        if !ask::interactive() {
-            return Err(UsageError(anyhow::anyhow!(
-                "refusing to remove {} orphan(s) without confirmation: pass --yes (or --dry-run to only list them)",
-                orphans.len()
-            ))
-            .into());
+    if !args.yes && !confirm_removal(orphans.len())? {
+        eprintln!("nothing removed");
+        return Ok(exit::FAILURE);
+    }
+    let failed = remove_orphans(ctx, &orphans, global.quiet);
+    forget_removed(ctx, &plan, &orphans, &failed)?;
+    Ok(if failed.is_empty() {
+        failed_listing
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// The orphans on stdout, one per line (under `--json` they are in the document).
+fn print_orphans(orphans: &[Orphan], quiet: bool) -> Result<()> {
+    if orphans.is_empty() {
+        if !quiet {
+            eprintln!("nothing to collect: everything stored is declared");
         }
-        if !ask::confirm(&format!(
-            "Remove {} orphan(s)? This deletes stored secrets.",
-            orphans.len()
-        ))? {
-            eprintln!("nothing removed");
-            return Ok(exit::FAILURE);
+    } else if !report::enabled() {
+        let mut stdout = std::io::stdout().lock();
+        for orphan in orphans {
+            writeln!(stdout, "orphan {}", orphan.label())?;
         }
     }
-    let mut failures = 0;
+    Ok(())
+}
+
+/// Asks before deleting stored secrets; without a terminal, refuses.
+fn confirm_removal(count: usize) -> Result<bool> {
+    if !ask::interactive() {
+        return Err(UsageError(anyhow::anyhow!(
+            "refusing to remove {count} orphan(s) without confirmation: pass --yes (or --dry-run to only list them)"
+        ))
+        .into());
+    }
+    ask::confirm(&format!(
+        "Remove {count} orphan(s)? This deletes stored secrets."
+    ))
+}
+
+/// Removes each orphan; returns the (scope, artifact) pairs that failed.
+fn remove_orphans<'o>(
+    ctx: &Context,
+    orphans: &'o [Orphan],
+    quiet: bool,
+) -> BTreeSet<(&'o str, &'o str)> {
+    let engine = ctx.engine();
     let mut removed = Vec::new();
-    // Lock entries of what is gone: only once every copy of it was removed
-    // (what the lock does not record is never collected), and never of what
-    // is still declared there (an old copy left behind by a migration).
-    let mut failed: std::collections::BTreeSet<(&str, &str)> = Default::default();
-    for orphan in &orphans {
-        let key = (
-            orphan.target.as_deref().unwrap_or("shared"),
-            orphan.artifact.as_str(),
-        );
+    let mut failed = BTreeSet::new();
+    for orphan in orphans {
         match engine.remove_orphan(&ctx.model, orphan) {
             Ok(()) => {
                 removed.push(orphan.label());
-                if !global.quiet {
+                if !quiet {
                     eprintln!("removed {}", orphan.label());
                 }
             }
             Err(error) => {
-                failures += 1;
-                failed.insert(key);
+                failed.insert(orphan_key(orphan));
                 let message = error_chain(&error);
                 eprintln!("error: {}: {message}", orphan.label());
                 report::error(&message, Some(&orphan.label()));
@@ -395,13 +409,22 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
         }
     }
     report::set("removed", json!(removed));
+    failed
+}
+
+/// Drops the lock entries of what is gone: only once every copy of it was
+/// removed (what the lock does not record is never collected), and never of
+/// what is still declared there (an old copy left behind by a migration).
+fn forget_removed(
+    ctx: &Context,
+    plan: &Plan<'_>,
+    orphans: &[Orphan],
+    failed: &BTreeSet<(&str, &str)>,
+) -> Result<()> {
     let mut lock = ctx.lock.clone();
     let mut forgotten = 0;
-    for orphan in &orphans {
-        let (scope, artifact) = (
-            orphan.target.as_deref().unwrap_or("shared"),
-            orphan.artifact.as_str(),
-        );
+    for orphan in orphans {
+        let (scope, artifact) = orphan_key(orphan);
         let declared = plan
             .units()
             .any(|u| u.scope() == scope && u.name() == artifact);
@@ -414,9 +437,13 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     if forgotten > 0 {
         lock.save()?;
     }
-    Ok(if failures == 0 {
-        failed_listing
-    } else {
-        exit::FAILURE
-    })
+    Ok(())
+}
+
+/// The lock scope and artifact name of an orphan.
+fn orphan_key(orphan: &Orphan) -> (&str, &str) {
+    (
+        orphan.target.as_deref().unwrap_or("shared"),
+        orphan.artifact.as_str(),
+    )
 }

@@ -24,8 +24,9 @@ use artifacts_os::scratch::{Scratch, write_private};
 use zeroize::Zeroizing;
 
 use crate::args::{EditArgs, GlobalArgs, ImportArgs, SetArgs};
+use crate::commands::stored::{one_unit, pick_file, quoted};
 use crate::context::Context;
-use crate::exit::{self, UsageError};
+use crate::exit;
 use crate::report;
 
 /// What to import into one unit: (declared file, source) pairs.
@@ -34,10 +35,6 @@ type ImportJob = (UnitId, Vec<(String, String)>);
 /// Largest value read from a file or stdin: the engine refuses larger files
 /// anyway (as it does a generator's); this only stops reading early.
 const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
-
-fn usage(message: String) -> anyhow::Error {
-    UsageError(anyhow::anyhow!(message)).into()
-}
 
 /// `artifacts set`: the named files from `--from` paths or stdin (a hidden
 /// prompt when stdin is a terminal), the others kept as stored.
@@ -53,8 +50,9 @@ pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
         let content = match source {
             Some(path) if path != "-" => read_limited_file(Path::new(&path))?,
             _ if std::mem::replace(&mut stdin_used, true) => {
-                return Err(usage(
-                    "only one file can come from stdin; pass --from PATH for the others".into(),
+                return Err(exit::usage(
+                    "only one file can come from stdin; pass --from PATH for the others",
+                    None,
                 ));
             }
             _ => read_stdin(unit.name(), &file)?,
@@ -151,16 +149,17 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
             let pairs = pairs
                 .into_iter()
                 .map(|(file, source)| {
-                    source
-                        .map(|source| (file.clone(), source))
-                        .ok_or_else(|| usage(format!("pass --from SOURCE for file `{file}`")))
+                    source.map(|source| (file.clone(), source)).ok_or_else(|| {
+                        exit::usage(format!("pass --from SOURCE for file `{file}`"), None)
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             vec![(index, pairs)]
         }
         (None, None) => {
-            return Err(usage(
-                "name an ARTIFACT with --from SOURCE, or pass --dir DIR".into(),
+            return Err(exit::usage(
+                "name an ARTIFACT with --from SOURCE, or pass --dir DIR",
+                None,
             ));
         }
     };
@@ -197,53 +196,6 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
     report(global, &plan, &stored, Provenance::Imported)
 }
 
-/// The one unit of `artifact` on the selected targets: a shared artifact's,
-/// or the only target's; several need `--target`.
-fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<UnitId> {
-    let selected = ctx.select(plan, &[artifact.to_owned()])?;
-    match selected.as_slice() {
-        [one] => Ok(*one),
-        [] => Err(usage(format!(
-            "artifact `{artifact}` is not declared on the selected targets"
-        ))),
-        many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
-            Err(usage(format!(
-                "artifact `{artifact}` is declared on {} targets; pass --target with one of: {}",
-                many.len(),
-                targets.join(", ")
-            )))
-        }
-    }
-}
-
-/// The declared file `file`, or the only one.
-fn pick_file(unit: &Unit<'_>, file: Option<&str>) -> Result<String> {
-    let files: Vec<&String> = unit.artifact.files.keys().collect();
-    match file {
-        Some(file) if unit.artifact.files.contains_key(file) => Ok(file.to_owned()),
-        Some(file) => Err(usage(format!(
-            "artifact `{}` has no file `{file}` (files: {})",
-            unit.name(),
-            quoted(&files)
-        ))),
-        None if files.len() == 1 => Ok(files[0].clone()),
-        None => Err(usage(format!(
-            "artifact `{}` has several files; pass --file with one of: {}",
-            unit.name(),
-            quoted(&files)
-        ))),
-    }
-}
-
-fn quoted(names: &[&String]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `--file F --from S` pairs, in order; `--file` may be left out for an
 /// artifact with one file, and (for `set`) `--from` for one file read from stdin.
 fn pair_sources(
@@ -262,7 +214,7 @@ fn pair_sources(
     };
     let mut seen = std::collections::BTreeSet::new();
     if let Some(twice) = files.iter().find(|f| !seen.insert(f.as_str())) {
-        return Err(usage(format!("file `{twice}` is given twice")));
+        return Err(exit::usage(format!("file `{twice}` is given twice"), None));
     }
     match sources.len() {
         0 if files.len() == 1 => Ok(vec![(files[0].clone(), None)]),
@@ -270,10 +222,13 @@ fn pair_sources(
             .into_iter()
             .zip(sources.iter().cloned().map(Some))
             .collect()),
-        n => Err(usage(format!(
-            "give one {flag} per --file, in the same order ({} --file, {n} {flag})",
-            files.len()
-        ))),
+        n => Err(exit::usage(
+            format!(
+                "give one {flag} per --file, in the same order ({} --file, {n} {flag})",
+                files.len()
+            ),
+            None,
+        )),
     }
 }
 
@@ -291,9 +246,10 @@ fn read_limited(reader: impl Read, what: &str) -> Result<Zeroizing<Vec<u8>>> {
         .read_to_end(&mut content)
         .with_context(|| format!("failed to read {what}"))?;
     if content.len() as u64 > MAX_FILE_SIZE {
-        return Err(usage(format!(
-            "{what} is larger than the limit of {MAX_FILE_SIZE} bytes"
-        )));
+        return Err(exit::usage(
+            format!("{what} is larger than the limit of {MAX_FILE_SIZE} bytes"),
+            None,
+        ));
     }
     Ok(content)
 }
@@ -306,9 +262,12 @@ fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
         let value = read_limited(std::io::stdin().lock(), "stdin")?;
         // A script run with stdin closed must not store an empty secret.
         if value.is_empty() {
-            return Err(usage(format!(
-                "stdin is empty: refusing to store an empty value for `{file}` (pass --from /dev/null if that is what you want)"
-            )));
+            return Err(exit::usage(
+                format!(
+                    "stdin is empty: refusing to store an empty value for `{file}` (pass --from /dev/null if that is what you want)"
+                ),
+                None,
+            ));
         }
         return Ok(value);
     }
@@ -332,11 +291,14 @@ fn read_stdin(artifact: &str, file: &str) -> Result<Zeroizing<Vec<u8>>> {
 fn can_store(ctx: &Context, plan: &Plan<'_>, index: UnitId) -> Result<()> {
     let unit = &plan[index];
     if ctx.engine().is_passthrough(unit) {
-        return Err(usage(format!(
-            "{} cannot be stored: backend `{}` stores nothing (its files are generated at activation)",
-            unit.label(),
-            unit.backend.name
-        )));
+        return Err(exit::usage(
+            format!(
+                "{} cannot be stored: backend `{}` stores nothing (its files are generated at activation)",
+                unit.label(),
+                unit.backend.name
+            ),
+            None,
+        ));
     }
     crate::commands::preflight::require_writable(ctx, plan, &[index])
 }
@@ -362,12 +324,12 @@ fn store(
     if !missing.is_empty() {
         // Keep the others: read back what is stored, replace the given ones.
         let kept: ArtifactFiles = engine.deserialize(plan, index).map_err(|error| {
-            usage(format!(
+            exit::usage(format!(
                 "the other files of {} ({}) must be read back to keep them, and cannot be: {}; give every file with --file F --from PATH",
                 unit.label(),
                 quoted(&missing),
                 artifacts_engine::error_chain(&error)
-            ))
+            ), None)
         })?;
         for (name, content) in kept {
             files.entry(name).or_insert(content);
@@ -400,9 +362,10 @@ fn editor_command() -> Result<Vec<String>> {
         .unwrap_or(("default", "vi".to_owned()));
     match shlex::split(&value) {
         Some(words) if !words.is_empty() => Ok(words),
-        _ => Err(usage(format!(
-            "${variable} `{value}` cannot be split into a command (unbalanced quotes?)"
-        ))),
+        _ => Err(exit::usage(
+            format!("${variable} `{value}` cannot be split into a command (unbalanced quotes?)"),
+            None,
+        )),
     }
 }
 
@@ -438,7 +401,10 @@ fn run_editor(editor: &[String], path: &Path) -> Result<()> {
 /// also be `<file>`, in plaintext).
 fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<ImportJob>> {
     if !dir.is_dir() {
-        return Err(usage(format!("`{}` is not a directory", dir.display())));
+        return Err(exit::usage(
+            format!("`{}` is not a directory", dir.display()),
+            None,
+        ));
     }
     let selected = ctx.select(plan, &[])?;
     let mut jobs: Vec<ImportJob> = Vec::new();
@@ -473,20 +439,26 @@ fn directory_jobs(ctx: &Context, plan: &Plan<'_>, dir: &Path) -> Result<Vec<Impo
                 .filter(|f| !found.iter().any(|(name, _)| name == *f))
                 .map(|f| format!("`{}`", base.join(format!("{f}.age")).display()))
                 .collect();
-            return Err(usage(format!(
-                "{} has some of its files in `{}` but not {}; import needs all of them",
-                unit.label(),
-                base.display(),
-                missing.join(", ")
-            )));
+            return Err(exit::usage(
+                format!(
+                    "{} has some of its files in `{}` but not {}; import needs all of them",
+                    unit.label(),
+                    base.display(),
+                    missing.join(", ")
+                ),
+                None,
+            ));
         }
         if let Some(&other) = by_name.get(unit.name()) {
-            return Err(usage(format!(
-                "`{}` would be imported into both {} and {}; pass --target with one of them",
-                base.display(),
-                plan[other].scope(),
-                unit.scope()
-            )));
+            return Err(exit::usage(
+                format!(
+                    "`{}` would be imported into both {} and {}; pass --target with one of them",
+                    base.display(),
+                    plan[other].scope(),
+                    unit.scope()
+                ),
+                None,
+            ));
         }
         by_name.insert(unit.name(), index);
         let pairs = found
@@ -538,10 +510,13 @@ impl Decrypter {
         let origin = artifacts_crypto::Origin::file(path);
         if is_age(&bytes) {
             if key.is_some() {
-                return Err(usage(format!(
-                    "`{}` is an age file: it has no keys to pick with `#`",
-                    path.display()
-                )));
+                return Err(exit::usage(
+                    format!(
+                        "`{}` is an age file: it has no keys to pick with `#`",
+                        path.display()
+                    ),
+                    None,
+                ));
             }
             return Ok(artifacts_crypto::age::decrypt(
                 &self.identities,

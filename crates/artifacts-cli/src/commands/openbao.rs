@@ -91,9 +91,34 @@ fn policy_name(target: &Target) -> String {
 
 /// `artifacts openbao policies [--apply]`.
 pub fn policies(ctx: &Context, global: &GlobalArgs, apply: bool) -> Result<i32> {
+    let per_target = entries_per_target(ctx)?;
+    if per_target.is_empty() {
+        if !global.quiet {
+            eprintln!("no artifact of the selected targets is stored in openbao");
+        }
+        return Ok(exit::SUCCESS);
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (name, (address, entries)) in &per_target {
+        let text = artifacts_backends::openbao::policy_text(entries);
+        writeln!(stdout, "# policy {name} (openbao at {address})\n{text}")?;
+    }
+    stdout.flush()?;
+    if apply {
+        for (name, (address, entries)) in &per_target {
+            apply_policy(name, address, entries, global.quiet)?;
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Policy name -> (server address, the (mount, path) entries its host reads),
+/// for the selected targets.
+type PerTarget = BTreeMap<String, (String, Vec<(String, String)>)>;
+
+fn entries_per_target(ctx: &Context) -> Result<PerTarget> {
     let plan = ctx.plan()?;
-    // Per target: the server and the entries its host reads.
-    let mut per_target: BTreeMap<String, (String, Vec<(String, String)>)> = BTreeMap::new();
+    let mut per_target = PerTarget::new();
     for unit in plan.units() {
         let Some(backend) = backend_of(ctx, unit) else {
             continue;
@@ -118,67 +143,60 @@ pub fn policies(ctx: &Context, global: &GlobalArgs, apply: bool) -> Result<i32> 
             entry.1.push((mount, path));
         }
     }
-    if per_target.is_empty() {
-        if !global.quiet {
-            eprintln!("no artifact of the selected targets is stored in openbao");
-        }
-        return Ok(exit::SUCCESS);
-    }
-    let mut stdout = std::io::stdout().lock();
-    for (name, (address, entries)) in &per_target {
-        let text = artifacts_backends::openbao::policy_text(entries);
-        writeln!(stdout, "# policy {name} (openbao at {address})\n{text}")?;
-    }
-    stdout.flush()?;
-    if !apply {
-        return Ok(exit::SUCCESS);
-    }
+    Ok(per_target)
+}
+
+/// Writes policy `name` and an AppRole of the same name (enabling approle if needed).
+fn apply_policy(
+    name: &str,
+    address: &str,
+    entries: &[(String, String)],
+    quiet: bool,
+) -> Result<()> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let env = |name: &str| std::env::var(name).ok();
-    for (name, (address, entries)) in &per_target {
-        let mut settings = artifacts_openbao::Settings::from_env(&env, home.as_deref());
-        settings.address = address.clone();
-        if settings.token.is_none() {
-            anyhow::bail!(
-                "no openbao token for `{address}`: set BAO_TOKEN or VAULT_TOKEN, or run `bao login`"
-            );
-        }
-        let client = artifacts_openbao::Client::new(settings)?;
-        let text = artifacts_backends::openbao::policy_text(entries);
-        let failed = |what: String| {
-            move |e: artifacts_openbao::Error| {
-                let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
-                anyhow!("failed to {what}: {e}{hint}")
-            }
-        };
-        client
-            .write(
-                &format!("sys/policies/acl/{name}"),
-                &json!({ "policy": text }),
-            )
-            .map_err(failed(format!("write policy `{name}`")))?;
-        let auths = client
-            .read("sys/auth")
-            .map_err(failed("list the auth methods".to_owned()))?
-            .unwrap_or_default();
-        if auths["data"]["approle/"].is_null() && auths["approle/"].is_null() {
-            client
-                .write("sys/auth/approle", &json!({ "type": "approle" }))
-                .map_err(failed("enable the approle auth method".to_owned()))?;
-        }
-        client
-            .write(
-                &format!("auth/approle/role/{name}"),
-                &json!({ "token_policies": [name], "token_ttl": "10m", "token_max_ttl": "30m" }),
-            )
-            .map_err(failed(format!("write AppRole `{name}`")))?;
-        if !global.quiet {
-            eprintln!(
-                "wrote policy and AppRole `{name}`; give the host its ids: `bao read -field=role_id auth/approle/role/{name}/role-id` and `bao write -f -field=secret_id auth/approle/role/{name}/secret-id`"
-            );
-        }
+    let mut settings = artifacts_openbao::Settings::from_env(&env, home.as_deref());
+    settings.address = address.to_owned();
+    if settings.token.is_none() {
+        anyhow::bail!(
+            "no openbao token for `{address}`: set BAO_TOKEN or VAULT_TOKEN, or run `bao login`"
+        );
     }
-    Ok(exit::SUCCESS)
+    let client = artifacts_openbao::Client::new(settings)?;
+    let text = artifacts_backends::openbao::policy_text(entries);
+    let failed = |what: String| {
+        move |e: artifacts_openbao::Error| {
+            let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            anyhow!("failed to {what}: {e}{hint}")
+        }
+    };
+    client
+        .write(
+            &format!("sys/policies/acl/{name}"),
+            &json!({ "policy": text }),
+        )
+        .map_err(failed(format!("write policy `{name}`")))?;
+    let auths = client
+        .read("sys/auth")
+        .map_err(failed("list the auth methods".to_owned()))?
+        .unwrap_or_default();
+    if auths["data"]["approle/"].is_null() && auths["approle/"].is_null() {
+        client
+            .write("sys/auth/approle", &json!({ "type": "approle" }))
+            .map_err(failed("enable the approle auth method".to_owned()))?;
+    }
+    client
+        .write(
+            &format!("auth/approle/role/{name}"),
+            &json!({ "token_policies": [name], "token_ttl": "10m", "token_max_ttl": "30m" }),
+        )
+        .map_err(failed(format!("write AppRole `{name}`")))?;
+    if !quiet {
+        eprintln!(
+            "wrote policy and AppRole `{name}`; give the host its ids: `bao read -field=role_id auth/approle/role/{name}/role-id` and `bao write -f -field=secret_id auth/approle/role/{name}/secret-id`"
+        );
+    }
+    Ok(())
 }
 
 /// The host side of `activate` for openbao artifacts: read each with the

@@ -3,58 +3,18 @@
 use std::io::Write;
 
 use anyhow::Result;
-use artifacts_engine::{Status, error_chain};
+use artifacts_engine::{Plan, Status, Unit, UnitId, error_chain};
 
 use crate::args::{GlobalArgs, RekeyArgs, ShowArgs};
 use crate::context::Context;
-use crate::exit::{self, UsageError};
+use crate::exit;
 use crate::report;
-
-fn usage(message: String) -> anyhow::Error {
-    UsageError(anyhow::anyhow!(message)).into()
-}
 
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, std::slice::from_ref(&args.artifact))?;
-    let index = match selected.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(usage(format!(
-                "artifact `{}` is not declared on the selected targets",
-                args.artifact
-            )));
-        }
-        many => {
-            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
-            return Err(usage(format!(
-                "artifact `{}` is declared on {} targets; pass --target with one of: {}",
-                args.artifact,
-                many.len(),
-                targets.join(", ")
-            )));
-        }
-    };
+    let index = one_unit(ctx, &plan, &args.artifact)?;
     let unit = &plan[index];
-    let files: Vec<&String> = unit.artifact.files.keys().collect();
-    let file = match &args.file {
-        Some(file) if unit.artifact.files.contains_key(file) => file.clone(),
-        Some(file) => {
-            return Err(usage(format!(
-                "artifact `{}` has no file `{file}` (files: {})",
-                args.artifact,
-                list(&files)
-            )));
-        }
-        None if files.len() == 1 => files[0].clone(),
-        None => {
-            return Err(usage(format!(
-                "artifact `{}` has several files; pass --file with one of: {}",
-                args.artifact,
-                list(&files)
-            )));
-        }
-    };
+    let file = pick_file(unit, args.file.as_deref())?;
     let content = if let Some(version) = args.version {
         read_version(ctx, unit, &file, version)?
     } else if unit.artifact.files[&file].secret {
@@ -81,10 +41,10 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     if report::enabled() {
         // The document carries text only; bytes go to stdout as they are.
         let text = std::str::from_utf8(&content).map_err(|_| {
-            usage(format!(
+            exit::usage(format!(
                 "file `{file}` of artifact `{}` is not UTF-8 text, so it cannot go into a JSON document; leave out --json to print it as it is",
                 args.artifact
-            ))
+            ), None)
         })?;
         report::unit_result(
             unit,
@@ -108,16 +68,19 @@ fn read_version(
     version: u64,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let backend = super::openbao::backend_of(ctx, unit).ok_or_else(|| {
-        usage(format!(
+        exit::usage(format!(
             "--version reads earlier versions from openbao; `{}` is stored by `{}`, which keeps only the current one",
             unit.artifact.name, unit.backend.name
-        ))
+        ), None)
     })?;
     if !unit.artifact.files[file].secret {
-        return Err(usage(format!(
-            "`{file}` of `{}` is public: the public store keeps only the current version (see its git history)",
-            unit.artifact.name
-        )));
+        return Err(exit::usage(
+            format!(
+                "`{file}` of `{}` is public: the public store keeps only the current version (see its git history)",
+                unit.artifact.name
+            ),
+            None,
+        ));
     }
     let call = super::openbao::call(ctx, backend, unit, None)?;
     let scratch = artifacts_os::scratch::Scratch::new("show")?;
@@ -127,7 +90,57 @@ fn read_version(
     Ok(zeroize::Zeroizing::new(std::fs::read(out.join(file))?))
 }
 
-fn list(names: &[&String]) -> String {
+/// The one unit of `artifact` on the selected targets: a shared artifact's,
+/// or the only target's; several need `--target`.
+pub(crate) fn one_unit(ctx: &Context, plan: &Plan<'_>, artifact: &str) -> Result<UnitId> {
+    let selected = ctx.select(plan, &[artifact.to_owned()])?;
+    match selected.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(exit::usage(
+            format!("artifact `{artifact}` is not declared on the selected targets"),
+            None,
+        )),
+        many => {
+            let targets: Vec<String> = many.iter().map(|&i| plan[i].scope()).collect();
+            Err(exit::usage(
+                format!(
+                    "artifact `{artifact}` is declared on {} targets; pass --target with one of: {}",
+                    many.len(),
+                    targets.join(", ")
+                ),
+                None,
+            ))
+        }
+    }
+}
+
+/// The declared file `file`, or the only one.
+pub(crate) fn pick_file(unit: &Unit<'_>, file: Option<&str>) -> Result<String> {
+    let files: Vec<&String> = unit.artifact.files.keys().collect();
+    match file {
+        Some(file) if unit.artifact.files.contains_key(file) => Ok(file.to_owned()),
+        Some(file) => Err(exit::usage(
+            format!(
+                "artifact `{}` has no file `{file}` (files: {})",
+                unit.name(),
+                quoted(&files)
+            ),
+            None,
+        )),
+        None if files.len() == 1 => Ok(files[0].clone()),
+        None => Err(exit::usage(
+            format!(
+                "artifact `{}` has several files; pass --file with one of: {}",
+                unit.name(),
+                quoted(&files)
+            ),
+            None,
+        )),
+    }
+}
+
+/// Names in backquotes, separated by commas.
+pub(crate) fn quoted(names: &[&String]) -> String {
     names
         .iter()
         .map(|n| format!("`{n}`"))
