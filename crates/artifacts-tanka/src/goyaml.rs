@@ -21,6 +21,7 @@
 //! letters or digits, which depends on Unicode tables) is refused with a
 //! message starting with [`crate::process::UNSUPPORTED`].
 
+use artifacts_goyaml::{Tabs, analyze, is_break, is_printable};
 use serde_json::{Map, Value};
 
 use crate::process::UNSUPPORTED;
@@ -67,172 +68,12 @@ enum Parent {
     Other,
 }
 
-struct Analysis {
-    multiline: bool,
-    flow_plain: bool,
-    block_plain: bool,
-    single: bool,
-    block: bool,
-}
-
-fn is_break(c: char) -> bool {
-    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
-}
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-fn is_blankz(c: char) -> bool {
-    is_blank(c) || is_break(c) || c == '\0'
-}
-
-/// libyaml's printable set: the ones it writes unescaped.
-fn is_printable(c: char) -> bool {
-    let c = c as u32;
-    c == 0x0A
-        || (0x20..=0x7E).contains(&c)
-        || (0xA0..=0xD7FF).contains(&c)
-        || ((0xE000..=0xFFFD).contains(&c) && c != 0xFEFF)
-}
-
-fn analyze(value: &str, flavor: Flavor) -> Analysis {
-    let chars: Vec<char> = value.chars().collect();
-    if chars.is_empty() {
-        return Analysis {
-            multiline: false,
-            flow_plain: false,
-            block_plain: true,
-            single: true,
-            block: false,
-        };
+/// How go-yaml `flavor` counts tabs when choosing a style.
+fn tabs(flavor: Flavor) -> Tabs {
+    match flavor {
+        Flavor::V2 => Tabs::Special,
+        Flavor::V3 => Tabs::Allowed,
     }
-    let mut block_indicators = false;
-    let mut flow_indicators = false;
-    let mut line_breaks = false;
-    let mut special = false;
-    let mut tabs = false;
-    let (mut leading_space, mut leading_break) = (false, false);
-    let (mut trailing_space, mut trailing_break) = (false, false);
-    let (mut break_space, mut space_break) = (false, false);
-    let (mut previous_space, mut previous_break) = (false, false);
-    if value.starts_with("---") || value.starts_with("...") {
-        block_indicators = true;
-        flow_indicators = true;
-    }
-    let mut preceded_by_whitespace = true;
-    let n = chars.len();
-    for (i, &c) in chars.iter().enumerate() {
-        let followed_by_whitespace = i + 1 >= n || is_blank(chars[i + 1]);
-        if i == 0 {
-            match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
-                | '%' | '@' | '`' => {
-                    flow_indicators = true;
-                    block_indicators = true;
-                }
-                '?' | ':' => {
-                    flow_indicators = true;
-                    if followed_by_whitespace {
-                        block_indicators = true;
-                    }
-                }
-                '-' if followed_by_whitespace => {
-                    flow_indicators = true;
-                    block_indicators = true;
-                }
-                _ => {}
-            }
-        } else {
-            match c {
-                ',' | '?' | '[' | ']' | '{' | '}' => flow_indicators = true,
-                ':' => {
-                    flow_indicators = true;
-                    if followed_by_whitespace {
-                        block_indicators = true;
-                    }
-                }
-                '#' if preceded_by_whitespace => {
-                    flow_indicators = true;
-                    block_indicators = true;
-                }
-                _ => {}
-            }
-        }
-        if flavor == Flavor::V3 && c == '\t' {
-            tabs = true;
-        } else if !is_printable(c) {
-            special = true;
-        }
-        if c == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if i + 1 == n {
-                trailing_space = true;
-            }
-            if previous_break {
-                break_space = true;
-            }
-            previous_space = true;
-            previous_break = false;
-        } else if is_break(c) {
-            line_breaks = true;
-            if i == 0 {
-                leading_break = true;
-            }
-            if i + 1 == n {
-                trailing_break = true;
-            }
-            if previous_space {
-                space_break = true;
-            }
-            previous_space = false;
-            previous_break = true;
-        } else {
-            previous_space = false;
-            previous_break = false;
-        }
-        preceded_by_whitespace = is_blankz(c);
-    }
-    let mut a = Analysis {
-        multiline: line_breaks,
-        flow_plain: true,
-        block_plain: true,
-        single: true,
-        block: true,
-    };
-    if leading_space || leading_break || trailing_space || trailing_break {
-        a.flow_plain = false;
-        a.block_plain = false;
-    }
-    if trailing_space {
-        a.block = false;
-    }
-    if break_space {
-        a.flow_plain = false;
-        a.block_plain = false;
-        a.single = false;
-    }
-    if space_break || tabs || special {
-        a.flow_plain = false;
-        a.block_plain = false;
-        a.single = false;
-    }
-    if space_break || special {
-        a.block = false;
-    }
-    if line_breaks {
-        a.flow_plain = false;
-        a.block_plain = false;
-    }
-    if flow_indicators {
-        a.flow_plain = false;
-    }
-    if block_indicators {
-        a.block_plain = false;
-    }
-    a
 }
 
 struct Emitter {
@@ -418,7 +259,7 @@ impl Emitter {
                     self.write_indent();
                     let key = Value::String(k.clone());
                     // libyaml's simple key: one line, at most 128 bytes.
-                    let a = analyze(k, self.flavor);
+                    let a = analyze(k, tabs(self.flavor));
                     if !a.multiline && k.len() <= 128 {
                         self.node(&key, true, true, Parent::Other)?;
                         self.write_indicator(":", false, false, false);
@@ -444,7 +285,7 @@ impl Emitter {
     }
 
     fn scalar(&mut self, value: &str, style: Style, parent: Parent) -> Result<(), String> {
-        let a = analyze(value, self.flavor);
+        let a = analyze(value, tabs(self.flavor));
         let mut style = style;
         if self.simple_key_context && a.multiline {
             style = Style::Double;

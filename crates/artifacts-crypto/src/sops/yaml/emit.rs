@@ -2,6 +2,8 @@
 //! sops' indent of 4, so files we write look like files sops writes.
 
 use super::super::tree::{Entry, Item, Map, Value, go_format_g};
+use artifacts_goyaml::{Tabs, analyze, is_printable};
+
 use super::is_break;
 use super::scalar::{Plain, is_base60_float, is_old_bool, resolve_plain};
 
@@ -20,168 +22,6 @@ enum Style {
     Literal,
 }
 
-fn is_printable(c: char) -> bool {
-    let u = c as u32;
-    // libyaml's IS_PRINTABLE: NEL (U+0085) is not, so go-yaml escapes it.
-    u == 0x0A
-        || (0x20..=0x7E).contains(&u)
-        || ((0xA0..=0xD7FF).contains(&u))
-        || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
-}
-
-fn is_blankz(c: Option<char>) -> bool {
-    match c {
-        None => true,
-        Some(c) => c == ' ' || c == '\t' || is_break(c) || c == '\0',
-    }
-}
-
-struct Analysis {
-    flow_plain: bool,
-    block_plain: bool,
-    single: bool,
-    block: bool,
-}
-
-/// libyaml's `yaml_emitter_analyze_scalar`, as in go-yaml v3.
-fn analyze(s: &str) -> Analysis {
-    if s.is_empty() {
-        return Analysis {
-            flow_plain: false,
-            block_plain: true,
-            single: true,
-            block: false,
-        };
-    }
-    let (mut block_ind, mut flow_ind) = (false, false);
-    if s.starts_with("---") || s.starts_with("...") {
-        block_ind = true;
-        flow_ind = true;
-    }
-    let chars: Vec<char> = s.chars().collect();
-    let n = chars.len();
-    let mut preceded_ws = true;
-    let mut followed_ws = is_blankz(chars.get(1).copied());
-    let (mut line_breaks, mut special, mut tabs) = (false, false, false);
-    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
-        (false, false, false, false);
-    let (mut break_space, mut space_break) = (false, false);
-    let (mut prev_space, mut prev_break) = (false, false);
-    for i in 0..n {
-        let c = chars[i];
-        if i == 0 {
-            match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
-                | '%' | '@' | '`' => {
-                    flow_ind = true;
-                    block_ind = true;
-                }
-                '?' | ':' => {
-                    flow_ind = true;
-                    if followed_ws {
-                        block_ind = true;
-                    }
-                }
-                '-' if followed_ws => {
-                    flow_ind = true;
-                    block_ind = true;
-                }
-                _ => {}
-            }
-        } else {
-            match c {
-                ',' | '?' | '[' | ']' | '{' | '}' => flow_ind = true,
-                ':' => {
-                    flow_ind = true;
-                    if followed_ws {
-                        block_ind = true;
-                    }
-                }
-                '#' if preceded_ws => {
-                    flow_ind = true;
-                    block_ind = true;
-                }
-                _ => {}
-            }
-        }
-        if c == '\t' {
-            tabs = true;
-        } else if !is_printable(c) {
-            special = true;
-        }
-        if is_break(c) {
-            line_breaks = true;
-        }
-        if c == ' ' {
-            if i == 0 {
-                leading_space = true;
-            }
-            if i == n - 1 {
-                trailing_space = true;
-            }
-            if prev_break {
-                break_space = true;
-            }
-            prev_space = true;
-            prev_break = false;
-        } else if is_break(c) {
-            if i == 0 {
-                leading_break = true;
-            }
-            if i == n - 1 {
-                trailing_break = true;
-            }
-            if prev_space {
-                space_break = true;
-            }
-            prev_break = true;
-            prev_space = false;
-        } else {
-            prev_space = false;
-            prev_break = false;
-        }
-        preceded_ws = is_blankz(Some(c));
-        followed_ws = is_blankz(chars.get(i + 2).copied());
-    }
-    let mut a = Analysis {
-        flow_plain: true,
-        block_plain: true,
-        single: true,
-        block: true,
-    };
-    if leading_space || leading_break || trailing_space || trailing_break {
-        a.flow_plain = false;
-        a.block_plain = false;
-    }
-    if trailing_space {
-        a.block = false;
-    }
-    if break_space {
-        a.flow_plain = false;
-        a.block_plain = false;
-        a.single = false;
-    }
-    if space_break || tabs || special {
-        a.flow_plain = false;
-        a.block_plain = false;
-        a.single = false;
-    }
-    if space_break || special {
-        a.block = false;
-    }
-    if line_breaks {
-        a.flow_plain = false;
-        a.block_plain = false;
-    }
-    if flow_ind {
-        a.flow_plain = false;
-    }
-    if block_ind {
-        a.block_plain = false;
-    }
-    a
-}
-
 /// Whether go-yaml would quote this string to keep it a string.
 fn needs_type_quotes(s: &str) -> bool {
     resolve_plain(s) != Plain::Str || is_old_bool(s) || is_base60_float(s)
@@ -195,7 +35,7 @@ fn choose_style(s: &str, key: bool) -> Style {
     } else {
         Style::Plain
     };
-    let a = analyze(s);
+    let a = analyze(s, Tabs::Allowed);
     let mut style = requested;
     if style == Style::Plain && (!a.block_plain || (s.is_empty() && key)) {
         style = Style::Single;
