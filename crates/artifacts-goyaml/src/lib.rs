@@ -1,8 +1,9 @@
 //! What Go's YAML packages decide about a string before writing it: which
 //! styles can show it unchanged (libyaml's `yaml_emitter_analyze_scalar`,
-//! which go-yaml v2 and v3 both port). The SOPS emitter (go-yaml v3, as sops
-//! writes) and `tanka show` (v2 and v3, as tk writes) both need exactly this,
-//! so it lives once, here.
+//! which go-yaml v2 and v3 both port), and which plain strings read back as
+//! numbers (Go's `strconv` integer syntax, go-yaml's float pattern). The SOPS
+//! emitter (go-yaml v3, as sops writes) and `tanka show` (v2 and v3, as tk
+//! writes) both need exactly this, so it lives once, here.
 //!
 //! ```
 //! use artifacts_goyaml::{Tabs, analyze};
@@ -142,5 +143,145 @@ pub fn analyze(value: &str, tabs: Tabs) -> Analysis {
         block_plain: plain_ok && !block_indicators,
         single: !unsafe_single,
         block: !trailing_space && !space_break && !special,
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`.
+pub fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r)
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let mag = u64::from_str_radix(digits, radix).ok()?;
+    if neg {
+        if mag <= (i64::MAX as u64) + 1 {
+            Some((mag as i128).wrapping_neg() as i64)
+        } else {
+            None
+        }
+    } else {
+        i64::try_from(mag).ok()
+    }
+}
+
+/// Go's `strconv.ParseUint(s, 0, 64)` (no sign; underscores already removed).
+pub fn go_parse_uint(s: &str) -> Option<u64> {
+    if s.starts_with(['+', '-']) {
+        return None;
+    }
+    let lower = s.to_ascii_lowercase();
+    let (radix, digits) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r)
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+/// go-yaml's `yamlStyleFloat`:
+/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
+pub fn yaml_style_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let st = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - st
+    };
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(&mut i) == 0 {
+            return false;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            digits(&mut i);
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_go_strconv_parses_them() {
+        assert_eq!(go_parse_int("0x1F"), Some(31));
+        assert_eq!(go_parse_int("017"), Some(15));
+        assert_eq!(go_parse_int("-0b101"), Some(-5));
+        assert_eq!(go_parse_int("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(go_parse_int("9223372036854775808"), None);
+        assert_eq!(go_parse_uint("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(go_parse_uint("+1"), None);
+        for bad in ["", "+", "0x", "08", "1e3", "0x+5", "١"] {
+            assert_eq!(go_parse_int(bad), None, "{bad:?}");
+            assert_eq!(go_parse_uint(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn floats_follow_go_yamls_pattern() {
+        for good in ["1.5", ".5", "-1.", "+2e10", "3E-2", "7"] {
+            assert!(yaml_style_float(good), "{good:?}");
+        }
+        for bad in ["", ".", "e5", "1.5e", "1.2.3", "0x1p3", "1_0.0", ".e1"] {
+            assert!(!yaml_style_float(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn styles_follow_libyaml() {
+        let a = analyze("", Tabs::Allowed);
+        assert!(a.block_plain && !a.flow_plain && a.single && !a.block);
+        assert!(!analyze("a: b", Tabs::Allowed).block_plain);
+        assert!(analyze("a:b", Tabs::Allowed).block_plain);
+        assert!(!analyze("a:b", Tabs::Allowed).flow_plain);
+        assert!(!analyze("trailing ", Tabs::Allowed).block);
+        assert!(analyze("two\nlines", Tabs::Allowed).multiline);
+        assert!(!analyze("nel\u{85}", Tabs::Special).single);
     }
 }

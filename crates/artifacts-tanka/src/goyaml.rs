@@ -21,7 +21,7 @@
 //! letters or digits, which depends on Unicode tables) is refused with a
 //! message starting with [`crate::process::UNSUPPORTED`].
 
-use artifacts_goyaml::{Tabs, analyze, is_break, is_printable};
+use artifacts_goyaml::{Tabs, analyze, is_break, is_printable, yaml_style_float};
 use serde_json::{Map, Value};
 
 use crate::process::UNSUPPORTED;
@@ -751,56 +751,10 @@ pub fn check_v3_plain_scalars(text: &str, docs: &[Value]) -> Result<(), String> 
     Ok(())
 }
 
-fn all_digits(s: &str, radix: u32) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_digit(radix))
-}
-
 /// `strconv.ParseInt(s, 0, 64)` or `strconv.ParseUint(s, 0, 64)` succeeds
 /// (underscores already removed).
 fn go_parse_int(s: &str) -> bool {
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'+') => (false, &s[1..]),
-        Some(b'-') => (true, &s[1..]),
-        _ => (false, s),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d)
-    } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d)
-    } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
-    } else {
-        (10, lower.as_str())
-    };
-    if !all_digits(digits, radix) {
-        return false;
-    }
-    match u128::from_str_radix(digits, radix) {
-        Ok(v) if neg => v <= 1u128 << 63,
-        // A sign makes ParseUint fail, so only ParseInt's range applies.
-        Ok(v) if s.starts_with('+') => v < 1u128 << 63,
-        Ok(v) => v <= u128::from(u64::MAX),
-        Err(_) => false,
-    }
-}
-
-/// `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`
-fn yaml_style_float(s: &str) -> bool {
-    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    let (mant, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let mant_ok = match mant.split_once('.') {
-        Some(("", frac)) => all_digits(frac, 10),
-        Some((int, frac)) => all_digits(int, 10) && frac.chars().all(|c| c.is_ascii_digit()),
-        None => all_digits(mant, 10),
-    };
-    let exp_ok = exp.is_none_or(|e| all_digits(e.strip_prefix(['-', '+']).unwrap_or(e), 10));
-    mant_ok && exp_ok
+    artifacts_goyaml::go_parse_int(s).is_some() || artifacts_goyaml::go_parse_uint(s).is_some()
 }
 
 /// `strconv.ParseFloat(s, 64)` succeeds, for the strings that reach it
