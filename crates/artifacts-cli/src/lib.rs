@@ -219,6 +219,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// The project, locked for changes, with the operator's identities unlocked.
+fn exclusive_with_keys(global: &GlobalArgs, identity: &args::IdentityArgs) -> Result<Context> {
+    Context::load_exclusive(global)?.with_unlocked_identities(&identity.identities)
+}
+
 /// The commands that work on the project's declarations.
 fn project(command: &Command, global: &GlobalArgs) -> Result<i32> {
     match command {
@@ -247,17 +252,13 @@ fn project(command: &Command, global: &GlobalArgs) -> Result<i32> {
             commands::lifecycle::accept(&Context::load_exclusive(global)?, global, args)
         }
         Command::Migrate(args) => commands::lifecycle::migrate(
-            &Context::load_exclusive(global)?
-                .with_unlocked_identities(&args.identity.identities)?,
+            &exclusive_with_keys(global, &args.identity)?,
             global,
             args,
         ),
-        Command::Gc(args) => commands::lifecycle::gc(
-            &Context::load_exclusive(global)?
-                .with_unlocked_identities(&args.identity.identities)?,
-            global,
-            args,
-        ),
+        Command::Gc(args) => {
+            commands::lifecycle::gc(&exclusive_with_keys(global, &args.identity)?, global, args)
+        }
         Command::Graph(args) => {
             commands::explain::graph(&Context::load(global)?, args.dot, global.json)
         }
@@ -266,29 +267,20 @@ fn project(command: &Command, global: &GlobalArgs) -> Result<i32> {
             &Context::load(global)?.with_unlocked_identities(&args.identity.identities)?,
             args,
         ),
-        Command::Rekey(args) => commands::stored::rekey(
-            &Context::load_exclusive(global)?
-                .with_unlocked_identities(&args.identity.identities)?,
-            global,
-            args,
-        ),
+        Command::Rekey(args) => {
+            commands::stored::rekey(&exclusive_with_keys(global, &args.identity)?, global, args)
+        }
         Command::Set(args) => commands::manual::set(
             &Context::load_exclusive(global)?.with_identities(&args.identity.identities)?,
             global,
             args,
         ),
-        Command::Edit(args) => commands::manual::edit(
-            &Context::load_exclusive(global)?
-                .with_unlocked_identities(&args.identity.identities)?,
-            global,
-            args,
-        ),
-        Command::Import(args) => commands::manual::import(
-            &Context::load_exclusive(global)?
-                .with_unlocked_identities(&args.identity.identities)?,
-            global,
-            args,
-        ),
+        Command::Edit(args) => {
+            commands::manual::edit(&exclusive_with_keys(global, &args.identity)?, global, args)
+        }
+        Command::Import(args) => {
+            commands::manual::import(&exclusive_with_keys(global, &args.identity)?, global, args)
+        }
         Command::Openbao(args::OpenbaoCommand::Policies(args)) => {
             commands::openbao::policies(&Context::load(global)?, global, args.apply)
         }
