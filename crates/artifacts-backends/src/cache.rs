@@ -43,8 +43,10 @@ type Stanzas = Vec<(String, String)>;
 /// Data keys by the stanzas they were unwrapped from.
 type DataKeys = HashMap<Stanzas, Zeroizing<[u8; 32]>>;
 
-/// One run's memory of a backend (see the module doc).
-#[derive(Debug, Default)]
+/// One run's memory of a backend (see the module doc). It holds data keys
+/// and our environment (which may hold `SOPS_AGE_KEY` or prompt answers),
+/// so its `Debug` says only how much it holds.
+#[derive(Default)]
 pub(crate) struct Cache {
     identities: Mutex<Option<(Vars, Arc<Vec<Identity>>)>>,
     files: Mutex<HashMap<PathBuf, Parsed>>,
@@ -55,6 +57,16 @@ pub(crate) struct Cache {
     writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     /// The directories swept for a killed run's temporary files.
     swept: Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = lock(&self.keys).as_ref().map_or(0, |(_, keys)| keys.len());
+        f.debug_struct("Cache")
+            .field("files", &lock(&self.files).len())
+            .field("data_keys", &keys)
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

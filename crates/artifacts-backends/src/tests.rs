@@ -336,3 +336,40 @@ fn sops_writes_of_one_file_from_several_threads_keep_every_artifact() {
     expected.sort();
     assert_eq!(store.list(&listing).unwrap(), expected);
 }
+
+/// The per-run cache holds data keys and our environment: a backend's
+/// `Debug` (reachable through the registry's) says how much, never what.
+#[test]
+fn a_backends_debug_never_shows_its_cached_data_keys() {
+    let p = Project::new();
+    let store = backend("sops-nix");
+    let call = p.call("sops-nix", &p.key.recipient(), Some(&p.key_file));
+    store.serialize(&call, &p.out("out", "s3cret")).unwrap();
+    let back = p.dir.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    store.deserialize(&call, &back).unwrap();
+
+    let path = p.root().join("secrets/per-machine/m1.sops.yaml");
+    let file = artifacts_crypto::sops::EncryptedFile::parse(
+        &std::fs::read(&path).unwrap(),
+        artifacts_crypto::sops::Format::Yaml,
+        &artifacts_crypto::Origin::File(path.clone()),
+    )
+    .unwrap();
+    let identities = artifacts_crypto::age::parse_identities(
+        &std::fs::read_to_string(&p.key_file).unwrap(),
+        artifacts_crypto::Origin::File(p.key_file.clone()),
+        &artifacts_crypto::age::NoPassphrase,
+    )
+    .unwrap();
+    let key = file.data_key(&identities).unwrap();
+
+    let shown = format!("{store:?}");
+    assert!(shown.contains("data_keys: 1"), "the key is cached: {shown}");
+    let bytes = key.as_bytes();
+    assert!(!shown.contains(&format!("{bytes:?}")[1..20]), "{shown}");
+    assert!(
+        !shown.contains(&p.key_file.display().to_string()),
+        "{shown}"
+    );
+}
