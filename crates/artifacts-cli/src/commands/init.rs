@@ -266,8 +266,9 @@ impl Written {
         file.write_all(content)
             .and_then(|()| file.sync_all())
             .with_context(|| format!("failed to write `{}`", path.display()))?;
-        // The umask may have taken bits the generator needs.
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        // The umask may have taken bits the generator needs; set on the open
+        // file, so nothing swapped in at `path` meanwhile is re-moded.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
             .with_context(|| format!("failed to set the mode of `{}`", path.display()))?;
         Ok(())
     }
