@@ -440,6 +440,47 @@ impl Openbao {
 pub const DEFAULT_ROLE_ID_FILE: &str = "/var/lib/artifacts/openbao/role-id";
 /// See [`DEFAULT_ROLE_ID_FILE`].
 pub const DEFAULT_SECRET_ID_FILE: &str = "/var/lib/artifacts/openbao/secret-id";
+/// A Home Manager user's AppRole files, below `$XDG_CONFIG_HOME` (else
+/// `~/.config`): the Home Manager module's defaults; keep in sync with
+/// backends/openbao/home-manager.nix.
+pub const USER_ROLE_ID_FILE: &str = "artifacts/openbao/role-id";
+/// See [`USER_ROLE_ID_FILE`].
+pub const USER_SECRET_ID_FILE: &str = "artifacts/openbao/secret-id";
+
+/// The AppRole file `key` (`roleIdFile` or `secretIdFile`) of the host
+/// target: as configured (a leading `~/` is the running user's home), else
+/// the machine's default, or for a Home Manager user the one under their
+/// configuration directory, since they cannot write `/var/lib`.
+fn approle_file(call: &Call, backend: &str, key: &str) -> Result<PathBuf, Error> {
+    let target = call.target();
+    let home = || {
+        call.var("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
+            Error::Config(format!(
+                "{} `{}`: HOME is not set, so the AppRole file (artifacts.config.{backend}.{key}) cannot be found",
+                target.kind, target.name
+            ))
+        })
+    };
+    if let Some(path) = setting(target, backend, key)? {
+        return Ok(match path.strip_prefix("~/") {
+            Some(rest) => Path::new(&home()?).join(rest),
+            None => PathBuf::from(path),
+        });
+    }
+    let (system, user) = if key == "roleIdFile" {
+        (DEFAULT_ROLE_ID_FILE, USER_ROLE_ID_FILE)
+    } else {
+        (DEFAULT_SECRET_ID_FILE, USER_SECRET_ID_FILE)
+    };
+    if target.target_kind != artifacts_model::TargetKind::Home {
+        return Ok(PathBuf::from(system));
+    }
+    let config = match call.var("XDG_CONFIG_HOME").filter(|d| d.starts_with('/')) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&home()?).join(".config"),
+    };
+    Ok(config.join(user))
+}
 
 impl Openbao {
     /// The current version's secret files, read by the host itself: it logs
@@ -451,19 +492,21 @@ impl Openbao {
         let backend = call_backend(call);
         let location = location(call, &backend)?;
         let target = call.target();
-        let read_id = |key: &str, default: &str| -> Result<Zeroizing<String>, Error> {
-            let path = setting(target, &backend, key)?.unwrap_or_else(|| default.to_owned());
+        let read_id = |key: &str| -> Result<Zeroizing<String>, Error> {
+            let path = approle_file(call, &backend, key)?;
             std::fs::read_to_string(&path)
                 .map(Zeroizing::new)
                 .map_err(|e| {
                     Error::Config(format!(
-                        "{} `{}`: failed to read the AppRole file `{path}` (artifacts.config.{backend}.{key}): {e}",
-                        target.kind, target.name
+                        "{} `{}`: failed to read the AppRole file `{}` (artifacts.config.{backend}.{key}): {e}",
+                        target.kind,
+                        target.name,
+                        path.display()
                     ))
                 })
         };
-        let role_id = read_id("roleIdFile", DEFAULT_ROLE_ID_FILE)?;
-        let secret_id = read_id("secretIdFile", DEFAULT_SECRET_ID_FILE)?;
+        let role_id = read_id("roleIdFile")?;
+        let secret_id = read_id("secretIdFile")?;
         let auth = setting(target, &backend, "authMount")?.unwrap_or_else(|| "approle".to_owned());
         let anonymous = Client::new(Settings {
             address: location.address.clone(),

@@ -202,7 +202,9 @@ fn apply_policy(
 /// The host side of `activate` for openbao artifacts: read each with the
 /// target's AppRole and install its secret files with owner, group and
 /// mode, atomically (public files are in the repository; the artifacts
-/// NixOS module installs them). Each unit's files, or why it failed.
+/// modules install them). A shared artifact is installed as the target
+/// itself declares it: a Home Manager user's paths are not a machine's.
+/// Each unit's files, or why it failed.
 pub fn activate(
     ctx: &Context,
     plan: &Plan<'_>,
@@ -223,7 +225,17 @@ pub fn activate(
                 let call = call(ctx, backend, unit, Some(target))?;
                 let secret =
                     artifacts_backends::openbao_host_read(&call).map_err(|e| with_hint(&e))?;
-                Ok(engine.install_fetched(unit, &secret, &into, system)?)
+                let own = unit
+                    .targets
+                    .iter()
+                    .find(|declaring| declaring.id == *target)
+                    .and_then(|declaring| declaring.artifacts.get(unit.name()))
+                    .unwrap_or(unit.artifact);
+                let unit = Unit {
+                    artifact: own,
+                    ..unit.clone()
+                };
+                Ok(engine.install_fetched(&unit, &secret, &into, system)?)
             })();
             (id, result.map_err(|error| format!("{error:#}")))
         })
