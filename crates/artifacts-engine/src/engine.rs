@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use artifacts_model::Context;
+use artifacts_model::{Context, TargetId};
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
@@ -401,10 +401,21 @@ impl RunState {
 /// system).
 #[derive(Clone, Copy)]
 pub struct InstallRoot<'r> {
+    /// The target being activated: its declarations say where files go
+    /// (see [`Unit::declared_by`]), and its kind whether parent directories
+    /// are a system's (NixOS: root-owned `0755`) or a user's (`0700`).
+    pub target: &'r TargetId,
     /// The directory declared paths are placed under.
     pub root: &'r Path,
     /// Looks up the variables declared paths use.
     pub env: &'r dyn Fn(&str) -> Option<String>,
+}
+
+impl InstallRoot<'_> {
+    /// Whether parent directories are a system's rather than a user's.
+    fn system(&self) -> bool {
+        self.target.kind == artifacts_model::TargetKind::Nixos
+    }
 }
 
 /// Checks, selects, generates and activates the units of a plan, with the
@@ -1270,15 +1281,14 @@ impl<'a> Engine<'a> {
     /// paths under `into`, with owner, group and mode; a file whose content
     /// differs is replaced atomically, one in place is left alone. Public
     /// files are the repository's (the Nix module installs them): skipped.
-    /// `system` chooses root-owned `0755` parent directories (NixOS) over
-    /// user `0700` ones (Home Manager).
     pub fn install_fetched(
         &self,
         unit: &Unit<'_>,
         secret: &ArtifactFiles,
         into: &InstallRoot<'_>,
-        system: bool,
     ) -> Result<Activated, EngineError> {
+        let unit = &unit.declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, into.root, into.env)?;
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
@@ -1341,7 +1351,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan[index].artifact, into.root, into.env)?;
+            let unit = plan[index].declared_by(into.target);
+            let files = install::destinations(unit.artifact, into.root, into.env)?;
             if !install::all_in_place(into.root, &files)? {
                 pending.push(index);
             }
@@ -1358,8 +1369,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Activated, EngineError> {
         let plan = request.plan;
         let root = into.root;
-        let unit = &plan[index];
-        let system = unit.context() == Context::Nixos;
+        let unit = &plan[index].declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, root, into.env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.

@@ -56,6 +56,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
     let into = InstallRoot {
+        target,
         root: &root,
         env: &env,
     };

@@ -213,9 +213,12 @@ pub fn activate(
     root: &Path,
 ) -> Vec<(UnitId, Result<Activated, String>)> {
     let env = |name: &str| std::env::var(name).ok();
-    let into = InstallRoot { root, env: &env };
+    let into = InstallRoot {
+        target,
+        root,
+        env: &env,
+    };
     let engine = ctx.engine();
-    let system = target.kind == artifacts_model::TargetKind::Nixos;
     selected
         .iter()
         .map(|&id| {
@@ -225,17 +228,7 @@ pub fn activate(
                 let call = call(ctx, backend, unit, Some(target))?;
                 let secret =
                     artifacts_backends::openbao_host_read(&call).map_err(|e| with_hint(&e))?;
-                let own = unit
-                    .targets
-                    .iter()
-                    .find(|declaring| declaring.id == *target)
-                    .and_then(|declaring| declaring.artifacts.get(unit.name()))
-                    .unwrap_or(unit.artifact);
-                let unit = Unit {
-                    artifact: own,
-                    ..unit.clone()
-                };
-                Ok(engine.install_fetched(&unit, &secret, &into, system)?)
+                Ok(engine.install_fetched(unit, &secret, &into)?)
             })();
             (id, result.map_err(|error| format!("{error:#}")))
         })
