@@ -951,3 +951,82 @@ esac"#,
     .stderr_has("artifacts openbao policies");
     assert!(!sysroot.join("run/artifacts/api").exists());
 }
+
+/// HashiCorp Vault (the `vault` alias) has no `detailed-metadata` listing:
+/// its KV v2 engine answers it as any path it does not know (404, no
+/// errors, a warning). Through a proxy that gives the real engine's answer
+/// for that path, `check` falls back to one plain LIST and one metadata
+/// read per entry, and finds what is stored, and what is not: before, the
+/// warning-only 404 read as "nothing stored", so every artifact looked
+/// missing and `generate` would have replaced them all.
+#[test]
+fn vault_without_detailed_metadata_is_listed_entry_by_entry() {
+    let server = BaoServer::dev();
+    let vault = artifacts_testkit::WithoutDetailedMetadata::start(&server.address);
+    let p = Project::new("vault_without_detailed_metadata");
+    token_generator(&p);
+    p.manifest(&format!(
+        r#"
+default.backend = "vault"
+[nixos.m1]
+config.vault.address = "{}"
+[nixos.m1.artifacts.a]
+generator = "generators/token.sh"
+files.token = {{}}
+[nixos.m1.artifacts.b]
+generator = "generators/token.sh"
+files.token = {{}}
+[nixos.m1.artifacts.c]
+generator = "generators/token.sh"
+files.token = {{}}
+"#,
+        vault.address
+    ));
+    run(&p, &server, ["generate"])
+        .success()
+        .stderr_has("generated 3 artifact(s)");
+    let stored = kv_field(&server, "per-machine/m1/b", "token", None);
+
+    vault.take_requests();
+    run(&p, &server, ["check"]).success();
+    let requests = vault.take_requests();
+    let count = |part: &str| requests.iter().filter(|r| r.contains(part)).count();
+    assert_eq!(
+        count("/detailed-metadata/artifacts/per-machine/m1/"),
+        1,
+        "{requests:#?}"
+    );
+    assert_eq!(
+        count("GET /v1/secret/metadata/artifacts/per-machine/m1/?list=true"),
+        1,
+        "{requests:#?}"
+    );
+    for entry in ["a", "b", "c"] {
+        assert_eq!(
+            count(&format!(
+                "GET /v1/secret/metadata/artifacts/per-machine/m1/{entry} "
+            )),
+            1,
+            "{requests:#?}"
+        );
+    }
+
+    // An entry removed on the server is missing, the others are not.
+    server.bao(
+        &[
+            "kv",
+            "metadata",
+            "delete",
+            "secret/artifacts/per-machine/m1/c",
+        ],
+        None,
+    );
+    run(&p, &server, ["check", "--json"])
+        .code(1)
+        .stdout_has(r#""missing": 1"#);
+    run(&p, &server, ["generate"])
+        .success()
+        .stderr_has("generated 1 artifact(s)");
+    assert_eq!(kv_field(&server, "per-machine/m1/b", "token", None), stored);
+    run(&p, &server, ["check"]).success();
+}
