@@ -172,7 +172,7 @@ fn a_generation_the_lock_does_not_record_is_an_error_until_the_lock_is_pulled() 
     let made = generated_at(&b, "nixos/m1", "api");
     assert_ne!(made, recorded);
     let reason = format!(
-        "nixos/m1 api: backend `openbao` holds a generation made at {made} that artifacts.lock does not record (it records one made at {recorded}): another operator regenerated it; pull their artifacts.lock, or run `artifacts regenerate api`"
+        "backend `openbao` holds a generation of `api` made at {made} that artifacts.lock does not record (it records one made at {recorded}): another operator regenerated it; pull their artifacts.lock, or run `artifacts regenerate api`"
     );
 
     // A check error (exit 2), not ok; the other artifacts are unaffected.
@@ -318,7 +318,7 @@ fn entries_without_the_stamp_are_not_flagged() {
     run(&p, &server, ["check", "web"])
         .code(2)
         .stdout_has(&format!(
-            "holds a generation made at {old} that artifacts.lock does not record"
+            "holds a generation of `web` made at {old} that artifacts.lock does not record"
         ));
 
     // What serialize wrote before the stamp: its own clock, no fingerprint.

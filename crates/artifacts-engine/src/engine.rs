@@ -190,9 +190,9 @@ fn other_generation(unit: &Unit<'_>, entry: &LockEntry, stored: &Stamp) -> Optio
         None => "it records no generation time".to_owned(),
     };
     Some(format!(
-        "{}: backend `{}` holds a generation made at {made} that artifacts.lock does not record ({recorded}): another operator regenerated it; pull their artifacts.lock, or run `{}`",
-        unit.label(),
+        "backend `{}` holds a generation of `{}` made at {made} that artifacts.lock does not record ({recorded}): another operator regenerated it; pull their artifacts.lock, or run `{}`",
         unit.backend.name,
+        unit.name(),
         suggestion("regenerate", &[&unit.artifact.name])
     ))
 }
