@@ -355,7 +355,8 @@ fn accepting_an_untracked_stamped_generation_records_its_time() {
 }
 
 /// Script backends get the stamp at serialize (and only there) as
-/// `$artifact_fingerprint` and `$artifact_generated_at`.
+/// `$artifact_fingerprint` and `$artifact_generated_at`; `rekey` passes the
+/// lock entry it keeps.
 #[test]
 fn script_backends_get_the_stamp_at_serialize() {
     let p = Project::new("stamp_script_backends");
@@ -365,18 +366,40 @@ fn script_backends_get_the_stamp_at_serialize() {
     command.env("artifact_fingerprint", "sha256:not-ours");
     p.finish(&mut command).success();
     let lock_entry = entry(&p, "nixos/m", "a");
-    let serialize = std::fs::read_to_string(p.root.join("records/serialize-nixos-m-a")).unwrap();
-    let fingerprint = lock_entry["fingerprint"].as_str().unwrap();
-    let generated = lock_entry["generated_at"].as_str().unwrap();
-    assert!(
-        serialize.contains(&format!("\nartifact_fingerprint={fingerprint}\n")),
-        "{serialize}"
-    );
-    assert!(
-        serialize.contains(&format!("\nartifact_generated_at={generated}\n")),
-        "{serialize}"
-    );
+    let fingerprint = lock_entry["fingerprint"].as_str().unwrap().to_owned();
+    let generated = lock_entry["generated_at"].as_str().unwrap().to_owned();
+    let stamped = |record: &str| {
+        let text = std::fs::read_to_string(p.root.join("records").join(record)).unwrap();
+        assert!(
+            text.contains(&format!("\nartifact_fingerprint={fingerprint}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\nartifact_generated_at={generated}\n")),
+            "{text}"
+        );
+    };
+    stamped("serialize-nixos-m-a");
     let check = std::fs::read_to_string(p.root.join("records/check-nixos-m-a")).unwrap();
     assert!(!check.contains("artifact_fingerprint"), "{check}");
     assert!(!check.contains("artifact_generated_at"), "{check}");
+
+    // Recipients changed (check exits 3 while `rekey-me` exists): rekey
+    // stores the same generation again, with the stamp the lock keeps.
+    p.script(
+        "backends/rec/check",
+        &format!(
+            "#!/bin/sh\nset -eu\n[ -e rekey-me ] && exit 3\n{}",
+            std::fs::read_to_string(p.root.join("backends/rec/check"))
+                .unwrap()
+                .trim_start_matches("#!/bin/sh\nset -eu\n")
+        ),
+    );
+    std::fs::remove_file(p.root.join("records/serialize-nixos-m-a")).unwrap();
+    p.file("rekey-me", "");
+    p.run(["rekey"])
+        .success()
+        .stderr_has("re-encrypted nixos/m a");
+    assert_eq!(entry(&p, "nixos/m", "a"), lock_entry);
+    stamped("serialize-nixos-m-a");
 }

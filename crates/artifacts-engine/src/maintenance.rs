@@ -192,16 +192,17 @@ impl Engine<'_> {
         }
     }
 
-    /// The stamp the declared backend reports for what it stores, if any.
+    /// The stamp the declared backend reports for what it stores, if any
+    /// (only in-process backends report one: scripts are not run again).
     fn stored_stamp(
         &self,
         unit: &Unit<'_>,
     ) -> Result<Option<crate::in_process::Stamp>, EngineError> {
         match self.storage(unit)? {
-            Storage::Passthrough => Ok(None),
-            Storage::Scripts(backend, scripts) => {
+            Storage::Scripts(backend, scripts) if backend.in_process.is_some() => {
                 Ok(script::check_stamped(unit, backend, scripts, &self.script_env)?.1)
             }
+            _ => Ok(None),
         }
     }
 
