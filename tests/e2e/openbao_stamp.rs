@@ -267,9 +267,12 @@ fn set_import_and_migrate_into_openbao_stamp_the_lock_entry() {
     // migrate agenix → openbao keeps the generation, so its stamp.
     let text = manifest(&server.address).replace(
         "[artifacts.ca]",
-        &format!(
-            "[artifacts.db]\ntargets = [\"nixos/m2\"]\nbackend = \"agenix\"\ngenerator = \"generators/token.sh\"\nfiles.token = {{}}\n[artifacts.ca]"
-        ),
+        r#"[artifacts.db]
+targets = ["nixos/m2"]
+backend = "agenix"
+generator = "generators/token.sh"
+files.token = {}
+[artifacts.ca]"#,
     );
     p.manifest(&text.replace(
         "[nixos.m2]\n",
@@ -402,4 +405,41 @@ fn script_backends_get_the_stamp_at_serialize() {
         .stderr_has("re-encrypted nixos/m a");
     assert_eq!(entry(&p, "nixos/m", "a"), lock_entry);
     stamped("serialize-nixos-m-a");
+}
+
+/// openbao run as a script backend (`artifacts __backend openbao …`, as a
+/// copied `backend.toml` would): serialize reads the stamp from the
+/// environment, and check answers a stamped entry with exit 0.
+#[test]
+fn openbao_through_backend_scripts_is_stamped_too() {
+    let server = BaoServer::dev();
+    let p = project("stamp_openbao_scripts", &server);
+    let mut toml = String::new();
+    for section in ["nixos", "shared"] {
+        toml.push_str(&format!("[openbao.{section}]\n"));
+        for script in ["check", "serialize", "deserialize"] {
+            p.script(
+                &format!("wrappers/{script}"),
+                &format!(
+                    "#!/bin/sh\necho {script} >> wrappers.log\nexec \"$ARTIFACTS\" __backend openbao {script}\n"
+                ),
+            );
+            toml.push_str(&format!("{script} = \"./wrappers/{script}\"\n"));
+        }
+    }
+    p.file("backend.toml", &toml);
+    run(&p, &server, ["generate"]).success();
+    assert_eq!(
+        custom_metadata(&server, "per-machine/m1/api"),
+        expected_metadata(&p, "nixos/m1", "api", 1, "token"),
+    );
+    assert_eq!(
+        custom_metadata(&server, "shared/ca"),
+        expected_metadata(&p, "shared", "ca", 1, "token"),
+    );
+    run(&p, &server, ["check"]).success();
+    // The wrappers ran, not the built-in backend.
+    let ran = std::fs::read_to_string(p.root.join("wrappers.log")).unwrap();
+    assert!(ran.lines().any(|l| l == "serialize"), "{ran}");
+    assert!(ran.lines().any(|l| l == "check"), "{ran}");
 }
