@@ -1106,13 +1106,24 @@ files.cert = { secret = false }
         )
         .unwrap();
         assert_eq!(writable(unit, &backend, &scripts, &env).unwrap(), None);
+        let batched = Stamp {
+            generated_at: None,
+            ..stamp.clone()
+        };
+        serialize_all(
+            &[(unit, dir.path(), Some(&batched))],
+            &backend,
+            &scripts,
+            &env,
+        )
+        .unwrap();
 
         let calls = recorder.calls.lock().unwrap();
         let scripts: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(scripts, ["check", "serialize", "writable"]);
-        // Only serialize gets the generation's stamp.
+        assert_eq!(scripts, ["check", "serialize", "writable", "serialize"]);
+        // Only serialize gets the generation's stamp, batched or not.
         let stamps: Vec<Option<&Stamp>> = calls.iter().map(|(_, c)| c.stamp.as_ref()).collect();
-        assert_eq!(stamps, [None, Some(&stamp), None]);
+        assert_eq!(stamps, [None, Some(&stamp), None, Some(&batched)]);
         let call = &calls[0].1;
         assert_eq!(call.backend, "rec");
         assert_eq!(call.artifact.as_deref(), Some("api"));
