@@ -11,7 +11,8 @@ use artifacts_model::{Context, TargetId};
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Journal, Lock, LockError, Provenance};
+use crate::in_process::Stamp;
+use crate::lockfile::{Journal, Lock, LockEntry, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
@@ -172,6 +173,28 @@ pub fn suggestion(command: &str, artifacts: &[&String]) -> String {
         line.push_str(&shell_escape::escape(artifact.as_str().into()));
     }
     line
+}
+
+/// Why the generation a backend reports storing (its [`Stamp`]) is not the
+/// one the lock `entry` records, if it is not: the generation time tells
+/// generations apart (a fingerprint alone changes with `accept`, which
+/// writes nothing to the store). A stamp without a time (an adopted
+/// artifact, or one stored before stamps) tells nothing.
+fn other_generation(unit: &Unit<'_>, entry: &LockEntry, stored: &Stamp) -> Option<String> {
+    let made = stored.generated_at.as_deref()?;
+    if entry.generated_at.as_deref() == Some(made) {
+        return None;
+    }
+    let recorded = match &entry.generated_at {
+        Some(at) => format!("it records one made at {at}"),
+        None => "it records no generation time".to_owned(),
+    };
+    Some(format!(
+        "backend `{}` holds a generation of `{}` made at {made} that artifacts.lock does not record ({recorded}): another operator regenerated it; pull their artifacts.lock, or run `{}`",
+        unit.backend.name,
+        unit.name(),
+        suggestion("regenerate", &[&unit.artifact.name])
+    ))
 }
 
 /// Why an engine operation failed.
@@ -549,8 +572,14 @@ impl<'a> Engine<'a> {
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
             Err(error) => return Status::error(error_chain(&error)),
         };
+        let mut stored_stamp = None;
         let outcome = answered.unwrap_or_else(|| {
-            script::check(unit, backend, scripts, &self.script_env).map_err(|e| error_chain(&e))
+            script::check_stamped(unit, backend, scripts, &self.script_env)
+                .map(|(outcome, stamp)| {
+                    stored_stamp = stamp;
+                    outcome
+                })
+                .map_err(|e| error_chain(&e))
         });
         if matches!(
             outcome,
@@ -610,6 +639,13 @@ impl<'a> Engine<'a> {
                         artifact: unit.name().to_owned(),
                     };
                 };
+                // What the lock says of the declaration is moot for another generation.
+                if let Some(reason) = stored_stamp
+                    .as_ref()
+                    .and_then(|stamp| other_generation(unit, entry, stamp))
+                {
+                    return Status::Error { reason };
+                }
                 let name = unit.artifact.name.clone();
                 match declared.compare(entry) {
                     Comparison::Changed(what) if entry.by_hand() => Status::Stale {
@@ -1004,9 +1040,14 @@ impl<'a> Engine<'a> {
         for &(id, dirs) in group {
             let unit = &plan[id];
             request.observer.step(unit, "serializing");
-            // The dependency entries are current now, so the declaration is too.
+            // The dependency entries are current now, so the declaration is
+            // too. The entry is made once: the backend stores its stamp.
             match unit.declared(plan, lock) {
-                Ok(declared) => members.push((id, dirs, declared)),
+                Ok(declared) => members.push((
+                    id,
+                    dirs,
+                    declared.entry(&unit.backend.name, Some(crate::lockfile::now())),
+                )),
                 Err(error) => done.push((
                     id,
                     Err(io(format!("read the generator of `{}`", unit.name()))(
@@ -1036,17 +1077,13 @@ impl<'a> Engine<'a> {
         let has_public = |id: UnitId| public::public_files(&plan[id]).next().is_some();
         let mut previous = Vec::new();
         let mut marks = Vec::new();
-        for (id, _, declared) in &members {
+        for (id, _, entry) in &members {
             if !has_public(*id) {
                 continue;
             }
             let unit = &plan[*id];
             let before = lock.get(&unit.scope(), unit.name()).cloned();
-            let mut marked = before.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = before.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             marks.push((unit.scope(), unit.name().to_owned(), Some(marked)));
             previous.push((unit.scope(), unit.name().to_owned(), before));
@@ -1065,6 +1102,7 @@ impl<'a> Engine<'a> {
             }));
             return done;
         }
+        let stamps: Vec<Stamp> = members.iter().map(|(_, _, e)| e.stamp()).collect();
         let stored = if let [(id, dirs, _)] = members.as_slice() {
             script::store(
                 &plan[*id],
@@ -1073,11 +1111,13 @@ impl<'a> Engine<'a> {
                 ScriptKind::Serialize,
                 &self.script_env,
                 &dirs.out,
+                stamps.first(),
             )
         } else {
-            let units: Vec<(&Unit<'_>, &Path)> = members
+            let units: Vec<(&Unit<'_>, &Path, Option<&Stamp>)> = members
                 .iter()
-                .map(|(id, dirs, _)| (&plan[*id], dirs.out.as_path()))
+                .zip(&stamps)
+                .map(|((id, dirs, _), stamp)| (&plan[*id], dirs.out.as_path(), Some(stamp)))
                 .collect();
             script::serialize_all(&units, backend, scripts, &self.script_env)
         };
@@ -1098,7 +1138,7 @@ impl<'a> Engine<'a> {
             return done;
         }
         let mut entries = Vec::new();
-        for (id, dirs, declared) in members {
+        for (id, dirs, entry) in members {
             let unit = &plan[id];
             if let Err(error) = public::store(&self.settings.root, unit, &dirs.out) {
                 done.push((id, Err(io(format!(
@@ -1109,7 +1149,6 @@ impl<'a> Engine<'a> {
                 ))(error))));
                 continue;
             }
-            let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
             entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
             done.push((id, Ok(())));
         }
@@ -1171,19 +1210,17 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let unit = &plan[index];
         // The dependency entries are current now, so the declaration is too.
-        let declared = unit
+        // The entry is made once: the backend stores its stamp.
+        let entry = unit
             .declared(plan, lock)
-            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?
+            .entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         // Secret and public files are stored one after the other: until both
         // are, the lock entry says so (a kill in between must not read as ok).
         let previous = lock.get(&unit.scope(), unit.name()).cloned();
         let has_public = public::public_files(unit).next().is_some();
         if has_public {
-            let mut marked = previous.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = previous.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             lock.set(&unit.scope(), unit.name(), marked);
             lock.save()?;
@@ -1195,6 +1232,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             out,
+            Some(&entry.stamp()),
         ) {
             // A serialize that failed by itself kept the previous version
             // (the backend contract), which still matches the previous public
@@ -1214,8 +1252,6 @@ impl<'a> Engine<'a> {
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry =
-            declared.entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
@@ -1449,6 +1485,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Deserialize,
             &self.script_env,
             out,
+            None,
         )?;
         public::restore(&self.settings.root, unit, out).map_err(io(format!(
             "read the public files of {} from `{}`",
@@ -1476,7 +1513,7 @@ impl<'a> Engine<'a> {
             if self.status(plan, index, lock) != Status::RecipientsChanged {
                 return Ok(false);
             }
-            self.rekey(plan, index).map(|()| true)
+            self.rekey(plan, index, lock).map(|()| true)
         };
         let in_process = |index: UnitId| {
             matches!(
@@ -1527,8 +1564,8 @@ impl<'a> Engine<'a> {
 
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
-    /// (fingerprint, generation time) stays as it is.
-    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId) -> Result<(), EngineError> {
+    /// (fingerprint, generation time) stays as it is, and is the stamp stored.
+    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Result<(), EngineError> {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
@@ -1537,6 +1574,7 @@ impl<'a> Engine<'a> {
         let scratch = Scratch::new("rekey").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(unit, &out)?;
+        let stamp = lock.get(&unit.scope(), unit.name()).map(LockEntry::stamp);
         script::store(
             unit,
             backend,
@@ -1544,6 +1582,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             &out,
+            stamp.as_ref(),
         )?;
         Ok(())
     }

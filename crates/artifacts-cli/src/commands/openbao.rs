@@ -73,6 +73,7 @@ pub fn call(
             .collect(),
         root,
         identities: KeySources::default(),
+        stamp: None,
     })
 }
 
