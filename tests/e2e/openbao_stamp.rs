@@ -184,7 +184,11 @@ fn a_generation_the_lock_does_not_record_is_an_error_until_the_lock_is_pulled() 
     assert_eq!(row(&report, "nixos/m1 web")["status"], "ok", "{report:#}");
     assert_eq!(row(&report, "nixos/m1 ca")["status"], "ok", "{report:#}");
     // A's `generate` does not take it for something to replace.
-    run(&a, &server, ["generate"]).stderr_has("nixos/m1 api");
+    run(&a, &server, ["generate"])
+        .code(1)
+        .stderr_has("nixos/m1 api")
+        .stderr_has("nothing generated: 1 artifact(s) could not be checked")
+        .stderr_lacks("everything selected is stored and current");
     assert_eq!(
         custom_metadata(&server, "per-machine/m1/api"),
         expected_metadata(&b, "nixos/m1", "api", 2, "token"),
