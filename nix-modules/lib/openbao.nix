@@ -20,21 +20,6 @@
 let
   common = import ./common.nix;
   dummy = import ./dummy.nix;
-  # What the CLI reads of an artifact, as for dummy (./dummy.nix).
-  declared = [
-    "name"
-    "description"
-    "shared"
-    "backend"
-    "serialization"
-    "generator"
-    "prompts"
-    "files"
-    "dependencies"
-  ];
-  # Not `value`: a secret file's is an evaluation error.
-  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
-  only = keys: attrs: builtins.intersectAttrs (builtins.listToAttrs (map (key: { name = key; value = null; }) keys)) attrs;
 in
 rec {
   # The backend's two names. Keep in sync with crates/artifacts-backends (openbao, alias vault).
@@ -66,15 +51,7 @@ rec {
       ${if nixos then "nixos" else "home"} = [
         {
           ${if nixos then "machine" else "user"} = name;
-          artifacts = builtins.listToAttrs (
-            map (entry: {
-              inherit (entry) name;
-              value = only declared entry.value // {
-                backend = common.backendOf defaultBackend entry.value;
-                files = builtins.mapAttrs (_: only fileKeys) (entry.value.files or { });
-              };
-            }) (fetched defaultBackend store)
-          );
+          artifacts = common.manifestArtifacts (common.backendOf defaultBackend) (fetched defaultBackend store);
           config.openbao =
             (config.openbao or { })
             // (config.vault or { })

@@ -555,14 +555,18 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
     );
     // The CLI reads that manifest as the user's: the fetch gets as far as
     // the AppRole files the module named (no server is needed for that).
+    // As root, into a staging tree (root does not install a user's files).
     let manifest = p.root.join("home-openbao.json");
     fs::write(&manifest, serde_json::to_vec(&hm_bao["manifest"]).unwrap()).unwrap();
+    let staging = p.root.join("staging");
     p.run([
         OsStr::new("--manifest"),
         manifest.as_os_str(),
         OsStr::new("activate"),
         OsStr::new("--target"),
         OsStr::new("homemanager/alice"),
+        OsStr::new("--root"),
+        staging.as_os_str(),
         OsStr::new("ssh"),
     ])
     .code(1)

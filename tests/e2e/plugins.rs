@@ -385,22 +385,28 @@ esac
 const PIN_RECIPIENT: &str = "age1pin1ve5hsar4wfjj66m90yknqvpsxysnzcta";
 const PIN_IDENTITY: &str = "AGE-PLUGIN-PIN-1VE5HSAR4WFJJ66M90YKNQVPSXYF5ZKMZ";
 
-/// A project whose artifact `db` (agenix, machine `m1`) is stored for the
-/// fixture plugin's recipient; returns the identity file and the `PATH`
-/// holding the plugin.
-fn pin_project(test: &str) -> (Project, std::path::PathBuf, OsString) {
-    let p = Project::new(test);
+/// `script` as the program `age-plugin-pin` in a directory of `p`'s home;
+/// returns `PATH` with that directory first.
+fn with_pin_plugin(p: &Project, script: &str) -> OsString {
+    use std::os::unix::fs::PermissionsExt;
     let plugin_dir = p.home.join("plugins");
     fs::create_dir_all(&plugin_dir).unwrap();
     let plugin = plugin_dir.join("age-plugin-pin");
-    fs::write(&plugin, PIN_PLUGIN).unwrap();
-    use std::os::unix::fs::PermissionsExt;
+    fs::write(&plugin, script).unwrap();
     fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
     let mut dirs = vec![plugin_dir];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
-    let path = std::env::join_paths(dirs).unwrap();
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// A project whose artifact `db` (agenix, machine `m1`) is stored for the
+/// fixture plugin's recipient; returns the identity file and the `PATH`
+/// holding the plugin.
+fn pin_project(test: &str) -> (Project, std::path::PathBuf, OsString) {
+    let p = Project::new(test);
+    let path = with_pin_plugin(&p, PIN_PLUGIN);
     let identity = p.home.join("pin.key");
     fs::write(&identity, format!("# the fixture token\n{PIN_IDENTITY}\n")).unwrap();
     let admin = artifacts_keygen(&p, "admin.key");
@@ -555,18 +561,8 @@ files.password = {{}}
 #[test]
 fn age_plugins_never_see_prompt_answers_given_in_the_environment() {
     let p = Project::new("plugins_never_see_prompt_answers");
-    let plugin_dir = p.home.join("plugins");
-    fs::create_dir_all(&plugin_dir).unwrap();
-    let plugin = plugin_dir.join("age-plugin-pin");
     let tapped = PIN_PLUGIN.replacen("set -eu\n", "set -eu\nenv >> \"$PLUGIN_ENV_TAP\"\n", 1);
-    fs::write(&plugin, tapped).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut dirs = vec![plugin_dir];
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    let path = std::env::join_paths(dirs).unwrap();
+    let path = with_pin_plugin(&p, &tapped);
     let tap = p.home.join("plugin-env");
     let admin = artifacts_keygen(&p, "admin.key");
     p.generator(
