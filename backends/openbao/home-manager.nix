@@ -57,52 +57,36 @@ in
 {
   imports = [ ../../nix-modules/home-backend-options.nix ];
 
-  options.artifacts.openbao = {
-    package = lib.mkOption {
-      type = lib.types.package;
-      description = "The package providing `bin/artifacts`, run by the fetch service.";
-    };
-    address = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "https://bao.example.org:8200";
-      description = "The server, when `artifacts.config.openbao.address` does not say it.";
-    };
-    # Keep these defaults in sync with USER_ROLE_ID_FILE and
-    # USER_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
-    roleIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "${config.xdg.configHome}/artifacts/openbao/role-id";
-      defaultText = lib.literalExpression ''"''${config.xdg.configHome}/artifacts/openbao/role-id"'';
-      description = "The file holding this user's AppRole role_id.";
-    };
-    secretIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "${config.xdg.configHome}/artifacts/openbao/secret-id";
-      defaultText = lib.literalExpression ''"''${config.xdg.configHome}/artifacts/openbao/secret-id"'';
-      description = "The file holding this user's AppRole secret_id (keep it 0400, readable by the user only).";
-    };
-    timer = {
-      enable = lib.mkEnableOption "fetching again periodically, to pick up rotations";
-      onCalendar = lib.mkOption {
-        type = lib.types.str;
-        default = "hourly";
-        description = "When to fetch again (systemd.time(7) calendar event).";
+  options.artifacts.openbao =
+    import ../../nix-modules/openbao-options.nix {
+      inherit lib;
+      # Keep these defaults in sync with USER_ROLE_ID_FILE and
+      # USER_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
+      roleIdFile = {
+        default = "${config.xdg.configHome}/artifacts/openbao/role-id";
+        defaultText = lib.literalExpression ''"''${config.xdg.configHome}/artifacts/openbao/role-id"'';
+        description = "The file holding this user's AppRole role_id.";
+      };
+      secretIdFile = {
+        default = "${config.xdg.configHome}/artifacts/openbao/secret-id";
+        defaultText = lib.literalExpression ''"''${config.xdg.configHome}/artifacts/openbao/secret-id"'';
+        description = "The file holding this user's AppRole secret_id (keep it 0400, readable by the user only).";
+      };
+    }
+    // {
+      manifest = lib.mkOption {
+        # Not `anything`, which would walk into the derivation.
+        type = lib.types.unspecified;
+        readOnly = true;
+        internal = true;
+        default = {
+          file = manifest;
+          data = manifestData;
+        };
+        defaultText = lib.literalMD "the manifest file and its data";
+        description = "The manifest `artifacts-openbao.service` reads, for debugging.";
       };
     };
-    manifest = lib.mkOption {
-      # Not `anything`, which would walk into the derivation.
-      type = lib.types.unspecified;
-      readOnly = true;
-      internal = true;
-      default = {
-        file = manifest;
-        data = manifestData;
-      };
-      defaultText = lib.literalMD "the manifest file and its data";
-      description = "The manifest `artifacts-openbao.service` reads, for debugging.";
-    };
-  };
 
   config = lib.mkIf (fetched != [ ]) {
     assertions = [

@@ -52,44 +52,28 @@ in
 {
   imports = [ ../../nix-modules/backend-options.nix ];
 
-  options.artifacts.openbao = {
-    package = lib.mkOption {
-      type = lib.types.package;
-      description = "The package providing `bin/artifacts`, run by the fetch service.";
-    };
-    address = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "https://bao.example.org:8200";
-      description = "The server, when `artifacts.config.openbao.address` does not say it.";
-    };
-    # Keep these defaults in sync with DEFAULT_ROLE_ID_FILE and
-    # DEFAULT_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
-    roleIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "/var/lib/artifacts/openbao/role-id";
-      description = "The file holding this machine's AppRole role_id.";
-    };
-    secretIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "/var/lib/artifacts/openbao/secret-id";
-      description = "The file holding this machine's AppRole secret_id (keep it 0400 root).";
-    };
-    before = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [ ];
-      example = [ "nginx.service" ];
-      description = "Units that must start after the artifacts are fetched.";
-    };
-    timer = {
-      enable = lib.mkEnableOption "fetching again periodically, to pick up rotations";
-      onCalendar = lib.mkOption {
-        type = lib.types.str;
-        default = "hourly";
-        description = "When to fetch again (systemd.time(7) calendar event).";
+  options.artifacts.openbao =
+    import ../../nix-modules/openbao-options.nix {
+      inherit lib;
+      # Keep these defaults in sync with DEFAULT_ROLE_ID_FILE and
+      # DEFAULT_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
+      roleIdFile = {
+        default = "/var/lib/artifacts/openbao/role-id";
+        description = "The file holding this machine's AppRole role_id.";
+      };
+      secretIdFile = {
+        default = "/var/lib/artifacts/openbao/secret-id";
+        description = "The file holding this machine's AppRole secret_id (keep it 0400 root).";
+      };
+    }
+    // {
+      before = lib.mkOption {
+        type = lib.types.listOf lib.types.str;
+        default = [ ];
+        example = [ "nginx.service" ];
+        description = "Units that must start after the artifacts are fetched.";
       };
     };
-  };
 
   config = lib.mkIf (fetched != [ ]) {
     assertions = [

@@ -66,6 +66,7 @@ fn every_nix_file_parses() {
         "backends/sops-nix/home-manager.nix",
         "backends/openbao/home-manager.nix",
         "nix-modules/lib/openbao.nix",
+        "nix-modules/openbao-options.nix",
     ] {
         assert!(
             files.contains(&repo().join(expected)),
