@@ -105,35 +105,35 @@ fn read(dir: &Dir, name: &str) -> Result<Option<Vec<u8>>, Error> {
         .map_err(Error::io("read", &dir.path().join(name)))
 }
 
-/// Stored for the configured recipients, missing, or recipients changed.
-/// A damaged `.age` file (empty, merge-conflicted, not age) or a directory
+/// What an artifact's directory holds, its generation record verified.
+enum Inspected {
+    /// A declared secret file is missing.
+    Missing,
+    /// Every `.age` file (name, content), and `.recipients` as recorded
+    /// (empty when lost).
+    Stored {
+        ciphertexts: Vec<(String, Vec<u8>)>,
+        recorded: Vec<u8>,
+    },
+}
+
+/// Reads the artifact's files in `dir` once: `.age` files checked for
+/// structure, and against `.generation` together with `.recipients`. A
+/// damaged `.age` file (empty, merge-conflicted, not age) or a directory
 /// mixing two generations is an error, never "stored".
-pub fn check(call: &Call) -> Result<Checked, Error> {
-    let relative = artifact_dir(call)?;
-    let root = call.root_dir()?;
-    let Some(dir) = root
-        .open(&relative)
-        .map_err(Error::io("open", &call.root.join(&relative)))?
-    else {
-        return Ok(Checked::Missing);
-    };
-    let mut present = Vec::new();
+fn inspect(call: &Call, dir: &Dir) -> Result<Inspected, Error> {
+    let mut ciphertexts = Vec::new();
     for name in call.secret_files() {
         let file = format!("{name}.age");
-        let Some(content) = read(&dir, &file)? else {
-            return Ok(Checked::Missing);
+        let Some(content) = read(dir, &file)? else {
+            return Ok(Inspected::Missing);
         };
         artifacts_crypto::age::check_structure(&content, &Origin::File(dir.path().join(&file)))?;
-        present.push((file, content));
+        ciphertexts.push((file, content));
     }
-    let recorded = read(&dir, RECIPIENTS_FILE)?;
-    if let Some(recipients) = &recorded {
-        // A lost `.recipients` reads as "recipients changed" below: rekey writes it.
-        present.push((RECIPIENTS_FILE.to_owned(), recipients.clone()));
-    }
-    let recorded = recorded.unwrap_or_default();
+    let recorded = read(dir, RECIPIENTS_FILE)?;
     // Stores written before generation records existed have none: nothing to compare.
-    if let Some(record) = read(&dir, GENERATION_FILE)? {
+    if let Some(record) = read(dir, GENERATION_FILE)? {
         let record = String::from_utf8_lossy(&record);
         let damaged = |reason: String| {
             Error::Damaged(format!(
@@ -153,7 +153,11 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
             })?;
             listed.insert(name.to_owned(), hash.to_owned());
         }
-        for (name, content) in &present {
+        // A lost `.recipients` reads as "recipients changed": rekey writes it.
+        let recipients = recorded
+            .as_ref()
+            .map(|content| (RECIPIENTS_FILE.to_owned(), content.clone()));
+        for (name, content) in ciphertexts.iter().chain(&recipients) {
             match listed.get(name) {
                 Some(hash) if *hash == digest(content) => {}
                 Some(_) => {
@@ -169,6 +173,26 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
             }
         }
     }
+    Ok(Inspected::Stored {
+        ciphertexts,
+        recorded: recorded.unwrap_or_default(),
+    })
+}
+
+/// Stored for the configured recipients, missing, or recipients changed
+/// (see [`inspect`] for what is an error).
+pub fn check(call: &Call) -> Result<Checked, Error> {
+    let relative = artifact_dir(call)?;
+    let root = call.root_dir()?;
+    let Some(dir) = root
+        .open(&relative)
+        .map_err(Error::io("open", &call.root.join(&relative)))?
+    else {
+        return Ok(Checked::Missing);
+    };
+    let Inspected::Stored { recorded, .. } = inspect(call, &dir)? else {
+        return Ok(Checked::Missing);
+    };
     let (_, expected) = recipients_text(call)?;
     if recorded != expected.as_bytes() {
         return Ok(Checked::RecipientsChanged {
@@ -181,24 +205,58 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
     Ok(Checked::Stored)
 }
 
-/// Encrypts every secret file of `$out` into a new generation and switches
-/// to it in one step; all or nothing.
-pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
-    let artifact = component(&call.artifact, "artifact")?;
-    let relative = context_dir(call)?;
+/// The files of a new generation holding `plaintexts` (secret file name,
+/// content): each encrypted to the configured recipients, then
+/// `.recipients` and `.generation`. All in memory: a bad recipient fails
+/// before any write.
+fn new_generation<'p>(
+    call: &Call,
+    plaintexts: impl IntoIterator<Item = (&'p str, &'p [u8])>,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let (recipients, recipients_text) = recipients_text(call)?;
-    // Encrypt everything in memory first: a bad recipient fails before any write.
     let mut files = Vec::new();
-    for name in call.secret_files() {
-        let source = out.join(name);
-        let plaintext =
-            zeroize::Zeroizing::new(std::fs::read(&source).map_err(Error::io("read", &source))?);
-        let ciphertext = artifacts_crypto::age::encrypt(&recipients, &plaintext, true)?;
+    for (name, plaintext) in plaintexts {
+        let ciphertext = artifacts_crypto::age::encrypt(&recipients, plaintext, true)?;
         files.push((format!("{name}.age"), ciphertext));
     }
     files.push((RECIPIENTS_FILE.to_owned(), recipients_text.into_bytes()));
     let record = generation_record(&files);
     files.push((GENERATION_FILE.to_owned(), record.into_bytes()));
+    Ok(files)
+}
+
+/// The hidden name prefix of the artifact's staged (or replaced) generations.
+fn staged_prefix(artifact: &str) -> String {
+    format!(".agenix-{artifact}.")
+}
+
+/// Whether `name` is a staged or replaced generation of any artifact
+/// (`.agenix-<artifact>.<tag>`), as a killed run leaves them.
+fn is_staged(name: &str) -> bool {
+    name.strip_prefix(".agenix-")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .is_some_and(|(artifact, tag)| !artifact.is_empty() && artifacts_os::fs::is_tag(tag))
+}
+
+/// Encrypts every secret file of `$out` into a new generation and switches
+/// to it in one step; all or nothing.
+pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
+    let artifact = component(&call.artifact, "artifact")?;
+    let relative = context_dir(call)?;
+    let mut plaintexts = Vec::new();
+    for name in call.secret_files() {
+        let source = out.join(name);
+        let plaintext =
+            zeroize::Zeroizing::new(std::fs::read(&source).map_err(Error::io("read", &source))?);
+        plaintexts.push((name, plaintext));
+    }
+    let files = new_generation(
+        call,
+        plaintexts
+            .iter()
+            .map(|(name, text)| (*name, text.as_slice())),
+    )?;
+    drop(plaintexts);
 
     let root = call.root_dir()?;
     let context_path = call.root.join(&relative);
@@ -208,11 +266,41 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
     // The new generation, complete and fsynced, under a hidden name, then
     // swapped with the current one in one step.
     context
-        .replace_dir_with(&format!(".agenix-{artifact}."), artifact, files, 0o644)
+        .replace_dir_with(&staged_prefix(artifact), artifact, files, 0o644)
         .map_err(Error::io(
             "store a new generation of",
             &context_path.join(artifact),
         ))
+}
+
+/// Decrypts `ciphertext` (the file `path`) with the call's identities.
+/// age files do not name their X25519 recipients; `.recipients` (`recorded`)
+/// does, so a failure lists them as sops's does.
+fn decrypt(
+    call: &Call,
+    ciphertext: &[u8],
+    path: PathBuf,
+    recorded: impl FnOnce() -> Result<Vec<u8>, Error>,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    let identities = call.identities()?;
+    match artifacts_crypto::age::decrypt(&identities, ciphertext, &Origin::File(path)) {
+        Err(artifacts_crypto::Error::NoMatchingIdentity { origin, recipients })
+            if recipients.is_empty() =>
+        {
+            let recorded = recorded()?;
+            Err(artifacts_crypto::Error::NoMatchingIdentity {
+                origin,
+                recipients: String::from_utf8_lossy(&recorded)
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+                    .collect(),
+            }
+            .into())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// Decrypts every secret file into `$out`.
@@ -229,7 +317,6 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
                 path.display()
             ))
         })?;
-    let identities = call.identities()?;
     for name in call.secret_files() {
         let file = format!("{name}.age");
         let path = dir.path().join(&file);
@@ -239,27 +326,9 @@ pub fn deserialize(call: &Call, out: &Path) -> Result<(), Error> {
                 path.display()
             ))
         })?;
-        let plaintext =
-            match artifacts_crypto::age::decrypt(&identities, &ciphertext, &Origin::File(path)) {
-                // age files do not name their X25519 recipients; `.recipients`
-                // does, so the message lists them as sops's does.
-                Err(artifacts_crypto::Error::NoMatchingIdentity { origin, recipients })
-                    if recipients.is_empty() =>
-                {
-                    let recorded = read(&dir, RECIPIENTS_FILE)?.unwrap_or_default();
-                    return Err(artifacts_crypto::Error::NoMatchingIdentity {
-                        origin,
-                        recipients: String::from_utf8_lossy(&recorded)
-                            .lines()
-                            .map(str::trim)
-                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                            .map(str::to_owned)
-                            .collect(),
-                    }
-                    .into());
-                }
-                other => other?,
-            };
+        let plaintext = decrypt(call, &ciphertext, path, || {
+            Ok(read(&dir, RECIPIENTS_FILE)?.unwrap_or_default())
+        })?;
         artifacts_os::scratch::write_private(&out.join(name), &plaintext)
             .map_err(Error::io("write", &out.join(name)))?;
     }
@@ -312,4 +381,215 @@ pub fn remove(call: &Call) -> Result<(), Error> {
             path.join(artifact).display()
         ))),
     }
+}
+
+/// A shared failure (the root, a context directory, a sync) as each call's error.
+fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error {
+    Error::io(action, path)(std::io::Error::new(error.kind(), error.to_string()))
+}
+
+/// Re-encrypts the artifacts of `calls` whose recipients changed, all in
+/// one batch (see the module doc for the one-artifact path):
+///
+/// 1. each context directory (`per-machine/<m>`, …) is opened once, without
+///    following links, and a killed run's hidden leftovers in it are
+///    removed once; so are those of the `current` calls' directories (the
+///    run's artifacts that need nothing), where a killed run may have
+///    swapped everything before it could remove the previous generations;
+/// 2. each artifact is read once (checked as `check` does: unchanged
+///    recipients, or nothing stored, is nothing to do), decrypted and
+///    re-encrypted in memory, and its new generation staged next to it
+///    under a hidden name, not fsynced;
+/// 3. one `syncfs(2)` per file system makes every staged generation
+///    durable at once (in place of an fsync of each file and directory);
+/// 4. per context directory, each artifact is swapped with its staged
+///    generation (`renameat2(RENAME_EXCHANGE)`), the directory is fsynced
+///    once, and the previous generations, now under the hidden names, are
+///    removed.
+///
+/// Crash guarantee, as for `serialize`: no artifact's directory is touched
+/// before step 4, and by then its new generation is on disk, so after a
+/// kill or a crash at any point each artifact is its old generation or its
+/// new one, whole; what a killed run leaves are hidden directories that
+/// step 1 of the next run removes. Steps 1–2 and 4 run on up to `jobs`
+/// threads; identities and recipients are loaded once (see [`Cache`]).
+///
+/// [`Cache`]: crate::cache::Cache
+pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bool, Error>> {
+    let Some(first) = calls.first().or(current.first()) else {
+        return Vec::new();
+    };
+    // The context directory of each call, by index into `dirs`.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut index = std::collections::BTreeMap::new();
+    let mut placed: Vec<Result<usize, Error>> = Vec::with_capacity(calls.len());
+    for call in calls {
+        placed.push(context_dir(call).and_then(|relative| {
+            component(&call.artifact, "artifact")?;
+            Ok(*index.entry(relative.clone()).or_insert_with(|| {
+                dirs.push(relative);
+                dirs.len() - 1
+            }))
+        }));
+    }
+    // Directories of current calls only: cleaned up when they can be, never an error.
+    let rekeyed = dirs.len();
+    for relative in current.iter().filter_map(|call| context_dir(call).ok()) {
+        index.entry(relative.clone()).or_insert_with(|| {
+            dirs.push(relative);
+            dirs.len() - 1
+        });
+    }
+    let root = match first.root_dir() {
+        Ok(root) => root,
+        Err(error) => {
+            let error = std::io::Error::other(error.to_string());
+            return calls
+                .iter()
+                .map(|call| Err(shared_io("open the project root", &call.root, &error)))
+                .collect();
+        }
+    };
+    // 1. Each context directory once: opened, leftovers removed.
+    let opened = artifacts_engine::store::parallel(dirs.len(), jobs, |at| {
+        let dir = root.open(&dirs[at]);
+        if let Ok(Some(dir)) = &dir {
+            let swept = dir.remove_leftovers(is_staged);
+            if at < rekeyed {
+                swept?;
+            }
+        }
+        dir
+    });
+    // 2. Each artifact read, re-encrypted and staged.
+    let staged = artifacts_engine::store::parallel(calls.len(), jobs, |at| {
+        let call = &calls[at];
+        let d = match &placed[at] {
+            Ok(d) => *d,
+            Err(_) => return Ok(None),
+        };
+        let path = first.root.join(&dirs[d]);
+        match &opened[d] {
+            Err(error) => Err(shared_io("open", &path, error)),
+            // Nothing stored for this target: nothing to re-encrypt.
+            Ok(None) => Ok(None),
+            Ok(Some(dir)) => stage_rekey(call, dir),
+        }
+    });
+    let mut results: Vec<Result<bool, Error>> = Vec::with_capacity(calls.len());
+    let mut pending: Vec<Vec<(usize, std::ffi::OsString)>> = vec![Vec::new(); dirs.len()];
+    for (at, (place, stage)) in placed.into_iter().zip(staged).enumerate() {
+        results.push(match (place, stage) {
+            (Err(error), _) | (_, Err(error)) => Err(error),
+            (Ok(_), Ok(None)) => Ok(false),
+            (Ok(d), Ok(Some(name))) => {
+                pending[d].push((at, name));
+                Ok(true)
+            }
+        });
+    }
+    // 3. Everything staged made durable: one sync per file system.
+    let mut synced: std::collections::BTreeMap<u64, Result<(), std::io::Error>> =
+        std::collections::BTreeMap::new();
+    let mut durable = vec![true; dirs.len()];
+    for (d, members) in pending.iter().enumerate() {
+        let Some(Ok(Some(dir))) = (!members.is_empty()).then(|| &opened[d]) else {
+            continue;
+        };
+        let outcome = match dir.device() {
+            Ok(device) => synced
+                .entry(device)
+                .or_insert_with(|| dir.sync_filesystem())
+                .as_ref()
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+                .err(),
+            Err(error) => Some(error),
+        };
+        if let Some(error) = outcome {
+            durable[d] = false;
+            for (at, name) in members {
+                let _ = dir.remove_leftover(name);
+                let path = first.root.join(&dirs[d]).join(&calls[*at].artifact);
+                results[*at] = Err(shared_io(
+                    "make durable the new generation of",
+                    &path,
+                    &error,
+                ));
+            }
+        }
+    }
+    // 4. The swaps, one context directory per thread.
+    let swapped = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
+        let (Ok(Some(dir)), true) = (&opened[d], durable[d]) else {
+            return Vec::new();
+        };
+        if pending[d].is_empty() {
+            return Vec::new();
+        }
+        let mut failed = Vec::new();
+        let mut previous = Vec::new();
+        for (at, name) in &pending[d] {
+            match dir.exchange(name, &calls[*at].artifact) {
+                // The staged name now holds the previous generation.
+                Ok(Some(old)) => previous.push(old),
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = dir.remove_leftover(name);
+                    failed.push((*at, error));
+                }
+            }
+        }
+        // The swaps made durable before anything they replaced is removed.
+        dir.sync();
+        for old in previous {
+            // A failure leaves a hidden leftover that the next run removes.
+            let _ = dir.remove_leftover(&old);
+        }
+        failed
+    });
+    for (d, failed) in swapped.into_iter().enumerate() {
+        for (at, error) in failed {
+            let path = first.root.join(&dirs[d]).join(&calls[at].artifact);
+            results[at] = Err(Error::io("store a new generation of", &path)(error));
+        }
+    }
+    results
+}
+
+/// Step 2 of [`rekey_all`] for one call: the staged generation's name in
+/// `dir`, or `None` when there is nothing to re-encrypt.
+fn stage_rekey(call: &Call, dir: &Dir) -> Result<Option<std::ffi::OsString>, Error> {
+    let artifact = component(&call.artifact, "artifact")?;
+    let path = dir.path().join(artifact);
+    let Some(stored) = dir.open(artifact).map_err(Error::io("open", &path))? else {
+        return Ok(None);
+    };
+    let Inspected::Stored {
+        ciphertexts,
+        recorded,
+    } = inspect(call, &stored)?
+    else {
+        return Ok(None);
+    };
+    let (_, expected) = recipients_text(call)?;
+    if recorded == expected.as_bytes() {
+        return Ok(None);
+    }
+    let mut plaintexts = Vec::with_capacity(ciphertexts.len());
+    for ((file, ciphertext), name) in ciphertexts.iter().zip(call.secret_files()) {
+        let plaintext = decrypt(call, ciphertext, stored.path().join(file), || {
+            Ok(recorded.clone())
+        })?;
+        plaintexts.push((name, plaintext));
+    }
+    let files = new_generation(
+        call,
+        plaintexts
+            .iter()
+            .map(|(name, text)| (*name, text.as_slice())),
+    )?;
+    drop(plaintexts);
+    dir.stage_dir(&staged_prefix(artifact), files, 0o644)
+        .map(Some)
+        .map_err(Error::io("store a new generation of", &path))
 }

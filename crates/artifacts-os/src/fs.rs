@@ -209,14 +209,19 @@ impl Dir {
     /// component; `None` when some component does not exist.
     pub fn open(&self, relative: impl AsRef<Path>) -> std::io::Result<Option<Dir>> {
         let relative = relative.as_ref();
-        let mut current = self.dup()?;
+        // One `openat` per component: the first is opened from this handle.
+        let mut current: Option<Dir> = None;
         for part in plain_components(relative, &self.path)? {
-            match current.child(part)? {
-                Some(next) => current = next,
+            let parent = current.as_ref().unwrap_or(self);
+            match parent.child(part)? {
+                Some(next) => current = Some(next),
                 None => return Ok(None),
             }
         }
-        Ok(Some(current))
+        match current {
+            Some(dir) => Ok(Some(dir)),
+            None => self.dup().map(Some),
+        }
     }
 
     /// Opens `relative`, creating missing directories with `mode`.
@@ -366,8 +371,29 @@ impl Dir {
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(refused(Refused::Kind(path, "regular file")));
         }
-        let mut data = Vec::with_capacity(usize::try_from(stat.st_size).unwrap_or(0));
-        fs::File::from(fd).read_to_end(&mut data)?;
+        // Sized from the `fstat` above and read by hand: `read_to_end` would
+        // ask the size again (`statx`, `lseek`) for every file of a store.
+        let size = usize::try_from(stat.st_size).unwrap_or(0);
+        let mut data = vec![0; size + 1];
+        let mut file = fs::File::from(fd);
+        let mut filled = 0;
+        loop {
+            if filled == data.len() {
+                data.resize(filled * 2, 0);
+            }
+            match file.read(&mut data[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("`{}`: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        data.truncate(filled);
         Ok(Some(data))
     }
 
@@ -406,6 +432,17 @@ impl Dir {
         file.write_all(data)?;
         file.sync_all()?;
         Ok(())
+    }
+
+    /// [`Dir::write_new`] without the fsync: for files that a later
+    /// [`Dir::sync_filesystem`] makes durable together.
+    pub fn write_new_unsynced(
+        &self,
+        name: impl AsRef<OsStr>,
+        data: &[u8],
+        mode: u32,
+    ) -> std::io::Result<()> {
+        self.create_file(name, mode)?.write_all(data)
     }
 
     /// Replaces (or creates) the file `name` atomically: a temporary file in
@@ -492,6 +529,20 @@ impl Dir {
         staged: impl AsRef<OsStr>,
         name: impl AsRef<OsStr>,
     ) -> std::io::Result<Option<OsString>> {
+        let previous = self.exchange(staged, name)?;
+        self.sync();
+        Ok(previous)
+    }
+
+    /// [`Dir::replace_dir`] without the fsync of this directory: for a
+    /// batch of swaps made durable by one [`Dir::sync`] afterwards. Until
+    /// then a crash may undo the swap, which leaves the previous directory
+    /// whole (the staged one must have been made durable before).
+    pub fn exchange(
+        &self,
+        staged: impl AsRef<OsStr>,
+        name: impl AsRef<OsStr>,
+    ) -> std::io::Result<Option<OsString>> {
         let (staged, name) = (staged.as_ref(), name.as_ref());
         let path = self.path.join(name);
         match self.kind(name)? {
@@ -503,14 +554,10 @@ impl Dir {
                     name,
                     RenameFlags::NOREPLACE,
                 ) {
-                    Ok(()) => {
-                        self.sync();
-                        return Ok(None);
-                    }
+                    Ok(()) => return Ok(None),
                     Err(Errno::INVAL | Errno::NOSYS) => {
                         rustix::fs::renameat(&self.fd, staged, &self.fd, name)
                             .map_err(at(&path))?;
-                        self.sync();
                         return Ok(None);
                     }
                     Err(e) => return Err(at(&path)(e)),
@@ -521,15 +568,11 @@ impl Dir {
             Some(_) => return Err(refused(Refused::Kind(path, "directory"))),
         }
         match rustix::fs::renameat_with(&self.fd, staged, &self.fd, name, RenameFlags::EXCHANGE) {
-            Ok(()) => {
-                self.sync();
-                Ok(Some(staged.to_owned()))
-            }
+            Ok(()) => Ok(Some(staged.to_owned())),
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
                 let old = OsString::from(format!(".artifacts-old-{}", random_tag()));
                 rustix::fs::renameat(&self.fd, name, &self.fd, &old).map_err(at(&path))?;
                 rustix::fs::renameat(&self.fd, staged, &self.fd, name).map_err(at(&path))?;
-                self.sync();
                 Ok(Some(old))
             }
             Err(e) => Err(at(&path)(e)),
@@ -554,6 +597,14 @@ impl Dir {
             Some(_) => rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())
                 .map_err(at(&self.path.join(name))),
         }
+    }
+
+    /// Removes the directory `name` (with everything in it, never following
+    /// a link) without first renaming it away: for a directory that already
+    /// has a hidden name [`Dir::remove_leftovers`] recognises, so a kill
+    /// half-way leaves a leftover the next run removes. Nothing is fsynced.
+    pub fn remove_leftover(&self, name: impl AsRef<OsStr>) -> std::io::Result<()> {
+        self.remove_tree(name.as_ref())
     }
 
     fn remove_tree(&self, name: &OsStr) -> std::io::Result<()> {
@@ -606,6 +657,54 @@ impl Dir {
         }
         self.sync();
         Ok(())
+    }
+
+    /// Writes `files` into a new hidden directory `<prefix><tag>` of this
+    /// one (files `file_mode`, directory 0755) and returns its name, for
+    /// [`Dir::exchange`] to swap in later. Nothing is fsynced: the caller
+    /// makes every staged directory durable at once ([`Dir::sync_filesystem`])
+    /// before the first swap. On failure nothing is left behind.
+    pub fn stage_dir<N, C>(
+        &self,
+        prefix: &str,
+        files: impl IntoIterator<Item = (N, C)>,
+        file_mode: u32,
+    ) -> std::io::Result<OsString>
+    where
+        N: AsRef<OsStr>,
+        C: AsRef<[u8]>,
+    {
+        let staged = Temp::random(self, prefix, "");
+        let staged_dir = self.create_dir(staged.name(), 0o755)?;
+        for (file, content) in files {
+            staged_dir.write_new_unsynced(file, content.as_ref(), file_mode)?;
+        }
+        let name = staged.name().to_owned();
+        staged.keep();
+        Ok(name)
+    }
+
+    /// Makes everything written to this directory's file system durable
+    /// (`syncfs(2)`; `sync(2)` where the kernel lacks it): one call for a
+    /// whole batch of staged files and directories, in place of an fsync
+    /// of each. Unlike [`Dir::sync`], a failure is an error: what was
+    /// staged may not be on disk.
+    pub fn sync_filesystem(&self) -> std::io::Result<()> {
+        match rustix::fs::syncfs(&self.fd) {
+            Err(Errno::NOSYS) => {
+                rustix::fs::sync();
+                Ok(())
+            }
+            other => other.map_err(at(&self.path)),
+        }
+    }
+
+    /// The device this directory is on (directories of one device share a
+    /// [`Dir::sync_filesystem`]).
+    pub fn device(&self) -> std::io::Result<u64> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(at(&self.path))?;
+        #[allow(clippy::unnecessary_cast)]
+        Ok(stat.st_dev as u64)
     }
 
     /// Removes every entry `ours` recognises as a leftover of a killed run
