@@ -25,7 +25,9 @@
 //! from a git merge) from a stored artifact. Nothing is read, written or
 //! removed through a symbolic link ([`artifacts_os::fs::Dir`]).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 
 use artifacts_crypto::Origin;
 use artifacts_engine::store::Checked;
@@ -461,104 +463,203 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
         }
         dir
     });
-    // 2. Each artifact read, re-encrypted and staged.
-    let staged = artifacts_engine::store::parallel(calls.len(), jobs, |at| {
+    // 2. Each artifact read and re-encrypted, in memory.
+    let generations = artifacts_engine::store::parallel(calls.len(), jobs, |at| {
         let call = &calls[at];
         let d = match &placed[at] {
             Ok(d) => *d,
             Err(_) => return Ok(None),
         };
-        let path = first.root.join(&dirs[d]);
         match &opened[d] {
-            Err(error) => Err(shared_io("open", &path, error)),
+            Err(error) => Err(shared_io("open", &first.root.join(&dirs[d]), error)),
             // Nothing stored for this target: nothing to re-encrypt.
             Ok(None) => Ok(None),
-            Ok(Some(dir)) => stage_rekey(call, dir),
+            Ok(Some(dir)) => reencrypt(call, dir),
         }
     });
     let mut results: Vec<Result<bool, Error>> = Vec::with_capacity(calls.len());
-    let mut pending: Vec<Vec<(usize, std::ffi::OsString)>> = vec![Vec::new(); dirs.len()];
-    for (at, (place, stage)) in placed.into_iter().zip(staged).enumerate() {
-        results.push(match (place, stage) {
+    let mut pending: Vec<Vec<(usize, Generation)>> = (0..dirs.len()).map(|_| Vec::new()).collect();
+    for (at, (place, generation)) in placed.into_iter().zip(generations).enumerate() {
+        results.push(match (place, generation) {
             (Err(error), _) | (_, Err(error)) => Err(error),
             (Ok(_), Ok(None)) => Ok(false),
-            (Ok(d), Ok(Some(name))) => {
-                pending[d].push((at, name));
+            (Ok(d), Ok(Some(files))) => {
+                pending[d].push((at, files));
                 Ok(true)
             }
         });
     }
-    // 3. Everything staged made durable: one sync per file system.
-    let mut synced: std::collections::BTreeMap<u64, Result<(), std::io::Error>> =
-        std::collections::BTreeMap::new();
-    let mut durable = vec![true; dirs.len()];
-    for (d, members) in pending.iter().enumerate() {
-        let Some(Ok(Some(dir))) = (!members.is_empty()).then(|| &opened[d]) else {
-            continue;
+    // 3. In rounds: stage a share of each directory's artifacts, make them
+    // durable, swap them in. The generations a round swaps out are, once
+    // that swap is durable, rewritten as the next round's staged ones.
+    let chunks: Vec<usize> = pending
+        .iter()
+        .map(|p| p.len().div_ceil(ROUNDS).max(MIN_ROUND))
+        .collect();
+    let rounds = pending
+        .iter()
+        .zip(&chunks)
+        .map(|(p, chunk)| p.len().div_ceil(*chunk))
+        .max()
+        .unwrap_or(0);
+    let spare: Vec<std::sync::Mutex<Vec<OsString>>> =
+        (0..dirs.len()).map(|_| Default::default()).collect();
+    for round in 0..rounds {
+        let share = |d: usize| {
+            let from = (round * chunks[d]).min(pending[d].len());
+            &pending[d][from..((round + 1) * chunks[d]).min(pending[d].len())]
         };
-        let outcome = match dir.device() {
-            Ok(device) => synced
-                .entry(device)
-                .or_insert_with(|| dir.sync_filesystem())
-                .as_ref()
-                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
-                .err(),
-            Err(error) => Some(error),
-        };
-        if let Some(error) = outcome {
-            durable[d] = false;
+        let staged = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
+            let Ok(Some(dir)) = &opened[d] else {
+                return Vec::new();
+            };
+            let mut spare = spare[d].lock().unwrap_or_else(PoisonError::into_inner);
+            share(d)
+                .iter()
+                .map(|(at, files)| (*at, stage(dir, &calls[*at].artifact, files, &mut spare)))
+                .collect::<Vec<_>>()
+        });
+        let mut swaps: Vec<Vec<(usize, OsString)>> = (0..dirs.len()).map(|_| Vec::new()).collect();
+        for (d, members) in staged.into_iter().enumerate() {
             for (at, name) in members {
-                let _ = dir.remove_leftover(name);
-                let path = first.root.join(&dirs[d]).join(&calls[*at].artifact);
-                results[*at] = Err(shared_io(
-                    "make durable the new generation of",
-                    &path,
-                    &error,
-                ));
-            }
-        }
-    }
-    // 4. The swaps, one context directory per thread.
-    let swapped = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
-        let (Ok(Some(dir)), true) = (&opened[d], durable[d]) else {
-            return Vec::new();
-        };
-        if pending[d].is_empty() {
-            return Vec::new();
-        }
-        let mut failed = Vec::new();
-        let mut previous = Vec::new();
-        for (at, name) in &pending[d] {
-            match dir.exchange(name, &calls[*at].artifact) {
-                // The staged name now holds the previous generation.
-                Ok(Some(old)) => previous.push(old),
-                Ok(None) => {}
-                Err(error) => {
-                    let _ = dir.remove_leftover(name);
-                    failed.push((*at, error));
+                match name {
+                    Ok(name) => swaps[d].push((at, name)),
+                    Err(error) => {
+                        let path = first.root.join(&dirs[d]).join(&calls[at].artifact);
+                        results[at] = Err(Error::io("store a new generation of", &path)(error));
+                    }
                 }
             }
         }
-        // The swaps made durable before anything they replaced is removed.
-        dir.sync();
-        for old in previous {
-            // A failure leaves a hidden leftover that the next run removes.
-            let _ = dir.remove_leftover(&old);
-        }
-        failed
-    });
-    for (d, failed) in swapped.into_iter().enumerate() {
-        for (at, error) in failed {
+        durable(&opened, &mut swaps, |d, at, error| {
             let path = first.root.join(&dirs[d]).join(&calls[at].artifact);
-            results[at] = Err(Error::io("store a new generation of", &path)(error));
+            results[at] = Err(shared_io(
+                "make durable the new generation of",
+                &path,
+                error,
+            ));
+        });
+        let swapped = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
+            let Ok(Some(dir)) = &opened[d] else {
+                return Vec::new();
+            };
+            if swaps[d].is_empty() {
+                return Vec::new();
+            }
+            let mut failed = Vec::new();
+            let mut previous = Vec::new();
+            for (at, name) in &swaps[d] {
+                match dir.exchange(name, &calls[*at].artifact) {
+                    // The staged name now holds the previous generation.
+                    Ok(Some(old)) => previous.push(old),
+                    Ok(None) => {}
+                    Err(error) => {
+                        let _ = dir.remove_leftover(name);
+                        failed.push((*at, error));
+                    }
+                }
+            }
+            // Only swaps known to be durable free what they replaced: a
+            // crash could otherwise undo one after its previous generation
+            // was rewritten. Otherwise the next run removes them.
+            if dir.sync_checked().is_ok() {
+                spare[d]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(previous);
+            }
+            failed
+        });
+        for (d, failed) in swapped.into_iter().enumerate() {
+            for (at, error) in failed {
+                let path = first.root.join(&dirs[d]).join(&calls[at].artifact);
+                results[at] = Err(Error::io("store a new generation of", &path)(error));
+            }
         }
     }
+    // 4. What is left of the previous generations removed (a failure
+    // leaves hidden leftovers that step 1 of the next run removes).
+    artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
+        if let Ok(Some(dir)) = &opened[d] {
+            for old in spare[d]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain(..)
+            {
+                let _ = dir.remove_leftover(&old);
+            }
+        }
+    });
     results
 }
 
-/// Step 2 of [`rekey_all`] for one call: the staged generation's name in
-/// `dir`, or `None` when there is nothing to re-encrypt.
-fn stage_rekey(call: &Call, dir: &Dir) -> Result<Option<std::ffi::OsString>, Error> {
+/// A new generation's files (name, content), ciphertext only.
+type Generation = Vec<(String, Vec<u8>)>;
+
+/// Rounds a rekey batch is split into at most (see [`rekey_all`]): each
+/// costs a `syncfs` and an fsync per directory; the first allocates new
+/// files, the others reuse the previous generations the round before
+/// swapped out.
+const ROUNDS: usize = 4;
+
+/// Artifacts of a directory that one round takes at least: a few are
+/// staged in one round.
+const MIN_ROUND: usize = 4;
+
+/// Step 3 of [`rekey_all`]: stages `files` in `dir`, in a previous
+/// generation from `spare` when there is one, else in a new directory;
+/// returns the staged directory's name.
+fn stage(
+    dir: &Dir,
+    artifact: &str,
+    files: &Generation,
+    spare: &mut Vec<OsString>,
+) -> std::io::Result<OsString> {
+    let contents = files.iter().map(|(name, content)| (name, content));
+    if let Some(old) = spare.pop() {
+        match dir.restage_dir(&old, contents.clone(), 0o644) {
+            Ok(()) => return Ok(old),
+            // Left for the next run's sweep: a new directory instead.
+            Err(_) => spare.push(old),
+        }
+    }
+    dir.stage_dir(&staged_prefix(artifact), contents, 0o644)
+}
+
+/// Makes what each directory in `swaps` staged durable: one
+/// `syncfs` per file system. Where that fails, the staged directories are
+/// removed, their swaps dropped and `failed(dir, call, error)` told.
+fn durable(
+    opened: &[std::io::Result<Option<Dir>>],
+    swaps: &mut [Vec<(usize, OsString)>],
+    mut failed: impl FnMut(usize, usize, &std::io::Error),
+) {
+    let mut synced: std::collections::BTreeMap<u64, Option<std::io::Error>> =
+        std::collections::BTreeMap::new();
+    for (d, members) in swaps.iter_mut().enumerate() {
+        let (Ok(Some(dir)), false) = (&opened[d], members.is_empty()) else {
+            continue;
+        };
+        let error = match dir.device() {
+            Ok(device) => synced
+                .entry(device)
+                .or_insert_with(|| dir.sync_filesystem().err())
+                .as_ref()
+                .map(|e| std::io::Error::new(e.kind(), e.to_string())),
+            Err(error) => Some(error),
+        };
+        if let Some(error) = error {
+            for (at, name) in members.drain(..) {
+                let _ = dir.remove_leftover(&name);
+                failed(d, at, &error);
+            }
+        }
+    }
+}
+
+/// Step 2 of [`rekey_all`] for one call: the files of the artifact's new
+/// generation, or `None` when there is nothing to re-encrypt.
+fn reencrypt(call: &Call, dir: &Dir) -> Result<Option<Generation>, Error> {
     let artifact = component(&call.artifact, "artifact")?;
     let path = dir.path().join(artifact);
     let Some(stored) = dir.open(artifact).map_err(Error::io("open", &path))? else {
@@ -582,14 +683,11 @@ fn stage_rekey(call: &Call, dir: &Dir) -> Result<Option<std::ffi::OsString>, Err
         })?;
         plaintexts.push((name, plaintext));
     }
-    let files = new_generation(
+    new_generation(
         call,
         plaintexts
             .iter()
             .map(|(name, text)| (*name, text.as_slice())),
-    )?;
-    drop(plaintexts);
-    dir.stage_dir(&staged_prefix(artifact), files, 0o644)
-        .map(Some)
-        .map_err(Error::io("store a new generation of", &path))
+    )
+    .map(Some)
 }

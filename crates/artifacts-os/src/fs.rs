@@ -684,6 +684,90 @@ impl Dir {
         Ok(name)
     }
 
+    /// Makes the hidden directory `name` hold exactly `files` (mode
+    /// `file_mode`), reusing what is in it: a regular file with one link is
+    /// truncated and rewritten in place, anything else of a wanted name is
+    /// removed and created anew, entries not wanted are removed. For a
+    /// previous generation that was swapped out (and the swap made durable),
+    /// which nothing reads any more: its inodes serve the next staged
+    /// generation instead of new ones being allocated. Nothing is fsynced
+    /// (see [`Dir::stage_dir`]); links are never followed.
+    pub fn restage_dir<N, C>(
+        &self,
+        name: impl AsRef<OsStr>,
+        files: impl IntoIterator<Item = (N, C)>,
+        file_mode: u32,
+    ) -> std::io::Result<()>
+    where
+        N: AsRef<OsStr>,
+        C: AsRef<[u8]>,
+    {
+        let name = name.as_ref();
+        let staged = self.child(name)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("`{}` vanished", self.path.join(name).display()),
+            )
+        })?;
+        let mut wanted = std::collections::BTreeSet::new();
+        for (file, content) in files {
+            let file = file.as_ref();
+            staged.rewrite(file, content.as_ref(), file_mode)?;
+            wanted.insert(file.to_owned());
+        }
+        for (entry, kind) in staged.entries()? {
+            if wanted.contains(&entry) {
+                continue;
+            }
+            if kind == FileType::Directory {
+                staged.remove_tree(&entry)?;
+            } else {
+                rustix::fs::unlinkat(&staged.fd, &entry, AtFlags::empty())
+                    .map_err(at(&staged.path.join(&entry)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` into `name` in place when it is a regular file with a
+    /// single link (no new inode), else replaces whatever is there with a
+    /// new file; mode exactly `mode`. Not fsynced.
+    fn rewrite(&self, name: &OsStr, data: &[u8], mode: u32) -> std::io::Result<()> {
+        let path = self.path.join(name);
+        let reusable = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+                    && stat.st_nlink == 1
+                {
+                    true
+                } else {
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+                        self.remove_tree(name)?;
+                    } else {
+                        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())
+                            .map_err(at(&path))?;
+                    }
+                    false
+                }
+            }
+            Err(Errno::NOENT) => false,
+            Err(e) => return Err(at(&path)(e)),
+        };
+        if !reusable {
+            return self.write_new_unsynced(name, data, mode);
+        }
+        let flags = OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty()).map_err(at(&path))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(at(&path))?;
+        fs::File::from(fd).write_all(data)
+    }
+
+    /// Like [`Dir::sync`], but a failure is an error: for callers that may
+    /// rely on what was renamed here being durable.
+    pub fn sync_checked(&self) -> std::io::Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(at(&self.path))
+    }
+
     /// Makes everything written to this directory's file system durable
     /// (`syncfs(2)`; `sync(2)` where the kernel lacks it): one call for a
     /// whole batch of staged files and directories, in place of an fsync
@@ -887,6 +971,76 @@ mod tests {
         assert_eq!(dir.file_mode("f").unwrap(), Some(0o640));
         assert_eq!(dir.read("f").unwrap().unwrap(), b"1");
         assert_eq!(dir.read("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn staged_generations_swap_in_and_the_previous_one_keeps_the_hidden_name() {
+        let (_base, root, outside) = trap();
+        let dir = Dir::open_root(&root).unwrap();
+        let first = dir.stage_dir(".st-", [("a", b"one")], 0o640).unwrap();
+        assert!(
+            first
+                .to_str()
+                .unwrap()
+                .strip_prefix(".st-")
+                .is_some_and(is_tag)
+        );
+        assert_eq!(dir.exchange(&first, "gen").unwrap(), None);
+        let second = dir.stage_dir(".st-", [("b", b"two")], 0o640).unwrap();
+        dir.sync_filesystem().unwrap();
+        // The staged name now holds the previous generation, whole.
+        assert_eq!(dir.exchange(&second, "gen").unwrap(), Some(second.clone()));
+        assert_eq!(fs::read(root.join("gen/b")).unwrap(), b"two");
+        assert!(!root.join("gen/a").exists());
+        let current = dir.open("gen").unwrap().unwrap();
+        assert_eq!(current.file_mode("b").unwrap(), Some(0o640));
+        assert_eq!(fs::read(root.join(&second).join("a")).unwrap(), b"one");
+        dir.remove_leftover(&second).unwrap();
+        assert!(!root.join(&second).exists());
+        // Never swapped with a link, nor removed through one.
+        let third = dir.stage_dir(".st-", [("c", b"three")], 0o640).unwrap();
+        assert!(dir.exchange(&third, "escape").is_err());
+        assert!(dir.remove_leftover("escape").is_err());
+        assert_eq!(fs::read(outside.join("victim/file")).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn restaging_reuses_single_link_files_and_never_writes_through_links() {
+        use std::os::unix::fs::MetadataExt;
+        let (_base, root, outside) = trap();
+        let dir = Dir::open_root(&root).unwrap();
+        let old = dir
+            .stage_dir(
+                ".st-",
+                [("keep", b"old".as_slice()), ("extra", b"x".as_slice())],
+                0o600,
+            )
+            .unwrap();
+        let staged = root.join(&old);
+        let kept = fs::metadata(staged.join("keep")).unwrap().ino();
+        fs::create_dir(staged.join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim/file"), staged.join("linked")).unwrap();
+        fs::hard_link(outside.join("victim/file"), staged.join("shared")).unwrap();
+        let files: [(&str, &[u8]); 3] = [("keep", b"new"), ("linked", b"l"), ("shared", b"s")];
+        dir.restage_dir(&old, files, 0o644).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&staged)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["keep", "linked", "shared"]);
+        // Rewritten in place, with the new mode.
+        let meta = fs::symlink_metadata(staged.join("keep")).unwrap();
+        assert_eq!((meta.ino(), meta.mode() & 0o777), (kept, 0o644));
+        assert_eq!(fs::read(staged.join("keep")).unwrap(), b"new");
+        // A link and a file with another name elsewhere are replaced, not written through.
+        assert!(
+            fs::symlink_metadata(staged.join("linked"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(fs::read(staged.join("shared")).unwrap(), b"s");
+        assert_eq!(fs::read(outside.join("victim/file")).unwrap(), b"precious");
     }
 
     #[test]
