@@ -20,7 +20,9 @@
 //! next to the current one and swaps the two with one
 //! `renameat2(RENAME_EXCHANGE)`; a reader, or a run killed at any point,
 //! sees the old set or the new set. Hidden leftovers of killed runs are
-//! removed by the next `serialize` of the artifact. `.generation`, written
+//! removed by the next `serialize` of the artifact, or the next `rekey` of
+//! its directory, which re-encrypts many artifacts as one batch
+//! ([`rekey_all`]). `.generation`, written
 //! into each generation, lets `check` tell a mix of two generations (say,
 //! from a git merge) from a stored artifact. Nothing is read, written or
 //! removed through a symbolic link ([`artifacts_os::fs::Dir`]).
@@ -390,8 +392,8 @@ fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error
     Error::io(action, path)(std::io::Error::new(error.kind(), error.to_string()))
 }
 
-/// Re-encrypts the artifacts of `calls` whose recipients changed, all in
-/// one batch (see the module doc for the one-artifact path):
+/// Re-encrypts the artifacts of `calls` whose recipients changed, in
+/// batches (see the module doc for the one-artifact path):
 ///
 /// 1. each context directory (`per-machine/<m>`, …) is opened once, without
 ///    following links, and a killed run's hidden leftovers in it are
@@ -400,21 +402,27 @@ fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error
 ///    swapped everything before it could remove the previous generations;
 /// 2. each artifact is read once (checked as `check` does: unchanged
 ///    recipients, or nothing stored, is nothing to do), decrypted and
-///    re-encrypted in memory, and its new generation staged next to it
-///    under a hidden name, not fsynced;
-/// 3. one `syncfs(2)` per file system makes every staged generation
-///    durable at once (in place of an fsync of each file and directory);
-/// 4. per context directory, each artifact is swapped with its staged
-///    generation (`renameat2(RENAME_EXCHANGE)`), the directory is fsynced
-///    once, and the previous generations, now under the hidden names, are
-///    removed.
+///    re-encrypted in memory;
+/// 3. in up to [`ROUNDS`] rounds, each taking a share of every directory's
+///    artifacts: their new generations are staged next to them under
+///    hidden names, not fsynced; one `syncfs(2)` per file system makes all
+///    of them durable at once (in place of an fsync of each file and
+///    directory); each is swapped in (`renameat2(RENAME_EXCHANGE)`); each
+///    directory is fsynced once. The first round writes new directories;
+///    the later ones rewrite, in place, the previous generations the round
+///    before swapped out (once that swap is known durable), so most of a
+///    batch allocates no new inodes, which is what creating thousands of
+///    small files costs most on some file systems;
+/// 4. the previous generations left are removed.
 ///
 /// Crash guarantee, as for `serialize`: no artifact's directory is touched
-/// before step 4, and by then its new generation is on disk, so after a
-/// kill or a crash at any point each artifact is its old generation or its
-/// new one, whole; what a killed run leaves are hidden directories that
-/// step 1 of the next run removes. Steps 1–2 and 4 run on up to `jobs`
-/// threads; identities and recipients are loaded once (see [`Cache`]).
+/// before its round's swap, and by then its new generation is on disk; a
+/// directory rewritten for a later round is one that no name of an
+/// artifact can come back to. So after a kill or a crash at any point
+/// each artifact is its old generation or its new one, whole; what a
+/// killed run leaves are hidden directories that step 1 of the next run
+/// removes. Steps 1–4 run on up to `jobs` threads; identities and
+/// recipients are loaded once (see [`Cache`]).
 ///
 /// [`Cache`]: crate::cache::Cache
 pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bool, Error>> {
