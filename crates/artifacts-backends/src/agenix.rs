@@ -403,16 +403,17 @@ fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error
 /// 2. each artifact is read once (checked as `check` does: unchanged
 ///    recipients, or nothing stored, is nothing to do), decrypted and
 ///    re-encrypted in memory;
-/// 3. in up to [`ROUNDS`] rounds, each taking a share of every directory's
-///    artifacts: their new generations are staged next to them under
+/// 3. in rounds, each taking a share of every directory's artifacts
+///    ([`round_shares`]): their new generations are staged next to them under
 ///    hidden names, not fsynced; one `syncfs(2)` per file system makes all
 ///    of them durable at once (in place of an fsync of each file and
 ///    directory); each is swapped in (`renameat2(RENAME_EXCHANGE)`); each
 ///    directory is fsynced once. The first round writes new directories;
-///    the later ones rewrite, in place, the previous generations the round
-///    before swapped out (once that swap is known durable), so most of a
-///    batch allocates no new inodes, which is what creating thousands of
-///    small files costs most on some file systems;
+///    the later ones rewrite, in place, the previous generations the rounds
+///    before swapped out (once those swaps are known durable), so most of
+///    a batch allocates no new inodes, which is what creating thousands of
+///    small files costs most on some file systems (ext4 without a journal
+///    scans past every recently deleted inode for each new one);
 /// 4. the previous generations left are removed.
 ///
 /// Crash guarantee, as for `serialize`: no artifact's directory is touched
@@ -500,22 +501,15 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
     // 3. In rounds: stage a share of each directory's artifacts, make them
     // durable, swap them in. The generations a round swaps out are, once
     // that swap is durable, rewritten as the next round's staged ones.
-    let chunks: Vec<usize> = pending
-        .iter()
-        .map(|p| p.len().div_ceil(ROUNDS).max(MIN_ROUND))
-        .collect();
-    let rounds = pending
-        .iter()
-        .zip(&chunks)
-        .map(|(p, chunk)| p.len().div_ceil(*chunk))
-        .max()
-        .unwrap_or(0);
+    let shares: Vec<Vec<std::ops::Range<usize>>> =
+        pending.iter().map(|p| round_shares(p.len())).collect();
+    let rounds = shares.iter().map(Vec::len).max().unwrap_or(0);
     let spare: Vec<std::sync::Mutex<Vec<OsString>>> =
         (0..dirs.len()).map(|_| Default::default()).collect();
     for round in 0..rounds {
-        let share = |d: usize| {
-            let from = (round * chunks[d]).min(pending[d].len());
-            &pending[d][from..((round + 1) * chunks[d]).min(pending[d].len())]
+        let share = |d: usize| match shares[d].get(round) {
+            Some(range) => &pending[d][range.clone()],
+            None => &[],
         };
         let staged = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
             let Ok(Some(dir)) = &opened[d] else {
@@ -604,15 +598,24 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
 /// A new generation's files (name, content), ciphertext only.
 type Generation = Vec<(String, Vec<u8>)>;
 
-/// Rounds a rekey batch is split into at most (see [`rekey_all`]): each
-/// costs a `syncfs` and an fsync per directory; the first allocates new
-/// files, the others reuse the previous generations the round before
-/// swapped out.
-const ROUNDS: usize = 4;
+/// The artifacts of a directory the first round of a rekey batch takes
+/// (see [`rekey_all`]): the only ones staged in new directories.
+const FIRST_ROUND: usize = 2;
 
-/// Artifacts of a directory that one round takes at least: a few are
-/// staged in one round.
-const MIN_ROUND: usize = 4;
+/// The rounds of a directory of `count` artifacts to re-encrypt: the first
+/// takes [`FIRST_ROUND`], each later one as many as all rounds before it,
+/// whose previous generations it reuses. So a round costs a `syncfs` and
+/// an fsync of the directory, and there are about log2(`count`) of them.
+fn round_shares(count: usize) -> Vec<std::ops::Range<usize>> {
+    let mut shares = Vec::new();
+    let mut start = 0;
+    while start < count {
+        let end = count.min(start + start.max(FIRST_ROUND));
+        shares.push(start..end);
+        start = end;
+    }
+    shares
+}
 
 /// Step 3 of [`rekey_all`]: stages `files` in `dir`, in a previous
 /// generation from `spare` when there is one, else in a new directory;
@@ -698,4 +701,23 @@ fn reencrypt(call: &Call, dir: &Dir) -> Result<Option<Generation>, Error> {
             .map(|(name, text)| (*name, text.as_slice())),
     )
     .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rounds_double_and_cover_every_artifact_once() {
+        let ranges = |count| super::round_shares(count);
+        assert!(ranges(0).is_empty());
+        assert_eq!((ranges(1).len(), ranges(1)[0].clone()), (1, 0..1));
+        assert_eq!(ranges(5), [0..2, 2..4, 4..5]);
+        assert_eq!(ranges(20), [0..2, 2..4, 4..8, 8..16, 16..20]);
+        let many = ranges(10_000);
+        assert_eq!(many.len(), 14);
+        assert!(
+            many.windows(2)
+                .all(|w| w[0].end == w[1].start && w[1].len() <= w[1].start)
+        );
+        assert_eq!(many.last().unwrap().end, 10_000);
+    }
 }
