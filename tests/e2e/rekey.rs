@@ -173,14 +173,14 @@ fn killed_rekeys_leave_each_artifact_old_or_new_and_the_next_run_cleans_up() {
     };
     let artifacts = before.len();
 
-    // Killed at the first swap: several artifacts of each machine were
+    // Killed at the first swap: the first round's artifacts were all
     // staged first (and made durable), none is switched yet.
     let run = killed_rekey(&p, &old, "renameat2", 1);
     assert_eq!(run.code, None, "the run was not killed: {}", run.stderr);
     let now = seen(&p, &old, &new, "first swap");
     assert!(now.iter().all(|(_, which, _)| *which == "old"), "{now:?}");
     assert!(
-        leftovers(&p).len() > MACHINES.len(),
+        leftovers(&p).len() > 1,
         "not a batch staged before the first swap: {:?}",
         leftovers(&p)
     );
@@ -280,8 +280,8 @@ fn rekey_syncs_once_per_round_and_directory_not_once_per_file() {
     );
     let trace = fs::read_to_string(&trace).unwrap();
     // 10 artifacts of 16 files (+ `.recipients` and `.generation` each) in
-    // 2 directories, in 3 rounds (2, 2 and 1 of each directory): a syncfs
-    // and an fsync of each directory per round. An fsync per file and
+    // 2 directories, in 4 rounds (2, 2, 4 and 2 artifacts): a syncfs per
+    // round and an fsync of each directory a round swaps in. An fsync per file and
     // directory, and of the directory after each swap (as one artifact's
     // generation is stored), would be 86.
     // The later rounds stage into generations the earlier ones swapped out.
@@ -292,7 +292,7 @@ fn rekey_syncs_once_per_round_and_directory_not_once_per_file() {
     );
     let fsyncs = calls(&trace, "fsync") + calls(&trace, "fdatasync");
     let syncfs = calls(&trace, "syncfs");
-    assert!((1..=3).contains(&syncfs), "{syncfs} syncfs: {trace}");
+    assert!((1..=4).contains(&syncfs), "{syncfs} syncfs: {trace}");
     assert!(
         fsyncs <= syncfs * MACHINES.len(),
         "{fsyncs} fsyncs: {trace}"

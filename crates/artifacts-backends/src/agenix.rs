@@ -403,14 +403,15 @@ fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error
 /// 2. each artifact is read once (checked as `check` does: unchanged
 ///    recipients, or nothing stored, is nothing to do), decrypted and
 ///    re-encrypted in memory;
-/// 3. in rounds, each taking a share of every directory's artifacts
-///    ([`round_shares`]): their new generations are staged next to them under
+/// 3. in rounds, each taking a share of the artifacts ([`round_shares`]):
+///    their new generations are staged next to them under
 ///    hidden names, not fsynced; one `syncfs(2)` per file system makes all
 ///    of them durable at once (in place of an fsync of each file and
 ///    directory); each is swapped in (`renameat2(RENAME_EXCHANGE)`); each
 ///    directory is fsynced once. The first round writes new directories;
 ///    the later ones rewrite, in place, the previous generations the rounds
-///    before swapped out (once those swaps are known durable), so most of
+///    before swapped out (once those swaps are known durable; moved to the
+///    directory where they are needed, still under hidden names), so most of
 ///    a batch allocates no new inodes, which is what creating thousands of
 ///    small files costs most on some file systems (ext4 without a journal
 ///    scans past every recently deleted inode for each new one);
@@ -498,27 +499,32 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
             }
         });
     }
-    // 3. In rounds: stage a share of each directory's artifacts, make them
-    // durable, swap them in. The generations a round swaps out are, once
-    // that swap is durable, rewritten as the next round's staged ones.
-    let shares: Vec<Vec<std::ops::Range<usize>>> =
-        pending.iter().map(|p| round_shares(p.len())).collect();
-    let rounds = shares.iter().map(Vec::len).max().unwrap_or(0);
-    let spare: Vec<std::sync::Mutex<Vec<OsString>>> =
-        (0..dirs.len()).map(|_| Default::default()).collect();
-    for round in 0..rounds {
-        let share = |d: usize| match shares[d].get(round) {
-            Some(range) => &pending[d][range.clone()],
-            None => &[],
-        };
+    // 3. In rounds: stage a share of the artifacts, make them durable,
+    // swap them in. The generations a round swaps out are, once that swap
+    // is durable, rewritten as the next rounds' staged ones (moved to the
+    // directory that needs them).
+    let order: Vec<(usize, usize)> = pending
+        .iter()
+        .enumerate()
+        .flat_map(|(d, members)| (0..members.len()).map(move |i| (d, i)))
+        .collect();
+    let spare: Spare = std::sync::Mutex::new(Vec::new());
+    for share in round_shares(order.len()) {
+        let mut members: Vec<Vec<usize>> = (0..dirs.len()).map(|_| Vec::new()).collect();
+        for &(d, i) in &order[share] {
+            members[d].push(i);
+        }
         let staged = artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
             let Ok(Some(dir)) = &opened[d] else {
                 return Vec::new();
             };
-            let mut spare = spare[d].lock().unwrap_or_else(PoisonError::into_inner);
-            share(d)
+            members[d]
                 .iter()
-                .map(|(at, files)| (*at, stage(dir, &calls[*at].artifact, files, &mut spare)))
+                .map(|&i| {
+                    let (at, files) = &pending[d][i];
+                    let artifact = &calls[*at].artifact;
+                    (*at, stage(&opened, d, dir, artifact, files, &spare))
+                })
                 .collect::<Vec<_>>()
         });
         let mut swaps: Vec<Vec<(usize, OsString)>> = (0..dirs.len()).map(|_| Vec::new()).collect();
@@ -565,10 +571,10 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
             // crash could otherwise undo one after its previous generation
             // was rewritten. Otherwise the next run removes them.
             if dir.sync_checked().is_ok() {
-                spare[d]
+                spare
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .extend(previous);
+                    .extend(previous.into_iter().map(|old| (d, old)));
             }
             failed
         });
@@ -581,31 +587,33 @@ pub fn rekey_all(calls: &[Call], current: &[Call], jobs: usize) -> Vec<Result<bo
     }
     // 4. What is left of the previous generations removed (a failure
     // leaves hidden leftovers that step 1 of the next run removes).
+    let spare = spare.into_inner().unwrap_or_else(PoisonError::into_inner);
     artifacts_engine::store::parallel(dirs.len(), jobs, |d| {
         if let Ok(Some(dir)) = &opened[d] {
-            for old in spare[d]
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain(..)
-            {
-                let _ = dir.remove_leftover(&old);
+            for (_, old) in spare.iter().filter(|(at, _)| *at == d) {
+                let _ = dir.remove_leftover(old);
             }
         }
     });
     results
 }
 
+/// Previous generations swapped out by durable swaps: the directory (an
+/// index into the opened context directories) and the hidden name.
+type Spare = std::sync::Mutex<Vec<(usize, OsString)>>;
+
 /// A new generation's files (name, content), ciphertext only.
 type Generation = Vec<(String, Vec<u8>)>;
 
-/// The artifacts of a directory the first round of a rekey batch takes
-/// (see [`rekey_all`]): the only ones staged in new directories.
+/// The artifacts the first round of a rekey batch takes (see
+/// [`rekey_all`]): the only ones staged in new directories.
 const FIRST_ROUND: usize = 2;
 
-/// The rounds of a directory of `count` artifacts to re-encrypt: the first
+/// The rounds of a batch of `count` artifacts to re-encrypt: the first
 /// takes [`FIRST_ROUND`], each later one as many as all rounds before it,
-/// whose previous generations it reuses. So a round costs a `syncfs` and
-/// an fsync of the directory, and there are about log2(`count`) of them.
+/// whose previous generations it reuses. A round costs a `syncfs` and an
+/// fsync of each directory it swaps in, and there are about
+/// log2(`count`) of them.
 fn round_shares(count: usize) -> Vec<std::ops::Range<usize>> {
     let mut shares = Vec::new();
     let mut start = 0;
@@ -617,21 +625,40 @@ fn round_shares(count: usize) -> Vec<std::ops::Range<usize>> {
     shares
 }
 
-/// Step 3 of [`rekey_all`]: stages `files` in `dir`, in a previous
-/// generation from `spare` when there is one, else in a new directory;
-/// returns the staged directory's name.
+/// Step 3 of [`rekey_all`]: stages `files` in `dir` (context directory
+/// `d` of `opened`), in a previous generation from `spare` when there is
+/// one (one of `dir` first, else one moved over from another directory),
+/// else in a new directory; returns the staged directory's name.
 fn stage(
+    opened: &[std::io::Result<Option<Dir>>],
+    d: usize,
     dir: &Dir,
     artifact: &str,
     files: &Generation,
-    spare: &mut Vec<OsString>,
+    spare: &Spare,
 ) -> std::io::Result<OsString> {
     let contents = files.iter().map(|(name, content)| (name, content));
-    if let Some(old) = spare.pop() {
-        match dir.restage_dir(&old, contents.clone(), 0o644) {
+    let reused = {
+        let mut pool = spare.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = pool
+            .iter()
+            .rposition(|(from, _)| *from == d)
+            .or(pool.len().checked_sub(1));
+        at.map(|at| pool.swap_remove(at))
+    };
+    if let Some((from, old)) = reused {
+        let moved = match &opened[from] {
+            _ if from == d => Ok(()),
+            Ok(Some(source)) => source.move_into(&old, dir),
+            _ => Err(std::io::Error::other("not open")),
+        };
+        match moved.and_then(|()| dir.restage_dir(&old, contents.clone(), 0o644)) {
             Ok(()) => return Ok(old),
-            // Left for the next run's sweep: a new directory instead.
-            Err(_) => spare.push(old),
+            // A new directory instead; what failed is left for the next
+            // run's sweep unless it can go now.
+            Err(_) => {
+                let _ = dir.remove_leftover(&old);
+            }
         }
     }
     dir.stage_dir(&staged_prefix(artifact), contents, 0o644)

@@ -762,6 +762,22 @@ impl Dir {
         fs::File::from(fd).write_all(data)
     }
 
+    /// Moves the entry `name` of this directory to the directory `to`
+    /// under the same name, never replacing anything there.
+    pub fn move_into(&self, name: impl AsRef<OsStr>, to: &Dir) -> std::io::Result<()> {
+        let name = name.as_ref();
+        let path = to.path.join(name);
+        match rustix::fs::renameat_with(&self.fd, name, &to.fd, name, RenameFlags::NOREPLACE) {
+            Err(Errno::INVAL | Errno::NOSYS) => {
+                if to.kind(name)?.is_some() {
+                    return Err(at(&path)(Errno::EXIST));
+                }
+                rustix::fs::renameat(&self.fd, name, &to.fd, name).map_err(at(&path))
+            }
+            other => other.map_err(at(&path)),
+        }
+    }
+
     /// Like [`Dir::sync`], but a failure is an error: for callers that may
     /// rely on what was renamed here being durable.
     pub fn sync_checked(&self) -> std::io::Result<()> {
@@ -1041,6 +1057,15 @@ mod tests {
         );
         assert_eq!(fs::read(staged.join("shared")).unwrap(), b"s");
         assert_eq!(fs::read(outside.join("victim/file")).unwrap(), b"precious");
+        // Moved to another directory whole, never over something there.
+        let inside = dir.open("inside").unwrap().unwrap();
+        dir.move_into(&old, &inside).unwrap();
+        assert_eq!(
+            fs::read(root.join("inside").join(&old).join("keep")).unwrap(),
+            b"new"
+        );
+        fs::create_dir(root.join(&old)).unwrap();
+        assert!(inside.move_into(&old, &dir).is_err());
     }
 
     #[test]
