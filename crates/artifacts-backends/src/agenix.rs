@@ -409,7 +409,7 @@ fn shared_io(action: &'static str, path: &Path, error: &std::io::Error) -> Error
 ///    of them durable at once (in place of an fsync of each file and
 ///    directory); each is swapped in (`renameat2(RENAME_EXCHANGE)`); each
 ///    directory is fsynced once. The first round writes new directories;
-///    the later ones rewrite, in place, the previous generations the rounds
+///    the later ones rewrite, in place, the previous generations the round
 ///    before swapped out (once those swaps are known durable; moved to the
 ///    directory where they are needed, still under hidden names), so most of
 ///    a batch allocates no new inodes, which is what creating thousands of
@@ -605,24 +605,23 @@ type Spare = std::sync::Mutex<Vec<(usize, OsString)>>;
 /// A new generation's files (name, content), ciphertext only.
 type Generation = Vec<(String, Vec<u8>)>;
 
-/// The artifacts the first round of a rekey batch takes (see
-/// [`rekey_all`]): the only ones staged in new directories.
-const FIRST_ROUND: usize = 2;
+/// The rounds a rekey batch takes at most (see [`rekey_all`]).
+const MAX_ROUNDS: usize = 8;
 
-/// The rounds of a batch of `count` artifacts to re-encrypt: the first
-/// takes [`FIRST_ROUND`], each later one as many as all rounds before it,
-/// whose previous generations it reuses. A round costs a `syncfs` and an
-/// fsync of each directory it swaps in, and there are about
-/// log2(`count`) of them.
+/// The artifacts a round of a rekey batch takes at least.
+const MIN_ROUND: usize = 8;
+
+/// The rounds of a batch of `count` artifacts to re-encrypt, all of one
+/// size: the first round's artifacts are staged in new directories, each
+/// later round's in the previous generations the round before swapped out
+/// (one for each). So about `count / MAX_ROUNDS` artifacts cost new inodes,
+/// and each round a `syncfs` and an fsync of each directory it swaps in.
 fn round_shares(count: usize) -> Vec<std::ops::Range<usize>> {
-    let mut shares = Vec::new();
-    let mut start = 0;
-    while start < count {
-        let end = count.min(start + start.max(FIRST_ROUND));
-        shares.push(start..end);
-        start = end;
-    }
-    shares
+    let size = count.div_ceil(MAX_ROUNDS).max(MIN_ROUND);
+    (0..count)
+        .step_by(size)
+        .map(|start| start..count.min(start + size))
+        .collect()
 }
 
 /// Step 3 of [`rekey_all`]: stages `files` in `dir` (context directory
@@ -733,18 +732,22 @@ fn reencrypt(call: &Call, dir: &Dir) -> Result<Option<Generation>, Error> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn rounds_double_and_cover_every_artifact_once() {
+    fn rounds_cover_every_artifact_once_and_later_ones_fit_the_one_before() {
         let ranges = |count| super::round_shares(count);
         assert!(ranges(0).is_empty());
-        assert_eq!((ranges(1).len(), ranges(1)[0].clone()), (1, 0..1));
-        assert_eq!(ranges(5), [0..2, 2..4, 4..5]);
-        assert_eq!(ranges(20), [0..2, 2..4, 4..8, 8..16, 16..20]);
-        let many = ranges(10_000);
-        assert_eq!(many.len(), 14);
-        assert!(
-            many.windows(2)
-                .all(|w| w[0].end == w[1].start && w[1].len() <= w[1].start)
-        );
-        assert_eq!(many.last().unwrap().end, 10_000);
+        assert_eq!((ranges(5).len(), ranges(5)[0].clone()), (1, 0..5));
+        assert_eq!(ranges(20), [0..8, 8..16, 16..20]);
+        for count in [200, 10_000, 10_007] {
+            let rounds = ranges(count);
+            assert!(rounds.len() <= super::MAX_ROUNDS, "{count}: {rounds:?}");
+            // Each round reuses what the one before swapped out: no bigger.
+            assert!(
+                rounds
+                    .windows(2)
+                    .all(|w| w[0].end == w[1].start && w[1].len() <= w[0].len()),
+                "{count}: {rounds:?}"
+            );
+            assert_eq!((rounds[0].start, rounds.last().unwrap().end), (0, count));
+        }
     }
 }
