@@ -25,6 +25,7 @@ mod parallel;
 mod parity;
 mod plugins;
 mod project;
+mod rekey;
 mod safety;
 mod shell;
 mod shipped;

@@ -456,7 +456,7 @@ pub(crate) enum Storage<'b> {
 }
 
 /// `f` of `0..count`, on up to `jobs` threads; the results in order.
-fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+pub fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let workers = jobs.clamp(1, count.max(1));
@@ -1499,10 +1499,78 @@ impl<'a> Engine<'a> {
     /// [`Engine::rekey`] for each of `units` whose recipients changed (looked
     /// at again right before, since units sharing a store file may have been
     /// re-encrypted with an earlier one): `Ok(true)` re-encrypted, `Ok(false)`
-    /// nothing to do, in the order given. Units of in-process backends run
-    /// on up to `jobs` threads, one target per thread at a time; those of
-    /// script backends, whose stores we cannot see into, one after another.
+    /// nothing to do, in the order given. In-process backends with a batch
+    /// ([`crate::store::StoreBackend::rekey_all`]) get all their units at
+    /// once and spread them over `jobs` threads themselves; units of other
+    /// in-process backends run on up to `jobs` threads, one target per
+    /// thread at a time; those of script backends, whose stores we cannot
+    /// see into, one after another. `current` are the other selected
+    /// units, stored for their configured recipients: a batch may clean up
+    /// after a killed run in their stores.
     pub fn rekey_units(
+        &self,
+        plan: &Plan<'_>,
+        units: &[UnitId],
+        current: &[UnitId],
+        lock: &Lock,
+        jobs: usize,
+    ) -> Vec<Result<bool, EngineError>> {
+        let mut results: Vec<Option<Result<bool, EngineError>>> =
+            (0..units.len()).map(|_| None).collect();
+        // Per backend with an in-process batch: its units' slots, its current units.
+        type Batch<'u, 'p> = (Vec<usize>, Vec<&'u Unit<'p>>);
+        let mut batches: BTreeMap<&str, Batch<'_, '_>> = BTreeMap::new();
+        let in_process = |index: UnitId| match self.storage(&plan[index]) {
+            Ok(Storage::Scripts(backend, _)) if backend.in_process.is_some() => {
+                Some(backend.name.as_str())
+            }
+            _ => None,
+        };
+        for (at, &index) in units.iter().enumerate() {
+            if let Some(name) = in_process(index) {
+                batches.entry(name).or_default().0.push(at);
+            }
+        }
+        for &index in current {
+            if let Some(name) = in_process(index) {
+                batches.entry(name).or_default().1.push(&plan[index]);
+            }
+        }
+        for (slots, current) in batches.values() {
+            let members: Vec<&Unit<'_>> = slots.iter().map(|&at| &plan[units[at]]).collect();
+            let Some(first) = members.first().or(current.first()) else {
+                continue;
+            };
+            let Ok(Storage::Scripts(backend, scripts)) = self.storage(first) else {
+                continue;
+            };
+            if let Some(done) =
+                script::rekey_all(&members, current, backend, scripts, &self.script_env, jobs)
+            {
+                for (&at, result) in slots.iter().zip(done) {
+                    results[at] = Some(result.map_err(EngineError::from));
+                }
+            }
+        }
+        let rest: Vec<usize> = (0..units.len())
+            .filter(|&at| results[at].is_none())
+            .collect();
+        let rest_units: Vec<UnitId> = rest.iter().map(|&at| units[at]).collect();
+        for (at, result) in
+            rest.into_iter()
+                .zip(self.rekey_one_by_one(plan, &rest_units, lock, jobs))
+        {
+            results[at] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every unit done"))
+            .collect()
+    }
+
+    /// [`Engine::rekey_units`] for backends without a batch: each unit
+    /// checked again, then deserialized and serialized.
+    fn rekey_one_by_one(
         &self,
         plan: &Plan<'_>,
         units: &[UnitId],

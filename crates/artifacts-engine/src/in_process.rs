@@ -67,6 +67,25 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
             .iter()
             .try_for_each(|(call, out)| self.serialize(call, out))
     }
+
+    /// Re-encrypts the stored artifacts of `calls` to their current
+    /// recipients in one batch, the plaintext never leaving this process,
+    /// on up to `jobs` threads: per call `Ok(true)` re-encrypted,
+    /// `Ok(false)` nothing to do (already current, or not stored). Each
+    /// artifact is all or nothing, as with `serialize`. `current` are the
+    /// run's other artifacts of this backend, stored for their configured
+    /// recipients: nothing to re-encrypt, but the backend may remove what
+    /// a killed run left in their stores. `None` (the default): the backend
+    /// has no batch, and the engine rekeys each unit with `deserialize`
+    /// then `serialize`.
+    fn rekey_all(
+        &self,
+        _calls: &[Call],
+        _current: &[Call],
+        _jobs: usize,
+    ) -> Option<Vec<Result<bool, StoreError>>> {
+        None
+    }
 }
 
 /// A registered [`StoreBackend`]; backends compare equal when they are the same object.

@@ -130,6 +130,8 @@ pub mod lifecycle {
 /// The one trait an in-process backend implements, and what it is called
 /// with: what a backend script would find in its environment, typed.
 pub mod store {
+    /// Runs a batch's work on up to `jobs` threads (for [`StoreBackend::rekey_all`]).
+    pub use crate::engine::parallel;
     pub use crate::in_process::{
         Call, CallFile, CallTarget, Checked, InProcess, KeySources, Stamp, StoreBackend,
         StoreError, Writable,

@@ -892,6 +892,26 @@ fn in_process<'b>(
     let Script::InProcess { script: name, .. } = script else {
         return Ok(None);
     };
+    let root = canonical_root(env, name)?;
+    in_process_at(scope, backend, name, env, root).map(Some)
+}
+
+/// The project root as a script's working directory would be: the
+/// physical path, so that no link on the way is followed below it.
+fn canonical_root(env: &ScriptEnv, script: &'static str) -> Result<PathBuf, ScriptError> {
+    env.root
+        .canonicalize()
+        .map_err(|source| ScriptError::Prepare { script, source })
+}
+
+/// [`in_process`] with the project root already resolved (once for a batch).
+fn in_process_at<'b>(
+    scope: &Scope<'_>,
+    backend: &'b Backend,
+    name: &'static str,
+    env: &ScriptEnv,
+    root: PathBuf,
+) -> Result<(&'b dyn StoreBackend, Call), ScriptError> {
     let store = backend.in_process.as_ref().ok_or_else(|| ScriptError::Prepare {
         script: name,
         source: std::io::Error::other(format!(
@@ -899,15 +919,6 @@ fn in_process<'b>(
             backend.name
         )),
     })?;
-    // What a script's working directory would be: the physical path, so that
-    // no link on the way is followed below it.
-    let root = env
-        .root
-        .canonicalize()
-        .map_err(|source| ScriptError::Prepare {
-            script: name,
-            source,
-        })?;
     let mut files: Vec<CallFile> = scope
         .files
         .into_iter()
@@ -931,7 +942,65 @@ fn in_process<'b>(
         identities: KeySources::new(env.extra_env.clone()),
         stamp: None,
     };
-    Ok(Some((store.0.as_ref(), call)))
+    Ok((store.0.as_ref(), call))
+}
+
+/// Re-encrypts `units` (all of one in-process backend; `current` are its
+/// units that need nothing) with the backend's batch
+/// ([`StoreBackend::rekey_all`]) on up to `jobs` threads; `None` when the
+/// backend has none (or runs scripts), so the caller rekeys one unit at a
+/// time.
+pub(crate) fn rekey_all(
+    units: &[&Unit<'_>],
+    current: &[&Unit<'_>],
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+    jobs: usize,
+) -> Option<Vec<Result<bool, ScriptError>>> {
+    let Script::InProcess { script: name, .. } = &scripts.serialize else {
+        return None;
+    };
+    let store = backend.in_process.as_ref()?;
+    let failed = |error: &ScriptError| {
+        let message = error.to_string();
+        Some(
+            units
+                .iter()
+                .map(|_| {
+                    Err(ScriptError::Prepare {
+                        script: name,
+                        source: std::io::Error::other(message.clone()),
+                    })
+                })
+                .collect(),
+        )
+    };
+    let root = match canonical_root(env, name) {
+        Ok(root) => root,
+        Err(error) => return failed(&error),
+    };
+    let mut calls = Vec::with_capacity(units.len());
+    for unit in units {
+        match in_process_at(&Scope::of(unit), backend, name, env, root.clone()) {
+            Ok((_, call)) => calls.push(call),
+            Err(error) => return failed(&error),
+        }
+    }
+    let current: Vec<Call> = current
+        .iter()
+        .filter_map(|unit| in_process_at(&Scope::of(unit), backend, name, env, root.clone()).ok())
+        .map(|(_, call)| call)
+        .collect();
+    let results = store.0.rekey_all(&calls, &current, jobs)?;
+    Some(
+        results
+            .into_iter()
+            .map(|result| {
+                result.map_err(|error| in_process_failed(ScriptKind::Serialize, backend, &error))
+            })
+            .collect(),
+    )
 }
 
 /// An in-process failure's text as a person reads it: the chain, then the
