@@ -347,6 +347,9 @@ impl Queue {
     }
 }
 
+/// A store file units are stored in together: backend name and path.
+type BatchKey = (String, PathBuf);
+
 /// Where a generate run stands, kept by the thread that stores.
 struct RunState {
     results: BTreeMap<UnitId, Result<(), EngineError>>,
@@ -356,9 +359,29 @@ struct RunState {
     dependents: BTreeMap<UnitId, Vec<UnitId>>,
     /// How many of its dependencies in the run each unit still waits for.
     waiting: BTreeMap<UnitId, usize>,
+    /// The store file of each unit of the run stored with others.
+    batch_of: BTreeMap<UnitId, BatchKey>,
+    /// How many units of each store file are neither generated nor failed yet.
+    unsettled: BTreeMap<BatchKey, usize>,
+    /// Store files whose every unit is generated or failed: due now.
+    settled: Vec<BatchKey>,
 }
 
 impl RunState {
+    /// Notes that unit `id` is generated or failed: the last one of a store
+    /// file makes that file's batch due, so it is written while other
+    /// generators still run, yet once per run.
+    fn settle(&mut self, id: UnitId) {
+        let Some(key) = self.batch_of.get(&id) else {
+            return;
+        };
+        let left = self.unsettled.get_mut(key).expect("every batch counted");
+        *left -= 1;
+        if *left == 0 {
+            self.settled.push(key.clone());
+        }
+    }
+
     /// Records a unit's result: a success may let dependents start, a
     /// failure skips them (and theirs), naming it.
     fn complete(
@@ -390,6 +413,7 @@ impl RunState {
                 let skipped = Err(EngineError::DependencyFailed {
                     dependency: plan[id].name().to_owned(),
                 });
+                self.settle(dependent);
                 self.complete(request, queue, dependent, skipped);
             }
         }
@@ -773,10 +797,12 @@ impl<'a> Engine<'a> {
     /// [`GenerateRequest::jobs`] generators at once, each unit once all its
     /// dependencies in the request are stored (dependents of a failure are
     /// skipped, naming it). Units an in-process backend keeps in one store
-    /// file (sops-nix: a target's file) are stored together once no
-    /// generator waits to start and those still running are done, a
-    /// dependent waits for one of them, or two seconds passed (a slow
-    /// generator does not hold them back); others are stored
+    /// file (sops-nix: a target's file) are stored together as soon as the
+    /// last of them is generated or failed, while other generators run (the
+    /// plan's order is target by target, so files complete one after the
+    /// other); earlier only once no generator waits to start and a
+    /// dependent waits for one of them or two seconds passed (a slow
+    /// generator does not hold them back). Others are stored
     /// as soon as they are generated, one at a time. Every change to the
     /// lock goes to its journal as it is made, and the lock is written once,
     /// at the end. Returns per-unit results in plan order.
@@ -839,6 +865,14 @@ impl<'a> Engine<'a> {
             }
             waiting.insert(id, deps.len());
         }
+        let mut batch_of = BTreeMap::new();
+        let mut unsettled: BTreeMap<BatchKey, usize> = BTreeMap::new();
+        for &id in order {
+            if let Some(key) = self.batch_key(&plan[id]) {
+                *unsettled.entry(key.clone()).or_default() += 1;
+                batch_of.insert(id, key);
+            }
+        }
         let queue = Queue::default();
         let outputs: Mutex<BTreeMap<UnitId, ArtifactFiles>> = Mutex::new(BTreeMap::new());
         let mut state = RunState {
@@ -846,6 +880,9 @@ impl<'a> Engine<'a> {
             outstanding: 0,
             dependents,
             waiting,
+            batch_of,
+            unsettled,
+            settled: Vec::new(),
         };
         for &id in order {
             if state.waiting[&id] == 0 {
@@ -890,8 +927,7 @@ impl<'a> Engine<'a> {
                 });
             }
             drop(sender);
-            let mut batches: BTreeMap<(String, PathBuf), Vec<(UnitId, Generated)>> =
-                BTreeMap::new();
+            let mut batches: BTreeMap<BatchKey, Vec<(UnitId, Generated)>> = BTreeMap::new();
             // Since when batched units wait with no generator left to start.
             let mut since: Option<Instant> = None;
             // Batched units whose dependents wait for them to be stored.
@@ -910,12 +946,7 @@ impl<'a> Engine<'a> {
                         || since.is_some_and(|t| t.elapsed() >= CHECKPOINT));
                 if due {
                     for (_, group) in std::mem::take(&mut batches) {
-                        let refs: Vec<(UnitId, &GeneratorDirs)> =
-                            group.iter().map(|(id, g)| (*id, &g.dirs)).collect();
-                        let done = self.store_group(request, lock, journal, &refs);
-                        for (id, result) in done {
-                            state.complete(request, &queue, id, result);
-                        }
+                        self.store_batch(request, lock, journal, &mut state, &queue, group);
                     }
                     since = None;
                     blocking = 0;
@@ -938,15 +969,19 @@ impl<'a> Engine<'a> {
                     break;
                 };
                 state.outstanding -= 1;
+                state.settle(id);
                 match generated {
                     Err(error) => state.complete(request, &queue, id, Err(error)),
                     Ok(None) => state.complete(request, &queue, id, Ok(())),
-                    Ok(Some(generated)) => match self.batch_key(&plan[id]) {
+                    Ok(Some(generated)) => match state.batch_of.get(&id) {
                         Some(key) => {
                             if state.dependents.contains_key(&id) {
                                 blocking += 1;
                             }
-                            batches.entry(key).or_default().push((id, generated));
+                            batches
+                                .entry(key.clone())
+                                .or_default()
+                                .push((id, generated));
                         }
                         None => {
                             let done =
@@ -957,15 +992,44 @@ impl<'a> Engine<'a> {
                         }
                     },
                 }
+                // A store file whose units are all generated is written now,
+                // while the other generators run, not after the last one.
+                while let Some(key) = state.settled.pop() {
+                    let Some(group) = batches.remove(&key) else {
+                        continue;
+                    };
+                    blocking -= group
+                        .iter()
+                        .filter(|(id, _)| state.dependents.contains_key(id))
+                        .count();
+                    self.store_batch(request, lock, journal, &mut state, &queue, group);
+                }
             }
             queue.close();
         });
         state.results
     }
 
+    /// Stores the generated units of one store file together and completes them.
+    fn store_batch(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        state: &mut RunState,
+        queue: &Queue,
+        group: Vec<(UnitId, Generated)>,
+    ) {
+        let refs: Vec<(UnitId, &GeneratorDirs)> =
+            group.iter().map(|(id, g)| (*id, &g.dirs)).collect();
+        for (id, result) in self.store_group(request, lock, journal, &refs) {
+            state.complete(request, queue, id, result);
+        }
+    }
+
     /// The backend and store file a unit is stored in together with others,
     /// or `None` when it is stored on its own.
-    fn batch_key(&self, unit: &Unit<'_>) -> Option<(String, PathBuf)> {
+    fn batch_key(&self, unit: &Unit<'_>) -> Option<BatchKey> {
         match self.storage(unit).ok()? {
             Storage::Passthrough => None,
             Storage::Scripts(backend, scripts) => {
