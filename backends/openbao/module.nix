@@ -12,56 +12,31 @@
 # The AppRole's ids are files on the machine (`roleIdFile`, `secretIdFile`);
 # `artifacts openbao policies --apply` creates the policy and AppRole, the
 # operator puts the ids there. The manifest the service reads is on
-# `system.build.artifactsOpenbao.manifest` for debugging.
+# `system.build.artifactsOpenbao.manifest` for debugging. The manifest and
+# the ExecStart are built by nix-modules/lib/openbao.nix, shared with the
+# Home Manager side (./home-manager.nix).
 { config, lib, pkgs, ... }:
 let
   cfg = config.artifacts;
   ocfg = cfg.openbao;
-  common = import ../../nix-modules/lib/common.nix;
-  dummy = import ../../nix-modules/lib/dummy.nix;
-  fetched = common.artifactsUsing [ "openbao" "vault" ] (cfg.default.backend or null) (cfg.store or { });
-  # What the CLI reads of an artifact, as for dummy (nix-modules/lib/dummy.nix).
-  declared = [ "name" "description" "shared" "backend" "serialization" "generator" "prompts" "files" "dependencies" ];
-  only = keys: attrs: builtins.intersectAttrs (lib.genAttrs keys (_: null)) attrs;
-  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
-  manifestData = {
-    nixos = [
-      {
-        machine = cfg.machineName;
-        artifacts = builtins.listToAttrs (
-          map (entry: {
-            inherit (entry) name;
-            value = only declared entry.value // {
-              backend = common.backendOf (cfg.default.backend or null) entry.value;
-              # Not `value`: a secret file's is an evaluation error.
-              files = builtins.mapAttrs (_: only fileKeys) (entry.value.files or { });
-            };
-          }) fetched
-        );
-        config.openbao =
-          (cfg.config.openbao or { })
-          // (cfg.config.vault or { })
-          // {
-            inherit (ocfg) roleIdFile secretIdFile;
-          }
-          // lib.optionalAttrs (ocfg.address != null) { inherit (ocfg) address; };
-      }
-    ];
+  openbao = import ../../nix-modules/lib/openbao.nix;
+  fetched = openbao.fetched (cfg.default.backend or null) (cfg.store or { });
+  manifestData = openbao.manifest {
+    kind = "nixos";
+    name = cfg.machineName;
+    store = cfg.store or { };
+    defaultBackend = cfg.default.backend or null;
+    config = cfg.config or { };
+    inherit (ocfg) roleIdFile secretIdFile address;
   };
   manifest = pkgs.writeText "artifacts-openbao-${cfg.machineName}.json" (builtins.toJSON manifestData);
-  execStart = builtins.concatStringsSep " " (
-    map dummy.execArg (
-      [
-        "${ocfg.package}/bin/artifacts"
-        "--manifest"
-        "${manifest}"
-        "activate"
-        "--target"
-        "nixos/${cfg.machineName}"
-      ]
-      ++ map (entry: entry.name) fetched
-    )
-  );
+  execStart = openbao.execStart {
+    artifacts = "${ocfg.package}/bin/artifacts";
+    manifest = "${manifest}";
+    kind = "nixos";
+    name = cfg.machineName;
+    inherit fetched;
+  };
   fetch = {
     description = "Fetch this machine's artifacts from OpenBao";
     wants = [ "network-online.target" ];
@@ -119,7 +94,7 @@ in
   config = lib.mkIf (fetched != [ ]) {
     assertions = [
       {
-        assertion = ocfg.address != null || (cfg.config.openbao.address or cfg.config.vault.address or null) != null;
+        assertion = openbao.address { inherit (ocfg) address; config = cfg.config or { }; } != null;
         message = "artifacts: set artifacts.openbao.address (or artifacts.config.openbao.address) so the machine can fetch its openbao artifacts";
       }
     ];

@@ -20,6 +20,7 @@ mod nested;
 mod nix;
 mod nixos;
 mod openbao;
+mod openbao_stamp;
 mod parallel;
 mod parity;
 mod plugins;

@@ -547,3 +547,72 @@ files.password = {{}}
     shown.success();
     assert_eq!(shown.stdout, "plugin-s3cret");
 }
+
+/// Age plugins are started by the age crate with our whole environment, so
+/// a prompt's answer given as `ARTIFACTS_PROMPT_*` must be gone from it by
+/// then: the fixture plugin records the environment it got while wrapping
+/// the file key, and the answer still reaches the generator.
+#[test]
+fn age_plugins_never_see_prompt_answers_given_in_the_environment() {
+    let p = Project::new("plugins_never_see_prompt_answers");
+    let plugin_dir = p.home.join("plugins");
+    fs::create_dir_all(&plugin_dir).unwrap();
+    let plugin = plugin_dir.join("age-plugin-pin");
+    let tapped = PIN_PLUGIN.replacen("set -eu\n", "set -eu\nenv >> \"$PLUGIN_ENV_TAP\"\n", 1);
+    fs::write(&plugin, tapped).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut dirs = vec![plugin_dir];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(dirs).unwrap();
+    let tap = p.home.join("plugin-env");
+    let admin = artifacts_keygen(&p, "admin.key");
+    p.generator(
+        "from-prompt.sh",
+        r#"cat "$prompts/password" > "$out/password""#,
+    );
+    p.manifest(&format!(
+        r#"
+[nixos.m1]
+config.agenix.publicHostKey = "{PIN_RECIPIENT}"
+config.agenix.publicUserKeys = ["{}"]
+[nixos.m1.artifacts.db]
+backend = "agenix"
+generator = "generators/from-prompt.sh"
+prompts.password = {{ type = "line" }}
+files.password = {{}}
+"#,
+        admin.public
+    ));
+    run_env(
+        &p,
+        &[OsStr::new("generate"), OsStr::new("db")],
+        &[
+            ("PATH", path.as_os_str()),
+            ("PLUGIN_ENV_TAP", tap.as_os_str()),
+            (
+                "ARTIFACTS_PROMPT_DB_PASSWORD",
+                OsStr::new("answer-0f-the-prompt"),
+            ),
+        ],
+    )
+    .success();
+    let seen = fs::read_to_string(&tap).expect("the plugin ran and recorded its environment");
+    assert!(seen.contains("PLUGIN_ENV_TAP="), "{seen}");
+    assert!(!seen.contains("ARTIFACTS_PROMPT_"), "{seen}");
+    assert!(!seen.contains("answer-0f-the-prompt"), "{seen}");
+    let shown = run_env(
+        &p,
+        &[
+            OsStr::new("show"),
+            OsStr::new("db"),
+            OsStr::new("--file"),
+            OsStr::new("password"),
+        ],
+        &[("ARTIFACTS_IDENTITY", admin.path.as_os_str())],
+    );
+    shown.success();
+    assert_eq!(shown.stdout, "answer-0f-the-prompt");
+}

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use artifacts_model::Context;
+use artifacts_model::{Context, TargetId};
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Journal, Lock, LockError, Provenance};
+use crate::in_process::Stamp;
+use crate::lockfile::{Journal, Lock, LockEntry, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Scripts};
@@ -172,6 +173,28 @@ pub fn suggestion(command: &str, artifacts: &[&String]) -> String {
         line.push_str(&shell_escape::escape(artifact.as_str().into()));
     }
     line
+}
+
+/// Why the generation a backend reports storing (its [`Stamp`]) is not the
+/// one the lock `entry` records, if it is not: the generation time tells
+/// generations apart (a fingerprint alone changes with `accept`, which
+/// writes nothing to the store). A stamp without a time (an adopted
+/// artifact, or one stored before stamps) tells nothing.
+fn other_generation(unit: &Unit<'_>, entry: &LockEntry, stored: &Stamp) -> Option<String> {
+    let made = stored.generated_at.as_deref()?;
+    if entry.generated_at.as_deref() == Some(made) {
+        return None;
+    }
+    let recorded = match &entry.generated_at {
+        Some(at) => format!("it records one made at {at}"),
+        None => "it records no generation time".to_owned(),
+    };
+    Some(format!(
+        "backend `{}` holds a generation of `{}` made at {made} that artifacts.lock does not record ({recorded}): another operator regenerated it; pull their artifacts.lock, or run `{}`",
+        unit.backend.name,
+        unit.name(),
+        suggestion("regenerate", &[&unit.artifact.name])
+    ))
 }
 
 /// Why an engine operation failed.
@@ -425,10 +448,21 @@ impl RunState {
 /// system).
 #[derive(Clone, Copy)]
 pub struct InstallRoot<'r> {
+    /// The target being activated: its declarations say where files go
+    /// (see [`Unit::declared_by`]), and its kind whether parent directories
+    /// are a system's (NixOS: root-owned `0755`) or a user's (`0700`).
+    pub target: &'r TargetId,
     /// The directory declared paths are placed under.
     pub root: &'r Path,
     /// Looks up the variables declared paths use.
     pub env: &'r dyn Fn(&str) -> Option<String>,
+}
+
+impl InstallRoot<'_> {
+    /// Whether parent directories are a system's rather than a user's.
+    fn system(&self) -> bool {
+        self.target.kind == artifacts_model::TargetKind::Nixos
+    }
 }
 
 /// Checks, selects, generates and activates the units of a plan, with the
@@ -562,8 +596,14 @@ impl<'a> Engine<'a> {
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
             Err(error) => return Status::error(error_chain(&error)),
         };
+        let mut stored_stamp = None;
         let outcome = answered.unwrap_or_else(|| {
-            script::check(unit, backend, scripts, &self.script_env).map_err(|e| error_chain(&e))
+            script::check_stamped(unit, backend, scripts, &self.script_env)
+                .map(|(outcome, stamp)| {
+                    stored_stamp = stamp;
+                    outcome
+                })
+                .map_err(|e| error_chain(&e))
         });
         if matches!(
             outcome,
@@ -623,6 +663,13 @@ impl<'a> Engine<'a> {
                         artifact: unit.name().to_owned(),
                     };
                 };
+                // What the lock says of the declaration is moot for another generation.
+                if let Some(reason) = stored_stamp
+                    .as_ref()
+                    .and_then(|stamp| other_generation(unit, entry, stamp))
+                {
+                    return Status::Error { reason };
+                }
                 let name = unit.artifact.name.clone();
                 match declared.compare(entry) {
                     Comparison::Changed(what) if entry.by_hand() => Status::Stale {
@@ -1057,9 +1104,14 @@ impl<'a> Engine<'a> {
         for &(id, dirs) in group {
             let unit = &plan[id];
             request.observer.step(unit, "serializing");
-            // The dependency entries are current now, so the declaration is too.
+            // The dependency entries are current now, so the declaration is
+            // too. The entry is made once: the backend stores its stamp.
             match unit.declared(plan, lock) {
-                Ok(declared) => members.push((id, dirs, declared)),
+                Ok(declared) => members.push((
+                    id,
+                    dirs,
+                    declared.entry(&unit.backend.name, Some(crate::lockfile::now())),
+                )),
                 Err(error) => done.push((
                     id,
                     Err(io(format!("read the generator of `{}`", unit.name()))(
@@ -1089,17 +1141,13 @@ impl<'a> Engine<'a> {
         let has_public = |id: UnitId| public::public_files(&plan[id]).next().is_some();
         let mut previous = Vec::new();
         let mut marks = Vec::new();
-        for (id, _, declared) in &members {
+        for (id, _, entry) in &members {
             if !has_public(*id) {
                 continue;
             }
             let unit = &plan[*id];
             let before = lock.get(&unit.scope(), unit.name()).cloned();
-            let mut marked = before.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = before.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             marks.push((unit.scope(), unit.name().to_owned(), Some(marked)));
             previous.push((unit.scope(), unit.name().to_owned(), before));
@@ -1118,6 +1166,7 @@ impl<'a> Engine<'a> {
             }));
             return done;
         }
+        let stamps: Vec<Stamp> = members.iter().map(|(_, _, e)| e.stamp()).collect();
         let stored = if let [(id, dirs, _)] = members.as_slice() {
             script::store(
                 &plan[*id],
@@ -1126,11 +1175,13 @@ impl<'a> Engine<'a> {
                 ScriptKind::Serialize,
                 &self.script_env,
                 &dirs.out,
+                stamps.first(),
             )
         } else {
-            let units: Vec<(&Unit<'_>, &Path)> = members
+            let units: Vec<(&Unit<'_>, &Path, Option<&Stamp>)> = members
                 .iter()
-                .map(|(id, dirs, _)| (&plan[*id], dirs.out.as_path()))
+                .zip(&stamps)
+                .map(|((id, dirs, _), stamp)| (&plan[*id], dirs.out.as_path(), Some(stamp)))
                 .collect();
             script::serialize_all(&units, backend, scripts, &self.script_env)
         };
@@ -1151,7 +1202,7 @@ impl<'a> Engine<'a> {
             return done;
         }
         let mut entries = Vec::new();
-        for (id, dirs, declared) in members {
+        for (id, dirs, entry) in members {
             let unit = &plan[id];
             if let Err(error) = public::store(&self.settings.root, unit, &dirs.out) {
                 done.push((id, Err(io(format!(
@@ -1162,7 +1213,6 @@ impl<'a> Engine<'a> {
                 ))(error))));
                 continue;
             }
-            let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
             entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
             done.push((id, Ok(())));
         }
@@ -1224,19 +1274,17 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let unit = &plan[index];
         // The dependency entries are current now, so the declaration is too.
-        let declared = unit
+        // The entry is made once: the backend stores its stamp.
+        let entry = unit
             .declared(plan, lock)
-            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?
+            .entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         // Secret and public files are stored one after the other: until both
         // are, the lock entry says so (a kill in between must not read as ok).
         let previous = lock.get(&unit.scope(), unit.name()).cloned();
         let has_public = public::public_files(unit).next().is_some();
         if has_public {
-            let mut marked = previous.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = previous.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             lock.set(&unit.scope(), unit.name(), marked);
             lock.save()?;
@@ -1248,6 +1296,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             out,
+            Some(&entry.stamp()),
         ) {
             // A serialize that failed by itself kept the previous version
             // (the backend contract), which still matches the previous public
@@ -1267,8 +1316,6 @@ impl<'a> Engine<'a> {
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry =
-            declared.entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
@@ -1334,15 +1381,14 @@ impl<'a> Engine<'a> {
     /// paths under `into`, with owner, group and mode; a file whose content
     /// differs is replaced atomically, one in place is left alone. Public
     /// files are the repository's (the Nix module installs them): skipped.
-    /// `system` chooses root-owned `0755` parent directories (NixOS) over
-    /// user `0700` ones (Home Manager).
     pub fn install_fetched(
         &self,
         unit: &Unit<'_>,
         secret: &ArtifactFiles,
         into: &InstallRoot<'_>,
-        system: bool,
     ) -> Result<Activated, EngineError> {
+        let unit = &unit.declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, into.root, into.env)?;
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
@@ -1405,7 +1451,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan[index].artifact, into.root, into.env)?;
+            let unit = plan[index].declared_by(into.target);
+            let files = install::destinations(unit.artifact, into.root, into.env)?;
             if !install::all_in_place(into.root, &files)? {
                 pending.push(index);
             }
@@ -1422,8 +1469,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Activated, EngineError> {
         let plan = request.plan;
         let root = into.root;
-        let unit = &plan[index];
-        let system = unit.context() == Context::Nixos;
+        let unit = &plan[index].declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, root, into.env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
@@ -1502,6 +1549,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Deserialize,
             &self.script_env,
             out,
+            None,
         )?;
         public::restore(&self.settings.root, unit, out).map_err(io(format!(
             "read the public files of {} from `{}`",
@@ -1529,7 +1577,7 @@ impl<'a> Engine<'a> {
             if self.status(plan, index, lock) != Status::RecipientsChanged {
                 return Ok(false);
             }
-            self.rekey(plan, index).map(|()| true)
+            self.rekey(plan, index, lock).map(|()| true)
         };
         let in_process = |index: UnitId| {
             matches!(
@@ -1580,8 +1628,8 @@ impl<'a> Engine<'a> {
 
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
-    /// (fingerprint, generation time) stays as it is.
-    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId) -> Result<(), EngineError> {
+    /// (fingerprint, generation time) stays as it is, and is the stamp stored.
+    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Result<(), EngineError> {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
@@ -1590,6 +1638,7 @@ impl<'a> Engine<'a> {
         let scratch = Scratch::new("rekey").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(unit, &out)?;
+        let stamp = lock.get(&unit.scope(), unit.name()).map(LockEntry::stamp);
         script::store(
             unit,
             backend,
@@ -1597,6 +1646,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             &out,
+            stamp.as_ref(),
         )?;
         Ok(())
     }

@@ -11,6 +11,13 @@
 //! the project root and where identities come from. The engine treats the
 //! answers as it treats a script's exit codes, and shows a failure's message
 //! redacted, as it shows a script's stderr.
+//!
+//! A `serialize` also gets the generation's [`Stamp`]: the fingerprint and
+//! generation time the engine records in `artifacts.lock` for what it
+//! stores. A backend whose store is shared beyond one checkout (openbao)
+//! keeps it and reports it from `check` ([`Checked::StoredWith`]), so the
+//! engine can tell when the store holds a generation this checkout's lock
+//! does not record (another operator regenerated it).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -86,6 +93,12 @@ impl Eq for InProcess {}
 pub enum Checked {
     /// Stored for the configured recipients.
     Stored,
+    /// Stored, with the [`Stamp`] its `serialize` was given (backends whose
+    /// store other checkouts share); the engine compares it with the lock.
+    StoredWith {
+        /// The stored generation's stamp.
+        stamp: Stamp,
+    },
     /// Not stored, or incomplete: needs generation.
     Missing,
     /// Stored, but encrypted to other recipients than configured.
@@ -93,6 +106,17 @@ pub enum Checked {
         /// Which store, as a person reads it (`… is encrypted to other recipients than configured`).
         message: String,
     },
+}
+
+/// Which generation a `serialize` stores: exactly the fingerprint and
+/// generation time the engine records for it in `artifacts.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// The lock entry's `fingerprint`.
+    pub fingerprint: String,
+    /// The lock entry's `generated_at` (RFC 3339, UTC); `None` for an
+    /// adopted artifact, whose generation time is unknown.
+    pub generated_at: Option<String>,
 }
 
 /// Whether `serialize` could write.
@@ -169,6 +193,9 @@ pub struct Call {
     pub root: PathBuf,
     /// Where identities come from.
     pub identities: KeySources,
+    /// For `serialize`: the generation being stored, as the lock records
+    /// it; `None` for other scripts, and when the lock records nothing.
+    pub stamp: Option<Stamp>,
 }
 
 impl Call {

@@ -131,9 +131,10 @@ pub mod lifecycle {
 /// with: what a backend script would find in its environment, typed.
 pub mod store {
     pub use crate::in_process::{
-        Call, CallFile, CallTarget, Checked, InProcess, KeySources, StoreBackend, StoreError,
-        Writable,
+        Call, CallFile, CallTarget, Checked, InProcess, KeySources, Stamp, StoreBackend,
+        StoreError, Writable,
     };
+    pub use crate::script::{STAMP_FINGERPRINT, STAMP_GENERATED_AT};
 }
 
 /// Declarations from a flake (one `nix eval`), and realising the generators
