@@ -862,10 +862,11 @@ impl<'a> Engine<'a> {
     /// plan's order is target by target, so files complete one after the
     /// other); earlier only once no generator waits to start and a
     /// dependent waits for one of them or two seconds passed (a slow
-    /// generator does not hold them back). Others are stored
-    /// as soon as they are generated, one at a time. Every change to the
-    /// lock goes to its journal as it is made, and the lock is written once,
-    /// at the end. Returns per-unit results in plan order.
+    /// generator does not hold them back). Others are stored as soon as
+    /// they are generated; what is ready when the storing thread is free is
+    /// stored in one round, the stores of different targets at once. Every
+    /// change to the lock goes to its journal as it is made, and the lock is
+    /// written once, at the end. Returns per-unit results in plan order.
     pub fn generate(
         &self,
         request: &GenerateRequest<'_, '_>,
