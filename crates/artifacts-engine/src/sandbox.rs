@@ -467,7 +467,8 @@ fn tree_size(dir: &Path) -> std::io::Result<usize> {
 /// read is left out, as it could not read it either. Sockets, fifos and
 /// devices are left out.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    let metadata = std::fs::symlink_metadata(from)?;
+    // Followed: an entry of ETC_ENTRIES may be a link to the directory.
+    let metadata = std::fs::metadata(from)?;
     let root = nix::unistd::geteuid().is_root();
     let keep = |path: &Path, metadata: &std::fs::Metadata| -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
@@ -854,6 +855,15 @@ mod tests {
             std::fs::read_link(to.join("relative")).unwrap(),
             Path::new("cert.pem")
         );
+        // An entry that is a link to a directory elsewhere is copied as the
+        // directory it shows, with that directory's mode.
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let linked = temp.path().join("linked");
+        std::os::unix::fs::symlink(&from, &linked).unwrap();
+        let through = temp.path().join("through");
+        copy_tree(&linked, &through).unwrap();
+        assert_eq!(std::fs::metadata(&through).unwrap().mode() & 0o7777, 0o750);
+        assert!(through.join("sub/deeper/private").is_file());
     }
 
     #[test]
