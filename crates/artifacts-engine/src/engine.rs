@@ -1126,7 +1126,7 @@ impl<'a> Engine<'a> {
         let mut done = Vec::new();
         if let Some(prepared) = self.prepare_group(request, lock, journal, group, &mut done) {
             let written = self.write_group(request, &prepared);
-            self.finish_group(request, lock, journal, prepared, written, &mut done);
+            self.finish_group(request, lock, journal, &prepared, written, &mut done);
         }
         done
     }
@@ -1149,7 +1149,7 @@ impl<'a> Engine<'a> {
             .iter()
             .filter_map(|group| self.prepare_group(request, lock, journal, group, &mut done))
             .collect();
-        // Each lane is written in order by one thread; lane 0 (scripts) on this one.
+        // Each lane is written in order by one thread; scripts share one lane.
         let mut lanes: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
         for (at, group) in prepared.iter().enumerate() {
             let (backend, scripts) = group.storage;
@@ -1159,33 +1159,33 @@ impl<'a> Engine<'a> {
                 .filter(|_| backend.in_process.is_some());
             lanes.entry(lane).or_default().push(at);
         }
-        let mut written: Vec<Option<Written>> = prepared.iter().map(|_| None).collect();
-        let slots = Mutex::new(&mut written);
-        let write_lane = |lane: &Vec<usize>| {
-            for &at in lane {
-                let result = self.write_group(request, &prepared[at]);
-                slots.lock().expect("no panics while holding")[at] = Some(result);
+        if lanes.len() <= 1 {
+            for group in &prepared {
+                let written = self.write_group(request, group);
+                self.finish_group(request, lock, journal, group, written, &mut done);
             }
-        };
+            return done;
+        }
+        // Each group is recorded as soon as it is written, as one at a time
+        // would be: a kill loses no more records than before.
+        let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
-            let write_lane = &write_lane;
-            let mut here = None;
-            for (key, lane) in &lanes {
-                match key {
-                    Some(_) if lanes.len() > 1 => {
-                        scope.spawn(move || write_lane(lane));
+            for lane in lanes.values() {
+                let (sender, prepared) = (sender.clone(), &prepared);
+                scope.spawn(move || {
+                    for &at in lane {
+                        let written = self.write_group(request, &prepared[at]);
+                        if sender.send((at, written)).is_err() {
+                            return;
+                        }
                     }
-                    _ => here = Some(lane),
-                }
+                });
             }
-            if let Some(lane) = here {
-                write_lane(lane);
+            drop(sender);
+            for (at, written) in receiver {
+                self.finish_group(request, lock, journal, &prepared[at], written, &mut done);
             }
         });
-        for (group, written) in prepared.into_iter().zip(written) {
-            let written = written.expect("every group written");
-            self.finish_group(request, lock, journal, group, written, &mut done);
-        }
         done
     }
 
@@ -1322,7 +1322,7 @@ impl<'a> Engine<'a> {
         request: &GenerateRequest<'_, '_>,
         lock: &mut Lock,
         journal: &mut Journal,
-        group: Prepared<'_, '_>,
+        group: &Prepared<'_, '_>,
         written: Written,
         done: &mut Vec<(UnitId, Result<(), EngineError>)>,
     ) {
@@ -1337,10 +1337,10 @@ impl<'a> Engine<'a> {
                 // (the backend contract), which still matches the previous
                 // public files; one killed half-way may have stored the new one.
                 if !previous.is_empty() && !error.may_be_half_done() {
-                    let _ = lock.record(journal, previous, false);
+                    let _ = lock.record(journal, previous.clone(), false);
                 }
                 if members.len() > 1 {
-                    for &(id, dirs, _) in &members {
+                    for &(id, dirs, _) in members {
                         done.extend(self.store_group(request, lock, journal, &[(id, dirs)]));
                     }
                     return;
@@ -1351,13 +1351,13 @@ impl<'a> Engine<'a> {
         };
         let mut entries = Vec::new();
         let start = done.len();
-        for ((id, _, entry), public) in members.into_iter().zip(public) {
+        for (&(id, _, ref entry), public) in members.iter().zip(public) {
             let unit = &plan[id];
             if let Err(error) = public {
                 done.push((id, Err(error)));
                 continue;
             }
-            entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
+            entries.push((unit.scope(), unit.name().to_owned(), Some(entry.clone())));
             done.push((id, Ok(())));
         }
         if let Err(error) = lock.record(journal, entries, false) {
