@@ -516,3 +516,67 @@ fn a_bad_artifact_in_a_sops_nix_batch_fails_alone() {
     assert_eq!(status["summary"]["ok"], 2, "{status}");
     assert_eq!(status["summary"]["missing"], 1, "{status}");
 }
+
+/// A target's sops-nix file is written as soon as the last of its
+/// artifacts is generated, while generators of the next target still run
+/// (and still once per run): a run killed then keeps it. With one job the
+/// queue never empties while `m2`'s slow generator runs, so a file written
+/// only once no generator waits to start would not be written at all.
+#[test]
+fn a_sops_nix_file_is_written_once_its_artifacts_are_generated() {
+    let p = Project::new("a_sops_nix_file_is_written_once_its_artifacts_are_generated");
+    let key = artifacts_keygen(&p, "admin.key");
+    p.generator("fast.sh", r#"echo "$artifact" > "$out/f""#)
+        .generator("slow.sh", "exec sleep 600.2718");
+    p.manifest(&format!(
+        "default.backend = \"sops-nix\"\n\
+         [nixos.m1]\nconfig.sops-nix.publicHostKey = \"{k}\"\n\
+         [nixos.m1.artifacts.fast1]\ngenerator = \"generators/fast.sh\"\nfiles.f = {{}}\n\
+         [nixos.m1.artifacts.fast2]\ngenerator = \"generators/fast.sh\"\nfiles.f = {{}}\n\
+         [nixos.m2]\nconfig.sops-nix.publicHostKey = \"{k}\"\n\
+         [nixos.m2.artifacts.slow]\ngenerator = \"generators/slow.sh\"\nfiles.f = {{}}\n\
+         [nixos.m2.artifacts.fast3]\ngenerator = \"generators/fast.sh\"\nfiles.f = {{}}\n",
+        k = key.public
+    ));
+    let mut command = p.command(["-j", "1", "generate"]);
+    command.env("SOPS_AGE_KEY_FILE", &key.path);
+    let (mut child, mut stderr, mut seen) =
+        crate::util::spawn_until_stderr(&mut command, "generated nixos/m1 fast");
+    while !seen.contains("generated nixos/m1 fast1") || !seen.contains("generated nixos/m1 fast2") {
+        let before = seen.len();
+        stderr.read_line(&mut seen).unwrap();
+        assert_ne!(seen.len(), before, "exited early:\n{seen}");
+    }
+    let files = p.root.join("secrets/per-machine");
+    assert!(files.join("m1.sops.yaml").is_file(), "{seen}");
+    assert!(!files.join("m2.sops.yaml").exists(), "{seen}");
+    assert!(!seen.contains("nixos/m2"), "{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut check = p.command(["--json", "check"]);
+    check.env("SOPS_AGE_KEY_FILE", &key.path);
+    let document = p.finish(&mut check).code(1).json();
+    let statuses: Vec<(String, String, String)> = document["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["targets"][0].as_str().unwrap_or("-").to_owned(),
+                a["artifact"].as_str().unwrap().to_owned(),
+                a["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let status = |target: &str, artifact: &str| {
+        statuses
+            .iter()
+            .find(|(t, a, _)| t == target && a == artifact)
+            .map(|(_, _, s)| s.as_str())
+    };
+    assert_eq!(status("nixos/m1", "fast1"), Some("ok"), "{document}");
+    assert_eq!(status("nixos/m1", "fast2"), Some("ok"), "{document}");
+    assert_eq!(status("nixos/m2", "slow"), Some("missing"), "{document}");
+    assert_eq!(status("nixos/m2", "fast3"), Some("missing"), "{document}");
+}

@@ -15,7 +15,7 @@ use crate::in_process::Stamp;
 use crate::lockfile::{Journal, Lock, LockEntry, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
-use crate::registry::{Backend, BackendRegistry, Scripts};
+use crate::registry::{Backend, BackendRegistry, Script, Scripts};
 use crate::sandbox::{EtcView, GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
@@ -370,6 +370,22 @@ impl Queue {
     }
 }
 
+/// A store file units are stored in together: backend name and path.
+type BatchKey = (String, PathBuf);
+
+/// A group of units ready to be stored ([`Engine::prepare_group`]).
+struct Prepared<'g, 'b> {
+    /// Each unit, its generated files, and the lock entry to record.
+    members: Vec<(UnitId, &'g GeneratorDirs, LockEntry)>,
+    storage: (&'b Backend, &'b Scripts),
+    /// What the lock held before the marks of units with public files.
+    previous: Vec<(String, String, Option<LockEntry>)>,
+}
+
+/// What writing a [`Prepared`] group did: the serialize's error, or each
+/// member's public files' result.
+type Written = Result<Vec<Result<(), EngineError>>, ScriptError>;
+
 /// Where a generate run stands, kept by the thread that stores.
 struct RunState {
     results: BTreeMap<UnitId, Result<(), EngineError>>,
@@ -379,9 +395,29 @@ struct RunState {
     dependents: BTreeMap<UnitId, Vec<UnitId>>,
     /// How many of its dependencies in the run each unit still waits for.
     waiting: BTreeMap<UnitId, usize>,
+    /// The store file of each unit of the run stored with others.
+    batch_of: BTreeMap<UnitId, BatchKey>,
+    /// How many units of each store file are neither generated nor failed yet.
+    unsettled: BTreeMap<BatchKey, usize>,
+    /// Store files whose every unit is generated or failed: due now.
+    settled: Vec<BatchKey>,
 }
 
 impl RunState {
+    /// Notes that unit `id` is generated or failed: the last one of a store
+    /// file makes that file's batch due, so it is written while other
+    /// generators still run, yet once per run.
+    fn settle(&mut self, id: UnitId) {
+        let Some(key) = self.batch_of.get(&id) else {
+            return;
+        };
+        let left = self.unsettled.get_mut(key).expect("every batch counted");
+        *left -= 1;
+        if *left == 0 {
+            self.settled.push(key.clone());
+        }
+    }
+
     /// Records a unit's result: a success may let dependents start, a
     /// failure skips them (and theirs), naming it.
     fn complete(
@@ -413,6 +449,7 @@ impl RunState {
                 let skipped = Err(EngineError::DependencyFailed {
                     dependency: plan[id].name().to_owned(),
                 });
+                self.settle(dependent);
                 self.complete(request, queue, dependent, skipped);
             }
         }
@@ -820,13 +857,16 @@ impl<'a> Engine<'a> {
     /// [`GenerateRequest::jobs`] generators at once, each unit once all its
     /// dependencies in the request are stored (dependents of a failure are
     /// skipped, naming it). Units an in-process backend keeps in one store
-    /// file (sops-nix: a target's file) are stored together once no
-    /// generator waits to start and those still running are done, a
-    /// dependent waits for one of them, or two seconds passed (a slow
-    /// generator does not hold them back); others are stored
-    /// as soon as they are generated, one at a time. Every change to the
-    /// lock goes to its journal as it is made, and the lock is written once,
-    /// at the end. Returns per-unit results in plan order.
+    /// file (sops-nix: a target's file) are stored together as soon as the
+    /// last of them is generated or failed, while other generators run (the
+    /// plan's order is target by target, so files complete one after the
+    /// other); earlier only once no generator waits to start and a
+    /// dependent waits for one of them or two seconds passed (a slow
+    /// generator does not hold them back). Others are stored as soon as
+    /// they are generated; what is ready when the storing thread is free is
+    /// stored in one round, the stores of different targets at once. Every
+    /// change to the lock goes to its journal as it is made, and the lock is
+    /// written once, at the end. Returns per-unit results in plan order.
     pub fn generate(
         &self,
         request: &GenerateRequest<'_, '_>,
@@ -886,6 +926,14 @@ impl<'a> Engine<'a> {
             }
             waiting.insert(id, deps.len());
         }
+        let mut batch_of = BTreeMap::new();
+        let mut unsettled: BTreeMap<BatchKey, usize> = BTreeMap::new();
+        for &id in order {
+            if let Some(key) = self.batch_key(&plan[id]) {
+                *unsettled.entry(key.clone()).or_default() += 1;
+                batch_of.insert(id, key);
+            }
+        }
         let queue = Queue::default();
         let outputs: Mutex<BTreeMap<UnitId, ArtifactFiles>> = Mutex::new(BTreeMap::new());
         let mut state = RunState {
@@ -893,6 +941,9 @@ impl<'a> Engine<'a> {
             outstanding: 0,
             dependents,
             waiting,
+            batch_of,
+            unsettled,
+            settled: Vec::new(),
         };
         for &id in order {
             if state.waiting[&id] == 0 {
@@ -937,8 +988,7 @@ impl<'a> Engine<'a> {
                 });
             }
             drop(sender);
-            let mut batches: BTreeMap<(String, PathBuf), Vec<(UnitId, Generated)>> =
-                BTreeMap::new();
+            let mut batches: BTreeMap<BatchKey, Vec<(UnitId, Generated)>> = BTreeMap::new();
             // Since when batched units wait with no generator left to start.
             let mut since: Option<Instant> = None;
             // Batched units whose dependents wait for them to be stored.
@@ -956,14 +1006,8 @@ impl<'a> Engine<'a> {
                         || blocking > 0
                         || since.is_some_and(|t| t.elapsed() >= CHECKPOINT));
                 if due {
-                    for (_, group) in std::mem::take(&mut batches) {
-                        let refs: Vec<(UnitId, &GeneratorDirs)> =
-                            group.iter().map(|(id, g)| (*id, &g.dirs)).collect();
-                        let done = self.store_group(request, lock, journal, &refs);
-                        for (id, result) in done {
-                            state.complete(request, &queue, id, result);
-                        }
-                    }
+                    let groups = std::mem::take(&mut batches).into_values().collect();
+                    self.store_round(request, lock, journal, &mut state, &queue, groups);
                     since = None;
                     blocking = 0;
                     continue;
@@ -981,28 +1025,52 @@ impl<'a> Engine<'a> {
                         }
                     }
                 };
-                let Ok((id, generated)) = message else {
+                let Ok(first) = message else {
                     break;
                 };
-                state.outstanding -= 1;
-                match generated {
-                    Err(error) => state.complete(request, &queue, id, Err(error)),
-                    Ok(None) => state.complete(request, &queue, id, Ok(())),
-                    Ok(Some(generated)) => match self.batch_key(&plan[id]) {
-                        Some(key) => {
-                            if state.dependents.contains_key(&id) {
-                                blocking += 1;
+                // Whatever else is generated by now is stored in the same
+                // round: stores of different targets overlap (store_groups).
+                let mut messages = vec![first];
+                messages.extend(receiver.try_iter());
+                let mut groups = Vec::new();
+                for (id, generated) in messages {
+                    state.outstanding -= 1;
+                    state.settle(id);
+                    match generated {
+                        Err(error) => state.complete(request, &queue, id, Err(error)),
+                        Ok(None) => state.complete(request, &queue, id, Ok(())),
+                        Ok(Some(generated)) => match state.batch_of.get(&id) {
+                            Some(key) => {
+                                if state.dependents.contains_key(&id) {
+                                    blocking += 1;
+                                }
+                                batches
+                                    .entry(key.clone())
+                                    .or_default()
+                                    .push((id, generated));
                             }
-                            batches.entry(key).or_default().push((id, generated));
-                        }
-                        None => {
-                            let done =
-                                self.store_group(request, lock, journal, &[(id, &generated.dirs)]);
-                            for (id, result) in done {
-                                state.complete(request, &queue, id, result);
-                            }
-                        }
-                    },
+                            None => groups.push(vec![(id, generated)]),
+                        },
+                    }
+                }
+                // A store file whose units are all generated is written now,
+                // while the other generators run, not after the last one.
+                loop {
+                    while let Some(key) = state.settled.pop() {
+                        let Some(group) = batches.remove(&key) else {
+                            continue;
+                        };
+                        blocking -= group
+                            .iter()
+                            .filter(|(id, _)| state.dependents.contains_key(id))
+                            .count();
+                        groups.push(group);
+                    }
+                    if groups.is_empty() {
+                        break;
+                    }
+                    let round = std::mem::take(&mut groups);
+                    self.store_round(request, lock, journal, &mut state, &queue, round);
                 }
             }
             queue.close();
@@ -1010,9 +1078,30 @@ impl<'a> Engine<'a> {
         state.results
     }
 
+    /// Stores generated groups (one unit each, or the units of one store
+    /// file) in one round ([`Engine::store_groups`]) and completes them;
+    /// their scratch directories go afterwards.
+    fn store_round(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        state: &mut RunState,
+        queue: &Queue,
+        groups: Vec<Vec<(UnitId, Generated)>>,
+    ) {
+        let refs: Vec<Vec<(UnitId, &GeneratorDirs)>> = groups
+            .iter()
+            .map(|group| group.iter().map(|(id, g)| (*id, &g.dirs)).collect())
+            .collect();
+        for (id, result) in self.store_groups(request, lock, journal, &refs) {
+            state.complete(request, queue, id, result);
+        }
+    }
+
     /// The backend and store file a unit is stored in together with others,
     /// or `None` when it is stored on its own.
-    fn batch_key(&self, unit: &Unit<'_>) -> Option<(String, PathBuf)> {
+    fn batch_key(&self, unit: &Unit<'_>) -> Option<BatchKey> {
         match self.storage(unit).ok()? {
             Storage::Passthrough => None,
             Storage::Scripts(backend, scripts) => {
@@ -1034,8 +1123,85 @@ impl<'a> Engine<'a> {
         journal: &mut Journal,
         group: &[(UnitId, &GeneratorDirs)],
     ) -> Vec<(UnitId, Result<(), EngineError>)> {
-        let plan = request.plan;
         let mut done = Vec::new();
+        if let Some(prepared) = self.prepare_group(request, lock, journal, group, &mut done) {
+            let written = self.write_group(request, &prepared);
+            self.finish_group(request, lock, journal, &prepared, written, &mut done);
+        }
+        done
+    }
+
+    /// Stores several groups ([`Engine::store_group`]) at once: those of
+    /// different scopes (targets, or shared) whose backend runs in this
+    /// process write at the same time, on threads, so one store's waits for
+    /// the disk (fsyncs) overlap another's; the groups of one scope, and
+    /// backend scripts (the contract runs them one at a time), one after
+    /// the other. The lock is only touched here, before and after.
+    fn store_groups(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        groups: &[Vec<(UnitId, &GeneratorDirs)>],
+    ) -> Vec<(UnitId, Result<(), EngineError>)> {
+        let mut done = Vec::new();
+        let prepared: Vec<Prepared<'_, '_>> = groups
+            .iter()
+            .filter_map(|group| self.prepare_group(request, lock, journal, group, &mut done))
+            .collect();
+        // Each lane is written in order by one thread; scripts share one lane.
+        let mut lanes: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+        for (at, group) in prepared.iter().enumerate() {
+            let (backend, scripts) = group.storage;
+            let first = &request.plan[group.members[0].0];
+            let lane = matches!(scripts.serialize, Script::InProcess { .. })
+                .then(|| first.scope())
+                .filter(|_| backend.in_process.is_some());
+            lanes.entry(lane).or_default().push(at);
+        }
+        if lanes.len() <= 1 {
+            for group in &prepared {
+                let written = self.write_group(request, group);
+                self.finish_group(request, lock, journal, group, written, &mut done);
+            }
+            return done;
+        }
+        // Each group is recorded as soon as it is written, as one at a time
+        // would be: a kill loses no more records than before.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for lane in lanes.values() {
+                let (sender, prepared) = (sender.clone(), &prepared);
+                scope.spawn(move || {
+                    for &at in lane {
+                        let written = self.write_group(request, &prepared[at]);
+                        if sender.send((at, written)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            for (at, written) in receiver {
+                self.finish_group(request, lock, journal, &prepared[at], written, &mut done);
+            }
+        });
+        done
+    }
+
+    /// The first part of [`Engine::store_group`]: the lock entry of each
+    /// member (those whose declaration cannot be read fail into `done`), and
+    /// the marks of members with public files recorded (and synced) in the
+    /// journal. `None` when nothing is left to store.
+    fn prepare_group<'g>(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        group: &[(UnitId, &'g GeneratorDirs)],
+        done: &mut Vec<(UnitId, Result<(), EngineError>)>,
+    ) -> Option<Prepared<'g, 'a>> {
+        let plan = request.plan;
         let mut members = Vec::new();
         for &(id, dirs) in group {
             let unit = &plan[id];
@@ -1056,22 +1222,20 @@ impl<'a> Engine<'a> {
                 )),
             }
         }
-        let Some(&(first, _, _)) = members.first() else {
-            return done;
-        };
-        let (backend, scripts) =
+        let &(first, _, _) = members.first()?;
+        let storage =
             match self.storage(&plan[first]) {
                 Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
                 Ok(Storage::Passthrough) => {
                     done.extend(members.iter().map(|(id, _, _)| (*id, Ok(()))));
-                    return done;
+                    return None;
                 }
                 Err(error) => {
                     let message = error.to_string();
                     done.extend(members.iter().map(|(id, _, _)| {
                         (*id, Err(EngineError::UnknownBackend(message.clone())))
                     }));
-                    return done;
+                    return None;
                 }
             };
         let has_public = |id: UnitId| public::public_files(&plan[id]).next().is_some();
@@ -1100,8 +1264,21 @@ impl<'a> Engine<'a> {
                     ))),
                 )
             }));
-            return done;
+            return None;
         }
+        Some(Prepared {
+            members,
+            storage,
+            previous,
+        })
+    }
+
+    /// The middle part of [`Engine::store_group`], which touches no lock:
+    /// serializes the group, then writes each member's public files.
+    fn write_group(&self, request: &GenerateRequest<'_, '_>, group: &Prepared<'_, '_>) -> Written {
+        let plan = request.plan;
+        let (backend, scripts) = group.storage;
+        let members = &group.members;
         let stamps: Vec<Stamp> = members.iter().map(|(_, _, e)| e.stamp()).collect();
         let stored = if let [(id, dirs, _)] = members.as_slice() {
             script::store(
@@ -1121,40 +1298,71 @@ impl<'a> Engine<'a> {
                 .collect();
             script::serialize_all(&units, backend, scripts, &self.script_env)
         };
-        if let Err(error) = stored {
-            // A serialize that failed by itself kept the previous version
-            // (the backend contract), which still matches the previous public
-            // files; one killed half-way may have stored the new one.
-            if !previous.is_empty() && !error.may_be_half_done() {
-                let _ = lock.record(journal, previous, false);
-            }
-            if members.len() > 1 {
-                for &(id, dirs, _) in &members {
-                    done.extend(self.store_group(request, lock, journal, &[(id, dirs)]));
+        stored.map(|()| {
+            members
+                .iter()
+                .map(|(id, dirs, _)| {
+                    let unit = &plan[*id];
+                    public::store(&self.settings.root, unit, &dirs.out).map_err(io(format!(
+                        "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
+                        unit.label(),
+                        public::artifact_dir(&self.settings.root, unit).display(),
+                        unit.name()
+                    )))
+                })
+                .collect()
+        })
+    }
+
+    /// The last part of [`Engine::store_group`]: records what was stored in
+    /// the lock, or undoes the marks of a group that stored nothing; a group
+    /// of several that failed is stored again unit by unit.
+    fn finish_group(
+        &self,
+        request: &GenerateRequest<'_, '_>,
+        lock: &mut Lock,
+        journal: &mut Journal,
+        group: &Prepared<'_, '_>,
+        written: Written,
+        done: &mut Vec<(UnitId, Result<(), EngineError>)>,
+    ) {
+        let plan = request.plan;
+        let Prepared {
+            members, previous, ..
+        } = group;
+        let public = match written {
+            Ok(public) => public,
+            Err(error) => {
+                // A serialize that failed by itself kept the previous version
+                // (the backend contract), which still matches the previous
+                // public files; one killed half-way may have stored the new one.
+                if !previous.is_empty() && !error.may_be_half_done() {
+                    let _ = lock.record(journal, previous.clone(), false);
                 }
-                return done;
+                if members.len() > 1 {
+                    for &(id, dirs, _) in members {
+                        done.extend(self.store_group(request, lock, journal, &[(id, dirs)]));
+                    }
+                    return;
+                }
+                done.push((members[0].0, Err(error.into())));
+                return;
             }
-            done.push((first, Err(error.into())));
-            return done;
-        }
+        };
         let mut entries = Vec::new();
-        for (id, dirs, entry) in members {
+        let start = done.len();
+        for (&(id, _, ref entry), public) in members.iter().zip(public) {
             let unit = &plan[id];
-            if let Err(error) = public::store(&self.settings.root, unit, &dirs.out) {
-                done.push((id, Err(io(format!(
-                    "write the public files of {} to `{}` (the secret files are stored; `check` reports the pair as an error until `artifacts regenerate {}` succeeds)",
-                    unit.label(),
-                    public::artifact_dir(&self.settings.root, unit).display(),
-                    unit.name()
-                ))(error))));
+            if let Err(error) = public {
+                done.push((id, Err(error)));
                 continue;
             }
-            entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
+            entries.push((unit.scope(), unit.name().to_owned(), Some(entry.clone())));
             done.push((id, Ok(())));
         }
         if let Err(error) = lock.record(journal, entries, false) {
             let message = error_chain(&error);
-            for (_, result) in &mut done {
+            for (_, result) in &mut done[start..] {
                 if result.is_ok() {
                     *result = Err(io("record in artifacts.lock")(std::io::Error::other(
                         message.clone(),
@@ -1162,7 +1370,6 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        done
     }
 
     /// Stores files that come from a person instead of a generator
@@ -1653,5 +1860,190 @@ impl<'a> Engine<'a> {
             stamp.as_ref(),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::in_process::{Call, Checked, InProcess, StoreBackend, StoreError, Writable};
+    use crate::registry::{Section, SectionKind};
+
+    /// An in-process backend whose serialize waits (up to `wait`) for a
+    /// second serialize to start, and counts how many ran at once.
+    #[derive(Debug)]
+    struct Meeting {
+        /// Started, running now, most running at once.
+        counts: Mutex<(usize, usize, usize)>,
+        started: Condvar,
+        wait: Duration,
+    }
+
+    impl StoreBackend for Meeting {
+        fn check(&self, _call: &Call) -> Result<Checked, StoreError> {
+            Ok(Checked::Missing)
+        }
+        fn serialize(&self, _call: &Call, _out: &Path) -> Result<(), StoreError> {
+            let mut counts = self.counts.lock().unwrap();
+            counts.0 += 1;
+            counts.1 += 1;
+            counts.2 = counts.2.max(counts.1);
+            self.started.notify_all();
+            let (mut counts, _) = self
+                .started
+                .wait_timeout_while(counts, self.wait, |c| c.0 < 2)
+                .unwrap();
+            counts.1 -= 1;
+            Ok(())
+        }
+        fn deserialize(&self, _call: &Call, _out: &Path) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn list(&self, _call: &Call) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, _call: &Call) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn writable(&self, _call: &Call) -> Result<Writable, StoreError> {
+            Ok(Writable::Yes)
+        }
+    }
+
+    /// Stores one generated unit per plan unit of `manifest` in one round
+    /// (`store_groups`), each in its own group, with a [`Meeting`] backend;
+    /// returns the results and how many serializes ran at once.
+    fn store_round_of(manifest: &str, wait: Duration) -> (Vec<Result<(), String>>, usize) {
+        let dir = tempfile::tempdir().unwrap();
+        // Read for the lock entries' fingerprints.
+        std::fs::write(dir.path().join("gen.sh"), "#!/bin/sh\n").unwrap();
+        let model =
+            artifacts_model::load::load_manifest_text(&dir.path().join("artifacts.toml"), manifest)
+                .unwrap();
+        let plan = Plan::new(&model).unwrap();
+        let meeting = Arc::new(Meeting {
+            counts: Mutex::new((0, 0, 0)),
+            started: Condvar::new(),
+            wait,
+        });
+        let script = |script| Script::InProcess {
+            backend: "meet".into(),
+            script,
+        };
+        let scripts = Scripts {
+            check: script("check"),
+            serialize: script("serialize"),
+            deserialize: Some(script("deserialize")),
+            list: None,
+            remove: None,
+            writable: None,
+            check_all: None,
+        };
+        let mut registry = BackendRegistry::new();
+        registry.add_fallback(Backend {
+            name: "meet".into(),
+            defined_in: PathBuf::from("<test>"),
+            sections: [(
+                SectionKind::Nixos,
+                Section {
+                    enabled: true,
+                    scripts: Some(scripts),
+                },
+            )]
+            .into(),
+            config_keys: vec!["meet".into()],
+            storage: "meet".into(),
+            in_process: Some(InProcess(meeting.clone())),
+        });
+        let engine = Engine::new(
+            &registry,
+            Settings {
+                root: dir.path().to_owned(),
+                log_level: "error".into(),
+                timeouts: Timeouts {
+                    script: None,
+                    generator: None,
+                },
+                self_exe: None,
+                extra_env: Vec::new(),
+            },
+        );
+        let mut lock = Lock::load(&dir.path().join("artifacts.lock")).unwrap();
+        let mut journal = lock.start_journal().unwrap();
+        let units: Vec<UnitId> = plan.iter().map(|(id, _)| id).collect();
+        let answers = Answers::default();
+        let request = GenerateRequest {
+            plan: &plan,
+            units: &units,
+            answers: &answers,
+            sandbox: &Sandbox::Off,
+            observer: &Silent,
+            jobs: 2,
+        };
+        let generated: Vec<(Scratch, GeneratorDirs)> = units
+            .iter()
+            .map(|_| {
+                let (scratch, dirs) = GeneratorDirs::create(dir.path(), None).unwrap();
+                std::fs::write(dirs.out.join("token"), "t").unwrap();
+                (scratch, dirs)
+            })
+            .collect();
+        let groups: Vec<Vec<(UnitId, &GeneratorDirs)>> = units
+            .iter()
+            .zip(&generated)
+            .map(|(id, (_, dirs))| vec![(*id, dirs)])
+            .collect();
+        let done = engine.store_groups(&request, &mut lock, &mut journal, &groups);
+        lock.finish_journal(journal).unwrap();
+        let results = done
+            .iter()
+            .map(|(_, result)| result.as_ref().map(|_| ()).map_err(|e| error_chain(e)))
+            .collect();
+        let most = meeting.counts.lock().unwrap().2;
+        (results, most)
+    }
+
+    /// Stores of different targets in one round run at once: the first
+    /// waits for the second to start, which it would wait for in vain (a
+    /// minute) if they ran one after the other.
+    #[test]
+    fn stores_of_different_targets_overlap() {
+        let (results, most) = store_round_of(
+            r#"
+default.backend = "meet"
+[nixos.m1]
+[nixos.m2]
+[artifacts.api]
+targets = ["m1", "m2"]
+generator = "gen.sh"
+files.token = {}
+"#,
+            Duration::from_secs(60),
+        );
+        assert_eq!(results, [Ok(()), Ok(())]);
+        assert_eq!(most, 2);
+    }
+
+    /// Stores of one target (one directory, one file) never overlap.
+    #[test]
+    fn stores_of_one_target_run_one_after_the_other() {
+        let (results, most) = store_round_of(
+            r#"
+default.backend = "meet"
+[nixos.m1]
+[nixos.m1.artifacts.api]
+generator = "gen.sh"
+files.token = {}
+[nixos.m1.artifacts.web]
+generator = "gen.sh"
+files.token = {}
+"#,
+            Duration::from_millis(300),
+        );
+        assert_eq!(results, [Ok(()), Ok(())]);
+        assert_eq!(most, 1);
     }
 }

@@ -260,7 +260,13 @@ impl Sandbox {
                 let cwd = match dirs.project_view() {
                     Some(root) => {
                         builder.arg("--bind").arg(&dirs.project).arg(root);
+                        // The generator itself is bound below, from its copy:
+                        // one mount, not two.
+                        let itself = dirs.relative_generator(generator);
                         for relative in read_only {
+                            if itself.as_ref() == Some(relative) {
+                                continue;
+                            }
                             builder
                                 .arg("--ro-bind")
                                 .arg(dirs.project.join(relative))
@@ -350,8 +356,11 @@ fn view_args(entries: &'static [&'static str]) -> &'static [OsString] {
 /// (read-only) instead of one bind mount per entry of [`ETC_ENTRIES`]:
 /// copies of the regular files (mode kept; a snapshot as of the run's
 /// start), the links that resolve inside the view ([`link_inside_view`]),
-/// and empty directories over which the directories are still bound. It
-/// holds nothing else, so a generator sees exactly what it saw before.
+/// and copies of the directories ([`copy_tree`]: what a bind of each showed,
+/// without the bind, each of which costs every sandbox a mount and bwrap a
+/// read of the mount table); a directory larger than [`COPY_LIMIT`] is
+/// still bound. It holds nothing else, so a generator sees exactly what it
+/// saw before.
 #[derive(Debug)]
 pub(crate) struct EtcView {
     _scratch: Scratch,
@@ -373,6 +382,7 @@ impl EtcView {
         // Bound by bwrap as the generator's user, which must get through.
         std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o711))?;
         let mut binds = Vec::new();
+        let mut copied = Vec::new();
         for entry in ETC_ENTRIES.iter().map(Path::new) {
             let Ok(relative) = entry.strip_prefix("/etc") else {
                 continue;
@@ -396,8 +406,12 @@ impl EtcView {
                 continue;
             };
             if metadata.is_dir() {
-                std::fs::create_dir(&place)?;
-                binds.push(entry.to_owned());
+                if tree_size(entry)? <= COPY_LIMIT {
+                    copied.push((entry, place));
+                } else {
+                    std::fs::create_dir(&place)?;
+                    binds.push(entry.to_owned());
+                }
             } else if metadata.is_file() {
                 std::fs::copy(entry, &place)?;
                 let mode = metadata.permissions().mode() & 0o7777 & !0o6000;
@@ -408,11 +422,92 @@ impl EtcView {
         for parent in walk_dirs(&dir)? {
             std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755))?;
         }
+        // After the walk: copied directories keep their own modes.
+        for (from, to) in copied {
+            copy_tree(from, &to)?;
+        }
         Ok(EtcView {
             _scratch: scratch,
             paths: EtcPaths { dir, binds },
         })
     }
+}
+
+/// The most entries a directory of [`ETC_ENTRIES`] may hold (all levels)
+/// to be copied into the [`EtcView`] rather than bound: `/etc/ssl/certs`
+/// and `/etc/alternatives` hold a few hundred.
+const COPY_LIMIT: usize = 4096;
+
+/// How many entries `dir` holds, at every level (links not followed),
+/// counting stops past [`COPY_LIMIT`].
+fn tree_size(dir: &Path) -> std::io::Result<usize> {
+    let mut count = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next)? {
+            let entry = entry?;
+            count += 1;
+            if count > COPY_LIMIT {
+                return Ok(count);
+            }
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Copies directory `from` to `to` (not existing yet) as a read-only bind
+/// of it would show it to the generator: regular files with their content,
+/// links as they read, directories with their entries; each with its mode
+/// (setuid and setgid bits dropped, as bwrap's `nosuid` would) and, as
+/// root, its owner, so the generator's user may read exactly what it could
+/// read before. Not being root, the generator runs as us: a file we cannot
+/// read is left out, as it could not read it either. Sockets, fifos and
+/// devices are left out.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    // Followed: an entry of ETC_ENTRIES may be a link to the directory.
+    let metadata = std::fs::metadata(from)?;
+    let root = nix::unistd::geteuid().is_root();
+    let keep = |path: &Path, metadata: &std::fs::Metadata| -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mode = metadata.mode() & 0o7777 & !0o6000;
+        if root {
+            std::os::unix::fs::lchown(path, Some(metadata.uid()), Some(metadata.gid()))?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
+    std::fs::DirBuilder::new().mode(0o700).create(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (source, place) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source)?, &place)?;
+            if root {
+                let metadata = entry.metadata()?;
+                use std::os::unix::fs::MetadataExt;
+                std::os::unix::fs::lchown(&place, Some(metadata.uid()), Some(metadata.gid()))?;
+            }
+        } else if kind.is_dir() {
+            copy_tree(&source, &place)?;
+        } else if kind.is_file() {
+            let mut input = match std::fs::File::open(&source) {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !root => continue,
+                other => other?,
+            };
+            let mut output = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&place)?;
+            std::io::copy(&mut input, &mut output)?;
+            keep(&place, &entry.metadata()?)?;
+        }
+    }
+    // Last: a directory without write permission for us is filled first.
+    keep(to, &metadata)
 }
 
 /// `dir` and every directory below it (links not followed).
@@ -654,6 +749,155 @@ mod tests {
             "relative",
         ] {
             assert_eq!(view(hidden), None, "{hidden}");
+        }
+    }
+
+    /// The places a bwrap command line mounts something at, in order.
+    fn destinations(command: &ProcessBuilder) -> Vec<String> {
+        let line = command.to_string();
+        let words: Vec<&str> = line.split(' ').collect();
+        words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                [
+                    "--bind",
+                    "--ro-bind",
+                    "--ro-bind-try",
+                    "--symlink",
+                    "--tmpfs",
+                ]
+                .contains(w)
+            })
+            .map(|(i, w)| {
+                let at = if *w == "--tmpfs" { i + 1 } else { i + 2 };
+                words[at].to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_is_mounted_twice_at_the_same_place() {
+        let dirs = GeneratorDirs {
+            root: PathBuf::from("/scratch"),
+            out: PathBuf::from("/scratch/out"),
+            prompts: PathBuf::from("/scratch/prompts"),
+            input: PathBuf::from("/scratch/in"),
+            tmp: PathBuf::from("/scratch/tmp"),
+            project: PathBuf::from("/scratch/project"),
+            project_root: PathBuf::from("/srv/project"),
+            etc: None,
+        };
+        let generator = Path::new("/srv/project/generators/gen.sh");
+        // What generator::run passes: the inputs, then the generator itself.
+        let read_only = [
+            PathBuf::from("generators/lib.sh"),
+            PathBuf::from("generators/gen.sh"),
+        ];
+        let sandbox = Sandbox::Bwrap(PathBuf::from("/usr/bin/bwrap"));
+        let command = sandbox.command(generator, &dirs, &read_only, &[]).unwrap();
+        let places = destinations(&command);
+        let mut seen = std::collections::BTreeSet::new();
+        for place in &places {
+            assert!(seen.insert(place), "`{place}` mounted twice: {command}");
+        }
+        for shown in [
+            "/srv/project/generators/lib.sh",
+            "/srv/project/generators/gen.sh",
+        ] {
+            assert!(
+                places.iter().any(|p| p == shown),
+                "{shown} not in {command}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_copied_tree_shows_what_a_bind_showed() {
+        use std::os::unix::fs::MetadataExt;
+        let temp = tempfile::tempdir().unwrap();
+        let from = temp.path().join("from");
+        std::fs::create_dir_all(from.join("sub/deeper")).unwrap();
+        std::fs::write(from.join("cert.pem"), "cert").unwrap();
+        std::fs::write(from.join("sub/deeper/private"), "private").unwrap();
+        std::fs::set_permissions(
+            from.join("sub/deeper/private"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(from.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+        std::os::unix::fs::symlink("/usr/share/ca-certificates/x.crt", from.join("link")).unwrap();
+        std::os::unix::fs::symlink("cert.pem", from.join("relative")).unwrap();
+        let to = temp.path().join("to");
+        copy_tree(&from, &to).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(to.join("cert.pem")).unwrap(),
+            "cert"
+        );
+        assert_eq!(
+            std::fs::read_to_string(to.join("sub/deeper/private")).unwrap(),
+            "private"
+        );
+        for path in ["cert.pem", "sub/deeper/private", "sub", "sub/deeper"] {
+            let copied = std::fs::metadata(to.join(path)).unwrap();
+            let original = std::fs::metadata(from.join(path)).unwrap();
+            assert_eq!(copied.mode() & 0o7777, original.mode() & 0o7777, "{path}");
+            assert_eq!(copied.uid(), original.uid(), "{path}");
+        }
+        let mode = |path: &str| std::fs::metadata(to.join(path)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("sub/deeper/private"), 0o600);
+        assert_eq!(mode("sub"), 0o750);
+        assert_eq!(
+            std::fs::read_link(to.join("link")).unwrap(),
+            Path::new("/usr/share/ca-certificates/x.crt")
+        );
+        assert_eq!(
+            std::fs::read_link(to.join("relative")).unwrap(),
+            Path::new("cert.pem")
+        );
+        // An entry that is a link to a directory elsewhere is copied as the
+        // directory it shows, with that directory's mode.
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let linked = temp.path().join("linked");
+        std::os::unix::fs::symlink(&from, &linked).unwrap();
+        let through = temp.path().join("through");
+        copy_tree(&linked, &through).unwrap();
+        assert_eq!(std::fs::metadata(&through).unwrap().mode() & 0o7777, 0o750);
+        assert!(through.join("sub/deeper/private").is_file());
+    }
+
+    #[test]
+    fn the_etc_view_binds_only_directories_too_large_to_copy() {
+        let view = EtcView::create().unwrap();
+        for entry in ETC_ENTRIES.iter().map(Path::new) {
+            let Ok(relative) = entry.strip_prefix("/etc") else {
+                continue;
+            };
+            let is_dir = std::fs::symlink_metadata(entry).is_ok_and(|m| m.is_dir());
+            if !is_dir || link_inside_view(entry).is_some() {
+                continue;
+            }
+            let bound = view.paths.binds.iter().any(|b| b == entry);
+            assert_eq!(
+                bound,
+                tree_size(entry).unwrap() > COPY_LIMIT,
+                "{}",
+                entry.display()
+            );
+            if !bound {
+                let names = |dir: &Path| -> std::collections::BTreeSet<OsString> {
+                    std::fs::read_dir(dir)
+                        .unwrap()
+                        .map(|e| e.unwrap().file_name())
+                        .collect()
+                };
+                assert_eq!(
+                    names(&view.paths.dir.join(relative)),
+                    names(entry),
+                    "{}",
+                    entry.display()
+                );
+            }
         }
     }
 }
