@@ -1150,32 +1150,8 @@ fn interrupting_the_tk_engine_removes_its_private_secrets_file() {
     );
     assert!(!String::from_utf8_lossy(&output.stderr).contains("tk-canary-5521"));
     // The stand-in dies with us (parent-death signal), even though we exited
-    // on our own: wait for its exit on a pidfd, not by polling.
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if !String::from_utf8_lossy(&cmdline).contains("600.4242") {
-            continue;
-        }
-        // SAFETY: pidfd_open returns a new descriptor or -1; we own it.
-        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            continue; // already gone
-        }
-        // SAFETY: `fd` is the descriptor just opened above, owned by nothing else.
-        let fd =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-        let mut fds = [nix::poll::PollFd::new(
-            std::os::fd::AsFd::as_fd(&fd),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
-        assert_eq!(ready, 1, "the stand-in tk (pid {pid}) outlived artifacts");
-    }
+    // on our own.
+    crate::util::assert_all_exit("600.4242", "the stand-in tk");
 }
 
 #[test]

@@ -448,3 +448,34 @@ pub fn spawn_until_stderr(
     }
     (child, stderr, seen)
 }
+
+/// Waits (on a pidfd each, not by polling; at most 10 s) for every process
+/// whose command line holds `token` to exit, and fails naming `what` if one
+/// does not: children that must die with us (parent-death signal).
+pub fn assert_all_exit(token: &str, what: &str) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline).contains(token) {
+            continue;
+        }
+        // SAFETY: pidfd_open returns a new descriptor or -1; we own it.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            continue; // already gone
+        }
+        // SAFETY: `fd` is the descriptor just opened above, owned by nothing else.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&fd),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).unwrap();
+        assert_eq!(ready, 1, "{what} (pid {pid}) outlived artifacts");
+    }
+}

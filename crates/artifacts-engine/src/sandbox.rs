@@ -205,6 +205,7 @@ impl Sandbox {
                 builder
                     .clear_env()
                     .no_new_privs()
+                    .kill_on_parent_death()
                     .cwd(cwd)
                     .env("PATH", GENERATOR_PATH)
                     .env("HOME", &dirs.tmp)
@@ -222,7 +223,13 @@ impl Sandbox {
             }
             Sandbox::Bwrap(bwrap) => {
                 let mut builder = ProcessBuilder::new(bwrap);
-                builder.clear_env().cwd(&dirs.tmp).args(BWRAP_BASE);
+                // bwrap's own --die-with-parent comes too late for a kill
+                // during its start-up: the kernel is told before it runs.
+                builder
+                    .clear_env()
+                    .kill_on_parent_death()
+                    .cwd(&dirs.tmp)
+                    .args(BWRAP_BASE);
                 if let Some((uid, gid)) = user {
                     builder.user(uid, gid);
                 }

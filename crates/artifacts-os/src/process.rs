@@ -284,13 +284,15 @@ impl ProcessBuilder {
         }
         let pass = self.pass_fd.as_ref().map(|fd| fd.as_raw_fd());
         let no_new_privs = self.no_new_privs;
-        let parent_death = self.parent_death;
+        // Our pid, for the child to see whether we died before it asked
+        // for the signal.
+        let parent_death = self.parent_death.then(std::process::id);
         // A child that needs nothing done between fork and exec is started
         // without a `pre_exec` hook, so std can use `posix_spawn` (a vfork,
         // no copy of our page tables): backend scripts run thousands of
         // times per `check`, and a fork of a large process costs far more
         // than the script.
-        let plain = pass.is_none() && !no_new_privs && !parent_death;
+        let plain = pass.is_none() && !no_new_privs && parent_death.is_none();
         if !plain {
             // SAFETY: between fork and exec the closure only makes raw system
             // calls (fcntl, close_range, getrlimit, prctl), which are
@@ -394,13 +396,19 @@ impl fmt::Debug for ProcessBuilder {
 fn prepare_child(
     pass: Option<RawFd>,
     no_new_privs: bool,
-    parent_death: bool,
+    parent_death: Option<u32>,
 ) -> std::io::Result<()> {
     use nix::libc;
-    if parent_death {
+    if let Some(parent) = parent_death {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
             return Err(std::io::Error::last_os_error());
+        }
+        // Killed between fork and prctl, the parent sent no signal: the
+        // child was adopted by another process by now, and stops here.
+        // SAFETY: getppid takes no arguments.
+        if unsafe { libc::getppid() } as u32 != parent {
+            return Err(std::io::Error::other("the parent died"));
         }
     }
     cloexec_from(3);
