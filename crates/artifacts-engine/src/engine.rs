@@ -14,7 +14,7 @@ use crate::generator::{self, ArtifactFiles, GeneratorError};
 use crate::lockfile::{Journal, Lock, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
-use crate::registry::{Backend, BackendRegistry, Scripts};
+use crate::registry::{Backend, BackendRegistry, Script, Scripts};
 use crate::sandbox::{EtcView, GeneratorDirs, Sandbox};
 use crate::script::{self, CheckOutcome, ScriptEnv, ScriptError, ScriptKind};
 use crate::{install, public};
@@ -459,6 +459,7 @@ impl<'a> Engine<'a> {
             extra_env: settings.extra_env.clone(),
             prompt_variables: script::prompt_variables(),
             scratch: script::RunScratch::default(),
+            canonical_root: Default::default(),
         };
         Engine {
             registry,
@@ -653,7 +654,7 @@ impl<'a> Engine<'a> {
         let relevant = |backend: &Backend| {
             backend.is_shipped()
                 || recorded.as_deref() == Some(backend.name.as_str())
-                || plan.units().any(|u| u.backend.name == backend.name)
+                || plan.uses_backend(&backend.name)
         };
         let mut seen = std::collections::BTreeSet::from([declared.storage.clone()]);
         let candidates = recorded
@@ -705,12 +706,14 @@ impl<'a> Engine<'a> {
     ) -> Vec<Status> {
         // Every script of this batch prepares its inputs in one scratch directory.
         let _scratch = self.script_env.scratch.hold();
-        // Backends with `check-all` answer for all of a target's units in one run.
+        // Backends with `check-all` answer for all of a target's units in one
+        // run, in-process ones in one call (a SOPS file is read once).
         let mut batches: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         for (slot, &index) in selected.iter().enumerate() {
             let unit = &plan[index];
             if let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit)
-                && scripts.check_all.is_some()
+                && (scripts.check_all.is_some()
+                    || matches!(scripts.check, Script::InProcess { .. }))
                 && unit.targets.one().is_some()
             {
                 batches
@@ -727,16 +730,20 @@ impl<'a> Engine<'a> {
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
                 unreachable!("batched units have scripts")
             };
-            let script = scripts.check_all.as_ref().expect("batched for check-all");
-            script::check_all(&units, backend, script, &self.script_env)
-                .map_err(|error| error_chain(&error))
+            let Some(script) = scripts.check_all.as_ref() else {
+                return script::check_in_process(&units, backend, scripts, &self.script_env)
+                    .into_iter()
+                    .map(|answer| answer.map_err(|error| error_chain(&error)))
+                    .collect();
+            };
+            match script::check_all(&units, backend, script, &self.script_env) {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Err(error) => vec![Err(error_chain(&error)); units.len()],
+            }
         });
-        for (slots, answer) in batches.iter().zip(batch_answers) {
-            for (at, &slot) in slots.iter().enumerate() {
-                answered[slot] = Some(match &answer {
-                    Ok(outcomes) => Ok(outcomes[at].clone()),
-                    Err(reason) => Err(reason.clone()),
-                });
+        for (slots, answers) in batches.iter().zip(batch_answers) {
+            for (&slot, answer) in slots.iter().zip(answers) {
+                answered[slot] = Some(answer);
             }
         }
         let answered: Vec<Mutex<Option<Result<CheckOutcome, String>>>> =
