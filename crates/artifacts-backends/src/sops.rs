@@ -300,13 +300,15 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[Transi
 /// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    check_read(call, read_file_at(call)?)
+    check_read(call, read_file_at(call)?, || recipients(call))
 }
 
 /// [`check`] of several calls: calls in a row for the same file (the
-/// artifacts of one target) read it once.
+/// artifacts of one target) read it once, and calls in a row for the same
+/// targets, configured alike, share their recipients.
 pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
     let mut last: Option<((PathBuf, String), Option<Read>)> = None;
+    let mut known: Option<(&Call, Vec<Recipient>)> = None;
     calls
         .iter()
         .map(|call| {
@@ -319,13 +321,38 @@ pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
                     read
                 }
             };
-            check_read(call, read)
+            check_read(call, read, || {
+                if let Some((before, wanted)) = &known
+                    && same_targets(before, call)
+                {
+                    return Ok(wanted.clone());
+                }
+                let wanted = recipients(call)?;
+                known = Some((call, wanted.clone()));
+                Ok(wanted)
+            })
         })
         .collect()
 }
 
-/// [`check`] with the target's file as read.
-fn check_read(call: &Call, read: Option<Read>) -> Result<Checked, Error> {
+/// Whether two calls are for the same targets, configured alike: then
+/// their recipients are the same.
+fn same_targets(a: &Call, b: &Call) -> bool {
+    let (a_targets, b_targets) = (a.targets.as_slice(), b.targets.as_slice());
+    a.context == b.context
+        && a_targets.len() == b_targets.len()
+        && a_targets.iter().zip(b_targets).all(|(x, y)| {
+            x.name == y.name && x.target_kind == y.target_kind && x.config == y.config
+        })
+}
+
+/// [`check`] with the target's file as read and the configured recipients
+/// (asked only when the artifact is stored).
+fn check_read(
+    call: &Call,
+    read: Option<Read>,
+    wanted: impl FnOnce() -> Result<Vec<Recipient>, Error>,
+) -> Result<Checked, Error> {
     let Some((dir, _, path, file)) = read else {
         return Ok(Checked::Missing);
     };
@@ -341,7 +368,7 @@ fn check_read(call: &Call, read: Option<Read>) -> Result<Checked, Error> {
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &recipients(call)?, &transit_keys_of(call, &path)?) {
+    if !same_recipients(&file, &wanted()?, &transit_keys_of(call, &path)?) {
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
