@@ -73,13 +73,16 @@
 
       # Home Manager: the option tree and user targets, and the backends'
       # Home Manager sides (import agenix's or sops-nix's own Home Manager
-      # module next to them). `homeModules` is the name upstream
-      # nixos-artifacts and current Home Manager use.
+      # module next to theirs; openbao needs none). `homeModules` is the
+      # name upstream nixos-artifacts and current Home Manager use.
       homeModules = {
         default = ./nix-modules/home-manager.nix;
         artifacts = ./nix-modules/home-manager.nix;
         agenix = ./backends/agenix/home-manager.nix;
         sops-nix = ./backends/sops-nix/home-manager.nix;
+        # The user fetches their own secrets with their AppRole; set
+        # `artifacts.openbao.package` (e.g. to this flake's package).
+        openbao = ./backends/openbao/home-manager.nix;
       };
       homeManagerModules = self.homeModules;
 

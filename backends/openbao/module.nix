@@ -12,56 +12,31 @@
 # The AppRole's ids are files on the machine (`roleIdFile`, `secretIdFile`);
 # `artifacts openbao policies --apply` creates the policy and AppRole, the
 # operator puts the ids there. The manifest the service reads is on
-# `system.build.artifactsOpenbao.manifest` for debugging.
+# `system.build.artifactsOpenbao.manifest` for debugging. The manifest and
+# the ExecStart are built by nix-modules/lib/openbao.nix, shared with the
+# Home Manager side (./home-manager.nix).
 { config, lib, pkgs, ... }:
 let
   cfg = config.artifacts;
   ocfg = cfg.openbao;
-  common = import ../../nix-modules/lib/common.nix;
-  dummy = import ../../nix-modules/lib/dummy.nix;
-  fetched = common.artifactsUsing [ "openbao" "vault" ] (cfg.default.backend or null) (cfg.store or { });
-  # What the CLI reads of an artifact, as for dummy (nix-modules/lib/dummy.nix).
-  declared = [ "name" "description" "shared" "backend" "serialization" "generator" "prompts" "files" "dependencies" ];
-  only = keys: attrs: builtins.intersectAttrs (lib.genAttrs keys (_: null)) attrs;
-  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
-  manifestData = {
-    nixos = [
-      {
-        machine = cfg.machineName;
-        artifacts = builtins.listToAttrs (
-          map (entry: {
-            inherit (entry) name;
-            value = only declared entry.value // {
-              backend = common.backendOf (cfg.default.backend or null) entry.value;
-              # Not `value`: a secret file's is an evaluation error.
-              files = builtins.mapAttrs (_: only fileKeys) (entry.value.files or { });
-            };
-          }) fetched
-        );
-        config.openbao =
-          (cfg.config.openbao or { })
-          // (cfg.config.vault or { })
-          // {
-            inherit (ocfg) roleIdFile secretIdFile;
-          }
-          // lib.optionalAttrs (ocfg.address != null) { inherit (ocfg) address; };
-      }
-    ];
+  openbao = import ../../nix-modules/lib/openbao.nix;
+  fetched = openbao.fetched (cfg.default.backend or null) (cfg.store or { });
+  manifestData = openbao.manifest {
+    kind = "nixos";
+    name = cfg.machineName;
+    store = cfg.store or { };
+    defaultBackend = cfg.default.backend or null;
+    config = cfg.config or { };
+    inherit (ocfg) roleIdFile secretIdFile address;
   };
   manifest = pkgs.writeText "artifacts-openbao-${cfg.machineName}.json" (builtins.toJSON manifestData);
-  execStart = builtins.concatStringsSep " " (
-    map dummy.execArg (
-      [
-        "${ocfg.package}/bin/artifacts"
-        "--manifest"
-        "${manifest}"
-        "activate"
-        "--target"
-        "nixos/${cfg.machineName}"
-      ]
-      ++ map (entry: entry.name) fetched
-    )
-  );
+  execStart = openbao.execStart {
+    artifacts = "${ocfg.package}/bin/artifacts";
+    manifest = "${manifest}";
+    kind = "nixos";
+    name = cfg.machineName;
+    inherit fetched;
+  };
   fetch = {
     description = "Fetch this machine's artifacts from OpenBao";
     wants = [ "network-online.target" ];
@@ -77,49 +52,33 @@ in
 {
   imports = [ ../../nix-modules/backend-options.nix ];
 
-  options.artifacts.openbao = {
-    package = lib.mkOption {
-      type = lib.types.package;
-      description = "The package providing `bin/artifacts`, run by the fetch service.";
-    };
-    address = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "https://bao.example.org:8200";
-      description = "The server, when `artifacts.config.openbao.address` does not say it.";
-    };
-    # Keep these defaults in sync with DEFAULT_ROLE_ID_FILE and
-    # DEFAULT_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
-    roleIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "/var/lib/artifacts/openbao/role-id";
-      description = "The file holding this machine's AppRole role_id.";
-    };
-    secretIdFile = lib.mkOption {
-      type = lib.types.str;
-      default = "/var/lib/artifacts/openbao/secret-id";
-      description = "The file holding this machine's AppRole secret_id (keep it 0400 root).";
-    };
-    before = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [ ];
-      example = [ "nginx.service" ];
-      description = "Units that must start after the artifacts are fetched.";
-    };
-    timer = {
-      enable = lib.mkEnableOption "fetching again periodically, to pick up rotations";
-      onCalendar = lib.mkOption {
-        type = lib.types.str;
-        default = "hourly";
-        description = "When to fetch again (systemd.time(7) calendar event).";
+  options.artifacts.openbao =
+    import ../../nix-modules/openbao-options.nix {
+      inherit lib;
+      # Keep these defaults in sync with DEFAULT_ROLE_ID_FILE and
+      # DEFAULT_SECRET_ID_FILE in crates/artifacts-backends/src/openbao.rs.
+      roleIdFile = {
+        default = "/var/lib/artifacts/openbao/role-id";
+        description = "The file holding this machine's AppRole role_id.";
+      };
+      secretIdFile = {
+        default = "/var/lib/artifacts/openbao/secret-id";
+        description = "The file holding this machine's AppRole secret_id (keep it 0400 root).";
+      };
+    }
+    // {
+      before = lib.mkOption {
+        type = lib.types.listOf lib.types.str;
+        default = [ ];
+        example = [ "nginx.service" ];
+        description = "Units that must start after the artifacts are fetched.";
       };
     };
-  };
 
   config = lib.mkIf (fetched != [ ]) {
     assertions = [
       {
-        assertion = ocfg.address != null || (cfg.config.openbao.address or cfg.config.vault.address or null) != null;
+        assertion = openbao.address { inherit (ocfg) address; config = cfg.config or { }; } != null;
         message = "artifacts: set artifacts.openbao.address (or artifacts.config.openbao.address) so the machine can fetch its openbao artifacts";
       }
     ];

@@ -33,6 +33,28 @@ rec {
       }) (builtins.attrNames store)
     );
 
+  # `{ <artifact> = declaration; }` of `entries` (`[ { name, value } ]`) as
+  # the JSON manifest the CLI reads on a machine (`artifacts --manifest M
+  # activate`): only the keys it reads, the backend `backendFor` gives, and
+  # of each file only where it goes. Not a file's `value`: a secret file's
+  # is an evaluation error, and a public one's is not needed.
+  manifestArtifacts =
+    backendFor: entries:
+    let
+      pick = keys: attrs: builtins.intersectAttrs (builtins.listToAttrs (map (key: { name = key; value = null; }) keys)) attrs;
+      declared = [ "name" "description" "shared" "backend" "serialization" "generator" "prompts" "files" "dependencies" ];
+      fileKeys = [ "path" "owner" "group" "mode" "secret" ];
+    in
+    builtins.listToAttrs (
+      map (entry: {
+        inherit (entry) name;
+        value = pick declared entry.value // {
+          backend = backendFor entry.value;
+          files = builtins.mapAttrs (_: pick fileKeys) (entry.value.files or { });
+        };
+      }) entries
+    );
+
   # The default path of a file, as the CLI fills it in (one definition: ./files.nix).
   inherit (import ./files.nix) defaultPath;
 

@@ -25,24 +25,8 @@
 let
   common = import ./common.nix;
 
-  # What the CLI reads of an artifact (the JSON the Nix modules produce).
-  declared = [
-    "name"
-    "description"
-    "shared"
-    "backend"
-    "serialization"
-    "generator"
-    "prompts"
-    "files"
-    "dependencies"
-  ];
-
   dummyArtifacts =
     defaultBackend: store: common.artifactsUsing [ "dummy" ] defaultBackend store;
-
-  fileKeys = [ "path" "owner" "group" "mode" "secret" ];
-  pick = keys: attrs: builtins.intersectAttrs (builtins.listToAttrs (map (key: { name = key; value = null; }) keys)) attrs;
 
   hexDigits = [ "0" "1" "2" "3" "4" "5" "6" "7" "8" "9" "a" "b" "c" "d" "e" "f" ];
   hex = n: builtins.elemAt hexDigits (n / 16) + builtins.elemAt hexDigits (n - n / 16 * 16);
@@ -101,19 +85,7 @@ rec {
       nixos = [
         {
           inherit machine;
-          artifacts = builtins.listToAttrs (
-            map (entry: {
-              inherit (entry) name;
-              value = builtins.intersectAttrs (builtins.listToAttrs (
-                map (key: { name = key; value = null; }) declared
-              )) entry.value // {
-                backend = "dummy";
-                # Only what the CLI reads: `value` (a public file's content,
-                # an evaluation error on secret files) must not be forced.
-                files = builtins.mapAttrs (_: pick fileKeys) (entry.value.files or { });
-              };
-            }) (dummyArtifacts defaultBackend store)
-          );
+          artifacts = common.manifestArtifacts (_: "dummy") (dummyArtifacts defaultBackend store);
           config = { };
         }
       ];

@@ -163,3 +163,47 @@ artifacts.keys = { generator = "generators/keys.sh", files.private = { owner = "
         "user `no-such-user-x` of `/run/artifacts/keys/private` does not exist on this system",
     );
 }
+
+/// A Home Manager user's files belong to whoever installs them: root
+/// activating another user's would leave root-owned files that user cannot
+/// read, so it is refused before anything runs, naming the user to run it
+/// as; a staging `--root` and root's own configuration are allowed.
+#[test]
+fn root_does_not_activate_another_users_home_manager_files() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "activate tests run as root (CI does)"
+    );
+    let p = Project::new("root_does_not_activate_a_users_files");
+    p.generator("line.sh", r#"echo value > "$out/line""#)
+        .manifest(
+            r#"
+default.backend = "dummy"
+[home.alice.artifacts.line]
+generator = "generators/line.sh"
+files.line = { path = "~/line" }
+[home.root.artifacts.line]
+generator = "generators/line.sh"
+files.line = { path = "~/line" }
+"#,
+        );
+    p.run(["activate", "--target", "homemanager/alice"])
+        .code(2)
+        .stderr_has("installs files that belong to whoever runs it, and this is root: run it as the user `alice`");
+    assert!(!p.home.join("line").exists(), "installed as root");
+    let staging = p.root.join("staging");
+    let staged = p.run([
+        "activate",
+        "--target",
+        "homemanager/alice",
+        "--root",
+        staging.to_str().unwrap(),
+    ]);
+    staged.stderr_lacks("this is root");
+    p.run(["activate", "--target", "homemanager/root"])
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(p.home.join("line")).unwrap(),
+        "value\n"
+    );
+}

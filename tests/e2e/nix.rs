@@ -64,6 +64,9 @@ fn every_nix_file_parses() {
         "nix-modules/lib/public.nix",
         "backends/agenix/home-manager.nix",
         "backends/sops-nix/home-manager.nix",
+        "backends/openbao/home-manager.nix",
+        "nix-modules/lib/openbao.nix",
+        "nix-modules/openbao-options.nix",
     ] {
         assert!(
             files.contains(&repo().join(expected)),

@@ -492,6 +492,97 @@ fn modules_in_real_nixos_and_home_manager_evaluations() {
     );
     run_home_public_snippet(&p, home_sops["public"].as_str().unwrap());
 
+    // openbao for a Home Manager user: one user oneshot at login for both
+    // names of the backend, fetching as `homemanager/<user>`; the
+    // artifacts' targets after it; a separate refresh service on the timer.
+    let hm_bao = &got["home-openbao"];
+    assert_eq!(hm_bao["failed"], json!([]), "{}", dump(hm_bao));
+    let fetch = &hm_bao["fetch"];
+    let exec = fetch["Service"]["ExecStart"].as_str().unwrap();
+    assert!(
+        exec.ends_with(r#""activate" "--target" "homemanager/alice" "mail" "ssh""#)
+            && exec.contains(r#"/bin/artifacts" "--manifest" ""#),
+        "{exec}"
+    );
+    assert_eq!(fetch["Install"]["WantedBy"], json!(["default.target"]));
+    assert_eq!(fetch["Service"]["Type"], "oneshot");
+    assert_eq!(fetch["Service"]["RemainAfterExit"], json!(true));
+    assert_eq!(hm_bao["refresh"]["Service"]["ExecStart"], json!(exec));
+    assert_eq!(hm_bao["refresh"]["Service"]["RemainAfterExit"], Value::Null);
+    assert_eq!(hm_bao["refresh"]["Install"], Value::Null);
+    assert_eq!(hm_bao["timer"]["Timer"]["OnCalendar"], "daily");
+    assert_eq!(
+        hm_bao["timer"]["Install"]["WantedBy"],
+        json!(["timers.target"])
+    );
+    assert_eq!(
+        hm_bao["otherServices"],
+        json!(["artifacts-openbao", "artifacts-openbao-refresh"])
+    );
+    for artifact in ["ssh", "mail"] {
+        let unit = &hm_bao["targets"][format!("artifacts-{artifact}")]["Unit"];
+        assert_eq!(
+            unit["Requires"],
+            json!(["artifacts-openbao.service"]),
+            "{}",
+            dump(unit)
+        );
+        assert_eq!(
+            unit["After"],
+            json!(["artifacts-openbao.service"]),
+            "{}",
+            dump(unit)
+        );
+    }
+    assert_eq!(
+        hm_bao["targets"]["artifacts-backup"]["Unit"]["Requires"],
+        json!(["agenix.service"]),
+        "the agenix artifact keeps its own service"
+    );
+    let user = &hm_bao["manifest"]["home"][0];
+    assert_eq!(user["user"], "alice");
+    assert_eq!(
+        user["config"]["openbao"],
+        json!({ "address": "https://bao.example:8200", "mount": "kv",
+                "roleIdFile": "/home/alice/.config/artifacts/openbao/role-id",
+                "secretIdFile": "/home/alice/.config/artifacts/openbao/secret-id" })
+    );
+    let names: Vec<&String> = user["artifacts"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["mail", "ssh"]);
+    assert_eq!(
+        user["artifacts"]["ssh"]["files"]["key"],
+        json!({ "path": "/home/alice/.ssh/id_artifacts", "mode": "0600", "secret": true })
+    );
+    // The CLI reads that manifest as the user's: the fetch gets as far as
+    // the AppRole files the module named (no server is needed for that).
+    // As root, into a staging tree (root does not install a user's files).
+    let manifest = p.root.join("home-openbao.json");
+    fs::write(&manifest, serde_json::to_vec(&hm_bao["manifest"]).unwrap()).unwrap();
+    let staging = p.root.join("staging");
+    p.run([
+        OsStr::new("--manifest"),
+        manifest.as_os_str(),
+        OsStr::new("activate"),
+        OsStr::new("--target"),
+        OsStr::new("homemanager/alice"),
+        OsStr::new("--root"),
+        staging.as_os_str(),
+        OsStr::new("ssh"),
+    ])
+    .code(1)
+    .stderr_has("homemanager `alice`: failed to read the AppRole file `/home/alice/.config/artifacts/openbao/role-id`");
+    // Without an address: the assertion says what to set; no timer unless asked.
+    let no_address = &got["home-openbao-no-address"];
+    assert_eq!(
+        no_address["failed"],
+        json!([
+            "artifacts: set artifacts.openbao.address (or artifacts.config.openbao.address) so user alice-work can fetch their openbao artifacts"
+        ])
+    );
+    assert_eq!(no_address["services"], json!(["artifacts-openbao"]));
+    assert_eq!(no_address["timers"], json!([]));
+    assert_eq!(no_address["manifest"]["home"][0]["user"], "alice-work");
+
     // Upstream's declarations and a backend declaring options under artifacts.config.
     let upstream = &got["upstream"];
     assert_eq!(

@@ -690,3 +690,343 @@ fn open_when_read(fifo: &std::path::Path, child: &mut std::process::Child) -> st
 fn kv_prod(server: &BaoServer, file: &str, version: Option<u32>) -> String {
     kv_field(server, "per-machine/m1/api", file, version)
 }
+
+/// A machine and two Home Manager users on one server; `ca` is shared by
+/// the machine and alice, who declare it at different paths. The machine
+/// is configured with alice's AppRole files (`alice_ids`), to prove her
+/// AppRole cannot read a machine's entry.
+fn users_manifest(address: &str, alice_ids: &str) -> String {
+    format!(
+        r#"
+default.backend = "openbao"
+[nixos.m1]
+config.openbao.address = "{address}"
+config.openbao.roleIdFile = "{alice_ids}/role-id"
+config.openbao.secretIdFile = "{alice_ids}/secret-id"
+[home.alice]
+config.openbao.address = "{address}"
+[home.bob]
+config.openbao.address = "{address}"
+config.openbao.roleIdFile = "~/.config/artifacts/openbao/role-id"
+config.openbao.secretIdFile = "~/.config/artifacts/openbao/secret-id"
+
+[artifacts.api]
+targets = ["nixos/m1"]
+generator = "generators/user.sh"
+files.token = {{}}
+[artifacts.ca]
+shared = true
+targets = ["nixos/m1", "home/alice"]
+generator = "generators/user.sh"
+files.cert = {{ mode = "0440" }}
+[artifacts.ssh]
+targets = ["home/alice"]
+generator = "generators/user.sh"
+files.key = {{ path = "~/.ssh/id_artifacts", mode = "0600" }}
+files.token = {{}}
+files.pub = {{ secret = false, path = "~/.ssh/id_artifacts.pub" }}
+[artifacts.mail]
+targets = ["home/bob"]
+generator = "generators/user.sh"
+files.password = {{}}
+"#
+    )
+}
+
+/// `nobody`'s uid and gid.
+fn nobody() -> (u32, u32) {
+    let user = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// `artifacts ARGS` as `nobody`, with no operator token, `HOME` and
+/// `XDG_RUNTIME_DIR` the user's (what a systemd user service has).
+fn run_as_user<const N: usize>(
+    p: &Project,
+    runtime: &std::path::Path,
+    env: &[(&str, &str)],
+    args: [&str; N],
+) -> Run {
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = nobody();
+    let mut command = p.command(args);
+    command
+        .env("XDG_RUNTIME_DIR", runtime)
+        .envs(env.iter().copied())
+        .uid(uid)
+        .gid(gid);
+    p.finish(&mut command)
+}
+
+/// A Home Manager user fetches their own artifacts (and the shared one
+/// they declare) with their own AppRole, as a non-root user: exact bytes,
+/// exact modes, owned by them, at their declared paths (`~/`,
+/// `$XDG_RUNTIME_DIR`), a link in the way replaced rather than followed.
+/// Their AppRole cannot read another user's or a machine's entry.
+#[test]
+fn home_manager_users_fetch_their_own_artifacts_as_themselves() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let server = BaoServer::dev();
+    let p = Project::new("openbao_home_manager_users");
+    p.generator(
+        "user.sh",
+        r#"case "$artifact" in
+  ssh) head -c 32 /dev/urandom > "$out/key"
+       printf '\377\000tail' >> "$out/key"
+       head -c 24 /dev/urandom | base64 > "$out/token"
+       echo "ssh-ed25519 AAAA alice" > "$out/pub" ;;
+  ca) head -c 24 /dev/urandom | base64 > "$out/cert" ;;
+  api) head -c 24 /dev/urandom | base64 > "$out/token" ;;
+  mail) head -c 24 /dev/urandom | base64 > "$out/password" ;;
+esac"#,
+    );
+    // Alice's AppRole ids where a Home Manager user keeps them by default.
+    let ids = p.home.join(".config/artifacts/openbao");
+    p.manifest(&users_manifest(&server.address, ids.to_str().unwrap()));
+    run(&p, &server, ["generate"])
+        .success()
+        .stderr_has("generated 4 artifact(s)");
+
+    // Her policy: exactly her entry and the shared one she declares.
+    let printed = p.run(["openbao", "policies"]).success().stdout.clone();
+    let policy = printed
+        .split("# policy ")
+        .find(|block| block.starts_with("artifacts-homemanager-alice "))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        policy.contains("path \"secret/data/artifacts/per-user/alice/ssh\""),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("path \"secret/data/artifacts/shared/ca\""),
+        "{policy}"
+    );
+    assert_eq!(policy.matches("path \"").count(), 2, "{policy}");
+    run(&p, &server, ["openbao", "policies", "--apply"])
+        .success()
+        .stderr_has("wrote policy and AppRole `artifacts-homemanager-alice`")
+        .stderr_has("wrote policy and AppRole `artifacts-homemanager-bob`");
+    let role = "auth/approle/role/artifacts-homemanager-alice";
+    let role_id = server.bao(
+        &["read", "-field=role_id", &format!("{role}/role-id")],
+        None,
+    );
+    let secret_id = server.bao(
+        &[
+            "write",
+            "-f",
+            "-field=secret_id",
+            &format!("{role}/secret-id"),
+        ],
+        None,
+    );
+    std::fs::create_dir_all(&ids).unwrap();
+    for (name, content) in [("role-id", &role_id), ("secret-id", &secret_id)] {
+        std::fs::write(ids.join(name), content).unwrap();
+        std::fs::set_permissions(ids.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // Her session: a runtime directory, and a link where her key goes,
+    // pointing at a file she must not change.
+    let base = p.root.parent().unwrap();
+    let runtime = base.join("run-user");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::create_dir_all(p.home.join(".ssh")).unwrap();
+    let outside = base.join("outside");
+    std::fs::write(&outside, "not hers").unwrap();
+    std::os::unix::fs::symlink(&outside, p.home.join(".ssh/id_artifacts")).unwrap();
+    let (uid, gid) = nobody();
+    for dir in [&p.root, &p.tmp, &p.home, &runtime] {
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown {}", dir.display());
+    }
+
+    run_as_user(
+        &p,
+        &runtime,
+        &[],
+        ["activate", "--target", "homemanager/alice"],
+    )
+    .success()
+    .stderr_has("installed");
+    let show = |artifact: &str, file: &str| {
+        let mut command = p.command(["show", artifact, "--target", "home/alice", "--file", file]);
+        command.env("BAO_TOKEN", &server.root_token);
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let expect = |path: &std::path::Path, content: Vec<u8>, mode: u32| {
+        let meta =
+            std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(meta.is_file(), "{} is not a regular file", path.display());
+        assert_eq!(std::fs::read(path).unwrap(), content, "{}", path.display());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (uid, gid, mode),
+            "{}",
+            path.display()
+        );
+    };
+    let key = p.home.join(".ssh/id_artifacts");
+    let key_bytes = show("ssh", "key");
+    assert!(key_bytes.ends_with(b"\xff\x00tail"));
+    expect(&key, key_bytes, 0o600);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "not hers");
+    expect(
+        &runtime.join("artifacts/ssh/token"),
+        show("ssh", "token"),
+        0o400,
+    );
+    // The shared artifact at her path, not the machine's /run/artifacts/….
+    expect(
+        &runtime.join("artifacts/ca/cert"),
+        show("ca", "cert"),
+        0o440,
+    );
+    let dir = std::fs::metadata(runtime.join("artifacts/ssh")).unwrap();
+    assert_eq!((dir.uid(), dir.mode() & 0o7777), (uid, 0o700));
+    // The public file comes from the repository (the artifacts module).
+    assert!(!p.home.join(".ssh/id_artifacts.pub").exists());
+
+    // A rotation reaches her at the next fetch.
+    run(&p, &server, ["regenerate", "ssh", "--yes"]).success();
+    run_as_user(
+        &p,
+        &runtime,
+        &[],
+        ["activate", "--target", "homemanager/alice"],
+    )
+    .success();
+    let rotated = show("ssh", "token");
+    expect(&runtime.join("artifacts/ssh/token"), rotated, 0o400);
+
+    // `$XDG_CONFIG_HOME`, when set, is where the ids are by default.
+    run_as_user(
+        &p,
+        &runtime,
+        &[("XDG_CONFIG_HOME", "/nonexistent-config")],
+        ["activate", "--target", "homemanager/alice"],
+    )
+    .code(1)
+    .stderr_has("failed to read the AppRole file `/nonexistent-config/artifacts/openbao/role-id`");
+
+    // Her AppRole on bob's entry (his target names her id files, as
+    // `~/…`) and on the machine's: refused, naming the path.
+    run_as_user(
+        &p,
+        &runtime,
+        &[],
+        ["activate", "--target", "homemanager/bob"],
+    )
+    .code(1)
+    .stderr_has("permission denied on `secret/data/artifacts/per-user/bob/mail`")
+    .stderr_has("artifacts openbao policies");
+    assert!(!runtime.join("artifacts/mail").exists());
+    let sysroot = base.join("sysroot");
+    run_as_user(
+        &p,
+        &runtime,
+        &[],
+        [
+            "activate",
+            "--target",
+            "nixos/m1",
+            "--root",
+            sysroot.to_str().unwrap(),
+            "api",
+        ],
+    )
+    .code(1)
+    .stderr_has("permission denied on `secret/data/artifacts/per-machine/m1/api`")
+    .stderr_has("artifacts openbao policies");
+    assert!(!sysroot.join("run/artifacts/api").exists());
+}
+
+/// HashiCorp Vault (the `vault` alias) has no `detailed-metadata` listing:
+/// its KV v2 engine answers it as any path it does not know (404, no
+/// errors, a warning). Through a proxy that gives the real engine's answer
+/// for that path, `check` falls back to one plain LIST and one metadata
+/// read per entry, and finds what is stored, and what is not: before, the
+/// warning-only 404 read as "nothing stored", so every artifact looked
+/// missing and `generate` would have replaced them all.
+#[test]
+fn vault_without_detailed_metadata_is_listed_entry_by_entry() {
+    let server = BaoServer::dev();
+    let vault = artifacts_testkit::WithoutDetailedMetadata::start(&server.address);
+    let p = Project::new("vault_without_detailed_metadata");
+    token_generator(&p);
+    p.manifest(&format!(
+        r#"
+default.backend = "vault"
+[nixos.m1]
+config.vault.address = "{}"
+[nixos.m1.artifacts.a]
+generator = "generators/token.sh"
+files.token = {{}}
+[nixos.m1.artifacts.b]
+generator = "generators/token.sh"
+files.token = {{}}
+[nixos.m1.artifacts.c]
+generator = "generators/token.sh"
+files.token = {{}}
+"#,
+        vault.address
+    ));
+    run(&p, &server, ["generate"])
+        .success()
+        .stderr_has("generated 3 artifact(s)");
+    let stored = kv_field(&server, "per-machine/m1/b", "token", None);
+
+    vault.take_requests();
+    run(&p, &server, ["check"]).success();
+    let requests = vault.take_requests();
+    let count = |part: &str| requests.iter().filter(|r| r.contains(part)).count();
+    assert_eq!(
+        count("/detailed-metadata/artifacts/per-machine/m1/"),
+        1,
+        "{requests:#?}"
+    );
+    assert_eq!(
+        count("GET /v1/secret/metadata/artifacts/per-machine/m1/?list=true"),
+        1,
+        "{requests:#?}"
+    );
+    for entry in ["a", "b", "c"] {
+        assert_eq!(
+            count(&format!(
+                "GET /v1/secret/metadata/artifacts/per-machine/m1/{entry} "
+            )),
+            1,
+            "{requests:#?}"
+        );
+    }
+
+    // An entry removed on the server is missing, the others are not.
+    server.bao(
+        &[
+            "kv",
+            "metadata",
+            "delete",
+            "secret/artifacts/per-machine/m1/c",
+        ],
+        None,
+    );
+    run(&p, &server, ["check", "--json"])
+        .code(1)
+        .stdout_has(r#""missing": 1"#);
+    run(&p, &server, ["generate"])
+        .success()
+        .stderr_has("generated 1 artifact(s)");
+    assert_eq!(kv_field(&server, "per-machine/m1/b", "token", None), stored);
+    run(&p, &server, ["check"]).success();
+}

@@ -385,22 +385,28 @@ esac
 const PIN_RECIPIENT: &str = "age1pin1ve5hsar4wfjj66m90yknqvpsxysnzcta";
 const PIN_IDENTITY: &str = "AGE-PLUGIN-PIN-1VE5HSAR4WFJJ66M90YKNQVPSXYF5ZKMZ";
 
-/// A project whose artifact `db` (agenix, machine `m1`) is stored for the
-/// fixture plugin's recipient; returns the identity file and the `PATH`
-/// holding the plugin.
-fn pin_project(test: &str) -> (Project, std::path::PathBuf, OsString) {
-    let p = Project::new(test);
+/// `script` as the program `age-plugin-pin` in a directory of `p`'s home;
+/// returns `PATH` with that directory first.
+fn with_pin_plugin(p: &Project, script: &str) -> OsString {
+    use std::os::unix::fs::PermissionsExt;
     let plugin_dir = p.home.join("plugins");
     fs::create_dir_all(&plugin_dir).unwrap();
     let plugin = plugin_dir.join("age-plugin-pin");
-    fs::write(&plugin, PIN_PLUGIN).unwrap();
-    use std::os::unix::fs::PermissionsExt;
+    fs::write(&plugin, script).unwrap();
     fs::set_permissions(&plugin, fs::Permissions::from_mode(0o755)).unwrap();
     let mut dirs = vec![plugin_dir];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
-    let path = std::env::join_paths(dirs).unwrap();
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// A project whose artifact `db` (agenix, machine `m1`) is stored for the
+/// fixture plugin's recipient; returns the identity file and the `PATH`
+/// holding the plugin.
+fn pin_project(test: &str) -> (Project, std::path::PathBuf, OsString) {
+    let p = Project::new(test);
+    let path = with_pin_plugin(&p, PIN_PLUGIN);
     let identity = p.home.join("pin.key");
     fs::write(&identity, format!("# the fixture token\n{PIN_IDENTITY}\n")).unwrap();
     let admin = artifacts_keygen(&p, "admin.key");
@@ -546,4 +552,63 @@ files.password = {{}}
     );
     shown.success();
     assert_eq!(shown.stdout, "plugin-s3cret");
+}
+
+/// Age plugins are started by the age crate with our whole environment, so
+/// a prompt's answer given as `ARTIFACTS_PROMPT_*` must be gone from it by
+/// then: the fixture plugin records the environment it got while wrapping
+/// the file key, and the answer still reaches the generator.
+#[test]
+fn age_plugins_never_see_prompt_answers_given_in_the_environment() {
+    let p = Project::new("plugins_never_see_prompt_answers");
+    let tapped = PIN_PLUGIN.replacen("set -eu\n", "set -eu\nenv >> \"$PLUGIN_ENV_TAP\"\n", 1);
+    let path = with_pin_plugin(&p, &tapped);
+    let tap = p.home.join("plugin-env");
+    let admin = artifacts_keygen(&p, "admin.key");
+    p.generator(
+        "from-prompt.sh",
+        r#"cat "$prompts/password" > "$out/password""#,
+    );
+    p.manifest(&format!(
+        r#"
+[nixos.m1]
+config.agenix.publicHostKey = "{PIN_RECIPIENT}"
+config.agenix.publicUserKeys = ["{}"]
+[nixos.m1.artifacts.db]
+backend = "agenix"
+generator = "generators/from-prompt.sh"
+prompts.password = {{ type = "line" }}
+files.password = {{}}
+"#,
+        admin.public
+    ));
+    run_env(
+        &p,
+        &[OsStr::new("generate"), OsStr::new("db")],
+        &[
+            ("PATH", path.as_os_str()),
+            ("PLUGIN_ENV_TAP", tap.as_os_str()),
+            (
+                "ARTIFACTS_PROMPT_DB_PASSWORD",
+                OsStr::new("answer-0f-the-prompt"),
+            ),
+        ],
+    )
+    .success();
+    let seen = fs::read_to_string(&tap).expect("the plugin ran and recorded its environment");
+    assert!(seen.contains("PLUGIN_ENV_TAP="), "{seen}");
+    assert!(!seen.contains("ARTIFACTS_PROMPT_"), "{seen}");
+    assert!(!seen.contains("answer-0f-the-prompt"), "{seen}");
+    let shown = run_env(
+        &p,
+        &[
+            OsStr::new("show"),
+            OsStr::new("db"),
+            OsStr::new("--file"),
+            OsStr::new("password"),
+        ],
+        &[("ARTIFACTS_IDENTITY", admin.path.as_os_str())],
+    );
+    shown.success();
+    assert_eq!(shown.stdout, "answer-0f-the-prompt");
 }

@@ -31,22 +31,43 @@ let
         )
       ] ++ modules;
     }).config;
+  homePkgs = import (kit + "/nixpkgs") { system = "x86_64-linux"; };
+  homeConfiguration = modules: {
+    imports = [
+      (kit + "/agenix/modules/age-home.nix")
+      (kit + "/sops-nix/modules/home-manager/sops.nix")
+      (repo + "/nix-modules/home-manager.nix")
+      (repo + "/backends/agenix/home-manager.nix")
+      (repo + "/backends/sops-nix/home-manager.nix")
+      (repo + "/backends/openbao/home-manager.nix")
+      ({ pkgs, ... }: { artifacts.openbao.package = pkgs.artifacts; })
+    ] ++ modules;
+    home.username = "alice";
+    home.homeDirectory = "/home/alice";
+    home.stateVersion = "24.05";
+  };
   home =
     modules:
     (import (kit + "/home-manager/modules") {
-      pkgs = import (kit + "/nixpkgs") { system = "x86_64-linux"; };
-      configuration = {
-        imports = [
-          (kit + "/agenix/modules/age-home.nix")
-          (kit + "/sops-nix/modules/home-manager/sops.nix")
-          (repo + "/nix-modules/home-manager.nix")
-          (repo + "/backends/agenix/home-manager.nix")
-          (repo + "/backends/sops-nix/home-manager.nix")
-        ] ++ modules;
-        home.username = "alice";
-        home.homeDirectory = "/home/alice";
-        home.stateVersion = "24.05";
+      pkgs = homePkgs;
+      configuration = homeConfiguration modules;
+    }).config;
+  # The same evaluation without Home Manager's entry point, which throws on
+  # a failed assertion: the modules as home-manager/modules/default.nix
+  # assembles them, so one batch can read the assertions' messages.
+  homeUnchecked =
+    modules:
+    let
+      lib = import (kit + "/home-manager/modules/lib/stdlib-extended.nix") homePkgs.lib;
+    in
+    (lib.evalModules {
+      modules = [ (homeConfiguration modules) ] ++ import (kit + "/home-manager/modules/modules.nix") {
+        inherit lib;
+        pkgs = homePkgs;
+        check = true;
       };
+      class = "homeManager";
+      specialArgs.modulesPath = builtins.toString (kit + "/home-manager/modules");
     }).config;
 
   generator = pkgs: name: pkgs.writeShellScript name "echo generated > \"$out/x\"";
@@ -274,6 +295,58 @@ in
     }
   ]);
 
+  # openbao for a Home Manager user: one user fetch service for both names
+  # of the backend, the artifacts' targets after it, the refresh timer.
+  home-openbao =
+    let
+      config = home [
+        ({ pkgs, ... }: {
+          artifacts.default.backend = "openbao";
+          artifacts.openbao.address = "https://bao.example:8200";
+          artifacts.openbao.timer = { enable = true; onCalendar = "daily"; };
+          artifacts.config.vault.mount = "kv";
+          artifacts.store.ssh = {
+            generator = generator pkgs "ssh";
+            files.key = { mode = "0600"; path = "/home/alice/.ssh/id_artifacts"; };
+          };
+          artifacts.store.mail = {
+            backend = "vault";
+            generator = generator pkgs "mail";
+            files.password = { };
+          };
+          artifacts.store.backup = {
+            backend = "agenix";
+            files.key = { };
+          };
+          artifacts.projectRoot = root;
+          age.identityPaths = [ "/home/alice/.ssh/id_ed25519" ];
+        })
+      ];
+      services = config.systemd.user.services;
+    in
+    homeView config // {
+      fetch = services.artifacts-openbao;
+      refresh = services.artifacts-openbao-refresh;
+      timer = config.systemd.user.timers.artifacts-openbao-refresh;
+      manifest = config.artifacts.openbao.manifest.data;
+      otherServices = builtins.filter (name: builtins.substring 0 9 name == "artifacts") (builtins.attrNames services);
+    };
+  # Without an address, the assertion names the fix; no timer unless asked.
+  home-openbao-no-address =
+    let
+      config = homeUnchecked [
+        {
+          artifacts.userName = "alice-work";
+          artifacts.store.token = { backend = "openbao"; files.t = { }; };
+        }
+      ];
+    in
+    {
+      failed = failed config;
+      services = builtins.filter (name: builtins.substring 0 9 name == "artifacts") (builtins.attrNames config.systemd.user.services);
+      timers = builtins.attrNames config.systemd.user.timers;
+      manifest = config.artifacts.openbao.manifest.data;
+    };
 
   # Upstream nixos-artifacts' style: its examples' shapes and a backend
   # module declaring options under `artifacts.config.agenix`, with our core

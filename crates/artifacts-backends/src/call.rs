@@ -172,6 +172,8 @@ pub struct Call {
     pub root: PathBuf,
     /// Where identities come from.
     identities: KeySources,
+    /// For `serialize`: the generation stored, as artifacts.lock records it.
+    pub stamp: Option<store::Stamp>,
     /// What the backend remembers for this run.
     pub(crate) cache: Arc<Cache>,
 }
@@ -201,6 +203,7 @@ impl Call {
             files,
             root: call.root.clone(),
             identities: call.identities.clone(),
+            stamp: call.stamp.clone(),
             cache: cache.clone(),
         })
     }

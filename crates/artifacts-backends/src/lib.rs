@@ -226,6 +226,42 @@ impl StoreBackend for Agenix {
         with(&self.cache, call, agenix::remove)
     }
 
+    fn rekey_all(
+        &self,
+        calls: &[store::Call],
+        current: &[store::Call],
+        jobs: usize,
+    ) -> Option<Vec<Result<bool, StoreError>>> {
+        let mut results: Vec<Option<Result<bool, StoreError>>> = Vec::new();
+        let mut ready = Vec::new();
+        for call in calls {
+            match Call::new(call, &self.cache) {
+                Ok(view) => {
+                    ready.push(view);
+                    results.push(None);
+                }
+                Err(error) => results.push(Some(Err(store_error(error)))),
+            }
+        }
+        let current: Vec<Call> = current
+            .iter()
+            .filter_map(|call| Call::new(call, &self.cache).ok())
+            .collect();
+        let mut done = agenix::rekey_all(&ready, &current, jobs).into_iter();
+        Some(
+            results
+                .into_iter()
+                .map(|slot| {
+                    slot.unwrap_or_else(|| {
+                        done.next()
+                            .expect("one result per call")
+                            .map_err(store_error)
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Encrypting to recipients needs no identity.
     fn writable(&self, _call: &store::Call) -> Result<Writable, StoreError> {
         Ok(Writable::Yes)

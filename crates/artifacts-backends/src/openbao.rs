@@ -17,10 +17,21 @@
 //! A generation is one KV version: all files change together, and earlier
 //! versions stay readable ([`read_version`], `show --version N`). A file
 //! that is valid UTF-8 is stored as a string (what `bao kv get` shows);
-//! anything else as `{"base64": "…"}`. After the data, the entry's custom
-//! metadata records the version written, the file names and the generation
-//! time, so `check` can tell a complete generation from a write that was
-//! interrupted or done by hand.
+//! anything else as `{"base64": "…"}`. After the data, one write of the
+//! entry's custom metadata records:
+//!
+//! | key | value |
+//! |---|---|
+//! | `artifacts-version` | the KV version artifacts wrote |
+//! | `artifacts-files` | its secret file names, sorted, comma-separated |
+//! | `artifacts-fingerprint` | the generation's `fingerprint` in artifacts.lock |
+//! | `artifacts-generated-at` | its `generated_at` there (absent when unknown) |
+//!
+//! so `check` can tell a complete generation from a write that was
+//! interrupted or done by hand, and report the stored generation's stamp:
+//! the engine compares it with this checkout's artifacts.lock, which
+//! another operator sharing the server may not have pulled yet. Entries
+//! written before the stamp (no `artifacts-fingerprint`) report none.
 //!
 //! `check` asks the server once per target directory (one `LIST` of
 //! OpenBao's `detailed-metadata`, which carries every entry's metadata) and
@@ -32,7 +43,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use artifacts_engine::store::{Checked, Writable};
+use artifacts_engine::store::{Checked, Stamp, Writable};
 use artifacts_openbao::{Client, KvEntry, Settings, Token};
 use base64::Engine as _;
 use serde_json::Value;
@@ -44,7 +55,9 @@ use crate::call::{Call, Error, TargetEntry};
 const META_VERSION: &str = "artifacts-version";
 /// Custom metadata: the secret file names of that version, comma-separated.
 const META_FILES: &str = "artifacts-files";
-/// Custom metadata: when it was generated (RFC 3339, UTC).
+/// Custom metadata: the lock's `fingerprint` of the generation.
+const META_FINGERPRINT: &str = "artifacts-fingerprint";
+/// Custom metadata: the lock's `generated_at` of the generation (RFC 3339, UTC).
 const META_GENERATED: &str = "artifacts-generated-at";
 
 /// Where one target's (or the shared) artifacts live on one server.
@@ -273,7 +286,8 @@ impl Openbao {
         self.listings.lock().expect("not poisoned").remove(location);
     }
 
-    /// Stored (a complete generation written by artifacts), or missing.
+    /// Stored (a complete generation written by artifacts, with its stamp
+    /// when it has one), or missing.
     pub fn check(&self, call: &Call) -> Result<Checked, Error> {
         let artifact = component(&call.artifact, "artifact")?;
         if !configured(call, &call_backend(call)) {
@@ -306,10 +320,19 @@ impl Openbao {
         if entry.custom_metadata.get(META_FILES).map(String::as_str) != Some(&declared.join(",")) {
             return Ok(Checked::Missing);
         }
-        Ok(Checked::Stored)
+        Ok(match entry.custom_metadata.get(META_FINGERPRINT) {
+            Some(fingerprint) => Checked::StoredWith {
+                stamp: Stamp {
+                    fingerprint: fingerprint.clone(),
+                    generated_at: entry.custom_metadata.get(META_GENERATED).cloned(),
+                },
+            },
+            None => Checked::Stored,
+        })
     }
 
-    /// Writes every secret file of `$out` as one new version, then records it.
+    /// Writes every secret file of `$out` as one new version, then records
+    /// it with the call's stamp (see the module doc).
     pub fn serialize(&self, call: &Call, out: &Path) -> Result<(), Error> {
         let artifact = component(&call.artifact, "artifact")?;
         let location = location(call, &call_backend(call))?;
@@ -332,14 +355,16 @@ impl Openbao {
         let path = location.entry(artifact);
         self.forget(&location);
         let version = client.kv_write(&location.mount, &path, &data, None)?;
-        let custom = BTreeMap::from([
+        let mut custom = BTreeMap::from([
             (META_VERSION.to_owned(), version.to_string()),
             (META_FILES.to_owned(), names.join(",")),
-            (
-                META_GENERATED.to_owned(),
-                artifacts_crypto::time::now_rfc3339(),
-            ),
         ]);
+        if let Some(stamp) = &call.stamp {
+            custom.insert(META_FINGERPRINT.to_owned(), stamp.fingerprint.clone());
+            if let Some(at) = &stamp.generated_at {
+                custom.insert(META_GENERATED.to_owned(), at.clone());
+            }
+        }
         client.kv_set_custom_metadata(&location.mount, &path, &custom)?;
         self.forget(&location);
         Ok(())
@@ -440,6 +465,47 @@ impl Openbao {
 pub const DEFAULT_ROLE_ID_FILE: &str = "/var/lib/artifacts/openbao/role-id";
 /// See [`DEFAULT_ROLE_ID_FILE`].
 pub const DEFAULT_SECRET_ID_FILE: &str = "/var/lib/artifacts/openbao/secret-id";
+/// A Home Manager user's AppRole files, below `$XDG_CONFIG_HOME` (else
+/// `~/.config`): the Home Manager module's defaults; keep in sync with
+/// backends/openbao/home-manager.nix.
+pub const USER_ROLE_ID_FILE: &str = "artifacts/openbao/role-id";
+/// See [`USER_ROLE_ID_FILE`].
+pub const USER_SECRET_ID_FILE: &str = "artifacts/openbao/secret-id";
+
+/// The AppRole file `key` (`roleIdFile` or `secretIdFile`) of the host
+/// target: as configured (a leading `~/` is the running user's home), else
+/// the machine's default, or for a Home Manager user the one under their
+/// configuration directory, since they cannot write `/var/lib`.
+fn approle_file(call: &Call, backend: &str, key: &str) -> Result<PathBuf, Error> {
+    let target = call.target();
+    let home = || {
+        call.var("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
+            Error::Config(format!(
+                "{} `{}`: HOME is not set, so the AppRole file (artifacts.config.{backend}.{key}) cannot be found",
+                target.kind, target.name
+            ))
+        })
+    };
+    if let Some(path) = setting(target, backend, key)? {
+        return Ok(match path.strip_prefix("~/") {
+            Some(rest) => Path::new(&home()?).join(rest),
+            None => PathBuf::from(path),
+        });
+    }
+    let (system, user) = if key == "roleIdFile" {
+        (DEFAULT_ROLE_ID_FILE, USER_ROLE_ID_FILE)
+    } else {
+        (DEFAULT_SECRET_ID_FILE, USER_SECRET_ID_FILE)
+    };
+    if target.target_kind != artifacts_model::TargetKind::Home {
+        return Ok(PathBuf::from(system));
+    }
+    let config = match call.var("XDG_CONFIG_HOME").filter(|d| d.starts_with('/')) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&home()?).join(".config"),
+    };
+    Ok(config.join(user))
+}
 
 impl Openbao {
     /// The current version's secret files, read by the host itself: it logs
@@ -451,19 +517,21 @@ impl Openbao {
         let backend = call_backend(call);
         let location = location(call, &backend)?;
         let target = call.target();
-        let read_id = |key: &str, default: &str| -> Result<Zeroizing<String>, Error> {
-            let path = setting(target, &backend, key)?.unwrap_or_else(|| default.to_owned());
+        let read_id = |key: &str| -> Result<Zeroizing<String>, Error> {
+            let path = approle_file(call, &backend, key)?;
             std::fs::read_to_string(&path)
                 .map(Zeroizing::new)
                 .map_err(|e| {
                     Error::Config(format!(
-                        "{} `{}`: failed to read the AppRole file `{path}` (artifacts.config.{backend}.{key}): {e}",
-                        target.kind, target.name
+                        "{} `{}`: failed to read the AppRole file `{}` (artifacts.config.{backend}.{key}): {e}",
+                        target.kind,
+                        target.name,
+                        path.display()
                     ))
                 })
         };
-        let role_id = read_id("roleIdFile", DEFAULT_ROLE_ID_FILE)?;
-        let secret_id = read_id("secretIdFile", DEFAULT_SECRET_ID_FILE)?;
+        let role_id = read_id("roleIdFile")?;
+        let secret_id = read_id("secretIdFile")?;
         let auth = setting(target, &backend, "authMount")?.unwrap_or_else(|| "approle".to_owned());
         let anonymous = Client::new(Settings {
             address: location.address.clone(),
@@ -601,6 +669,7 @@ mod tests {
                     .map(unset)
                     .to_vec(),
                 ),
+                stamp: None,
             },
             &Default::default(),
         )

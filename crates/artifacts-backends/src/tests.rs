@@ -68,6 +68,7 @@ impl Project {
             ],
             root: self.root(),
             identities: KeySources::new(overrides),
+            stamp: None,
         }
     }
 

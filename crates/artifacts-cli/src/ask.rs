@@ -2,9 +2,10 @@
 //! identity files, questions of age plugins (PIN, touch, confirm), and the
 //! prompts file.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use anyhow::{Context as _, Result, bail};
 use artifacts_crypto::age::PassphraseProvider;
@@ -19,6 +20,49 @@ use crate::exit::UsageError;
 /// Whether a person is at the keyboard: stdin and stderr are terminals.
 pub fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// `ARTIFACTS_PROMPT_*` answers, moved out of the environment at start by
+/// [`take_prompt_variables`].
+static PROMPT_VARIABLES: OnceLock<BTreeMap<String, SecretString>> = OnceLock::new();
+
+/// Moves every `ARTIFACTS_PROMPT_*` variable out of our environment into
+/// memory. Children that get our whole environment from code we do not
+/// control (age plugins, which the age crate starts) then never see a
+/// prompt's answer; our own children never got them.
+///
+/// # Safety
+///
+/// No other thread may exist yet (call it first thing in `main`): changing
+/// the environment races with any thread reading it.
+pub unsafe fn take_prompt_variables() {
+    let names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| key.as_encoded_bytes().starts_with(b"ARTIFACTS_PROMPT_"))
+        .collect();
+    let mut taken = BTreeMap::new();
+    for name in names {
+        if let (Some(key), Some(value)) = (name.to_str(), std::env::var_os(&name)) {
+            // A value that is not UTF-8 stays unusable, as before: `prompt answers` reads text.
+            if let Ok(value) = value.into_string() {
+                taken.insert(key.to_owned(), SecretString::from(value));
+            }
+        }
+        // SAFETY: the caller guarantees that no other thread exists.
+        unsafe { std::env::remove_var(&name) };
+    }
+    let _ = PROMPT_VARIABLES.set(taken);
+}
+
+/// A prompt's answer from the environment: the taken copy, or (when
+/// [`take_prompt_variables`] did not run, as in a library caller) the variable.
+fn prompt_answer_variable(name: &str) -> Option<String> {
+    match PROMPT_VARIABLES.get() {
+        Some(taken) => taken
+            .get(name)
+            .map(|value| value.expose_secret().to_owned()),
+        None => std::env::var(name).ok(),
+    }
 }
 
 /// How many refused answers (empty, or a mismatched second entry) in a row
@@ -331,7 +375,7 @@ pub fn collect_answers(
     prompts_file: Option<&Path>,
 ) -> Result<Answers> {
     let file = prompts_file.map(read_prompts_file).transpose()?;
-    let env = |name: &str| std::env::var(name).ok();
+    let env = prompt_answer_variable;
     let mut asker = TerminalAsker;
     let asker: Option<&mut dyn Asker> = if interactive() {
         Some(&mut asker)

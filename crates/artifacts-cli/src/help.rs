@@ -325,6 +325,10 @@ pub const PAGES: &[Page] = &[
                 "artifacts activate --target nixos/web1 --root /mnt wifi",
                 "One artifact, into an image mounted at /mnt.",
             ),
+            (
+                "artifacts activate --target homemanager/alice",
+                "As alice: fetch her openbao artifacts into her home.",
+            ),
         ],
     },
     Page {

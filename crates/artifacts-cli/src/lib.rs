@@ -60,6 +60,8 @@ use args::{Cli, ColorChoice, Command, GlobalArgs};
 use commands::generate::Request;
 use context::Context;
 
+pub use ask::take_prompt_variables;
+
 /// Runs the command line `argv` (program name first) and returns the exit code.
 pub fn run<I, T>(argv: I) -> i32
 where

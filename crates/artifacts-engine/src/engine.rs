@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use artifacts_model::Context;
+use artifacts_model::{Context, TargetId};
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
-use crate::lockfile::{Journal, Lock, LockError, Provenance};
+use crate::in_process::Stamp;
+use crate::lockfile::{Journal, Lock, LockEntry, LockError, Provenance};
 use crate::plan::{Comparison, Plan, Unit, UnitId};
 use crate::prompts::Answers;
 use crate::registry::{Backend, BackendRegistry, Script, Scripts};
@@ -172,6 +173,28 @@ pub fn suggestion(command: &str, artifacts: &[&String]) -> String {
         line.push_str(&shell_escape::escape(artifact.as_str().into()));
     }
     line
+}
+
+/// Why the generation a backend reports storing (its [`Stamp`]) is not the
+/// one the lock `entry` records, if it is not: the generation time tells
+/// generations apart (a fingerprint alone changes with `accept`, which
+/// writes nothing to the store). A stamp without a time (an adopted
+/// artifact, or one stored before stamps) tells nothing.
+fn other_generation(unit: &Unit<'_>, entry: &LockEntry, stored: &Stamp) -> Option<String> {
+    let made = stored.generated_at.as_deref()?;
+    if entry.generated_at.as_deref() == Some(made) {
+        return None;
+    }
+    let recorded = match &entry.generated_at {
+        Some(at) => format!("it records one made at {at}"),
+        None => "it records no generation time".to_owned(),
+    };
+    Some(format!(
+        "backend `{}` holds a generation of `{}` made at {made} that artifacts.lock does not record ({recorded}): another operator regenerated it; pull their artifacts.lock, or run `{}`",
+        unit.backend.name,
+        unit.name(),
+        suggestion("regenerate", &[&unit.artifact.name])
+    ))
 }
 
 /// Why an engine operation failed.
@@ -401,10 +424,21 @@ impl RunState {
 /// system).
 #[derive(Clone, Copy)]
 pub struct InstallRoot<'r> {
+    /// The target being activated: its declarations say where files go
+    /// (see [`Unit::declared_by`]), and its kind whether parent directories
+    /// are a system's (NixOS: root-owned `0755`) or a user's (`0700`).
+    pub target: &'r TargetId,
     /// The directory declared paths are placed under.
     pub root: &'r Path,
     /// Looks up the variables declared paths use.
     pub env: &'r dyn Fn(&str) -> Option<String>,
+}
+
+impl InstallRoot<'_> {
+    /// Whether parent directories are a system's rather than a user's.
+    fn system(&self) -> bool {
+        self.target.kind == artifacts_model::TargetKind::Nixos
+    }
 }
 
 /// Checks, selects, generates and activates the units of a plan, with the
@@ -415,6 +449,11 @@ pub struct Engine<'a> {
     pub(crate) script_env: ScriptEnv,
 }
 
+/// A backend's answer to `check` given before [`Engine::status_with`] runs
+/// (by `check-all`, or an in-process batch): the outcome and, when the
+/// backend reports one, the stored generation's stamp; or why it failed.
+type Answer = Result<(CheckOutcome, Option<Stamp>), String>;
+
 /// How one unit is stored.
 pub(crate) enum Storage<'b> {
     Passthrough,
@@ -422,7 +461,7 @@ pub(crate) enum Storage<'b> {
 }
 
 /// `f` of `0..count`, on up to `jobs` threads; the results in order.
-fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+pub fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let workers = jobs.clamp(1, count.max(1));
@@ -531,7 +570,7 @@ impl<'a> Engine<'a> {
         plan: &Plan<'_>,
         index: UnitId,
         lock: &Lock,
-        answered: Option<Result<CheckOutcome, String>>,
+        answered: Option<Answer>,
     ) -> Status {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
@@ -539,9 +578,16 @@ impl<'a> Engine<'a> {
             Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
             Err(error) => return Status::error(error_chain(&error)),
         };
-        let outcome = answered.unwrap_or_else(|| {
-            script::check(unit, backend, scripts, &self.script_env).map_err(|e| error_chain(&e))
-        });
+        let mut stored_stamp = None;
+        let outcome = answered
+            .unwrap_or_else(|| {
+                script::check_stamped(unit, backend, scripts, &self.script_env)
+                    .map_err(|e| error_chain(&e))
+            })
+            .map(|(outcome, stamp)| {
+                stored_stamp = stamp;
+                outcome
+            });
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
@@ -600,6 +646,13 @@ impl<'a> Engine<'a> {
                         artifact: unit.name().to_owned(),
                     };
                 };
+                // What the lock says of the declaration is moot for another generation.
+                if let Some(reason) = stored_stamp
+                    .as_ref()
+                    .and_then(|stamp| other_generation(unit, entry, stamp))
+                {
+                    return Status::Error { reason };
+                }
                 let name = unit.artifact.name.clone();
                 match declared.compare(entry) {
                     Comparison::Changed(what) if entry.by_hand() => Status::Stale {
@@ -723,8 +776,7 @@ impl<'a> Engine<'a> {
             }
         }
         let batches: Vec<Vec<usize>> = batches.into_values().collect();
-        let mut answered: Vec<Option<Result<CheckOutcome, String>>> =
-            (0..selected.len()).map(|_| None).collect();
+        let mut answered: Vec<Option<Answer>> = (0..selected.len()).map(|_| None).collect();
         let batch_answers = parallel(batches.len(), jobs, |at| {
             let units: Vec<&Unit<'_>> = batches[at].iter().map(|&s| &plan[selected[s]]).collect();
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
@@ -737,7 +789,7 @@ impl<'a> Engine<'a> {
                     .collect();
             };
             match script::check_all(&units, backend, script, &self.script_env) {
-                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                Ok(outcomes) => outcomes.into_iter().map(|o| Ok((o, None))).collect(),
                 Err(error) => vec![Err(error_chain(&error)); units.len()],
             }
         });
@@ -746,8 +798,7 @@ impl<'a> Engine<'a> {
                 answered[slot] = Some(answer);
             }
         }
-        let answered: Vec<Mutex<Option<Result<CheckOutcome, String>>>> =
-            answered.into_iter().map(Mutex::new).collect();
+        let answered: Vec<Mutex<Option<Answer>>> = answered.into_iter().map(Mutex::new).collect();
         parallel(selected.len(), jobs, |slot| {
             let answer = answered[slot]
                 .lock()
@@ -1000,9 +1051,14 @@ impl<'a> Engine<'a> {
         for &(id, dirs) in group {
             let unit = &plan[id];
             request.observer.step(unit, "serializing");
-            // The dependency entries are current now, so the declaration is too.
+            // The dependency entries are current now, so the declaration is
+            // too. The entry is made once: the backend stores its stamp.
             match unit.declared(plan, lock) {
-                Ok(declared) => members.push((id, dirs, declared)),
+                Ok(declared) => members.push((
+                    id,
+                    dirs,
+                    declared.entry(&unit.backend.name, Some(crate::lockfile::now())),
+                )),
                 Err(error) => done.push((
                     id,
                     Err(io(format!("read the generator of `{}`", unit.name()))(
@@ -1032,17 +1088,13 @@ impl<'a> Engine<'a> {
         let has_public = |id: UnitId| public::public_files(&plan[id]).next().is_some();
         let mut previous = Vec::new();
         let mut marks = Vec::new();
-        for (id, _, declared) in &members {
+        for (id, _, entry) in &members {
             if !has_public(*id) {
                 continue;
             }
             let unit = &plan[*id];
             let before = lock.get(&unit.scope(), unit.name()).cloned();
-            let mut marked = before.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = before.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             marks.push((unit.scope(), unit.name().to_owned(), Some(marked)));
             previous.push((unit.scope(), unit.name().to_owned(), before));
@@ -1061,6 +1113,7 @@ impl<'a> Engine<'a> {
             }));
             return done;
         }
+        let stamps: Vec<Stamp> = members.iter().map(|(_, _, e)| e.stamp()).collect();
         let stored = if let [(id, dirs, _)] = members.as_slice() {
             script::store(
                 &plan[*id],
@@ -1069,11 +1122,13 @@ impl<'a> Engine<'a> {
                 ScriptKind::Serialize,
                 &self.script_env,
                 &dirs.out,
+                stamps.first(),
             )
         } else {
-            let units: Vec<(&Unit<'_>, &Path)> = members
+            let units: Vec<(&Unit<'_>, &Path, Option<&Stamp>)> = members
                 .iter()
-                .map(|(id, dirs, _)| (&plan[*id], dirs.out.as_path()))
+                .zip(&stamps)
+                .map(|((id, dirs, _), stamp)| (&plan[*id], dirs.out.as_path(), Some(stamp)))
                 .collect();
             script::serialize_all(&units, backend, scripts, &self.script_env)
         };
@@ -1094,7 +1149,7 @@ impl<'a> Engine<'a> {
             return done;
         }
         let mut entries = Vec::new();
-        for (id, dirs, declared) in members {
+        for (id, dirs, entry) in members {
             let unit = &plan[id];
             if let Err(error) = public::store(&self.settings.root, unit, &dirs.out) {
                 done.push((id, Err(io(format!(
@@ -1105,7 +1160,6 @@ impl<'a> Engine<'a> {
                 ))(error))));
                 continue;
             }
-            let entry = declared.entry(&unit.backend.name, Some(crate::lockfile::now()));
             entries.push((unit.scope(), unit.name().to_owned(), Some(entry)));
             done.push((id, Ok(())));
         }
@@ -1167,19 +1221,17 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let unit = &plan[index];
         // The dependency entries are current now, so the declaration is too.
-        let declared = unit
+        // The entry is made once: the backend stores its stamp.
+        let entry = unit
             .declared(plan, lock)
-            .map_err(io(format!("read the generator of `{}`", unit.name())))?;
+            .map_err(io(format!("read the generator of `{}`", unit.name())))?
+            .entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         // Secret and public files are stored one after the other: until both
         // are, the lock entry says so (a kill in between must not read as ok).
         let previous = lock.get(&unit.scope(), unit.name()).cloned();
         let has_public = public::public_files(unit).next().is_some();
         if has_public {
-            let mut marked = previous.clone().unwrap_or_else(|| {
-                declared
-                    .clone()
-                    .entry(&unit.backend.name, Some(crate::lockfile::now()))
-            });
+            let mut marked = previous.clone().unwrap_or_else(|| entry.clone());
             marked.incomplete = true;
             lock.set(&unit.scope(), unit.name(), marked);
             lock.save()?;
@@ -1191,6 +1243,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             out,
+            Some(&entry.stamp()),
         ) {
             // A serialize that failed by itself kept the previous version
             // (the backend contract), which still matches the previous public
@@ -1210,8 +1263,6 @@ impl<'a> Engine<'a> {
             public::artifact_dir(&self.settings.root, unit).display(),
             unit.name()
         )))?;
-        let entry =
-            declared.entry_from(&unit.backend.name, Some(crate::lockfile::now()), provenance);
         lock.set(&unit.scope(), unit.name(), entry);
         lock.save()?;
         Ok(())
@@ -1277,15 +1328,14 @@ impl<'a> Engine<'a> {
     /// paths under `into`, with owner, group and mode; a file whose content
     /// differs is replaced atomically, one in place is left alone. Public
     /// files are the repository's (the Nix module installs them): skipped.
-    /// `system` chooses root-owned `0755` parent directories (NixOS) over
-    /// user `0700` ones (Home Manager).
     pub fn install_fetched(
         &self,
         unit: &Unit<'_>,
         secret: &ArtifactFiles,
         into: &InstallRoot<'_>,
-        system: bool,
     ) -> Result<Activated, EngineError> {
+        let unit = &unit.declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, into.root, into.env)?;
         let mut done = Vec::new();
         for ((destination, spec), name) in files.iter().zip(unit.artifact.files.keys()) {
@@ -1348,7 +1398,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Vec<UnitId>, EngineError> {
         let mut pending = Vec::new();
         for &index in selected {
-            let files = install::destinations(plan[index].artifact, into.root, into.env)?;
+            let unit = plan[index].declared_by(into.target);
+            let files = install::destinations(unit.artifact, into.root, into.env)?;
             if !install::all_in_place(into.root, &files)? {
                 pending.push(index);
             }
@@ -1365,8 +1416,8 @@ impl<'a> Engine<'a> {
     ) -> Result<Activated, EngineError> {
         let plan = request.plan;
         let root = into.root;
-        let unit = &plan[index];
-        let system = unit.context() == Context::Nixos;
+        let unit = &plan[index].declared_by(into.target);
+        let system = into.system();
         let files = install::destinations(unit.artifact, root, into.env)?;
         let produced = if install::all_in_place(root, &files)? {
             // Dependents read what is installed, not a fresh (different) generation.
@@ -1445,6 +1496,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Deserialize,
             &self.script_env,
             out,
+            None,
         )?;
         public::restore(&self.settings.root, unit, out).map_err(io(format!(
             "read the public files of {} from `{}`",
@@ -1458,10 +1510,78 @@ impl<'a> Engine<'a> {
     /// [`Engine::rekey`] for each of `units` whose recipients changed (looked
     /// at again right before, since units sharing a store file may have been
     /// re-encrypted with an earlier one): `Ok(true)` re-encrypted, `Ok(false)`
-    /// nothing to do, in the order given. Units of in-process backends run
-    /// on up to `jobs` threads, one target per thread at a time; those of
-    /// script backends, whose stores we cannot see into, one after another.
+    /// nothing to do, in the order given. In-process backends with a batch
+    /// ([`crate::store::StoreBackend::rekey_all`]) get all their units at
+    /// once and spread them over `jobs` threads themselves; units of other
+    /// in-process backends run on up to `jobs` threads, one target per
+    /// thread at a time; those of script backends, whose stores we cannot
+    /// see into, one after another. `current` are the other selected
+    /// units, stored for their configured recipients: a batch may clean up
+    /// after a killed run in their stores.
     pub fn rekey_units(
+        &self,
+        plan: &Plan<'_>,
+        units: &[UnitId],
+        current: &[UnitId],
+        lock: &Lock,
+        jobs: usize,
+    ) -> Vec<Result<bool, EngineError>> {
+        let mut results: Vec<Option<Result<bool, EngineError>>> =
+            (0..units.len()).map(|_| None).collect();
+        // Per backend with an in-process batch: its units' slots, its current units.
+        type Batch<'u, 'p> = (Vec<usize>, Vec<&'u Unit<'p>>);
+        let mut batches: BTreeMap<&str, Batch<'_, '_>> = BTreeMap::new();
+        let in_process = |index: UnitId| match self.storage(&plan[index]) {
+            Ok(Storage::Scripts(backend, _)) if backend.in_process.is_some() => {
+                Some(backend.name.as_str())
+            }
+            _ => None,
+        };
+        for (at, &index) in units.iter().enumerate() {
+            if let Some(name) = in_process(index) {
+                batches.entry(name).or_default().0.push(at);
+            }
+        }
+        for &index in current {
+            if let Some(name) = in_process(index) {
+                batches.entry(name).or_default().1.push(&plan[index]);
+            }
+        }
+        for (slots, current) in batches.values() {
+            let members: Vec<&Unit<'_>> = slots.iter().map(|&at| &plan[units[at]]).collect();
+            let Some(first) = members.first().or(current.first()) else {
+                continue;
+            };
+            let Ok(Storage::Scripts(backend, scripts)) = self.storage(first) else {
+                continue;
+            };
+            if let Some(done) =
+                script::rekey_all(&members, current, backend, scripts, &self.script_env, jobs)
+            {
+                for (&at, result) in slots.iter().zip(done) {
+                    results[at] = Some(result.map_err(EngineError::from));
+                }
+            }
+        }
+        let rest: Vec<usize> = (0..units.len())
+            .filter(|&at| results[at].is_none())
+            .collect();
+        let rest_units: Vec<UnitId> = rest.iter().map(|&at| units[at]).collect();
+        for (at, result) in
+            rest.into_iter()
+                .zip(self.rekey_one_by_one(plan, &rest_units, lock, jobs))
+        {
+            results[at] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every unit done"))
+            .collect()
+    }
+
+    /// [`Engine::rekey_units`] for backends without a batch: each unit
+    /// checked again, then deserialized and serialized.
+    fn rekey_one_by_one(
         &self,
         plan: &Plan<'_>,
         units: &[UnitId],
@@ -1472,7 +1592,7 @@ impl<'a> Engine<'a> {
             if self.status(plan, index, lock) != Status::RecipientsChanged {
                 return Ok(false);
             }
-            self.rekey(plan, index).map(|()| true)
+            self.rekey(plan, index, lock).map(|()| true)
         };
         let in_process = |index: UnitId| {
             matches!(
@@ -1523,8 +1643,8 @@ impl<'a> Engine<'a> {
 
     /// Re-encrypts a stored unit to its backend's current recipients without
     /// regenerating: deserialize, then serialize the same files. The lock entry
-    /// (fingerprint, generation time) stays as it is.
-    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId) -> Result<(), EngineError> {
+    /// (fingerprint, generation time) stays as it is, and is the stamp stored.
+    pub fn rekey(&self, plan: &Plan<'_>, index: UnitId, lock: &Lock) -> Result<(), EngineError> {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit)? {
             Storage::Passthrough => return Ok(()),
@@ -1533,6 +1653,7 @@ impl<'a> Engine<'a> {
         let scratch = Scratch::new("rekey").map_err(io("create a scratch directory"))?;
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(unit, &out)?;
+        let stamp = lock.get(&unit.scope(), unit.name()).map(LockEntry::stamp);
         script::store(
             unit,
             backend,
@@ -1540,6 +1661,7 @@ impl<'a> Engine<'a> {
             ScriptKind::Serialize,
             &self.script_env,
             &out,
+            stamp.as_ref(),
         )?;
         Ok(())
     }

@@ -11,6 +11,13 @@
 //! the project root and where identities come from. The engine treats the
 //! answers as it treats a script's exit codes, and shows a failure's message
 //! redacted, as it shows a script's stderr.
+//!
+//! A `serialize` also gets the generation's [`Stamp`]: the fingerprint and
+//! generation time the engine records in `artifacts.lock` for what it
+//! stores. A backend whose store is shared beyond one checkout (openbao)
+//! keeps it and reports it from `check` ([`Checked::StoredWith`]), so the
+//! engine can tell when the store holds a generation this checkout's lock
+//! does not record (another operator regenerated it).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -67,6 +74,25 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
             .iter()
             .try_for_each(|(call, out)| self.serialize(call, out))
     }
+
+    /// Re-encrypts the stored artifacts of `calls` to their current
+    /// recipients in one batch, the plaintext never leaving this process,
+    /// on up to `jobs` threads: per call `Ok(true)` re-encrypted,
+    /// `Ok(false)` nothing to do (already current, or not stored). Each
+    /// artifact is all or nothing, as with `serialize`. `current` are the
+    /// run's other artifacts of this backend, stored for their configured
+    /// recipients: nothing to re-encrypt, but the backend may remove what
+    /// a killed run left in their stores. `None` (the default): the backend
+    /// has no batch, and the engine rekeys each unit with `deserialize`
+    /// then `serialize`.
+    fn rekey_all(
+        &self,
+        _calls: &[Call],
+        _current: &[Call],
+        _jobs: usize,
+    ) -> Option<Vec<Result<bool, StoreError>>> {
+        None
+    }
 }
 
 /// A registered [`StoreBackend`]; backends compare equal when they are the same object.
@@ -93,6 +119,12 @@ impl Eq for InProcess {}
 pub enum Checked {
     /// Stored for the configured recipients.
     Stored,
+    /// Stored, with the [`Stamp`] its `serialize` was given (backends whose
+    /// store other checkouts share); the engine compares it with the lock.
+    StoredWith {
+        /// The stored generation's stamp.
+        stamp: Stamp,
+    },
     /// Not stored, or incomplete: needs generation.
     Missing,
     /// Stored, but encrypted to other recipients than configured.
@@ -100,6 +132,17 @@ pub enum Checked {
         /// Which store, as a person reads it (`… is encrypted to other recipients than configured`).
         message: String,
     },
+}
+
+/// Which generation a `serialize` stores: exactly the fingerprint and
+/// generation time the engine records for it in `artifacts.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// The lock entry's `fingerprint`.
+    pub fingerprint: String,
+    /// The lock entry's `generated_at` (RFC 3339, UTC); `None` for an
+    /// adopted artifact, whose generation time is unknown.
+    pub generated_at: Option<String>,
 }
 
 /// Whether `serialize` could write.
@@ -176,6 +219,9 @@ pub struct Call {
     pub root: PathBuf,
     /// Where identities come from.
     pub identities: KeySources,
+    /// For `serialize`: the generation being stored, as the lock records
+    /// it; `None` for other scripts, and when the lock records nothing.
+    pub stamp: Option<Stamp>,
 }
 
 impl Call {

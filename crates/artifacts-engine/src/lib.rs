@@ -130,10 +130,13 @@ pub mod lifecycle {
 /// The one trait an in-process backend implements, and what it is called
 /// with: what a backend script would find in its environment, typed.
 pub mod store {
+    /// Runs a batch's work on up to `jobs` threads (for [`StoreBackend::rekey_all`]).
+    pub use crate::engine::parallel;
     pub use crate::in_process::{
-        Call, CallFile, CallTarget, Checked, InProcess, KeySources, StoreBackend, StoreError,
-        Writable,
+        Call, CallFile, CallTarget, Checked, InProcess, KeySources, Stamp, StoreBackend,
+        StoreError, Writable,
     };
+    pub use crate::script::{STAMP_FINGERPRINT, STAMP_GENERATED_AT};
 }
 
 /// Declarations from a flake (one `nix eval`), and realising the generators

@@ -50,6 +50,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use artifacts_model::IoError;
+
+use crate::in_process::Stamp;
 use artifacts_os::fs::Dir;
 
 /// The lock file's name.
@@ -124,6 +126,14 @@ impl LockEntry {
     /// Whether the stored value was put in by hand (set, edited or imported).
     pub fn by_hand(&self) -> bool {
         self.provenance.is_some()
+    }
+
+    /// The stamp a backend stores with this generation (see [`Stamp`]).
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            fingerprint: self.fingerprint.clone(),
+            generated_at: self.generated_at.clone(),
+        }
     }
 
     /// The generation time, if known and it parses.

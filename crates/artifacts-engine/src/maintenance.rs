@@ -140,6 +140,10 @@ impl Engine<'_> {
         let out = scratch.subdir("out").map_err(io("create $out"))?;
         self.deserialize_into(&source_unit, &out)?;
         let original = crate::generator::read_output(unit, &out)?;
+        // The same generation: it keeps the lock entry, so the stamp too.
+        let stamp = lock
+            .get(&unit.scope(), unit.name())
+            .map(crate::lockfile::LockEntry::stamp);
         script::store(
             &target_unit,
             new_backend,
@@ -147,6 +151,7 @@ impl Engine<'_> {
             ScriptKind::Serialize,
             &self.script_env,
             &out,
+            stamp.as_ref(),
         )?;
         // Read back through the new backend and compare before touching the old copy.
         let check = scratch
@@ -187,6 +192,20 @@ impl Engine<'_> {
         }
     }
 
+    /// The stamp the declared backend reports for what it stores, if any
+    /// (only in-process backends report one: scripts are not run again).
+    fn stored_stamp(
+        &self,
+        unit: &Unit<'_>,
+    ) -> Result<Option<crate::in_process::Stamp>, EngineError> {
+        match self.storage(unit)? {
+            Storage::Scripts(backend, scripts) if backend.in_process.is_some() => {
+                Ok(script::check_stamped(unit, backend, scripts, &self.script_env)?.1)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Whether backend `name` stores the unit (its check exits 0 or 3).
     pub fn stores(&self, unit: &Unit<'_>, name: &str) -> Result<bool, EngineError> {
         let moved = unit.with_backend(name);
@@ -214,10 +233,16 @@ impl Engine<'_> {
             .declared(plan, lock)
             .map_err(io(format!("read the generator of `{}`", unit.name())))?;
         let old = lock.get(&unit.scope(), unit.name()).cloned();
+        // An adopted generation the store stamped keeps its time, so that
+        // the lock and the store agree (see `Engine::status`).
+        let generated_at = match &old {
+            Some(old) => old.generated_at.clone(),
+            None => self.stored_stamp(unit)?.and_then(|s| s.generated_at),
+        };
         // A value put in by hand stays one.
         let mut entry = declared.entry_from(
             &unit.backend.name,
-            old.as_ref().and_then(|e| e.generated_at.clone()),
+            generated_at,
             old.as_ref().and_then(|e| e.provenance),
         );
         if let Some(old) = &old {

@@ -136,6 +136,23 @@ impl<'m> Unit<'m> {
         unit
     }
 
+    /// The same unit with `target`'s own declaration of the artifact, which
+    /// says where its files go there: the targets of a shared artifact
+    /// declare its paths, owners and modes each for itself (a Home Manager
+    /// user's are not a machine's). Unchanged when `target` does not declare it.
+    pub fn declared_by(&self, target: &TargetId) -> Unit<'m> {
+        let artifact = self
+            .targets
+            .iter()
+            .find(|declaring| declaring.id == *target)
+            .and_then(|declaring| declaring.artifacts.get(self.name()))
+            .unwrap_or(self.artifact);
+        Unit {
+            artifact,
+            ..self.clone()
+        }
+    }
+
     /// Whether the unit involves one of `targets` (all units when empty).
     pub fn involves_any(&self, targets: &[TargetId]) -> bool {
         targets.is_empty() || self.targets.iter().any(|t| targets.contains(&t.id))

@@ -4,6 +4,11 @@
 //! |---|---|---|---|
 //! | `artifact`, `artifact_context`, `targets`, `inputs`, `LOG_LEVEL` | ✓ | ✓ | ✓ |
 //! | `out` | | ✓ (read) | ✓ (write) |
+//! | `artifact_fingerprint`, `artifact_generated_at` | | ✓ | |
+//!
+//! `serialize` gets the generation's stamp: the `fingerprint` and
+//! `generated_at` the engine records for it in `artifacts.lock` (unset when
+//! the lock records none, e.g. an adopted artifact has no generation time).
 //!
 //! `$targets` is a JSON file `{context, targets:[{name, type, config}]}`;
 //! `$inputs` a directory with one JSON file per declared file, named exactly as
@@ -30,7 +35,7 @@ use artifacts_model::{Context, TargetKind};
 use serde_json::json;
 
 use crate::in_process::{
-    Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, StoreError,
+    Call, CallFile, CallTarget, Checked, KeySources, Stamp, StoreBackend, StoreError,
 };
 use crate::plan::{Targets, Unit};
 use crate::registry::{Backend, Script, Scripts};
@@ -267,6 +272,11 @@ pub(crate) fn stderr_suffix(stderr: &str) -> String {
     }
 }
 
+/// serialize's `$artifact_fingerprint`: the lock entry's `fingerprint`.
+pub const STAMP_FINGERPRINT: &str = "artifact_fingerprint";
+/// serialize's `$artifact_generated_at`: the lock entry's `generated_at`.
+pub const STAMP_GENERATED_AT: &str = "artifact_generated_at";
+
 /// What `check` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CheckOutcome {
@@ -463,10 +473,12 @@ fn run(
     env: &ScriptEnv,
     out: Option<&Path>,
 ) -> Result<Output, ScriptError> {
-    run_with(scope, backend, script, kind, env, out, None)
+    run_with(scope, backend, script, kind, env, out, None, None)
 }
 
-/// [`run`], with `$artifacts` (check-all's list of artifacts) when given.
+/// [`run`], with `$artifacts` (check-all's list of artifacts) and
+/// serialize's `$artifact_fingerprint`/`$artifact_generated_at` when given.
+#[allow(clippy::too_many_arguments)]
 fn run_with(
     scope: &Scope<'_>,
     backend: &Backend,
@@ -475,6 +487,7 @@ fn run_with(
     env: &ScriptEnv,
     out: Option<&Path>,
     artifacts: Option<&serde_json::Value>,
+    stamp: Option<&Stamp>,
 ) -> Result<Output, ScriptError> {
     let failed = |source| ScriptError::Prepare {
         script: kind.as_str(),
@@ -487,6 +500,18 @@ fn run_with(
         write_private(&path, &serde_json::to_vec_pretty(artifacts).expect("json"))
             .map_err(failed)?;
         builder.env("artifacts", path);
+    }
+    // Ours may be set (a script calling `artifacts`): only serialize's count.
+    let fingerprint = stamp.map(|stamp| stamp.fingerprint.as_str());
+    let generated_at = stamp.and_then(|stamp| stamp.generated_at.as_deref());
+    for (key, value) in [
+        (STAMP_FINGERPRINT, fingerprint),
+        (STAMP_GENERATED_AT, generated_at),
+    ] {
+        match value {
+            Some(value) => builder.env(key, value),
+            None => builder.env_remove(key),
+        };
     }
     // Only `list` and `check-all` have something to say on stdout (upstream's
     // check prints EXISTS there, which nobody reads); otherwise only stderr is shown.
@@ -532,11 +557,23 @@ pub(crate) fn check(
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<CheckOutcome, ScriptError> {
+    check_stamped(unit, backend, scripts, env).map(|(outcome, _)| outcome)
+}
+
+/// [`check`], with the stored generation's stamp when the backend reports
+/// one ([`Checked::StoredWith`]; scripts never do).
+pub(crate) fn check_stamped(
+    unit: &Unit<'_>,
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Result<(CheckOutcome, Option<Stamp>), ScriptError> {
     if let Some((store, call)) = in_process(&Scope::of(unit), backend, &scripts.check, env)? {
         return match store.check(&call) {
-            Ok(Checked::Stored) => Ok(CheckOutcome::Stored),
-            Ok(Checked::Missing) => Ok(CheckOutcome::NeedsGeneration),
-            Ok(Checked::RecipientsChanged { .. }) => Ok(CheckOutcome::RecipientsChanged),
+            Ok(Checked::Stored) => Ok((CheckOutcome::Stored, None)),
+            Ok(Checked::StoredWith { stamp }) => Ok((CheckOutcome::Stored, Some(stamp))),
+            Ok(Checked::Missing) => Ok((CheckOutcome::NeedsGeneration, None)),
+            Ok(Checked::RecipientsChanged { .. }) => Ok((CheckOutcome::RecipientsChanged, None)),
             Err(error) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
         };
     }
@@ -549,9 +586,9 @@ pub(crate) fn check(
         None,
     )?;
     match output.status.code() {
-        Some(0) => Ok(CheckOutcome::Stored),
-        Some(1) => Ok(CheckOutcome::NeedsGeneration),
-        Some(3) => Ok(CheckOutcome::RecipientsChanged),
+        Some(0) => Ok((CheckOutcome::Stored, None)),
+        Some(1) => Ok((CheckOutcome::NeedsGeneration, None)),
+        Some(3) => Ok((CheckOutcome::RecipientsChanged, None)),
         _ => Err(ScriptError::Failed {
             script: "check",
             command: scripts.check.to_string(),
@@ -561,16 +598,19 @@ pub(crate) fn check(
     }
 }
 
+/// A check's outcome, with the stored generation's stamp when the backend reports one.
+pub(crate) type Stamped = (CheckOutcome, Option<Stamp>);
+
 /// `check` of `units` (of one target and one in-process backend) in one
 /// [`StoreBackend::check_many`]: one answer per unit, in their order, as
-/// [`check`] gives it.
+/// [`check_stamped`] gives it.
 pub(crate) fn check_in_process(
     units: &[&Unit<'_>],
     backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
-) -> Vec<Result<CheckOutcome, ScriptError>> {
-    let mut answers: Vec<Option<Result<CheckOutcome, ScriptError>>> = Vec::new();
+) -> Vec<Result<Stamped, ScriptError>> {
+    let mut answers: Vec<Option<Result<Stamped, ScriptError>>> = Vec::new();
     let mut calls = Vec::new();
     let mut store = None;
     for unit in units {
@@ -580,7 +620,7 @@ pub(crate) fn check_in_process(
                 calls.push(call);
                 answers.push(None);
             }
-            Ok(None) => answers.push(Some(check(unit, backend, scripts, env))),
+            Ok(None) => answers.push(Some(check_stamped(unit, backend, scripts, env))),
             Err(error) => answers.push(Some(Err(error))),
         }
     }
@@ -592,9 +632,12 @@ pub(crate) fn check_in_process(
         .into_iter()
         .map(|answer| {
             answer.unwrap_or_else(|| match checked.next() {
-                Some(Ok(Checked::Stored)) => Ok(CheckOutcome::Stored),
-                Some(Ok(Checked::Missing)) => Ok(CheckOutcome::NeedsGeneration),
-                Some(Ok(Checked::RecipientsChanged { .. })) => Ok(CheckOutcome::RecipientsChanged),
+                Some(Ok(Checked::Stored)) => Ok((CheckOutcome::Stored, None)),
+                Some(Ok(Checked::StoredWith { stamp })) => Ok((CheckOutcome::Stored, Some(stamp))),
+                Some(Ok(Checked::Missing)) => Ok((CheckOutcome::NeedsGeneration, None)),
+                Some(Ok(Checked::RecipientsChanged { .. })) => {
+                    Ok((CheckOutcome::RecipientsChanged, None))
+                }
                 Some(Err(error)) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
                 None => Err(in_process_failed(
                     ScriptKind::Check,
@@ -644,6 +687,7 @@ pub(crate) fn check_all(
         env,
         None,
         Some(&document),
+        None,
     )?;
     let output = succeeded(output, ScriptKind::CheckAll, script)?;
     let names: Vec<&str> = units.iter().map(|unit| unit.name()).collect();
@@ -732,8 +776,9 @@ fn parse_check_all(stdout: &[u8], asked: &[&str]) -> Result<Vec<CheckOutcome>, S
         .collect())
 }
 
-/// Runs `serialize` with `$out` holding the generated files, or `deserialize`
-/// with `$out` an empty directory to fill.
+/// Runs `serialize` with `$out` holding the generated files and `stamp`
+/// the generation the lock records for them, or `deserialize` with `$out`
+/// an empty directory to fill (no stamp).
 pub(crate) fn store(
     unit: &Unit<'_>,
     backend: &Backend,
@@ -741,10 +786,13 @@ pub(crate) fn store(
     kind: ScriptKind,
     env: &ScriptEnv,
     out: &Path,
+    stamp: Option<&Stamp>,
 ) -> Result<(), ScriptError> {
     let script = script_of(unit, scripts, kind)?;
     let scope = Scope::of(unit);
-    if let Some((store, call)) = in_process(&scope, backend, script, env)? {
+    let stamp = stamp.filter(|_| kind == ScriptKind::Serialize);
+    if let Some((store, mut call)) = in_process(&scope, backend, script, env)? {
+        call.stamp = stamp.cloned();
         let result = match kind {
             ScriptKind::Serialize => store.serialize(&call, out),
             _ => store.deserialize(&call, out),
@@ -752,7 +800,7 @@ pub(crate) fn store(
         register_secrets(&scope, out);
         return result.map_err(|error| in_process_failed(kind, backend, &error));
     }
-    let output = run(&scope, backend, script, kind, env, Some(out))?;
+    let output = run_with(&scope, backend, script, kind, env, Some(out), None, stamp)?;
     succeeded(output, kind, script).map(drop)
 }
 
@@ -770,18 +818,18 @@ pub(crate) fn store_file(
 }
 
 /// Stores several units of one in-process backend that share a store file
-/// ([`store_file`]) in one write, all or nothing.
+/// ([`store_file`]) in one write, all or nothing; each with its stamp (see [`store`]).
 pub(crate) fn serialize_all(
-    units: &[(&Unit<'_>, &Path)],
+    units: &[(&Unit<'_>, &Path, Option<&Stamp>)],
     backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Result<(), ScriptError> {
     let mut store = None;
     let mut calls = Vec::with_capacity(units.len());
-    for (unit, out) in units {
+    for (unit, out, stamp) in units {
         let scope = Scope::of(unit);
-        let Some((found, call)) = in_process(&scope, backend, &scripts.serialize, env)? else {
+        let Some((found, mut call)) = in_process(&scope, backend, &scripts.serialize, env)? else {
             return Err(ScriptError::Prepare {
                 script: "serialize",
                 source: std::io::Error::other(format!(
@@ -790,13 +838,14 @@ pub(crate) fn serialize_all(
                 )),
             });
         };
+        call.stamp = stamp.cloned();
         store = Some(found);
         calls.push((call, *out));
     }
     let Some(store) = store else { return Ok(()) };
     let pairs: Vec<(&Call, &Path)> = calls.iter().map(|(call, out)| (call, *out)).collect();
     let result = store.serialize_all(&pairs);
-    for (unit, out) in units {
+    for (unit, out, _) in units {
         register_secrets(&Scope::of(unit), out);
     }
     result.map_err(|error| in_process_failed(ScriptKind::Serialize, backend, &error))
@@ -911,6 +960,25 @@ fn in_process<'b>(
     let Script::InProcess { script: name, .. } = script else {
         return Ok(None);
     };
+    let root = canonical_root(env, name)?;
+    in_process_at(scope, backend, name, env, root).map(Some)
+}
+
+/// The project root as a script's working directory would be: the
+/// physical path, so that no link on the way is followed below it.
+fn canonical_root(env: &ScriptEnv, script: &'static str) -> Result<PathBuf, ScriptError> {
+    env.canonical_root()
+        .map_err(|source| ScriptError::Prepare { script, source })
+}
+
+/// [`in_process`] with the project root already resolved (once for a batch).
+fn in_process_at<'b>(
+    scope: &Scope<'_>,
+    backend: &'b Backend,
+    name: &'static str,
+    env: &ScriptEnv,
+    root: PathBuf,
+) -> Result<(&'b dyn StoreBackend, Call), ScriptError> {
     let store = backend.in_process.as_ref().ok_or_else(|| ScriptError::Prepare {
         script: name,
         source: std::io::Error::other(format!(
@@ -918,14 +986,6 @@ fn in_process<'b>(
             backend.name
         )),
     })?;
-    // What a script's working directory would be: the physical path, so that
-    // no link on the way is followed below it.
-    let root = env
-        .canonical_root()
-        .map_err(|source| ScriptError::Prepare {
-            script: name,
-            source,
-        })?;
     let mut files: Vec<CallFile> = scope
         .files
         .into_iter()
@@ -947,8 +1007,67 @@ fn in_process<'b>(
         files,
         root,
         identities: KeySources::new(env.extra_env.clone()),
+        stamp: None,
     };
-    Ok(Some((store.0.as_ref(), call)))
+    Ok((store.0.as_ref(), call))
+}
+
+/// Re-encrypts `units` (all of one in-process backend; `current` are its
+/// units that need nothing) with the backend's batch
+/// ([`StoreBackend::rekey_all`]) on up to `jobs` threads; `None` when the
+/// backend has none (or runs scripts), so the caller rekeys one unit at a
+/// time.
+pub(crate) fn rekey_all(
+    units: &[&Unit<'_>],
+    current: &[&Unit<'_>],
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+    jobs: usize,
+) -> Option<Vec<Result<bool, ScriptError>>> {
+    let Script::InProcess { script: name, .. } = &scripts.serialize else {
+        return None;
+    };
+    let store = backend.in_process.as_ref()?;
+    let failed = |error: &ScriptError| {
+        let message = error.to_string();
+        Some(
+            units
+                .iter()
+                .map(|_| {
+                    Err(ScriptError::Prepare {
+                        script: name,
+                        source: std::io::Error::other(message.clone()),
+                    })
+                })
+                .collect(),
+        )
+    };
+    let root = match canonical_root(env, name) {
+        Ok(root) => root,
+        Err(error) => return failed(&error),
+    };
+    let mut calls = Vec::with_capacity(units.len());
+    for unit in units {
+        match in_process_at(&Scope::of(unit), backend, name, env, root.clone()) {
+            Ok((_, call)) => calls.push(call),
+            Err(error) => return failed(&error),
+        }
+    }
+    let current: Vec<Call> = current
+        .iter()
+        .filter_map(|unit| in_process_at(&Scope::of(unit), backend, name, env, root.clone()).ok())
+        .map(|(_, call)| call)
+        .collect();
+    let results = store.0.rekey_all(&calls, &current, jobs)?;
+    Some(
+        results
+            .into_iter()
+            .map(|result| {
+                result.map_err(|error| in_process_failed(ScriptKind::Serialize, backend, &error))
+            })
+            .collect(),
+    )
 }
 
 /// An in-process failure's text as a person reads it: the chain, then the
@@ -1109,6 +1228,10 @@ files.cert = { secret = false }
             check(unit, &backend, &scripts, &env).unwrap(),
             CheckOutcome::Stored
         );
+        let stamp = Stamp {
+            fingerprint: "sha256:f1".into(),
+            generated_at: Some("2026-11-30T12:00:00.000000Z".into()),
+        };
         store(
             unit,
             &backend,
@@ -1116,13 +1239,28 @@ files.cert = { secret = false }
             ScriptKind::Serialize,
             &env,
             dir.path(),
+            Some(&stamp),
         )
         .unwrap();
         assert_eq!(writable(unit, &backend, &scripts, &env).unwrap(), None);
+        let batched = Stamp {
+            generated_at: None,
+            ..stamp.clone()
+        };
+        serialize_all(
+            &[(unit, dir.path(), Some(&batched))],
+            &backend,
+            &scripts,
+            &env,
+        )
+        .unwrap();
 
         let calls = recorder.calls.lock().unwrap();
         let scripts: Vec<&str> = calls.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(scripts, ["check", "serialize", "writable"]);
+        assert_eq!(scripts, ["check", "serialize", "writable", "serialize"]);
+        // Only serialize gets the generation's stamp, batched or not.
+        let stamps: Vec<Option<&Stamp>> = calls.iter().map(|(_, c)| c.stamp.as_ref()).collect();
+        assert_eq!(stamps, [None, Some(&stamp), None, Some(&batched)]);
         let call = &calls[0].1;
         assert_eq!(call.backend, "rec");
         assert_eq!(call.artifact.as_deref(), Some("api"));

@@ -394,7 +394,7 @@ impl Client {
                 status: 404 | 405,
                 message,
                 ..
-            }) if message.contains("unsupported") => {
+            }) if message.contains("unsupported") || message.contains(INVALID_KV_PATH) => {
                 return self.kv_list_per_entry(mount, dir);
             }
             Err(error) => return Err(error),
@@ -825,20 +825,37 @@ fn entries(keys: &[String], info: &dyn Fn(&str) -> Value) -> BTreeMap<String, Kv
 
 /// The `errors` strings of an error answer.
 fn errors_of(body: Option<&Value>) -> Vec<String> {
-    body.and_then(|b| b["errors"].as_array())
+    let listed = |key: &str| -> Vec<String> {
+        body.and_then(|b| b[key].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str())
+            .map(|e| {
+                e.trim()
+                    .replace("\n\t* ", " ")
+                    .replace('\n', " ")
+                    .trim()
+                    .to_owned()
+            })
+            .filter(|e| !e.is_empty())
+            .collect()
+    };
+    let errors = listed("errors");
+    if !errors.is_empty() {
+        return errors;
+    }
+    // A KV v2 engine answers a path it has no endpoint for (on HashiCorp
+    // Vault: `detailed-metadata`) with a 404, no errors and the warning
+    // "Invalid path for a versioned K/V secrets engine": a mistake, never
+    // "absent". A deleted version's 404 carries data and no warnings.
+    listed("warnings")
         .into_iter()
-        .flatten()
-        .filter_map(|e| e.as_str())
-        .map(|e| {
-            e.trim()
-                .replace("\n\t* ", " ")
-                .replace('\n', " ")
-                .trim()
-                .to_owned()
-        })
-        .filter(|e| !e.is_empty())
+        .filter(|w| w.contains(INVALID_KV_PATH))
         .collect()
 }
+
+/// What a KV v2 engine warns about a path it has no endpoint for.
+const INVALID_KV_PATH: &str = "Invalid path for a versioned K/V secrets engine";
 
 /// A transport error, without the URL (it names nothing secret, but the
 /// address is in our message already).

@@ -218,11 +218,11 @@ impl Dir {
     /// component; `None` when some component does not exist.
     pub fn open(&self, relative: impl AsRef<Path>) -> std::io::Result<Option<Dir>> {
         let relative = relative.as_ref();
-        // The first component is opened from this directory itself, not
-        // from a duplicate of it: one `openat` less per call.
+        // One `openat` per component: the first is opened from this handle.
         let mut current: Option<Dir> = None;
         for part in plain_components(relative, &self.path)? {
-            match current.as_ref().unwrap_or(self).child(part)? {
+            let parent = current.as_ref().unwrap_or(self);
+            match parent.child(part)? {
                 Some(next) => current = Some(next),
                 None => return Ok(None),
             }
@@ -380,8 +380,29 @@ impl Dir {
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(refused(Refused::Kind(path, "regular file")));
         }
-        let mut data = Vec::with_capacity(usize::try_from(stat.st_size).unwrap_or(0));
-        fs::File::from(fd).read_to_end(&mut data)?;
+        // Sized from the `fstat` above and read by hand: `read_to_end` would
+        // ask the size again (`statx`, `lseek`) for every file of a store.
+        let size = usize::try_from(stat.st_size).unwrap_or(0);
+        let mut data = vec![0; size + 1];
+        let mut file = fs::File::from(fd);
+        let mut filled = 0;
+        loop {
+            if filled == data.len() {
+                data.resize(filled * 2, 0);
+            }
+            match file.read(&mut data[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("`{}`: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        data.truncate(filled);
         Ok(Some(data))
     }
 
@@ -420,6 +441,17 @@ impl Dir {
         file.write_all(data)?;
         file.sync_all()?;
         Ok(())
+    }
+
+    /// [`Dir::write_new`] without the fsync: for files that a later
+    /// [`Dir::sync_filesystem`] makes durable together.
+    pub fn write_new_unsynced(
+        &self,
+        name: impl AsRef<OsStr>,
+        data: &[u8],
+        mode: u32,
+    ) -> std::io::Result<()> {
+        self.create_file(name, mode)?.write_all(data)
     }
 
     /// Replaces (or creates) the file `name` atomically: a temporary file in
@@ -506,6 +538,20 @@ impl Dir {
         staged: impl AsRef<OsStr>,
         name: impl AsRef<OsStr>,
     ) -> std::io::Result<Option<OsString>> {
+        let previous = self.exchange(staged, name)?;
+        self.sync();
+        Ok(previous)
+    }
+
+    /// [`Dir::replace_dir`] without the fsync of this directory: for a
+    /// batch of swaps made durable by one [`Dir::sync`] afterwards. Until
+    /// then a crash may undo the swap, which leaves the previous directory
+    /// whole (the staged one must have been made durable before).
+    pub fn exchange(
+        &self,
+        staged: impl AsRef<OsStr>,
+        name: impl AsRef<OsStr>,
+    ) -> std::io::Result<Option<OsString>> {
         let (staged, name) = (staged.as_ref(), name.as_ref());
         let path = self.path.join(name);
         match self.kind(name)? {
@@ -517,14 +563,10 @@ impl Dir {
                     name,
                     RenameFlags::NOREPLACE,
                 ) {
-                    Ok(()) => {
-                        self.sync();
-                        return Ok(None);
-                    }
+                    Ok(()) => return Ok(None),
                     Err(Errno::INVAL | Errno::NOSYS) => {
                         rustix::fs::renameat(&self.fd, staged, &self.fd, name)
                             .map_err(at(&path))?;
-                        self.sync();
                         return Ok(None);
                     }
                     Err(e) => return Err(at(&path)(e)),
@@ -535,15 +577,11 @@ impl Dir {
             Some(_) => return Err(refused(Refused::Kind(path, "directory"))),
         }
         match rustix::fs::renameat_with(&self.fd, staged, &self.fd, name, RenameFlags::EXCHANGE) {
-            Ok(()) => {
-                self.sync();
-                Ok(Some(staged.to_owned()))
-            }
+            Ok(()) => Ok(Some(staged.to_owned())),
             Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
                 let old = OsString::from(format!(".artifacts-old-{}", random_tag()));
                 rustix::fs::renameat(&self.fd, name, &self.fd, &old).map_err(at(&path))?;
                 rustix::fs::renameat(&self.fd, staged, &self.fd, name).map_err(at(&path))?;
-                self.sync();
                 Ok(Some(old))
             }
             Err(e) => Err(at(&path)(e)),
@@ -568,6 +606,14 @@ impl Dir {
             Some(_) => rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())
                 .map_err(at(&self.path.join(name))),
         }
+    }
+
+    /// Removes the directory `name` (with everything in it, never following
+    /// a link) without first renaming it away: for a directory that already
+    /// has a hidden name [`Dir::remove_leftovers`] recognises, so a kill
+    /// half-way leaves a leftover the next run removes. Nothing is fsynced.
+    pub fn remove_leftover(&self, name: impl AsRef<OsStr>) -> std::io::Result<()> {
+        self.remove_tree(name.as_ref())
     }
 
     fn remove_tree(&self, name: &OsStr) -> std::io::Result<()> {
@@ -620,6 +666,154 @@ impl Dir {
         }
         self.sync();
         Ok(())
+    }
+
+    /// Writes `files` into a new hidden directory `<prefix><tag>` of this
+    /// one (files `file_mode`, directory 0755) and returns its name, for
+    /// [`Dir::exchange`] to swap in later. Nothing is fsynced: the caller
+    /// makes every staged directory durable at once ([`Dir::sync_filesystem`])
+    /// before the first swap. On failure nothing is left behind.
+    pub fn stage_dir<N, C>(
+        &self,
+        prefix: &str,
+        files: impl IntoIterator<Item = (N, C)>,
+        file_mode: u32,
+    ) -> std::io::Result<OsString>
+    where
+        N: AsRef<OsStr>,
+        C: AsRef<[u8]>,
+    {
+        let staged = Temp::random(self, prefix, "");
+        let staged_dir = self.create_dir(staged.name(), 0o755)?;
+        for (file, content) in files {
+            staged_dir.write_new_unsynced(file, content.as_ref(), file_mode)?;
+        }
+        let name = staged.name().to_owned();
+        staged.keep();
+        Ok(name)
+    }
+
+    /// Makes the hidden directory `name` hold exactly `files` (mode
+    /// `file_mode`), reusing what is in it: a regular file with one link is
+    /// truncated and rewritten in place, anything else of a wanted name is
+    /// removed and created anew, entries not wanted are removed. For a
+    /// previous generation that was swapped out (and the swap made durable),
+    /// which nothing reads any more: its inodes serve the next staged
+    /// generation instead of new ones being allocated. Nothing is fsynced
+    /// (see [`Dir::stage_dir`]); links are never followed.
+    pub fn restage_dir<N, C>(
+        &self,
+        name: impl AsRef<OsStr>,
+        files: impl IntoIterator<Item = (N, C)>,
+        file_mode: u32,
+    ) -> std::io::Result<()>
+    where
+        N: AsRef<OsStr>,
+        C: AsRef<[u8]>,
+    {
+        let name = name.as_ref();
+        let staged = self.child(name)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("`{}` vanished", self.path.join(name).display()),
+            )
+        })?;
+        let mut wanted = std::collections::BTreeSet::new();
+        for (file, content) in files {
+            let file = file.as_ref();
+            staged.rewrite(file, content.as_ref(), file_mode)?;
+            wanted.insert(file.to_owned());
+        }
+        for (entry, kind) in staged.entries()? {
+            if wanted.contains(&entry) {
+                continue;
+            }
+            if kind == FileType::Directory {
+                staged.remove_tree(&entry)?;
+            } else {
+                rustix::fs::unlinkat(&staged.fd, &entry, AtFlags::empty())
+                    .map_err(at(&staged.path.join(&entry)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` into `name` in place when it is a regular file with a
+    /// single link (no new inode), else replaces whatever is there with a
+    /// new file; mode exactly `mode`. Not fsynced.
+    fn rewrite(&self, name: &OsStr, data: &[u8], mode: u32) -> std::io::Result<()> {
+        let path = self.path.join(name);
+        let reusable = match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+                    && stat.st_nlink == 1
+                {
+                    true
+                } else {
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+                        self.remove_tree(name)?;
+                    } else {
+                        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())
+                            .map_err(at(&path))?;
+                    }
+                    false
+                }
+            }
+            Err(Errno::NOENT) => false,
+            Err(e) => return Err(at(&path)(e)),
+        };
+        if !reusable {
+            return self.write_new_unsynced(name, data, mode);
+        }
+        let flags = OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty()).map_err(at(&path))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(at(&path))?;
+        fs::File::from(fd).write_all(data)
+    }
+
+    /// Moves the entry `name` of this directory to the directory `to`
+    /// under the same name, never replacing anything there.
+    pub fn move_into(&self, name: impl AsRef<OsStr>, to: &Dir) -> std::io::Result<()> {
+        let name = name.as_ref();
+        let path = to.path.join(name);
+        match rustix::fs::renameat_with(&self.fd, name, &to.fd, name, RenameFlags::NOREPLACE) {
+            Err(Errno::INVAL | Errno::NOSYS) => {
+                if to.kind(name)?.is_some() {
+                    return Err(at(&path)(Errno::EXIST));
+                }
+                rustix::fs::renameat(&self.fd, name, &to.fd, name).map_err(at(&path))
+            }
+            other => other.map_err(at(&path)),
+        }
+    }
+
+    /// Like [`Dir::sync`], but a failure is an error: for callers that may
+    /// rely on what was renamed here being durable.
+    pub fn sync_checked(&self) -> std::io::Result<()> {
+        rustix::fs::fsync(&self.fd).map_err(at(&self.path))
+    }
+
+    /// Makes everything written to this directory's file system durable
+    /// (`syncfs(2)`; `sync(2)` where the kernel lacks it): one call for a
+    /// whole batch of staged files and directories, in place of an fsync
+    /// of each. Unlike [`Dir::sync`], a failure is an error: what was
+    /// staged may not be on disk.
+    pub fn sync_filesystem(&self) -> std::io::Result<()> {
+        match rustix::fs::syncfs(&self.fd) {
+            Err(Errno::NOSYS) => {
+                rustix::fs::sync();
+                Ok(())
+            }
+            other => other.map_err(at(&self.path)),
+        }
+    }
+
+    /// The device this directory is on (directories of one device share a
+    /// [`Dir::sync_filesystem`]).
+    pub fn device(&self) -> std::io::Result<u64> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(at(&self.path))?;
+        #[allow(clippy::unnecessary_cast)]
+        Ok(stat.st_dev as u64)
     }
 
     /// Removes every entry `ours` recognises as a leftover of a killed run
@@ -802,6 +996,85 @@ mod tests {
         assert_eq!(dir.file_mode("f").unwrap(), Some(0o640));
         assert_eq!(dir.read("f").unwrap().unwrap(), b"1");
         assert_eq!(dir.read("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn staged_generations_swap_in_and_the_previous_one_keeps_the_hidden_name() {
+        let (_base, root, outside) = trap();
+        let dir = Dir::open_root(&root).unwrap();
+        let first = dir.stage_dir(".st-", [("a", b"one")], 0o640).unwrap();
+        assert!(
+            first
+                .to_str()
+                .unwrap()
+                .strip_prefix(".st-")
+                .is_some_and(is_tag)
+        );
+        assert_eq!(dir.exchange(&first, "gen").unwrap(), None);
+        let second = dir.stage_dir(".st-", [("b", b"two")], 0o640).unwrap();
+        dir.sync_filesystem().unwrap();
+        // The staged name now holds the previous generation, whole.
+        assert_eq!(dir.exchange(&second, "gen").unwrap(), Some(second.clone()));
+        assert_eq!(fs::read(root.join("gen/b")).unwrap(), b"two");
+        assert!(!root.join("gen/a").exists());
+        let current = dir.open("gen").unwrap().unwrap();
+        assert_eq!(current.file_mode("b").unwrap(), Some(0o640));
+        assert_eq!(fs::read(root.join(&second).join("a")).unwrap(), b"one");
+        dir.remove_leftover(&second).unwrap();
+        assert!(!root.join(&second).exists());
+        // Never swapped with a link, nor removed through one.
+        let third = dir.stage_dir(".st-", [("c", b"three")], 0o640).unwrap();
+        assert!(dir.exchange(&third, "escape").is_err());
+        assert!(dir.remove_leftover("escape").is_err());
+        assert_eq!(fs::read(outside.join("victim/file")).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn restaging_reuses_single_link_files_and_never_writes_through_links() {
+        use std::os::unix::fs::MetadataExt;
+        let (_base, root, outside) = trap();
+        let dir = Dir::open_root(&root).unwrap();
+        let old = dir
+            .stage_dir(
+                ".st-",
+                [("keep", b"old".as_slice()), ("extra", b"x".as_slice())],
+                0o600,
+            )
+            .unwrap();
+        let staged = root.join(&old);
+        let kept = fs::metadata(staged.join("keep")).unwrap().ino();
+        fs::create_dir(staged.join("sub")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim/file"), staged.join("linked")).unwrap();
+        fs::hard_link(outside.join("victim/file"), staged.join("shared")).unwrap();
+        let files: [(&str, &[u8]); 3] = [("keep", b"new"), ("linked", b"l"), ("shared", b"s")];
+        dir.restage_dir(&old, files, 0o644).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&staged)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["keep", "linked", "shared"]);
+        // Rewritten in place, with the new mode.
+        let meta = fs::symlink_metadata(staged.join("keep")).unwrap();
+        assert_eq!((meta.ino(), meta.mode() & 0o777), (kept, 0o644));
+        assert_eq!(fs::read(staged.join("keep")).unwrap(), b"new");
+        // A link and a file with another name elsewhere are replaced, not written through.
+        assert!(
+            fs::symlink_metadata(staged.join("linked"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(fs::read(staged.join("shared")).unwrap(), b"s");
+        assert_eq!(fs::read(outside.join("victim/file")).unwrap(), b"precious");
+        // Moved to another directory whole, never over something there.
+        let inside = dir.open("inside").unwrap().unwrap();
+        dir.move_into(&old, &inside).unwrap();
+        assert_eq!(
+            fs::read(root.join("inside").join(&old).join("keep")).unwrap(),
+            b"new"
+        );
+        fs::create_dir(root.join(&old)).unwrap();
+        assert!(inside.move_into(&old, &dir).is_err());
     }
 
     #[test]

@@ -23,7 +23,14 @@
 //!   127.0.0.1, waits until it answers, and kills it when dropped (also
 //!   when the test panics).
 //!
+//! - [`WithoutDetailedMetadata`] puts a real OpenBao server behind the KV
+//!   v2 API HashiCorp Vault offers (no `detailed-metadata` listing).
+//!
 //! Global state: none; the environment is read, never changed.
+
+mod vault_like;
+
+pub use vault_like::WithoutDetailedMetadata;
 
 use std::ffi::OsStr;
 use std::io::Write;

@@ -10,6 +10,8 @@ use artifacts_engine::{
     Activated, GenerateRequest, InstallRoot, Installed, Plan, Silent, UnitId, error_chain,
 };
 
+use artifacts_model::{TargetId, TargetKind};
+
 use crate::args::{ActivateArgs, GlobalArgs};
 use crate::ask;
 use crate::context::{self, Context};
@@ -23,6 +25,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         ))
         .into());
     };
+    refuse_root_for_a_user(target, args.root.is_some())?;
     let plan = ctx.plan()?;
     let engine = ctx.engine();
     let all = ctx.select(&plan, &args.artifacts)?;
@@ -56,6 +59,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     let env = |name: &str| std::env::var(name).ok();
     // Prompts are asked only for artifacts that will be generated.
     let into = InstallRoot {
+        target,
         root: &root,
         env: &env,
     };
@@ -86,6 +90,26 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     } else {
         exit::FAILURE
     })
+}
+
+/// A Home Manager user's files belong to whoever installs them (they
+/// declare no owner): as root, another user's would end up root's, which
+/// that user cannot read. Installing under `--root` (a staging tree) is
+/// allowed, and so is root's own Home Manager configuration.
+fn refuse_root_for_a_user(target: &TargetId, staged: bool) -> Result<()> {
+    if target.kind != TargetKind::Home
+        || target.name == "root"
+        || staged
+        || !nix::unistd::geteuid().is_root()
+    {
+        return Ok(());
+    }
+    Err(UsageError(anyhow::anyhow!(
+        "activate --target {} installs files that belong to whoever runs it, and this is root: run it as the user `{}` (the Home Manager module's user service does), or pass --root to install into a staging tree",
+        target.reference(),
+        target.name
+    ))
+    .into())
 }
 
 /// Prints what was done to each file and each failure (its message);

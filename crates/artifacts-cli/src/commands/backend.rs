@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use artifacts_engine::Targets;
-use artifacts_engine::store::{Call, CallFile, CallTarget, Checked, KeySources, Writable};
+use artifacts_engine::store::{Call, CallFile, CallTarget, Checked, KeySources, Stamp, Writable};
 use artifacts_model::{Context, TargetKind};
 
 /// Runs `script` of the shipped backend `backend`; returns the exit code.
@@ -56,7 +56,7 @@ fn answer(name: &str, script: &str) -> Result<i32> {
     };
     match script {
         "check" => Ok(match backend.check(&call).map_err(failed)? {
-            Checked::Stored => 0,
+            Checked::Stored | Checked::StoredWith { .. } => 0,
             Checked::Missing => 1,
             Checked::RecipientsChanged { message } => {
                 eprintln!("{message}");
@@ -145,6 +145,20 @@ fn call_from_env(backend: &str) -> Result<Call> {
         files,
         root: std::env::current_dir().with_context(|| read(Path::new(".")))?,
         identities: KeySources::default(),
+        stamp: stamp_from_env(),
+    })
+}
+
+/// serialize's generation stamp, as the engine exports it to scripts.
+fn stamp_from_env() -> Option<Stamp> {
+    let fingerprint = std::env::var(artifacts_engine::store::STAMP_FINGERPRINT)
+        .ok()
+        .filter(|f| !f.is_empty())?;
+    Some(Stamp {
+        fingerprint,
+        generated_at: std::env::var(artifacts_engine::store::STAMP_GENERATED_AT)
+            .ok()
+            .filter(|g| !g.is_empty()),
     })
 }
 

@@ -60,7 +60,13 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         return Ok(checked);
     }
     if selection.units.is_empty() {
-        if !global.quiet && selection.left_stale > 0 {
+        if !global.quiet && selection.check_errors > 0 {
+            // Their errors are above: "everything is current" would be a lie.
+            let errors = selection.check_errors;
+            eprintln!(
+                "nothing generated: {errors} artifact(s) could not be checked (see the errors above)"
+            );
+        } else if !global.quiet && selection.left_stale > 0 {
             let left = selection.left_stale;
             eprintln!("nothing generated: {left} stale artifact(s) left as they are");
         } else if !global.quiet && selection.held_back == 0 {

@@ -73,6 +73,7 @@ pub fn call(
             .collect(),
         root,
         identities: KeySources::default(),
+        stamp: None,
     })
 }
 
@@ -202,7 +203,9 @@ fn apply_policy(
 /// The host side of `activate` for openbao artifacts: read each with the
 /// target's AppRole and install its secret files with owner, group and
 /// mode, atomically (public files are in the repository; the artifacts
-/// NixOS module installs them). Each unit's files, or why it failed.
+/// modules install them). A shared artifact is installed as the target
+/// itself declares it: a Home Manager user's paths are not a machine's.
+/// Each unit's files, or why it failed.
 pub fn activate(
     ctx: &Context,
     plan: &Plan<'_>,
@@ -211,9 +214,12 @@ pub fn activate(
     root: &Path,
 ) -> Vec<(UnitId, Result<Activated, String>)> {
     let env = |name: &str| std::env::var(name).ok();
-    let into = InstallRoot { root, env: &env };
+    let into = InstallRoot {
+        target,
+        root,
+        env: &env,
+    };
     let engine = ctx.engine();
-    let system = target.kind == artifacts_model::TargetKind::Nixos;
     selected
         .iter()
         .map(|&id| {
@@ -223,7 +229,7 @@ pub fn activate(
                 let call = call(ctx, backend, unit, Some(target))?;
                 let secret =
                     artifacts_backends::openbao_host_read(&call).map_err(|e| with_hint(&e))?;
-                Ok(engine.install_fetched(unit, &secret, &into, system)?)
+                Ok(engine.install_fetched(unit, &secret, &into)?)
             })();
             (id, result.map_err(|error| format!("{error:#}")))
         })

@@ -156,10 +156,17 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     let mut failures = 0;
     let mut changed = 0;
     let mut todo = Vec::new();
+    // Stored for their recipients: nothing to do, but the backend may clean
+    // up after a killed rekey in their stores.
+    let mut current = Vec::new();
     for (&index, status) in selected.iter().zip(statuses) {
         let unit = &plan[index];
         match status {
             Status::RecipientsChanged => {}
+            Status::Ok | Status::Stale { .. } | Status::Untracked { .. } => {
+                current.push(index);
+                continue;
+            }
             Status::Error { reason } => {
                 failures += 1;
                 eprintln!("error: cannot check {}: {reason}", unit.label());
@@ -180,7 +187,10 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
         todo.push(index);
     }
     // One decrypt and one encrypt per file, side by side across files.
-    let results = engine.rekey_units(&plan, &todo, &ctx.lock, ctx.jobs);
+    if args.dry_run {
+        current.clear();
+    }
+    let results = engine.rekey_units(&plan, &todo, &current, &ctx.lock, ctx.jobs);
     for (&index, result) in todo.iter().zip(results) {
         let unit = &plan[index];
         match result {
