@@ -57,22 +57,51 @@ fn component<'n>(name: &'n str, what: &str) -> Result<&'n str, Error> {
 /// The directory holding every artifact of the context (per target, or
 /// shared), relative to the project root.
 fn context_dir(call: &Call) -> Result<PathBuf, Error> {
+    let (kind, target) = context_parts(call)?;
+    Ok(kind.join(target))
+}
+
+/// [`context_dir`] in two parts: the directory of the context's kind
+/// (`<storeDir>/per-machine`, `<storeDir>/per-user`, `<storeDir>/shared`)
+/// and the target's directory below it (empty when shared).
+fn context_parts(call: &Call) -> Result<(PathBuf, PathBuf), Error> {
     let target = call.target();
     let store = target.store_dir(BACKEND)?;
     Ok(match call.context.as_str() {
-        "shared" => store.join("shared"),
-        "nixos" => store
-            .join("per-machine")
-            .join(component(&target.name, "machine")?),
-        "homemanager" => store
-            .join("per-user")
-            .join(component(&target.name, "user")?),
+        "shared" => (store.join("shared"), PathBuf::new()),
+        "nixos" => (
+            store.join("per-machine"),
+            PathBuf::from(component(&target.name, "machine")?),
+        ),
+        "homemanager" => (
+            store.join("per-user"),
+            PathBuf::from(component(&target.name, "user")?),
+        ),
         other => {
             return Err(Error::Usage(format!(
                 "agenix does not store {other} artifacts (use sops-nix for tanka environments)"
             )));
         }
     })
+}
+
+/// The artifact's directory, `None` when it does not exist. The directory
+/// of the context's kind stays open for the run (see [`crate::cache::Cache`]):
+/// every artifact of every target of a fleet's `check` is below it.
+fn open_artifact_dir(call: &Call) -> Result<Option<Dir>, Error> {
+    let (kind, target) = context_parts(call)?;
+    let below = target.join(component(&call.artifact, "artifact")?);
+    let kind_path = call.root.join(&kind);
+    let Some(base) = call.cache.dir(&kind_path, || {
+        call.root_dir()?
+            .open(&kind)
+            .map_err(Error::io("open", &kind_path))
+    })?
+    else {
+        return Ok(None);
+    };
+    base.open(&below)
+        .map_err(Error::io("open", &kind_path.join(&below)))
 }
 
 /// The artifact's directory, relative to the project root.
@@ -186,12 +215,7 @@ fn inspect(call: &Call, dir: &Dir) -> Result<Inspected, Error> {
 /// Stored for the configured recipients, missing, or recipients changed
 /// (see [`inspect`] for what is an error).
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    let relative = artifact_dir(call)?;
-    let root = call.root_dir()?;
-    let Some(dir) = root
-        .open(&relative)
-        .map_err(Error::io("open", &call.root.join(&relative)))?
-    else {
+    let Some(dir) = open_artifact_dir(call)? else {
         return Ok(Checked::Missing);
     };
     let Inspected::Stored { recorded, .. } = inspect(call, &dir)? else {

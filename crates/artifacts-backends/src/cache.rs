@@ -7,14 +7,20 @@
 //! A `check` of a fleet asks the same backend about every (target,
 //! artifact) pair, and the pairs of one target share its SOPS file: without
 //! these, each pair would read the key files, parse the whole file and
-//! unwrap its data key again. One [`Cache`] belongs to one backend instance,
+//! unwrap its data key again, and open the same directories again. One
+//! [`Cache`] belongs to one backend instance,
 //! which the binary builds once per run; it is shared by the engine's
 //! worker threads. Nothing in it is ever stale: a parsed file is reused
 //! only while the file's stamp (device, inode, size, modification and
 //! change times) or else its bytes are the same, a data key only for the very
 //! wrapped keys it was unwrapped from (a file re-encrypted with the same
 //! data key keeps them), and recipients only for the same configuration.
-//! The data keys are zeroed when dropped.
+//! The project's `.sops.yaml` is read once per run, as the declarations
+//! are. Directories stay open for the run (a few: those holding SOPS files
+//! or agenix targets, and the project root) while their path leads to them:
+//! files in them are looked up again on every call, and a directory is
+//! never remembered as missing. The data keys are zeroed
+//! when dropped.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use artifacts_crypto::age::{Identity, Recipient};
-use artifacts_crypto::sops::{DataKey, EncryptedFile};
+use artifacts_crypto::sops::{DataKey, EncryptedFile, TransitKey};
+use artifacts_os::fs::Dir;
 use zeroize::Zeroizing;
 
 /// A SOPS file as parsed, with the stamp of the file it was read from
@@ -43,6 +50,9 @@ type Stanzas = Vec<(String, String)>;
 /// Data keys by the stanzas they were unwrapped from.
 type DataKeys = HashMap<Stanzas, Zeroizing<[u8; 32]>>;
 
+/// A directory kept open, with its device and inode (see [`Cache::dir`]).
+type OpenDir = (Arc<Dir>, (u64, u64));
+
 /// One run's memory of a backend (see the module doc). It holds data keys
 /// and our environment (which may hold `SOPS_AGE_KEY` or prompt answers),
 /// so its `Debug` says only how much it holds.
@@ -55,9 +65,21 @@ pub(crate) struct Cache {
     recipients: Mutex<HashMap<String, Vec<Recipient>>>,
     /// One lock per store file written in this run.
     writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// One lock per SOPS file read in this run, held while it is parsed.
+    parsing: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     /// The directories swept for a killed run's temporary files.
     swept: Mutex<std::collections::HashSet<PathBuf>>,
+    /// The transit keys `.sops.yaml` asks for, by store file.
+    transit: Mutex<HashMap<PathBuf, Vec<TransitKey>>>,
+    /// Directories opened before, by path (at most [`MAX_OPEN_DIRS`]), with
+    /// their device and inode.
+    dirs: Mutex<HashMap<PathBuf, OpenDir>>,
 }
+
+/// How many directories a run keeps open: a fleet's SOPS files live in a
+/// few, but every tanka environment has its own, and file descriptors are
+/// limited. Past this, directories are opened for each call.
+const MAX_OPEN_DIRS: usize = 64;
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,11 +208,69 @@ impl Cache {
         Ok(recipients)
     }
 
+    /// The transit keys for the store file `file`, computed by `compute`
+    /// the first time (from `.sops.yaml`, read once per run).
+    pub(crate) fn transit_keys<E>(
+        &self,
+        file: &Path,
+        compute: impl FnOnce() -> Result<Vec<TransitKey>, E>,
+    ) -> Result<Vec<TransitKey>, E> {
+        if let Some(keys) = lock(&self.transit).get(file) {
+            return Ok(keys.clone());
+        }
+        let keys = compute()?;
+        lock(&self.transit).insert(file.to_owned(), keys.clone());
+        Ok(keys)
+    }
+
+    /// The directory at `path`, opened by `open` unless it is open already
+    /// and `path` still leads to it (one `stat`: a directory removed or
+    /// replaced meanwhile is opened again); `None` (never remembered) when
+    /// it does not exist.
+    pub(crate) fn dir<E>(
+        &self,
+        path: &Path,
+        open: impl FnOnce() -> Result<Option<Dir>, E>,
+    ) -> Result<Option<Arc<Dir>>, E> {
+        let known = lock(&self.dirs).get(path).cloned();
+        if let Some((dir, identity)) = known {
+            use std::os::unix::fs::MetadataExt;
+            // Links followed: `open` refused them on the way, and a path
+            // reaching the same directory through one reaches what we hold.
+            if std::fs::metadata(path).is_ok_and(|now| (now.dev(), now.ino()) == identity) {
+                return Ok(Some(dir));
+            }
+            lock(&self.dirs).remove(path);
+        }
+        let Some(dir) = open()? else {
+            return Ok(None);
+        };
+        let dir = Arc::new(dir);
+        let mut dirs = lock(&self.dirs);
+        if dirs.len() < MAX_OPEN_DIRS
+            && let Ok(identity) = dir.identity()
+        {
+            dirs.insert(path.to_owned(), (dir.clone(), identity));
+        }
+        Ok(Some(dir))
+    }
+
     /// The lock writers of the file at `path` take: a SOPS file holds many
     /// artifacts, and two read-modify-writes side by side (`rekey` runs in
     /// parallel) would lose one's values.
     pub(crate) fn writer(&self, path: PathBuf) -> Arc<Mutex<()>> {
         lock(&self.writers).entry(path).or_default().clone()
+    }
+
+    /// The lock a thread holds while it reads and parses the SOPS file at
+    /// `path`, so that threads asking about the same file parse it once.
+    /// (Not the writers' lock: a writer reads the file while holding that one.)
+    pub(crate) fn parsing(&self, path: &Path) -> Arc<Mutex<()>> {
+        let mut parsing = lock(&self.parsing);
+        if let Some(turn) = parsing.get(path) {
+            return turn.clone();
+        }
+        parsing.entry(path.to_owned()).or_default().clone()
     }
 
     /// Runs `sweep` for `dir` once per run, before any other write there:

@@ -216,10 +216,15 @@ impl Call {
             .map(|(n, _)| n.as_str())
     }
 
-    /// The project root, opened so that nothing below it is reached through a link.
-    pub fn root_dir(&self) -> Result<artifacts_os::fs::Dir, Error> {
-        artifacts_os::fs::Dir::open_root(&self.root)
-            .map_err(Error::io("open the project root", &self.root))
+    /// The project root, opened so that nothing below it is reached
+    /// through a link (once per run, see [`Cache`]).
+    pub fn root_dir(&self) -> Result<Arc<artifacts_os::fs::Dir>, Error> {
+        let dir = self.cache.dir(&self.root, || {
+            artifacts_os::fs::Dir::open_root(&self.root)
+                .map(Some)
+                .map_err(Error::io("open the project root", &self.root))
+        })?;
+        Ok(dir.expect("opening the root gives a directory or an error"))
     }
 
     /// The target whose configuration places the store: the one target,

@@ -279,6 +279,22 @@ impl StoreBackend for SopsNix {
         with(&self.cache, call, sops::check)
     }
 
+    /// The artifacts of one target share its file: read once for all.
+    fn check_many(&self, calls: &[store::Call]) -> Vec<Result<Checked, StoreError>> {
+        let views = calls
+            .iter()
+            .map(|call| Call::new(call, &self.cache))
+            .collect::<Result<Vec<Call>, Error>>();
+        match views {
+            Ok(views) => sops::check_many(&views)
+                .into_iter()
+                .map(|answer| answer.map_err(store_error))
+                .collect(),
+            // Each call says what is wrong with it.
+            Err(_) => calls.iter().map(|call| self.check(call)).collect(),
+        }
+    }
+
     fn serialize(&self, call: &store::Call, out: &Path) -> Result<(), StoreError> {
         with(&self.cache, call, |call| {
             sops::writing(call, || sops::serialize(call, out))

@@ -75,20 +75,28 @@ fn recipients(call: &Call) -> Result<Vec<Recipient>, Error> {
 
 /// The transit keys the project's `.sops.yaml` asks for the target's file
 /// (none without a config or a matching rule).
+/// Read once per run and store file (see [`crate::cache::Cache`]).
 fn transit_keys(call: &Call) -> Result<Vec<TransitKey>, Error> {
-    let Some(config) = [".sops.yaml", ".sops.yml"]
-        .iter()
-        .map(|name| call.root.join(name))
-        .find(|p| p.is_file())
-    else {
-        return Ok(Vec::new());
-    };
     let (relative, name) = file_path(call)?;
-    match SopsConfig::load(&config)?.rule_for(&call.root.join(relative).join(name)) {
-        Ok(rule) => Ok(rule.transit),
-        Err(artifacts_crypto::Error::NoCreationRule { .. }) => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
-    }
+    transit_keys_of(call, &call.root.join(relative).join(name))
+}
+
+/// [`transit_keys`] for the target's file at `file`.
+fn transit_keys_of(call: &Call, file: &Path) -> Result<Vec<TransitKey>, Error> {
+    call.cache.transit_keys(file, || {
+        let Some(config) = [".sops.yaml", ".sops.yml"]
+            .iter()
+            .map(|name| call.root.join(name))
+            .find(|p| p.is_file())
+        else {
+            return Ok(Vec::new());
+        };
+        match SopsConfig::load(&config)?.rule_for(file) {
+            Ok(rule) => Ok(rule.transit),
+            Err(artifacts_crypto::Error::NoCreationRule { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 /// Transit access with the operator's token (contacted only when used).
@@ -144,14 +152,17 @@ fn file_path(call: &Call) -> Result<(PathBuf, String), Error> {
     })
 }
 
-/// The target's file: its directory (when it exists) and its full path, for messages.
-fn open_file_dir(call: &Call) -> Result<(Option<Dir>, String, PathBuf), Error> {
+/// The target's file: its directory (when it exists; kept open for the
+/// run, since every artifact of the target asks) and its full path, for messages.
+fn open_file_dir(call: &Call) -> Result<(Option<Arc<Dir>>, String, PathBuf), Error> {
     let (relative, name) = file_path(call)?;
-    let path = call.root.join(&relative).join(&name);
-    let dir = call
-        .root_dir()?
-        .open(&relative)
-        .map_err(Error::io("open", &call.root.join(&relative)))?;
+    let dir_path = call.root.join(&relative);
+    let path = dir_path.join(&name);
+    let dir = call.cache.dir(&dir_path, || {
+        call.root_dir()?
+            .open(&relative)
+            .map_err(Error::io("open", &dir_path))
+    })?;
     Ok((dir, name, path))
 }
 
@@ -167,15 +178,33 @@ pub fn writing<T>(call: &Call, f: impl FnOnce() -> Result<T, Error>) -> Result<T
 
 /// Reads and parses the target's file (parsed once per run while its
 /// bytes stay the same); `None` when it does not exist.
-fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, Error> {
+#[allow(clippy::type_complexity)]
+fn read_file(call: &Call) -> Result<Option<(Arc<Dir>, String, Arc<EncryptedFile>)>, Error> {
+    Ok(read_file_at(call)?.map(|(dir, name, _, file)| (dir, name, file)))
+}
+
+/// The target's file as [`read_file_at`] gives it: its directory, name,
+/// full path and content.
+type Read = (Arc<Dir>, String, PathBuf, Arc<EncryptedFile>);
+
+/// [`read_file`], with the file's full path.
+fn read_file_at(call: &Call) -> Result<Option<Read>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
     // Taken before reading: a write in between changes it, and the next call reads again.
     let stamp = dir.file_stamp(&name).map_err(Error::io("read", &path))?;
-    if let Some(stamp) = stamp
-        && let Some(file) = call.cache.sops_file_unchanged(&path, stamp)
-    {
-        return Ok(Some((dir, name, file)));
+    let unchanged = || stamp.and_then(|stamp| call.cache.sops_file_unchanged(&path, stamp));
+    if let Some(file) = unchanged() {
+        return Ok(Some((dir, name, path, file)));
+    }
+    // The artifacts of one target are checked side by side: one thread
+    // parses, the others wait for its result.
+    let parsing = call.cache.parsing(&path);
+    let _turn = parsing
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(file) = unchanged() {
+        return Ok(Some((dir, name, path, file)));
     }
     let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
         return Ok(None);
@@ -185,7 +214,7 @@ fn read_file(call: &Call) -> Result<Option<(Dir, String, Arc<EncryptedFile>)>, E
     let file = call.cache.sops_file(&path, stamp, bytes, |bytes| {
         EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.clone()))
     })?;
-    Ok(Some((dir, name, file)))
+    Ok(Some((dir, name, path, file)))
 }
 
 /// The file's data key, unwrapped with our identities once per run.
@@ -243,26 +272,88 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[Transi
     if have_transit != want_transit {
         return false;
     }
-    let mut have: Vec<String> = file
+    let mut have: Vec<std::borrow::Cow<'_, str>> = file
         .metadata()
         .age
         .iter()
         .map(|key| {
-            Recipient::parse(&key.recipient)
+            let text = key.recipient.trim();
+            // A wanted recipient's text is canonical: parsing it gives it
+            // back. Only other texts (a comment, another spelling) are
+            // parsed, to compare their canonical form.
+            if wanted.iter().any(|r| r.as_str() == text) {
+                return text.into();
+            }
+            Recipient::parse(text)
                 .map(|r| r.as_str().to_owned())
-                .unwrap_or_else(|_| key.recipient.trim().to_owned())
+                .unwrap_or_else(|_| text.to_owned())
+                .into()
         })
         .collect();
     have.sort();
     have.dedup();
-    let want: Vec<&str> = wanted.iter().map(|r| r.as_str()).collect();
-    have == want
+    have.iter()
+        .map(|h| h.as_ref())
+        .eq(wanted.iter().map(|r| r.as_str()))
 }
 
 /// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    let Some((dir, _, file)) = read_file(call)? else {
+    check_read(call, read_file_at(call)?, || recipients(call))
+}
+
+/// [`check`] of several calls: calls in a row for the same file (the
+/// artifacts of one target) read it once, and calls in a row for the same
+/// targets, configured alike, share their recipients.
+pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
+    let mut last: Option<((PathBuf, String), Option<Read>)> = None;
+    let mut known: Option<(&Call, Vec<Recipient>)> = None;
+    calls
+        .iter()
+        .map(|call| {
+            let place = file_path(call)?;
+            let read = match &last {
+                Some((at, read)) if *at == place => read.clone(),
+                _ => {
+                    let read = read_file_at(call)?;
+                    last = Some((place, read.clone()));
+                    read
+                }
+            };
+            check_read(call, read, || {
+                if let Some((before, wanted)) = &known
+                    && same_targets(before, call)
+                {
+                    return Ok(wanted.clone());
+                }
+                let wanted = recipients(call)?;
+                known = Some((call, wanted.clone()));
+                Ok(wanted)
+            })
+        })
+        .collect()
+}
+
+/// Whether two calls are for the same targets, configured alike: then
+/// their recipients are the same.
+fn same_targets(a: &Call, b: &Call) -> bool {
+    let (a_targets, b_targets) = (a.targets.as_slice(), b.targets.as_slice());
+    a.context == b.context
+        && a_targets.len() == b_targets.len()
+        && a_targets.iter().zip(b_targets).all(|(x, y)| {
+            x.name == y.name && x.target_kind == y.target_kind && x.config == y.config
+        })
+}
+
+/// [`check`] with the target's file as read and the configured recipients
+/// (asked only when the artifact is stored).
+fn check_read(
+    call: &Call,
+    read: Option<Read>,
+    wanted: impl FnOnce() -> Result<Vec<Recipient>, Error>,
+) -> Result<Checked, Error> {
+    let Some((dir, _, path, file)) = read else {
         return Ok(Checked::Missing);
     };
     let stored = file
@@ -277,7 +368,7 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &recipients(call)?, &transit_keys(call)?) {
+    if !same_recipients(&file, &wanted()?, &transit_keys_of(call, &path)?) {
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
@@ -394,7 +485,7 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
                 .root_dir()?
                 .create_dirs(&relative, 0o755)
                 .map_err(Error::io("create", &first.root.join(&relative)))?;
-            (dir, name, encrypted)
+            (Arc::new(dir), name, encrypted)
         }
     };
     write_file(first, &dir, &name, &encrypted.to_bytes())

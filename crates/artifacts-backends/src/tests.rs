@@ -374,3 +374,78 @@ fn a_backends_debug_never_shows_its_cached_data_keys() {
         "{shown}"
     );
 }
+
+/// Store directories stay open for the run, yet a directory created,
+/// removed or replaced meanwhile (by another run) is seen as it is now: a
+/// missing one is never remembered, and one moved away is not read through
+/// the handle kept open.
+#[test]
+fn store_directories_created_or_replaced_during_a_run_are_seen() {
+    for name in ["agenix", "sops-nix"] {
+        let p = Project::new();
+        let store = backend(name);
+        let recipient = p.key.recipient();
+        let api = p.call(name, &recipient, Some(&p.key_file));
+        let mut db = api.clone();
+        db.artifact = Some("db".to_owned());
+        // Nothing yet: then another run stores `api`.
+        assert_eq!(store.check(&api).unwrap(), Checked::Missing, "{name}");
+        backend(name)
+            .serialize(&api, &p.out("out-api", "api-secret"))
+            .unwrap();
+        assert_eq!(store.check(&api).unwrap(), Checked::Stored, "{name}");
+        // Another run moves the store away and stores only `db`.
+        std::fs::rename(p.root().join("secrets"), p.root().join("moved")).unwrap();
+        backend(name)
+            .serialize(&db, &p.out("out-db", "db-secret"))
+            .unwrap();
+        assert_eq!(store.check(&api).unwrap(), Checked::Missing, "{name}");
+        assert_eq!(store.check(&db).unwrap(), Checked::Stored, "{name}");
+        // And removes it: nothing is stored.
+        std::fs::remove_dir_all(p.root().join("secrets")).unwrap();
+        assert_eq!(store.check(&db).unwrap(), Checked::Missing, "{name}");
+    }
+}
+
+/// Asked together (the engine asks for a target's artifacts in one go),
+/// sops-nix answers each call as `check` alone does: the file read once
+/// serves only the calls of that file.
+#[test]
+fn sops_check_many_answers_each_call_as_check_does() {
+    let p = Project::new();
+    let store = backend("sops-nix");
+    let recipient = p.key.recipient();
+    let api = p.call("sops-nix", &recipient, Some(&p.key_file));
+    store.serialize(&api, &p.out("out", "s3cret")).unwrap();
+    let mut db = api.clone();
+    db.artifact = Some("db".to_owned());
+    let rekeyed = p.call(
+        "sops-nix",
+        &artifacts_crypto::age::keygen().recipient(),
+        None,
+    );
+    let mut other_machine = api.clone();
+    other_machine.targets = Targets::One(CallTarget {
+        name: "m2".to_owned(),
+        kind: TargetKind::Nixos,
+        config: serde_json::json!({ "publicHostKey": recipient }),
+    });
+    let calls = [api.clone(), db, rekeyed, other_machine, api];
+    let together: Vec<Checked> = store
+        .check_many(&calls)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let alone: Vec<Checked> = calls.iter().map(|c| store.check(c).unwrap()).collect();
+    assert_eq!(together, alone);
+    assert!(matches!(
+        together[..],
+        [
+            Checked::Stored,
+            Checked::Missing,
+            Checked::RecipientsChanged { .. },
+            Checked::Missing,
+            Checked::Stored
+        ]
+    ));
+}

@@ -61,14 +61,32 @@ impl Context {
         let source = find_source(&dir, global)?;
         let root = source.root();
         let registry = load_registry(global, &dir, &root)?;
-        let (model, derivations) = load_model(&source, &registry, global)?;
+        // A command that only reads reads artifacts.lock (megabytes in a
+        // fleet) while the declarations load; one that writes takes the
+        // project lock first.
+        let (model, early_lock) = std::thread::scope(|scope| {
+            let early = (!exclusive).then(|| {
+                let path = root.join(Lock::FILE_NAME);
+                scope.spawn(move || {
+                    let lock = Lock::load(&path);
+                    (path, lock)
+                })
+            });
+            let model = load_model(&source, &registry, global);
+            (model, early.and_then(|read| read.join().ok()))
+        });
+        let (model, derivations) = model?;
         let project_lock = if exclusive {
             Some(lock_project(&model.root, global.no_wait)?)
         } else {
             None
         };
-        let mut lock = Lock::load(&model.root.join(Lock::FILE_NAME))
-            .map_err(|e| UsageError(anyhow::Error::new(e)))?;
+        let lock_path = model.root.join(Lock::FILE_NAME);
+        let lock = match early_lock {
+            Some((path, lock)) if path == lock_path => lock,
+            _ => Lock::load(&lock_path),
+        };
+        let mut lock = lock.map_err(|e| UsageError(anyhow::Error::new(e)))?;
         // A version-1 lock is upgraded in memory (written on the next change);
         // a model that cannot be planned fails later, in the command.
         if lock.is_legacy()

@@ -212,9 +212,48 @@ impl Recipient {
 const LOW_ORDER: &str =
     "bad input point: low order point (anyone could read what is encrypted to it)";
 
+/// The u-coordinates (little-endian, top bit clear) of X25519's points of
+/// small order, on the curve and on its twist: 0 (order 2), 1 and p − 1
+/// (order 4, one on each), the two of order 8, and p and p + 1, the
+/// non-canonical encodings of 0 and 1. The curve's group is 8·ℓ and the
+/// twist's 4·ℓ′ (ℓ, ℓ′ prime), so these are all of them; the test
+/// `small_order_table_matches_the_scalar_multiplication` checks the table
+/// against the definition.
+const SMALL_ORDER: [[u8; 32]; 7] = {
+    const fn le(hex: &[u8; 64]) -> [u8; 32] {
+        const fn nibble(c: u8) -> u8 {
+            match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => panic!("not hex"),
+            }
+        }
+        let mut out = [0u8; 32];
+        let mut i = 0;
+        while i < 32 {
+            out[i] = nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]);
+            i += 1;
+        }
+        out
+    }
+    [
+        le(b"0000000000000000000000000000000000000000000000000000000000000000"),
+        le(b"0100000000000000000000000000000000000000000000000000000000000000"),
+        le(b"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        le(b"5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        le(b"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        le(b"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        le(b"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ]
+};
+
 /// Whether an `age1…` key (already validated by the `age` crate) is a point
 /// of small order: every shared secret with it is all zeroes. The `age` crate
 /// panics on encryption to such a key; age (Go) refuses it.
+///
+/// A table lookup: the scalar multiplication that defines it (see
+/// [`is_small_order_by_multiplication`]) costs ~50 µs, and `check` parses
+/// every stored recipient of a fleet.
 fn x25519_is_low_order(text: &str) -> bool {
     let Ok((_, data)) = bech32::decode(text) else {
         return false;
@@ -222,8 +261,21 @@ fn x25519_is_low_order(text: &str) -> bool {
     let Ok(point) = <[u8; 32]>::try_from(data) else {
         return false;
     };
-    // A clamped scalar is a multiple of the cofactor 8, so the product is the
-    // identity exactly for points of order 1, 2, 4 or 8 (curve or twist).
+    is_small_order(point)
+}
+
+/// Whether the u-coordinate `point` is of small order (see [`SMALL_ORDER`]).
+fn is_small_order(mut point: [u8; 32]) -> bool {
+    // X25519 ignores the top bit (RFC 7748 §5).
+    point[31] &= 0x7f;
+    SMALL_ORDER.contains(&point)
+}
+
+/// The definition [`is_small_order`] implements: a clamped scalar is a
+/// multiple of the cofactor 8, so the product is the identity exactly for
+/// points of order 1, 2, 4 or 8 (curve or twist).
+#[cfg(test)]
+fn is_small_order_by_multiplication(point: [u8; 32]) -> bool {
     let product = curve25519_dalek::montgomery::MontgomeryPoint(point).mul_clamped([0x42; 32]);
     product.to_bytes() == [0u8; 32]
 }
@@ -1107,6 +1159,55 @@ mod tests {
             "ssh-ed25519 {}",
             base64::engine::general_purpose::STANDARD.encode(blob)
         )
+    }
+
+    /// The table of small-order points is exactly what the scalar
+    /// multiplication that defines them says: every entry (with the top bit
+    /// set or not) multiplies to zero, every point of Ed25519's 8-torsion is
+    /// in it, and its neighbours and random points are neither.
+    #[test]
+    fn small_order_table_matches_the_scalar_multiplication() {
+        use rand::RngCore;
+        for entry in SMALL_ORDER {
+            for top in [0u8, 0x80] {
+                let mut point = entry;
+                point[31] |= top;
+                assert!(is_small_order(point), "{}", hex::encode(point));
+                assert!(
+                    is_small_order_by_multiplication(point),
+                    "{}",
+                    hex::encode(point)
+                );
+            }
+        }
+        for torsion in curve25519_dalek::constants::EIGHT_TORSION {
+            let point = torsion.to_montgomery().to_bytes();
+            assert!(SMALL_ORDER.contains(&point), "{}", hex::encode(point));
+        }
+        let mut candidates: Vec<[u8; 32]> = Vec::new();
+        for entry in SMALL_ORDER {
+            for delta in [1u8, 2, 3] {
+                let mut up = entry;
+                up[0] = up[0].wrapping_add(delta);
+                let mut down = entry;
+                down[0] = down[0].wrapping_sub(delta);
+                candidates.extend([up, down]);
+            }
+        }
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let mut point = [0u8; 32];
+            rng.fill_bytes(&mut point);
+            candidates.push(point);
+        }
+        for point in candidates {
+            assert_eq!(
+                is_small_order(point),
+                is_small_order_by_multiplication(point),
+                "{}",
+                hex::encode(point)
+            );
+        }
     }
 
     #[test]

@@ -487,6 +487,11 @@ pub struct Engine<'a> {
     pub(crate) script_env: ScriptEnv,
 }
 
+/// A backend's answer to `check` given before [`Engine::status_with`] runs
+/// (by `check-all`, or an in-process batch): the outcome and, when the
+/// backend reports one, the stored generation's stamp; or why it failed.
+type Answer = Result<(CheckOutcome, Option<Stamp>), String>;
+
 /// How one unit is stored.
 pub(crate) enum Storage<'b> {
     Passthrough,
@@ -531,6 +536,7 @@ impl<'a> Engine<'a> {
             extra_env: settings.extra_env.clone(),
             prompt_variables: script::prompt_variables(),
             scratch: script::RunScratch::default(),
+            canonical_root: Default::default(),
         };
         Engine {
             registry,
@@ -602,7 +608,7 @@ impl<'a> Engine<'a> {
         plan: &Plan<'_>,
         index: UnitId,
         lock: &Lock,
-        answered: Option<Result<CheckOutcome, String>>,
+        answered: Option<Answer>,
     ) -> Status {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
@@ -611,14 +617,15 @@ impl<'a> Engine<'a> {
             Err(error) => return Status::error(error_chain(&error)),
         };
         let mut stored_stamp = None;
-        let outcome = answered.unwrap_or_else(|| {
-            script::check_stamped(unit, backend, scripts, &self.script_env)
-                .map(|(outcome, stamp)| {
-                    stored_stamp = stamp;
-                    outcome
-                })
-                .map_err(|e| error_chain(&e))
-        });
+        let outcome = answered
+            .unwrap_or_else(|| {
+                script::check_stamped(unit, backend, scripts, &self.script_env)
+                    .map_err(|e| error_chain(&e))
+            })
+            .map(|(outcome, stamp)| {
+                stored_stamp = stamp;
+                outcome
+            });
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
@@ -738,7 +745,7 @@ impl<'a> Engine<'a> {
         let relevant = |backend: &Backend| {
             backend.is_shipped()
                 || recorded.as_deref() == Some(backend.name.as_str())
-                || plan.units().any(|u| u.backend.name == backend.name)
+                || plan.uses_backend(&backend.name)
         };
         let mut seen = std::collections::BTreeSet::from([declared.storage.clone()]);
         let candidates = recorded
@@ -790,12 +797,14 @@ impl<'a> Engine<'a> {
     ) -> Vec<Status> {
         // Every script of this batch prepares its inputs in one scratch directory.
         let _scratch = self.script_env.scratch.hold();
-        // Backends with `check-all` answer for all of a target's units in one run.
+        // Backends with `check-all` answer for all of a target's units in one
+        // run, in-process ones in one call (a SOPS file is read once).
         let mut batches: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
         for (slot, &index) in selected.iter().enumerate() {
             let unit = &plan[index];
             if let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit)
-                && scripts.check_all.is_some()
+                && (scripts.check_all.is_some()
+                    || matches!(scripts.check, Script::InProcess { .. }))
                 && unit.targets.one().is_some()
             {
                 batches
@@ -805,27 +814,29 @@ impl<'a> Engine<'a> {
             }
         }
         let batches: Vec<Vec<usize>> = batches.into_values().collect();
-        let mut answered: Vec<Option<Result<CheckOutcome, String>>> =
-            (0..selected.len()).map(|_| None).collect();
+        let mut answered: Vec<Option<Answer>> = (0..selected.len()).map(|_| None).collect();
         let batch_answers = parallel(batches.len(), jobs, |at| {
             let units: Vec<&Unit<'_>> = batches[at].iter().map(|&s| &plan[selected[s]]).collect();
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
                 unreachable!("batched units have scripts")
             };
-            let script = scripts.check_all.as_ref().expect("batched for check-all");
-            script::check_all(&units, backend, script, &self.script_env)
-                .map_err(|error| error_chain(&error))
+            let Some(script) = scripts.check_all.as_ref() else {
+                return script::check_in_process(&units, backend, scripts, &self.script_env)
+                    .into_iter()
+                    .map(|answer| answer.map_err(|error| error_chain(&error)))
+                    .collect();
+            };
+            match script::check_all(&units, backend, script, &self.script_env) {
+                Ok(outcomes) => outcomes.into_iter().map(|o| Ok((o, None))).collect(),
+                Err(error) => vec![Err(error_chain(&error)); units.len()],
+            }
         });
-        for (slots, answer) in batches.iter().zip(batch_answers) {
-            for (at, &slot) in slots.iter().enumerate() {
-                answered[slot] = Some(match &answer {
-                    Ok(outcomes) => Ok(outcomes[at].clone()),
-                    Err(reason) => Err(reason.clone()),
-                });
+        for (slots, answers) in batches.iter().zip(batch_answers) {
+            for (&slot, answer) in slots.iter().zip(answers) {
+                answered[slot] = Some(answer);
             }
         }
-        let answered: Vec<Mutex<Option<Result<CheckOutcome, String>>>> =
-            answered.into_iter().map(Mutex::new).collect();
+        let answered: Vec<Mutex<Option<Answer>>> = answered.into_iter().map(Mutex::new).collect();
         parallel(selected.len(), jobs, |slot| {
             let answer = answered[slot]
                 .lock()

@@ -37,6 +37,13 @@ use crate::plan::Targets;
 pub trait StoreBackend: Send + Sync + fmt::Debug {
     /// Whether the call's artifact is stored and current.
     fn check(&self, call: &Call) -> Result<Checked, StoreError>;
+    /// [`StoreBackend::check`] of several calls, one answer each, in their
+    /// order. The engine asks for the artifacts of one target together (a
+    /// backend keeping them in one file reads it once); the default asks
+    /// one at a time.
+    fn check_many(&self, calls: &[Call]) -> Vec<Result<Checked, StoreError>> {
+        calls.iter().map(|call| self.check(call)).collect()
+    }
     /// Stores the files in `out`.
     fn serialize(&self, call: &Call, out: &Path) -> Result<(), StoreError>;
     /// Writes the stored files into `out`.

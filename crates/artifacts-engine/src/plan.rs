@@ -350,8 +350,33 @@ impl<'m> Unit<'m> {
 
 /// SHA-256 over the JSON form of `value`, as `sha256:<hex>`.
 fn digest(value: &impl Serialize) -> String {
-    let json = serde_json::to_vec(value).expect("declaration serializes");
-    format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+    /// Hashes what is written to it: the JSON is never held whole.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(Sha256::new());
+    serde_json::to_writer(&mut hashing, value).expect("declaration serializes");
+    sha256_text(&hashing.0.finalize())
+}
+
+/// `sha256:<hex>` of a digest (what `hex::encode` gives, without its
+/// per-character iterator: `check` makes three per unit).
+fn sha256_text(digest: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(7 + 2 * digest.len());
+    text.push_str("sha256:");
+    for byte in digest {
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    text
 }
 
 /// What the lock would record for a unit's current declaration (see [`Unit::declared`]).
@@ -483,6 +508,8 @@ pub struct Plan<'m> {
     input_ids: Mutex<HashMap<Vec<String>, String>>,
     /// The project root, which inputs are relative to.
     root: PathBuf,
+    /// The names of the backends some unit is declared with.
+    backends: std::collections::BTreeSet<String>,
 }
 
 /// The model could not be planned (validation should have caught this).
@@ -520,6 +547,11 @@ impl<'m> Plan<'m> {
     /// Every unit, dependencies before dependents.
     pub fn units(&self) -> impl ExactSizeIterator<Item = &Unit<'m>> + '_ {
         self.units.iter()
+    }
+
+    /// Whether some unit is declared with the backend called `name`.
+    pub fn uses_backend(&self, name: &str) -> bool {
+        self.backends.contains(name)
     }
 
     /// Builds the plan of a validated model.
@@ -595,6 +627,7 @@ impl<'m> Plan<'m> {
             })
             .collect::<Vec<_>>();
         Ok(Plan {
+            backends: units.iter().map(|u| u.backend.name.clone()).collect(),
             dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
@@ -751,4 +784,20 @@ fn reverse_edges(units: &[Unit<'_>]) -> Vec<Vec<usize>> {
         }
     }
     dependents
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed digest is the SHA-256 of the JSON, as the lock recorded it before.
+    #[test]
+    fn digest_is_sha256_of_the_json() {
+        let value = serde_json::json!({"version": 2, "files": {"a": true}, "x": "é\""});
+        let json = serde_json::to_vec(&value).unwrap();
+        assert_eq!(
+            digest(&value),
+            format!("sha256:{}", hex::encode(Sha256::digest(&json)))
+        );
+    }
 }

@@ -61,6 +61,21 @@ pub(crate) struct ScriptEnv {
     pub prompt_variables: Vec<std::ffi::OsString>,
     /// Where script runs prepare their inputs (one subdirectory each).
     pub scratch: RunScratch,
+    /// [`ScriptEnv::root`] canonicalized, once per run (not once per
+    /// in-process call: a fleet's `check` makes thousands).
+    pub canonical_root: std::sync::OnceLock<PathBuf>,
+}
+
+impl ScriptEnv {
+    /// The project root's physical path (see [`ScriptEnv::canonical_root`]);
+    /// a failure is not remembered.
+    fn canonical_root(&self) -> std::io::Result<PathBuf> {
+        if let Some(root) = self.canonical_root.get() {
+            return Ok(root.clone());
+        }
+        let root = self.root.canonicalize()?;
+        Ok(self.canonical_root.get_or_init(|| root).clone())
+    }
 }
 
 /// One [`Scratch`] directory shared by the script runs of a batch (a
@@ -583,6 +598,59 @@ pub(crate) fn check_stamped(
     }
 }
 
+/// A check's outcome, with the stored generation's stamp when the backend reports one.
+pub(crate) type Stamped = (CheckOutcome, Option<Stamp>);
+
+/// `check` of `units` (of one target and one in-process backend) in one
+/// [`StoreBackend::check_many`]: one answer per unit, in their order, as
+/// [`check_stamped`] gives it.
+pub(crate) fn check_in_process(
+    units: &[&Unit<'_>],
+    backend: &Backend,
+    scripts: &Scripts,
+    env: &ScriptEnv,
+) -> Vec<Result<Stamped, ScriptError>> {
+    let mut answers: Vec<Option<Result<Stamped, ScriptError>>> = Vec::new();
+    let mut calls = Vec::new();
+    let mut store = None;
+    for unit in units {
+        match in_process(&Scope::of(unit), backend, &scripts.check, env) {
+            Ok(Some((implementation, call))) => {
+                store = Some(implementation);
+                calls.push(call);
+                answers.push(None);
+            }
+            Ok(None) => answers.push(Some(check_stamped(unit, backend, scripts, env))),
+            Err(error) => answers.push(Some(Err(error))),
+        }
+    }
+    let mut checked = match store {
+        Some(store) => store.check_many(&calls).into_iter(),
+        None => Vec::new().into_iter(),
+    };
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| match checked.next() {
+                Some(Ok(Checked::Stored)) => Ok((CheckOutcome::Stored, None)),
+                Some(Ok(Checked::StoredWith { stamp })) => Ok((CheckOutcome::Stored, Some(stamp))),
+                Some(Ok(Checked::Missing)) => Ok((CheckOutcome::NeedsGeneration, None)),
+                Some(Ok(Checked::RecipientsChanged { .. })) => {
+                    Ok((CheckOutcome::RecipientsChanged, None))
+                }
+                Some(Err(error)) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
+                None => Err(in_process_failed(
+                    ScriptKind::Check,
+                    backend,
+                    &StoreError::new(
+                        "the backend gave fewer answers than it was asked (this is a bug in artifacts)",
+                    ),
+                )),
+            })
+        })
+        .collect()
+}
+
 /// Runs `check-all` once for `units`, every one of the same target and
 /// backend: one answer per unit, in their order. The answer is one JSON
 /// object a line, `{"artifact": NAME, "status": "stored" | "missing" |
@@ -899,8 +967,7 @@ fn in_process<'b>(
 /// The project root as a script's working directory would be: the
 /// physical path, so that no link on the way is followed below it.
 fn canonical_root(env: &ScriptEnv, script: &'static str) -> Result<PathBuf, ScriptError> {
-    env.root
-        .canonicalize()
+    env.canonical_root()
         .map_err(|source| ScriptError::Prepare { script, source })
 }
 
@@ -1127,6 +1194,7 @@ mod tests {
             extra_env: vec![("ARTIFACTS_IDENTITY".into(), "/keys/k.txt".into())],
             prompt_variables: Vec::new(),
             scratch: RunScratch::default(),
+            canonical_root: Default::default(),
         }
     }
 

@@ -500,6 +500,10 @@ impl Reader {
                     continue;
                 }
             };
+            // One declaration for every target of a kind: read once per kind
+            // (a fleet lists hundreds of targets), unless reading found
+            // problems, which each target then reports at its own location.
+            let mut read: Vec<(TargetKind, Artifact)> = Vec::new();
             for reference in references {
                 let Some(index) =
                     self.resolve_reference(&reference, targets, &mut index, &location)
@@ -508,9 +512,20 @@ impl Reader {
                 };
                 let kind = targets[index].id.kind;
                 let artifact_location = location.target(&targets[index].id);
-                let Some(artifact) = self.artifact(kind, name, entry, &artifact_location, true)
-                else {
-                    continue;
+                let artifact = match read.iter().find(|(k, _)| *k == kind) {
+                    Some((_, artifact)) => artifact.clone(),
+                    None => {
+                        let problems = self.problems.len();
+                        let Some(artifact) =
+                            self.artifact(kind, name, entry, &artifact_location, true)
+                        else {
+                            continue;
+                        };
+                        if self.problems.len() == problems {
+                            read.push((kind, artifact.clone()));
+                        }
+                        artifact
+                    }
                 };
                 let target = &mut targets[index];
                 if target.artifacts.contains_key(name) {

@@ -160,6 +160,30 @@ files.f = {}
     has(&found, "missing `targets`");
 }
 
+/// A shorthand declaration is read once for its targets, yet a problem in
+/// it is reported for each target, at that target.
+#[test]
+fn shorthand_problems_are_reported_for_every_target() {
+    let found = problems(
+        r#"
+[artifacts.a]
+targets = ["m1", "m2", "alice"]
+generator = "g"
+files.f = { mode = "not-a-mode" }
+[home.alice]
+"#,
+        &[],
+    );
+    let modes: Vec<&String> = found.iter().filter(|p| p.contains("not-a-mode")).collect();
+    assert_eq!(modes.len(), 3, "{found:#?}");
+    for target in ["m1", "m2", "alice"] {
+        assert!(
+            modes.iter().any(|p| p.contains(target)),
+            "no problem at {target}: {found:#?}"
+        );
+    }
+}
+
 #[test]
 fn nested_tanka_environments_are_paths_in_every_spelling() {
     let model = toml_model(

@@ -165,6 +165,15 @@ impl Dir {
         &self.path
     }
 
+    /// The directory's device and inode: with a `stat` of its path, whether
+    /// a handle kept open still stands for that path.
+    // The stat fields' types differ between platforms: some casts are no-ops here.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn identity(&self) -> std::io::Result<(u64, u64)> {
+        let stat = rustix::fs::fstat(&self.fd).map_err(at(&self.path))?;
+        Ok((stat.st_dev as u64, stat.st_ino as u64))
+    }
+
     /// The directory's file descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
