@@ -673,14 +673,18 @@ impl GeneratorDirs {
                 _ => {}
             }
             let mut source = std::fs::File::open(generator)?;
-            let mut copy = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o700)
-                .open(&program)?;
-            std::io::copy(&mut source, &mut copy)?;
-            // Explicitly, whatever our umask: the generator's user reads and runs it.
-            copy.set_permissions(std::fs::Permissions::from_mode(0o555))?;
+            // Not open for writing in another generator's child while it
+            // starts: this one's exec would fail ("Text file busy").
+            artifacts_os::process::while_no_child_starts(|| {
+                let mut copy = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o700)
+                    .open(&program)?;
+                std::io::copy(&mut source, &mut copy)?;
+                // Explicitly, whatever our umask: the generator's user reads and runs it.
+                copy.set_permissions(std::fs::Permissions::from_mode(0o555))
+            })?;
         }
         let Some((uid, gid)) = generator_user() else {
             return Ok(());

@@ -48,6 +48,16 @@ static FINISHED: Condvar = Condvar::new();
 /// may start after it, or it would write into scratch directories being removed.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// Runs `write` while none of our children can be between fork and exec
+/// (every spawn holds the same lock): a file we write in order to run it
+/// (a generator's copy) is then never open for writing in a forked child,
+/// which would make running it fail with "Text file busy" until that child
+/// reached its exec.
+pub fn while_no_child_starts<T>(write: impl FnOnce() -> T) -> T {
+    let _spawns = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    write()
+}
+
 /// Stops every running child: SIGTERM to each process group, then, for
 /// groups whose leader has not been reaped within `grace`, SIGKILL.
 /// Returns once all were reaped or after twice `grace`. For the signal handler thread.
