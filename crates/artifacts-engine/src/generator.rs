@@ -159,7 +159,10 @@ pub(crate) fn run(
     }
     // The inputs are read (and checked) before anything runs.
     let entries = crate::inputs::read(&dirs.project_root, &artifact, &unit.artifact.inputs)?;
-    crate::inputs::write(&entries, &dirs.project).map_err(prepare)?;
+    // An input may be a program the generator runs: like the generator's
+    // own copy, never open for writing in a child about to exec.
+    artifacts_os::process::while_no_child_starts(|| crate::inputs::write(&entries, &dirs.project))
+        .map_err(prepare)?;
     let mut read_only: Vec<std::path::PathBuf> = unit
         .artifact
         .inputs
