@@ -528,7 +528,7 @@ fn a_sops_nix_file_is_written_once_its_artifacts_are_generated() {
     let p = Project::new("a_sops_nix_file_is_written_once_its_artifacts_are_generated");
     let key = artifacts_keygen(&p, "admin.key");
     p.generator("fast.sh", r#"echo "$artifact" > "$out/f""#)
-        .generator("slow.sh", "exec sleep 600.3141");
+        .generator("slow.sh", "exec sleep 600.9973");
     p.manifest(&format!(
         "default.backend = \"sops-nix\"\n\
          [nixos.m1]\nconfig.sops-nix.publicHostKey = \"{k}\"\n\
@@ -555,7 +555,7 @@ fn a_sops_nix_file_is_written_once_its_artifacts_are_generated() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Killed outright while m2's generator starts: the kernel ends it too.
-    crate::util::assert_all_exit("600.3141", "the generator");
+    crate::util::assert_all_exit("600.9973", "the generator");
 
     let mut check = p.command(["--json", "check"]);
     check.env("SOPS_AGE_KEY_FILE", &key.path);
