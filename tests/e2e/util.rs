@@ -479,3 +479,23 @@ pub fn assert_all_exit(token: &str, what: &str) {
         assert_eq!(ready, 1, "{what} (pid {pid}) outlived artifacts");
     }
 }
+
+/// Kills every process whose command line mentions `path` (a test's own
+/// directory): what a test leaves running on purpose must not reach others.
+pub fn kill_all_with(path: &std::path::Path) {
+    let needle = path.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
