@@ -9,7 +9,7 @@ use artifacts_testkit::BaoServer;
 use crate::util::{Project, Run};
 
 /// `artifacts ARGS` in `p` with the root token in `BAO_TOKEN`.
-fn run<const N: usize>(p: &Project, server: &BaoServer, args: [&str; N]) -> Run {
+pub(crate) fn run<const N: usize>(p: &Project, server: &BaoServer, args: [&str; N]) -> Run {
     let mut command = p.command(args);
     command.env("BAO_TOKEN", &server.root_token);
     p.finish(&mut command)

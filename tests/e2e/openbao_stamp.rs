@@ -11,14 +11,8 @@ use std::process::{Command, Stdio};
 use artifacts_testkit::BaoServer;
 use serde_json::{Value, json};
 
-use crate::util::{Project, Run};
-
-/// `artifacts ARGS` in `p` with the root token in `BAO_TOKEN`.
-fn run<const N: usize>(p: &Project, server: &BaoServer, args: [&str; N]) -> Run {
-    let mut command = p.command(args);
-    command.env("BAO_TOKEN", &server.root_token);
-    p.finish(&mut command)
-}
+use crate::openbao::run;
+use crate::util::Project;
 
 /// The custom metadata of `secret/artifacts/PATH`, read with the real `bao` CLI.
 fn custom_metadata(server: &BaoServer, path: &str) -> Value {
