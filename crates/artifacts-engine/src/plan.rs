@@ -146,7 +146,7 @@ impl<'m> Unit<'m> {
             .iter()
             .find(|declaring| declaring.id == *target)
             .and_then(|declaring| declaring.artifacts.get(self.name()))
-            .unwrap_or(self.artifact);
+            .map_or(self.artifact, |artifact| &**artifact);
         Unit {
             artifact,
             ..self.clone()
@@ -165,6 +165,48 @@ impl<'m> Unit<'m> {
     /// never makes an artifact stale), and the generation of each dependency.
     /// The backend is not part of it: moving an artifact does not change it.
     pub fn declared(&self, plan: &Plan<'_>, lock: &Lock) -> Result<Declared, std::io::Error> {
+        // A one-target unit's digests depend on its declaration alone, which
+        // the targets of a shorthand share (one value, see `Target::artifacts`):
+        // computed once per declaration, not once per target.
+        let digests = match &self.targets {
+            Targets::One(_) => {
+                let key = std::ptr::from_ref(self.artifact) as usize;
+                let known = plan.digests.lock().ok().and_then(|d| d.get(&key).cloned());
+                match known {
+                    Some(digests) => digests,
+                    None => {
+                        let digests = self.digests(plan)?;
+                        if let Ok(mut known) = plan.digests.lock() {
+                            known.insert(key, digests.clone());
+                        }
+                        digests
+                    }
+                }
+            }
+            Targets::Shared(_) => self.digests(plan)?,
+        };
+        Ok(Declared {
+            by_hand: digests.by_hand,
+            has_inputs: !self.artifact.inputs.is_empty(),
+            fingerprint: digests.fingerprint,
+            generator: digests.generator,
+            placement: digests.placement,
+            dependencies: self
+                .dependencies
+                .iter()
+                .map(|&id| {
+                    let dependency = plan.unit(id);
+                    let generation = lock
+                        .get(&dependency.scope(), dependency.name())
+                        .and_then(|e| e.generated_at.clone());
+                    (dependency.label(), generation)
+                })
+                .collect(),
+        })
+    }
+
+    /// The digests of [`Unit::declared`]: what the declaration alone decides.
+    fn digests(&self, plan: &Plan<'_>) -> Result<Digests, std::io::Error> {
         #[derive(Serialize)]
         struct Secret<'a> {
             version: u32,
@@ -234,23 +276,11 @@ impl<'m> Unit<'m> {
             files: &secret.files,
             targets: &secret.targets,
         });
-        Ok(Declared {
+        Ok(Digests {
             by_hand,
-            has_inputs: !self.artifact.inputs.is_empty(),
             fingerprint: digest(&secret),
             generator,
             placement: digest(&placement),
-            dependencies: self
-                .dependencies
-                .iter()
-                .map(|&id| {
-                    let dependency = plan.unit(id);
-                    let generation = lock
-                        .get(&dependency.scope(), dependency.name())
-                        .and_then(|e| e.generated_at.clone());
-                    (dependency.label(), generation)
-                })
-                .collect(),
         })
     }
 
@@ -379,6 +409,15 @@ fn sha256_text(digest: &[u8]) -> String {
     text
 }
 
+/// The part of [`Declared`] a declaration alone decides.
+#[derive(Debug, Clone)]
+struct Digests {
+    fingerprint: String,
+    by_hand: String,
+    generator: Option<String>,
+    placement: String,
+}
+
 /// What the lock would record for a unit's current declaration (see [`Unit::declared`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
@@ -504,6 +543,9 @@ pub struct Plan<'m> {
     generator_ids: Mutex<HashMap<PathBuf, String>>,
     /// Reverse dependency edges (indexes into `units`), for cascades.
     dependents: Vec<Vec<usize>>,
+    /// [`Unit::declared`]'s digests of one-target units, by the address of
+    /// the declaration (the model outlives the plan, so addresses are unique).
+    digests: Mutex<HashMap<usize, Digests>>,
     /// Input identities already computed, by the declared list.
     input_ids: Mutex<HashMap<Vec<String>, String>>,
     /// The project root, which inputs are relative to.
@@ -513,7 +555,7 @@ pub struct Plan<'m> {
 }
 
 /// The model could not be planned (validation should have caught this).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PlanError {
     /// No backend resolves for an artifact.
@@ -557,8 +599,8 @@ impl<'m> Plan<'m> {
     /// Builds the plan of a validated model.
     pub fn new(model: &'m Model) -> Result<Plan<'m>, PlanError> {
         let mut units: Vec<Unit<'m>> = Vec::new();
-        // (scope, name) -> unit index
-        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        // (declaring target, or `None` for shared; name) -> unit index
+        let mut index: HashMap<(Option<&'m TargetId>, &'m str), usize> = HashMap::new();
         for group in model.shared_groups() {
             let (first_target, first) = group.members[0];
             let backend =
@@ -568,7 +610,7 @@ impl<'m> Plan<'m> {
                         target: first_target.id.clone(),
                         artifact: first.name.clone(),
                     })?;
-            index.insert(("shared".into(), first.name.clone()), units.len());
+            index.insert((None, &first.name), units.len());
             units.push(Unit {
                 artifact: first,
                 targets: Targets::Shared(group.members.iter().map(|(t, _)| *t).collect()),
@@ -584,7 +626,7 @@ impl<'m> Plan<'m> {
                         artifact: artifact.name.clone(),
                     }
                 })?;
-                index.insert((target.id.reference(), artifact.name.clone()), units.len());
+                index.insert((Some(&target.id), &artifact.name), units.len());
                 units.push(Unit {
                     artifact,
                     targets: Targets::One(target),
@@ -594,15 +636,18 @@ impl<'m> Plan<'m> {
             }
         }
         for unit in &mut units {
-            let scope = unit.scope();
+            let scope = match &unit.targets {
+                Targets::Shared(_) => None,
+                Targets::One(target) => Some(&target.id),
+            };
             unit.dependencies = unit
                 .artifact
                 .dependencies
                 .iter()
                 .filter_map(|name| {
                     index
-                        .get(&(scope.clone(), name.clone()))
-                        .or_else(|| index.get(&("shared".to_owned(), name.clone())))
+                        .get(&(scope, name.as_str()))
+                        .or_else(|| index.get(&(None, name.as_str())))
                         .map(|&i| UnitId(i))
                 })
                 .collect();
@@ -631,6 +676,7 @@ impl<'m> Plan<'m> {
             dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
+            digests: Mutex::new(HashMap::new()),
             input_ids: Mutex::new(HashMap::new()),
             root: model.root.clone(),
         })

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -452,7 +453,7 @@ impl Reader {
                 if let Some(artifact) =
                     self.artifact(id.kind, name, entry, &artifact_location, false)
                 {
-                    artifacts.insert(name.clone(), artifact);
+                    artifacts.insert(name.clone(), Arc::new(artifact));
                 }
             }
         }
@@ -503,7 +504,7 @@ impl Reader {
             // One declaration for every target of a kind: read once per kind
             // (a fleet lists hundreds of targets), unless reading found
             // problems, which each target then reports at its own location.
-            let mut read: Vec<(TargetKind, Artifact)> = Vec::new();
+            let mut read: Vec<(TargetKind, Arc<Artifact>)> = Vec::new();
             for reference in references {
                 let Some(index) =
                     self.resolve_reference(&reference, targets, &mut index, &location)
@@ -521,6 +522,7 @@ impl Reader {
                         else {
                             continue;
                         };
+                        let artifact = Arc::new(artifact);
                         if self.problems.len() == problems {
                             read.push((kind, artifact.clone()));
                         }

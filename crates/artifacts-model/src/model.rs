@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -293,8 +294,10 @@ pub struct Target {
     pub default_backend: Option<String>,
     /// Per-backend configuration (`artifacts.config.<backend>`), handed to backend scripts.
     pub config: IndexMap<String, serde_json::Value>,
-    /// Artifacts declared on this target, in declaration order.
-    pub artifacts: IndexMap<String, Artifact>,
+    /// Artifacts declared on this target, in declaration order. Shared
+    /// pointers: a shorthand declaration is one value for every target of a
+    /// kind (a fleet lists hundreds), not a copy per target.
+    pub artifacts: IndexMap<String, Arc<Artifact>>,
 }
 
 /// All declarations.

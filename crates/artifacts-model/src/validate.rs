@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Component;
+use std::sync::Arc;
 
 use crate::error::{Location, ModelError, Problem};
 use crate::model::{Artifact, Model, Target, TargetKind};
@@ -335,7 +336,9 @@ pub fn take_shared_generators(model: &mut Model, references: &[String]) -> Vec<P
         for artifact in target.artifacts.values_mut() {
             if let Some((generator, inputs)) = chosen.get(&artifact.name)
                 && artifact.shared
+                && (artifact.generator != *generator || artifact.inputs != *inputs)
             {
+                let artifact = Arc::make_mut(artifact);
                 artifact.generator = generator.clone();
                 artifact.inputs = inputs.clone();
             }
