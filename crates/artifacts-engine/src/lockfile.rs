@@ -252,14 +252,15 @@ impl Lock {
                         ),
                     });
                 }
-                let base = sha256_of(text.as_bytes());
-                (data.version == LEGACY_VERSION, data.entries, Some(base))
+                (data.version == LEGACY_VERSION, data.entries, Some(text))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new(), None),
             Err(source) => {
                 return Err(IoError::new("read", path, source).into());
             }
         };
+        // Hashed only when a journal is there to compare with: a fleet's lock is megabytes.
+        let base = || base.map(|text| sha256_of(text.as_bytes()));
         let replayed = replay(&journal_path(path), base, &mut entries)?;
         Ok(Lock {
             path: path.to_owned(),
@@ -419,7 +420,11 @@ impl Lock {
 /// Replays the journal at `path` into `entries` when it extends the lock
 /// file whose hash is `base`; whether it did. A torn last line (a kill in
 /// the middle of a write) is left out.
-fn replay(path: &Path, base: Option<String>, entries: &mut Entries) -> Result<bool, LockError> {
+fn replay(
+    path: &Path,
+    base: impl FnOnce() -> Option<String>,
+    entries: &mut Entries,
+) -> Result<bool, LockError> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -434,7 +439,7 @@ fn replay(path: &Path, base: Option<String>, entries: &mut Entries) -> Result<bo
     let Some(Ok(header)) = header.map(serde_json::from_slice::<JournalHeader>) else {
         return Ok(false);
     };
-    if header.base != base {
+    if header.base != base() {
         tracing::debug!(
             "ignoring `{}`: it extends another version of the lock file",
             path.display()
