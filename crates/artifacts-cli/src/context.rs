@@ -1,6 +1,7 @@
 //! The resolved configuration: where declarations, backends and the lock live,
 //! loaded and validated. The second parsing stage, after [`crate::args`].
 
+use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -27,9 +28,14 @@ const MANIFEST_NAMES: &[&str] = &[
 pub struct Context {
     /// Generator derivations of a flake, realised before generating.
     pub derivations: Vec<String>,
-    pub model: Model,
+    /// Never freed, like `lock`: a fleet's declarations and lock are tens of
+    /// thousands of small allocations, and freeing them one by one cost more
+    /// than the checks of a run that ends right after. Neither holds a secret.
+    pub model: &'static Model,
+    /// Planned while artifacts.lock is still being read.
+    plan: std::result::Result<Plan<'static>, artifacts_engine::error::PlanError>,
     pub registry: BackendRegistry,
-    pub lock: Lock,
+    pub lock: ManuallyDrop<Lock>,
     pub settings: Settings,
     pub targets: Vec<TargetId>,
     pub jobs: usize,
@@ -72,10 +78,13 @@ impl Context {
                     (path, lock)
                 })
             });
-            let model = load_model(&source, &registry, global);
+            let model = load_model(&source, &registry, global).map(|(model, derivations)| {
+                let model: &'static Model = Box::leak(Box::new(model));
+                (model, Plan::new(model), derivations)
+            });
             (model, early.and_then(|read| read.join().ok()))
         });
-        let (model, derivations) = model?;
+        let (model, plan, derivations) = model?;
         let project_lock = if exclusive {
             Some(lock_project(&model.root, global.no_wait)?)
         } else {
@@ -90,12 +99,12 @@ impl Context {
         // A version-1 lock is upgraded in memory (written on the next change);
         // a model that cannot be planned fails later, in the command.
         if lock.is_legacy()
-            && let Ok(plan) = Plan::new(&model)
+            && let Ok(plan) = &plan
         {
             let names: Vec<String> = registry.names().into_iter().map(str::to_owned).collect();
             plan.upgrade_lock(&mut lock, &names);
         }
-        let targets = resolve_targets(&model, &global.targets)?;
+        let targets = resolve_targets(model, &global.targets)?;
         let settings = settings(global, &model.root);
         let jobs = global
             .jobs
@@ -108,8 +117,9 @@ impl Context {
         Ok(Context {
             derivations,
             model,
+            plan,
             registry,
-            lock,
+            lock: ManuallyDrop::new(lock),
             settings,
             targets,
             jobs,
@@ -257,8 +267,10 @@ impl Context {
         Ok(())
     }
 
-    pub fn plan(&self) -> Result<Plan<'_>> {
-        Plan::new(&self.model).map_err(|e| UsageError(anyhow::Error::new(e)).into())
+    pub fn plan(&self) -> Result<&Plan<'static>> {
+        self.plan
+            .as_ref()
+            .map_err(|e| UsageError(anyhow::Error::new(e.clone())).into())
     }
 
     pub fn engine(&self) -> Engine<'_> {

@@ -366,13 +366,13 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
         return commands::status::list(&ctx, global.json);
     }
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &[])?;
-    let rows = commands::status::rows(&ctx, &plan, &selected);
+    let selected = ctx.select(plan, &[])?;
+    let rows = commands::status::rows(&ctx, plan, &selected);
     commands::status::print_table(&rows, false)?;
     let summary = commands::status::summarize(&rows);
     if !summary.needs_work() {
         eprintln!("everything is stored and current");
-        for line in commands::status::advice(&plan, &rows, false) {
+        for line in commands::status::advice(plan, &rows, false) {
             eprintln!("{line}");
         }
         return Ok(if summary.errors > 0 {
@@ -383,7 +383,7 @@ fn guided(global: &GlobalArgs) -> Result<i32> {
     }
     let question = format!("Generate {} missing artifact(s)?", summary.missing);
     if summary.missing == 0 {
-        for line in commands::status::advice(&plan, &rows, false) {
+        for line in commands::status::advice(plan, &rows, false) {
             eprintln!("{line}");
         }
     }

@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
     refuse_root_for_a_user(target, args.root.is_some())?;
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let all = ctx.select(&plan, &args.artifacts)?;
+    let all = ctx.select(plan, &args.artifacts)?;
     let fetched: Vec<UnitId> = all
         .iter()
         .copied()
@@ -47,8 +47,8 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         return Ok(exit::SUCCESS);
     }
     let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let fetched = super::openbao::activate(ctx, &plan, target, &fetched, &root);
-    let mut failures = report(&plan, fetched, global);
+    let fetched = super::openbao::activate(ctx, plan, target, &fetched, &root);
+    let mut failures = report(plan, fetched, global);
     if selected.is_empty() {
         return Ok(if failures == 0 {
             exit::SUCCESS
@@ -63,8 +63,8 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         root: &root,
         env: &env,
     };
-    let to_generate = engine.pending_activation(&plan, &selected, &into)?;
-    let answers = ask::collect_answers(&plan, &to_generate, args.prompts_file.as_deref())?;
+    let to_generate = engine.pending_activation(plan, &selected, &into)?;
+    let answers = ask::collect_answers(plan, &to_generate, args.prompts_file.as_deref())?;
     let sandbox = if to_generate.is_empty() {
         artifacts_engine::Sandbox::Off
     } else {
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         context::sandbox(global)?
     };
     let request = GenerateRequest {
-        plan: &plan,
+        plan,
         units: &selected,
         answers: &answers,
         sandbox: &sandbox,
@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, args: &ActivateArgs) -> Result<i3
         .into_iter()
         .map(|(unit, result)| (unit, result.map_err(|error| error_chain(&error))))
         .collect();
-    failures += report(&plan, results, global);
+    failures += report(plan, results, global);
     Ok(if failures == 0 {
         exit::SUCCESS
     } else {

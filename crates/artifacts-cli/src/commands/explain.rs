@@ -17,17 +17,17 @@ use crate::report;
 
 pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &[artifact.to_owned()])?;
+    let selected = ctx.select(plan, &[artifact.to_owned()])?;
     if selected.is_empty() {
         return Err(UsageError(anyhow::anyhow!(
             "artifact `{artifact}` is not declared on the selected targets"
         ))
         .into());
     }
-    let rows = rows(ctx, &plan, &selected);
+    let rows = rows(ctx, plan, &selected);
     if json_output {
         for row in &rows {
-            report::artifact(row_json(ctx, &plan, row));
+            report::artifact(row_json(ctx, plan, row));
         }
         return Ok(exit::SUCCESS);
     }
@@ -37,7 +37,7 @@ pub fn explain(ctx: &Context, artifact: &str, json_output: bool) -> Result<i32> 
             writeln!(out)?;
         }
         write_declaration(&mut out, ctx, row.unit)?;
-        write_state(&mut out, ctx, &plan, row)?;
+        write_state(&mut out, ctx, plan, row)?;
     }
     Ok(exit::SUCCESS)
 }
@@ -236,7 +236,7 @@ fn yes_no(value: bool) -> String {
 /// `graph`: which artifact feeds which, dependencies before dependents.
 pub fn graph(ctx: &Context, dot: bool, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &[])?;
+    let selected = ctx.select(plan, &[])?;
     if json_output {
         let nodes: Vec<_> = selected
             .iter()

@@ -31,10 +31,10 @@ pub struct Request<'a> {
 
 pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i32> {
     let plan = ctx.plan()?;
-    let named = ctx.select(&plan, request.artifacts)?;
+    let named = ctx.select(plan, request.artifacts)?;
     let engine = ctx.engine();
     let candidates = engine.candidates(
-        &plan,
+        plan,
         &ctx.lock,
         &SelectionRequest {
             units: &named,
@@ -46,17 +46,17 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
             jobs: ctx.jobs,
         },
     );
-    tell(&plan, &candidates.findings);
-    let accept_stale = accept_stale(&plan, &candidates.stale, request.prompts, global.quiet)?;
-    let selection = engine.select(&plan, &ctx.lock, candidates, accept_stale);
-    tell(&plan, &selection.findings);
+    tell(plan, &candidates.findings);
+    let accept_stale = accept_stale(plan, &candidates.stale, request.prompts, global.quiet)?;
+    let selection = engine.select(plan, &ctx.lock, candidates, accept_stale);
+    tell(plan, &selection.findings);
     let checked = if selection.check_errors > 0 {
         exit::FAILURE
     } else {
         exit::SUCCESS
     };
     if request.prompts.dry_run {
-        print_dry_run(&plan, &selection.units)?;
+        print_dry_run(plan, &selection.units)?;
         return Ok(checked);
     }
     if selection.units.is_empty() {
@@ -75,16 +75,16 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
         return Ok(checked);
     }
     let indexes = selection.indexes();
-    crate::commands::preflight::require_writable(ctx, &plan, &indexes)?;
-    if !request.prompts.yes && !confirm_replacing_by_hand(ctx, &plan, &selection.units)? {
+    crate::commands::preflight::require_writable(ctx, plan, &indexes)?;
+    if !request.prompts.yes && !confirm_replacing_by_hand(ctx, plan, &selection.units)? {
         eprintln!("nothing changed");
         return Ok(exit::FAILURE);
     }
-    if request.force && !request.prompts.yes && !confirm_replacing(&plan, &selection.units)? {
+    if request.force && !request.prompts.yes && !confirm_replacing(plan, &selection.units)? {
         eprintln!("nothing changed");
         return Ok(exit::FAILURE);
     }
-    let answers = ask::collect_answers(&plan, &indexes, request.prompts.prompts_file.as_deref())?;
+    let answers = ask::collect_answers(plan, &indexes, request.prompts.prompts_file.as_deref())?;
     ctx.realise_generators()?;
     let sandbox = context::sandbox(global)?;
 
@@ -98,7 +98,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     progress.checked_only = checked_only.iter().map(|&i| plan[i].label()).collect();
     let mut lock = ctx.lock.clone();
     let request = GenerateRequest {
-        plan: &plan,
+        plan,
         units: &indexes,
         answers: &answers,
         sandbox: &sandbox,
@@ -108,7 +108,7 @@ pub fn run(ctx: &Context, global: &GlobalArgs, request: Request<'_>) -> Result<i
     let results = engine.generate(&request, &mut lock);
     progress.finish();
     drop(answers);
-    let failed = report(&plan, &results, &checked_only, global.quiet);
+    let failed = report(plan, &results, &checked_only, global.quiet);
     Ok(if failed == 0 && selection.check_errors == 0 {
         exit::SUCCESS
     } else {

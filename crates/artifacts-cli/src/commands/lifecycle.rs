@@ -30,7 +30,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
         .into());
     }
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &args.artifacts)?;
+    let selected = ctx.select(plan, &args.artifacts)?;
     let engine = ctx.engine();
     let mut lock = ctx.lock.clone();
     let mut failures = 0;
@@ -39,7 +39,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
     for index in selected {
         let unit = &plan[index];
         let to = args.to.as_deref().unwrap_or(&unit.backend.name);
-        let from = match source(&engine, &plan, index, &lock, args.from.as_deref(), to) {
+        let from = match source(&engine, plan, index, &lock, args.from.as_deref(), to) {
             Ok(Source::From(from)) => from,
             Ok(Source::AlreadyThere) => {
                 eprintln!("{} is already stored in `{to}`", unit.label());
@@ -66,7 +66,7 @@ pub fn migrate(ctx: &Context, global: &GlobalArgs, args: &MigrateArgs) -> Result
             }
             continue;
         }
-        match engine.migrate(&plan, index, &from, to, &mut lock) {
+        match engine.migrate(plan, index, &from, to, &mut lock) {
             Ok(done) => {
                 report_moved(unit, &from, to, done.removed_old, global.quiet);
                 if !engine.same_storage(to, &unit.backend.name) {
@@ -187,9 +187,9 @@ fn source(
 /// `accept`: records the current declaration for what is stored, without regenerating.
 pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &args.artifacts)?;
+    let selected = ctx.select(plan, &args.artifacts)?;
     let engine = ctx.engine();
-    let statuses = engine.statuses(&plan, &selected, &ctx.lock, ctx.jobs);
+    let statuses = engine.statuses(plan, &selected, &ctx.lock, ctx.jobs);
     let named = !args.artifacts.is_empty();
     let mut lock = ctx.lock.clone();
     let mut failures = 0;
@@ -213,7 +213,7 @@ pub fn accept(ctx: &Context, global: &GlobalArgs, args: &AcceptArgs) -> Result<i
             }
             continue;
         }
-        match engine.accept(&plan, index, &mut lock) {
+        match engine.accept(plan, index, &mut lock) {
             Ok(Accepted::Unchanged) => report::unit_result(unit, "unchanged", json!({})),
             Ok(outcome) => {
                 recorded += 1;
@@ -317,8 +317,8 @@ fn decide(unit: &Unit<'_>, status: &Status, named: bool, quiet: bool) -> Decisio
 pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
     let plan = ctx.plan()?;
     let engine = ctx.engine();
-    let (orphans, skipped, errors) = engine.orphans(&ctx.model, &plan, &ctx.lock);
-    let (orphans, kept) = engine.keep_last_copies(&plan, orphans);
+    let (orphans, skipped, errors) = engine.orphans(ctx.model, plan, &ctx.lock);
+    let (orphans, kept) = engine.keep_last_copies(plan, orphans);
     for skip in &skipped {
         eprintln!("skipped backend `{}`: {}", skip.backend, skip.reason);
     }
@@ -347,7 +347,7 @@ pub fn gc(ctx: &Context, global: &GlobalArgs, args: &GcArgs) -> Result<i32> {
         return Ok(exit::FAILURE);
     }
     let failed = remove_orphans(ctx, &orphans, global.quiet);
-    forget_removed(ctx, &plan, &orphans, &failed)?;
+    forget_removed(ctx, plan, &orphans, &failed)?;
     Ok(if failed.is_empty() {
         failed_listing
     } else {
@@ -393,7 +393,7 @@ fn remove_orphans<'o>(
     let mut removed = Vec::new();
     let mut failed = BTreeSet::new();
     for orphan in orphans {
-        match engine.remove_orphan(&ctx.model, orphan) {
+        match engine.remove_orphan(ctx.model, orphan) {
             Ok(()) => {
                 removed.push(orphan.label());
                 if !quiet {

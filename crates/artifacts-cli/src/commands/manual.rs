@@ -40,10 +40,10 @@ const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
 /// prompt when stdin is a terminal), the others kept as stored.
 pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let index = one_unit(ctx, &plan, &args.artifact)?;
+    let index = one_unit(ctx, plan, &args.artifact)?;
     let unit = &plan[index];
     let pairs = pair_sources(unit, &args.files, &args.from, "--from")?;
-    can_store(ctx, &plan, index)?;
+    can_store(ctx, plan, index)?;
     let mut given = Vec::new();
     let mut stdin_used = false;
     for (file, source) in pairs {
@@ -59,8 +59,8 @@ pub fn set(ctx: &Context, global: &GlobalArgs, args: &SetArgs) -> Result<i32> {
         };
         given.push((file, content));
     }
-    store(ctx, &plan, index, given, Provenance::Set)?;
-    report(global, &plan, &[index], Provenance::Set)
+    store(ctx, plan, index, given, Provenance::Set)?;
+    report(global, plan, &[index], Provenance::Set)
 }
 
 /// Says what was stored: a line each on stderr, and with --json one entry
@@ -89,12 +89,12 @@ fn report(
 /// `$EDITOR` on it, stored again only if it changed.
 pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let index = one_unit(ctx, &plan, &args.artifact)?;
+    let index = one_unit(ctx, plan, &args.artifact)?;
     let unit = &plan[index];
     let file = pick_file(unit, args.file.as_deref())?;
     let editor = editor_command()?;
-    can_store(ctx, &plan, index)?;
-    let stored = ctx.engine().deserialize(&plan, index)?;
+    can_store(ctx, plan, index)?;
+    let stored = ctx.engine().deserialize(plan, index)?;
     let before = stored
         .iter()
         .find(|(name, _)| *name == file)
@@ -131,8 +131,8 @@ pub fn edit(ctx: &Context, global: &GlobalArgs, args: &EditArgs) -> Result<i32> 
             }
         })
         .collect();
-    store(ctx, &plan, index, files, Provenance::Edited)?;
-    report(global, &plan, &[index], Provenance::Edited)
+    store(ctx, plan, index, files, Provenance::Edited)?;
+    report(global, plan, &[index], Provenance::Edited)
 }
 
 /// `artifacts import`: existing agenix `.age` files or SOPS files (whole, or
@@ -142,9 +142,9 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
     let plan = ctx.plan()?;
     let decrypter = Decrypter::new(ctx)?;
     let jobs: Vec<ImportJob> = match (&args.dir, &args.artifact) {
-        (Some(dir), _) => directory_jobs(ctx, &plan, dir)?,
+        (Some(dir), _) => directory_jobs(ctx, plan, dir)?,
         (None, Some(artifact)) => {
-            let index = one_unit(ctx, &plan, artifact)?;
+            let index = one_unit(ctx, plan, artifact)?;
             let pairs = pair_sources(&plan[index], &args.files, &args.from, "--from")?;
             let pairs = pairs
                 .into_iter()
@@ -167,10 +167,10 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
         if !global.quiet {
             eprintln!("nothing to import: no `<artifact>/<file>.age` matches a declared artifact");
         }
-        return report(global, &plan, &[], Provenance::Imported);
+        return report(global, plan, &[], Provenance::Imported);
     }
     for (index, _) in &jobs {
-        can_store(ctx, &plan, *index)?;
+        can_store(ctx, plan, *index)?;
     }
     // Everything is decrypted and checked before anything is stored.
     let mut decrypted = Vec::new();
@@ -190,10 +190,10 @@ pub fn import(ctx: &Context, global: &GlobalArgs, args: &ImportArgs) -> Result<i
     }
     let mut stored = Vec::new();
     for (index, given) in decrypted {
-        store(ctx, &plan, index, given, Provenance::Imported)?;
+        store(ctx, plan, index, given, Provenance::Imported)?;
         stored.push(index);
     }
-    report(global, &plan, &stored, Provenance::Imported)
+    report(global, plan, &stored, Provenance::Imported)
 }
 
 /// `--file F --from S` pairs, in order; `--file` may be left out for an

@@ -99,8 +99,8 @@ pub fn print_table(rows: &[Row<'_, '_>], json_output: bool) -> Result<()> {
 
 pub fn list(ctx: &Context, json_output: bool) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &[])?;
-    let rows = rows(ctx, &plan, &selected);
+    let selected = ctx.select(plan, &[])?;
+    let rows = rows(ctx, plan, &selected);
     print_table(&rows, json_output)?;
     Ok(exit::SUCCESS)
 }
@@ -151,8 +151,8 @@ pub fn summarize(rows: &[Row<'_, '_>]) -> Summary {
 
 pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &args.artifacts)?;
-    let mut rows = rows(ctx, &plan, &selected);
+    let selected = ctx.select(plan, &args.artifacts)?;
+    let mut rows = rows(ctx, plan, &selected);
     if let Some(limit) = args.max_age {
         mark_older_than(ctx, &mut rows, limit);
     }
@@ -188,7 +188,7 @@ pub fn check(ctx: &Context, args: &CheckArgs, json_output: bool, quiet: bool) ->
     print_problems(&mut out, &rows)?;
     if !quiet {
         writeln!(out, "{}", summary.counts())?;
-        for line in advice(&plan, &rows, args.strict) {
+        for line in advice(plan, &rows, args.strict) {
             writeln!(out, "{line}")?;
         }
     }

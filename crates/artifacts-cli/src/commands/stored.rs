@@ -12,13 +12,13 @@ use crate::report;
 
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let index = one_unit(ctx, &plan, &args.artifact)?;
+    let index = one_unit(ctx, plan, &args.artifact)?;
     let unit = &plan[index];
     let file = pick_file(unit, args.file.as_deref())?;
     let content = if let Some(version) = args.version {
         read_version(ctx, unit, &file, version)?
     } else if unit.artifact.files[&file].secret {
-        let files = ctx.engine().deserialize(&plan, index)?;
+        let files = ctx.engine().deserialize(plan, index)?;
         files
             .into_iter()
             .find(|(name, _)| *name == file)
@@ -150,9 +150,9 @@ pub(crate) fn quoted(names: &[&String]) -> String {
 
 pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32> {
     let plan = ctx.plan()?;
-    let selected = ctx.select(&plan, &args.artifacts)?;
+    let selected = ctx.select(plan, &args.artifacts)?;
     let engine = ctx.engine();
-    let statuses = engine.statuses(&plan, &selected, &ctx.lock, ctx.jobs);
+    let statuses = engine.statuses(plan, &selected, &ctx.lock, ctx.jobs);
     let mut failures = 0;
     let mut changed = 0;
     let mut todo = Vec::new();
@@ -190,7 +190,7 @@ pub fn rekey(ctx: &Context, global: &GlobalArgs, args: &RekeyArgs) -> Result<i32
     if args.dry_run {
         current.clear();
     }
-    let results = engine.rekey_units(&plan, &todo, &current, &ctx.lock, ctx.jobs);
+    let results = engine.rekey_units(plan, &todo, &current, &ctx.lock, ctx.jobs);
     for (&index, result) in todo.iter().zip(results) {
         let unit = &plan[index];
         match result {
