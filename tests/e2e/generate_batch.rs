@@ -151,85 +151,134 @@ fn stale_project(name: &str) -> (Project, Key, PathBuf, Vec<u8>) {
     (p, key, pristine, lock)
 }
 
+/// Puts the store and the lock back as `stale_project` left them.
+fn reset(p: &Project, pristine: &Path, lock: &[u8]) {
+    fs::remove_dir_all(p.root.join("secrets")).unwrap();
+    copy(pristine, &p.root.join("secrets"));
+    fs::write(p.root.join("artifacts.lock"), lock).unwrap();
+    let _ = fs::remove_file(p.root.join("artifacts.lock.journal"));
+}
+
+/// The run `generate --yes` under strace, as the kill loop runs it, with
+/// `extra` strace options.
+fn traced_generate(p: &Project, extra: &[&str]) -> Run {
+    let mut options = vec!["-f", "-qq"];
+    options.extend(extra);
+    let options: Vec<&OsStr> = options.into_iter().map(OsStr::new).collect();
+    traced(p, &options, &["-j", "1", "generate", "--yes"])
+}
+
+/// The steps of a run that touch the store or the lock: `(call, k)` when
+/// some thread's k-th call of that kind of [`STEPS`] names a path of
+/// either (strace counts per thread and call). Killing at the other steps
+/// (the generators' scratch directories) tests nothing more.
+fn store_steps(p: &Project) -> Vec<(String, usize)> {
+    let trace = p.home.join("steps.trace");
+    let steps = format!("trace={STEPS}");
+    traced_generate(p, &["-y", "-e", &steps, "-o", trace.to_str().unwrap()]).success();
+    let trace = fs::read_to_string(&trace).unwrap();
+    let root = p.root.display().to_string();
+    let touched = [
+        format!("{root}/secrets"),
+        "artifacts.lock".to_owned(),
+        format!("{root}>"),
+    ];
+    let mut counts = std::collections::BTreeMap::new();
+    let mut found = std::collections::BTreeSet::new();
+    for (tid, call, rest) in trace.lines().filter_map(|line| {
+        let (tid, rest) = line.split_once(' ')?;
+        let (call, _) = rest.split_once('(')?;
+        (!rest.starts_with('<') && !rest.starts_with('-') && !rest.starts_with('+'))
+            .then_some((tid, call, rest))
+    }) {
+        let k = counts.entry((tid, call)).or_insert(0usize);
+        *k += 1;
+        if touched.iter().any(|path| rest.contains(path.as_str())) {
+            found.insert((call.to_owned(), *k));
+        }
+    }
+    found.into_iter().collect()
+}
+
 #[test]
 fn killed_agenix_generates_leave_each_artifact_old_or_new_and_the_lock_records_only_what_is_stored()
 {
     let (p, key, pristine, lock) = stale_project("killed_agenix_generates");
     let before = values(&p, &key, "before");
-    let old = |now: &[(String, String)], at: usize| now[at].1 == before[at].1;
-    let artifacts = before.len();
-    let mut partly = 0;
-    for call in STEPS.split(',') {
-        // At the k-th call of one kind, counted per thread: so one worker.
-        for step in 1.. {
-            assert!(step < 200, "a run was still being killed at {call} {step}");
-            fs::remove_dir_all(p.root.join("secrets")).unwrap();
-            copy(&pristine, &p.root.join("secrets"));
-            fs::write(p.root.join("artifacts.lock"), &lock).unwrap();
-            let _ = fs::remove_file(p.root.join("artifacts.lock.journal"));
-            let label = format!("{call} {step}");
-            let trace = format!("trace={call}");
-            let inject = format!("inject={call}:signal=KILL:when={step}");
-            let run = traced(
-                &p,
-                &["-f", "-qq", "-o", "/dev/null", "-e", &trace, "-e", &inject].map(OsStr::new),
-                &["-j", "1", "generate", "--yes"],
-            );
-            // Every artifact whole, of one generation or the other.
-            let now = values(&p, &key, &label);
-            // What the lock (with its journal) records as current is stored:
-            // `ok` only for an artifact whose new generation is in place.
-            let check = p.run(["--json", "check"]);
-            assert!(
-                matches!(check.code, Some(0 | 1)),
-                "{label}: check says {:?}: {}",
-                check.code,
-                check.stdout
-            );
-            let document = check.json();
-            let mut statuses = std::collections::BTreeMap::new();
-            for entry in document["artifacts"].as_array().unwrap() {
-                let target = entry["targets"][0].as_str().unwrap();
-                let m = target.strip_prefix("nixos/").unwrap();
-                let name = format!("{m}/{}", entry["artifact"].as_str().unwrap());
-                statuses.insert(name, entry["status"].as_str().unwrap().to_owned());
+    let generation = |m: &str, artifact: &str, root: &Path| {
+        fs::read(root.join(format!("{m}/{artifact}/.generation"))).unwrap()
+    };
+    let steps = store_steps(&p);
+    for call in ["renameat2", "mkdirat", "syncfs", "fsync", "unlinkat"] {
+        assert!(
+            steps.iter().any(|(c, _)| c == call),
+            "no {call} on the store: {steps:?}"
+        );
+    }
+    let (mut partly, mut staged) = (0, 0);
+    for (call, step) in &steps {
+        reset(&p, &pristine, &lock);
+        let label = format!("{call} {step}");
+        let trace = format!("trace={call}");
+        let inject = format!("inject={call}:signal=KILL:when={step}");
+        let run = traced_generate(&p, &["-o", "/dev/null", "-e", &trace, "-e", &inject]);
+        assert_eq!(run.code, None, "{label}: not killed: {}", run.stderr);
+        // Every artifact whole (one value in all its files, each file
+        // decrypting), of the old generation or the new one.
+        let now = values(&p, &key, &label);
+        // What the lock (with its journal) records as current is stored:
+        // `ok` only for an artifact whose new generation is in place; never
+        // an error (a mix, a damaged directory).
+        let check = p.run(["--json", "check"]);
+        assert!(
+            matches!(check.code, Some(0 | 1)),
+            "{label}: check says {:?}: {}",
+            check.code,
+            check.stdout
+        );
+        let document = check.json();
+        let mut statuses = std::collections::BTreeMap::new();
+        for entry in document["artifacts"].as_array().unwrap() {
+            let target = entry["targets"][0].as_str().unwrap();
+            let m = target.strip_prefix("nixos/").unwrap();
+            let name = format!("{m}/{}", entry["artifact"].as_str().unwrap());
+            statuses.insert(name, entry["status"].as_str().unwrap().to_owned());
+        }
+        let mut new_ones = 0;
+        for ((name, value), (_, old)) in now.iter().zip(&before) {
+            let new = value != old;
+            new_ones += usize::from(new);
+            match statuses[name].as_str() {
+                "ok" => assert!(
+                    new,
+                    "{label}: the lock records the new generation of {name}, the store holds the old one"
+                ),
+                "stale" => {}
+                other => panic!("{label}: {name} is {other}: {}", check.stdout),
             }
-            let mut new_ones = 0;
-            for (at, (name, _)) in now.iter().enumerate() {
-                let status = &statuses[name];
-                if !old(&now, at) {
-                    new_ones += 1;
-                }
-                match status.as_str() {
-                    "ok" => assert!(
-                        !old(&now, at),
-                        "{label}: the lock records the new generation of {name}, the store holds the old one"
-                    ),
-                    "stale" => {}
-                    other => panic!("{label}: {name} is {other}: {}", check.stdout),
-                }
-            }
-            if new_ones > 0 && new_ones < artifacts {
-                partly += 1;
-            }
-            // The next run finishes the job and removes every leftover.
-            p.run(["generate", "--yes"]).success();
-            let after = values(&p, &key, &format!("{label}, next run"));
-            for (at, (name, value)) in after.iter().enumerate() {
+        }
+        if new_ones > 0 && new_ones < now.len() {
+            partly += 1;
+        }
+        if !leftovers(&p).is_empty() {
+            staged += 1;
+        }
+        // The next run finishes the job and removes every leftover.
+        p.run(["--no-sandbox", "generate", "--yes"]).success();
+        assert_eq!(leftovers(&p), Vec::<String>::new(), "{label}: leftovers");
+        p.run(["check"]).success();
+        for m in MACHINES {
+            for (artifact, _) in ARTIFACTS {
                 assert_ne!(
-                    *value, before[at].1,
-                    "{label}: the next run left {name} old"
+                    generation(m, artifact, &p.root.join("secrets/per-machine")),
+                    generation(m, artifact, &pristine.join("per-machine")),
+                    "{label}: the next run left {m}/{artifact} old"
                 );
             }
-            assert_eq!(leftovers(&p), Vec::<String>::new(), "{label}: leftovers");
-            p.run(["check"]).success();
-            if run.code == Some(0) {
-                break;
-            }
-            assert_eq!(run.code, None, "{label}: {}", run.stderr);
         }
     }
     assert!(partly > 0, "no killed run had switched only some artifacts");
+    assert!(staged > 0, "no killed run had left a staged generation");
 }
 
 /// The calls in an `strace -y` trace (one line each; a call another
@@ -305,19 +354,29 @@ fn agenix_generate_syncs_once_per_batch_and_directory_not_once_per_file() {
         .filter(|(_, rest)| !MACHINES.iter().any(|m| rest.contains(&dir_of(m))))
         .collect();
     assert!(deep.is_empty(), "fsynced one by one: {deep:?}");
-    // The journal records an artifact of a machine only after that
-    // machine's directory was fsynced after its last swap.
+    // A batch swaps only after a syncfs made what it staged durable; the
+    // journal records an artifact of a machine only after that machine's
+    // directory was fsynced after its last swap.
     let journal = format!("{}>", p.root.join("artifacts.lock.journal").display());
     let mut swapped_since_sync = [false; MACHINES.len()];
+    let mut durable_staged = [false; MACHINES.len()];
     let mut recorded = 0;
     for (call, rest) in calls(&trace) {
         for (at, m) in MACHINES.iter().enumerate() {
             let dir = dir_of(m);
+            if call == "syncfs" && rest.contains(&dir) {
+                durable_staged[at] = true;
+            }
             if call == "renameat2" && rest.contains(&dir) {
+                assert!(
+                    durable_staged[at],
+                    "{m}: swapped before a syncfs: {rest}\n{trace}"
+                );
                 swapped_since_sync[at] = true;
             }
             if call == "fsync" && rest.contains(&dir) {
                 swapped_since_sync[at] = false;
+                durable_staged[at] = false;
             }
             let scope = format!("\\\"scope\\\":\\\"nixos/{m}\\\"");
             if call == "write" && rest.contains(&journal) && rest.contains(&scope) {
