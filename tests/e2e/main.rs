@@ -9,6 +9,7 @@ mod consumers;
 mod failures;
 mod flake;
 mod generate;
+mod generate_batch;
 mod hardening;
 mod host_keys;
 mod identities;

@@ -20,9 +20,10 @@
 //! next to the current one and swaps the two with one
 //! `renameat2(RENAME_EXCHANGE)`; a reader, or a run killed at any point,
 //! sees the old set or the new set. Hidden leftovers of killed runs are
-//! removed by the next `serialize` of the artifact, or the next `rekey` of
-//! its directory, which re-encrypts many artifacts as one batch
-//! ([`rekey_all`]). `.generation`, written
+//! removed by the next `serialize` of the artifact, the next batch stored
+//! in its directory (`generate` stores the artifacts of a target together,
+//! [`serialize_all`]), or the next `rekey` of its directory, which
+//! re-encrypts many artifacts as one batch ([`rekey_all`]). `.generation`, written
 //! into each generation, lets `check` tell a mix of two generations (say,
 //! from a git merge) from a stored artifact. Nothing is read, written or
 //! removed through a symbolic link ([`artifacts_os::fs::Dir`]).
@@ -266,11 +267,9 @@ fn is_staged(name: &str) -> bool {
         .is_some_and(|(artifact, tag)| !artifact.is_empty() && artifacts_os::fs::is_tag(tag))
 }
 
-/// Encrypts every secret file of `$out` into a new generation and switches
-/// to it in one step; all or nothing.
-pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
-    let artifact = component(&call.artifact, "artifact")?;
-    let relative = context_dir(call)?;
+/// The new generation of the call's artifact from the secret files of
+/// `$out`, encrypted in memory ([`new_generation`]).
+fn generation_from(call: &Call, out: &Path) -> Result<Generation, Error> {
     let mut plaintexts = Vec::new();
     for name in call.secret_files() {
         let source = out.join(name);
@@ -278,13 +277,20 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
             zeroize::Zeroizing::new(std::fs::read(&source).map_err(Error::io("read", &source))?);
         plaintexts.push((name, plaintext));
     }
-    let files = new_generation(
+    new_generation(
         call,
         plaintexts
             .iter()
             .map(|(name, text)| (*name, text.as_slice())),
-    )?;
-    drop(plaintexts);
+    )
+}
+
+/// Encrypts every secret file of `$out` into a new generation and switches
+/// to it in one step; all or nothing.
+pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
+    let artifact = component(&call.artifact, "artifact")?;
+    let relative = context_dir(call)?;
+    let files = generation_from(call, out)?;
 
     let root = call.root_dir()?;
     let context_path = call.root.join(&relative);
@@ -299,6 +305,146 @@ pub fn serialize(call: &Call, out: &Path) -> Result<(), Error> {
             "store a new generation of",
             &context_path.join(artifact),
         ))
+}
+
+/// The directory a batch of `serialize`s shares ([`serialize_all`]): the
+/// call's context directory (`<storeDir>/per-machine/<m>`, …), absolute.
+pub fn store_dir(call: &Call) -> Result<PathBuf, Error> {
+    component(&call.artifact, "artifact")?;
+    Ok(call.root.join(context_dir(call)?))
+}
+
+/// [`serialize`] for several artifacts of one context directory
+/// ([`store_dir`]), with one `syncfs(2)` and one fsync of the directory for
+/// the whole batch in place of an fsync of each file and directory (six
+/// for an artifact of one file), as [`rekey_all`] does:
+///
+/// 1. every new generation is encrypted in memory (a bad recipient or an
+///    unreadable file fails the batch before any write);
+/// 2. what a killed run left in the directory is removed; each new
+///    generation is staged under a hidden name, not fsynced; one `syncfs`
+///    makes all of them durable;
+/// 3. each is swapped in (`renameat2(RENAME_EXCHANGE)`), then the directory
+///    is fsynced once: only then does this return, and only then does the
+///    engine record the batch in `artifacts.lock`;
+/// 4. the previous generations are removed (not fsynced: a crash leaves
+///    hidden leftovers that the next store in the directory removes).
+///
+/// No artifact's directory is touched before its new generation is
+/// durable, so after a kill or a crash at any point each artifact is its
+/// old generation or its new one, whole. A failure before the first swap
+/// leaves everything as it was; one after it swaps back what was swapped
+/// (best effort), so an error means nothing was stored, as the engine
+/// expects of a batch.
+pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
+    let Some(&(first, _)) = calls.first() else {
+        return Ok(());
+    };
+    let relative = context_dir(first)?;
+    let mut generations = Vec::with_capacity(calls.len());
+    for &(call, out) in calls {
+        let artifact = component(&call.artifact, "artifact")?;
+        if context_dir(call)? != relative {
+            return Err(Error::Usage(format!(
+                "artifact `{artifact}` is not stored in `{}` with artifact `{}` (this is a bug in artifacts)",
+                relative.display(),
+                first.artifact
+            )));
+        }
+        generations.push((artifact, generation_from(call, out)?));
+    }
+    let root = first.root_dir()?;
+    let context_path = first.root.join(&relative);
+    let context = root
+        .create_dirs(&relative, 0o755)
+        .map_err(Error::io("create", &context_path))?;
+    context
+        .remove_leftovers(is_staged)
+        .map_err(Error::io("remove what a killed run left in", &context_path))?;
+    let failed = |artifact: &str, error| {
+        Error::io("store a new generation of", &context_path.join(artifact))(error)
+    };
+
+    // 2. Staged, then made durable together.
+    let mut staged: Vec<(&str, OsString)> = Vec::with_capacity(generations.len());
+    let mut staging = Ok(());
+    for (artifact, files) in &generations {
+        let contents = files.iter().map(|(name, content)| (name, content));
+        match context.stage_dir(&staged_prefix(artifact), contents, 0o644) {
+            Ok(name) => staged.push((*artifact, name)),
+            Err(error) => {
+                staging = Err(failed(artifact, error));
+                break;
+            }
+        }
+    }
+    drop(generations);
+    let staging = staging.and_then(|()| {
+        context.sync_filesystem().map_err(Error::io(
+            "make durable the new generations in",
+            &context_path,
+        ))
+    });
+    if let Err(error) = staging {
+        for (_, name) in &staged {
+            let _ = context.remove_leftover(name);
+        }
+        return Err(error);
+    }
+
+    // 3. Swapped in, then the swaps made durable.
+    let mut swapped: Vec<(&str, &OsString, Option<OsString>)> = Vec::with_capacity(staged.len());
+    let mut swapping = Ok(());
+    for (artifact, name) in &staged {
+        match context.exchange(name, artifact) {
+            Ok(previous) => swapped.push((*artifact, name, previous)),
+            Err(error) => {
+                swapping = Err(failed(artifact, error));
+                break;
+            }
+        }
+    }
+    let swapping = swapping.and_then(|()| {
+        context.sync_checked().map_err(Error::io(
+            "make durable the new generations in",
+            &context_path,
+        ))
+    });
+    if let Err(error) = swapping {
+        undo_swaps(&context, &swapped);
+        for (_, name) in &staged {
+            let _ = context.remove_leftover(name);
+        }
+        return Err(error);
+    }
+
+    // 4. The previous generations removed.
+    for (_, _, previous) in swapped {
+        if let Some(previous) = previous {
+            let _ = context.remove_leftover(previous);
+        }
+    }
+    Ok(())
+}
+
+/// Puts back the previous generations of a failed [`serialize_all`] batch
+/// (each `(artifact, staged name, previous generation's name)` as
+/// [`Dir::exchange`] left it), best effort, and fsyncs the directory; the
+/// new generations end up under their staged names.
+fn undo_swaps(context: &Dir, swapped: &[(&str, &OsString, Option<OsString>)]) {
+    for (artifact, staged, previous) in swapped.iter().rev() {
+        let _ = match previous {
+            // Exchanged: exchanging again puts each back.
+            Some(previous) if previous == *staged => context.exchange(staged, artifact).map(drop),
+            // Moved aside (no RENAME_EXCHANGE): moved back.
+            Some(previous) => context
+                .rename(artifact, staged)
+                .and_then(|()| context.rename(previous, artifact)),
+            // Nothing was there: nothing is again.
+            None => context.rename(artifact, staged),
+        };
+    }
+    context.sync();
 }
 
 /// Decrypts `ciphertext` (the file `path`) with the call's identities.

@@ -226,6 +226,26 @@ impl StoreBackend for Agenix {
         with(&self.cache, call, agenix::remove)
     }
 
+    /// The context directory (per target, or shared): the artifacts
+    /// generated together for it are stored as one batch.
+    fn store_file(&self, call: &store::Call) -> Option<PathBuf> {
+        with(&self.cache, call, agenix::store_dir).ok()
+    }
+
+    fn serialize_all(&self, calls: &[(&store::Call, &Path)]) -> Result<(), StoreError> {
+        let views = calls
+            .iter()
+            .map(|(call, _)| Call::new(call, &self.cache))
+            .collect::<Result<Vec<Call>, Error>>()
+            .map_err(store_error)?;
+        let pairs: Vec<(&Call, &Path)> = views
+            .iter()
+            .zip(calls)
+            .map(|(view, (_, out))| (view, *out))
+            .collect();
+        agenix::serialize_all(&pairs).map_err(store_error)
+    }
+
     fn rekey_all(
         &self,
         calls: &[store::Call],

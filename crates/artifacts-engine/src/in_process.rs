@@ -57,10 +57,11 @@ pub trait StoreBackend: Send + Sync + fmt::Debug {
     fn writable(&self, call: &Call) -> Result<Writable, StoreError>;
 
     /// The one store file a `serialize` of `call` rewrites as a whole when
-    /// other artifacts live in it too (sops-nix: the target's file), so the
-    /// engine may store several artifacts with one
-    /// [`StoreBackend::serialize_all`]; `None` (the default) when each
-    /// artifact is stored on its own.
+    /// other artifacts live in it too (sops-nix: the target's file), or the
+    /// directory whose artifacts a batch makes durable together (agenix:
+    /// the target's directory), so the engine may store several artifacts
+    /// with one [`StoreBackend::serialize_all`]; `None` (the default) when
+    /// each artifact is stored on its own.
     fn store_file(&self, _call: &Call) -> Option<PathBuf> {
         None
     }
