@@ -11,10 +11,15 @@
 //! - [`libyaml`]: a safe wrapper over libyaml's pull parser (the only `unsafe`
 //!   code of the crate);
 //! - [`scalar`]: go-yaml v3's typing of scalars;
+//! - [`fast`]: a reader for the plain subset sops and we write, about ten
+//!   times faster than libyaml, that leaves everything else to it;
 //! - [`parse`]: events to sops' tree, comments kept;
 //! - [`emit`]: sops' tree to YAML text.
 
 mod emit;
+mod fast;
+#[cfg(test)]
+mod fast_tests;
 mod libyaml;
 mod parse;
 mod scalar;
