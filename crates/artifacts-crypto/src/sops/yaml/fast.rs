@@ -470,6 +470,7 @@ impl Reader<'_> {
         // An escape of n >= 2 bytes decodes to at most 3n/2 bytes (`\L` is
         // three): sized up front, the string never reallocates.
         let mut out = Zeroizing::new(String::with_capacity(raw.len() * 3 / 2 + 4));
+        let capacity = out.capacity();
         let mut rest = raw;
         while let Some(i) = rest.find('\\') {
             out.push_str(&rest[..i]);
@@ -513,7 +514,7 @@ impl Reader<'_> {
             rest = &rest[i + len..];
         }
         out.push_str(rest);
-        debug_assert!(out.capacity() >= out.len());
+        debug_assert_eq!(out.capacity(), capacity, "the string grew");
         Some(std::mem::take(&mut *out))
     }
 

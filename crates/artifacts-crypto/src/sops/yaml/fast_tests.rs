@@ -10,57 +10,16 @@ use proptest::prelude::*;
 use super::emit::emit;
 use super::fast;
 use super::parse::parse_libyaml;
-use crate::sops::tree::{Entry, Item, Map, Value};
-
-/// Tree equality where a NaN equals a NaN (`.nan` reads as one).
-fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits() || x == y,
-        (Value::Map(x), Value::Map(y)) => same_map(x, y),
-        (Value::Seq(x), Value::Seq(y)) => {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|p| match p {
-                    (Item::Value(v), Item::Value(w)) => same_value(v, w),
-                    (Item::Comment(c), Item::Comment(d)) => c == d,
-                    _ => false,
-                })
-        }
-        _ => a == b,
-    }
-}
-
-fn same_map(a: &Map, b: &Map) -> bool {
-    a.0.len() == b.0.len()
-        && a.0.iter().zip(&b.0).all(|p| match p {
-            (Entry::Pair(k, v), Entry::Pair(l, w)) => k == l && same_value(v, w),
-            (Entry::Comment(c), Entry::Comment(d)) => c == d,
-            _ => false,
-        })
-}
+use crate::sops::tree::{Item, Map, Value};
 
 /// Checks that the fast reader gives up on `src` or agrees with libyaml;
 /// whether it read it.
 fn agrees(src: &str) -> Result<bool, String> {
-    let Some(fast) = fast::parse(src) else {
-        return Ok(false);
-    };
-    match parse_libyaml(src) {
-        Ok(slow) => {
-            let ok =
-                fast.len() == slow.len() && fast.iter().zip(&slow).all(|(a, b)| same_map(a, b));
-            if ok {
-                Ok(true)
-            } else {
-                Err(format!(
-                    "the fast reader and libyaml differ on {src:?}:\nfast: {fast:?}\nlibyaml: {slow:?}"
-                ))
-            }
-        }
-        Err(e) => Err(format!(
-            "libyaml refuses {src:?} ({}) but the fast reader read it",
-            e.0
-        )),
-    }
+    super::readers_agree(src).map_err(|e| {
+        let fast = fast::parse(src);
+        let slow = parse_libyaml(src);
+        format!("{e}: {src:?}\nfast: {fast:?}\nlibyaml: {slow:?}")
+    })
 }
 
 fn assert_agrees(src: &str) -> bool {
