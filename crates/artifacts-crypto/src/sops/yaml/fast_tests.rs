@@ -527,3 +527,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn parse_tries_the_fast_reader_first_and_libyaml_only_when_it_gives_up() {
+    let pulled = |src: &str| {
+        super::libyaml::PULLED.with(|n| n.set(usize::MAX));
+        super::parse(src).unwrap();
+        super::libyaml::PULLED.with(|n| n.get())
+    };
+    assert_eq!(
+        pulled("a:\n    f: ENC[AES256_GCM,data:x,type:str]\n"),
+        usize::MAX
+    );
+    assert!(pulled("a: 1 # comment\n") < usize::MAX);
+}
