@@ -8,7 +8,7 @@
 //! anything outside that subset (comments, anchors, aliases, tags, flow
 //! collections with content, `---`, tabs, CR, BOM, NEL/LS/PS, control
 //! characters, multi-line plain or quoted scalars, folded scalars, `? `
-//! keys, duplicate keys, unusual indentation) and [`super::parse`] then
+//! keys, duplicate keys, unusual indentation) and [`super::parse()`] then
 //! reads the file with libyaml as before, so errors, limits and comments
 //! all stay libyaml's. What it accepts it types with the same
 //! [`scalar_value`] and [`key_text`], so both paths give the same tree.
