@@ -100,6 +100,12 @@ fn plain(data: &[u8], format: Format) {
 
 /// Reads `data` every way a file can be read; panics on a bug.
 pub fn check(data: &[u8]) {
+    // The fast YAML reader reads what libyaml reads, or leaves it to it.
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Err(e) = sops::yaml_readers_agree(text)
+    {
+        panic!("{e}");
+    }
     for format in [Format::Yaml, Format::Json, Format::Dotenv] {
         encrypted(data, format);
         plain(data, format);

@@ -7,7 +7,9 @@
 //!   encrypt → serialize → parse → decrypt with the same plaintext;
 //! - as a plaintext YAML, JSON and dotenv document (`sops::parse_plain`):
 //!   what parses must emit text that parses again, and after that one
-//!   normalization, emit → parse → emit must give the same text.
+//!   normalization, emit → parse → emit must give the same text;
+//! - as YAML text, read by the fast YAML reader and by libyaml: the fast
+//!   reader either gives up or reads exactly the same tree.
 //!
 //! Any panic is a bug: parsers return errors. The seeds in `seeds/` were
 //! written by the real sops for the test-only key `seed-key.txt`.

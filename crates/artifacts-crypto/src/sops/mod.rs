@@ -125,6 +125,14 @@ fn parse_branches(bytes: &[u8], format: Format, origin: &Origin) -> Result<Vec<M
     }
 }
 
+/// For the fuzzer (`fuzz/check.rs`): checks that the fast YAML reader either
+/// gives up on `text` or reads exactly what libyaml reads. Not part of the
+/// API.
+#[doc(hidden)]
+pub fn yaml_readers_agree(text: &str) -> std::result::Result<(), String> {
+    yaml::readers_agree(text).map(drop)
+}
+
 /// Parses a plaintext document.
 pub fn parse_plain(bytes: &[u8], format: Format, origin: &Origin) -> Result<Document> {
     Ok(Document {

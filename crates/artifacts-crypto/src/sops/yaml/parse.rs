@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use zeroize::Zeroize;
 
 use super::super::tree::{Entry, Item, Map, Value, go_format_g};
-use super::libyaml;
 use super::scalar::scalar_value;
 use super::{YamlError, is_break};
+use super::{fast, libyaml};
 
 /// Text form of a scalar used as a mapping key.
-fn key_text(v: &Value) -> Option<String> {
+pub(super) fn key_text(v: &Value) -> Option<String> {
     Some(match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
@@ -236,7 +236,18 @@ pub(crate) fn check_nesting(src: &str, max_depth: usize) -> Result<(), YamlError
 /// Parses YAML into branches (one per document). Comments are kept as
 /// entries; anchors/aliases are expanded; only mapping documents are allowed
 /// (like sops).
+///
+/// The files sops and we write are read by the fast reader ([`fast`]); what
+/// it gives up on, libyaml reads, with the same result for what both read.
 pub(crate) fn parse(src: &str) -> Result<Vec<Map>, YamlError> {
+    match fast::parse(src) {
+        Some(docs) => Ok(docs),
+        None => parse_libyaml(src),
+    }
+}
+
+/// [`parse`] through libyaml only.
+pub(super) fn parse_libyaml(src: &str) -> Result<Vec<Map>, YamlError> {
     // libyaml skips a byte order mark without counting it in its marks,
     // which would shift every position we map back into `src`.
     let src = src.strip_prefix('\u{FEFF}').unwrap_or(src);
