@@ -798,6 +798,44 @@ mod tests {
     }
 
     #[test]
+    fn a_handed_over_descriptor_is_ours_no_longer_once_the_child_runs() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let number = theirs.as_raw_fd();
+        let mut builder = ProcessBuilder::new("/bin/sh");
+        builder
+            .args([
+                "-c",
+                &format!("test -e /proc/self/fd/{number} && echo passed"),
+            ])
+            .hand_over_fd(OwnedFd::from(theirs));
+        let output = builder.run().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
+        // The child is gone and our copy was closed: the peer sees the hang-up.
+        let mut fds = [PollFd::new(ours.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
+        assert!(fds[0].revents().unwrap().contains(PollFlags::POLLHUP));
+        // It went to the first run; a second one says so instead of passing
+        // whatever now has that number.
+        let error = builder.run().unwrap_err();
+        assert!(
+            format!("{:?}", error).contains("handed over to an earlier run"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_descriptor_given_as_stdin_is_the_childs_stdin() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &ours, b"from the socket\n").unwrap();
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", "read line; echo \"$line\""])
+            .stdin_fd(Arc::new(OwnedFd::from(theirs)))
+            .run()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "from the socket\n");
+    }
+
+    #[test]
     fn children_started_without_a_hook_get_no_descriptor_beyond_stdio() {
         use nix::libc;
         let inherited = std::fs::File::open("/dev/null").unwrap();
