@@ -14,7 +14,9 @@
 //! does not. `/proc/sys`, `/proc/sysrq-trigger`, `/proc/irq` and `/proc/bus`
 //! are read-only; a seccomp filter ([`crate::seccomp`]) denies new user
 //! namespaces, mounts, keyrings, ptrace and the like; bwrap sets
-//! `no_new_privs` and drops every capability.
+//! `no_new_privs` and drops every capability. A lifeline (`add_lifeline`)
+//! keeps a generator from starting once we are gone, even when we are
+//! killed while bwrap is still setting the sandbox up.
 //!
 //! Generators never run as root. Started as root (as `activate` is at boot),
 //! we start bwrap, or the generator itself with `--no-sandbox`, as
@@ -579,7 +581,7 @@ fn add_seccomp(builder: &mut ProcessBuilder) -> std::io::Result<()> {
 /// lifeline (stdin) and only then becomes the generator, with stdin
 /// `/dev/null` again. The write fails (EPIPE; as pid 1 of its namespace the
 /// shell ignores SIGPIPE) once nobody holds the other end.
-const LIFELINE_PRELUDE: &str = "echo >&0 2>/dev/null || { echo 'artifacts: the sandbox lost its lifeline (artifacts or bwrap is gone), not starting the generator' >&2; exit 125; }; exec \"$0\" \"$@\" </dev/null";
+const LIFELINE_PRELUDE: &str = "echo >&0 2>/dev/null || { echo 'artifacts: the lifeline to the outer bwrap is closed (artifacts is gone, or this bwrap closes its --json-status-fd), not starting the generator' >&2; exit 125; }; exec \"$0\" \"$@\" </dev/null";
 
 /// Closes the `kill -9` window of bubblewrap's start-up. bwrap's namespace
 /// process asks for its parent-death signal only after clone and set-up
