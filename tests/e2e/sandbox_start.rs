@@ -10,6 +10,11 @@
 //! filled and hold open while it builds the new root: room in the FIFO says
 //! it got there, and it waits there until we let go, after artifacts and
 //! the outer bwrap are dead.
+//!
+//! Killed earlier, between bwrap's clone and its go-ahead to the
+//! namespace process (`--userns-block-fd` holds the outer bwrap there),
+//! that process waits for good, running nothing, until the next run
+//! sweeps the dead run's scratch directory and kills it.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -84,7 +89,7 @@ struct Fifos {
     hold: Option<fs::File>,
 }
 
-fn fifos(dir: &Path) -> Fifos {
+fn fifos(dir: &Path, fill: bool) -> Fifos {
     let open = |name: &str| {
         let path = dir.join(name);
         let _ = fs::remove_file(&path);
@@ -101,12 +106,15 @@ fn fifos(dir: &Path) -> Fifos {
     let info = open("info");
     let mut hold = open("hold");
     // Full: once there is room again, the namespace process is reading it.
+    // (Empty, it blocks whoever reads it until we let go.)
     let chunk = [b'h'; 4096];
-    loop {
-        match hold.write(&chunk) {
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("filling the hold FIFO: {e}"),
+    if fill {
+        loop {
+            match hold.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the hold FIFO: {e}"),
+            }
         }
     }
     Fifos {
@@ -127,8 +135,9 @@ fn wait_until_held(hold: &fs::File) {
 }
 
 /// Writes `bin/bwrap` under `dir`: the real bwrap, and for a generator's
-/// sandbox (the start-up probe has no `--chdir`) the two options above.
-fn stand_in_bwrap(dir: &Path) -> PathBuf {
+/// sandbox (the start-up probe has no `--chdir`) `--info-fd` and `hold`
+/// (options reading descriptor 9, the hold FIFO).
+fn stand_in_bwrap(dir: &Path, hold: &str) -> PathBuf {
     let real = ["/usr/bin/bwrap", "/bin/bwrap"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -136,7 +145,8 @@ fn stand_in_bwrap(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     let script = format!(
-        "#!/bin/sh\ncase \" $* \" in\n*\" --chdir \"*) exec {real} --info-fd 8 --file 9 /.hold \"$@\" 8>{info} 9<{hold} ;;\nesac\nexec {real} \"$@\"\n",
+        "#!/bin/sh\ncase \" $* \" in\n*\" --chdir \"*) exec {real} --info-fd 8 {options} \"$@\" 8>{info} 9<{hold} ;;\nesac\nexec {real} \"$@\"\n",
+        options = hold,
         info = dir.join("info").display(),
         hold = dir.join("hold").display(),
     );
@@ -170,11 +180,10 @@ fn child_pid(info: &mut fs::File) -> i32 {
         .unwrap()
 }
 
-/// Kills `artifacts generate` (as `user`, or as whoever runs the tests)
-/// while bwrap's namespace process is held in set-up, then lets that
-/// process go on; returns how many of [`TRIES`] left it (or a generator)
-/// running. Each leak was waited for 10 s.
-fn leaks(test: &str, user: Option<(u32, u32)>) -> usize {
+/// The test's project: backend `rec`, one artifact whose generator blocks
+/// in `sleep TOKEN`, and a stand-in bwrap adding `hold`; `user` (if any)
+/// owns it. Returns the project and the stand-in's directory.
+fn project(test: &str, user: Option<(u32, u32)>, hold: &str) -> (Project, PathBuf, String) {
     let p = Project::new(test);
     p.recording_backend()
         .generator("slow.sh", &format!("exec sleep {TOKEN}"))
@@ -189,7 +198,7 @@ files.f = {}
     let stand_in = p.home.join("stand-in");
     fs::create_dir_all(&stand_in).unwrap();
     fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = stand_in_bwrap(&stand_in);
+    let bin = stand_in_bwrap(&stand_in, hold);
     if let Some((uid, gid)) = user {
         for dir in [&p.root, &p.tmp, &p.home] {
             let status = Command::new("chown")
@@ -206,18 +215,32 @@ files.f = {}
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    (p, stand_in, path)
+}
+
+/// Starts `artifacts generate` through the stand-in (as `user`, if any).
+fn start(p: &Project, path: &str, user: Option<(u32, u32)>) -> std::process::Child {
+    let mut command = p.command(["generate"]);
+    command
+        .env("PATH", path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+    command.spawn().unwrap()
+}
+
+/// Kills `artifacts generate` (as `user`, or as whoever runs the tests)
+/// while bwrap's namespace process is held in set-up, then lets that
+/// process go on; returns how many of [`TRIES`] left it (or a generator)
+/// running. Each leak was waited for 10 s.
+fn leaks(test: &str, user: Option<(u32, u32)>) -> usize {
+    let (p, stand_in, path) = project(test, user, "--file 9 /.hold");
     let mut leaked = 0;
     for _ in 0..TRIES {
-        let mut fifos = fifos(&stand_in);
-        let mut command = p.command(["generate"]);
-        command
-            .env("PATH", &path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some((uid, gid)) = user {
-            command.uid(uid).gid(gid);
-        }
-        let mut artifacts = command.spawn().unwrap();
+        let mut fifos = fifos(&stand_in, true);
+        let mut artifacts = start(&p, &path, user);
         let inner = child_pid(&mut fifos.info);
         wait_until_held(fifos.hold.as_ref().unwrap());
         let inner_fd = pidfd_open(inner);
@@ -275,5 +298,59 @@ fn a_kill_during_sandbox_setup_leaves_no_generator_running_as_a_user() {
     assert_eq!(
         leaked, 0,
         "{leaked} of {TRIES} sandboxes outlived artifacts"
+    );
+}
+
+/// Kills `artifacts generate` between bwrap's clone and its go-ahead to
+/// the namespace process (`--userns-block-fd` holds the outer bwrap
+/// there): that process then waits for good, running nothing, and the next
+/// run kills it when it sweeps the dead run's scratch directory.
+fn next_run_kills_a_process_waiting_for_the_go_ahead(test: &str, user: Option<(u32, u32)>) {
+    let (p, stand_in, path) = project(test, user, "--userns-block-fd 9");
+    let mut fifos = fifos(&stand_in, false);
+    let mut artifacts = start(&p, &path, user);
+    let inner = child_pid(&mut fifos.info);
+    let inner_fd = pidfd_open(inner);
+    let _reaper = Reaper(Some(pidfd_open(inner)));
+    let outer = parent_of(inner);
+    let outer_fd = pidfd_open(outer);
+    artifacts.kill().unwrap();
+    artifacts.wait().unwrap();
+    assert!(
+        exits_within(&outer_fd, 10_000),
+        "the outer bwrap (pid {outer}) outlived artifacts"
+    );
+    drop(fifos);
+    assert!(
+        !exits_within(&inner_fd, 0),
+        "the namespace process (pid {inner}) no longer waits for the go-ahead: this test needs another way in"
+    );
+
+    let mut check = p.command(["check"]);
+    if let Some((uid, gid)) = user {
+        check.uid(uid).gid(gid);
+    }
+    p.finish(&mut check).code(1);
+    assert!(
+        exits_within(&inner_fd, 10_000),
+        "the namespace process (pid {inner}) outlived the next run"
+    );
+    crate::util::assert_all_exit(TOKEN, "the generator");
+}
+
+#[test]
+fn a_namespace_process_left_waiting_is_killed_by_the_next_run_as_root() {
+    next_run_kills_a_process_waiting_for_the_go_ahead(
+        "a_namespace_process_left_waiting_is_killed_by_the_next_run_as_root",
+        None,
+    );
+}
+
+#[test]
+fn a_namespace_process_left_waiting_is_killed_by_the_next_run_as_a_user() {
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    next_run_kills_a_process_waiting_for_the_go_ahead(
+        "a_namespace_process_left_waiting_is_killed_by_the_next_run_as_a_user",
+        Some((nobody.uid.as_raw(), nobody.gid.as_raw())),
     );
 }
