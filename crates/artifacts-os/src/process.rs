@@ -10,9 +10,9 @@
 //! descriptor of ours reaches a child: everything from 3 up is
 //! close-on-exec (`artifacts generate 7<key` must not hand the key to a
 //! generator), except descriptors a builder passes on purpose (bwrap's
-//! seccomp program and the sandbox's lifeline). Children that need nothing set between fork and exec
-//! (backend scripts) are started with `posix_spawn`; the others are forked
-//! with a hook that sets what they need.
+//! seccomp program and the sandbox's lifeline). Children that need nothing
+//! set between fork and exec (backend scripts) are started with
+//! `posix_spawn`; the others are forked with a hook that sets what they need.
 //!
 //! [`harden_current_process`] is for the binary's start: no core dumps, no
 //! ptrace or `/proc/<pid>/mem` reads by other processes of the same user,
