@@ -28,6 +28,7 @@ mod plugins;
 mod project;
 mod rekey;
 mod safety;
+mod sandbox_start;
 mod shell;
 mod shipped;
 mod sops_transit;

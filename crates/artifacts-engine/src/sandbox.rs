@@ -14,7 +14,9 @@
 //! does not. `/proc/sys`, `/proc/sysrq-trigger`, `/proc/irq` and `/proc/bus`
 //! are read-only; a seccomp filter ([`crate::seccomp`]) denies new user
 //! namespaces, mounts, keyrings, ptrace and the like; bwrap sets
-//! `no_new_privs` and drops every capability.
+//! `no_new_privs` and drops every capability. A lifeline (`add_lifeline`)
+//! keeps a generator from starting once we are gone, even when we are
+//! killed while bwrap is still setting the sandbox up.
 //!
 //! Generators never run as root. Started as root (as `activate` is at boot),
 //! we start bwrap, or the generator itself with `--no-sandbox`, as
@@ -159,7 +161,14 @@ impl Sandbox {
                     format!("cannot pass the seccomp filter: {error}"),
                 ));
             }
-            probe.args(["--ro-bind", "/", "/", "--", "true"]);
+            // The lifeline too: a bwrap that no longer keeps its status
+            // descriptor open would fail every generator; say so here.
+            if let Err(error) = add_lifeline(&mut probe) {
+                return Err((true, path, format!("cannot make the lifeline: {error}")));
+            }
+            // `/dev` for the prelude's `/dev/null`.
+            probe.args(["--ro-bind", "/", "/", "--dev", "/dev"]);
+            probe.args(lifeline_command(Path::new("true")));
             if let Some((uid, gid)) = generator_user() {
                 probe.user(uid, gid);
             }
@@ -225,6 +234,8 @@ impl Sandbox {
                 let mut builder = ProcessBuilder::new(bwrap);
                 // bwrap's own --die-with-parent comes too late for a kill
                 // during its start-up: the kernel is told before it runs.
+                // Its namespace process asks later still: the lifeline
+                // covers that.
                 builder
                     .clear_env()
                     .kill_on_parent_death()
@@ -234,6 +245,7 @@ impl Sandbox {
                     builder.user(uid, gid);
                 }
                 add_seccomp(&mut builder)?;
+                add_lifeline(&mut builder)?;
                 builder.args(["--clearenv", "--proc", "/proc"]);
                 for dir in PROC_READ_ONLY {
                     builder.args(["--ro-bind-try", dir, dir]);
@@ -300,7 +312,7 @@ impl Sandbox {
                 for (key, value) in env {
                     setenv(key, value);
                 }
-                builder.arg("--").arg(generator);
+                builder.args(lifeline_command(generator));
                 Ok(builder)
             }
         }
@@ -563,6 +575,58 @@ fn add_seccomp(builder: &mut ProcessBuilder) -> std::io::Result<()> {
         .pass_fd(Arc::new(reader))
         .args(["--seccomp", &number]);
     Ok(())
+}
+
+/// What the sandbox runs first: it writes one byte into its end of the
+/// lifeline (stdin) and only then becomes the generator, with stdin
+/// `/dev/null` again. The write fails (EPIPE; as pid 1 of its namespace the
+/// shell ignores SIGPIPE) once nobody holds the other end.
+const LIFELINE_PRELUDE: &str = "echo >&0 2>/dev/null || { echo 'artifacts: the lifeline to the outer bwrap is closed (artifacts is gone, or this bwrap closes its --json-status-fd), not starting the generator' >&2; exit 125; }; exec \"$0\" \"$@\" </dev/null";
+
+/// Closes the `kill -9` window of bubblewrap's start-up. bwrap's namespace
+/// process asks for its parent-death signal only after clone and set-up
+/// (`--die-with-parent`), so a kill of ours (and with it of the outer
+/// bwrap) before that orphaned it, and it went on to run the generator.
+/// Its parent cannot be seen from inside the sandbox, so the sandbox asks
+/// whether the outer bwrap is still alive *after* that point:
+///
+/// * `--as-pid-1`: no reaper is forked; the namespace process sets the
+///   signal and then execs our prelude itself (with a reaper, pid 2 could
+///   start the generator before pid 1 asked for the signal).
+/// * One end of a socket pair is bwrap's `--json-status-fd`, the only
+///   descriptor of ours its outer process keeps (it closes all others
+///   once running, and the namespace process closes this one right after
+///   clone). We close our copy right after the spawn, under the spawn
+///   lock ([`ProcessBuilder::hand_over_fd`]): then the outer bwrap alone
+///   holds it.
+/// * The other end is the sandbox's stdin; the prelude
+///   ([`LIFELINE_PRELUDE`]) writes to it. That succeeds only while the
+///   outer bwrap lives, so it lived when the namespace process asked for
+///   the signal, which was therefore armed against it: the namespace (the
+///   generator with it) dies with the outer bwrap, which dies with us. If
+///   the outer was gone, the write fails and the generator never starts.
+///
+/// The cost is one `sh` start per generator (bwrap's reaper fork is saved).
+fn add_lifeline(builder: &mut ProcessBuilder) -> std::io::Result<()> {
+    let (outer, inner) = std::os::unix::net::UnixStream::pair()?;
+    let outer = std::os::fd::OwnedFd::from(outer);
+    let number = outer.as_raw_fd().to_string();
+    builder
+        .args(["--as-pid-1", "--json-status-fd", &number])
+        .hand_over_fd(outer)
+        .stdin_fd(Arc::new(std::os::fd::OwnedFd::from(inner)));
+    Ok(())
+}
+
+/// The end of a bwrap command line running `program` behind the lifeline's prelude.
+fn lifeline_command(program: &Path) -> [&std::ffi::OsStr; 5] {
+    [
+        "--".as_ref(),
+        "/bin/sh".as_ref(),
+        "-c".as_ref(),
+        LIFELINE_PRELUDE.as_ref(),
+        program.as_os_str(),
+    ]
 }
 
 /// Host directories handed to a generator, all inside one scratch directory.

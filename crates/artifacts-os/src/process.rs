@@ -9,10 +9,10 @@
 //! threads so neither pipe can fill up and stall the child. No other
 //! descriptor of ours reaches a child: everything from 3 up is
 //! close-on-exec (`artifacts generate 7<key` must not hand the key to a
-//! generator), except one descriptor a builder passes on purpose (bwrap's
-//! seccomp program). Children that need nothing set between fork and exec
-//! (backend scripts) are started with `posix_spawn`; the others are forked
-//! with a hook that sets what they need.
+//! generator), except descriptors a builder passes on purpose (bwrap's
+//! seccomp program and the sandbox's lifeline). Children that need nothing
+//! set between fork and exec (backend scripts) are started with
+//! `posix_spawn`; the others are forked with a hook that sets what they need.
 //!
 //! [`harden_current_process`] is for the binary's start: no core dumps, no
 //! ptrace or `/proc/<pid>/mem` reads by other processes of the same user,
@@ -110,7 +110,10 @@ pub struct ProcessBuilder {
     user: Option<(u32, u32)>,
     no_new_privs: bool,
     parent_death: bool,
-    pass_fd: Option<Arc<OwnedFd>>,
+    pass_fds: Vec<Arc<OwnedFd>>,
+    /// Passed like `pass_fds`, but our copy is closed once the child started.
+    hand_over: Option<Arc<Mutex<Option<OwnedFd>>>>,
+    stdin: Option<Arc<OwnedFd>>,
 }
 
 /// What a finished child left.
@@ -182,7 +185,9 @@ impl ProcessBuilder {
             user: None,
             no_new_privs: false,
             parent_death: false,
-            pass_fd: None,
+            pass_fds: Vec::new(),
+            hand_over: None,
+            stdin: None,
         }
     }
 
@@ -259,17 +264,41 @@ impl ProcessBuilder {
 
     /// Passes `fd` to the child under its own number (every other one from 3 up is closed).
     pub fn pass_fd(&mut self, fd: Arc<OwnedFd>) -> &mut Self {
-        self.pass_fd = Some(fd);
+        self.pass_fds.push(fd);
+        self
+    }
+
+    /// Passes `fd` to the child under its own number and closes our copy
+    /// as soon as the child has started, while no other child of ours can
+    /// be between fork and exec: from then on only the child (and what it
+    /// starts) holds it, so its peer can tell when the child is gone. A
+    /// builder that handed a descriptor over runs once.
+    pub fn hand_over_fd(&mut self, fd: OwnedFd) -> &mut Self {
+        self.hand_over = Some(Arc::new(Mutex::new(Some(fd))));
+        self
+    }
+
+    /// Gives the child `fd` as stdin instead of `/dev/null`.
+    pub fn stdin_fd(&mut self, fd: Arc<OwnedFd>) -> &mut Self {
+        self.stdin = Some(fd);
         self
     }
 
     /// Runs the child to completion. A non-zero exit is not an error here:
     /// callers give exit codes their own meaning (see [`describe_status`]).
     pub fn run(&self) -> Result<Output, ProcessError> {
+        let spawn_error = |source| ProcessError::Spawn {
+            command: self.to_string(),
+            source,
+        };
+        let stdin = match &self.stdin {
+            Some(fd) => Stdio::from(fd.try_clone().map_err(spawn_error)?),
+            None => Stdio::null(),
+        };
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(match self.stdout {
                 Stdout::Capture => Stdio::piped(),
                 Stdout::Discard => Stdio::null(),
@@ -292,7 +321,16 @@ impl ProcessBuilder {
             // std drops the supplementary groups too when we are root.
             command.uid(uid).gid(gid);
         }
-        let pass = self.pass_fd.as_ref().map(|fd| fd.as_raw_fd());
+        let mut pass: Vec<RawFd> = self.pass_fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        if let Some(handed) = &self.hand_over {
+            let handed = handed.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(fd) = handed.as_ref() else {
+                return Err(spawn_error(std::io::Error::other(
+                    "its descriptor was handed over to an earlier run",
+                )));
+            };
+            pass.push(fd.as_raw_fd());
+        }
         let no_new_privs = self.no_new_privs;
         // Our pid, for the child to see whether we died before it asked
         // for the signal.
@@ -302,13 +340,13 @@ impl ProcessBuilder {
         // no copy of our page tables): backend scripts run thousands of
         // times per `check`, and a fork of a large process costs far more
         // than the script.
-        let plain = pass.is_none() && !no_new_privs && parent_death.is_none();
+        let plain = pass.is_empty() && !no_new_privs && parent_death.is_none();
         if !plain {
             // SAFETY: between fork and exec the closure only makes raw system
             // calls (fcntl, close_range, getrlimit, prctl), which are
             // async-signal-safe; it allocates nothing and takes no locks.
             unsafe {
-                command.pre_exec(move || prepare_child(pass, no_new_privs, parent_death));
+                command.pre_exec(move || prepare_child(&pass, no_new_privs, parent_death));
             }
         }
         // Spawning under the lock: a signal handler's `terminate_all` sees
@@ -331,10 +369,13 @@ impl ProcessBuilder {
             // only in its own child (`prepare_child`).
             cloexec_from(3);
         }
-        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
-            command: self.to_string(),
-            source,
-        })?;
+        let spawned = command.spawn();
+        // std returns once the child has exec'd (or failed to), and no other
+        // child can fork before we let go of the lock: now is when our copy goes.
+        if let Some(handed) = &self.hand_over {
+            drop(handed.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
+        let mut child = spawned.map_err(spawn_error)?;
         let group = child.id() as i32;
         running.insert(group);
         drop(running);
@@ -399,12 +440,12 @@ impl fmt::Debug for ProcessBuilder {
 }
 
 /// Runs in the child between fork and exec: every descriptor from 3 up
-/// becomes close-on-exec except `pass`, and `no_new_privs` and the
+/// becomes close-on-exec except those in `pass`, and `no_new_privs` and the
 /// parent-death signal are set if asked.
 /// (Close-on-exec rather than closed: std reports a failed exec to the
 /// parent through a close-on-exec pipe of its own.)
 fn prepare_child(
-    pass: Option<RawFd>,
+    pass: &[RawFd],
     no_new_privs: bool,
     parent_death: Option<u32>,
 ) -> std::io::Result<()> {
@@ -422,7 +463,7 @@ fn prepare_child(
         }
     }
     cloexec_from(3);
-    if let Some(fd) = pass {
+    for &fd in pass {
         // SAFETY: fcntl on a descriptor we own; clears FD_CLOEXEC only.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
             return Err(std::io::Error::last_os_error());
@@ -754,6 +795,44 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
+    }
+
+    #[test]
+    fn a_handed_over_descriptor_is_ours_no_longer_once_the_child_runs() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let number = theirs.as_raw_fd();
+        let mut builder = ProcessBuilder::new("/bin/sh");
+        builder
+            .args([
+                "-c",
+                &format!("test -e /proc/self/fd/{number} && echo passed"),
+            ])
+            .hand_over_fd(OwnedFd::from(theirs));
+        let output = builder.run().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "passed\n");
+        // The child is gone and our copy was closed: the peer sees the hang-up.
+        let mut fds = [PollFd::new(ours.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
+        assert!(fds[0].revents().unwrap().contains(PollFlags::POLLHUP));
+        // It went to the first run; a second one says so instead of passing
+        // whatever now has that number.
+        let error = builder.run().unwrap_err();
+        assert!(
+            format!("{:?}", error).contains("handed over to an earlier run"),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_descriptor_given_as_stdin_is_the_childs_stdin() {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &ours, b"from the socket\n").unwrap();
+        let output = ProcessBuilder::new("/bin/sh")
+            .args(["-c", "read line; echo \"$line\""])
+            .stdin_fd(Arc::new(OwnedFd::from(theirs)))
+            .run()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "from the socket\n");
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! for its whole life and, once locked, a [`MARKER`] file. The first scratch
 //! directory a run creates in a base directory sweeps it: every
 //! `artifacts-*` directory there owned by us, with the marker, whose lock
-//! can be taken is a dead run's and is removed. One still being set up has
-//! no marker yet; one in use is locked.
+//! can be taken is a dead run's and is removed, after any process still
+//! working in it is killed. One still being set up has no marker yet; one
+//! in use is locked.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -201,6 +202,7 @@ pub fn sweep(base: &Path) {
         let Ok(_lock) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) else {
             continue;
         };
+        kill_leftovers_in(&path);
         let _ = make_writable(&path);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => tracing::info!(
@@ -211,6 +213,38 @@ pub fn sweep(base: &Path) {
                 "could not remove `{}`, left behind by an interrupted run: {error}",
                 path.display()
             ),
+        }
+    }
+}
+
+/// Kills every process whose working directory is inside `dir`, a dead
+/// run's scratch directory (only our runs' processes can enter it): a
+/// bubblewrap namespace process whose outer process was killed with us
+/// between bwrap's clone and its go-ahead waits for that go-ahead for good,
+/// still in the directory we started bwrap in, running nothing.
+fn kill_leftovers_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // Unreadable for other users' processes: those are not ours.
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if cwd.starts_with(dir) {
+            let killed = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            if killed.is_ok() {
+                tracing::info!(
+                    "killed process {pid}, left behind in `{}` by an interrupted run",
+                    dir.display()
+                );
+            }
         }
     }
 }
