@@ -27,6 +27,10 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
             &mut problems,
         );
     }
+    // A shorthand declaration is one value on every target of a kind: what
+    // depends on it alone is checked once per kind when it passes (a
+    // failing one is reported at each target's location).
+    let mut passed: std::collections::HashSet<(usize, TargetKind)> = Default::default();
     for target in &model.targets {
         let location = base.target(&target.id);
         if let Err(message) = check_target_name(target.id.kind, &target.id.name) {
@@ -41,14 +45,22 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
             );
         }
         for artifact in target.artifacts.values() {
-            check_artifact(
-                model,
-                target,
-                artifact,
-                known_backends,
-                &location.artifact(&artifact.name),
-                &mut problems,
-            );
+            let location = location.artifact(&artifact.name);
+            let key = (Arc::as_ptr(artifact) as usize, target.id.kind);
+            if !passed.contains(&key) {
+                let before = problems.len();
+                check_declaration(
+                    target.id.kind,
+                    artifact,
+                    known_backends,
+                    &location,
+                    &mut problems,
+                );
+                if problems.len() == before {
+                    passed.insert(key);
+                }
+            }
+            check_on_target(model, target, artifact, &location, &mut problems);
         }
     }
     check_nested_environments(model, &base, &mut problems);
@@ -120,9 +132,9 @@ fn check_backend(name: &str, known: &[&str], location: Location, problems: &mut 
     }
 }
 
-fn check_artifact(
-    model: &Model,
-    target: &Target,
+/// What an artifact's declaration alone decides, on a target of `kind`.
+fn check_declaration(
+    kind: TargetKind,
     artifact: &Artifact,
     known: &[&str],
     location: &Location,
@@ -133,12 +145,6 @@ fn check_artifact(
     }
     if let Some(name) = &artifact.backend {
         check_backend(name, known, location.field("backend"), problems);
-    }
-    if model.resolve_backend(target, artifact).is_none() {
-        problems.push(problem(
-            location.clone(),
-            "no backend chosen: set `backend` on the artifact, `default.backend` on the target, or `default.backend` at the top of the manifest",
-        ));
     }
     if artifact.generator.is_none() {
         problems.push(problem(
@@ -163,7 +169,7 @@ fn check_artifact(
                 format!("file {message}"),
             ));
         }
-        if let Err(message) = check_file_path(target.id.kind, &file.path) {
+        if let Err(message) = check_file_path(kind, &file.path) {
             problems.push(problem(field("path"), message));
         }
         for (key, account) in [("owner", &file.owner), ("group", &file.group)] {
@@ -174,19 +180,36 @@ fn check_artifact(
             }
         }
     }
+}
+
+/// What depends on the target an artifact is declared on: its backend and
+/// its dependencies.
+fn check_on_target(
+    model: &Model,
+    target: &Target,
+    artifact: &Artifact,
+    location: &Location,
+    problems: &mut Vec<Problem>,
+) {
+    if model.resolve_backend(target, artifact).is_none() {
+        problems.push(problem(
+            location.clone(),
+            "no backend chosen: set `backend` on the artifact, `default.backend` on the target, or `default.backend` at the top of the manifest",
+        ));
+    }
     for (index, dependency) in artifact.dependencies.iter().enumerate() {
-        let field = location.field(format!("dependencies[{index}]"));
+        let field = || location.field(format!("dependencies[{index}]"));
         if let Err(message) = check_name(dependency) {
-            problems.push(problem(field, format!("dependency {message}")));
+            problems.push(problem(field(), format!("dependency {message}")));
             continue;
         }
         match target.artifacts.get(dependency) {
             None => problems.push(problem(
-                field,
+                field(),
                 format!("depends on `{dependency}`, which {} does not declare", target.id),
             )),
             Some(depended) if artifact.shared && !depended.shared => problems.push(problem(
-                field,
+                field(),
                 format!("a shared artifact can only depend on shared artifacts, and `{dependency}` is not shared"),
             )),
             Some(_) => {}
