@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId};
 use serde::Serialize;
@@ -171,12 +171,12 @@ impl<'m> Unit<'m> {
         let digests = match &self.targets {
             Targets::One(_) => {
                 let key = std::ptr::from_ref(self.artifact) as usize;
-                let known = plan.digests.lock().ok().and_then(|d| d.get(&key).cloned());
+                let known = plan.digests.read().ok().and_then(|d| d.get(&key).cloned());
                 match known {
                     Some(digests) => digests,
                     None => {
                         let digests = self.digests(plan)?;
-                        if let Ok(mut known) = plan.digests.lock() {
+                        if let Ok(mut known) = plan.digests.write() {
                             known.insert(key, digests.clone());
                         }
                         digests
@@ -545,7 +545,8 @@ pub struct Plan<'m> {
     dependents: Vec<Vec<usize>>,
     /// [`Unit::declared`]'s digests of one-target units, by the address of
     /// the declaration (the model outlives the plan, so addresses are unique).
-    digests: Mutex<HashMap<usize, Digests>>,
+    /// Read by every checking thread for every unit: a read lock, not a mutex.
+    digests: RwLock<HashMap<usize, Digests>>,
     /// Input identities already computed, by the declared list.
     input_ids: Mutex<HashMap<Vec<String>, String>>,
     /// The project root, which inputs are relative to.
@@ -598,7 +599,8 @@ impl<'m> Plan<'m> {
 
     /// Builds the plan of a validated model.
     pub fn new(model: &'m Model) -> Result<Plan<'m>, PlanError> {
-        let mut units: Vec<Unit<'m>> = Vec::new();
+        let declared = model.targets.iter().map(|t| t.artifacts.len()).sum();
+        let mut units: Vec<Unit<'m>> = Vec::with_capacity(declared);
         // (declaring target, or `None` for shared; name) -> unit index
         let mut index: HashMap<(Option<&'m TargetId>, &'m str), usize> = HashMap::new();
         for group in model.shared_groups() {
@@ -658,25 +660,27 @@ impl<'m> Plan<'m> {
         for (new, &old) in order.iter().enumerate() {
             position[old] = new;
         }
-        let mut slots: Vec<Option<Unit<'m>>> = units.into_iter().map(Some).collect();
-        let units = order
-            .iter()
-            .map(|&old| {
-                let mut unit = slots[old].take().expect("each unit placed once");
-                unit.dependencies = unit
-                    .dependencies
-                    .iter()
-                    .map(|&d| UnitId(position[d.0]))
-                    .collect();
-                unit
-            })
-            .collect::<Vec<_>>();
+        for unit in &mut units {
+            for dependency in &mut unit.dependencies {
+                *dependency = UnitId(position[dependency.0]);
+            }
+        }
+        // Moved in place, each straight to its position: a fleet's units
+        // are megabytes, and every copy of them is fresh memory.
+        let mut destination = position;
+        for at in 0..units.len() {
+            while destination[at] != at {
+                let to = destination[at];
+                units.swap(at, to);
+                destination.swap(at, to);
+            }
+        }
         Ok(Plan {
             backends: units.iter().map(|u| u.backend.name.clone()).collect(),
             dependents: reverse_edges(&units),
             units,
             generator_ids: Mutex::new(HashMap::new()),
-            digests: Mutex::new(HashMap::new()),
+            digests: RwLock::new(HashMap::new()),
             input_ids: Mutex::new(HashMap::new()),
             root: model.root.clone(),
         })
