@@ -500,7 +500,9 @@ pub(crate) enum Storage<'b> {
 
 /// `f` of `0..count`, on up to `jobs` threads; the results in order.
 pub fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+    // One slot each: one lock for all would be taken by every worker for
+    // every item (10,000 in a fleet's check).
+    let results: Vec<Mutex<Option<T>>> = (0..count).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = jobs.clamp(1, count.max(1));
     std::thread::scope(|scope| {
@@ -512,16 +514,18 @@ pub fn parallel<T: Send>(count: usize, jobs: usize, f: impl Fn(usize) -> T + Syn
                         break;
                     }
                     let result = f(at);
-                    results.lock().expect("no panics while holding")[at] = Some(result);
+                    *results[at].lock().expect("no panics while holding") = Some(result);
                 }
             });
         }
     });
     results
-        .into_inner()
-        .expect("no panics while holding")
         .into_iter()
-        .map(|r| r.expect("every slot filled"))
+        .map(|slot| {
+            slot.into_inner()
+                .expect("no panics while holding")
+                .expect("every slot filled")
+        })
         .collect()
 }
 
@@ -626,12 +630,13 @@ impl<'a> Engine<'a> {
                 stored_stamp = stamp;
                 outcome
             });
+        let scope = unit.scope();
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
         ) {
             if lock
-                .get(&unit.scope(), unit.name())
+                .get(&scope, unit.name())
                 .is_some_and(|entry| entry.incomplete)
             {
                 return Status::Error {
@@ -679,7 +684,7 @@ impl<'a> Engine<'a> {
                         ));
                     }
                 };
-                let Some(entry) = lock.get(&unit.scope(), unit.name()) else {
+                let Some(entry) = lock.get(&scope, unit.name()) else {
                     return Status::Untracked {
                         artifact: unit.name().to_owned(),
                     };
@@ -799,51 +804,65 @@ impl<'a> Engine<'a> {
         let _scratch = self.script_env.scratch.hold();
         // Backends with `check-all` answer for all of a target's units in one
         // run, in-process ones in one call (a SOPS file is read once).
-        let mut batches: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        let mut batches: BTreeMap<(&str, &TargetId), Vec<usize>> = BTreeMap::new();
         for (slot, &index) in selected.iter().enumerate() {
             let unit = &plan[index];
             if let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit)
                 && (scripts.check_all.is_some()
                     || matches!(scripts.check, Script::InProcess { .. }))
-                && unit.targets.one().is_some()
+                && let Some(target) = unit.targets.one()
             {
                 batches
-                    .entry((backend.name.clone(), unit.scope()))
+                    .entry((&backend.name, &target.id))
                     .or_default()
                     .push(slot);
             }
         }
         let batches: Vec<Vec<usize>> = batches.into_values().collect();
-        let mut answered: Vec<Option<Answer>> = (0..selected.len()).map(|_| None).collect();
-        let batch_answers = parallel(batches.len(), jobs, |at| {
+        // A batch's statuses are made by the worker that checked it, while
+        // the others still check theirs.
+        let batch_statuses = parallel(batches.len(), jobs, |at| {
             let units: Vec<&Unit<'_>> = batches[at].iter().map(|&s| &plan[selected[s]]).collect();
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
                 unreachable!("batched units have scripts")
             };
-            let Some(script) = scripts.check_all.as_ref() else {
-                return script::check_in_process(&units, backend, scripts, &self.script_env)
+            let answers: Vec<Answer> = match scripts.check_all.as_ref() {
+                None => script::check_in_process(&units, backend, scripts, &self.script_env)
                     .into_iter()
                     .map(|answer| answer.map_err(|error| error_chain(&error)))
-                    .collect();
+                    .collect(),
+                Some(script) => {
+                    match script::check_all(&units, backend, script, &self.script_env) {
+                        Ok(outcomes) => outcomes.into_iter().map(|o| Ok((o, None))).collect(),
+                        Err(error) => vec![Err(error_chain(&error)); units.len()],
+                    }
+                }
             };
-            match script::check_all(&units, backend, script, &self.script_env) {
-                Ok(outcomes) => outcomes.into_iter().map(|o| Ok((o, None))).collect(),
-                Err(error) => vec![Err(error_chain(&error)); units.len()],
-            }
+            batches[at]
+                .iter()
+                .zip(answers)
+                .map(|(&slot, answer)| self.status_with(plan, selected[slot], lock, Some(answer)))
+                .collect::<Vec<_>>()
         });
-        for (slots, answers) in batches.iter().zip(batch_answers) {
-            for (&slot, answer) in slots.iter().zip(answers) {
-                answered[slot] = Some(answer);
+        let mut statuses: Vec<Option<Status>> = (0..selected.len()).map(|_| None).collect();
+        for (slots, made) in batches.iter().zip(batch_statuses) {
+            for (&slot, status) in slots.iter().zip(made) {
+                statuses[slot] = Some(status);
             }
         }
-        let answered: Vec<Mutex<Option<Answer>>> = answered.into_iter().map(Mutex::new).collect();
-        parallel(selected.len(), jobs, |slot| {
-            let answer = answered[slot]
-                .lock()
-                .expect("no panics while holding")
-                .take();
-            self.status_with(plan, selected[slot], lock, answer)
-        })
+        let rest: Vec<usize> = (0..selected.len())
+            .filter(|&slot| statuses[slot].is_none())
+            .collect();
+        let made = parallel(rest.len(), jobs, |at| {
+            self.status_with(plan, selected[rest[at]], lock, None)
+        });
+        for (slot, status) in rest.into_iter().zip(made) {
+            statuses[slot] = Some(status);
+        }
+        statuses
+            .into_iter()
+            .map(|status| status.expect("every unit has a status"))
+            .collect()
     }
 
     /// Where a unit's public file `name` is kept in the public store (it may not be stored yet).
