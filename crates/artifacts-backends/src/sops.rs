@@ -300,7 +300,13 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[Transi
 /// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    check_read(call, read_file_at(call)?, || recipients(call))
+    check_read(call, read_file_at(call)?, |file, path| {
+        Ok(same_recipients(
+            file,
+            &recipients(call)?,
+            &transit_keys_of(call, path)?,
+        ))
+    })
 }
 
 /// [`check`] of several calls: calls in a row for the same file (the
@@ -309,6 +315,8 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
 pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
     let mut last: Option<((PathBuf, String), Option<Read>)> = None;
     let mut known: Option<(&Call, Vec<Recipient>)> = None;
+    // Whether the file last read is encrypted to `known`'s recipients.
+    let mut verdict: Option<bool> = None;
     calls
         .iter()
         .map(|call| {
@@ -318,18 +326,26 @@ pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
                 _ => {
                     let read = read_file_at(call)?;
                     last = Some((place, read.clone()));
+                    verdict = None;
                     read
                 }
             };
-            check_read(call, read, || {
-                if let Some((before, wanted)) = &known
-                    && same_targets(before, call)
+            check_read(call, read, |file, path| {
+                if !known
+                    .as_ref()
+                    .is_some_and(|(before, _)| same_targets(before, call))
                 {
-                    return Ok(wanted.clone());
+                    known = Some((call, recipients(call)?));
+                    verdict = None;
                 }
-                let wanted = recipients(call)?;
-                known = Some((call, wanted.clone()));
-                Ok(wanted)
+                if let Some(same) = verdict {
+                    return Ok(same);
+                }
+                let wanted = known.as_ref().map(|(_, wanted)| wanted.as_slice());
+                let same =
+                    same_recipients(file, wanted.unwrap_or(&[]), &transit_keys_of(call, path)?);
+                verdict = Some(same);
+                Ok(same)
             })
         })
         .collect()
@@ -351,7 +367,7 @@ fn same_targets(a: &Call, b: &Call) -> bool {
 fn check_read(
     call: &Call,
     read: Option<Read>,
-    wanted: impl FnOnce() -> Result<Vec<Recipient>, Error>,
+    same_recipients: impl FnOnce(&EncryptedFile, &Path) -> Result<bool, Error>,
 ) -> Result<Checked, Error> {
     let Some((dir, _, path, file)) = read else {
         return Ok(Checked::Missing);
@@ -368,7 +384,7 @@ fn check_read(
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &wanted()?, &transit_keys_of(call, &path)?) {
+    if !same_recipients(&file, &path)? {
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
