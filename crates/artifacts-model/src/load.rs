@@ -189,6 +189,7 @@ fn read_value(source: &Path, root: &Path, value: &Value) -> (Model, Vec<Problem>
         base: Location::file(source),
         root: root.to_owned(),
         problems: Vec::new(),
+        declared: std::collections::HashSet::new(),
     };
     let model = reader.model(value);
     (
@@ -205,6 +206,8 @@ struct Reader {
     base: Location,
     root: PathBuf,
     problems: Vec<Problem>,
+    /// The targets declared so far (a fleet declares hundreds).
+    declared: std::collections::HashSet<TargetId>,
 }
 
 impl Reader {
@@ -428,7 +431,7 @@ impl Reader {
         targets: &mut Vec<Target>,
     ) {
         let location = self.base.target(&id);
-        if targets.iter().any(|t| t.id == id) {
+        if !self.declared.insert(id.clone()) {
             self.problem(location, "target declared twice");
             return;
         }
@@ -478,10 +481,18 @@ impl Reader {
                 continue;
             };
             let references = match map.get("targets") {
+                // Borrowed: a fleet's shorthand lists hundreds of targets.
                 Some(Value::Array(list)) => list
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, v)| self.string(v, location.field(format!("targets[{i}]"))))
+                    .filter_map(|(i, v)| match v {
+                        Value::String(reference) => Some(reference.as_str()),
+                        other => {
+                            let field = location.field(format!("targets[{i}]"));
+                            self.string(other, field);
+                            None
+                        }
+                    })
                     .collect::<Vec<_>>(),
                 Some(other) => {
                     self.problem(
@@ -507,7 +518,7 @@ impl Reader {
             let mut read: Vec<(TargetKind, Arc<Artifact>)> = Vec::new();
             for reference in references {
                 let Some(index) =
-                    self.resolve_reference(&reference, targets, &mut index, &location)
+                    self.resolve_reference(reference, targets, &mut index, &location)
                 else {
                     continue;
                 };
