@@ -26,21 +26,7 @@ const ARTIFACTS: [(&str, &[&str]); 4] = [
 
 /// Two machines storing every artifact with agenix, for `key`.
 fn manifest(key: &str) -> String {
-    let mut text = String::from("default.backend = \"agenix\"\n");
-    for m in MACHINES {
-        text.push_str(&format!(
-            "[nixos.{m}]\nconfig.agenix.publicUserKeys = [\"{key}\"]\n"
-        ));
-    }
-    for (name, files) in ARTIFACTS {
-        text.push_str(&format!(
-            "[artifacts.{name}]\ntargets = [\"m1\", \"m2\"]\ngenerator = \"generators/{name}.sh\"\n"
-        ));
-        for file in files {
-            text.push_str(&format!("files.{file} = {{}}\n"));
-        }
-    }
-    text
+    crate::util::agenix_manifest(key, &MACHINES, &ARTIFACTS)
 }
 
 /// Writes the generators: one random value per generation, written to
@@ -186,7 +172,9 @@ fn store_steps(p: &Project) -> Vec<(String, usize)> {
     let mut counts = std::collections::BTreeMap::new();
     let mut found = std::collections::BTreeSet::new();
     for (tid, call, rest) in trace.lines().filter_map(|line| {
+        // strace pads the pid to the widest one seen so far ("5636  write").
         let (tid, rest) = line.split_once(' ')?;
+        let rest = rest.trim_start();
         let (call, _) = rest.split_once('(')?;
         (!rest.starts_with('<') && !rest.starts_with('-') && !rest.starts_with('+'))
             .then_some((tid, call, rest))
@@ -287,7 +275,8 @@ fn killed_agenix_generates_leave_each_artifact_old_or_new_and_the_lock_records_o
 fn calls(trace: &str) -> Vec<(&str, &str)> {
     trace
         .lines()
-        .filter_map(|line| line.split_once(' ').map(|(_, call)| call))
+        // strace pads the pid to the widest one seen so far ("5636  write").
+        .filter_map(|line| line.split_once(' ').map(|(_, call)| call.trim_start()))
         .filter(|call| !call.starts_with("<...") && !call.starts_with("---"))
         .filter_map(|call| call.split_once('('))
         .collect()

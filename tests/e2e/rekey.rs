@@ -29,21 +29,7 @@ const ARTIFACTS: [(&str, &[&str]); 5] = [
 
 /// Two machines whose agenix files are encrypted to `key`.
 fn manifest(key: &str) -> String {
-    let mut text = String::from("default.backend = \"agenix\"\n");
-    for m in MACHINES {
-        text.push_str(&format!(
-            "[nixos.{m}]\nconfig.agenix.publicUserKeys = [\"{key}\"]\n"
-        ));
-    }
-    for (name, files) in ARTIFACTS {
-        text.push_str(&format!(
-            "[artifacts.{name}]\ntargets = [\"m1\", \"m2\"]\ngenerator = \"generators/{name}.sh\"\n"
-        ));
-        for file in files {
-            text.push_str(&format!("files.{file} = {{}}\n"));
-        }
-    }
-    text
+    crate::util::agenix_manifest(key, &MACHINES, &ARTIFACTS)
 }
 
 /// A project stored for `old` and then declared for `new`; returns the

@@ -499,3 +499,29 @@ pub fn kill_all_with(path: &std::path::Path) {
         }
     }
 }
+
+/// An agenix project: each of `machines` encrypted to `key`, and each of
+/// `artifacts` (name and secret files) declared on all of them, made by
+/// `generators/<name>.sh`.
+pub fn agenix_manifest(key: &str, machines: &[&str], artifacts: &[(&str, &[&str])]) -> String {
+    let mut text = String::from("default.backend = \"agenix\"\n");
+    for m in machines {
+        text.push_str(&format!(
+            "[nixos.{m}]\nconfig.agenix.publicUserKeys = [\"{key}\"]\n"
+        ));
+    }
+    let targets = machines
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for (name, files) in artifacts {
+        text.push_str(&format!(
+            "[artifacts.{name}]\ntargets = [{targets}]\ngenerator = \"generators/{name}.sh\"\n"
+        ));
+        for file in *files {
+            text.push_str(&format!("files.{file} = {{}}\n"));
+        }
+    }
+    text
+}

@@ -193,6 +193,25 @@ fn with<T>(
         .map_err(store_error)
 }
 
+/// [`with`] for a batch: each call as the shipped backends see it, with its `$out`.
+fn with_all<T>(
+    cache: &Arc<Cache>,
+    calls: &[(&store::Call, &Path)],
+    f: impl FnOnce(&[(&Call, &Path)]) -> Result<T, Error>,
+) -> Result<T, StoreError> {
+    let views = calls
+        .iter()
+        .map(|(call, _)| Call::new(call, cache))
+        .collect::<Result<Vec<Call>, Error>>()
+        .map_err(store_error)?;
+    let pairs: Vec<(&Call, &Path)> = views
+        .iter()
+        .zip(calls)
+        .map(|(view, (_, out))| (view, *out))
+        .collect();
+    f(&pairs).map_err(store_error)
+}
+
 /// A shipped backend's error as the engine takes it, with its suggested fix.
 fn store_error(error: Error) -> StoreError {
     let hint = error.hint();
@@ -233,17 +252,7 @@ impl StoreBackend for Agenix {
     }
 
     fn serialize_all(&self, calls: &[(&store::Call, &Path)]) -> Result<(), StoreError> {
-        let views = calls
-            .iter()
-            .map(|(call, _)| Call::new(call, &self.cache))
-            .collect::<Result<Vec<Call>, Error>>()
-            .map_err(store_error)?;
-        let pairs: Vec<(&Call, &Path)> = views
-            .iter()
-            .zip(calls)
-            .map(|(view, (_, out))| (view, *out))
-            .collect();
-        agenix::serialize_all(&pairs).map_err(store_error)
+        with_all(&self.cache, calls, agenix::serialize_all)
     }
 
     fn rekey_all(
@@ -345,20 +354,12 @@ impl StoreBackend for SopsNix {
     }
 
     fn serialize_all(&self, calls: &[(&store::Call, &Path)]) -> Result<(), StoreError> {
-        let views = calls
-            .iter()
-            .map(|(call, _)| Call::new(call, &self.cache))
-            .collect::<Result<Vec<Call>, Error>>()
-            .map_err(store_error)?;
-        let pairs: Vec<(&Call, &Path)> = views
-            .iter()
-            .zip(calls)
-            .map(|(v, (_, out))| (v, *out))
-            .collect();
-        let Some(&(first, _)) = pairs.first() else {
-            return Ok(());
-        };
-        sops::writing(first, || sops::serialize_all(&pairs)).map_err(store_error)
+        with_all(&self.cache, calls, |pairs| {
+            let Some(&(first, _)) = pairs.first() else {
+                return Ok(());
+            };
+            sops::writing(first, || sops::serialize_all(pairs))
+        })
     }
 }
 

@@ -517,8 +517,7 @@ impl Reader {
             // problems, which each target then reports at its own location.
             let mut read: Vec<(TargetKind, Arc<Artifact>)> = Vec::new();
             for reference in references {
-                let Some(index) =
-                    self.resolve_reference(reference, targets, &mut index, &location)
+                let Some(index) = self.resolve_reference(reference, targets, &mut index, &location)
                 else {
                     continue;
                 };
