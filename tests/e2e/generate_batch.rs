@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::tools::{Key, age_decrypt, artifacts_keygen, ok, tool};
-use crate::util::{Project, Run};
+use crate::util::{Project, Run, copy_tree};
 
 const MACHINES: [&str; 2] = ["m1", "m2"];
 
@@ -74,27 +74,7 @@ fn values(p: &Project, key: &Key, step: &str) -> Vec<(String, String)> {
 
 /// Hidden entries left in the machines' store directories.
 fn leftovers(p: &Project) -> Vec<String> {
-    let mut found = Vec::new();
-    for m in MACHINES {
-        let dir = p.root.join(format!("secrets/per-machine/{m}"));
-        for entry in fs::read_dir(&dir).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                found.push(format!("{m}/{name}"));
-            }
-        }
-    }
-    found
-}
-
-fn copy(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cp -a {from:?} {to:?}");
+    crate::util::agenix_leftovers(p, &MACHINES)
 }
 
 /// `artifacts ARGS` under strace with `strace_args` first; unsandboxed,
@@ -132,7 +112,7 @@ fn stale_project(name: &str) -> (Project, Key, PathBuf, Vec<u8>) {
     generators(&p, 2);
     p.run(["check"]).code(1).stdout_has("stale");
     let pristine = p.home.join("pristine-secrets");
-    copy(&p.root.join("secrets"), &pristine);
+    copy_tree(&p.root.join("secrets"), &pristine);
     let lock = fs::read(p.root.join("artifacts.lock")).unwrap();
     (p, key, pristine, lock)
 }
@@ -140,7 +120,7 @@ fn stale_project(name: &str) -> (Project, Key, PathBuf, Vec<u8>) {
 /// Puts the store and the lock back as `stale_project` left them.
 fn reset(p: &Project, pristine: &Path, lock: &[u8]) {
     fs::remove_dir_all(p.root.join("secrets")).unwrap();
-    copy(pristine, &p.root.join("secrets"));
+    copy_tree(pristine, &p.root.join("secrets"));
     fs::write(p.root.join("artifacts.lock"), lock).unwrap();
     let _ = fs::remove_file(p.root.join("artifacts.lock.journal"));
 }

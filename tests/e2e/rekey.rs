@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::tools::{Key, age_decrypt, artifacts_keygen, ok, tool};
-use crate::util::{Project, Run};
+use crate::util::{Project, Run, copy_tree};
 
 const MACHINES: [&str; 2] = ["m1", "m2"];
 
@@ -51,24 +51,14 @@ fn project(name: &str) -> (Project, Key, Key, PathBuf) {
     p.manifest(&manifest(&new.public));
     p.run(["check"]).code(1).stdout_has("recipients changed");
     let pristine = p.home.join("pristine-secrets");
-    copy(&p.root.join("secrets"), &pristine);
+    copy_tree(&p.root.join("secrets"), &pristine);
     (p, old, new, pristine)
-}
-
-fn copy(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cp -a {from:?} {to:?}");
 }
 
 /// Puts the store back as generated (every artifact encrypted to the old key).
 fn reset(p: &Project, pristine: &Path) {
     fs::remove_dir_all(p.root.join("secrets")).unwrap();
-    copy(pristine, &p.root.join("secrets"));
+    copy_tree(pristine, &p.root.join("secrets"));
 }
 
 /// Each artifact of each machine: which key its `.recipients` names
@@ -111,17 +101,7 @@ fn seen(p: &Project, old: &Key, new: &Key, step: &str) -> Vec<(String, &'static 
 
 /// Hidden entries the runs leave in the machines' store directories.
 fn leftovers(p: &Project) -> Vec<String> {
-    let mut found = Vec::new();
-    for m in MACHINES {
-        let dir = p.root.join(format!("secrets/per-machine/{m}"));
-        for entry in fs::read_dir(&dir).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                found.push(format!("{m}/{name}"));
-            }
-        }
-    }
-    found
+    crate::util::agenix_leftovers(p, &MACHINES)
 }
 
 /// `rekey -i OLD` on one worker thread under strace, killed at the

@@ -525,3 +525,30 @@ pub fn agenix_manifest(key: &str, machines: &[&str], artifacts: &[(&str, &[&str]
     }
     text
 }
+
+/// Hidden entries (a killed run's leftovers) in the agenix store
+/// directories of `machines`, as `machine/name`.
+pub fn agenix_leftovers(p: &Project, machines: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for m in machines {
+        let dir = p.root.join(format!("secrets/per-machine/{m}"));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                found.push(format!("{m}/{name}"));
+            }
+        }
+    }
+    found
+}
+
+/// `cp -a FROM TO`: a tree copied with its modes.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {from:?} {to:?}");
+}
