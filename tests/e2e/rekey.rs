@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::tools::{Key, age_decrypt, artifacts_keygen, ok, tool};
+use crate::tools::{Key, artifacts_keygen, tool};
 use crate::util::{Project, Run, copy_tree};
 
 const MACHINES: [&str; 2] = ["m1", "m2"];
@@ -78,22 +78,9 @@ fn seen(p: &Project, old: &Key, new: &Key, step: &str) -> Vec<(String, &'static 
             } else {
                 panic!("{step}: {m}/{artifact} is encrypted to {recipients:?}")
             };
-            let values: Vec<String> = files
-                .iter()
-                .map(|f| {
-                    let what = format!("{step}: age -d {m}/{artifact}/{f}.age ({which} key)");
-                    String::from_utf8(ok(
-                        &what,
-                        age_decrypt(&key.path, &dir.join(format!("{f}.age"))),
-                    ))
-                    .unwrap()
-                })
-                .collect();
-            assert!(
-                values.iter().all(|v| *v == values[0]),
-                "{step}: {m}/{artifact} mixes generations: {values:?}"
-            );
-            out.push((format!("{m}/{artifact}"), which, values[0].clone()));
+            let label = format!("{step}: {m}/{artifact} ({which} key)");
+            let value = crate::util::agenix_value(&dir, files, key, &label);
+            out.push((format!("{m}/{artifact}"), which, value));
         }
     }
     out

@@ -552,3 +552,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
         .unwrap();
     assert!(status.success(), "cp -a {from:?} {to:?}");
 }
+
+/// The value of an agenix artifact stored in `dir`: every one of its
+/// `files` decrypted with `key`; panics (naming `label`) unless they all
+/// hold one value, so a mix of two generations never passes.
+pub fn agenix_value(dir: &Path, files: &[&str], key: &crate::tools::Key, label: &str) -> String {
+    let values: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let what = format!("{label}: age -d {f}.age");
+            let plain = crate::tools::age_decrypt(&key.path, &dir.join(format!("{f}.age")));
+            String::from_utf8(crate::tools::ok(&what, plain)).unwrap()
+        })
+        .collect();
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "{label} mixes generations: {values:?}"
+    );
+    values[0].clone()
+}
