@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use artifacts_crypto::age::{Identity, Recipient};
+use artifacts_crypto::sops::config::SopsConfig;
 use artifacts_crypto::sops::{DataKey, EncryptedFile, TransitKey};
 use artifacts_os::fs::Dir;
 use zeroize::Zeroizing;
@@ -71,6 +72,8 @@ pub(crate) struct Cache {
     swept: Mutex<std::collections::HashSet<PathBuf>>,
     /// The transit keys `.sops.yaml` asks for, by store file.
     transit: Mutex<HashMap<PathBuf, Vec<TransitKey>>>,
+    /// Each project root's `.sops.yaml`, `None` when it has none.
+    sops_configs: Mutex<HashMap<PathBuf, Option<Arc<SopsConfig>>>>,
     /// Directories opened before, by path (at most [`MAX_OPEN_DIRS`]), with
     /// their device and inode.
     dirs: Mutex<HashMap<PathBuf, OpenDir>>,
@@ -232,6 +235,21 @@ impl Cache {
         let keys = compute()?;
         lock(&self.transit).insert(file.to_owned(), keys.clone());
         Ok(keys)
+    }
+
+    /// The `.sops.yaml` of the project at `root`, read by `load` the first
+    /// time (a fleet's check asks once per target file).
+    pub(crate) fn sops_config<E>(
+        &self,
+        root: &Path,
+        load: impl FnOnce() -> Result<Option<SopsConfig>, E>,
+    ) -> Result<Option<Arc<SopsConfig>>, E> {
+        if let Some(config) = lock(&self.sops_configs).get(root) {
+            return Ok(config.clone());
+        }
+        let config = load()?.map(Arc::new);
+        lock(&self.sops_configs).insert(root.to_owned(), config.clone());
+        Ok(config)
     }
 
     /// The directory at `path`, opened by `open` unless it is open already

@@ -184,12 +184,7 @@ impl Call {
         if call.targets.as_slice().is_empty() {
             return Err(Error::Contract("$targets lists no target".into()));
         }
-        let mut files: Vec<(String, bool)> = call
-            .files
-            .iter()
-            .map(|file| (file.name.clone(), file.secret))
-            .collect();
-        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let files = Call::files_of(&call.files);
         Ok(Call {
             backend: call.backend.clone(),
             artifact: call.artifact.clone().unwrap_or_default(),
@@ -206,6 +201,16 @@ impl Call {
             stamp: call.stamp.clone(),
             cache: cache.clone(),
         })
+    }
+
+    /// The engine's files as [`Call::files`] holds them, sorted by name.
+    pub(crate) fn files_of(files: &[store::CallFile]) -> Vec<(String, bool)> {
+        let mut files: Vec<(String, bool)> = files
+            .iter()
+            .map(|file| (file.name.clone(), file.secret))
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files
     }
 
     /// The secret files' names.

@@ -309,18 +309,24 @@ impl StoreBackend for SopsNix {
     }
 
     /// The artifacts of one target share its file: read once for all.
-    fn check_many(&self, calls: &[store::Call]) -> Vec<Result<Checked, StoreError>> {
-        let views = calls
-            .iter()
-            .map(|call| Call::new(call, &self.cache))
-            .collect::<Result<Vec<Call>, Error>>();
-        match views {
-            Ok(views) => sops::check_many(&views)
+    fn check_target(
+        &self,
+        call: &store::Call,
+        artifacts: &[store::Asked],
+    ) -> Vec<Result<Checked, StoreError>> {
+        match Call::new(call, &self.cache) {
+            Ok(view) => sops::check_target(view, artifacts)
                 .into_iter()
                 .map(|answer| answer.map_err(store_error))
                 .collect(),
-            // Each call says what is wrong with it.
-            Err(_) => calls.iter().map(|call| self.check(call)).collect(),
+            // The target's configuration is wrong: each artifact says so.
+            Err(error) => {
+                let (message, hint) = (error.to_string(), error.hint());
+                artifacts
+                    .iter()
+                    .map(|_| Err(StoreError::new(message.clone()).with_hint(hint.clone())))
+                    .collect()
+            }
         }
     }
 

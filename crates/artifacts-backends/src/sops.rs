@@ -39,7 +39,7 @@ use artifacts_crypto::sops::{
 };
 use artifacts_os::fs::Dir;
 
-use artifacts_engine::store::{Checked, Writable};
+use artifacts_engine::store::{Asked, Checked, Writable};
 use artifacts_model::TargetKind;
 
 use crate::call::{Call, Error, TargetEntry};
@@ -84,14 +84,18 @@ fn transit_keys(call: &Call) -> Result<Vec<TransitKey>, Error> {
 /// [`transit_keys`] for the target's file at `file`.
 fn transit_keys_of(call: &Call, file: &Path) -> Result<Vec<TransitKey>, Error> {
     call.cache.transit_keys(file, || {
-        let Some(config) = [".sops.yaml", ".sops.yml"]
-            .iter()
-            .map(|name| call.root.join(name))
-            .find(|p| p.is_file())
-        else {
+        let config = call.cache.sops_config(&call.root, || {
+            [".sops.yaml", ".sops.yml"]
+                .iter()
+                .map(|name| call.root.join(name))
+                .find(|p| p.is_file())
+                .map(|config| SopsConfig::load(&config))
+                .transpose()
+        })?;
+        let Some(config) = config else {
             return Ok(Vec::new());
         };
-        match SopsConfig::load(&config)?.rule_for(file) {
+        match config.rule_for(file) {
             Ok(rule) => Ok(rule.transit),
             Err(artifacts_crypto::Error::NoCreationRule { .. }) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
@@ -300,7 +304,8 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[Transi
 /// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    check_read(call, read_file_at(call)?, |file, path| {
+    let read = read_file_at(call)?;
+    check_read(&call.artifact, call.secret_files(), read, |file, path| {
         Ok(same_recipients(
             file,
             &recipients(call)?,
@@ -309,41 +314,40 @@ pub fn check(call: &Call) -> Result<Checked, Error> {
     })
 }
 
-/// [`check`] of several calls: calls in a row for the same file (the
-/// artifacts of one target) read it once, and calls in a row for the same
-/// targets, configured alike, share their recipients.
-pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
-    let mut last: Option<((PathBuf, String), Option<Read>)> = None;
-    let mut known: Option<(&Call, Vec<Recipient>)> = None;
-    // Whether the file last read is encrypted to `known`'s recipients.
+/// [`check`] of several artifacts of `call`'s target (see
+/// `StoreBackend::check_target`): the target's file is read, and its
+/// recipients compared with the configured ones, once for all of them.
+pub fn check_target(mut call: Call, artifacts: &[Asked]) -> Vec<Result<Checked, Error>> {
+    if call.context == "shared" {
+        // Each shared artifact has a file of its own.
+        return artifacts
+            .iter()
+            .map(|asked| {
+                call.artifact.clone_from(&asked.artifact);
+                call.files = Call::files_of(&asked.files);
+                check(&call)
+            })
+            .collect();
+    }
+    let mut read: Option<Option<Read>> = None;
+    // Whether the file is encrypted to the configured recipients.
     let mut verdict: Option<bool> = None;
-    calls
+    artifacts
         .iter()
-        .map(|call| {
-            let place = file_path(call)?;
-            let read = match &last {
-                Some((at, read)) if *at == place => read.clone(),
-                _ => {
-                    let read = read_file_at(call)?;
-                    last = Some((place, read.clone()));
-                    verdict = None;
-                    read
-                }
+        .map(|asked| {
+            let file = match &read {
+                Some(file) => file.clone(),
+                // A failed read is tried again for the next artifact: each
+                // says why it could not be checked.
+                None => read.insert(read_file_at(&call)?).clone(),
             };
-            check_read(call, read, |file, path| {
-                if !known
-                    .as_ref()
-                    .is_some_and(|(before, _)| same_targets(before, call))
-                {
-                    known = Some((call, recipients(call)?));
-                    verdict = None;
-                }
+            let secret = asked.files.iter().filter(|f| f.secret).map(|f| &*f.name);
+            check_read(&asked.artifact, secret, file, |file, path| {
                 if let Some(same) = verdict {
                     return Ok(same);
                 }
-                let wanted = known.as_ref().map(|(_, wanted)| wanted.as_slice());
                 let same =
-                    same_recipients(file, wanted.unwrap_or(&[]), &transit_keys_of(call, path)?);
+                    same_recipients(file, &recipients(&call)?, &transit_keys_of(&call, path)?);
                 verdict = Some(same);
                 Ok(same)
             })
@@ -351,21 +355,12 @@ pub fn check_many(calls: &[Call]) -> Vec<Result<Checked, Error>> {
         .collect()
 }
 
-/// Whether two calls are for the same targets, configured alike: then
-/// their recipients are the same.
-fn same_targets(a: &Call, b: &Call) -> bool {
-    let (a_targets, b_targets) = (a.targets.as_slice(), b.targets.as_slice());
-    a.context == b.context
-        && a_targets.len() == b_targets.len()
-        && a_targets.iter().zip(b_targets).all(|(x, y)| {
-            x.name == y.name && x.target_kind == y.target_kind && x.config == y.config
-        })
-}
-
-/// [`check`] with the target's file as read and the configured recipients
-/// (asked only when the artifact is stored).
-fn check_read(
-    call: &Call,
+/// [`check`] of `artifact` (whose secret files are `secret`) with the
+/// target's file as read and the configured recipients (asked only when the
+/// artifact is stored).
+fn check_read<'f>(
+    artifact: &str,
+    mut secret: impl Iterator<Item = &'f str>,
     read: Option<Read>,
     same_recipients: impl FnOnce(&EncryptedFile, &Path) -> Result<bool, Error>,
 ) -> Result<Checked, Error> {
@@ -376,9 +371,9 @@ fn check_read(
         .document()
         .branches
         .first()
-        .and_then(|root| root.get(&call.artifact));
+        .and_then(|root| root.get(artifact));
     let complete = match stored {
-        Some(Value::Map(values)) => call.secret_files().all(|name| values.get(name).is_some()),
+        Some(Value::Map(values)) => secret.all(|name| values.get(name).is_some()),
         _ => false,
     };
     if !complete {
@@ -388,7 +383,7 @@ fn check_read(
         drop(dir);
         return Ok(Checked::RecipientsChanged {
             message: format!(
-                "sops-nix: {} is encrypted to other recipients than configured",
+                "{BACKEND}: {} is encrypted to other recipients than configured",
                 file.origin()
             ),
         });

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use artifacts_engine::Targets;
 use artifacts_engine::store::{
-    Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, Writable,
+    Asked, Call, CallFile, CallTarget, Checked, KeySources, StoreBackend, Writable,
 };
 use artifacts_model::TargetKind;
 
@@ -408,17 +408,35 @@ fn store_directories_created_or_replaced_during_a_run_are_seen() {
 }
 
 /// Asked together (the engine asks for a target's artifacts in one go),
-/// sops-nix answers each call as `check` alone does: the file read once
-/// serves only the calls of that file.
+/// sops-nix answers each artifact as `check` alone does, for a target whose
+/// file is current, one whose recipients changed and one with no file: the
+/// file read once serves every artifact of that target.
 #[test]
-fn sops_check_many_answers_each_call_as_check_does() {
+fn sops_check_target_answers_each_artifact_as_check_does() {
     let p = Project::new();
     let store = backend("sops-nix");
     let recipient = p.key.recipient();
     let api = p.call("sops-nix", &recipient, Some(&p.key_file));
     store.serialize(&api, &p.out("out", "s3cret")).unwrap();
-    let mut db = api.clone();
-    db.artifact = Some("db".to_owned());
+    let asked = |artifact: &str, files: &[(&str, bool)]| Asked {
+        artifact: artifact.to_owned(),
+        files: files
+            .iter()
+            .map(|&(name, secret)| CallFile {
+                name: name.to_owned(),
+                secret,
+            })
+            .collect(),
+    };
+    let artifacts = [
+        asked("api", &[("token", true), ("token.pub", false)]),
+        // Not stored.
+        asked("db", &[("token", true)]),
+        // Stored, but a secret file more is declared now.
+        asked("api", &[("extra", true), ("token", true)]),
+        // Public files are not in the SOPS file.
+        asked("api", &[("token", true), ("other.pub", false)]),
+    ];
     let rekeyed = p.call(
         "sops-nix",
         &artifacts_crypto::age::keygen().recipient(),
@@ -430,22 +448,42 @@ fn sops_check_many_answers_each_call_as_check_does() {
         kind: TargetKind::Nixos,
         config: serde_json::json!({ "publicHostKey": recipient }),
     });
-    let calls = [api.clone(), db, rekeyed, other_machine, api];
-    let together: Vec<Checked> = store
-        .check_many(&calls)
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    let alone: Vec<Checked> = calls.iter().map(|c| store.check(c).unwrap()).collect();
-    assert_eq!(together, alone);
+    let mut answers = Vec::new();
+    for call in [&api, &rekeyed, &other_machine] {
+        let together: Vec<Checked> = store
+            .check_target(call, &artifacts)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let alone: Vec<Checked> = artifacts
+            .iter()
+            .map(|asked| {
+                let mut each = call.clone();
+                each.artifact = Some(asked.artifact.clone());
+                each.files.clone_from(&asked.files);
+                store.check(&each).unwrap()
+            })
+            .collect();
+        assert_eq!(together, alone);
+        answers.push(together);
+    }
     assert!(matches!(
-        together[..],
+        answers[0][..],
         [
             Checked::Stored,
             Checked::Missing,
-            Checked::RecipientsChanged { .. },
             Checked::Missing,
             Checked::Stored
         ]
     ));
+    assert!(matches!(
+        answers[1][..],
+        [
+            Checked::RecipientsChanged { .. },
+            Checked::Missing,
+            Checked::Missing,
+            Checked::RecipientsChanged { .. }
+        ]
+    ));
+    assert!(answers[2].iter().all(|a| *a == Checked::Missing));
 }

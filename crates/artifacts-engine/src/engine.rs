@@ -8,6 +8,7 @@ use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
 use artifacts_model::{Context, TargetId};
+use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::generator::{self, ArtifactFiles, GeneratorError};
@@ -614,6 +615,18 @@ impl<'a> Engine<'a> {
         lock: &Lock,
         answered: Option<Answer>,
     ) -> Status {
+        self.status_in(plan, index, &plan[index].scope(), lock, answered)
+    }
+
+    /// [`Engine::status_with`] of a unit whose lock scope is `scope`.
+    fn status_in(
+        &self,
+        plan: &Plan<'_>,
+        index: UnitId,
+        scope: &str,
+        lock: &Lock,
+        answered: Option<Answer>,
+    ) -> Status {
         let unit = &plan[index];
         let (backend, scripts) = match self.storage(unit) {
             Ok(Storage::Passthrough) => return Status::Passthrough,
@@ -630,15 +643,12 @@ impl<'a> Engine<'a> {
                 stored_stamp = stamp;
                 outcome
             });
-        let scope = unit.scope();
+        let recorded = lock.get(scope, unit.name());
         if matches!(
             outcome,
             Ok(CheckOutcome::Stored | CheckOutcome::RecipientsChanged)
         ) {
-            if lock
-                .get(&scope, unit.name())
-                .is_some_and(|entry| entry.incomplete)
-            {
+            if recorded.is_some_and(|entry| entry.incomplete) {
                 return Status::Error {
                     reason: format!(
                         "an earlier run stopped between storing the secret files of {} and its public files, so they may not match; run `artifacts regenerate {}`",
@@ -684,7 +694,7 @@ impl<'a> Engine<'a> {
                         ));
                     }
                 };
-                let Some(entry) = lock.get(&scope, unit.name()) else {
+                let Some(entry) = recorded else {
                     return Status::Untracked {
                         artifact: unit.name().to_owned(),
                     };
@@ -696,27 +706,27 @@ impl<'a> Engine<'a> {
                 {
                     return Status::Error { reason };
                 }
-                let name = unit.artifact.name.clone();
+                let name = &unit.artifact.name;
                 match declared.compare(entry) {
                     Comparison::Changed(what) if entry.by_hand() => Status::Stale {
                         cause: StaleCause::Declaration,
                         reason: format!(
                             "{what}: `{}` puts in a new value, `{}` keeps what is stored",
-                            suggestion("set", &[&name]),
-                            suggestion("accept", &[&name])
+                            suggestion("set", &[name]),
+                            suggestion("accept", &[name])
                         ),
                     },
                     Comparison::Changed(what) => Status::Stale {
                         cause: StaleCause::Declaration,
                         reason: format!(
                             "{what}: `{}` keeps what is stored, `{}` replaces it",
-                            suggestion("accept", &[&name]),
-                            suggestion("regenerate", &[&name])
+                            suggestion("accept", &[name]),
+                            suggestion("regenerate", &[name])
                         ),
                     },
                     Comparison::DependencyRegenerated(what) => Status::Stale {
                         cause: StaleCause::Dependency,
-                        reason: format!("{what}: run `{}`", suggestion("regenerate", &[&name])),
+                        reason: format!("{what}: run `{}`", suggestion("regenerate", &[name])),
                     },
                     Comparison::Current { .. } if stored == CheckOutcome::RecipientsChanged => {
                         Status::RecipientsChanged
@@ -804,7 +814,9 @@ impl<'a> Engine<'a> {
         let _scratch = self.script_env.scratch.hold();
         // Backends with `check-all` answer for all of a target's units in one
         // run, in-process ones in one call (a SOPS file is read once).
-        let mut batches: BTreeMap<(&str, &TargetId), Vec<usize>> = BTreeMap::new();
+        // By the backend's and the target's address: both outlive the run,
+        // and comparing names would cost more than the batch saves.
+        let mut batches: IndexMap<(usize, usize), Vec<usize>> = IndexMap::new();
         for (slot, &index) in selected.iter().enumerate() {
             let unit = &plan[index];
             if let Ok(Storage::Scripts(backend, scripts)) = self.storage(unit)
@@ -812,10 +824,11 @@ impl<'a> Engine<'a> {
                     || matches!(scripts.check, Script::InProcess { .. }))
                 && let Some(target) = unit.targets.one()
             {
-                batches
-                    .entry((&backend.name, &target.id))
-                    .or_default()
-                    .push(slot);
+                let key = (
+                    std::ptr::from_ref(backend) as usize,
+                    std::ptr::from_ref(*target) as usize,
+                );
+                batches.entry(key).or_default().push(slot);
             }
         }
         let batches: Vec<Vec<usize>> = batches.into_values().collect();
@@ -826,6 +839,7 @@ impl<'a> Engine<'a> {
             let Ok(Storage::Scripts(backend, scripts)) = self.storage(units[0]) else {
                 unreachable!("batched units have scripts")
             };
+            let scope = units[0].scope();
             let answers: Vec<Answer> = match scripts.check_all.as_ref() {
                 None => script::check_in_process(&units, backend, scripts, &self.script_env)
                     .into_iter()
@@ -841,7 +855,9 @@ impl<'a> Engine<'a> {
             batches[at]
                 .iter()
                 .zip(answers)
-                .map(|(&slot, answer)| self.status_with(plan, selected[slot], lock, Some(answer)))
+                .map(|(&slot, answer)| {
+                    self.status_in(plan, selected[slot], &scope, lock, Some(answer))
+                })
                 .collect::<Vec<_>>()
         });
         let mut statuses: Vec<Option<Status>> = (0..selected.len()).map(|_| None).collect();

@@ -37,12 +37,22 @@ use crate::plan::Targets;
 pub trait StoreBackend: Send + Sync + fmt::Debug {
     /// Whether the call's artifact is stored and current.
     fn check(&self, call: &Call) -> Result<Checked, StoreError>;
-    /// [`StoreBackend::check`] of several calls, one answer each, in their
-    /// order. The engine asks for the artifacts of one target together (a
-    /// backend keeping them in one file reads it once); the default asks
-    /// one at a time.
-    fn check_many(&self, calls: &[Call]) -> Vec<Result<Checked, StoreError>> {
-        calls.iter().map(|call| self.check(call)).collect()
+    /// [`StoreBackend::check`] of several artifacts of `call`'s one target,
+    /// one answer each, in their order: `call` is the first one's call, the
+    /// others differ only in their artifact and files. The engine asks for a
+    /// target's artifacts together, so a backend keeping them in one file
+    /// reads it once and builds its view of the target once (a fleet's check
+    /// asks 10,000 of them); the default asks one at a time.
+    fn check_target(&self, call: &Call, artifacts: &[Asked]) -> Vec<Result<Checked, StoreError>> {
+        let mut each = call.clone();
+        artifacts
+            .iter()
+            .map(|asked| {
+                each.artifact = Some(asked.artifact.clone());
+                each.files.clone_from(&asked.files);
+                self.check(&each)
+            })
+            .collect()
     }
     /// Stores the files in `out`.
     fn serialize(&self, call: &Call, out: &Path) -> Result<(), StoreError>;
@@ -157,6 +167,16 @@ pub enum Writable {
         /// The reason, naming the store.
         reason: String,
     },
+}
+
+/// One artifact of a [`StoreBackend::check_target`]: its name and declared
+/// files, as its own call would carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    /// The artifact.
+    pub artifact: String,
+    /// The declared files, sorted by name.
+    pub files: Vec<CallFile>,
 }
 
 /// One target of a call: what `$targets` lists.

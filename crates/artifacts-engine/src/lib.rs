@@ -133,7 +133,7 @@ pub mod store {
     /// Runs a batch's work on up to `jobs` threads (for [`StoreBackend::rekey_all`]).
     pub use crate::engine::parallel;
     pub use crate::in_process::{
-        Call, CallFile, CallTarget, Checked, InProcess, KeySources, Stamp, StoreBackend,
+        Asked, Call, CallFile, CallTarget, Checked, InProcess, KeySources, Stamp, StoreBackend,
         StoreError, Writable,
     };
     pub use crate::script::{STAMP_FINGERPRINT, STAMP_GENERATED_AT};

@@ -35,7 +35,7 @@ use artifacts_model::{Context, TargetKind};
 use serde_json::json;
 
 use crate::in_process::{
-    Call, CallFile, CallTarget, Checked, KeySources, Stamp, StoreBackend, StoreError,
+    Asked, Call, CallFile, CallTarget, Checked, KeySources, Stamp, StoreBackend, StoreError,
 };
 use crate::plan::{Targets, Unit};
 use crate::registry::{Backend, Script, Scripts};
@@ -569,13 +569,7 @@ pub(crate) fn check_stamped(
     env: &ScriptEnv,
 ) -> Result<(CheckOutcome, Option<Stamp>), ScriptError> {
     if let Some((store, call)) = in_process(&Scope::of(unit), backend, &scripts.check, env)? {
-        return match store.check(&call) {
-            Ok(Checked::Stored) => Ok((CheckOutcome::Stored, None)),
-            Ok(Checked::StoredWith { stamp }) => Ok((CheckOutcome::Stored, Some(stamp))),
-            Ok(Checked::Missing) => Ok((CheckOutcome::NeedsGeneration, None)),
-            Ok(Checked::RecipientsChanged { .. }) => Ok((CheckOutcome::RecipientsChanged, None)),
-            Err(error) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
-        };
+        return stamped(store.check(&call), backend);
     }
     let output = run(
         &Scope::of(unit),
@@ -602,53 +596,59 @@ pub(crate) fn check_stamped(
 pub(crate) type Stamped = (CheckOutcome, Option<Stamp>);
 
 /// `check` of `units` (of one target and one in-process backend) in one
-/// [`StoreBackend::check_many`]: one answer per unit, in their order, as
-/// [`check_stamped`] gives it.
+/// [`StoreBackend::check_target`]: one answer per unit, in their order, as
+/// [`check_stamped`] gives it. The call is built once, for the first unit;
+/// the others add only their artifact and files.
 pub(crate) fn check_in_process(
     units: &[&Unit<'_>],
     backend: &Backend,
     scripts: &Scripts,
     env: &ScriptEnv,
 ) -> Vec<Result<Stamped, ScriptError>> {
-    let mut answers: Vec<Option<Result<Stamped, ScriptError>>> = Vec::new();
-    let mut calls = Vec::new();
-    let mut store = None;
-    for unit in units {
-        match in_process(&Scope::of(unit), backend, &scripts.check, env) {
-            Ok(Some((implementation, call))) => {
-                store = Some(implementation);
-                calls.push(call);
-                answers.push(None);
-            }
-            Ok(None) => answers.push(Some(check_stamped(unit, backend, scripts, env))),
-            Err(error) => answers.push(Some(Err(error))),
-        }
-    }
-    let mut checked = match store {
-        Some(store) => store.check_many(&calls).into_iter(),
-        None => Vec::new().into_iter(),
+    let Some(first) = units.first() else {
+        return Vec::new();
     };
-    answers
-        .into_iter()
-        .map(|answer| {
-            answer.unwrap_or_else(|| match checked.next() {
-                Some(Ok(Checked::Stored)) => Ok((CheckOutcome::Stored, None)),
-                Some(Ok(Checked::StoredWith { stamp })) => Ok((CheckOutcome::Stored, Some(stamp))),
-                Some(Ok(Checked::Missing)) => Ok((CheckOutcome::NeedsGeneration, None)),
-                Some(Ok(Checked::RecipientsChanged { .. })) => {
-                    Ok((CheckOutcome::RecipientsChanged, None))
-                }
-                Some(Err(error)) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
-                None => Err(in_process_failed(
-                    ScriptKind::Check,
-                    backend,
-                    &StoreError::new(
-                        "the backend gave fewer answers than it was asked (this is a bug in artifacts)",
-                    ),
-                )),
-            })
+    let (store, call) = match in_process(&Scope::of(first), backend, &scripts.check, env) {
+        Ok(Some(found)) => found,
+        // Not in-process after all, or no implementation or root: each unit
+        // as alone.
+        _ => {
+            return units
+                .iter()
+                .map(|unit| check_stamped(unit, backend, scripts, env))
+                .collect();
+        }
+    };
+    let asked: Vec<Asked> = units
+        .iter()
+        .map(|unit| Asked {
+            artifact: unit.name().to_owned(),
+            files: call_files(Some(&unit.artifact.files)),
+        })
+        .collect();
+    let mut checked = store.check_target(&call, &asked).into_iter();
+    units
+        .iter()
+        .map(|_| {
+            let answer = checked.next().unwrap_or_else(|| {
+                Err(StoreError::new(
+                    "the backend gave fewer answers than it was asked (this is a bug in artifacts)",
+                ))
+            });
+            stamped(answer, backend)
         })
         .collect()
+}
+
+/// An in-process `check`'s answer as a script's exit code would say it.
+fn stamped(answer: Result<Checked, StoreError>, backend: &Backend) -> Result<Stamped, ScriptError> {
+    match answer {
+        Ok(Checked::Stored) => Ok((CheckOutcome::Stored, None)),
+        Ok(Checked::StoredWith { stamp }) => Ok((CheckOutcome::Stored, Some(stamp))),
+        Ok(Checked::Missing) => Ok((CheckOutcome::NeedsGeneration, None)),
+        Ok(Checked::RecipientsChanged { .. }) => Ok((CheckOutcome::RecipientsChanged, None)),
+        Err(error) => Err(in_process_failed(ScriptKind::Check, backend, &error)),
+    }
 }
 
 /// Runs `check-all` once for `units`, every one of the same target and
@@ -964,6 +964,22 @@ fn in_process<'b>(
     in_process_at(scope, backend, name, env, root).map(Some)
 }
 
+/// A call's files: the declared ones, sorted by name.
+fn call_files(
+    files: Option<&indexmap::IndexMap<String, artifacts_model::FileSpec>>,
+) -> Vec<CallFile> {
+    let mut files: Vec<CallFile> = files
+        .into_iter()
+        .flatten()
+        .map(|(name, file)| CallFile {
+            name: name.clone(),
+            secret: file.secret,
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files
+}
+
 /// The project root as a script's working directory would be: the
 /// physical path, so that no link on the way is followed below it.
 fn canonical_root(env: &ScriptEnv, script: &'static str) -> Result<PathBuf, ScriptError> {
@@ -986,16 +1002,7 @@ fn in_process_at<'b>(
             backend.name
         )),
     })?;
-    let mut files: Vec<CallFile> = scope
-        .files
-        .into_iter()
-        .flatten()
-        .map(|(name, file)| CallFile {
-            name: name.clone(),
-            secret: file.secret,
-        })
-        .collect();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = call_files(scope.files);
     let call = Call {
         backend: backend.name.clone(),
         artifact: scope.artifact.map(str::to_owned),
