@@ -30,7 +30,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use artifacts_crypto::Origin;
 use artifacts_engine::store::Checked;
@@ -110,10 +110,12 @@ fn artifact_dir(call: &Call) -> Result<PathBuf, Error> {
     Ok(context_dir(call)?.join(component(&call.artifact, "artifact")?))
 }
 
-fn recipients_text(call: &Call) -> Result<(Vec<artifacts_crypto::age::Recipient>, String), Error> {
+fn recipients_text(
+    call: &Call,
+) -> Result<(Arc<Vec<artifacts_crypto::age::Recipient>>, String), Error> {
     let recipients = call.recipients(BACKEND)?;
     let mut text = String::new();
-    for recipient in &recipients {
+    for recipient in recipients.iter() {
         text.push_str(recipient.as_str());
         text.push('\n');
     }

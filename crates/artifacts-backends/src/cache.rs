@@ -63,7 +63,7 @@ pub(crate) struct Cache {
     files: Mutex<HashMap<PathBuf, Parsed>>,
     /// The data keys unwrapped with the identities of these variables.
     keys: Mutex<Option<(Vars, DataKeys)>>,
-    recipients: Mutex<HashMap<String, Vec<Recipient>>>,
+    recipients: Mutex<HashMap<String, Arc<Vec<Recipient>>>>,
     /// One lock per store file written in this run.
     writers: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     /// One lock per SOPS file read in this run, held while it is parsed.
@@ -213,11 +213,11 @@ impl Cache {
         &self,
         key: String,
         compute: impl FnOnce() -> Result<Vec<Recipient>, E>,
-    ) -> Result<Vec<Recipient>, E> {
+    ) -> Result<Arc<Vec<Recipient>>, E> {
         if let Some(recipients) = lock(&self.recipients).get(&key) {
             return Ok(recipients.clone());
         }
-        let recipients = compute()?;
+        let recipients = Arc::new(compute()?);
         lock(&self.recipients).insert(key, recipients.clone());
         Ok(recipients)
     }

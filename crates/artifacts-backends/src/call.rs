@@ -243,7 +243,7 @@ impl Call {
     }
 
     /// The union of every target's recipients, sorted and without duplicates.
-    pub fn recipients(&self, backend: &str) -> Result<Vec<Recipient>, Error> {
+    pub fn recipients(&self, backend: &str) -> Result<Arc<Vec<Recipient>>, Error> {
         self.recipients_for(backend, &|_, recipient| Ok(recipient))
     }
 
@@ -253,7 +253,7 @@ impl Call {
         &self,
         backend: &str,
         reader: &ReaderForm,
-    ) -> Result<Vec<Recipient>, Error> {
+    ) -> Result<Arc<Vec<Recipient>>, Error> {
         // Every artifact of a target asks again: parsed once per run.
         let mut key = backend.to_owned();
         for target in &self.targets {

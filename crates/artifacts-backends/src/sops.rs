@@ -69,7 +69,7 @@ fn sops_nix_form(target: &TargetEntry, recipient: Recipient) -> Result<Recipient
     })
 }
 
-fn recipients(call: &Call) -> Result<Vec<Recipient>, Error> {
+fn recipients(call: &Call) -> Result<Arc<Vec<Recipient>>, Error> {
     call.recipients_for(BACKEND, &sops_nix_form)
 }
 
@@ -480,7 +480,7 @@ pub fn serialize_all(calls: &[(&Call, &Path)]) -> Result<(), Error> {
                 branches: vec![root],
             };
             let options = EncryptOptions {
-                recipients,
+                recipients: recipients.to_vec(),
                 transit: transit_keys,
                 ..EncryptOptions::default()
             };

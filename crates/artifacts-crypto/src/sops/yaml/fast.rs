@@ -82,7 +82,13 @@ pub(super) fn parse(src: &str) -> Option<Vec<Map>> {
 /// control character, NEL, LS, PS or BOM).
 fn plain_text(src: &str) -> bool {
     let ascii_ok = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n';
-    if src.bytes().all(ascii_ok) {
+    // Whole chunks without an early exit, so that the compiler checks many
+    // bytes at once: this looks at every byte of every file.
+    if src
+        .as_bytes()
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(true, |ok, &b| ok & ascii_ok(b)))
+    {
         return true;
     }
     src.chars().all(|c| {
@@ -160,7 +166,7 @@ impl Reader<'_> {
     /// The position of the `\n` ending the line that holds `p`.
     fn line_end(&self, p: usize) -> usize {
         // The input ends with `\n`, so there is one.
-        let end = self.s[p..].find('\n').map_or(self.b.len() - 1, |i| p + i);
+        let end = memchr::memchr(b'\n', &self.b[p..]).map_or(self.b.len() - 1, |i| p + i);
         step(end - p);
         end
     }
@@ -321,14 +327,7 @@ impl Reader<'_> {
         let end = self.line_end(p);
         let line = &self.b[p..end];
         step(line.len());
-        for (i, &c) in line.iter().enumerate() {
-            match c {
-                b':' if i + 1 == line.len() || line[i + 1] == b' ' => return Some(Some(p + i)),
-                b'#' if i > 0 && line[i - 1] == b' ' => return None,
-                _ => {}
-            }
-        }
-        Some(None)
+        Some(colon_or_comment(line)?.map(|i| p + i))
     }
 
     /// Reads what follows `key:` (at `after`) for a mapping at column `col`.
@@ -392,12 +391,8 @@ impl Reader<'_> {
                 // ` #` a comment.
                 let text = &b[p..end];
                 step(text.len());
-                for (i, &c) in text.iter().enumerate() {
-                    match c {
-                        b':' if i + 1 == text.len() || text[i + 1] == b' ' => return None,
-                        b'#' if i > 0 && text[i - 1] == b' ' => return None,
-                        _ => {}
-                    }
+                if colon_or_comment(text) != Some(None) {
+                    return None;
                 }
                 (
                     scalar_value(self.s[p..end].to_string(), true, None),
@@ -650,6 +645,22 @@ impl Reader<'_> {
         }
         Some((col, pos))
     }
+}
+
+/// In the plain scalar text of a line (`line`, its break excluded): where
+/// its first `: ` or final `:` (a mapping key's end) is, `Some(None)` when
+/// it has neither, `None` when a ` #` (a comment) comes first.
+fn colon_or_comment(line: &[u8]) -> Option<Option<usize>> {
+    // A sops value has a few `:` (`data:…,iv:…`) and rarely a `#`: jump
+    // between them instead of looking at every byte.
+    for i in memchr::memchr2_iter(b':', b'#', line) {
+        match line[i] {
+            b':' if i + 1 == line.len() || line[i + 1] == b' ' => return Some(Some(i)),
+            b'#' if i > 0 && line[i - 1] == b' ' => return None,
+            _ => {}
+        }
+    }
+    Some(None)
 }
 
 /// Whether `c` (followed by `next`) can start a plain scalar this reader
