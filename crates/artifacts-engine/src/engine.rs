@@ -685,19 +685,23 @@ impl<'a> Engine<'a> {
             // from a shared artifact knew the secret, so it must be regenerated,
             // not merely re-encrypted.
             Ok(stored @ (CheckOutcome::Stored | CheckOutcome::RecipientsChanged)) => {
-                let declared = match unit.declared(plan, lock) {
-                    Ok(declared) => declared,
-                    Err(error) => {
-                        return Status::error(format!(
-                            "cannot read generator of `{}`: {error}",
-                            unit.name()
-                        ));
-                    }
+                let unreadable = |error: std::io::Error| {
+                    Status::error(format!(
+                        "cannot read generator of `{}`: {error}",
+                        unit.name()
+                    ))
                 };
                 let Some(entry) = recorded else {
-                    return Status::Untracked {
-                        artifact: unit.name().to_owned(),
+                    return match unit.declared(plan, lock) {
+                        Ok(_) => Status::Untracked {
+                            artifact: unit.name().to_owned(),
+                        },
+                        Err(error) => unreadable(error),
                     };
+                };
+                let comparison = match unit.compare_declared(plan, lock, entry) {
+                    Ok(comparison) => comparison,
+                    Err(error) => return unreadable(error),
                 };
                 // What the lock says of the declaration is moot for another generation.
                 if let Some(reason) = stored_stamp
@@ -707,7 +711,7 @@ impl<'a> Engine<'a> {
                     return Status::Error { reason };
                 }
                 let name = &unit.artifact.name;
-                match declared.compare(entry) {
+                match comparison {
                     Comparison::Changed(what) if entry.by_hand() => Status::Stale {
                         cause: StaleCause::Declaration,
                         reason: format!(

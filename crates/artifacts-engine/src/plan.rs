@@ -205,6 +205,35 @@ impl<'m> Unit<'m> {
         })
     }
 
+    /// How `entry` compares with the current declaration: as
+    /// [`Declared::compare`] of [`Unit::declared`] says, without copying
+    /// the digests a one-target unit's declaration shares (a fleet's check
+    /// asks for every unit).
+    pub fn compare_declared(
+        &self,
+        plan: &Plan<'_>,
+        lock: &Lock,
+        entry: &LockEntry,
+    ) -> Result<Comparison, std::io::Error> {
+        static NO_DEPENDENCIES: BTreeMap<String, Option<String>> = BTreeMap::new();
+        if let Targets::One(_) = &self.targets
+            && self.dependencies.is_empty()
+            && let Ok(known) = plan.digests.read()
+            && let Some(digests) = known.get(&(std::ptr::from_ref(self.artifact) as usize))
+        {
+            return Ok(DeclaredRef {
+                fingerprint: &digests.fingerprint,
+                by_hand: &digests.by_hand,
+                generator: digests.generator.as_deref(),
+                has_inputs: !self.artifact.inputs.is_empty(),
+                placement: &digests.placement,
+                dependencies: &NO_DEPENDENCIES,
+            }
+            .compare(entry));
+        }
+        Ok(self.declared(plan, lock)?.compare(entry))
+    }
+
     /// The digests of [`Unit::declared`]: what the declaration alone decides.
     fn digests(&self, plan: &Plan<'_>) -> Result<Digests, std::io::Error> {
         #[derive(Serialize)]
@@ -486,6 +515,31 @@ impl Declared {
     /// compared by its files and shared targets alone: no generator, prompt or
     /// dependency made it, so none of their changes makes it stale.
     pub fn compare(&self, entry: &LockEntry) -> Comparison {
+        DeclaredRef {
+            fingerprint: &self.fingerprint,
+            by_hand: &self.by_hand,
+            generator: self.generator.as_deref(),
+            has_inputs: self.has_inputs,
+            placement: &self.placement,
+            dependencies: &self.dependencies,
+        }
+        .compare(entry)
+    }
+}
+
+/// A [`Declared`], borrowed: what comparing it reads.
+struct DeclaredRef<'a> {
+    fingerprint: &'a str,
+    by_hand: &'a str,
+    generator: Option<&'a str>,
+    has_inputs: bool,
+    placement: &'a str,
+    dependencies: &'a BTreeMap<String, Option<String>>,
+}
+
+impl DeclaredRef<'_> {
+    /// See [`Declared::compare`].
+    fn compare(&self, entry: &LockEntry) -> Comparison {
         let placement_changed = entry
             .placement
             .as_ref()
@@ -501,7 +555,7 @@ impl Declared {
         }
         if entry.fingerprint != self.fingerprint {
             let what = match &entry.generator {
-                Some(recorded) if Some(recorded) != self.generator.as_ref() => {
+                Some(recorded) if Some(recorded.as_str()) != self.generator => {
                     if self.has_inputs {
                         "the generator or one of its inputs changed since generation"
                     } else {
