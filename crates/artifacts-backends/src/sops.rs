@@ -184,15 +184,17 @@ pub fn writing<T>(call: &Call, f: impl FnOnce() -> Result<T, Error>) -> Result<T
 /// bytes stay the same); `None` when it does not exist.
 #[allow(clippy::type_complexity)]
 fn read_file(call: &Call) -> Result<Option<(Arc<Dir>, String, Arc<EncryptedFile>)>, Error> {
-    Ok(read_file_at(call)?.map(|(dir, name, _, file)| (dir, name, file)))
+    Ok(read_file_at(call, true)?.map(|(dir, name, _, file)| (dir, name, file)))
 }
 
 /// The target's file as [`read_file_at`] gives it: its directory, name,
 /// full path and content.
 type Read = (Arc<Dir>, String, PathBuf, Arc<EncryptedFile>);
 
-/// [`read_file`], with the file's full path.
-fn read_file_at(call: &Call) -> Result<Option<Read>, Error> {
+/// [`read_file`], with the file's full path; a file parsed now is kept for
+/// the run only if `remember` (a check reads each target's file once, and a
+/// fleet's parsed files would be tens of megabytes that nothing reads again).
+fn read_file_at(call: &Call, remember: bool) -> Result<Option<Read>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
     // Taken before reading: a write in between changes it, and the next call reads again.
@@ -200,6 +202,13 @@ fn read_file_at(call: &Call) -> Result<Option<Read>, Error> {
     let unchanged = || stamp.and_then(|stamp| call.cache.sops_file_unchanged(&path, stamp));
     if let Some(file) = unchanged() {
         return Ok(Some((dir, name, path, file)));
+    }
+    if !remember {
+        let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
+            return Ok(None);
+        };
+        let file = parse_file(&bytes, &path)?;
+        return Ok(Some((dir, name, path, Arc::new(file))));
     }
     // The artifacts of one target are checked side by side: one thread
     // parses, the others wait for its result.
@@ -215,10 +224,15 @@ fn read_file_at(call: &Call) -> Result<Option<Read>, Error> {
     };
     // Not a regular file: `read` refused it above.
     let stamp = stamp.unwrap_or_default();
-    let file = call.cache.sops_file(&path, stamp, bytes, |bytes| {
-        EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.clone()))
-    })?;
+    let file = call
+        .cache
+        .sops_file(&path, stamp, bytes, |bytes| parse_file(bytes, &path))?;
     Ok(Some((dir, name, path, file)))
+}
+
+/// The SOPS file at `path` whose content is `bytes`.
+fn parse_file(bytes: &[u8], path: &Path) -> Result<EncryptedFile, artifacts_crypto::Error> {
+    EncryptedFile::parse(bytes, Format::Yaml, &Origin::File(path.to_owned()))
 }
 
 /// The file's data key, unwrapped with our identities once per run.
@@ -304,14 +318,19 @@ fn same_recipients(file: &EncryptedFile, wanted: &[Recipient], transit: &[Transi
 /// Stored for the configured recipients, missing, or recipients changed.
 /// Reads only the file's structure and metadata: no key needed.
 pub fn check(call: &Call) -> Result<Checked, Error> {
-    let read = read_file_at(call)?;
-    check_read(&call.artifact, call.secret_files(), read, |file, path| {
-        Ok(same_recipients(
-            file,
-            &recipients(call)?,
-            &transit_keys_of(call, path)?,
-        ))
-    })
+    let read = read_file_at(call, true)?;
+    check_read(
+        &call.artifact,
+        call.secret_files(),
+        read.as_ref(),
+        |file, path| {
+            Ok(same_recipients(
+                file,
+                &recipients(call)?,
+                &transit_keys_of(call, path)?,
+            ))
+        },
+    )
 }
 
 /// [`check`] of several artifacts of `call`'s target (see
@@ -335,12 +354,12 @@ pub fn check_target(mut call: Call, artifacts: &[Asked]) -> Vec<Result<Checked, 
     artifacts
         .iter()
         .map(|asked| {
-            let file = match &read {
-                Some(file) => file.clone(),
-                // A failed read is tried again for the next artifact: each
-                // says why it could not be checked.
-                None => read.insert(read_file_at(&call)?).clone(),
-            };
+            // A failed read is tried again for the next artifact: each says
+            // why it could not be checked.
+            if read.is_none() {
+                read = Some(read_file_at(&call, false)?);
+            }
+            let file = read.as_ref().and_then(Option::as_ref);
             let secret = asked.files.iter().filter(|f| f.secret).map(|f| &*f.name);
             check_read(&asked.artifact, secret, file, |file, path| {
                 if let Some(same) = verdict {
@@ -361,10 +380,10 @@ pub fn check_target(mut call: Call, artifacts: &[Asked]) -> Vec<Result<Checked, 
 fn check_read<'f>(
     artifact: &str,
     mut secret: impl Iterator<Item = &'f str>,
-    read: Option<Read>,
+    read: Option<&Read>,
     same_recipients: impl FnOnce(&EncryptedFile, &Path) -> Result<bool, Error>,
 ) -> Result<Checked, Error> {
-    let Some((dir, _, path, file)) = read else {
+    let Some((_, _, path, file)) = read else {
         return Ok(Checked::Missing);
     };
     let stored = file
@@ -379,8 +398,7 @@ fn check_read<'f>(
     if !complete {
         return Ok(Checked::Missing);
     }
-    if !same_recipients(&file, &path)? {
-        drop(dir);
+    if !same_recipients(file, path)? {
         return Ok(Checked::RecipientsChanged {
             message: format!(
                 "{BACKEND}: {} is encrypted to other recipients than configured",

@@ -32,8 +32,9 @@ pub struct Context {
     /// thousands of small allocations, and freeing them one by one cost more
     /// than the checks of a run that ends right after. Neither holds a secret.
     pub model: &'static Model,
-    /// Planned while artifacts.lock is still being read.
-    plan: std::result::Result<Plan<'static>, artifacts_engine::error::PlanError>,
+    /// Planned while artifacts.lock is still being read. Never freed either:
+    /// a unit per (target, artifact) pair.
+    plan: ManuallyDrop<std::result::Result<Plan<'static>, artifacts_engine::error::PlanError>>,
     pub registry: BackendRegistry,
     pub lock: ManuallyDrop<Lock>,
     pub settings: Settings,
@@ -117,7 +118,7 @@ impl Context {
         Ok(Context {
             derivations,
             model,
-            plan,
+            plan: ManuallyDrop::new(plan),
             registry,
             lock: ManuallyDrop::new(lock),
             settings,
