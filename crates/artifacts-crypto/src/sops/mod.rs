@@ -210,6 +210,15 @@ pub struct EncryptedFile {
     origin: Origin,
 }
 
+impl Drop for EncryptedFile {
+    fn drop(&mut self) {
+        // Everything in it is what the file holds on disk (ciphertext, and
+        // values left unencrypted on purpose): nothing to zeroize, which for
+        // a fleet's check was most of the cost of letting its files go.
+        drop(std::mem::take(&mut self.doc.branches));
+    }
+}
+
 /// What [`EncryptedFile::update_keys`] changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyChanges {
