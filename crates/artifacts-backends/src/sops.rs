@@ -197,18 +197,18 @@ type Read = (Arc<Dir>, String, PathBuf, Arc<EncryptedFile>);
 fn read_file_at(call: &Call, remember: bool) -> Result<Option<Read>, Error> {
     let (dir, name, path) = open_file_dir(call)?;
     let Some(dir) = dir else { return Ok(None) };
-    // Taken before reading: a write in between changes it, and the next call reads again.
-    let stamp = dir.file_stamp(&name).map_err(Error::io("read", &path))?;
-    let unchanged = || stamp.and_then(|stamp| call.cache.sops_file_unchanged(&path, stamp));
-    if let Some(file) = unchanged() {
-        return Ok(Some((dir, name, path, file)));
-    }
     if !remember {
         let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
             return Ok(None);
         };
         let file = parse_file(&bytes, &path)?;
         return Ok(Some((dir, name, path, Arc::new(file))));
+    }
+    // Taken before reading: a write in between changes it, and the next call reads again.
+    let stamp = dir.file_stamp(&name).map_err(Error::io("read", &path))?;
+    let unchanged = || stamp.and_then(|stamp| call.cache.sops_file_unchanged(&path, stamp));
+    if let Some(file) = unchanged() {
+        return Ok(Some((dir, name, path, file)));
     }
     // The artifacts of one target are checked side by side: one thread
     // parses, the others wait for its result.

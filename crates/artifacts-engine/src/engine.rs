@@ -628,21 +628,23 @@ impl<'a> Engine<'a> {
         answered: Option<Answer>,
     ) -> Status {
         let unit = &plan[index];
-        let (backend, scripts) = match self.storage(unit) {
-            Ok(Storage::Passthrough) => return Status::Passthrough,
-            Ok(Storage::Scripts(backend, scripts)) => (backend, scripts),
-            Err(error) => return Status::error(error_chain(&error)),
+        // An answer came from a batch, which only stored units join.
+        let answer = match answered {
+            Some(answer) => answer,
+            None => match self.storage(unit) {
+                Ok(Storage::Passthrough) => return Status::Passthrough,
+                Ok(Storage::Scripts(backend, scripts)) => {
+                    script::check_stamped(unit, backend, scripts, &self.script_env)
+                        .map_err(|e| error_chain(&e))
+                }
+                Err(error) => return Status::error(error_chain(&error)),
+            },
         };
         let mut stored_stamp = None;
-        let outcome = answered
-            .unwrap_or_else(|| {
-                script::check_stamped(unit, backend, scripts, &self.script_env)
-                    .map_err(|e| error_chain(&e))
-            })
-            .map(|(outcome, stamp)| {
-                stored_stamp = stamp;
-                outcome
-            });
+        let outcome = answer.map(|(outcome, stamp)| {
+            stored_stamp = stamp;
+            outcome
+        });
         let recorded = lock.get(scope, unit.name());
         if matches!(
             outcome,

@@ -328,17 +328,18 @@ impl Dir {
     /// `None` when it does not exist, an error when it is not a regular file.
     pub fn open_file(&self, name: impl AsRef<OsStr>) -> std::io::Result<Option<fs::File>> {
         let name = name.as_ref();
-        let path = self.path.join(name);
+        // For messages only: a fleet's check reads thousands of files.
+        let path = || self.path.join(name);
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err(refused(Refused::Link(path))),
-            Err(e) => return Err(at(&path)(e)),
+            Err(Errno::LOOP) => return Err(refused(Refused::Link(path()))),
+            Err(e) => return Err(at(&path())(e)),
         };
-        let stat = rustix::fs::fstat(&fd).map_err(at(&path))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| at(&path())(e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(refused(Refused::Kind(path, "regular file")));
+            return Err(refused(Refused::Kind(path(), "regular file")));
         }
         Ok(Some(fs::File::from(fd)))
     }
@@ -368,17 +369,18 @@ impl Dir {
     /// a directory or a FIFO is refused (a FIFO would block).
     pub fn read(&self, name: impl AsRef<OsStr>) -> std::io::Result<Option<Vec<u8>>> {
         let name = name.as_ref();
-        let path = self.path.join(name);
+        // For messages only: a fleet's check reads thousands of files.
+        let path = || self.path.join(name);
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = match rustix::fs::openat(&self.fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Ok(None),
-            Err(Errno::LOOP) => return Err(refused(Refused::Link(path))),
-            Err(e) => return Err(at(&path)(e)),
+            Err(Errno::LOOP) => return Err(refused(Refused::Link(path()))),
+            Err(e) => return Err(at(&path())(e)),
         };
-        let stat = rustix::fs::fstat(&fd).map_err(at(&path))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| at(&path())(e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(refused(Refused::Kind(path, "regular file")));
+            return Err(refused(Refused::Kind(path(), "regular file")));
         }
         // Sized from the `fstat` above and read by hand: `read_to_end` would
         // ask the size again (`statx`, `lseek`) for every file of a store.
@@ -397,7 +399,7 @@ impl Dir {
                 Err(e) => {
                     return Err(std::io::Error::new(
                         e.kind(),
-                        format!("`{}`: {e}", path.display()),
+                        format!("`{}`: {e}", path().display()),
                     ));
                 }
             }
