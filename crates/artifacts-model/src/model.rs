@@ -362,6 +362,19 @@ impl Model {
         self.targets.iter().find(|target| &target.id == id)
     }
 
+    /// The name of the backend [`Model::resolve_backend`] chooses, borrowed.
+    pub fn backend_name<'a>(
+        &'a self,
+        target: &'a Target,
+        artifact: &'a Artifact,
+    ) -> Option<&'a str> {
+        artifact
+            .backend
+            .as_deref()
+            .or(target.default_backend.as_deref())
+            .or(self.default_backend.as_deref())
+    }
+
     /// Resolves the backend of an artifact on a target:
     /// the artifact's `backend`, else the target default, else the manifest default.
     pub fn resolve_backend(&self, target: &Target, artifact: &Artifact) -> Option<BackendChoice> {
