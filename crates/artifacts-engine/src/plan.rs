@@ -641,11 +641,16 @@ impl<'m> Plan<'m> {
         } else {
             Vec::new()
         };
-        // One name per backend, copied once (not once per unit).
-        let backends: std::collections::BTreeSet<&str> =
-            units.iter().map(|u| u.backend.name.as_str()).collect();
+        // One name per backend, copied once (not once per unit); inserted
+        // one by one, as a collected set would first sort all the units'.
+        let mut backends = std::collections::BTreeSet::new();
+        for unit in &units {
+            if !backends.contains(unit.backend.name.as_str()) {
+                backends.insert(unit.backend.name.clone());
+            }
+        }
         Ok(Plan {
-            backends: backends.into_iter().map(str::to_owned).collect(),
+            backends,
             dependents,
             units,
             generator_ids: Mutex::new(HashMap::new()),

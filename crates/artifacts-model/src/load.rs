@@ -217,7 +217,7 @@ fn read_value(source: &Path, root: &Path, value: &Value<'_>) -> (Model, Vec<Prob
         base: Location::file(source),
         root: root.to_owned(),
         problems: Vec::new(),
-        declared: std::collections::HashSet::new(),
+        declared: Default::default(),
     };
     let model = reader.model(value);
     (
@@ -235,7 +235,7 @@ struct Reader {
     root: PathBuf,
     problems: Vec<Problem>,
     /// The targets declared so far (a fleet declares hundreds).
-    declared: std::collections::HashSet<TargetId>,
+    declared: std::collections::HashSet<TargetId, foldhash::fast::RandomState>,
 }
 
 impl Reader {
@@ -248,7 +248,7 @@ impl Reader {
 
     fn object<'v, 't>(&mut self, value: &'v Value<'t>, location: &Location) -> Option<&'v Map<'t>> {
         match value {
-            Value::Object(map) => Some(map),
+            Value::Object(map) => Some(&**map),
             other => {
                 self.problem(
                     location.clone(),
@@ -421,7 +421,7 @@ impl Reader {
                 }
             }
             Value::Object(entries) => {
-                for (name, entry) in entries {
+                for (name, entry) in entries.iter() {
                     let id = TargetId::new(kind, name.as_ref());
                     let location = self.base.target(&id);
                     if let Some(map) = self.object(entry, &location) {
@@ -465,7 +465,7 @@ impl Reader {
                 config.insert(backend.as_ref().to_owned(), settings.to_json());
             }
         }
-        let mut artifacts = IndexMap::new();
+        let mut artifacts = IndexMap::default();
         if let Some(value) = map.get("artifacts").filter(|v| !v.is_null())
             && let Some(entries) = self.object(value, &location.field("artifacts"))
         {
@@ -621,7 +621,7 @@ impl Reader {
             id,
             default_backend: None,
             config: IndexMap::new(),
-            artifacts: IndexMap::new(),
+            artifacts: IndexMap::default(),
         });
         Some(targets.len() - 1)
     }

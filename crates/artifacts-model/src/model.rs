@@ -296,8 +296,9 @@ pub struct Target {
     pub config: IndexMap<String, serde_json::Value>,
     /// Artifacts declared on this target, in declaration order. Shared
     /// pointers: a shorthand declaration is one value for every target of a
-    /// kind (a fleet lists hundreds), not a copy per target.
-    pub artifacts: IndexMap<String, Arc<Artifact>>,
+    /// kind (a fleet lists hundreds), not a copy per target. Names hash
+    /// with foldhash (fast, seeded per process): a fleet has thousands.
+    pub artifacts: IndexMap<String, Arc<Artifact>, foldhash::fast::RandomState>,
 }
 
 /// All declarations.

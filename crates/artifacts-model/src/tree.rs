@@ -27,7 +27,9 @@ pub(crate) enum Value<'a> {
     Number(serde_json::Number),
     String(Cow<'a, str>),
     Array(Vec<Value<'a>>),
-    Object(Map<'a>),
+    /// Boxed: a map is large, and a fleet's lists hold thousands of strings
+    /// (a value is 32 bytes instead of 80).
+    Object(Box<Map<'a>>),
 }
 
 impl Value<'_> {
@@ -138,13 +140,13 @@ impl<'de> Visitor<'de> for ValueVisitor {
         // serde_json reads the first key as `a string key` and the others as
         // `a string`: the same, so a parser's type error reads the same.
         let Some(first) = access.next_key_seed(Key("a string key"))? else {
-            return Ok(Value::Object(map));
+            return Ok(Value::Object(Box::new(map)));
         };
         map.insert(first, access.next_value()?);
         while let Some(key) = access.next_key_seed(Key("a string"))? {
             map.insert(key, access.next_value()?);
         }
-        Ok(Value::Object(map))
+        Ok(Value::Object(Box::new(map)))
     }
 }
 
@@ -199,6 +201,11 @@ mod tests {
         let ours: Value<'_> = serde_norway::from_str(yaml).unwrap();
         let theirs: serde_json::Value = serde_norway::from_str(yaml).unwrap();
         assert_eq!(ours.to_json(), theirs);
+    }
+
+    #[test]
+    fn values_stay_small() {
+        assert!(size_of::<Value<'_>>() <= 32, "{}", size_of::<Value<'_>>());
     }
 
     /// Strings without escapes are not copied out of the text.
