@@ -595,7 +595,8 @@ pub struct Plan<'m> {
     /// Generator identities already computed: one generator often serves
     /// hundreds of units, and checks run on several threads.
     generator_ids: Mutex<HashMap<PathBuf, String>>,
-    /// Reverse dependency edges (indexes into `units`), for cascades.
+    /// Reverse dependency edges (indexes into `units`), for cascades; empty
+    /// when no unit has dependencies.
     dependents: Vec<Vec<usize>>,
     /// [`Unit::declared`]'s digests of one-target units, by the address of
     /// the declaration (the model outlives the plan, so addresses are unique).
@@ -655,8 +656,6 @@ impl<'m> Plan<'m> {
     pub fn new(model: &'m Model) -> Result<Plan<'m>, PlanError> {
         let declared = model.targets.iter().map(|t| t.artifacts.len()).sum();
         let mut units: Vec<Unit<'m>> = Vec::with_capacity(declared);
-        // (declaring target, or `None` for shared; name) -> unit index
-        let mut index: HashMap<(Option<&'m TargetId>, &'m str), usize> = HashMap::new();
         for group in model.shared_groups() {
             let (first_target, first) = group.members[0];
             let backend =
@@ -666,7 +665,6 @@ impl<'m> Plan<'m> {
                         target: first_target.id.clone(),
                         artifact: first.name.clone(),
                     })?;
-            index.insert((None, &first.name), units.len());
             units.push(Unit {
                 artifact: first,
                 targets: Targets::Shared(group.members.iter().map(|(t, _)| *t).collect()),
@@ -682,7 +680,6 @@ impl<'m> Plan<'m> {
                         artifact: artifact.name.clone(),
                     }
                 })?;
-                index.insert((Some(&target.id), &artifact.name), units.len());
                 units.push(Unit {
                     artifact,
                     targets: Targets::One(target),
@@ -691,47 +688,24 @@ impl<'m> Plan<'m> {
                 });
             }
         }
-        for unit in &mut units {
-            let scope = match &unit.targets {
-                Targets::Shared(_) => None,
-                Targets::One(target) => Some(&target.id),
-            };
-            unit.dependencies = unit
-                .artifact
-                .dependencies
-                .iter()
-                .filter_map(|name| {
-                    index
-                        .get(&(scope, name.as_str()))
-                        .or_else(|| index.get(&(None, name.as_str())))
-                        .map(|&i| UnitId(i))
-                })
-                .collect();
-        }
-        let order = topological_order(&units)?;
-        // Re-index dependencies into the new order.
-        let mut position = vec![0; units.len()];
-        for (new, &old) in order.iter().enumerate() {
-            position[old] = new;
-        }
-        for unit in &mut units {
-            for dependency in &mut unit.dependencies {
-                *dependency = UnitId(position[dependency.0]);
-            }
-        }
-        // Moved in place, each straight to its position: a fleet's units
-        // are megabytes, and every copy of them is fresh memory.
-        let mut destination = position;
-        for at in 0..units.len() {
-            while destination[at] != at {
-                let to = destination[at];
-                units.swap(at, to);
-                destination.swap(at, to);
+        // Without dependencies (most fleets) declaration order is the order:
+        // no index, no sorting, no reverse edges to allocate.
+        let dependents = if units.iter().any(|u| !u.artifact.dependencies.is_empty()) {
+            order_by_dependencies(&mut units)?
+        } else {
+            Vec::new()
+        };
+        // One name per backend, copied once (not once per unit); inserted
+        // one by one, as a collected set would first sort all the units'.
+        let mut backends = std::collections::BTreeSet::new();
+        for unit in &units {
+            if !backends.contains(unit.backend.name.as_str()) {
+                backends.insert(unit.backend.name.clone());
             }
         }
         Ok(Plan {
-            backends: units.iter().map(|u| u.backend.name.clone()).collect(),
-            dependents: reverse_edges(&units),
+            backends,
+            dependents,
             units,
             generator_ids: Mutex::new(HashMap::new()),
             digests: RwLock::new(HashMap::new()),
@@ -821,7 +795,7 @@ impl<'m> Plan<'m> {
         let mut found = vec![false; self.units.len()];
         let mut stack = vec![id];
         while let Some(current) = stack.pop() {
-            for &dependent in &self.dependents[current.0] {
+            for &dependent in self.dependents(current) {
                 if !found[dependent] {
                     found[dependent] = true;
                     stack.push(UnitId(dependent));
@@ -834,9 +808,14 @@ impl<'m> Plan<'m> {
             .collect()
     }
 
+    /// The units depending directly on unit `id` (indexes into `units`).
+    fn dependents(&self, id: UnitId) -> &[usize] {
+        self.dependents.get(id.0).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether any unit depends directly on unit `id`.
     pub(crate) fn has_dependents(&self, id: UnitId) -> bool {
-        !self.dependents[id.0].is_empty()
+        !self.dependents(id).is_empty()
     }
 }
 
@@ -846,6 +825,69 @@ impl<'m> std::ops::Index<UnitId> for Plan<'m> {
     fn index(&self, id: UnitId) -> &Unit<'m> {
         self.unit(id)
     }
+}
+
+/// Resolves each unit's dependencies to units and puts `units` in
+/// dependency order (by declaration among the ready ones); returns the
+/// reverse edges of the new order.
+fn order_by_dependencies(units: &mut [Unit<'_>]) -> Result<Vec<Vec<usize>>, PlanError> {
+    // (declaring target, or `None` for shared; name) -> unit index
+    let index: HashMap<(Option<&TargetId>, &str), usize> = units
+        .iter()
+        .enumerate()
+        .map(|(i, unit)| {
+            let scope = match &unit.targets {
+                Targets::Shared(_) => None,
+                Targets::One(target) => Some(&target.id),
+            };
+            ((scope, unit.name()), i)
+        })
+        .collect();
+    let resolved: Vec<Vec<UnitId>> = units
+        .iter()
+        .map(|unit| {
+            let scope = match &unit.targets {
+                Targets::Shared(_) => None,
+                Targets::One(target) => Some(&target.id),
+            };
+            unit.artifact
+                .dependencies
+                .iter()
+                .filter_map(|name| {
+                    index
+                        .get(&(scope, name.as_str()))
+                        .or_else(|| index.get(&(None, name.as_str())))
+                        .map(|&i| UnitId(i))
+                })
+                .collect()
+        })
+        .collect();
+    drop(index);
+    for (unit, dependencies) in units.iter_mut().zip(resolved) {
+        unit.dependencies = dependencies;
+    }
+    let order = topological_order(units)?;
+    // Re-index dependencies into the new order.
+    let mut position = vec![0; units.len()];
+    for (new, &old) in order.iter().enumerate() {
+        position[old] = new;
+    }
+    for unit in units.iter_mut() {
+        for dependency in &mut unit.dependencies {
+            *dependency = UnitId(position[dependency.0]);
+        }
+    }
+    // Moved in place, each straight to its position: a fleet's units
+    // are megabytes, and every copy of them is fresh memory.
+    let mut destination = position;
+    for at in 0..units.len() {
+        while destination[at] != at {
+            let to = destination[at];
+            units.swap(at, to);
+            destination.swap(at, to);
+        }
+    }
+    Ok(reverse_edges(units))
 }
 
 /// Kahn's algorithm, stable: among ready units, declaration order wins.

@@ -261,3 +261,44 @@ fn a_lock_from_a_newer_version_is_refused_naming_the_file() {
     assert!(error.contains(&path.display().to_string()), "{error}");
     assert!(error.contains("version 3 is not supported"), "{error}");
 }
+
+/// Without dependencies the plan is the declaration order (shared units
+/// first), nothing has dependents, and every backend a unit uses is known.
+#[test]
+fn a_plan_without_dependencies_keeps_the_declaration_order() {
+    let (_dir, model) = project(
+        r#"
+default.backend = "plain"
+[nixos.m2]
+[nixos.m1]
+default.backend = "other"
+[artifacts.z]
+targets = ["m2", "m1"]
+generator = "gen.sh"
+files.z = {}
+[artifacts.psk]
+shared = true
+targets = ["m2", "m1"]
+generator = "gen.sh"
+files.key = {}
+[artifacts.a]
+targets = ["m1", "m2"]
+generator = "gen.sh"
+files.a = {}
+"#,
+    );
+    let plan = Plan::new(&model).unwrap();
+    assert_eq!(
+        labels(&plan),
+        [
+            "shared psk",
+            "nixos/m2 z",
+            "nixos/m2 a",
+            "nixos/m1 z",
+            "nixos/m1 a"
+        ]
+    );
+    assert!(plan.iter().all(|(id, _)| plan.dependents_of(id).is_empty()));
+    assert!(plan.uses_backend("plain") && plan.uses_backend("other"));
+    assert!(!plan.uses_backend("gen.sh"));
+}

@@ -45,6 +45,7 @@ pub mod limits;
 pub mod load;
 mod model;
 pub mod names;
+mod tree;
 pub mod validate;
 
 pub use error::{Location, ModelError, Problem};

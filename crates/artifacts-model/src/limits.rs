@@ -30,25 +30,51 @@ pub const MAX_NESTING: usize = 128;
 
 /// Refuses text whose `[`/`{` nesting exceeds [`MAX_NESTING`]; says where.
 pub fn check_nesting(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let (mut line, mut column) = (1usize, 0usize);
-    for c in text.chars() {
-        column += 1;
-        match c {
-            '[' | '{' => {
+    let (mut line, mut line_start) = (1usize, 0usize);
+    // Bytes, not characters: the brackets and `\n` are ASCII, which never
+    // occurs inside a multi-byte UTF-8 character, and a manifest is read
+    // on every run: eight bytes at a time are skipped when none of them
+    // matters. Columns are counted in characters, on error only.
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some(word) = bytes.get(at..at + 8)
+            && !matters(u64::from_le_bytes(word.try_into().expect("eight bytes")))
+        {
+            at += 8;
+            continue;
+        }
+        match bytes[at] {
+            b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
+                    let column = text[line_start..=at].chars().count();
                     return Err(format!(
                         "nests deeper than {MAX_NESTING} levels of `[` and `{{` at line {line}, column {column} (brackets inside strings count too)"
                     ));
                 }
             }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            '\n' => (line, column) = (line + 1, 0),
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => (line, line_start) = (line + 1, at + 1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
+}
+
+/// Whether one of the eight bytes of `word` is a bracket or a newline.
+fn matters(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `v` is zero (the classic bit trick, exact for "any").
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    // `[` and `{`, `]` and `}` differ only in bit 0x20.
+    let folded = word | (ONES * 0x20);
+    has_zero(folded ^ (ONES * b'{' as u64))
+        || has_zero(folded ^ (ONES * b'}' as u64))
+        || has_zero(word ^ (ONES * b'\n' as u64))
 }
 
 /// Reads a UTF-8 document of at most [`MAX_DOCUMENT_BYTES`].
@@ -83,6 +109,47 @@ mod tests {
             e.contains("deeper than 128 levels") && e.contains("line 2, column 132"),
             "{e}"
         );
+        // Columns count characters, not bytes.
+        let e = check_nesting(&format!("a: 1\n\"é✓\": {}", "{".repeat(129))).unwrap_err();
+        assert!(e.contains("line 2, column 135"), "{e}");
+    }
+
+    /// The measure as first written, a character at a time.
+    fn nesting_by_characters(text: &str) -> Result<(), String> {
+        let mut depth = 0usize;
+        let (mut line, mut column) = (1usize, 0usize);
+        for c in text.chars() {
+            column += 1;
+            match c {
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_NESTING {
+                        return Err(format!(
+                            "nests deeper than {MAX_NESTING} levels of `[` and `{{` at line {line}, column {column} (brackets inside strings count too)"
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                '\n' => (line, column) = (line + 1, 0),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Skipping eight bytes at a time finds what a character at a time
+        /// finds, at the same line and column, whatever surrounds it.
+        #[test]
+        fn nesting_by_words_is_nesting_by_characters(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec!["[", "{", "]", "}", "\n", "a", "é", "✓", "{{{{{{{{", "[[[[[[[[", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", " ; ", "\u{7b}\u{5b}\u{fb}\u{db}"]),
+                0..400,
+            )
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(check_nesting(&text), nesting_by_characters(&text));
+        }
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::tree::{Map, Value};
 use indexmap::IndexMap;
-use serde_json::{Map, Value};
 
 use crate::error::{Location, ModelError, Problem};
 use crate::model::{
@@ -47,7 +47,7 @@ pub fn load_manifest(path: &Path) -> Result<Model, ModelError> {
 /// extension) and the project root (its directory).
 pub fn load_manifest_text(path: &Path, text: &str) -> Result<Model, ModelError> {
     let value = parse_text(path, text)?;
-    from_value(path, &manifest_root(path), &value)
+    from_tree(path, &manifest_root(path), &value)
 }
 
 /// Loads the JSON produced by evaluating the Nix modules, read from memory.
@@ -55,16 +55,16 @@ pub fn load_manifest_text(path: &Path, text: &str) -> Result<Model, ModelError> 
 /// `source` names where it came from (the flake) in error messages, `root` is
 /// the project directory.
 pub fn load_nix_json(source: &Path, root: &Path, json: &str) -> Result<Model, ModelError> {
-    let value: Value = serde_json::from_str(json).map_err(|err| ModelError::Parse {
+    let value: Value<'_> = serde_json::from_str(json).map_err(|err| ModelError::Parse {
         path: source.to_owned(),
         message: err.to_string(),
         line: Some(err.line()),
         column: Some(err.column()),
     })?;
-    from_value(source, root, &value)
+    from_tree(source, root, &value)
 }
 
-fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
+fn parse_text<'t>(path: &Path, text: &'t str) -> Result<Value<'t>, ModelError> {
     let parse_error = |message: String, position: Option<(usize, usize)>| ModelError::Parse {
         path: path.to_owned(),
         // Parsers quote the source: nothing in it may print raw.
@@ -75,13 +75,13 @@ fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
     // Before any parser: libyaml's time grows with the square of the nesting.
     crate::limits::check_nesting(text).map_err(|message| parse_error(message, None))?;
     match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str::<Value>(text).map_err(|e| {
+        Some("toml") => toml::from_str::<Value<'_>>(text).map_err(|e| {
             let position = e.span().map(|span| line_column(text, span.start));
             parse_error(e.to_string(), position)
         }),
-        Some("json") => serde_json::from_str::<Value>(text)
+        Some("json") => serde_json::from_str::<Value<'_>>(text)
             .map_err(|e| parse_error(e.to_string(), Some((e.line(), e.column())))),
-        Some("yaml" | "yml") => serde_norway::from_str::<Value>(text).map_err(|e| {
+        Some("yaml" | "yml") => serde_norway::from_str::<Value<'_>>(text).map_err(|e| {
             let position = e.location().map(|l| (l.line(), l.column()));
             parse_error(e.to_string(), position)
         }),
@@ -92,7 +92,26 @@ fn parse_text(path: &Path, text: &str) -> Result<Value, ModelError> {
 }
 
 /// Builds a model from an already parsed value tree.
-pub fn from_value(source: &Path, root: &Path, value: &Value) -> Result<Model, ModelError> {
+pub fn from_value(
+    source: &Path,
+    root: &Path,
+    value: &serde_json::Value,
+) -> Result<Model, ModelError> {
+    from_tree(source, root, &tree_of(source, value)?)
+}
+
+/// The reader's tree of a `serde_json::Value` (its strings borrowed).
+fn tree_of<'v>(source: &Path, value: &'v serde_json::Value) -> Result<Value<'v>, ModelError> {
+    // Every JSON value has a tree: this cannot fail, but is not unwrapped.
+    serde::Deserialize::deserialize(value).map_err(|err: serde_json::Error| ModelError::Parse {
+        path: source.to_owned(),
+        message: err.to_string(),
+        line: None,
+        column: None,
+    })
+}
+
+fn from_tree(source: &Path, root: &Path, value: &Value<'_>) -> Result<Model, ModelError> {
     let (model, problems) = read_value(source, root, value);
     if problems.is_empty() {
         Ok(model)
@@ -131,14 +150,14 @@ pub fn load_manifest_checked(path: &Path, checks: &Checks<'_>) -> Result<Model, 
         source,
     })?;
     let value = parse_text(path, &text)?;
-    from_value_checked(path, &manifest_root(path), &value, checks)
+    checked_tree(path, &manifest_root(path), &value, checks)
 }
 
 /// [`from_value`] and validation, reporting the problems of both stages together.
 pub fn from_value_validated(
     source: &Path,
     root: &Path,
-    value: &Value,
+    value: &serde_json::Value,
     known_backends: &[&str],
 ) -> Result<Model, ModelError> {
     from_value_checked(
@@ -156,7 +175,16 @@ pub fn from_value_validated(
 pub fn from_value_checked(
     source: &Path,
     root: &Path,
-    value: &Value,
+    value: &serde_json::Value,
+    checks: &Checks<'_>,
+) -> Result<Model, ModelError> {
+    checked_tree(source, root, &tree_of(source, value)?, checks)
+}
+
+fn checked_tree(
+    source: &Path,
+    root: &Path,
+    value: &Value<'_>,
     checks: &Checks<'_>,
 ) -> Result<Model, ModelError> {
     let (mut model, mut problems) = read_value(source, root, value);
@@ -184,12 +212,12 @@ pub fn manifest_root(path: &Path) -> PathBuf {
 }
 
 /// Reads what can be read, collecting problems instead of stopping at the first.
-fn read_value(source: &Path, root: &Path, value: &Value) -> (Model, Vec<Problem>) {
+fn read_value(source: &Path, root: &Path, value: &Value<'_>) -> (Model, Vec<Problem>) {
     let mut reader = Reader {
         base: Location::file(source),
         root: root.to_owned(),
         problems: Vec::new(),
-        declared: std::collections::HashSet::new(),
+        declared: Default::default(),
     };
     let model = reader.model(value);
     (
@@ -207,7 +235,7 @@ struct Reader {
     root: PathBuf,
     problems: Vec<Problem>,
     /// The targets declared so far (a fleet declares hundreds).
-    declared: std::collections::HashSet<TargetId>,
+    declared: std::collections::HashSet<TargetId, foldhash::fast::RandomState>,
 }
 
 impl Reader {
@@ -218,13 +246,9 @@ impl Reader {
         });
     }
 
-    fn object<'v>(
-        &mut self,
-        value: &'v Value,
-        location: &Location,
-    ) -> Option<&'v Map<String, Value>> {
+    fn object<'v, 't>(&mut self, value: &'v Value<'t>, location: &Location) -> Option<&'v Map<'t>> {
         match value {
-            Value::Object(map) => Some(map),
+            Value::Object(map) => Some(&**map),
             other => {
                 self.problem(
                     location.clone(),
@@ -236,15 +260,9 @@ impl Reader {
     }
 
     /// Reports keys outside `allowed` as problems.
-    fn known_keys(
-        &mut self,
-        map: &Map<String, Value>,
-        allowed: &[&str],
-        location: &Location,
-        prefix: &str,
-    ) {
+    fn known_keys(&mut self, map: &Map<'_>, allowed: &[&str], location: &Location, prefix: &str) {
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
+            if !allowed.contains(&key.as_ref()) {
                 self.problem(
                     location.field(format!("{prefix}{key}")),
                     format!(
@@ -256,9 +274,9 @@ impl Reader {
         }
     }
 
-    fn string(&mut self, value: &Value, location: Location) -> Option<String> {
+    fn string(&mut self, value: &Value<'_>, location: Location) -> Option<String> {
         match value {
-            Value::String(text) => Some(text.clone()),
+            Value::String(text) => Some(text.as_ref().to_owned()),
             other => {
                 self.problem(
                     location,
@@ -271,7 +289,7 @@ impl Reader {
 
     fn optional_string(
         &mut self,
-        map: &Map<String, Value>,
+        map: &Map<'_>,
         key: &str,
         location: &Location,
         prefix: &str,
@@ -284,7 +302,7 @@ impl Reader {
 
     fn bool(
         &mut self,
-        map: &Map<String, Value>,
+        map: &Map<'_>,
         key: &str,
         default: bool,
         location: &Location,
@@ -303,7 +321,7 @@ impl Reader {
         }
     }
 
-    fn default_backend(&mut self, map: &Map<String, Value>, location: &Location) -> Option<String> {
+    fn default_backend(&mut self, map: &Map<'_>, location: &Location) -> Option<String> {
         let default = map.get("default")?;
         let default = self.object(default, &location.field("default"))?;
         self.known_keys(default, &["backend"], location, "default.");
@@ -311,7 +329,7 @@ impl Reader {
     }
 
     /// `identities = ["~/.config/…", "keys/me.txt"]`: the operator's identity files.
-    fn identities(&mut self, map: &Map<String, Value>, location: &Location) -> Vec<String> {
+    fn identities(&mut self, map: &Map<'_>, location: &Location) -> Vec<String> {
         let Some(value) = map.get("identities").filter(|v| !v.is_null()) else {
             return Vec::new();
         };
@@ -338,7 +356,7 @@ impl Reader {
         out
     }
 
-    fn model(&mut self, value: &Value) -> Model {
+    fn model(&mut self, value: &Value<'_>) -> Model {
         let base = self.base.clone();
         let mut model = Model {
             source: PathBuf::new(),
@@ -377,7 +395,7 @@ impl Reader {
     }
 
     /// Reads `nixos = [{machine, …}]` (nix-eval shape) or `[nixos.<name>]` (table shape).
-    fn targets(&mut self, kind: TargetKind, section: &Value, targets: &mut Vec<Target>) {
+    fn targets(&mut self, kind: TargetKind, section: &Value<'_>, targets: &mut Vec<Target>) {
         let key = kind.manifest_key();
         let name_key = match kind {
             TargetKind::Nixos => "machine",
@@ -403,8 +421,8 @@ impl Reader {
                 }
             }
             Value::Object(entries) => {
-                for (name, entry) in entries {
-                    let id = TargetId::new(kind, name.clone());
+                for (name, entry) in entries.iter() {
+                    let id = TargetId::new(kind, name.as_ref());
                     let location = self.base.target(&id);
                     if let Some(map) = self.object(entry, &location) {
                         self.target(id, map, None, targets);
@@ -426,7 +444,7 @@ impl Reader {
     fn target(
         &mut self,
         id: TargetId,
-        map: &Map<String, Value>,
+        map: &Map<'_>,
         name_key: Option<&str>,
         targets: &mut Vec<Target>,
     ) {
@@ -444,10 +462,10 @@ impl Reader {
             && let Some(entries) = self.object(value, &location.field("config"))
         {
             for (backend, settings) in entries {
-                config.insert(backend.clone(), settings.clone());
+                config.insert(backend.as_ref().to_owned(), settings.to_json());
             }
         }
-        let mut artifacts = IndexMap::new();
+        let mut artifacts = IndexMap::default();
         if let Some(value) = map.get("artifacts").filter(|v| !v.is_null())
             && let Some(entries) = self.object(value, &location.field("artifacts"))
         {
@@ -456,7 +474,7 @@ impl Reader {
                 if let Some(artifact) =
                     self.artifact(id.kind, name, entry, &artifact_location, false)
                 {
-                    artifacts.insert(name.clone(), Arc::new(artifact));
+                    artifacts.insert(name.as_ref().to_owned(), Arc::new(artifact));
                 }
             }
         }
@@ -469,7 +487,7 @@ impl Reader {
     }
 
     /// Reads `[artifacts.<name>]` with `targets = [...]` and adds it to each target.
-    fn shorthand(&mut self, value: &Value, targets: &mut Vec<Target>) {
+    fn shorthand(&mut self, value: &Value<'_>, targets: &mut Vec<Target>) {
         let location = self.base.field("artifacts");
         let Some(entries) = self.object(value, &location) else {
             return;
@@ -486,7 +504,7 @@ impl Reader {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, v)| match v {
-                        Value::String(reference) => Some(reference.as_str()),
+                        Value::String(reference) => Some(reference.as_ref()),
                         other => {
                             let field = location.field(format!("targets[{i}]"));
                             self.string(other, field);
@@ -522,10 +540,12 @@ impl Reader {
                     continue;
                 };
                 let kind = targets[index].id.kind;
-                let artifact_location = location.target(&targets[index].id);
                 let artifact = match read.iter().find(|(k, _)| *k == kind) {
                     Some((_, artifact)) => artifact.clone(),
                     None => {
+                        // Built here only: a location is several allocations,
+                        // and a fleet's shorthand has thousands of references.
+                        let artifact_location = location.target(&targets[index].id);
                         let problems = self.problems.len();
                         let Some(artifact) =
                             self.artifact(kind, name, entry, &artifact_location, true)
@@ -540,13 +560,14 @@ impl Reader {
                     }
                 };
                 let target = &mut targets[index];
-                if target.artifacts.contains_key(name) {
-                    self.problem(
-                        artifact_location,
+                match target.artifacts.entry(name.as_ref().to_owned()) {
+                    indexmap::map::Entry::Occupied(_) => self.problem(
+                        location.target(&target.id),
                         "declared twice: on the target and in the top-level `[artifacts]` shorthand",
-                    );
-                } else {
-                    target.artifacts.insert(name.clone(), artifact);
+                    ),
+                    indexmap::map::Entry::Vacant(slot) => {
+                        slot.insert(artifact);
+                    }
                 }
             }
         }
@@ -562,16 +583,17 @@ impl Reader {
         location: &Location,
     ) -> Option<usize> {
         // A bare nested environment (`prod/eu`) names a declared `tanka/prod/eu`.
-        let bare = match index.named(reference) {
-            [one] => Some(*one),
-            _ => None,
+        let (bare, several) = match index.named(reference) {
+            [] => (None, false),
+            [one] => (Some(*one), false),
+            _ => (None, true),
         };
-        let id = match reference.split_once('/') {
+        let (kind, name) = match reference.split_once('/') {
             Some((kind, _)) if TargetKind::parse(kind).is_none() && bare.is_some() => {
                 return bare;
             }
             Some((kind, name)) => match TargetKind::parse(kind) {
-                Some(kind) => TargetId::new(kind, name),
+                Some(kind) => (kind, name),
                 None => {
                     self.problem(
                         location.field("targets"),
@@ -580,27 +602,26 @@ impl Reader {
                     return None;
                 }
             },
-            None => match index.named(reference) {
-                [one] => return Some(*one),
-                [] => TargetId::new(TargetKind::Nixos, reference),
-                _ => {
-                    self.problem(
-                            location.field("targets"),
-                            format!("`{reference}` names several targets; write it as nixos/{reference}, home/{reference} or tanka/{reference}"),
-                        );
-                    return None;
-                }
-            },
+            None if bare.is_some() => return bare,
+            None if several => {
+                self.problem(
+                    location.field("targets"),
+                    format!("`{reference}` names several targets; write it as nixos/{reference}, home/{reference} or tanka/{reference}"),
+                );
+                return None;
+            }
+            None => (TargetKind::Nixos, reference),
         };
-        if let Some(&found) = index.by_id.get(&id) {
+        if let Some(found) = index.find(kind, name) {
             return Some(found);
         }
+        let id = TargetId::new(kind, name);
         index.add(&id, targets.len());
         targets.push(Target {
             id,
             default_backend: None,
             config: IndexMap::new(),
-            artifacts: IndexMap::new(),
+            artifacts: IndexMap::default(),
         });
         Some(targets.len() - 1)
     }
@@ -609,7 +630,7 @@ impl Reader {
         &mut self,
         kind: TargetKind,
         name: &str,
-        value: &Value,
+        value: &Value<'_>,
         location: &Location,
         shorthand: bool,
     ) -> Option<Artifact> {
@@ -662,7 +683,7 @@ impl Reader {
         {
             for (prompt_name, entry) in entries {
                 if let Some(prompt) = self.prompt(prompt_name, entry, location) {
-                    prompts.insert(prompt_name.clone(), prompt);
+                    prompts.insert(prompt_name.as_ref().to_owned(), prompt);
                 }
             }
         }
@@ -672,7 +693,7 @@ impl Reader {
         {
             for (file_name, entry) in entries {
                 if let Some(file) = self.file(kind, name, file_name, entry, location) {
-                    files.insert(file_name.clone(), file);
+                    files.insert(file_name.as_ref().to_owned(), file);
                 }
             }
         }
@@ -725,7 +746,7 @@ impl Reader {
         })
     }
 
-    fn prompt(&mut self, name: &str, value: &Value, location: &Location) -> Option<Prompt> {
+    fn prompt(&mut self, name: &str, value: &Value<'_>, location: &Location) -> Option<Prompt> {
         let prefix = format!("prompts.{name}.");
         let map = self.object(value, &location.field(format!("prompts.{name}")))?;
         self.known_keys(
@@ -760,7 +781,7 @@ impl Reader {
         kind: TargetKind,
         artifact: &str,
         name: &str,
-        value: &Value,
+        value: &Value<'_>,
         location: &Location,
     ) -> Option<FileSpec> {
         let prefix = format!("files.{name}.");
@@ -869,7 +890,7 @@ pub fn parse_mode(text: &str) -> Result<Mode, String> {
     Ok(Mode(mode))
 }
 
-fn kind_of(value: &Value) -> &'static str {
+fn kind_of(value: &Value<'_>) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -881,17 +902,24 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 /// Targets by id and by bare name, so that resolving each of the shorthand's
-/// references is a lookup, not a scan (fleets have thousands of targets).
+/// references is a lookup, not a scan (fleets have thousands of targets),
+/// and one that allocates nothing.
 struct TargetIndex {
-    by_id: HashMap<TargetId, usize>,
-    by_name: HashMap<String, Vec<usize>>,
+    /// Per kind ([`TargetKind`] as an index), by name.
+    by_id: [FastMap<String, usize>; 3],
+    by_name: FastMap<String, Vec<usize>>,
 }
+
+/// A hash map with foldhash: fast, and seeded per process, so names chosen
+/// to collide cannot make lookups slow.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 impl TargetIndex {
     fn new(targets: &[Target]) -> TargetIndex {
+        let map = || FastMap::with_capacity_and_hasher(targets.len(), Default::default());
         let mut index = TargetIndex {
-            by_id: HashMap::with_capacity(targets.len()),
-            by_name: HashMap::with_capacity(targets.len()),
+            by_id: [map(), map(), map()],
+            by_name: FastMap::with_capacity_and_hasher(targets.len(), Default::default()),
         };
         for (i, target) in targets.iter().enumerate() {
             index.add(&target.id, i);
@@ -900,11 +928,16 @@ impl TargetIndex {
     }
 
     fn add(&mut self, id: &TargetId, position: usize) {
-        self.by_id.insert(id.clone(), position);
+        self.by_id[id.kind as usize].insert(id.name.clone(), position);
         self.by_name
             .entry(id.name.clone())
             .or_default()
             .push(position);
+    }
+
+    /// The position of the target `kind/name`, if declared.
+    fn find(&self, kind: TargetKind, name: &str) -> Option<usize> {
+        self.by_id[kind as usize].get(name).copied()
     }
 
     /// Positions of the targets with this bare name, in declaration order.

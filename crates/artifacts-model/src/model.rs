@@ -296,8 +296,9 @@ pub struct Target {
     pub config: IndexMap<String, serde_json::Value>,
     /// Artifacts declared on this target, in declaration order. Shared
     /// pointers: a shorthand declaration is one value for every target of a
-    /// kind (a fleet lists hundreds), not a copy per target.
-    pub artifacts: IndexMap<String, Arc<Artifact>>,
+    /// kind (a fleet lists hundreds), not a copy per target. Names hash
+    /// with foldhash (fast, seeded per process): a fleet has thousands.
+    pub artifacts: IndexMap<String, Arc<Artifact>, foldhash::fast::RandomState>,
 }
 
 /// All declarations.
@@ -360,6 +361,19 @@ impl Model {
     /// Finds a target.
     pub fn target(&self, id: &TargetId) -> Option<&Target> {
         self.targets.iter().find(|target| &target.id == id)
+    }
+
+    /// The name of the backend [`Model::resolve_backend`] chooses, borrowed.
+    pub fn backend_name<'a>(
+        &'a self,
+        target: &'a Target,
+        artifact: &'a Artifact,
+    ) -> Option<&'a str> {
+        artifact
+            .backend
+            .as_deref()
+            .or(target.default_backend.as_deref())
+            .or(self.default_backend.as_deref())
     }
 
     /// Resolves the backend of an artifact on a target:

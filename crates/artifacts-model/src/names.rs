@@ -49,20 +49,25 @@ pub fn check_name(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    let shown = escape_for_message(name);
+    // Escaped on error only: every declared name is checked on every run.
+    let shown = || escape_for_message(name);
     if name == "." || name == ".." || name.contains("..") {
-        return Err(format!("name {shown} contains `..`"));
+        return Err(format!("name {} contains `..`", shown()));
     }
     if name.contains('/') {
-        return Err(format!("name {shown} contains `/`"));
+        return Err(format!("name {} contains `/`", shown()));
     }
     if name.starts_with('-') {
         return Err(format!(
-            "name {shown} starts with `-` (it would read as an option)"
+            "name {} starts with `-` (it would read as an option)",
+            shown()
         ));
     }
     if name.trim() != name {
-        return Err(format!("name {shown} has leading or trailing whitespace"));
+        return Err(format!(
+            "name {} has leading or trailing whitespace",
+            shown()
+        ));
     }
     Ok(())
 }

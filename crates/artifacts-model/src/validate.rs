@@ -30,7 +30,8 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
     // A shorthand declaration is one value on every target of a kind: what
     // depends on it alone is checked once per kind when it passes (a
     // failing one is reported at each target's location).
-    let mut passed: std::collections::HashSet<(usize, TargetKind)> = Default::default();
+    let mut passed: std::collections::HashSet<(usize, TargetKind), foldhash::fast::RandomState> =
+        Default::default();
     for target in &model.targets {
         let location = base.target(&target.id);
         if let Err(message) = check_target_name(target.id.kind, &target.id.name) {
@@ -45,9 +46,12 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
             );
         }
         for artifact in target.artifacts.values() {
-            let location = location.artifact(&artifact.name);
+            // Built only where needed: a location is several allocations,
+            // and a fleet declares thousands of artifacts.
+            let at = || location.artifact(&artifact.name);
             let key = (Arc::as_ptr(artifact) as usize, target.id.kind);
             if !passed.contains(&key) {
+                let location = at();
                 let before = problems.len();
                 check_declaration(
                     target.id.kind,
@@ -60,7 +64,7 @@ pub fn validate(model: &Model, known_backends: &[&str]) -> Result<(), ModelError
                     passed.insert(key);
                 }
             }
-            check_on_target(model, target, artifact, &location, &mut problems);
+            check_on_target(model, target, artifact, &at, &mut problems);
         }
     }
     check_nested_environments(model, &base, &mut problems);
@@ -188,17 +192,17 @@ fn check_on_target(
     model: &Model,
     target: &Target,
     artifact: &Artifact,
-    location: &Location,
+    location: &dyn Fn() -> Location,
     problems: &mut Vec<Problem>,
 ) {
-    if model.resolve_backend(target, artifact).is_none() {
+    if model.backend_name(target, artifact).is_none() {
         problems.push(problem(
-            location.clone(),
+            location(),
             "no backend chosen: set `backend` on the artifact, `default.backend` on the target, or `default.backend` at the top of the manifest",
         ));
     }
     for (index, dependency) in artifact.dependencies.iter().enumerate() {
-        let field = || location.field(format!("dependencies[{index}]"));
+        let field = || location().field(format!("dependencies[{index}]"));
         if let Err(message) = check_name(dependency) {
             problems.push(problem(field(), format!("dependency {message}")));
             continue;
@@ -545,7 +549,11 @@ fn show(value: &Option<String>) -> String {
 fn check_cycles(model: &Model, base: &Location, problems: &mut Vec<Problem>) {
     let mut reported = std::collections::BTreeSet::new();
     for target in &model.targets {
-        for start in target.artifacts.keys() {
+        for (start, artifact) in &target.artifacts {
+            // No cycle starts at an artifact that depends on nothing.
+            if artifact.dependencies.is_empty() {
+                continue;
+            }
             let mut path = vec![start.as_str()];
             if let Some(cycle) = find_cycle(target, &mut path)
                 && reported.insert(normalize_cycle(&cycle))

@@ -645,3 +645,105 @@ fn parse_errors_tell_line_and_column_in_every_format() {
         }
     }
 }
+
+/// A fleet's manifest: `machines` machines, each with a default backend
+/// unless `without_backend`, and one shorthand artifact on all of them.
+fn fleet(machines: usize, without_backend: usize, artifact: &str) -> String {
+    let mut text = String::new();
+    for m in 0..machines {
+        text.push_str(&format!("[nixos.m{m}]\n"));
+        if m != without_backend {
+            text.push_str("default.backend = \"b\"\n");
+        }
+    }
+    let targets: Vec<String> = (0..machines).map(|m| format!("\"m{m}\"")).collect();
+    text.push_str(&format!(
+        "[artifacts.a]\ntargets = [{}]\ngenerator = \"g\"\nfiles.f = {{}}\n{artifact}",
+        targets.join(", ")
+    ));
+    text
+}
+
+/// Problems found deep in a 500-target shorthand name the one target (or
+/// list entry) they are about, though the declaration is read once and
+/// locations are only built for problems.
+#[test]
+fn fleet_problems_name_the_right_target() {
+    // m317 alone has no backend; a target that is not a string sits at 250.
+    let text = fleet(500, 317, "").replace("\"m250\"", "250");
+    let found = problems(&text, &["b"]);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    has(
+        &found,
+        "`/p/artifacts.toml`, artifact `a`, field `targets[250]`: expected a string, found a number",
+    );
+    has(
+        &found,
+        "`/p/artifacts.toml`, nixos machine `m317`, artifact `a`: no backend chosen",
+    );
+    // A dependency that no target declares: each target says so, at itself.
+    let found = problems(&fleet(500, 500, "dependencies = [\"gone\"]\n"), &["b"]);
+    assert_eq!(found.len(), 501, "{}", found[..3].join("\n"));
+    for m in [0, 1, 250, 499] {
+        has(
+            &found,
+            &format!(
+                "`/p/artifacts.toml`, nixos machine `m{m}`, artifact `a`, field `dependencies[0]`: depends on `gone`, which nixos machine `m{m}` does not declare"
+            ),
+        );
+    }
+    // Declared on a target and in the shorthand: named at that target.
+    let text = fleet(500, 500, "").replace(
+        "[nixos.m42]\n",
+        "[nixos.m42]\nartifacts.a = { generator = \"g\", files.f = {} }\n",
+    );
+    let found = problems(&text, &["b"]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    has(
+        &found,
+        "`/p/artifacts.toml`, nixos machine `m42`, artifact `a`: declared twice",
+    );
+}
+
+/// The targets of a shorthand share one declaration per kind (one value,
+/// not a copy per target), in every manifest format.
+#[test]
+fn shorthand_targets_of_a_kind_share_one_declaration() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = fleet(50, 50, "");
+    let value: serde_json::Value = toml::from_str(&toml).unwrap();
+    let json = serde_json::to_string(&value).unwrap();
+    let yaml = serde_norway::to_string(&value).unwrap();
+    for (name, text) in [("a.toml", toml), ("a.json", json), ("a.yaml", yaml)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let model = load_manifest_validated(&path, &["b"]).unwrap();
+        assert_eq!(model.targets.len(), 50, "{name}");
+        let first = &model.targets[0].artifacts["a"];
+        assert!(
+            model
+                .targets
+                .iter()
+                .all(|t| std::sync::Arc::ptr_eq(&t.artifacts["a"], first)),
+            "{name}"
+        );
+    }
+}
+
+/// Target `config` reaches backends as the JSON value it was written as,
+/// numbers, nesting and key order included.
+#[test]
+fn target_config_keeps_its_values() {
+    let model = toml_model(
+        r#"
+[nixos.m]
+config.sops-nix = { publicHostKey = "age1x", zeta = 1, alpha = [1.5, true, { deep = "x" }] }
+"#,
+    )
+    .unwrap();
+    let config = &model.targets[0].config["sops-nix"];
+    assert_eq!(
+        serde_json::to_string(config).unwrap(),
+        r#"{"publicHostKey":"age1x","zeta":1,"alpha":[1.5,true,{"deep":"x"}]}"#
+    );
+}
