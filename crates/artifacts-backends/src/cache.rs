@@ -102,6 +102,11 @@ impl Drop for Cache {
         // checking them; the data keys are still zeroed.
         let files = self.files.get_mut().unwrap_or_else(PoisonError::into_inner);
         std::mem::forget(std::mem::take(files));
+        // So are each target's recipients and transit keys: public keys.
+        let recipients = self.recipients.get_mut().unwrap_or_else(PoisonError::into_inner);
+        std::mem::forget(std::mem::take(recipients));
+        let transit = self.transit.get_mut().unwrap_or_else(PoisonError::into_inner);
+        std::mem::forget(std::mem::take(transit));
     }
 }
 
@@ -261,7 +266,33 @@ impl Cache {
         path: &Path,
         open: impl FnOnce() -> Result<Option<Dir>, E>,
     ) -> Result<Option<Arc<Dir>>, E> {
+        self.dir_checked(path, true, open)
+    }
+
+    /// [`Cache::dir`] for a read only, which takes a directory open already
+    /// as it is, without the `stat`: a fleet's check reads its 500 files
+    /// from one directory, and what it reports is only as current as the
+    /// moment it read them anyway.
+    pub(crate) fn dir_to_read<E>(
+        &self,
+        path: &Path,
+        open: impl FnOnce() -> Result<Option<Dir>, E>,
+    ) -> Result<Option<Arc<Dir>>, E> {
+        self.dir_checked(path, false, open)
+    }
+
+    fn dir_checked<E>(
+        &self,
+        path: &Path,
+        recheck: bool,
+        open: impl FnOnce() -> Result<Option<Dir>, E>,
+    ) -> Result<Option<Arc<Dir>>, E> {
         let known = lock(&self.dirs).get(path).cloned();
+        if let Some((dir, _)) = &known
+            && !recheck
+        {
+            return Ok(Some(dir.clone()));
+        }
         if let Some((dir, identity)) = known {
             use std::os::unix::fs::MetadataExt;
             // Links followed: `open` refused them on the way, and a path

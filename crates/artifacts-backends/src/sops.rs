@@ -157,16 +157,22 @@ fn file_path(call: &Call) -> Result<(PathBuf, String), Error> {
 }
 
 /// The target's file: its directory (when it exists; kept open for the
-/// run, since every artifact of the target asks) and its full path, for messages.
-fn open_file_dir(call: &Call) -> Result<(Option<Arc<Dir>>, String, PathBuf), Error> {
+/// run, since every artifact of the target asks; see [`crate::cache::Cache::dir_to_read`]
+/// for `to_read`) and its full path, for messages.
+fn open_file_dir(call: &Call, to_read: bool) -> Result<(Option<Arc<Dir>>, String, PathBuf), Error> {
     let (relative, name) = file_path(call)?;
     let dir_path = call.root.join(&relative);
     let path = dir_path.join(&name);
-    let dir = call.cache.dir(&dir_path, || {
+    let open = || {
         call.root_dir()?
             .open(&relative)
             .map_err(Error::io("open", &dir_path))
-    })?;
+    };
+    let dir = if to_read {
+        call.cache.dir_to_read(&dir_path, open)?
+    } else {
+        call.cache.dir(&dir_path, open)?
+    };
     Ok((dir, name, path))
 }
 
@@ -195,7 +201,7 @@ type Read = (Arc<Dir>, String, PathBuf, Arc<EncryptedFile>);
 /// the run only if `remember` (a check reads each target's file once, and a
 /// fleet's parsed files would be tens of megabytes that nothing reads again).
 fn read_file_at(call: &Call, remember: bool) -> Result<Option<Read>, Error> {
-    let (dir, name, path) = open_file_dir(call)?;
+    let (dir, name, path) = open_file_dir(call, !remember)?;
     let Some(dir) = dir else { return Ok(None) };
     if !remember {
         let Some(bytes) = dir.read(&name).map_err(Error::io("read", &path))? else {
