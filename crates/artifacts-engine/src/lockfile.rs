@@ -44,9 +44,9 @@
 //!
 //! In memory, a fleet's lock is tens of thousands of entries read by every
 //! command: the text [`Lock::save`] writes is read line by line without
-//! serde_json (see [`canonical`]), the digests and names that repeat across
-//! targets are shared ([`Arc<str>`]), and each scope's entries are one sorted
-//! vector. Any other text (written by hand, an older version, or invalid) is
+//! serde_json (see [`canonical`]), the strings that repeat across targets
+//! (digests, backends, times, artifact names) are shared ([`Arc<str>`]), and
+//! each scope's entries are one sorted vector. Any other text (written by hand, an older version, or invalid) is
 //! read by serde_json as before, its errors included.
 
 mod canonical;

@@ -9,8 +9,10 @@
 //! reads it with serde_json, whose result and errors stay the reference. So
 //! what is read here, keys sorted, is what saving writes back byte for byte.
 //!
-//! The digests, backend names and artifact names that repeat across targets
-//! are read once and shared.
+//! Every string value and artifact name is read once and shared: across a
+//! fleet's targets the same artifact has the same digests, backend and
+//! placement (the same paths and modes), and one run stamps its generations
+//! with a handful of times.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
@@ -80,7 +82,7 @@ struct Fields {
 }
 
 /// How much is read at a time: the text is never held whole.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 16 * 1024;
 
 /// Text read once and shared, by its content.
 type Shared = HashSet<Arc<str>, foldhash::fast::RandomState>;
@@ -319,11 +321,7 @@ impl<R: Read> Reader<R> {
                 }
                 name => {
                     let (value, after) = string(rest).ok_or(Stop::Other)?;
-                    let value = match name {
-                        // Where the files go and when: rarely the same twice.
-                        "placement" | "generated_at" => Arc::from(value),
-                        _ => share(&mut self.shared, value),
-                    };
+                    let value = share(&mut self.shared, value);
                     match name {
                         "fingerprint" => fingerprint = Some(value),
                         "generator" => entry.generator = Some(value),
