@@ -46,8 +46,9 @@
 //! command: the text [`Lock::save`] writes is read line by line without
 //! serde_json (see [`canonical`]), the strings that repeat across targets
 //! (digests, backends, times, artifact names) are shared ([`Arc<str>`]), and
-//! each scope's entries are one sorted vector. Any other text (written by hand, an older version, or invalid) is
-//! read by serde_json as before, its errors included.
+//! each scope's entries are one sorted vector. Any other text (written by
+//! hand, an older version, or invalid) is read by serde_json as before, its
+//! errors included.
 
 mod canonical;
 
