@@ -1008,4 +1008,42 @@ mod tests {
         assert!(matches!(error, LockError::Io(_)), "{chain}");
         assert!(chain.contains("valid UTF-8"), "{chain}");
     }
+
+    /// A fleet's lock (the bench fleet's shape: one artifact has the same
+    /// digests on every machine) is read without serde_json, each repeated
+    /// string once, and saved back byte for byte.
+    #[test]
+    fn a_fleet_lock_is_read_sharing_its_strings_and_saved_as_it_was() {
+        let digest = |what: &str, n: usize| format!("sha256:{what}{n:0>60}");
+        let (_dir, lock) = load(r#"{"version": 2}"#);
+        let mut lock = lock.unwrap();
+        for machine in 1..=100 {
+            for artifact in 1..=20 {
+                let mut entry = entry(&digest("f", artifact));
+                entry.generator = Some(digest("g", artifact).into());
+                entry.placement = Some(digest("p", artifact * machine).into());
+                entry.backend = Some("sops-nix".into());
+                lock.set(&format!("nixos/m{machine}"), &format!("a{artifact}"), entry);
+            }
+        }
+        let text = lock.text();
+        assert!(read_both(&text).is_some());
+        let (_dir, loaded) = load(&text);
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.text(), text);
+        let (one, other) = (
+            loaded.get("nixos/m1", "a7").unwrap(),
+            loaded.get("nixos/m99", "a7").unwrap(),
+        );
+        assert_ne!(one.placement, other.placement);
+        assert!(Arc::ptr_eq(&one.fingerprint, &other.fingerprint));
+        assert!(Arc::ptr_eq(
+            one.generator.as_ref().unwrap(),
+            other.generator.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            one.generated_at.as_ref().unwrap(),
+            other.generated_at.as_ref().unwrap()
+        ));
+    }
 }
