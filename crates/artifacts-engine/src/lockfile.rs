@@ -41,10 +41,22 @@
 //! journal that does not match the lock file (the lock was written after it,
 //! or replaced by hand) is ignored: its artifacts read as untracked, never
 //! as current.
+//!
+//! In memory, a fleet's lock is tens of thousands of entries read by every
+//! command: the text [`Lock::save`] writes is read line by line without
+//! serde_json (see [`canonical`]), the strings that repeat across targets
+//! (digests, backends, times, artifact names) are shared ([`Arc<str>`]), and
+//! each scope's entries are one sorted vector. Any other text (written by
+//! hand, an older version, or invalid) is read by serde_json as before, its
+//! errors included.
+
+mod canonical;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -69,23 +81,23 @@ const LEGACY_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockEntry {
     /// The fingerprint of what makes the secret, at generation (or acceptance) time.
-    pub fingerprint: String,
+    pub fingerprint: Arc<str>,
     /// The generator's identity alone, to say what changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator: Option<String>,
+    pub generator: Option<Arc<str>>,
     /// The fingerprint of where the files go (paths, owners, groups, modes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<String>,
+    pub placement: Option<Arc<str>>,
     /// The backend that stored it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backend: Option<String>,
+    pub backend: Option<Arc<str>>,
     /// The generation (`generated_at`, `None` when unknown) of each dependency
     /// it was generated from, by dependency label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dependencies: BTreeMap<String, Option<String>>,
     /// When it was generated (RFC 3339, UTC); absent for adopted artifacts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generated_at: Option<String>,
+    pub generated_at: Option<Arc<str>>,
     /// Backend-specific facts that are not secret (e.g. a recipient-set fingerprint).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
@@ -131,8 +143,8 @@ impl LockEntry {
     /// The stamp a backend stores with this generation (see [`Stamp`]).
     pub fn stamp(&self) -> Stamp {
         Stamp {
-            fingerprint: self.fingerprint.clone(),
-            generated_at: self.generated_at.clone(),
+            fingerprint: self.fingerprint.to_string(),
+            generated_at: self.generated_at.as_deref().map(str::to_owned),
         }
     }
 
@@ -143,17 +155,86 @@ impl LockEntry {
 }
 
 /// The current time as the lock writes it.
-pub(crate) fn now() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+pub(crate) fn now() -> Arc<str> {
+    humantime::format_rfc3339_micros(SystemTime::now())
+        .to_string()
+        .into()
 }
 
-type Entries = BTreeMap<String, BTreeMap<String, LockEntry>>;
+/// Entries sorted by key, each key once: a scope's entries cost what they
+/// hold (a B-tree node has room for 11 whatever the count), and a look-up is
+/// a binary search on borrowed text. Recording is linear in the scope's
+/// entries, which are one target's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sorted<V>(Vec<(Arc<str>, V)>);
 
+impl<V> Sorted<V> {
+    fn new() -> Self {
+        Sorted(Vec::new())
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key))
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.find(key).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// The value of `key`, inserted with `make` when missing.
+    fn get_or_insert_with(&mut self, key: &str, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.find(key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key.into(), make()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    fn insert(&mut self, key: &str, value: V) {
+        match self.find(key) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (key.into(), value)),
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<V> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Keys come out sorted, so a saved lock is the same bytes as from a `BTreeMap`.
+impl<V: Serialize> Serialize for Sorted<V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(key, value)| (key, value)))
+    }
+}
+
+impl<V> From<BTreeMap<String, V>> for Sorted<V> {
+    fn from(map: BTreeMap<String, V>) -> Self {
+        Sorted(map.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+}
+
+/// Scope (`nixos/m1`, `shared`) to artifact to entry.
+type Entries = Sorted<Sorted<LockEntry>>;
+
+/// What serde_json reads when the text is not [`canonical`].
 #[derive(Debug, Deserialize)]
 struct LockData {
     version: u32,
     #[serde(default)]
-    entries: Entries,
+    entries: BTreeMap<String, BTreeMap<String, LockEntry>>,
 }
 
 /// What [`Lock::save`] writes: the entries borrowed, never cloned.
@@ -236,31 +317,28 @@ impl Lock {
 
     /// Reads the lock at `path`; a missing file is an empty lock.
     pub fn load(path: &Path) -> Result<Lock, LockError> {
-        let (legacy, mut entries, base) = match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let data: LockData =
-                    serde_json::from_str(&text).map_err(|e| LockError::Invalid {
-                        path: path.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                if !(LEGACY_VERSION..=VERSION).contains(&data.version) {
-                    return Err(LockError::Invalid {
-                        path: path.to_owned(),
-                        message: format!(
-                            "version {} is not supported (this artifacts reads versions {LEGACY_VERSION} to {VERSION}; a newer one wrote it?)",
-                            data.version
-                        ),
-                    });
-                }
-                (data.version == LEGACY_VERSION, data.entries, Some(text))
+        let read = |source| LockError::from(IoError::new("read", path, source));
+        let (legacy, mut entries, file) = match File::open(path) {
+            Ok(file) => {
+                let (legacy, entries) = parse(path, &file)?;
+                (legacy, entries, Some(file))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, BTreeMap::new(), None),
-            Err(source) => {
-                return Err(IoError::new("read", path, source).into());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (false, Sorted::new(), None),
+            Err(source) => return Err(read(source)),
         };
-        // Hashed only when a journal is there to compare with: a fleet's lock is megabytes.
-        let base = || base.map(|text| sha256_of(text.as_bytes()));
+        // Hashed only when a journal is there to compare with: a fleet's lock
+        // is megabytes. Read again through the same handle, so these are the
+        // bytes parsed: the lock is replaced by a rename, never written in place.
+        let base = || match file {
+            Some(mut file) => {
+                let mut bytes = Vec::new();
+                file.rewind()
+                    .and_then(|()| file.read_to_end(&mut bytes))
+                    .map_err(read)?;
+                Ok(Some(sha256_of(&bytes)))
+            }
+            None => Ok(None),
+        };
         let replayed = replay(&journal_path(path), base, &mut entries)?;
         Ok(Lock {
             path: path.to_owned(),
@@ -303,20 +381,14 @@ impl Lock {
     /// Records an entry.
     pub fn set(&mut self, scope: &str, artifact: &str, entry: LockEntry) {
         self.entries
-            .entry(scope.to_owned())
-            .or_default()
-            .insert(artifact.to_owned(), entry);
+            .get_or_insert_with(scope, Sorted::new)
+            .insert(artifact, entry);
     }
 
     /// Writes the lock atomically (temp file, fsync, rename), always as the
     /// current version, then removes the journal it now holds.
     pub fn save(&self) -> Result<(), LockError> {
-        let data = LockDataRef {
-            version: VERSION,
-            entries: &self.entries,
-        };
-        let mut text = serde_json::to_string_pretty(&data).expect("lock data serializes");
-        text.push('\n');
+        let text = self.text();
         let dir = match self.path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
@@ -335,6 +407,17 @@ impl Lock {
             }
             _ => Ok(()),
         }
+    }
+
+    /// What [`Lock::save`] writes.
+    fn text(&self) -> String {
+        let data = LockDataRef {
+            version: VERSION,
+            entries: &self.entries,
+        };
+        let mut text = serde_json::to_string_pretty(&data).expect("lock data serializes");
+        text.push('\n');
+        text
     }
 
     /// Starts a journal for the changes [`Lock::record`] makes until the
@@ -417,12 +500,47 @@ impl Lock {
     }
 }
 
+/// Reads the lock file open as `file`: whether it is version 1, and its entries.
+fn parse(path: &Path, mut file: &File) -> Result<(bool, Entries), LockError> {
+    let read = |source| LockError::from(IoError::new("read", path, source));
+    if let Some(entries) = canonical::read(file).map_err(read)? {
+        return Ok((false, entries));
+    }
+    file.rewind().map_err(read)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read)?;
+    parse_json(path, &text)
+}
+
+/// Reads any lock text with serde_json: whether it is version 1, and its entries.
+fn parse_json(path: &Path, text: &str) -> Result<(bool, Entries), LockError> {
+    let data: LockData = serde_json::from_str(text).map_err(|e| LockError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    if !(LEGACY_VERSION..=VERSION).contains(&data.version) {
+        return Err(LockError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "version {} is not supported (this artifacts reads versions {LEGACY_VERSION} to {VERSION}; a newer one wrote it?)",
+                data.version
+            ),
+        });
+    }
+    let entries = data
+        .entries
+        .into_iter()
+        .map(|(scope, artifacts)| (scope.into(), Sorted::from(artifacts)))
+        .collect();
+    Ok((data.version == LEGACY_VERSION, Sorted(entries)))
+}
+
 /// Replays the journal at `path` into `entries` when it extends the lock
 /// file whose hash is `base`; whether it did. A torn last line (a kill in
 /// the middle of a write) is left out.
 fn replay(
     path: &Path,
-    base: impl FnOnce() -> Option<String>,
+    base: impl FnOnce() -> Result<Option<String>, LockError>,
     entries: &mut Entries,
 ) -> Result<bool, LockError> {
     let text = match std::fs::read(path) {
@@ -439,7 +557,7 @@ fn replay(
     let Some(Ok(header)) = header.map(serde_json::from_slice::<JournalHeader>) else {
         return Ok(false);
     };
-    if header.base != base() {
+    if header.base != base()? {
         tracing::debug!(
             "ignoring `{}`: it extends another version of the lock file",
             path.display()
@@ -452,17 +570,15 @@ fn replay(
         }
         let line: JournalLine = serde_json::from_slice(line)
             .map_err(|e| invalid(format!("line {}: {e}", number + 2)))?;
-        let scope = entries.entry(line.scope).or_default();
+        let scope = entries.get_or_insert_with(&line.scope, Sorted::new);
         match line.entry {
-            Some(entry) => {
-                scope.insert(line.artifact, entry);
-            }
+            Some(entry) => scope.insert(&line.artifact, entry),
             None => {
                 scope.remove(&line.artifact);
             }
         }
     }
-    entries.retain(|_, artifacts| !artifacts.is_empty());
+    entries.0.retain(|(_, artifacts)| !artifacts.is_empty());
     Ok(true)
 }
 
@@ -610,5 +726,324 @@ mod tests {
         let entry = lock.get("shared", "ca").unwrap();
         assert_eq!(entry.generated_at(), None);
         assert_eq!(entry.backend.as_deref(), Some("agenix"));
+    }
+
+    /// A small deterministic generator (PROPTEST_RNG_SEED picks the seed).
+    struct Rng(u64);
+
+    impl Rng {
+        fn new() -> Rng {
+            let seed = std::env::var("PROPTEST_RNG_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(20261122u64);
+            Rng(seed | 1)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+        fn maybe<'a>(&mut self, from: &[&'a str]) -> Option<&'a str> {
+            (self.below(3) != 0).then(|| self.pick(from))
+        }
+    }
+
+    const PLAIN: &[&str] = &[
+        "sha256:12980add9cb5fdd14837e4bea9e224710911f6b719a67b5e7cc6f92460277c6e",
+        "sha256:9a0afb2a545906313fc7b831fb82817bd4494768ef0cdc21a5be4fb39beda584",
+        "2026-11-30T13:39:38.703516Z",
+        "sops-nix",
+        "ünïcødé ✓ /",
+        "",
+        "null",
+        "a\u{7f}b",
+    ];
+    const ODD: &[&str] = &[
+        "with \"quotes\"",
+        "back\\slash",
+        "new\nline",
+        "tab\t",
+        "\u{1}",
+    ];
+    const SCOPES: &[&str] = &["nixos/m1", "nixos/m10", "nixos/m2", "shared", "home/u"];
+    const ARTIFACTS: &[&str] = &["a1", "a10", "a2", "ca", "ssh host", "ü"];
+
+    fn random_entry(rng: &mut Rng, strings: &[&str]) -> LockEntry {
+        let text = |rng: &mut Rng| rng.maybe(strings).map(Arc::from);
+        let labels = |rng: &mut Rng| {
+            (0..rng.below(3))
+                .map(|_| (rng.pick(ARTIFACTS).to_owned(), rng.pick(strings).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        LockEntry {
+            fingerprint: rng.pick(strings).into(),
+            generator: text(rng),
+            placement: text(rng),
+            backend: text(rng),
+            dependencies: labels(rng)
+                .into_iter()
+                .map(|(k, v)| (k, (!v.is_empty()).then_some(v)))
+                .collect(),
+            generated_at: text(rng),
+            extra: labels(rng),
+            incomplete: rng.below(4) == 0,
+            provenance: [None, Some(Provenance::Set), Some(Provenance::Imported)][rng.below(3)],
+        }
+    }
+
+    fn random_lock(rng: &mut Rng, strings: &[&str]) -> Lock {
+        let mut lock = Lock {
+            path: PathBuf::from(LOCK_FILE),
+            legacy: false,
+            replayed: false,
+            entries: Sorted::new(),
+        };
+        for _ in 0..rng.below(12) {
+            let entry = random_entry(rng, strings);
+            lock.set(rng.pick(SCOPES), rng.pick(ARTIFACTS), entry);
+        }
+        lock
+    }
+
+    /// What the canonical reader makes of `text`, checked against
+    /// serde_json's reading: the same entries, or nothing.
+    fn read_both(text: &str) -> Option<Entries> {
+        let fast = canonical::read(text.as_bytes()).unwrap();
+        match (&fast, parse_json(Path::new(LOCK_FILE), text)) {
+            (Some(fast), Ok((legacy, slow))) => {
+                assert!(!legacy);
+                assert_eq!(*fast, slow, "read differently:\n{text}");
+            }
+            (Some(_), Err(e)) => panic!("read text serde_json refuses ({e}):\n{text}"),
+            (None, _) => {}
+        }
+        fast
+    }
+
+    /// What `save` writes is read without serde_json, to the same entries,
+    /// and saved again to the same bytes; escapes are left to serde_json,
+    /// which reads them as before.
+    #[test]
+    fn saved_text_is_read_back_the_same_and_saved_byte_for_byte() {
+        let mut rng = Rng::new();
+        for round in 0..300 {
+            let odd = round % 3 == 0;
+            let strings: Vec<&str> = PLAIN
+                .iter()
+                .chain(if odd { ODD } else { &[] })
+                .copied()
+                .collect();
+            let lock = random_lock(&mut rng, &strings);
+            let text = lock.text();
+            let escaped = text.contains('\\');
+            let fast = read_both(&text);
+            assert_eq!(fast.is_some(), !escaped, "{text}");
+            let (_dir, loaded) = load(&text);
+            let loaded = loaded.unwrap();
+            assert_eq!(loaded.entries, lock.entries);
+            assert_eq!(loaded.text(), text);
+        }
+    }
+
+    /// Text `save` would not write (lines lost, repeated, swapped, a byte
+    /// more) is read by serde_json alone, or to what serde_json reads.
+    #[test]
+    fn altered_text_is_read_as_serde_json_reads_it_or_left_to_it() {
+        let mut rng = Rng::new();
+        let mut taken = 0;
+        for _ in 0..2000 {
+            let text = random_lock(&mut rng, PLAIN).text();
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let at = rng.below(lines.len());
+            match rng.below(5) {
+                0 => drop(lines.remove(at)),
+                1 => lines.insert(at, lines[at].clone()),
+                2 if at + 1 < lines.len() => lines.swap(at, at + 1),
+                3 => lines[at].push(['\t', ' ', ',', '}', '"'][rng.below(5)]),
+                _ => lines[at] = lines[at].replacen(' ', "", 1),
+            }
+            let altered = lines.join("\n") + "\n";
+            if read_both(&altered).is_some() && altered != text {
+                taken += 1;
+            }
+        }
+        // Swapped items of one map are still a lock `save` could sort.
+        assert!(taken > 0);
+    }
+
+    /// Recording and removing behave as the nested B-tree maps did.
+    #[test]
+    fn get_set_remove_match_nested_maps() {
+        let mut rng = Rng::new();
+        let mut lock = random_lock(&mut rng, PLAIN);
+        let mut model: BTreeMap<String, BTreeMap<String, LockEntry>> =
+            serde_json::from_str::<LockData>(&lock.text())
+                .unwrap()
+                .entries;
+        for _ in 0..3000 {
+            let (scope, artifact) = (rng.pick(SCOPES), rng.pick(ARTIFACTS));
+            if rng.below(3) == 0 {
+                lock.remove(scope, artifact);
+                if let Some(entries) = model.get_mut(scope) {
+                    entries.remove(artifact);
+                    if entries.is_empty() {
+                        model.remove(scope);
+                    }
+                }
+            } else {
+                let entry = random_entry(&mut rng, PLAIN);
+                lock.set(scope, artifact, entry.clone());
+                model
+                    .entry(scope.to_owned())
+                    .or_default()
+                    .insert(artifact.to_owned(), entry);
+            }
+            for scope in SCOPES {
+                for artifact in ARTIFACTS {
+                    let expected = model.get(*scope).and_then(|e| e.get(*artifact));
+                    assert_eq!(lock.get(scope, artifact), expected);
+                }
+            }
+        }
+        let expected = serde_json::to_string_pretty(&serde_json::json!({
+            "version": VERSION,
+            "entries": model,
+        }))
+        .unwrap();
+        assert_eq!(lock.text(), expected + "\n");
+    }
+
+    /// Keys out of order (a script's lock) are read, sorted; a key twice
+    /// is serde_json's, which keeps the last, as before.
+    #[test]
+    fn unsorted_and_repeated_keys_read_as_before() {
+        let entry = |f: &str| format!("{{\n        \"fingerprint\": \"{f}\"\n      }}");
+        let text = format!(
+            "{{\n  \"version\": 2,\n  \"entries\": {{\n    \"nixos/m2\": {{\n      \"b\": {},\n      \"a\": {}\n    }},\n    \"nixos/m10\": {{\n      \"a\": {}\n    }}\n  }}\n}}\n",
+            entry("sha256:1"),
+            entry("sha256:2"),
+            entry("sha256:3")
+        );
+        assert!(read_both(&text).is_some());
+        let (_dir, lock) = load(&text);
+        let lock = lock.unwrap();
+        assert_eq!(&*lock.get("nixos/m2", "a").unwrap().fingerprint, "sha256:2");
+        assert_eq!(
+            &*lock.get("nixos/m10", "a").unwrap().fingerprint,
+            "sha256:3"
+        );
+
+        let twice = text.replace("\"b\":", "\"a\":");
+        assert!(read_both(&twice).is_none());
+        let (_dir, lock) = load(&twice);
+        assert_eq!(
+            &*lock.unwrap().get("nixos/m2", "a").unwrap().fingerprint,
+            "sha256:2"
+        );
+        let field_twice = text.replace(
+            "\"fingerprint\": \"sha256:1\"",
+            "\"fingerprint\": \"sha256:1\",\n        \"fingerprint\": \"sha256:1\"",
+        );
+        assert!(read_both(&field_twice).is_none());
+        let message = load(&field_twice).1.unwrap_err().to_string();
+        assert!(
+            message.contains("duplicate field `fingerprint`"),
+            "{message}"
+        );
+    }
+
+    /// Hostile text gets serde_json's reading and errors, as before; a huge
+    /// string is read whole.
+    #[test]
+    fn hostile_text_gets_the_errors_it_got() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let deep = format!(
+            "{{\"version\": 2, \"entries\": {{\"s\": {{\"a\": {{\"fingerprint\": \"f\", \"x\": {deep}}}}}}}}}"
+        );
+        // serde_json skips an unknown field however deep, as it did.
+        let (_dir, lock) = load(&deep);
+        assert_eq!(&*lock.unwrap().get("s", "a").unwrap().fingerprint, "f");
+        let wrong = "{\n  \"version\": 2,\n  \"entries\": {\n    \"s\": {\n      \"a\": {\n        \"fingerprint\": 5\n      }\n    }\n  }\n}\n";
+        let message = load(wrong).1.unwrap_err().to_string();
+        assert!(
+            message.contains("invalid type: integer `5`, expected a string at line 6 column 24"),
+            "{message}"
+        );
+        let (_dir, lock) = load("{\"version\": 2, \"entries\": {\"s\": []}}");
+        assert!(
+            lock.unwrap_err()
+                .to_string()
+                .contains("invalid type: sequence")
+        );
+        let (_dir, lock) = load("{\n  \"version\": 2,\n  \"entries\": {}\n}");
+        assert!(lock.unwrap().entries.is_empty());
+        let (_dir, lock) = load("\u{feff}{\"version\": 2}");
+        assert!(lock.is_err());
+
+        let huge = "f".repeat(3 << 20);
+        let mut lock = random_lock(&mut Rng::new(), PLAIN);
+        lock.set("shared", "huge", entry(&huge));
+        let text = lock.text();
+        let (_dir, loaded) = load(&text);
+        let loaded = loaded.unwrap();
+        assert_eq!(&*loaded.get("shared", "huge").unwrap().fingerprint, huge);
+        assert_eq!(loaded.text(), text);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        std::fs::write(&path, b"{\"version\": 2, \"entries\": {\"\xff\": {}}}").unwrap();
+        // As before: read_to_string's error, not serde_json's.
+        let error = Lock::load(&path).unwrap_err();
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(inner) = source {
+            chain += &format!(": {inner}");
+            source = inner.source();
+        }
+        assert!(matches!(error, LockError::Io(_)), "{chain}");
+        assert!(chain.contains("valid UTF-8"), "{chain}");
+    }
+
+    /// A fleet's lock (the bench fleet's shape: one artifact has the same
+    /// digests on every machine) is read without serde_json, each repeated
+    /// string once, and saved back byte for byte.
+    #[test]
+    fn a_fleet_lock_is_read_sharing_its_strings_and_saved_as_it_was() {
+        let digest = |what: &str, n: usize| format!("sha256:{what}{n:0>60}");
+        let (_dir, lock) = load(r#"{"version": 2}"#);
+        let mut lock = lock.unwrap();
+        for machine in 1..=100 {
+            for artifact in 1..=20 {
+                let mut entry = entry(&digest("f", artifact));
+                entry.generator = Some(digest("g", artifact).into());
+                entry.placement = Some(digest("p", artifact * machine).into());
+                entry.backend = Some("sops-nix".into());
+                lock.set(&format!("nixos/m{machine}"), &format!("a{artifact}"), entry);
+            }
+        }
+        let text = lock.text();
+        assert!(read_both(&text).is_some());
+        let (_dir, loaded) = load(&text);
+        let loaded = loaded.unwrap();
+        assert_eq!(loaded.text(), text);
+        let (one, other) = (
+            loaded.get("nixos/m1", "a7").unwrap(),
+            loaded.get("nixos/m99", "a7").unwrap(),
+        );
+        assert_ne!(one.placement, other.placement);
+        assert!(Arc::ptr_eq(&one.fingerprint, &other.fingerprint));
+        assert!(Arc::ptr_eq(
+            one.generator.as_ref().unwrap(),
+            other.generator.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(
+            one.generated_at.as_ref().unwrap(),
+            other.generated_at.as_ref().unwrap()
+        ));
     }
 }

@@ -176,7 +176,7 @@ impl Engine<'_> {
         }
         let removed_old = self.remove_unit(&source_unit)?;
         if let Some(mut entry) = lock.get(&unit.scope(), unit.name()).cloned() {
-            entry.backend = Some(to.to_owned());
+            entry.backend = Some(to.into());
             lock.set(&unit.scope(), unit.name(), entry);
             lock.save()?;
         }
@@ -237,7 +237,10 @@ impl Engine<'_> {
         // the lock and the store agree (see `Engine::status`).
         let generated_at = match &old {
             Some(old) => old.generated_at.clone(),
-            None => self.stored_stamp(unit)?.and_then(|s| s.generated_at),
+            None => self
+                .stored_stamp(unit)?
+                .and_then(|s| s.generated_at)
+                .map(Into::into),
         };
         // A value put in by hand stays one.
         let mut entry = declared.entry_from(

@@ -11,7 +11,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use artifacts_model::{Artifact, BackendChoice, Context, Model, Target, TargetId};
 use serde::Serialize;
@@ -198,7 +198,7 @@ impl<'m> Unit<'m> {
                     let dependency = plan.unit(id);
                     let generation = lock
                         .get(&dependency.scope(), dependency.name())
-                        .and_then(|e| e.generated_at.clone());
+                        .and_then(|e| e.generated_at.as_deref().map(str::to_owned));
                     (dependency.label(), generation)
                 })
                 .collect(),
@@ -395,8 +395,8 @@ impl<'m> Unit<'m> {
                     let dependency = plan.unit(id);
                     let entry = lock.get(&dependency.scope(), dependency.name()).map(|e| {
                         (
-                            e.fingerprint.clone(),
-                            e.generated_at.clone().unwrap_or_default(),
+                            e.fingerprint.to_string(),
+                            e.generated_at.as_deref().unwrap_or_default().to_owned(),
                         )
                     });
                     (dependency.label(), entry)
@@ -482,7 +482,7 @@ pub enum Comparison {
 
 impl Declared {
     /// The lock entry recording this declaration for something stored by `backend`.
-    pub fn entry(self, backend: &str, generated_at: Option<String>) -> LockEntry {
+    pub fn entry(self, backend: &str, generated_at: Option<Arc<str>>) -> LockEntry {
         self.entry_from(backend, generated_at, None)
     }
 
@@ -491,19 +491,22 @@ impl Declared {
     pub fn entry_from(
         self,
         backend: &str,
-        generated_at: Option<String>,
+        generated_at: Option<Arc<str>>,
         provenance: Option<Provenance>,
     ) -> LockEntry {
         LockEntry {
             fingerprint: match provenance {
-                Some(_) => self.by_hand,
-                None => self.fingerprint,
+                Some(_) => self.by_hand.into(),
+                None => self.fingerprint.into(),
             },
             // A value put in by hand was made by no generator.
-            generator: self.generator.filter(|_| provenance.is_none()),
+            generator: self
+                .generator
+                .filter(|_| provenance.is_none())
+                .map(Into::into),
             provenance,
-            placement: Some(self.placement),
-            backend: Some(backend.to_owned()),
+            placement: Some(self.placement.into()),
+            backend: Some(backend.into()),
             dependencies: self.dependencies,
             generated_at,
             extra: BTreeMap::new(),
@@ -543,9 +546,9 @@ impl DeclaredRef<'_> {
         let placement_changed = entry
             .placement
             .as_ref()
-            .is_some_and(|p| *p != self.placement);
+            .is_some_and(|p| **p != *self.placement);
         if let Some(provenance) = entry.provenance {
-            if entry.fingerprint != self.by_hand {
+            if *entry.fingerprint != *self.by_hand {
                 return Comparison::Changed(format!(
                     "the declared files or targets changed since the value was put in by hand ({})",
                     provenance.as_str()
@@ -553,9 +556,9 @@ impl DeclaredRef<'_> {
             }
             return Comparison::Current { placement_changed };
         }
-        if entry.fingerprint != self.fingerprint {
+        if *entry.fingerprint != *self.fingerprint {
             let what = match &entry.generator {
-                Some(recorded) if Some(recorded.as_str()) != self.generator => {
+                Some(recorded) if Some(&**recorded) != self.generator => {
                     if self.has_inputs {
                         "the generator or one of its inputs changed since generation"
                     } else {
@@ -777,7 +780,7 @@ impl<'m> Plan<'m> {
                 .into_iter()
                 .find(|backend| {
                     unit.fingerprint_v1(self, &original, backend)
-                        .is_ok_and(|f| f == old.fingerprint)
+                        .is_ok_and(|f| *f == *old.fingerprint)
                 })
                 .map(str::to_owned);
             let (Some(backend), Ok(declared)) = (matching, unit.declared(self, lock)) else {
