@@ -103,9 +103,15 @@ impl Drop for Cache {
         let files = self.files.get_mut().unwrap_or_else(PoisonError::into_inner);
         std::mem::forget(std::mem::take(files));
         // So are each target's recipients and transit keys: public keys.
-        let recipients = self.recipients.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let recipients = self
+            .recipients
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         std::mem::forget(std::mem::take(recipients));
-        let transit = self.transit.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let transit = self
+            .transit
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         std::mem::forget(std::mem::take(transit));
     }
 }
