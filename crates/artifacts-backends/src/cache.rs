@@ -122,6 +122,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What `map` holds for `key`, else what `compute` gives, remembered
+/// (computed outside the lock: other threads go on meanwhile; a failure is
+/// not remembered).
+fn remembered<K, Q, V, E>(
+    map: &Mutex<HashMap<K, V>>,
+    key: &Q,
+    compute: impl FnOnce() -> Result<V, E>,
+) -> Result<V, E>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+    V: Clone,
+{
+    if let Some(value) = lock(map).get(key) {
+        return Ok(value.clone());
+    }
+    let value = compute()?;
+    lock(map).insert(key.to_owned(), value.clone());
+    Ok(value)
+}
+
 impl Cache {
     /// The identities for `vars`, loaded by `load` the first time (and
     /// again only if the variables differ).
@@ -225,12 +246,7 @@ impl Cache {
         key: String,
         compute: impl FnOnce() -> Result<Vec<Recipient>, E>,
     ) -> Result<Arc<Vec<Recipient>>, E> {
-        if let Some(recipients) = lock(&self.recipients).get(&key) {
-            return Ok(recipients.clone());
-        }
-        let recipients = Arc::new(compute()?);
-        lock(&self.recipients).insert(key, recipients.clone());
-        Ok(recipients)
+        remembered(&self.recipients, key.as_str(), || compute().map(Arc::new))
     }
 
     /// The transit keys for the store file `file`, computed by `compute`
@@ -240,12 +256,7 @@ impl Cache {
         file: &Path,
         compute: impl FnOnce() -> Result<Vec<TransitKey>, E>,
     ) -> Result<Vec<TransitKey>, E> {
-        if let Some(keys) = lock(&self.transit).get(file) {
-            return Ok(keys.clone());
-        }
-        let keys = compute()?;
-        lock(&self.transit).insert(file.to_owned(), keys.clone());
-        Ok(keys)
+        remembered(&self.transit, file, compute)
     }
 
     /// The `.sops.yaml` of the project at `root`, read by `load` the first
@@ -255,12 +266,7 @@ impl Cache {
         root: &Path,
         load: impl FnOnce() -> Result<Option<SopsConfig>, E>,
     ) -> Result<Option<Arc<SopsConfig>>, E> {
-        if let Some(config) = lock(&self.sops_configs).get(root) {
-            return Ok(config.clone());
-        }
-        let config = load()?.map(Arc::new);
-        lock(&self.sops_configs).insert(root.to_owned(), config.clone());
-        Ok(config)
+        remembered(&self.sops_configs, root, || Ok(load()?.map(Arc::new)))
     }
 
     /// The directory at `path`, opened by `open` unless it is open already
