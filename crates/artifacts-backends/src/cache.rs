@@ -4,10 +4,12 @@
 //! take turns, and which directories were swept for a killed run's
 //! temporary files.
 //!
-//! A `check` of a fleet asks the same backend about every (target,
-//! artifact) pair, and the pairs of one target share its SOPS file: without
-//! these, each pair would read the key files, parse the whole file and
-//! unwrap its data key again, and open the same directories again. One
+//! A run asks the same backend about many (target, artifact) pairs, and
+//! the pairs of one target share its SOPS file: without these, each pair
+//! would read the key files, parse the whole file and unwrap its data key
+//! again, and open the same directories again. (A `check` asks about a
+//! target's artifacts in one call, which reads the file once for all of
+//! them and keeps nothing of it: nothing reads it again.) One
 //! [`Cache`] belongs to one backend instance,
 //! which the binary builds once per run; it is shared by the engine's
 //! worker threads. Nothing in it is ever stale: a parsed file is reused
@@ -17,9 +19,10 @@
 //! data key keeps them), and recipients only for the same configuration.
 //! The project's `.sops.yaml` is read once per run, as the declarations
 //! are. Directories stay open for the run (a few: those holding SOPS files
-//! or agenix targets, and the project root) while their path leads to them:
-//! files in them are looked up again on every call, and a directory is
-//! never remembered as missing. The data keys are zeroed
+//! or agenix targets, and the project root) while their path leads to them
+//! (checked before each write; reads take them as they are): files in them
+//! are looked up again on every call, and a directory is never remembered
+//! as missing. The data keys are zeroed
 //! when dropped.
 
 use std::collections::HashMap;
