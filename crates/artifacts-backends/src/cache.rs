@@ -20,7 +20,8 @@
 //! The project's `.sops.yaml` is read once per run, as the declarations
 //! are. Directories stay open for the run (a few: those holding SOPS files
 //! or agenix targets, and the project root) while their path leads to them
-//! (checked before each write; reads take them as they are): files in them
+//! (checked on each use, except by a check reading a SOPS file, which
+//! takes the directory as it is): files in them
 //! are looked up again on every call, and a directory is never remembered
 //! as missing. The data keys are zeroed
 //! when dropped.
