@@ -70,24 +70,10 @@ fn leftovers(p: &Project) -> Vec<String> {
 /// since bubblewrap cannot set up its namespaces under ptrace (the sandbox
 /// is not what is tested here).
 fn traced(p: &Project, strace_args: &[&OsStr], args: &[&str]) -> Run {
-    let mut command = std::process::Command::new(tool("strace", "strace"));
-    command
-        .args(strace_args)
-        .arg(crate::util::binary())
-        .arg("--no-sandbox")
-        .args(args)
-        .current_dir(&p.root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &p.home)
-        .env("TMPDIR", &p.tmp)
-        .stdin(std::process::Stdio::null());
+    let mut command = p.command_under(tool("strace", "strace"), strace_args);
+    command.arg("--no-sandbox").args(args);
     p.finish(&mut command)
 }
-
-/// The calls that change a store or make it durable.
-const STEPS: &str =
-    "rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,fsync,fdatasync,syncfs";
 
 /// A project whose every artifact was generated with version 1 of the
 /// generators, which are now at version 2 (so every artifact is stale);
@@ -124,12 +110,12 @@ fn traced_generate(p: &Project, extra: &[&str]) -> Run {
 }
 
 /// The steps of a run that touch the store or the lock: `(call, k)` when
-/// some thread's k-th call of that kind of [`STEPS`] names a path of
+/// some thread's k-th call of that kind of [`STEPS`](crate::util::STEPS) names a path of
 /// either (strace counts per thread and call). Killing at the other steps
 /// (the generators' scratch directories) tests nothing more.
 fn store_steps(p: &Project) -> Vec<(String, usize)> {
     let trace = p.home.join("steps.trace");
-    let steps = format!("trace={STEPS}");
+    let steps = format!("trace={}", crate::util::STEPS);
     traced_generate(p, &["-y", "-e", &steps, "-o", trace.to_str().unwrap()]).success();
     let trace = fs::read_to_string(&trace).unwrap();
     let root = p.root.display().to_string();

@@ -2,6 +2,7 @@
 //! order, prompts before any generator, and a run killed half-way losing no
 //! record of what it stored.
 
+use std::ffi::OsStr;
 use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -455,19 +456,17 @@ fn a_sops_nix_file_is_written_once_per_run() {
     p.manifest(&manifest);
     let strace = tool("strace", "strace");
     let trace = p.root.join("renames.trace");
-    let mut command = std::process::Command::new(strace);
-    command
-        .args(["-f", "-qq", "-e", "trace=rename,renameat,renameat2", "-o"])
-        .arg(&trace)
-        .arg(crate::util::binary())
-        // bubblewrap cannot set up its namespaces under ptrace.
-        .args(["--no-sandbox", "-j", "2", "generate"])
-        .current_dir(&p.root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &p.home)
-        .env("TMPDIR", &p.tmp)
-        .stdin(std::process::Stdio::null());
+    let strace_args = [
+        OsStr::new("-f"),
+        OsStr::new("-qq"),
+        OsStr::new("-e"),
+        OsStr::new("trace=rename,renameat,renameat2"),
+        OsStr::new("-o"),
+        trace.as_os_str(),
+    ];
+    let mut command = p.command_under(strace, strace_args);
+    // bubblewrap cannot set up its namespaces under ptrace.
+    command.args(["--no-sandbox", "-j", "2", "generate"]);
     p.finish(&mut command).success();
     let trace = std::fs::read_to_string(&trace).unwrap();
     for file in ["\"m1.sops.yaml\"", "\"m2.sops.yaml\"", "\"artifacts.lock\""] {

@@ -94,27 +94,15 @@ fn leftovers(p: &Project) -> Vec<String> {
 /// `rekey -i OLD` on one worker thread under strace, killed at the
 /// `step`-th call of each of `calls` (strace counts per thread and call).
 fn killed_rekey(p: &Project, old: &Key, calls: &str, step: usize) -> Run {
-    let mut command = std::process::Command::new(tool("strace", "strace"));
+    let trace = format!("trace={calls}");
+    let inject = format!("inject={calls}:signal=KILL:when={step}");
+    let strace_args = ["-f", "-qq", "-o", "/dev/null", "-e", &trace, "-e", &inject];
+    let mut command = p.command_under(tool("strace", "strace"), strace_args);
     command
-        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
-        .arg(format!("trace={calls}"))
-        .arg("-e")
-        .arg(format!("inject={calls}:signal=KILL:when={step}"))
-        .arg(crate::util::binary())
         .args([OsStr::new("rekey"), OsStr::new("--jobs"), OsStr::new("1")])
-        .args([OsStr::new("-i"), old.path.as_os_str()])
-        .current_dir(&p.root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &p.home)
-        .env("TMPDIR", &p.tmp)
-        .stdin(std::process::Stdio::null());
+        .args([OsStr::new("-i"), old.path.as_os_str()]);
     p.finish(&mut command)
 }
-
-/// The calls that change a store or make it durable.
-const STEPS: &str =
-    "rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,fsync,fdatasync,syncfs";
 
 #[test]
 fn killed_rekeys_leave_each_artifact_old_or_new_and_the_next_run_cleans_up() {
@@ -141,7 +129,7 @@ fn killed_rekeys_leave_each_artifact_old_or_new_and_the_next_run_cleans_up() {
     // Killed at every step in turn, each time from the store as generated:
     // at the k-th call of one kind (counted per thread, so one worker thread).
     let mut partly = 0;
-    for call in STEPS.split(',') {
+    for call in crate::util::STEPS.split(',') {
         for step in 1.. {
             assert!(step < 100, "a run was still being killed at {call} {step}");
             reset(&p, &pristine);
@@ -211,18 +199,16 @@ fn rekey_syncs_once_per_round_and_directory_not_once_per_file() {
     };
     let before = dirs(&p);
     let trace = p.home.join("trace");
-    let mut command = std::process::Command::new(tool("strace", "strace"));
-    command
-        .args(["-f", "-qq", "-e", "trace=fsync,fdatasync,syncfs,sync", "-o"])
-        .arg(&trace)
-        .arg(crate::util::binary())
-        .args([OsStr::new("rekey"), OsStr::new("-i"), old.path.as_os_str()])
-        .current_dir(&p.root)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &p.home)
-        .env("TMPDIR", &p.tmp)
-        .stdin(std::process::Stdio::null());
+    let strace_args = [
+        OsStr::new("-f"),
+        OsStr::new("-qq"),
+        OsStr::new("-e"),
+        OsStr::new("trace=fsync,fdatasync,syncfs,sync"),
+        OsStr::new("-o"),
+        trace.as_os_str(),
+    ];
+    let mut command = p.command_under(tool("strace", "strace"), strace_args);
+    command.args([OsStr::new("rekey"), OsStr::new("-i"), old.path.as_os_str()]);
     p.finish(&mut command)
         .success()
         .stderr_has("re-encrypted 10 artifact(s)");

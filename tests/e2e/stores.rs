@@ -463,22 +463,13 @@ for f in a b c p q; do echo "$t" > "$out/$f"; done"#,
     // traced process has, so each step is inspected at rest. This reaches
     // each step of `artifacts` itself and the later steps of its backend.
     let whole = kill_loop(&p, &key.path, |step| {
-        let mut command = std::process::Command::new(&strace);
-        command
-            .args(["-f", "-qq", "-o", "/dev/null", "-e"])
-            .arg(format!("trace={STEPS}"))
-            .arg("-e")
-            .arg(format!("inject={STEPS}:signal=KILL:when={step}"))
-            .arg(crate::util::binary())
-            // Unsandboxed: bubblewrap cannot set up its namespaces under
-            // ptrace, and the sandbox is not what is tested here.
-            .args(["--no-sandbox", "regenerate", "multi", "--yes"])
-            .current_dir(&p.root)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &p.home)
-            .env("TMPDIR", &p.tmp)
-            .stdin(std::process::Stdio::null());
+        let trace = format!("trace={STEPS}");
+        let inject = format!("inject={STEPS}:signal=KILL:when={step}");
+        let strace_args = ["-f", "-qq", "-o", "/dev/null", "-e", &trace, "-e", &inject];
+        let mut command = p.command_under(&strace, strace_args);
+        // Unsandboxed: bubblewrap cannot set up its namespaces under
+        // ptrace, and the sandbox is not what is tested here.
+        command.args(["--no-sandbox", "regenerate", "multi", "--yes"]);
         command
     });
     assert!(

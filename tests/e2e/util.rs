@@ -15,6 +15,11 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_artifacts-under-test"))
 }
 
+/// The calls that change a store or make it durable (what the kill tests
+/// under strace stop at).
+pub const STEPS: &str =
+    "rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,fsync,fdatasync,syncfs";
+
 /// A project directory for one test.
 pub struct Project {
     /// The project root: manifest, backend.toml, store, lock.
@@ -126,8 +131,26 @@ files.pw = {}
         S: AsRef<OsStr>,
     {
         let mut command = Command::new(binary());
+        command.args(args);
+        self.scrubbed(command)
+    }
+
+    /// A command running the binary under `program` (strace, with its
+    /// options `program_args`), with the environment of [`Project::command`];
+    /// the binary's own arguments follow.
+    pub fn command_under<I, S>(&self, program: impl AsRef<OsStr>, program_args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(program);
+        command.args(program_args).arg(binary());
+        self.scrubbed(command)
+    }
+
+    /// `command` in the project root with a scrubbed environment.
+    fn scrubbed(&self, mut command: Command) -> Command {
         command
-            .args(args)
             .current_dir(&self.root)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
